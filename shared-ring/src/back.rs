@@ -1,0 +1,166 @@
+//! [`BackRing`]: the back end's half (consumes requests, produces responses).
+
+use core::marker::PhantomData;
+
+use crate::entry::{EntryBytes, RingEntry, RingProtocol};
+use crate::error::{LayoutError, PeerError, PushError, SharedIndex};
+use crate::layout::{REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout};
+use crate::notify::Notify;
+use crate::shared_memory::SharedMemory;
+
+/// The back end of a ring (blkback, netback, ...), facing a possibly hostile front end.
+///
+/// Every request is copied out of its slot exactly once before anything looks at it; a
+/// `req_prod` that claims more than `size` unanswered requests or moves backwards breaks the
+/// ring with a [`PeerError`] instead of looping or panicking.
+pub struct BackRing<P: RingProtocol, M: SharedMemory> {
+    memory: M,
+    layout: RingLayout,
+    /// Next request index to consume.
+    req_cons: u32,
+    /// Last validated value of the shared `req_prod`.
+    req_prod_seen: u32,
+    /// Next response index to fill (`rsp_prod_pvt`).
+    rsp_prod_pvt: u32,
+    /// Last value stored to the shared `rsp_prod`.
+    rsp_prod_published: u32,
+    /// Value this side last stored to `req_event` (and fenced).
+    req_event_armed: Option<u32>,
+    broken: Option<PeerError>,
+    _protocol: PhantomData<fn() -> P>,
+}
+
+impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
+    /// Attach to a ring the front end initialised (`BACK_RING_INIT`).
+    pub fn attach(memory: M) -> Result<Self, LayoutError> {
+        Self::attach_at(memory, 0)
+    }
+
+    /// Attach with every index at `start` (`BACK_RING_ATTACH`, for reconnecting).
+    pub fn attach_at(memory: M, start: u32) -> Result<Self, LayoutError> {
+        let layout = RingLayout::for_memory(&memory, P::SLOT_SIZE)?;
+        Ok(Self {
+            memory,
+            layout,
+            req_cons: start,
+            req_prod_seen: start,
+            rsp_prod_pvt: start,
+            rsp_prod_published: start,
+            req_event_armed: None,
+            broken: None,
+            _protocol: PhantomData,
+        })
+    }
+
+    /// The ring geometry.
+    pub fn layout(&self) -> RingLayout {
+        self.layout
+    }
+
+    /// The shared memory.
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+
+    /// Requests consumed but not yet answered.
+    pub fn unanswered(&self) -> u32 {
+        self.req_cons.wrapping_sub(self.rsp_prod_pvt)
+    }
+
+    /// The error the front end caused, if any.
+    pub fn broken(&self) -> Option<PeerError> {
+        self.broken
+    }
+
+    /// Take the next request, if the front end has published one: a private copy, decoded from
+    /// that copy. Validate it with the wire type's `validate` before acting on it.
+    pub fn poll_request(&mut self) -> Result<Option<P::Request>, PeerError> {
+        if !self.has_unconsumed_requests()? {
+            return Ok(None);
+        }
+        let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
+        self.memory.read(self.layout.slot_offset(self.req_cons), bytes.as_mut());
+        self.req_cons = self.req_cons.wrapping_add(1);
+        Ok(Some(P::Request::from_bytes(&bytes)))
+    }
+
+    /// Whether a request is waiting (re-reading `req_prod` only when everything seen so far has
+    /// been consumed).
+    pub fn has_unconsumed_requests(&mut self) -> Result<bool, PeerError> {
+        if let Some(error) = self.broken {
+            return Err(error);
+        }
+        if self.req_cons == self.req_prod_seen {
+            self.refresh_req_prod()?;
+        }
+        Ok(self.req_cons != self.req_prod_seen)
+    }
+
+    /// Write the response to the oldest unanswered request into its slot. Not visible to the
+    /// front end until [`publish_responses`](Self::publish_responses).
+    pub fn push_response(&mut self, response: &P::Response) -> Result<(), PushError> {
+        if self.unanswered() == 0 {
+            return Err(PushError::NoRequestToAnswer);
+        }
+        let bytes = response.to_bytes();
+        self.memory.write(self.layout.slot_offset(self.rsp_prod_pvt), bytes.as_ref());
+        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Make every pushed response visible (`RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`) and say
+    /// whether the front end asked to be notified.
+    pub fn publish_responses(&mut self) -> Notify {
+        let old = self.rsp_prod_published;
+        let new = self.rsp_prod_pvt;
+        if old == new {
+            return Notify::NotNeeded;
+        }
+        self.memory.store_fenced(RSP_PROD, new);
+        self.rsp_prod_published = new;
+        Notify::decide(old, new, self.memory.load_acquire(RSP_EVENT))
+    }
+
+    /// `RING_FINAL_CHECK_FOR_REQUESTS`: call before sleeping. If nothing is waiting, ask the
+    /// front end to notify on the next request (`req_event = req_cons + 1`, then a full barrier)
+    /// and look again. `Ok(false)` means it is safe to sleep until the event channel fires.
+    pub fn final_check_for_requests(&mut self) -> Result<bool, PeerError> {
+        if self.has_unconsumed_requests()? {
+            return Ok(true);
+        }
+        let threshold = self.req_cons.wrapping_add(1);
+        if self.req_event_armed != Some(threshold) {
+            // An earlier identical store was already followed by a full barrier.
+            self.memory.store_fenced(REQ_EVENT, threshold);
+            self.req_event_armed = Some(threshold);
+        }
+        self.refresh_req_prod()?;
+        Ok(self.req_cons != self.req_prod_seen)
+    }
+
+    fn refresh_req_prod(&mut self) -> Result<(), PeerError> {
+        let now = self.memory.load_acquire(REQ_PROD);
+        if (now.wrapping_sub(self.req_prod_seen) as i32) < 0 {
+            return Err(self.fail(PeerError::ProducerWentBackwards {
+                index: SharedIndex::RequestProducer,
+                previous: self.req_prod_seen,
+                now,
+            }));
+        }
+        // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
+        if now.wrapping_sub(self.rsp_prod_pvt) > self.layout.slots() {
+            return Err(self.fail(PeerError::TooManyRequests {
+                req_prod: now,
+                rsp_prod: self.rsp_prod_pvt,
+                slots: self.layout.slots(),
+            }));
+        }
+        self.req_prod_seen = now;
+        Ok(())
+    }
+
+    fn fail(&mut self, error: PeerError) -> PeerError {
+        self.broken = Some(error);
+        error
+    }
+}
