@@ -1,0 +1,127 @@
+//! QEMU scenarios: each boots a topology from `topologies/` and judges it by QEMU's exit code
+//! AND the serial console (line shapes: see the contract in docs / hv-core's console). Domain
+//! names are read from the topology files, so renaming a domain there does not break a test.
+//! On failure every test prints the whole serial log and QEMU's stderr.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use hv_tests::{Boot, Machine, Outcome, Scenario};
+
+fn greet_booted_via(boot: Boot, machine: Machine, entry: &str) -> Outcome {
+    let o = Scenario::new("greet").boot(boot).machine(machine).run();
+    o.expect_exit(hv_tests::EXIT_ALL_EXPECTED);
+    o.expect_line(&format!("[hv] hv-core * booted via {entry}"));
+    o.expect_clean_finish();
+    o.expect_hellos_finished();
+    o
+}
+
+#[test]
+fn boots_through_grub_iso_on_q35() {
+    greet_booted_via(Boot::Iso, Machine::Q35, "multiboot2");
+}
+
+#[test]
+fn boots_through_kernel_option_on_q35() {
+    greet_booted_via(Boot::Direct, Machine::Q35, "pvh");
+}
+
+#[test]
+fn boots_through_kernel_option_on_pc() {
+    greet_booted_via(Boot::Direct, Machine::Pc, "pvh");
+}
+
+#[test]
+fn three_domains_greet_with_every_line_attributed() {
+    let o = Scenario::new("greet").run();
+    o.expect_clean_finish();
+    o.expect_every_line_attributed();
+    let hellos = o.domains_running("hello");
+    if hellos.len() < 3 {
+        o.fail(&format!("the greet topology should run three hello domains, it runs {hellos:?}"));
+    }
+    // Distinct ids, each created by the hypervisor under the same name Dom0 reports.
+    let mut ids = HashSet::new();
+    for name in &hellos {
+        let id = o.domain_id(name);
+        if !ids.insert(id) {
+            o.fail(&format!("domain id {id} was given twice"));
+        }
+        o.expect_line(&format!("[hv] domain {id} ({name}) created*"));
+    }
+    o.expect_hellos_finished();
+}
+
+#[test]
+fn crashing_domain_and_intruder_are_destroyed_while_others_finish() {
+    let o = Scenario::new("faults").run();
+    o.expect_clean_finish();
+    for name in o.domains_running("crasher") {
+        let id = o.domain_id(&name);
+        o.expect_in_order(&[
+            &format!("[hv] domain {id} ({name}) crashed: *rip=0x*"),
+            &format!("[dom0] {name} ended: * (expected)"),
+        ]);
+        o.expect_no_line(&format!("[{name}] goodbye"));
+    }
+    for name in o.domains_running("intruder") {
+        let id = o.domain_id(&name);
+        o.expect_in_order(&[
+            &format!("[{name}] bad pointer hypercall refused: EFAULT"),
+            &format!("[hv] domain {id} ({name}) crashed: *"),
+            &format!("[dom0] {name} ended: * (expected)"),
+        ]);
+    }
+    o.expect_hellos_finished();
+    o.expect_no_line("[hv] domain * (dom0) crashed:*");
+}
+
+#[test]
+fn spinner_does_not_starve_the_others() {
+    let o = Scenario::new("spin").run();
+    o.expect_clean_finish();
+    o.expect_hellos_finished();
+    for name in o.domains_running("spinner") {
+        o.expect_line(&format!("[dom0] {name} ended: * (expected)"));
+    }
+}
+
+#[test]
+fn domu_domctl_is_refused() {
+    let o = Scenario::new("domctl").run();
+    o.expect_clean_finish();
+    for name in o.domains_running("domctl-probe") {
+        o.expect_line(&format!("[{name}] domctl create refused: EPERM"));
+        o.expect_line(&format!("[{name}] domctl list refused: EPERM"));
+        o.expect_line(&format!("[dom0] {name} ended: * (expected)"));
+    }
+    // The probe created nothing: every domain the hypervisor created is one the topology lists.
+    let known: Vec<&str> = o.topology.topology.domains.iter().map(|d| d.name.as_str()).collect();
+    for l in o.lines().iter().filter(|l| hv_tests::glob("[hv] domain * (*) created*", l)) {
+        let name = l.split_once('(').and_then(|(_, r)| r.split_once(')')).map(|(n, _)| n).unwrap_or("");
+        if !known.contains(&name) {
+            o.fail(&format!("the hypervisor created a domain the topology does not list: {l:?}"));
+        }
+    }
+    o.expect_hellos_finished();
+}
+
+#[test]
+fn default_topology_comes_up_and_stays_running() {
+    let hellos =
+        hv_tests::topology("default").domains_with_image("hello").iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    // on_finish = "stay": stop once Dom0 saw every hello end; QEMU must still be running then.
+    let pending = RefCell::new(hellos.iter().map(|n| format!("[dom0] {n} ended: ")).collect::<Vec<_>>());
+    let o = Scenario::new("default")
+        .stop_when(move |l| {
+            let mut p = pending.borrow_mut();
+            p.retain(|prefix| !l.starts_with(prefix.as_str()));
+            p.is_empty()
+        })
+        .run();
+    o.expect_stopped();
+    o.expect_line("[dom0] all domains running");
+    o.expect_hellos_finished();
+    o.expect_no_line("[hv] power off requested*");
+}

@@ -1,0 +1,128 @@
+//! The Debian packages the host tooling needs. Missing ones are installed with `apt-get` when we
+//! run as root on Debian; otherwise we stop with the exact `sudo apt-get install` to run.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use anyhow::{Result, bail};
+
+/// How to tell that a package is installed.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// An executable on `PATH`.
+    Command(&'static str),
+    /// A file that the package ships.
+    File(&'static str),
+    /// Some file in a directory whose name starts with the prefix.
+    FileWithPrefix(&'static str, &'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Package {
+    pub name: &'static str,
+    pub probe: Probe,
+    pub why: &'static str,
+}
+
+pub const QEMU: Package =
+    Package { name: "qemu-system-x86", probe: Probe::Command("qemu-system-x86_64"), why: "boots the hypervisor" };
+pub const GRUB_COMMON: Package =
+    Package { name: "grub-common", probe: Probe::Command("grub-mkrescue"), why: "grub-mkrescue builds the ISO" };
+pub const GRUB_PC_BIN: Package = Package {
+    name: "grub-pc-bin",
+    probe: Probe::File("/usr/lib/grub/i386-pc/moddep.lst"),
+    why: "the BIOS GRUB modules for the ISO",
+};
+pub const XORRISO: Package =
+    Package { name: "xorriso", probe: Probe::Command("xorriso"), why: "grub-mkrescue writes the ISO with it" };
+pub const MTOOLS: Package =
+    Package { name: "mtools", probe: Probe::Command("mformat"), why: "grub-mkrescue's EFI image tools" };
+pub const LIBXEN_DEV: Package = Package {
+    name: "libxen-dev",
+    probe: Probe::File("/usr/include/xen/io/ring.h"),
+    why: "Xen's public headers, to check ring layouts byte for byte",
+};
+pub const LINUX_IMAGE: Package = Package {
+    name: "linux-image-amd64",
+    probe: Probe::FileWithPrefix("/boot", "vmlinuz-"),
+    why: "the Linux reference guest of the benchmark",
+};
+pub const GCC: Package = Package { name: "gcc", probe: Probe::Command("gcc"), why: "builds the Linux reference init" };
+pub const LIBC_DEV: Package = Package {
+    name: "libc6-dev",
+    probe: Probe::File("/usr/lib/x86_64-linux-gnu/libc.a"),
+    why: "static linking of the Linux reference init",
+};
+
+/// Everything the ISO needs.
+pub const ISO_TOOLS: &[Package] = &[GRUB_COMMON, GRUB_PC_BIN, XORRISO, MTOOLS];
+
+pub fn is_installed(p: &Package) -> bool {
+    match p.probe {
+        Probe::Command(c) => find_in_path(c).is_some(),
+        Probe::File(f) => Path::new(f).exists(),
+        Probe::FileWithPrefix(dir, prefix) => std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(prefix)))
+            .unwrap_or(false),
+    }
+}
+
+pub fn find_in_path(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(cmd)).find(|p| p.is_file())
+}
+
+/// True when the effective user is root (read from /proc, no libc needed).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn is_debian() -> bool {
+    Path::new("/etc/debian_version").exists() && find_in_path("apt-get").is_some()
+}
+
+static APT: Mutex<bool> = Mutex::new(false); // serialises apt; true once `apt-get update` ran
+
+/// Makes sure every package is installed (installing missing ones as root on Debian).
+pub fn ensure(packages: &[Package]) -> Result<()> {
+    let missing: Vec<&Package> = packages.iter().filter(|p| !is_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
+    let reasons: Vec<String> = missing.iter().map(|p| format!("{} ({})", p.name, p.why)).collect();
+    if !(is_root() && is_debian()) {
+        bail!("missing system packages: {}\n  fix: sudo apt-get install -y {}", reasons.join(", "), names.join(" "));
+    }
+    let mut updated = APT.lock().unwrap_or_else(|e| e.into_inner());
+    // Another thread may have installed them while we waited for the lock.
+    let missing: Vec<&str> = missing.iter().filter(|p| !is_installed(p)).map(|p| p.name).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !*updated {
+        crate::step("apt-get update");
+        apt(&["update"])?;
+        *updated = true;
+    }
+    crate::step(format!("apt-get install -y {}", missing.join(" ")));
+    // With recommends: qemu-system-x86 recommends ipxe-qemu, whose option ROMs virtio NICs need.
+    let mut args = vec!["install", "-y"];
+    args.extend(&missing);
+    apt(&args)?;
+    if let Some(p) = packages.iter().find(|p| !is_installed(p)) {
+        bail!("apt-get installed {} but {:?} is still missing; check the apt output above", p.name, p.probe);
+    }
+    Ok(())
+}
+
+fn apt(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! QEMU command lines, the accelerator choice, and a captured run with a deadline.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::packages;
+
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// Exit status of QEMU when Dom0 powered off with code 0 (every domain ended as expected).
+pub const EXIT_ALL_EXPECTED: i32 = 33;
+/// Exit status when some domain ended unexpectedly (Dom0 code 1).
+pub const EXIT_SOME_UNEXPECTED: i32 = 35;
+/// Exit status after a hypervisor panic (isa-debug-exit value 0x7f).
+pub const EXIT_PANIC: i32 = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    /// KVM only when it is hardware-backed (kvm_intel or kvm_amd loaded) and /dev/kvm opens;
+    /// on our machines /dev/kvm is kvm_pvm, a software backend in which ring-0 code crawls.
+    pub fn detect() -> (Self, &'static str) {
+        let hw = Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists();
+        let opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+        match (hw, opens) {
+            (true, true) => (Self::Kvm, "hardware KVM (kvm_intel/kvm_amd) is available"),
+            (true, false) => (Self::Tcg, "kvm_intel/kvm_amd is loaded but /dev/kvm does not open: using TCG"),
+            (false, _) if Path::new("/sys/module/kvm_pvm").exists() => {
+                (Self::Tcg, "/dev/kvm is kvm_pvm (software, ring-0 code crawls): using TCG")
+            }
+            (false, _) => (Self::Tcg, "no hardware KVM: using TCG"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcg => "tcg",
+            Self::Kvm => "kvm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "tcg" => Ok(Self::Tcg),
+            "kvm" => Ok(Self::Kvm),
+            _ => bail!("unknown accelerator {s:?}: use tcg or kvm"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    Q35,
+    Pc,
+}
+
+impl Machine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q35 => "q35",
+            Self::Pc => "pc",
+        }
+    }
+}
+
+/// What QEMU boots.
+#[derive(Debug, Clone)]
+pub enum Media {
+    /// `-kernel` (PVH entry) with one `-initrd`, and an optional `-append`.
+    Direct { kernel: PathBuf, initrd: PathBuf, append: Option<String> },
+    /// `-cdrom` (SeaBIOS → GRUB → multiboot2).
+    Iso(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub machine: Machine,
+    pub accel: Accel,
+    pub media: Media,
+    /// `-s -S`: gdb stub on :1234, CPU stopped until gdb continues.
+    pub gdb: bool,
+    pub memory: String,
+}
+
+impl Spec {
+    pub fn new(media: Media) -> Self {
+        Self { machine: Machine::Q35, accel: Accel::Tcg, media, gdb: false, memory: "256M".into() }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec!["-machine".into(), self.machine.name().into()];
+        match self.accel {
+            Accel::Tcg => a.extend(["-accel", "tcg", "-cpu", "max"].map(String::from)),
+            // Plain `host` aborts on MSR 0x10a under kvm_pvm; harmless elsewhere.
+            Accel::Kvm => a.extend(["-accel", "kvm", "-cpu", "host,-arch-capabilities"].map(String::from)),
+        }
+        a.extend(
+            ["-m", &self.memory, "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]
+                .map(String::from),
+        );
+        match &self.media {
+            Media::Direct { kernel, initrd, append } => {
+                a.extend([
+                    "-kernel".into(),
+                    kernel.display().to_string(),
+                    "-initrd".into(),
+                    initrd.display().to_string(),
+                ]);
+                if let Some(append) = append {
+                    a.extend(["-append".into(), append.clone()]);
+                }
+            }
+            Media::Iso(iso) => a.extend(["-cdrom".into(), iso.display().to_string()]),
+        }
+        a.extend(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"].map(String::from));
+        if self.gdb {
+            a.extend(["-s", "-S"].map(String::from));
+        }
+        a
+    }
+
+    /// The command line, shell-quoted where needed, for messages.
+    pub fn display(&self) -> String {
+        std::iter::once(QEMU_BINARY.to_string())
+            .chain(self.args().into_iter().map(|s| if s.contains(' ') { format!("'{s}'") } else { s }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Checks that QEMU is installed (installing it as root) and that the files exist.
+    pub fn preflight(&self) -> Result<()> {
+        packages::ensure(&[packages::QEMU])?;
+        let files: Vec<&PathBuf> = match &self.media {
+            Media::Direct { kernel, initrd, .. } => vec![kernel, initrd],
+            Media::Iso(iso) => vec![iso],
+        };
+        for f in files {
+            if !f.is_file() {
+                bail!("{} does not exist (build it first: cargo xtask build)", f.display());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(QEMU_BINARY);
+        c.args(self.args());
+        c
+    }
+}
+
+/// One captured QEMU run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// QEMU's exit status; `None` when we killed it (timeout or stop condition) or a signal did.
+    pub exit_code: Option<i32>,
+    /// Serial lines without their line ending (`\r\n` or `\n`), lossily decoded as UTF-8.
+    pub lines: Vec<String>,
+    /// For each line, when it arrived, measured from the QEMU spawn.
+    pub line_times: Vec<Duration>,
+    /// Everything QEMU wrote to stderr (its own messages).
+    pub stderr: String,
+    /// The deadline passed and QEMU was killed.
+    pub timed_out: bool,
+    /// The stop condition matched and QEMU was killed.
+    pub stopped: bool,
+    /// From spawn to exit (or kill).
+    pub elapsed: Duration,
+    /// The command line, for failure messages.
+    pub command: String,
+}
+
+impl Run {
+    /// When the first line satisfying `f` arrived.
+    pub fn time_of(&self, f: impl Fn(&str) -> bool) -> Option<Duration> {
+        self.lines.iter().position(|l| f(l)).map(|i| self.line_times[i])
+    }
+
+    /// One line saying how the run ended.
+    pub fn outcome(&self) -> String {
+        if self.timed_out {
+            format!("timed out after {:.1} s and was killed", self.elapsed.as_secs_f64())
+        } else if self.stopped {
+            format!("stopped by the harness after {:.1} s", self.elapsed.as_secs_f64())
+        } else {
+            format!("{} after {:.1} s", describe_exit(self.exit_code), self.elapsed.as_secs_f64())
+        }
+    }
+}
+
+/// What a QEMU exit status means for hv-core.
+pub fn describe_exit(code: Option<i32>) -> String {
+    match code {
+        None => "QEMU was killed by a signal".into(),
+        Some(0) => "exit status 0: triple fault (QEMU runs with -no-reboot) — a failure".into(),
+        Some(1) => "exit status 1: QEMU setup error (see its stderr)".into(),
+        Some(EXIT_ALL_EXPECTED) => "exit status 33: dom0 powered off, every domain ended as expected".into(),
+        Some(EXIT_SOME_UNEXPECTED) => "exit status 35: dom0 powered off, some domain ended unexpectedly".into(),
+        Some(EXIT_PANIC) => "exit status 255: hypervisor panic".into(),
+        Some(c) if c & 1 == 1 => format!("exit status {c}: guest wrote {:#x} to isa-debug-exit", (c - 1) / 2),
+        Some(c) => format!("exit status {c}"),
+    }
+}
+
+/// Boots `spec` with stdin from /dev/null, collects serial lines until QEMU exits, the deadline
+/// passes (QEMU is killed, `timed_out`) or `stop` matches a line (QEMU is killed, `stopped`).
+/// QEMU is always waited for.
+pub fn run_captured(spec: &Spec, timeout: Duration, stop: Option<&dyn Fn(&str) -> bool>) -> Result<Run> {
+    spec.preflight()?;
+    let command = spec.display();
+    let start = Instant::now();
+    let mut child = spec
+        .command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {QEMU_BINARY} (package qemu-system-x86)"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr_pipe = child.stderr.take().expect("piped");
+    let (tx, rx) = mpsc::channel::<(String, Duration)>();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        buf.pop();
+                    }
+                    if tx.send((String::from_utf8_lossy(&buf).into_owned(), start.elapsed())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr_pipe.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+
+    let deadline = start + timeout;
+    let (mut lines, mut line_times) = (Vec::new(), Vec::new());
+    let (mut timed_out, mut stopped) = (false, false);
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok((line, t)) => {
+                let hit = stop.is_some_and(|f| f(&line));
+                lines.push(line);
+                line_times.push(t);
+                if hit {
+                    stopped = true;
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+            Err(RecvTimeoutError::Disconnected) => break, // stdout closed: QEMU exited
+        }
+    }
+    if timed_out || stopped {
+        let _ = child.kill();
+    }
+    let status = child.wait().context("waiting for QEMU")?;
+    let elapsed = start.elapsed();
+    if !stopped {
+        // Lines still in the pipe: QEMU is gone, so the reader reaches end of file and hangs up.
+        for (line, t) in rx.iter() {
+            lines.push(line);
+            line_times.push(t);
+        }
+    }
+    drop(rx);
+    let _ = reader.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    let exit_code = if timed_out || stopped { None } else { status.code() };
+    Ok(Run { exit_code, lines, line_times, stderr, timed_out, stopped, elapsed, command })
+}

@@ -1,0 +1,314 @@
+//! Topology files (`topologies/<name>.toml`) and their conversion to [`hv_bundle::Topology`].
+//!
+//! ```toml
+//! name = "default"          # optional, defaults to the file stem
+//! on_finish = "stay"        # "stay" (default) | "shutdown"
+//! [[domain]]
+//! name = "dom0"
+//! image = "dom0"
+//! memory_mib = 4
+//! kind = "dom0"             # "dom0" | "domu" (default) | "driver"
+//! expect = "exit"           # "exit" (default) | "crash" | "forever"
+//! args = "..."              # optional, default ""
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use hv_bundle::{DomainConfig, DomainKind, Expect, OnFinish, Topology};
+use serde::Deserialize;
+
+use crate::paths::show;
+
+/// The topology `cargo xtask run` and friends use when none is named.
+pub const DEFAULT: &str = "default";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTopology {
+    name: Option<String>,
+    #[serde(default)]
+    on_finish: FileOnFinish,
+    #[serde(default, rename = "domain")]
+    domains: Vec<FileDomain>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum FileOnFinish {
+    #[default]
+    Stay,
+    Shutdown,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDomain {
+    name: String,
+    image: String,
+    memory_mib: u32,
+    #[serde(default)]
+    kind: FileKind,
+    #[serde(default)]
+    expect: FileExpect,
+    #[serde(default)]
+    args: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum FileKind {
+    Dom0,
+    #[default]
+    Domu,
+    Driver,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum FileExpect {
+    #[default]
+    Exit,
+    Crash,
+    Forever,
+}
+
+/// A topology read from a file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub topology: Topology,
+}
+
+impl Loaded {
+    pub fn name(&self) -> &str {
+        &self.topology.name
+    }
+
+    /// The distinct image names the topology references, in first-use order.
+    pub fn images(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for d in &self.topology.domains {
+            if !out.contains(&d.image) {
+                out.push(d.image.clone());
+            }
+        }
+        out
+    }
+
+    /// Domains (other than Dom0) that run the given image.
+    pub fn domains_with_image(&self, image: &str) -> Vec<&DomainConfig> {
+        self.topology.domains.iter().filter(|d| d.image == image && d.kind != DomainKind::Dom0).collect()
+    }
+}
+
+/// Names of the topologies in `<root>/topologies/`, sorted.
+pub fn available(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("topologies"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Resolves a command-line argument: a path (contains `/` or ends in `.toml`) or a bare name
+/// looked up as `topologies/<name>.toml`; `None` means [`DEFAULT`].
+pub fn resolve(root: &Path, arg: Option<&str>) -> Result<PathBuf> {
+    let arg = arg.unwrap_or(DEFAULT);
+    let is_path = arg.contains('/') || arg.ends_with(".toml");
+    let path = if is_path { PathBuf::from(arg) } else { root.join("topologies").join(format!("{arg}.toml")) };
+    if path.is_file() {
+        return Ok(path);
+    }
+    let known = available(root);
+    let known = if known.is_empty() {
+        format!("there are no topologies in {}/ yet", root.join("topologies").display())
+    } else {
+        format!("known topologies: {}", known.join(", "))
+    };
+    if is_path {
+        bail!("topology file {} does not exist; pass an existing .toml file or a bare name ({known})", path.display());
+    }
+    bail!("no topology named {arg:?} ({} does not exist); {known}", show(&path, root));
+}
+
+/// Resolves and parses a topology (see [`resolve`]).
+pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
+    let path = resolve(root, arg)?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading topology {}", path.display()))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(DEFAULT).to_owned();
+    let topology = parse(&show(&path, root), &text, &stem)?;
+    Ok(Loaded { path, topology })
+}
+
+/// Parses the text of a topology file; `file` names it in errors, `stem` is the default name.
+pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
+    let raw: FileTopology = toml::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{file}: invalid topology: {}\n  fix: top-level keys are name, on_finish (\"stay\" | \"shutdown\") and [[domain]] \
+             tables; each [[domain]] has name, image, memory_mib (required), kind (\"dom0\" | \"domu\" | \"driver\"), \
+             expect (\"exit\" | \"crash\" | \"forever\") and args (optional)",
+            e.to_string().trim_end()
+        )
+    })?;
+    let topology = Topology {
+        name: raw.name.unwrap_or_else(|| stem.to_owned()),
+        on_finish: match raw.on_finish {
+            FileOnFinish::Stay => OnFinish::Stay,
+            FileOnFinish::Shutdown => OnFinish::Shutdown,
+        },
+        domains: raw
+            .domains
+            .into_iter()
+            .map(|d| DomainConfig {
+                name: d.name,
+                image: d.image,
+                memory_mib: d.memory_mib,
+                kind: match d.kind {
+                    FileKind::Dom0 => DomainKind::Dom0,
+                    FileKind::Domu => DomainKind::DomU,
+                    FileKind::Driver => DomainKind::Driver,
+                },
+                expect: match d.expect {
+                    FileExpect::Exit => Expect::Exit,
+                    FileExpect::Crash => Expect::Crash,
+                    FileExpect::Forever => Expect::Forever,
+                },
+                args: d.args,
+            })
+            .collect(),
+    };
+    if topology.name.is_empty() {
+        bail!(
+            "{file}: name = \"\" is empty\n  fix: give the topology a name or drop the key (it defaults to {stem:?})"
+        );
+    }
+    // Structural rules (Dom0 first, names, memory); image existence is checked when bundling.
+    let images = topology.domains.iter().map(|d| d.image.as_str());
+    if let Err(e) = topology.validate(images) {
+        let fix = match &e {
+            hv_bundle::BundleError::NoDom0 | hv_bundle::BundleError::Dom0NotFirst => {
+                "make the first [[domain]] the only one with kind = \"dom0\"".to_owned()
+            }
+            hv_bundle::BundleError::NameTooLong(_) => format!("use names of at most {} bytes", hv_bundle::MAX_NAME_LEN),
+            hv_bundle::BundleError::EmptyName => "give every domain a non-empty name".to_owned(),
+            hv_bundle::BundleError::DuplicateName(_) => "give every domain a distinct name".to_owned(),
+            hv_bundle::BundleError::ZeroMemory(_) => "set memory_mib to at least 1".to_owned(),
+            hv_bundle::BundleError::TooManyDomains(_) => format!("list at most {} domains", hv_bundle::MAX_DOMAINS),
+            _ => "see topologies/default.toml for a working example".to_owned(),
+        };
+        bail!("{file}: {e}\n  fix: {fix}");
+    }
+    Ok(topology)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        on_finish = "shutdown"
+        [[domain]]
+        name = "dom0"
+        image = "dom0"
+        memory_mib = 4
+        kind = "dom0"
+        [[domain]]
+        name = "hello1"
+        image = "hello"
+        memory_mib = 2
+        args = "x=1"
+        [[domain]]
+        name = "boom"
+        image = "crasher"
+        memory_mib = 4
+        expect = "crash"
+    "#;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", parse("topologies/t.toml", text, "t").unwrap_err())
+    }
+
+    #[test]
+    fn parses_and_defaults() {
+        let t = parse("topologies/t.toml", GOOD, "t").unwrap();
+        assert_eq!(t.name, "t", "name defaults to the file stem");
+        assert_eq!(t.on_finish, OnFinish::Shutdown);
+        assert_eq!(t.domains.len(), 3);
+        assert_eq!(t.domains[0].kind, DomainKind::Dom0);
+        assert_eq!(t.domains[1].kind, DomainKind::DomU, "kind defaults to domu");
+        assert_eq!(t.domains[1].expect, Expect::Exit, "expect defaults to exit");
+        assert_eq!(t.domains[1].args, "x=1");
+        assert_eq!(t.domains[1].memory_mib, 2);
+        assert_eq!(t.domains[2].expect, Expect::Crash);
+        assert_eq!(t.domains[2].args, "");
+        let named = parse("f", &format!("name = \"other\"\n{GOOD}"), "t").unwrap();
+        assert_eq!(named.name, "other");
+        let stay = parse("f", "[[domain]]\nname = \"dom0\"\nimage = \"dom0\"\nmemory_mib = 4\nkind = \"dom0\"\n", "s")
+            .unwrap();
+        assert_eq!(stay.on_finish, OnFinish::Stay, "on_finish defaults to stay");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_file_and_fix() {
+        let e = err(&format!("{GOOD}\nmemroy = 3\n"));
+        assert!(e.contains("topologies/t.toml") && e.contains("memroy") && e.contains("fix:"), "{e}");
+        let e = err(&GOOD.replace("args = \"x=1\"", "argv = \"x=1\""));
+        assert!(e.contains("argv") && e.contains("fix:"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let e = err(&GOOD.replace("\"shutdown\"", "\"reboot\""));
+        assert!(e.contains("reboot") && e.contains("on_finish"), "{e}");
+        let e = err(&GOOD.replace("expect = \"crash\"", "expect = \"boom\""));
+        assert!(e.contains("boom"), "{e}");
+        let e = err(&GOOD.replace("memory_mib = 2", ""));
+        assert!(e.contains("memory_mib"), "{e}");
+        let e = err(&GOOD.replace("memory_mib = 2", "memory_mib = -2"));
+        assert!(e.contains("memory_mib") || e.contains("-2"), "{e}");
+        let e = err(&GOOD.replace("memory_mib = 2", "memory_mib = 0"));
+        assert!(e.contains("memory_mib = 0") && e.contains("at least 1"), "{e}");
+        let e = err("this is not toml");
+        assert!(e.contains("topologies/t.toml"), "{e}");
+    }
+
+    #[test]
+    fn structural_rules_are_checked_at_parse_time() {
+        let e = err(&GOOD.replace("kind = \"dom0\"", ""));
+        assert!(e.contains("dom0") && e.contains("fix: make the first"), "{e}");
+        let e = err(&GOOD.replace("hello1", "dom0"));
+        assert!(e.contains("two domains are named") && e.contains("distinct"), "{e}");
+        let e = err(&GOOD.replace("hello1", "a-name-that-is-far-too-long"));
+        assert!(e.contains("at most 15"), "{e}");
+        let e = err("on_finish = \"stay\"\n");
+        assert!(e.contains("no domain of kind dom0"), "{e}");
+    }
+
+    #[test]
+    fn resolves_names_and_paths() {
+        let dir = std::env::temp_dir().join(format!("xtask-topo-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("topologies")).unwrap();
+        std::fs::write(dir.join("topologies/greet.toml"), GOOD).unwrap();
+        std::fs::write(dir.join("topologies/default.toml"), GOOD).unwrap();
+        assert_eq!(resolve(&dir, Some("greet")).unwrap(), dir.join("topologies/greet.toml"));
+        assert_eq!(resolve(&dir, None).unwrap(), dir.join("topologies/default.toml"));
+        let by_path = dir.join("topologies/greet.toml");
+        assert_eq!(resolve(&dir, by_path.to_str()).unwrap(), by_path);
+        let e = format!("{:#}", resolve(&dir, Some("nope")).unwrap_err());
+        assert!(e.contains("\"nope\"") && e.contains("known topologies: default, greet"), "{e}");
+        let e = format!("{:#}", resolve(&dir, Some("./missing.toml")).unwrap_err());
+        assert!(e.contains("missing.toml") && e.contains("does not exist"), "{e}");
+        let loaded = load(&dir, Some("greet")).unwrap();
+        assert_eq!(loaded.name(), "greet");
+        assert_eq!(loaded.images(), ["dom0", "hello", "crasher"]);
+        assert_eq!(loaded.domains_with_image("crasher")[0].name, "boom");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
