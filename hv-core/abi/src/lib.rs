@@ -1,0 +1,280 @@
+//! The contract between hv-core and every domain. No dependencies, `no_std`, host-testable.
+//!
+//! Hypercalls are made with `syscall`: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9`,
+//! result in `rax`. A negative result is `-errno` (see [`Error`]). `rcx` and `r11` are clobbered
+//! (the `syscall` instruction uses them); every other register is preserved.
+//! `docs/ABI.md` documents each call for humans; this file is the source of truth.
+#![no_std]
+
+pub mod layout;
+
+pub use layout::*;
+
+/// Hypercall numbers (`rax`).
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hypercall {
+    /// `console_write(ptr, len) -> bytes consumed`. At most [`CONSOLE_WRITE_MAX`] bytes per call.
+    ConsoleWrite = 0,
+    /// `yield() -> 0`: give up the rest of this time slice.
+    Yield = 1,
+    /// `block(deadline_ns) -> 0`: sleep until an unmasked virq is pending or system time reaches
+    /// `deadline_ns` ([`NO_DEADLINE`] waits for events only). Returns at once if one is pending.
+    Block = 2,
+    /// `time() -> ns`: system time in nanoseconds since the hypervisor booted.
+    Time = 3,
+    /// `shutdown(reason)`: ends the calling domain; does not return. See [`ShutdownReason`].
+    Shutdown = 4,
+    /// `domain_info(out: *mut DomainInfo) -> 0`: the caller's own identity and resources.
+    DomainInfo = 5,
+    /// `domctl(op, arg0, arg1, arg2) -> op-specific`: domain management, Dom0 only (`EPERM`
+    /// otherwise). See [`DomctlOp`].
+    Domctl = 6,
+    /// `virq_take() -> bits`: atomically fetches and clears the caller's pending virq bits.
+    VirqTake = 7,
+}
+
+impl Hypercall {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            0 => Self::ConsoleWrite,
+            1 => Self::Yield,
+            2 => Self::Block,
+            3 => Self::Time,
+            4 => Self::Shutdown,
+            5 => Self::DomainInfo,
+            6 => Self::Domctl,
+            7 => Self::VirqTake,
+            _ => return None,
+        })
+    }
+}
+
+/// `domctl` operations (first argument).
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomctlOp {
+    /// `create(spec: *const CreateDomain) -> domid`. The new domain starts running at once.
+    Create = 1,
+    /// `destroy(domid) -> 0`: ends a live domain, or reaps a dead one (frees its id).
+    Destroy = 2,
+    /// `pause(domid) -> 0`: the domain is not scheduled until unpaused.
+    Pause = 3,
+    /// `unpause(domid) -> 0`.
+    Unpause = 4,
+    /// `list(out: *mut DomainListEntry, max) -> count`: every domain, live or dead-but-unreaped.
+    List = 5,
+    /// `topology(buf, len) -> len`: copies the boot topology (postcard, see `hv-bundle`). If `len`
+    /// is too small returns `-ERANGE` and writes nothing; call with `len = 0` to learn the size
+    /// (returned as a positive value).
+    Topology = 6,
+    /// `poweroff(code)`: powers the machine off; QEMU exits with `((0x10 + code) << 1) | 1`.
+    Poweroff = 7,
+}
+
+impl DomctlOp {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            1 => Self::Create,
+            2 => Self::Destroy,
+            3 => Self::Pause,
+            4 => Self::Unpause,
+            5 => Self::List,
+            6 => Self::Topology,
+            7 => Self::Poweroff,
+            _ => return None,
+        })
+    }
+}
+
+/// Errors, as negative `rax` values. Numbers follow Linux/Xen errno.
+#[repr(i64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The caller is not allowed to do this (e.g. a DomU calling `domctl`).
+    Perm = 1,
+    /// No such image or object.
+    NoEnt = 2,
+    /// No such domain.
+    Srch = 3,
+    /// Argument list or payload too large.
+    TooBig = 7,
+    /// Out of memory (frames or hypervisor heap).
+    NoMem = 12,
+    /// A pointer argument does not lie entirely inside the caller's own memory.
+    Fault = 14,
+    /// The object is in use or in the wrong state (e.g. destroying Dom0).
+    Busy = 16,
+    /// Already exists (e.g. a domain name in use).
+    Exist = 17,
+    /// An argument is malformed.
+    Inval = 22,
+    /// No slot left (domain table full).
+    NoSpc = 28,
+    /// A buffer is too small.
+    Range = 34,
+    /// Unknown hypercall or operation.
+    NoSys = 38,
+}
+
+impl Error {
+    pub const fn from_errno(e: i64) -> Option<Self> {
+        Some(match e {
+            1 => Self::Perm,
+            2 => Self::NoEnt,
+            3 => Self::Srch,
+            7 => Self::TooBig,
+            12 => Self::NoMem,
+            14 => Self::Fault,
+            16 => Self::Busy,
+            17 => Self::Exist,
+            22 => Self::Inval,
+            28 => Self::NoSpc,
+            34 => Self::Range,
+            38 => Self::NoSys,
+            _ => return None,
+        })
+    }
+
+    /// The errno name (`"EPERM"`, ...), for console messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Perm => "EPERM",
+            Self::NoEnt => "ENOENT",
+            Self::Srch => "ESRCH",
+            Self::TooBig => "E2BIG",
+            Self::NoMem => "ENOMEM",
+            Self::Fault => "EFAULT",
+            Self::Busy => "EBUSY",
+            Self::Exist => "EEXIST",
+            Self::Inval => "EINVAL",
+            Self::NoSpc => "ENOSPC",
+            Self::Range => "ERANGE",
+            Self::NoSys => "ENOSYS",
+        }
+    }
+
+    /// Encodes as the raw `rax` value.
+    pub const fn to_raw(self) -> u64 {
+        (-(self as i64)) as u64
+    }
+}
+
+/// Decodes a raw hypercall result: negative values in `-4095..0` are errors.
+pub fn decode_result(raw: u64) -> Result<u64, Error> {
+    let s = raw as i64;
+    if (-4095..0).contains(&s) { Err(Error::from_errno(-s).unwrap_or(Error::NoSys)) } else { Ok(raw) }
+}
+
+/// Why a domain ended (`shutdown` argument; also reported by `domctl list`). Values as Xen's
+/// `SHUTDOWN_*`.
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownReason {
+    Poweroff = 0,
+    Reboot = 1,
+    Suspend = 2,
+    /// The domain reports that it crashed (e.g. a Rust panic in the runtime).
+    Crash = 3,
+}
+
+impl ShutdownReason {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            0 => Self::Poweroff,
+            1 => Self::Reboot,
+            2 => Self::Suspend,
+            3 => Self::Crash,
+            _ => return None,
+        })
+    }
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Poweroff => "poweroff",
+            Self::Reboot => "reboot",
+            Self::Suspend => "suspend",
+            Self::Crash => "crash",
+        }
+    }
+}
+
+/// Most bytes one `console_write` consumes.
+pub const CONSOLE_WRITE_MAX: usize = 4096;
+/// `block` deadline meaning "no timeout".
+pub const NO_DEADLINE: u64 = u64::MAX;
+/// Longest domain name in bytes (names are NUL-padded in the fixed arrays below).
+pub const NAME_LEN: usize = 16;
+/// Longest `args` string handed to a domain.
+pub const ARGS_LEN: usize = 256;
+/// Most domains the hypervisor holds at once (live and dead-unreaped).
+pub const MAX_DOMAINS: usize = 64;
+/// Most memory one domain may have.
+pub const MAX_DOMAIN_MEMORY_MIB: u32 = 512;
+
+/// Virtual IRQ bits (`virq_take`, `SharedInfo::pending_virqs`).
+pub mod virq {
+    /// A domain changed state (created, crashed, shut down). Dom0 only.
+    pub const DOM_EXC: u64 = 1 << 0;
+    /// The `block` deadline passed (informational; `block` returns anyway).
+    pub const TIMER: u64 = 1 << 1;
+}
+
+/// Copies `s` into a NUL-padded name array, truncating at [`NAME_LEN`] bytes.
+pub fn name_to_array(s: &str) -> [u8; NAME_LEN] {
+    let mut a = [0u8; NAME_LEN];
+    let n = s.len().min(NAME_LEN);
+    a[..n].copy_from_slice(&s.as_bytes()[..n]);
+    a
+}
+
+/// The text of a NUL-padded name array; `None` if it is not UTF-8.
+pub fn name_from_array(a: &[u8]) -> Option<&str> {
+    let n = a.iter().position(|&b| b == 0).unwrap_or(a.len());
+    core::str::from_utf8(&a[..n]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_roundtrip() {
+        for n in 0..16 {
+            if let Some(h) = Hypercall::from_u64(n) {
+                assert_eq!(h as u64, n);
+            }
+            if let Some(op) = DomctlOp::from_u64(n) {
+                assert_eq!(op as u64, n);
+            }
+            if let Some(r) = ShutdownReason::from_u64(n) {
+                assert_eq!(r as u64, n);
+            }
+        }
+        assert_eq!(Hypercall::from_u64(8), None);
+        assert_eq!(DomctlOp::from_u64(0), None);
+    }
+
+    #[test]
+    fn results_decode() {
+        assert_eq!(decode_result(5), Ok(5));
+        assert_eq!(decode_result(Error::Perm.to_raw()), Err(Error::Perm));
+        assert_eq!(decode_result(Error::Fault.to_raw()), Err(Error::Fault));
+        // Large positive values (addresses, times) are not errors.
+        assert_eq!(decode_result(u64::MAX - 5000), Ok(u64::MAX - 5000));
+        for e in 1..40 {
+            if let Some(err) = Error::from_errno(e) {
+                assert_eq!(err as i64, e);
+                assert!(err.name().starts_with('E'));
+            }
+        }
+    }
+
+    #[test]
+    fn names() {
+        let a = name_to_array("hello");
+        assert_eq!(name_from_array(&a), Some("hello"));
+        let a = name_to_array("0123456789abcdefXYZ");
+        assert_eq!(name_from_array(&a), Some("0123456789abcdef"));
+        assert_eq!(name_from_array(&[0xff, 0]), None);
+    }
+}

@@ -1,0 +1,67 @@
+//! Domain management (`domctl`), for Dom0. Other domains get `EPERM` from every call.
+use crate::hypercall::{call, raw};
+use alloc::vec;
+use alloc::vec::Vec;
+use hv_abi::{CreateDomain, DomainListEntry, DomctlOp, Error, Hypercall, decode_result};
+
+fn domctl(op: DomctlOp, a: u64, b: u64, c: u64) -> Result<u64, Error> {
+    call(Hypercall::Domctl, op as u64, a, b, c)
+}
+
+/// Creates a domain from a bundle image; returns its id.
+pub fn create(name: &str, image: &str, memory_mib: u32, args: &str) -> Result<u32, Error> {
+    if args.len() > hv_abi::ARGS_LEN || name.len() > hv_abi::NAME_LEN || image.len() > hv_abi::NAME_LEN {
+        return Err(Error::TooBig);
+    }
+    let mut spec = CreateDomain {
+        name: hv_abi::name_to_array(name),
+        image: hv_abi::name_to_array(image),
+        memory_mib,
+        args_len: args.len() as u32,
+        args: [0; hv_abi::ARGS_LEN],
+    };
+    spec.args[..args.len()].copy_from_slice(args.as_bytes());
+    // SAFETY: `spec` is a live, readable CreateDomain for the duration of the call.
+    let r = unsafe { raw(Hypercall::Domctl, DomctlOp::Create as u64, (&raw const spec) as u64, 0, 0) };
+    decode_result(r).map(|id| id as u32)
+}
+
+pub fn destroy(domid: u32) -> Result<(), Error> {
+    domctl(DomctlOp::Destroy, domid as u64, 0, 0).map(drop)
+}
+
+pub fn pause(domid: u32) -> Result<(), Error> {
+    domctl(DomctlOp::Pause, domid as u64, 0, 0).map(drop)
+}
+
+pub fn unpause(domid: u32) -> Result<(), Error> {
+    domctl(DomctlOp::Unpause, domid as u64, 0, 0).map(drop)
+}
+
+/// Every domain the hypervisor knows (live, or dead and not yet reaped).
+pub fn list() -> Result<Vec<DomainListEntry>, Error> {
+    let mut out = vec![DomainListEntry::default(); hv_abi::MAX_DOMAINS];
+    // SAFETY: `out` is writable for MAX_DOMAINS entries.
+    let r = unsafe { raw(Hypercall::Domctl, DomctlOp::List as u64, out.as_mut_ptr() as u64, out.len() as u64, 0) };
+    let n = decode_result(r)? as usize;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// The boot topology (postcard bytes; decode with `hv-bundle`).
+pub fn topology() -> Result<Vec<u8>, Error> {
+    let len = domctl(DomctlOp::Topology, 0, 0, 0)? as usize;
+    let mut buf = vec![0u8; len];
+    // SAFETY: `buf` is writable for `len` bytes.
+    let r = unsafe { raw(Hypercall::Domctl, DomctlOp::Topology as u64, buf.as_mut_ptr() as u64, len as u64, 0) };
+    decode_result(r)?;
+    Ok(buf)
+}
+
+/// Powers the machine off (QEMU exits with `((0x10 + code) << 1) | 1`).
+pub fn poweroff(code: u8) -> Error {
+    match domctl(DomctlOp::Poweroff, code as u64, 0, 0) {
+        Err(e) => e,
+        Ok(_) => Error::NoSys,
+    }
+}

@@ -1,0 +1,102 @@
+//! Local APIC (xAPIC, MMIO through the direct map) in one-shot mode: the scheduler programs the
+//! next deadline, so an idle or single-domain system takes no periodic ticks. The TSC is the
+//! clock; both are calibrated against the PIT at boot.
+use super::cpu::rdtsc;
+use super::paging::phys_to_virt;
+use super::trap::{SPURIOUS_VECTOR, TIMER_VECTOR};
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::instructions::port::Port;
+
+const APIC_PHYS: u64 = 0xfee0_0000;
+const REG_EOI: usize = 0xb0;
+const REG_SVR: usize = 0xf0;
+const REG_LVT_TIMER: usize = 0x320;
+const REG_TIMER_INIT: usize = 0x380;
+const REG_TIMER_CURRENT: usize = 0x390;
+const REG_TIMER_DIVIDE: usize = 0x3e0;
+
+/// APIC timer ticks per 2^32 TSC cycles (fixed point).
+static TICKS_PER_TSC_FP32: AtomicU64 = AtomicU64::new(0);
+static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+
+fn reg(off: usize) -> *mut u32 {
+    (phys_to_virt(APIC_PHYS) + off as u64) as *mut u32
+}
+
+fn write(off: usize, v: u32) {
+    // SAFETY: the APIC page is mapped uncached in the direct map; `off` is a valid register.
+    unsafe { reg(off).write_volatile(v) }
+}
+
+fn read(off: usize) -> u32 {
+    // SAFETY: as in `write`.
+    unsafe { reg(off).read_volatile() }
+}
+
+/// Masks the legacy PICs, enables the APIC, calibrates TSC and APIC timer (~10 ms with PIT ch2).
+pub fn init() -> u64 {
+    // SAFETY: PIC data ports; masking every line is always safe.
+    unsafe {
+        Port::<u8>::new(0x21).write(0xff);
+        Port::<u8>::new(0xa1).write(0xff);
+    }
+    write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    write(REG_TIMER_DIVIDE, 0x3); // divide by 16
+    write(REG_LVT_TIMER, 1 << 16); // masked during calibration
+
+    let (tsc, ticks) = calibrate();
+    let ms = 10;
+    let khz = tsc / ms;
+    TSC_KHZ.store(khz, Ordering::Relaxed);
+    TICKS_PER_TSC_FP32.store((ticks << 32) / tsc.max(1), Ordering::Relaxed);
+    write(REG_LVT_TIMER, TIMER_VECTOR as u32); // one-shot, unmasked
+    khz
+}
+
+/// Returns (TSC cycles, APIC ticks) elapsed during 10 ms of PIT channel 2.
+fn calibrate() -> (u64, u64) {
+    let mut p61 = Port::<u8>::new(0x61);
+    let mut cmd = Port::<u8>::new(0x43);
+    let mut ch2 = Port::<u8>::new(0x42);
+    let count: u16 = (1_193_182u32 / 100) as u16;
+    // SAFETY: PIT channel 2 and port 0x61 gate/speaker control; the speaker stays off.
+    unsafe {
+        let v = p61.read();
+        p61.write((v & !0x02) & !0x01); // gate low
+        cmd.write(0xb0); // channel 2, lo/hi byte, mode 0, binary
+        ch2.write(count as u8);
+        ch2.write((count >> 8) as u8);
+        write(REG_TIMER_INIT, u32::MAX);
+        let t0 = rdtsc();
+        p61.write((v & !0x02) | 0x01); // gate high: counting starts
+        let mut spins = 0u64;
+        while p61.read() & 0x20 == 0 && spins < 100_000_000 {
+            spins += 1;
+        }
+        let t1 = rdtsc();
+        let left = read(REG_TIMER_CURRENT);
+        write(REG_TIMER_INIT, 0);
+        (t1 - t0, (u32::MAX - left) as u64)
+    }
+}
+
+pub fn tsc_khz() -> u64 {
+    TSC_KHZ.load(Ordering::Relaxed)
+}
+
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+/// Arms the one-shot timer to fire at TSC value `deadline` (or soon, if it already passed);
+/// `None` stops it.
+pub fn arm(deadline: Option<u64>) {
+    let Some(deadline) = deadline else {
+        write(REG_TIMER_INIT, 0);
+        return;
+    };
+    let delta = deadline.saturating_sub(rdtsc());
+    let ticks = ((delta as u128 * TICKS_PER_TSC_FP32.load(Ordering::Relaxed) as u128) >> 32) as u64;
+    // Far deadlines fire early and are re-armed; 0 would stop the timer.
+    write(REG_TIMER_INIT, ticks.clamp(1, u32::MAX as u64) as u32);
+}

@@ -1,0 +1,11 @@
+//! x86_64: descriptor tables, trap and syscall entry, local APIC timer, paging, serial, CPU setup.
+pub mod apic;
+pub mod boot_info;
+pub mod cpu;
+pub mod gdt;
+pub mod paging;
+pub mod percpu;
+pub mod serial;
+pub mod trap;
+
+pub use trap::TrapFrame;

@@ -1,0 +1,193 @@
+//! Page tables: the hypervisor's own (its image mapped W^X, every physical byte in a direct map
+//! at [`DIRECT_MAP`]) and one address space per domain (the hypervisor half shared, domain RAM
+//! mapped user-accessible at `hv_abi::DOMAIN_BASE`).
+use crate::frames::{FRAME_SIZE, FrameAllocator};
+use alloc::vec::Vec;
+use core::arch::asm;
+
+pub const DIRECT_MAP: u64 = 0xffff_8000_0000_0000;
+
+const P: u64 = 1;
+const W: u64 = 1 << 1;
+const U: u64 = 1 << 2;
+const PWT: u64 = 1 << 3;
+const PCD: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const NX: u64 = 1 << 63;
+const ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+static mut NX_BIT: u64 = 0;
+
+fn nx() -> u64 {
+    // SAFETY: written once in `build_kernel_tables` before any other reader.
+    unsafe { NX_BIT }
+}
+
+pub fn phys_to_virt(phys: u64) -> u64 {
+    DIRECT_MAP + phys
+}
+
+fn table(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `phys` is a page-table frame this module allocated (or the shared kernel tables);
+    // the direct map covers it; the hypervisor is single-threaded with interrupts off here.
+    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+}
+
+fn zeroed_frame(alloc: &mut FrameAllocator) -> Option<u64> {
+    let f = alloc.alloc()?;
+    table(f).fill(0);
+    Some(f)
+}
+
+/// Walks to the level-1 entry for `va`, creating tables (recorded in `owned`) as needed.
+fn walk(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut Vec<u64>) -> Option<&'static mut u64> {
+    let mut t = pml4;
+    for shift in [39u64, 30, 21] {
+        let e = &mut table(t)[((va >> shift) & 511) as usize];
+        if *e & P == 0 {
+            let f = zeroed_frame(alloc)?;
+            owned.push(f);
+            *e = f | P | W | if user { U } else { 0 };
+        }
+        debug_assert!(*e & HUGE == 0, "walk through a huge page");
+        t = *e & ADDR;
+    }
+    Some(&mut table(t)[((va >> 12) & 511) as usize])
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
+}
+
+pub fn image_range() -> (u64, u64) {
+    // Linker-script symbols: only their addresses are used.
+    ((&raw const __image_start) as u64, (&raw const __image_end) as u64)
+}
+
+/// The hypervisor's tables; `low_pd` (the image mapping) is shared into every address space.
+pub struct KernelTables {
+    pub pml4: u64,
+    low_pd: u64,
+}
+
+/// Builds and loads the hypervisor's page tables. `ram_end` bounds the direct map (at least
+/// 4 GiB so the local APIC and other MMIO are reachable, uncached above 3 GiB).
+pub fn build_kernel_tables(alloc: &mut FrameAllocator, ram_end: u64, use_nx: bool) -> Option<KernelTables> {
+    // SAFETY: single writer during early boot.
+    unsafe { NX_BIT = if use_nx { NX } else { 0 } };
+    let mut owned = Vec::new(); // hypervisor tables live forever
+    let pml4 = zeroed_frame(alloc)?;
+    // Image: text RX, rodata R, data/bss RW; nothing else in the low half (page 0 included).
+    // Linker-script symbols: only their addresses are used.
+    let (text_end, rodata_end) = ((&raw const __text_end) as u64, (&raw const __rodata_end) as u64);
+    let (start, end) = image_range();
+    let mut va = start & !0xfff;
+    while va < end {
+        let flags = if va < text_end { P } else if va < rodata_end { P | nx() } else { P | W | nx() };
+        *walk(pml4, va, false, alloc, &mut owned)? = va | flags;
+        va += FRAME_SIZE;
+    }
+    assert!(end <= 1 << 30, "hypervisor image must end below 1 GiB");
+    let low_pdpt = table(pml4)[0] & ADDR;
+    let low_pd = table(low_pdpt)[0] & ADDR;
+    // Direct map with 2 MiB pages.
+    let limit = ram_end.max(1 << 32).next_multiple_of(1 << 30);
+    let dm_pdpt = zeroed_frame(alloc)?;
+    table(pml4)[256] = dm_pdpt | P | W;
+    for gib in 0..limit >> 30 {
+        let pd = zeroed_frame(alloc)?;
+        table(dm_pdpt)[gib as usize] = pd | P | W;
+        for i in 0..512u64 {
+            let pa = (gib << 30) | (i << 21);
+            let cache = if (0xc000_0000..0x1_0000_0000).contains(&pa) { PCD | PWT } else { 0 };
+            table(pd)[i as usize] = pa | P | W | HUGE | cache | nx();
+        }
+    }
+    load(pml4);
+    Some(KernelTables { pml4, low_pd })
+}
+
+/// Loads an address space (flushes the TLB).
+pub fn load(pml4: u64) {
+    // SAFETY: every PML4 we build maps the hypervisor (image, stack, direct map) identically, so
+    // execution continues seamlessly.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}
+
+/// A domain's address space. Owns its table frames (not the domain's RAM).
+pub struct AddressSpace {
+    pub pml4: u64,
+    tables: Vec<u64>,
+}
+
+impl AddressSpace {
+    pub fn new(kernel: &KernelTables, alloc: &mut FrameAllocator) -> Option<Self> {
+        let pml4 = zeroed_frame(alloc)?;
+        let mut me = Self { pml4, tables: alloc::vec![pml4] };
+        let pdpt = match zeroed_frame(alloc) {
+            Some(f) => f,
+            None => {
+                me.free(alloc);
+                return None;
+            }
+        };
+        me.tables.push(pdpt);
+        table(pml4)[256..].copy_from_slice(&table(kernel.pml4)[256..]);
+        table(pml4)[0] = pdpt | P | W | U;
+        // The hypervisor image (supervisor-only) stays mapped so traps can run.
+        table(pdpt)[0] = kernel.low_pd | P | W;
+        Some(me)
+    }
+
+    /// Maps one user page.
+    pub fn map_user(&mut self, va: u64, pa: u64, writable: bool, executable: bool, alloc: &mut FrameAllocator) -> Option<()> {
+        debug_assert!(va >> 30 != 0, "user mappings must not touch the hypervisor's gigabyte");
+        let e = walk(self.pml4, va, true, alloc, &mut self.tables)?;
+        let write = if writable { W } else { 0 };
+        let exec = if executable { 0 } else { nx() };
+        *e = pa | P | U | write | exec;
+        Some(())
+    }
+
+    /// Frames used by this address space's tables.
+    pub fn table_frames(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// Returns every table frame. The caller must not have this address space loaded.
+    pub fn free(self, alloc: &mut FrameAllocator) {
+        for f in self.tables {
+            alloc.free(f, 1);
+        }
+    }
+}
+
+/// Copies bytes into physical memory through the direct map.
+pub fn copy_to_phys(pa: u64, src: &[u8]) {
+    // SAFETY: callers pass ranges they validated to lie inside memory they own (domain RAM or
+    // hypervisor frames); the direct map covers all RAM.
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), phys_to_virt(pa) as *mut u8, src.len()) }
+}
+
+/// Copies bytes out of physical memory through the direct map.
+pub fn copy_from_phys(pa: u64, dst: &mut [u8]) {
+    // SAFETY: as in `copy_to_phys`.
+    unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, dst.as_mut_ptr(), dst.len()) }
+}
+
+pub fn zero_phys(pa: u64, len: u64) {
+    // SAFETY: as in `copy_to_phys`.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, len as usize) }
+}
+
+/// A physical range as a byte slice (for reading the boot bundle in place).
+///
+/// # Safety
+/// The range must be RAM that nothing writes while the slice lives.
+pub unsafe fn phys_slice(pa: u64, len: u64) -> &'static [u8] {
+    // SAFETY: forwarded to the caller.
+    unsafe { core::slice::from_raw_parts(phys_to_virt(pa) as *const u8, len as usize) }
+}

@@ -1,0 +1,42 @@
+//! COM1 (0x3f8), polled. The hypervisor's console; domains reach it only through
+//! `console_write`, which the kernel turns into attributed lines.
+use x86_64::instructions::port::Port;
+
+const COM1: u16 = 0x3f8;
+
+pub fn init() {
+    let w = |off: u16, v: u8| {
+        // SAFETY: COM1 registers; the hypervisor owns the UART.
+        unsafe { Port::<u8>::new(COM1 + off).write(v) }
+    };
+    w(1, 0x00); // no UART interrupts
+    w(3, 0x80); // DLAB
+    w(0, 0x01); // 115200 baud
+    w(1, 0x00);
+    w(3, 0x03); // 8N1
+    w(2, 0xc7); // FIFO on, cleared
+    w(4, 0x03); // DTR + RTS
+}
+
+pub fn write_bytes(bytes: &[u8]) {
+    let mut lsr = Port::<u8>::new(COM1 + 5);
+    let mut thr = Port::<u8>::new(COM1);
+    for &b in bytes {
+        // Bounded wait: a wedged UART must not hang the hypervisor.
+        for _ in 0..100_000 {
+            // SAFETY: reading the line status register has no side effects.
+            if unsafe { lsr.read() } & 0x20 != 0 {
+                break;
+            }
+        }
+        // SAFETY: writing the transmit holding register sends one byte.
+        unsafe { thr.write(b) };
+    }
+}
+
+/// isa-debug-exit (QEMU `-device isa-debug-exit,iobase=0xf4`): QEMU exits with `(v << 1) | 1`.
+/// On real hardware the write goes nowhere and the caller halts.
+pub fn qemu_exit(v: u32) {
+    // SAFETY: port 0xf4 is unused on PC platforms other than QEMU's debug-exit device.
+    unsafe { Port::<u32>::new(0xf4).write(v) };
+}

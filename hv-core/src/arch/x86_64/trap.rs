@@ -1,0 +1,214 @@
+//! Trap, interrupt and syscall entry. Every entry from ring 3 saves the full register state as a
+//! [`TrapFrame`] on the per-CPU hypervisor stack and calls into the kernel, which may replace the
+//! frame with another domain's saved state (that is a context switch) before the common exit
+//! restores it. Exits use `sysretq` for frames saved by `syscall` (rcx/r11 are dead there) and
+//! `iretq` otherwise.
+use super::gdt::{IST_FATAL, KERNEL_CS};
+use core::arch::{asm, global_asm};
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::VirtAddr;
+
+/// Vector number recorded for frames saved by the syscall stub.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+pub const TIMER_VECTOR: u8 = 0x40;
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Saved register state, lowest address first (the stubs push in reverse).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+
+impl TrapFrame {
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+unsafe extern "C" {
+    fn trap_exit() -> !;
+    fn syscall_entry();
+    static isr_table: [u64; 34];
+}
+
+macro_rules! stubs {
+    ($handler:path, $syscall:path) => {
+        global_asm!(
+            ".macro ISR_NOERR n",
+            "isr_\\n:",
+            "    push 0",
+            "    push \\n",
+            "    jmp trap_common",
+            ".endm",
+            ".macro ISR_ERR n",
+            "isr_\\n:",
+            "    push \\n",
+            "    jmp trap_common",
+            ".endm",
+            ".section .text.trap, \"ax\"",
+            ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,255",
+            "ISR_NOERR \\n",
+            ".endr",
+            ".irp n, 8,10,11,12,13,14,17,21,29,30",
+            "ISR_ERR \\n",
+            ".endr",
+            "trap_common:",
+            "    test qword ptr [rsp + 24], 3",
+            "    jz 1f",
+            "    swapgs",
+            "1:",
+            "    push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+            "    push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+            "    mov rdi, rsp",
+            "    cld",
+            "    call {handler}",
+            ".global trap_exit",
+            "trap_exit:",
+            "    pop r15", "pop r14", "pop r13", "pop r12", "pop r11", "pop r10", "pop r9", "pop r8",
+            "    pop rbp", "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rbx", "pop rax",
+            "    cmp qword ptr [rsp], 0x100",
+            "    je 3f",
+            "    test qword ptr [rsp + 24], 3",
+            "    jz 2f",
+            "    swapgs",
+            "2:",
+            "    add rsp, 16",
+            "    iretq",
+            "3:",
+            "    mov rcx, [rsp + 16]",
+            "    mov r11, [rsp + 32]",
+            "    mov rsp, [rsp + 40]",
+            "    swapgs",
+            "    sysretq",
+            ".global syscall_entry",
+            "syscall_entry:",
+            "    swapgs",
+            "    mov gs:[8], rsp",
+            "    mov rsp, gs:[0]",
+            "    push 0x1b",
+            "    push qword ptr gs:[8]",
+            "    push r11",
+            "    push 0x23",
+            "    push rcx",
+            "    push 0",
+            "    push 0x100",
+            "    push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
+            "    push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
+            "    mov rdi, rsp",
+            "    cld",
+            "    call {syscall}",
+            "    jmp trap_exit",
+            ".section .rodata.isr_table, \"a\"",
+            ".balign 8",
+            ".global isr_table",
+            "isr_table:",
+            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,64,255",
+            "    .quad isr_\\n",
+            ".endr",
+            ".text",
+            handler = sym $handler,
+            syscall = sym $syscall,
+        );
+    };
+}
+
+stubs!(crate::kernel::trap::trap_handler, crate::kernel::trap::syscall_handler);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+impl Gate {
+    const MISSING: Gate = Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+
+    fn interrupt(handler: u64, ist: Option<u16>) -> Gate {
+        Gate {
+            offset_low: handler as u16,
+            selector: KERNEL_CS,
+            ist: ist.map_or(0, |i| i as u8 + 1),
+            attributes: 0x8e, // present, DPL 0, 64-bit interrupt gate (IF cleared on entry)
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+/// Hand-built IDT: the x86_64 crate's typed IDT needs the nightly `x86-interrupt` ABI for most
+/// of its API; our stubs are plain addresses, so a 256-gate array is simpler and clearer.
+#[repr(C, align(16))]
+struct Idt([Gate; 256]);
+
+static mut IDT: Idt = Idt([Gate::MISSING; 256]);
+
+pub fn init() {
+    // SAFETY: `isr_table` is the read-only address table emitted by the stubs above.
+    let table = unsafe { &isr_table };
+    let vectors = (0u8..32).chain([TIMER_VECTOR, SPURIOUS_VECTOR]);
+    // SAFETY: runs once at boot on CPU 0 before interrupts are enabled; nothing else touches IDT.
+    let idt = unsafe { &mut *(&raw mut IDT) };
+    for (i, v) in vectors.enumerate() {
+        // Double fault and machine check run on their own known-good stack.
+        let ist = matches!(v, 8 | 18).then_some(IST_FATAL);
+        idt.0[v as usize] = Gate::interrupt(table[i], ist);
+    }
+    let ptr = DescriptorTablePointer { limit: (core::mem::size_of::<Idt>() - 1) as u16, base: VirtAddr::new((&raw const IDT) as u64) };
+    // SAFETY: the IDT is static and every present gate points at a stub above.
+    unsafe { x86_64::instructions::tables::lidt(&ptr) };
+}
+
+pub fn syscall_entry_addr() -> u64 {
+    syscall_entry as *const () as u64
+}
+
+/// Leaves the hypervisor into the context in `frame` (first entry into a domain).
+///
+/// # Safety
+/// `frame` must describe a valid ring-3 context in the currently loaded address space.
+pub unsafe fn enter(frame: &TrapFrame, stack_top: u64) -> ! {
+    let dst = (stack_top - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+    // SAFETY: `dst` is the top of this CPU's hypervisor stack, which nothing else uses now (we
+    // never return to the caller); `trap_exit` pops exactly a TrapFrame from there.
+    unsafe {
+        dst.write(*frame);
+        asm!("mov rsp, {0}", "jmp {1}", in(reg) dst, sym trap_exit, options(noreturn));
+    }
+}
+
+/// Waits for an interrupt with interrupts enabled, then disables them again.
+pub fn wait_for_interrupt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+}

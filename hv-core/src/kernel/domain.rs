@@ -1,0 +1,328 @@
+//! Domains: creation from a bundle image, teardown, and the context switch between them.
+use super::{Hv, HV, time};
+use crate::arch::gdt::{USER_CS, USER_DS};
+use crate::arch::paging::{self, AddressSpace};
+use crate::arch::{TrapFrame, apic, cpu, trap};
+use crate::console::LineBuffer;
+use crate::elf;
+use crate::frames::FRAME_SIZE;
+use crate::hvlog;
+use crate::user_memory::{Region, UserMap};
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::sync::atomic::Ordering;
+use hv_abi::{Error, SharedInfo, StartInfo, virq};
+use hv_abi::{DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC};
+
+/// What `create_domain` needs.
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub memory_mib: u32,
+    pub args: &'a [u8],
+    pub privileged: bool,
+}
+
+pub struct Domain {
+    pub id: u32,
+    pub name: String,
+    pub privileged: bool,
+    pub memory_bytes: u64,
+    pub cpu_ns: u64,
+    pub life: Life,
+}
+
+pub enum Life {
+    Alive(Box<Live>),
+    /// Ended; resources released. Kept until Dom0 reaps it with `domctl destroy`.
+    Dead { end: u32, detail: u32 },
+}
+
+pub struct Live {
+    pub aspace: AddressSpace,
+    pub ram: u64,
+    pub umap: UserMap,
+    /// Saved registers while not running.
+    pub ctx: TrapFrame,
+    pub console: LineBuffer,
+}
+
+impl Domain {
+    pub fn live(&self) -> Option<&Live> {
+        match &self.life {
+            Life::Alive(l) => Some(l),
+            Life::Dead { .. } => None,
+        }
+    }
+    pub fn live_mut(&mut self) -> Option<&mut Live> {
+        match &mut self.life {
+            Life::Alive(l) => Some(l),
+            Life::Dead { .. } => None,
+        }
+    }
+    fn shared_info(&self) -> Option<&'static SharedInfo> {
+        let l = self.live()?;
+        // SAFETY: the shared_info page is domain RAM owned by this live domain; SharedInfo is
+        // two atomics, valid for any bit pattern, and the domain may change them concurrently.
+        Some(unsafe { &*(paging::phys_to_virt(l.ram + SHARED_INFO_OFFSET) as *const SharedInfo) })
+    }
+}
+
+impl Hv {
+    pub fn slot_of(&self, domid: u32) -> Option<usize> {
+        self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.id == domid))
+    }
+
+    /// Creates a domain from a bundle image; it becomes runnable at once.
+    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<u32, Error> {
+        let create_tsc = cpu::rdtsc();
+        if spec.name.is_empty() || spec.name.len() > hv_abi::NAME_LEN || spec.name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+            return Err(Error::Inval);
+        }
+        if spec.memory_mib == 0 || spec.memory_mib > hv_abi::MAX_DOMAIN_MEMORY_MIB || spec.args.len() > hv_abi::ARGS_LEN {
+            return Err(Error::Inval);
+        }
+        if self.domains.iter().flatten().any(|d| d.name == spec.name) {
+            return Err(Error::Exist);
+        }
+        let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
+        let image = self.bundle.image(spec.image).ok_or(Error::NoEnt)?;
+        let mem = spec.memory_mib as u64 * 1024 * 1024;
+        let stack_bottom = DOMAIN_BASE + mem - STACK_SIZE;
+        let heap_end = stack_bottom - PAGE_SIZE; // guard page below the stack
+        let img = elf::parse(image, DOMAIN_BASE + IMAGE_OFFSET, heap_end).map_err(|e| {
+            hvlog!("create {}: image {}: {e}", spec.name, spec.image);
+            Error::Inval
+        })?;
+
+        let frames = (mem / FRAME_SIZE) as usize;
+        let ram = self.frames.alloc_contiguous(frames, 1).ok_or(Error::NoMem)?;
+        let Some(mut aspace) = AddressSpace::new(&self.ktables, &mut self.frames) else {
+            self.frames.free(ram, frames);
+            return Err(Error::NoMem);
+        };
+        paging::zero_phys(ram, mem);
+        let mut umap = UserMap::new(DOMAIN_BASE, ram, mem);
+        let mut regions = alloc::vec![
+            Region { start: DOMAIN_BASE, end: DOMAIN_BASE + PAGE_SIZE, writable: false, executable: false },
+            Region { start: DOMAIN_BASE + SHARED_INFO_OFFSET, end: DOMAIN_BASE + SHARED_INFO_OFFSET + PAGE_SIZE, writable: true, executable: false },
+        ];
+        let mut image_end = DOMAIN_BASE + IMAGE_OFFSET;
+        for s in &img.segments {
+            let pa = ram + (s.vaddr - DOMAIN_BASE);
+            paging::copy_to_phys(pa, &image[s.file_offset as usize..(s.file_offset + s.file_size) as usize]);
+        }
+        for p in img.page_ranges() {
+            regions.push(Region { start: p.start, end: p.end, writable: p.writable, executable: p.executable });
+            image_end = image_end.max(p.end);
+        }
+        if image_end < heap_end {
+            regions.push(Region { start: image_end, end: heap_end, writable: true, executable: false });
+        }
+        regions.push(Region { start: stack_bottom, end: DOMAIN_BASE + mem, writable: true, executable: false });
+        for r in &regions {
+            if umap.add(*r).is_err() {
+                aspace.free(&mut self.frames);
+                self.frames.free(ram, frames);
+                return Err(Error::Inval);
+            }
+            let mut va = r.start;
+            while va < r.end {
+                if aspace.map_user(va, ram + (va - DOMAIN_BASE), r.writable, r.executable, &mut self.frames).is_none() {
+                    aspace.free(&mut self.frames);
+                    self.frames.free(ram, frames);
+                    return Err(Error::NoMem);
+                }
+                va += PAGE_SIZE;
+            }
+        }
+
+        let id = self.next_domid;
+        self.next_domid += 1;
+        let mut args = [0u8; hv_abi::ARGS_LEN];
+        args[..spec.args.len()].copy_from_slice(spec.args);
+        let si = StartInfo {
+            magic: START_INFO_MAGIC,
+            domid: id as u64,
+            flags: if spec.privileged { hv_abi::flags::PRIVILEGED } else { 0 },
+            memory_bytes: mem,
+            heap_start: image_end,
+            heap_end,
+            stack_top: DOMAIN_BASE + mem,
+            tsc_khz: time::tsc_khz(),
+            create_tsc,
+            shared_info: DOMAIN_BASE + SHARED_INFO_OFFSET,
+            name: hv_abi::name_to_array(spec.name),
+            args,
+        };
+        // SAFETY: StartInfo is plain-old-data (integers and byte arrays, no padding).
+        let bytes = unsafe { core::slice::from_raw_parts((&raw const si).cast::<u8>(), core::mem::size_of::<StartInfo>()) };
+        paging::copy_to_phys(ram, bytes);
+
+        let ctx = TrapFrame {
+            rip: img.entry,
+            // As if called: rsp + 8 is 16-byte aligned at function entry.
+            rsp: DOMAIN_BASE + mem - 8,
+            rdi: DOMAIN_BASE,
+            cs: USER_CS as u64,
+            ss: USER_DS as u64,
+            rflags: 0x202,
+            ..TrapFrame::default()
+        };
+        let table_frames = aspace.table_frames();
+        self.domains[slot] = Some(Domain {
+            id,
+            name: spec.name.into(),
+            privileged: spec.privileged,
+            memory_bytes: mem,
+            cpu_ns: 0,
+            life: Life::Alive(Box::new(Live { aspace, ram, umap, ctx, console: LineBuffer::default() })),
+        });
+        hvlog!(
+            "domain {id} ({}) created: {} MiB at {ram:#x}, {table_frames} table frames, entry {:#x}{}",
+            spec.name,
+            spec.memory_mib,
+            img.entry,
+            if spec.privileged { ", privileged" } else { "" }
+        );
+        if self.sched.add(slot, time::now_ns()) {
+            self.need_resched = true;
+        }
+        self.notify_dom0();
+        Ok(id)
+    }
+
+    /// Ends a live domain: releases its memory, tables and scheduler slot, keeps a dead record.
+    pub fn end_domain(&mut self, slot: usize, how: u32, detail: u32) {
+        let now = time::now_ns();
+        self.sched.remove(slot, now);
+        let Some(d) = self.domains[slot].as_mut() else { return };
+        let Life::Alive(mut live) = core::mem::replace(&mut d.life, Life::Dead { end: how, detail }) else {
+            d.life = Life::Dead { end: how, detail };
+            return;
+        };
+        if !live.console.is_empty() {
+            let name = d.name.clone();
+            live.console.flush(&mut |l| super::log::line(&name, format_args!("{l}")));
+        }
+        if self.loaded_pml4 == live.aspace.pml4 {
+            paging::load(self.ktables.pml4);
+            self.loaded_pml4 = self.ktables.pml4;
+        }
+        let frames = (d.memory_bytes / FRAME_SIZE) as usize;
+        let tables = live.aspace.table_frames();
+        live.aspace.free(&mut self.frames);
+        self.frames.free(live.ram, frames);
+        hvlog!(
+            "domain {} ({}) released {} KiB and {tables} table frames; {} frames free",
+            d.id,
+            d.name,
+            d.memory_bytes / 1024,
+            self.frames.free_frames()
+        );
+        if d.privileged {
+            hvlog!("dom0 has ended: nothing is left to manage the system; powering off");
+            super::power_off(2);
+        }
+        self.notify_dom0();
+    }
+
+    /// Removes a dead domain's record (its id is never reused).
+    pub fn reap(&mut self, slot: usize) {
+        if let Some(Domain { life: Life::Dead { .. }, .. }) = &self.domains[slot] {
+            self.domains[slot] = None;
+        }
+    }
+
+    /// Raises a virq for a domain and wakes it if it waits for that virq.
+    pub fn raise_virq(&mut self, slot: usize, bits: u64) {
+        let Some(si) = self.domains[slot].as_ref().and_then(|d| d.shared_info()) else { return };
+        si.pending_virqs.fetch_or(bits, Ordering::SeqCst);
+        if si.masked_virqs.load(Ordering::SeqCst) & bits != bits && self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
+            self.need_resched = true;
+        }
+    }
+
+    /// Whether a domain has an unmasked virq pending (read once from its shared page).
+    pub fn virq_pending(&self, slot: usize) -> bool {
+        self.domains[slot]
+            .as_ref()
+            .and_then(|d| d.shared_info())
+            .is_some_and(|si| si.pending_virqs.load(Ordering::SeqCst) & !si.masked_virqs.load(Ordering::SeqCst) != 0)
+    }
+
+    fn notify_dom0(&mut self) {
+        if let Some(slot) = self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.privileged && d.live().is_some())) {
+            self.raise_virq(slot, virq::DOM_EXC);
+        }
+    }
+
+    /// Picks the first domain to run at boot and loads its address space.
+    pub fn schedule_first(&mut self) -> TrapFrame {
+        let slot = self.sched.pick(time::now_ns()).expect("dom0 is runnable");
+        self.load_context(slot)
+    }
+
+    fn load_context(&mut self, slot: usize) -> TrapFrame {
+        let live = self.domains[slot].as_ref().and_then(Domain::live).expect("scheduled domain is alive");
+        if self.loaded_pml4 != live.aspace.pml4 {
+            paging::load(live.aspace.pml4);
+            self.loaded_pml4 = live.aspace.pml4;
+        }
+        let ctx = live.ctx;
+        self.arm_timer();
+        ctx
+    }
+
+    fn arm_timer(&self) {
+        let deadline = self.sched.next_deadline(time::now_ns());
+        apic::arm(deadline.map(time::ns_to_tsc_deadline));
+    }
+
+    fn charge(&mut self, now: u64) {
+        let slot = self.sched.current();
+        let ran = self.sched.account(now);
+        if let Some(d) = slot.and_then(|s| self.domains[s].as_mut()) {
+            d.cpu_ns += ran;
+        }
+    }
+}
+
+/// Decides what runs when the hypervisor returns to ring 3 and fills `frame` with it. Called at
+/// the end of every trap and hypercall from a domain, with `guard` holding the state lock. If
+/// nothing is runnable the CPU idles here (lock released, interrupts on) until something is.
+pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame) {
+    let hv = guard.as_mut().expect("hypervisor initialised");
+    let now = time::now_ns();
+    hv.charge(now);
+    hv.sched.expire(now);
+    let cur = hv.sched.current();
+    let keep = cur.is_some_and(|c| hv.sched.is_runnable(c)) && !hv.need_resched && !hv.sched.slice_expired(now);
+    if keep {
+        hv.arm_timer();
+        return;
+    }
+    hv.need_resched = false;
+    // Save the outgoing domain (if it still exists).
+    if let Some(live) = cur.and_then(|c| hv.domains[c].as_mut()).and_then(Domain::live_mut) {
+        live.ctx = *frame;
+    }
+    loop {
+        let hv = guard.as_mut().expect("hypervisor initialised");
+        let now = time::now_ns();
+        hv.sched.expire(now);
+        if let Some(next) = hv.sched.pick(now) {
+            *frame = hv.load_context(next);
+            return;
+        }
+        // Idle: nothing runnable. Sleep until the next deadline or interrupt.
+        if hv.loaded_pml4 != hv.ktables.pml4 {
+            paging::load(hv.ktables.pml4);
+            hv.loaded_pml4 = hv.ktables.pml4;
+        }
+        hv.arm_timer();
+        drop(guard);
+        trap::wait_for_interrupt();
+        guard = HV.lock();
+    }
+}

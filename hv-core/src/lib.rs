@@ -1,0 +1,19 @@
+//! hv-core: a bare-metal x86_64 hypervisor for paravirtual unikernel domains.
+//!
+//! The plain-Rust logic (scheduling policy, frame allocator, ELF validation, console line
+//! discipline, user-pointer checks) is compiled and tested on the host; the arch code and the
+//! kernel proper exist only for the bare-metal target.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod console;
+pub mod elf;
+pub mod frames;
+pub mod sched;
+pub mod user_memory;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod kernel;
