@@ -34,8 +34,10 @@ struct Entity {
 pub struct Scheduler {
     ents: Vec<Option<Entity>>,
     current: Option<usize>,
-    /// When `current` last started running (ns).
+    /// When `current` was picked (start of its slice, ns).
     run_start: u64,
+    /// Up to when `current` has been charged (ns).
+    charged_until: u64,
     min_vruntime: u64,
 }
 
@@ -80,8 +82,8 @@ impl Scheduler {
     /// Charges the running entity for the time since it started. Returns the ns charged.
     pub fn account(&mut self, now: u64) -> u64 {
         let Some(cur) = self.current else { return 0 };
-        let ran = now.saturating_sub(self.run_start);
-        self.run_start = now;
+        let ran = now.saturating_sub(self.charged_until);
+        self.charged_until = self.charged_until.max(now);
         if let Some(e) = self.ent(cur) {
             e.vruntime = e.vruntime.saturating_add(ran);
         }
@@ -183,6 +185,7 @@ impl Scheduler {
             .map(|(i, _)| i);
         self.current = next;
         self.run_start = now;
+        self.charged_until = now;
         next
     }
 
@@ -235,6 +238,8 @@ mod tests {
         let step = 100_000;
         while now < ms * 1_000_000 {
             now += step;
+            // As the kernel does on every entry: charge first, then decide.
+            s.account(now);
             if let Some(c) = cur {
                 cpu[c] += step;
                 ran_this_burst[c] += step;
