@@ -175,6 +175,12 @@ pub fn glob(pattern: &str, line: &str) -> bool {
     true
 }
 
+/// A console marker: the line matches `pattern` ([`glob`]) exactly, or followed by a space and
+/// more text (`[a] goodbye` matches `[a] goodbye (checksum 0x1)`, not `[a] goodbyes`).
+pub fn marker(pattern: &str, line: &str) -> bool {
+    glob(pattern, line) || glob(&format!("{pattern} *"), line)
+}
+
 /// `^\[[a-z0-9_-]+\] `: the line carries its source's name.
 pub fn is_attributed(line: &str) -> bool {
     let Some(rest) = line.strip_prefix('[') else { return false };
@@ -231,9 +237,9 @@ impl Outcome {
         }
     }
 
-    /// Index of the first line at or after `from` matching `pattern`.
+    /// Index of the first line at or after `from` that is the [`marker`] `pattern`.
     pub fn find_from(&self, from: usize, pattern: &str) -> Option<usize> {
-        self.run.lines.iter().skip(from).position(|l| glob(pattern, l)).map(|i| i + from)
+        self.run.lines.iter().skip(from).position(|l| marker(pattern, l)).map(|i| i + from)
     }
 
     pub fn find(&self, pattern: &str) -> Option<usize> {
@@ -274,7 +280,7 @@ impl Outcome {
     }
 
     pub fn count(&self, pattern: &str) -> usize {
-        self.run.lines.iter().filter(|l| glob(pattern, l)).count()
+        self.run.lines.iter().filter(|l| marker(pattern, l)).count()
     }
 
     /// Names of the (non-Dom0) domains of the topology running `image`; fails if there are none.
@@ -357,6 +363,15 @@ mod tests {
         assert!(glob("exact", "exact") && !glob("exact", "exactly"));
         assert!(glob("a*b*a", "aba") && !glob("a*a", "a"));
         assert!(glob("*", ""));
+    }
+
+    #[test]
+    fn markers_allow_trailing_text_after_a_space() {
+        assert!(marker("[a] hello from domain 1", "[a] hello from domain 1"));
+        assert!(marker("[a] hello from domain 1", "[a] hello from domain 1 (a), 4 MiB of RAM"));
+        assert!(!marker("[a] hello from domain 1", "[a] hello from domain 12"));
+        assert!(marker("[a] goodbye", "[a] goodbye (checksum 0x78e8)"));
+        assert!(!marker("[a] goodbye", "[a] goodbyes"));
     }
 
     #[test]
