@@ -27,6 +27,8 @@ pub struct Hv {
     pub loaded_pml4: u64,
     /// Set when the running domain must give up the CPU at the next exit to ring 3.
     pub need_resched: bool,
+    /// The deadline the APIC timer is armed for (ns), to skip redundant re-arming.
+    pub armed_deadline: Option<u64>,
 }
 
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -116,6 +118,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         next_domid: 0,
         bundle,
         need_resched: false,
+        armed_deadline: None,
     };
     let spec = domain::Spec { name: &dom0.name, image: &dom0.image, memory_mib: dom0.memory_mib, args: dom0.args.as_bytes(), privileged: true };
     if let Err(e) = hv.create_domain(&spec) {

@@ -23,7 +23,10 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
     let mut guard = HV.lock();
     let hv = guard.as_mut().expect("hypervisor initialised");
     match vector {
-        TIMER_VECTOR => apic::eoi(),
+        TIMER_VECTOR => {
+            apic::eoi();
+            hv.armed_deadline = None;
+        }
         SPURIOUS_VECTOR => {}
         v if v < 32 => domain_fault(hv, frame),
         _ => {}
@@ -36,7 +39,12 @@ pub extern "C" fn syscall_handler(frame: &mut TrapFrame) {
     let mut guard = HV.lock();
     let hv = guard.as_mut().expect("hypervisor initialised");
     hypercall::dispatch(hv, frame);
-    leave(guard, frame);
+    // Fast path: a hypercall that changed nothing about scheduling returns straight to its
+    // caller. Slice ends and sleeper deadlines are the timer interrupt's business.
+    let cur = hv.sched.current();
+    if hv.need_resched || !cur.is_some_and(|c| hv.sched.is_runnable(c)) {
+        leave(guard, frame);
+    }
     sanitise(frame);
 }
 

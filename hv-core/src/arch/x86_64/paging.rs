@@ -157,9 +157,10 @@ impl AddressSpace {
         self.tables.len()
     }
 
-    /// Returns every table frame. The caller must not have this address space loaded.
+    /// Scrubs and returns every table frame. The caller must not have it loaded.
     pub fn free(self, alloc: &mut FrameAllocator) {
         for f in self.tables {
+            table(f).fill(0);
             alloc.free(f, 1);
         }
     }
