@@ -10,6 +10,8 @@ use hv_abi::{DomainListEntry, ShutdownReason, end, state};
 use hv_bundle::{DomainConfig, Expect, OnFinish, Topology};
 use hv_rt::{domctl, println, time};
 
+mod exercise;
+
 hv_rt::main!(main);
 
 /// How a domain ended, as Dom0 classifies it.
@@ -83,6 +85,17 @@ fn main() {
         tracked.push(t);
     }
     println!("all domains running");
+    let failed_checks = match hv_rt::arg("exercise") {
+        Some("lifecycle") => {
+            let victim = tracked.iter().find(|t| t.cfg.expect == Expect::Forever).and_then(|t| t.domid);
+            exercise::lifecycle(victim)
+        }
+        Some(other) => {
+            println!("unknown exercise {other:?}");
+            1
+        }
+        None => 0,
+    };
 
     let mut finished = false;
     loop {
@@ -115,7 +128,7 @@ fn main() {
             }
         }
         let good = tracked.iter().filter(|t| t.ending.is_some_and(|e| e.matches(t.cfg.expect))).count();
-        let bad = tracked.len() - good;
+        let bad = tracked.len() - good + failed_checks;
         println!("all domains finished: {good} as expected, {bad} unexpected");
         finished = true;
         match topo.on_finish {

@@ -129,6 +129,18 @@ pub struct DomainListEntry {
     pub name: [u8; super::NAME_LEN],
 }
 
+/// Output of `domctl physinfo`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhysInfo {
+    /// 4 KiB frames the allocator manages / has free.
+    pub total_frames: u64,
+    pub free_frames: u64,
+    /// Domains alive, and dead but not yet reaped.
+    pub live_domains: u32,
+    pub dead_domains: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +156,7 @@ mod tests {
         assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256);
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
+        assert_eq!(size_of::<PhysInfo>(), 24);
     }
 
     #[test]

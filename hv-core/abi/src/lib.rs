@@ -70,6 +70,8 @@ pub enum DomctlOp {
     Topology = 6,
     /// `poweroff(code)`: powers the machine off; QEMU exits with `((0x10 + code) << 1) | 1`.
     Poweroff = 7,
+    /// `physinfo(out: *mut PhysInfo) -> 0`: hypervisor-wide totals (memory, domains).
+    PhysInfo = 8,
 }
 
 impl DomctlOp {
@@ -82,6 +84,7 @@ impl DomctlOp {
             5 => Self::List,
             6 => Self::Topology,
             7 => Self::Poweroff,
+            8 => Self::PhysInfo,
             _ => return None,
         })
     }

@@ -58,6 +58,14 @@ pub fn topology() -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
+/// Hypervisor-wide totals.
+pub fn physinfo() -> Result<hv_abi::PhysInfo, Error> {
+    let mut info = hv_abi::PhysInfo::default();
+    // SAFETY: `info` is writable for the duration of the call.
+    let r = unsafe { raw(Hypercall::Domctl, DomctlOp::PhysInfo as u64, (&raw mut info) as u64, 0, 0) };
+    decode_result(r).map(|_| info)
+}
+
 /// Powers the machine off (QEMU exits with `((0x10 + code) << 1) | 1`).
 pub fn poweroff(code: u8) -> Error {
     match domctl(DomctlOp::Poweroff, code as u64, 0, 0) {

@@ -8,7 +8,7 @@ use crate::hvlog;
 use crate::user_memory::Access;
 use alloc::string::String;
 use core::mem::size_of;
-use hv_abi::{CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, ShutdownReason, end, state};
+use hv_abi::{CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state};
 
 pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
     let Some(slot) = hv.sched.current() else { return };
@@ -189,6 +189,18 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             let topo = topo.clone();
             copy_out(hv, caller, args[1], &topo)?;
             Ok(topo.len() as u64)
+        }
+        DomctlOp::PhysInfo => {
+            let live = hv.domains.iter().flatten().filter(|d| d.live().is_some()).count() as u32;
+            let all = hv.domains.iter().flatten().count() as u32;
+            let info = PhysInfo {
+                total_frames: hv.frames.total_frames() as u64,
+                free_frames: hv.frames.free_frames() as u64,
+                live_domains: live,
+                dead_domains: all - live,
+            };
+            copy_out(hv, caller, args[1], as_bytes(&info))?;
+            Ok(0)
         }
         DomctlOp::Poweroff => {
             let code = (args[1] & 0xf) as u8;

@@ -1,0 +1,85 @@
+//! `exercise=lifecycle` (Dom0 argument): drives every `domctl` operation against the running
+//! system, including the error paths, and checks the answers. Used by the lifecycle scenario.
+use hv_abi::{DomainListEntry, Error, state};
+use hv_rt::{domctl, println, time};
+
+struct Checks {
+    failed: usize,
+}
+
+impl Checks {
+    fn check(&mut self, what: &str, ok: bool) {
+        if ok {
+            println!("check {what}: ok");
+        } else {
+            self.failed += 1;
+            println!("check {what}: FAILED");
+        }
+    }
+}
+
+fn entry(domid: u32) -> Option<DomainListEntry> {
+    domctl::list().ok()?.into_iter().find(|e| e.domid == domid)
+}
+
+/// Runs the exercise; `victim` is a running domain that never blocks. Returns the failures.
+pub fn lifecycle(victim: Option<u32>) -> usize {
+    let mut c = Checks { failed: 0 };
+    c.check("create with an unknown image -> ENOENT", domctl::create("x1", "no-such-image", 2, "") == Err(Error::NoEnt));
+    c.check("create with a duplicate name -> EEXIST", domctl::create("dom0", "hello", 2, "") == Err(Error::Exist));
+    c.check("create with 0 MiB -> EINVAL", domctl::create("x2", "hello", 0, "") == Err(Error::Inval));
+    c.check("create with a bad name -> EINVAL", domctl::create("bad name!", "hello", 2, "") == Err(Error::Inval));
+    c.check("create larger than free memory -> ENOMEM", domctl::create("x3", "hello", 512, "") == Err(Error::NoMem));
+    c.check("destroy an unknown domain -> ESRCH", domctl::destroy(9999) == Err(Error::Srch));
+    c.check("destroy dom0 itself -> EBUSY", domctl::destroy(0) == Err(Error::Busy));
+    c.check("pause dom0 itself -> EINVAL", domctl::pause(0) == Err(Error::Inval));
+
+    match victim {
+        Some(id) => {
+            time::sleep_ms(20);
+            c.check("pause a running domain", domctl::pause(id).is_ok());
+            let paused = entry(id);
+            c.check("list shows it paused", paused.is_some_and(|e| e.state == state::PAUSED));
+            time::sleep_ms(40);
+            let later = entry(id);
+            let frozen = matches!((paused, later), (Some(a), Some(b)) if a.cpu_time_ns == b.cpu_time_ns);
+            c.check("a paused domain gets no CPU time", frozen);
+            c.check("unpause it", domctl::unpause(id).is_ok());
+            time::sleep_ms(40);
+            let resumed = matches!((later, entry(id)), (Some(a), Some(b)) if b.cpu_time_ns > a.cpu_time_ns);
+            c.check("an unpaused domain runs again", resumed);
+        }
+        None => c.check("a never-blocking domain to pause exists", false),
+    }
+
+    // Create and destroy repeatedly: every frame must come back.
+    let before = domctl::physinfo().map(|p| p.free_frames).unwrap_or(0);
+    let mut created = 0;
+    for i in 0..20 {
+        match domctl::create("cycle", "hello", 4, "steps=0") {
+            Ok(id) => {
+                created += 1;
+                // Half are destroyed while alive, half reaped after they exit by themselves.
+                if i % 2 == 1 {
+                    for _ in 0..100 {
+                        if entry(id).is_some_and(|e| e.state == state::DEAD) {
+                            break;
+                        }
+                        time::sleep_ms(1);
+                    }
+                }
+                if domctl::destroy(id).is_err() {
+                    println!("cannot destroy cycle domain {id}");
+                }
+            }
+            Err(e) => println!("cycle {i}: create failed: {}", e.name()),
+        }
+    }
+    let after = domctl::physinfo().map(|p| p.free_frames).unwrap_or(1);
+    println!("create/destroy x{created}: free frames {before} before, {after} after");
+    c.check("20 create/destroy cycles succeed", created == 20);
+    c.check("every frame returns to the allocator", before == after && before > 0);
+    c.check("no cycle domain is left in the list", domctl::list().is_ok_and(|l| l.iter().all(|e| hv_abi::name_from_array(&e.name) != Some("cycle"))));
+    println!("lifecycle exercise: {} checks failed", c.failed);
+    c.failed
+}
