@@ -125,3 +125,42 @@ fn default_topology_comes_up_and_stays_running() {
     o.expect_hellos_finished();
     o.expect_no_line("[hv] power off requested*");
 }
+
+#[test]
+fn dom0_drives_every_domctl_and_memory_comes_back() {
+    let o = Scenario::new("lifecycle").run();
+    o.expect_clean_finish();
+    for check in [
+        "create with an unknown image -> ENOENT",
+        "create with a duplicate name -> EEXIST",
+        "create larger than free memory -> ENOMEM",
+        "destroy dom0 itself -> EBUSY",
+        "pause a running domain",
+        "list shows it paused",
+        "a paused domain gets no CPU time",
+        "an unpaused domain runs again",
+        "20 create/destroy cycles succeed",
+        "every frame returns to the allocator",
+        "no cycle domain is left in the list",
+    ] {
+        o.expect_line(&format!("[dom0] check {check}: ok"));
+    }
+    o.expect_no_line("[dom0] check *: FAILED");
+    o.expect_line("[dom0] lifecycle exercise: 0 checks failed");
+}
+
+#[test]
+fn faults_are_reported_with_their_cause() {
+    let o = Scenario::new("faults").run();
+    o.expect_line("[hv] domain * (crasher) crashed: page fault at rip=0x* accessing 0x0 (read, not present*");
+    o.expect_line("[hv] domain * (privileged) crashed: general protection fault*");
+    o.expect_line("[hv] domain * (intruder) crashed: page fault * accessing 0xffff8* (write, protection violation*");
+    o.expect_line("[hv] domain * (intruder-hv) crashed: page fault * accessing 0x100000 (write, protection violation*");
+    for refusal in ["kernel pointer hypercall refused: EFAULT", "wrapping pointer hypercall refused: EFAULT", "read-only pointer hypercall refused: EFAULT", "unknown hypercall refused: ENOSYS"] {
+        o.expect_line(&format!("[intruder] {refusal}"));
+    }
+    // Each destroyed domain's memory went back to the allocator.
+    for name in ["crasher", "privileged", "intruder", "intruder-hv"] {
+        o.expect_line(&format!("[hv] domain * ({name}) released * KiB*"));
+    }
+}
