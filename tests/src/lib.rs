@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use xtask::artifacts::{self, Output};
 use xtask::paths::{ARTIFACTS_ENV, Paths};
-pub use xtask::qemu::{Accel, EXIT_ALL_EXPECTED, EXIT_PANIC, EXIT_SOME_UNEXPECTED, Machine, Run, describe_exit};
+pub use xtask::qemu::{Accel, EXIT_ALL_EXPECTED, EXIT_PANIC, EXIT_SOME_UNEXPECTED, Firmware, Machine, Run, describe_exit};
 use xtask::qemu::{Media, Spec};
 pub use xtask::topology::Loaded;
 
@@ -103,6 +103,7 @@ pub struct Scenario {
     topology: Loaded,
     boot: Boot,
     machine: Machine,
+    firmware: Option<Firmware>,
     stop: Option<Box<StopFn>>,
 }
 
@@ -111,7 +112,13 @@ type StopFn = dyn Fn(&str) -> bool;
 impl Scenario {
     /// `topologies/<name>.toml`, booted with `-kernel` on q35.
     pub fn new(topology_name: &str) -> Self {
-        Self { topology: topology(topology_name), boot: Boot::Direct, machine: Machine::Q35, stop: None }
+        Self { topology: topology(topology_name), boot: Boot::Direct, machine: Machine::Q35, firmware: None, stop: None }
+    }
+
+    /// Firmware other than the default (qboot for `-kernel`, SeaBIOS for the ISO).
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = Some(firmware);
+        self
     }
 
     pub fn boot(mut self, boot: Boot) -> Self {
@@ -139,7 +146,10 @@ impl Scenario {
             },
             Boot::Iso => Media::Iso(iso(&self.topology)),
         };
-        let spec = Spec { machine: self.machine, accel: accel(), ..Spec::new(media) };
+        let mut spec = Spec { machine: self.machine, accel: accel(), ..Spec::new(media) };
+        if let Some(f) = self.firmware {
+            spec.firmware = f;
+        }
         let run = xtask::qemu::run_captured(&spec, timeout(), self.stop.as_deref())
             .unwrap_or_else(|e| panic!("cannot run QEMU: {e:#}"));
         Outcome { run, topology: self.topology, boot: self.boot, machine: self.machine, accel: spec.accel }

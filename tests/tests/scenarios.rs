@@ -6,10 +6,14 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use hv_tests::{Boot, Machine, Outcome, Scenario};
+use hv_tests::{Boot, Firmware, Machine, Outcome, Scenario};
 
-fn greet_booted_via(boot: Boot, machine: Machine, entry: &str) -> Outcome {
-    let o = Scenario::new("greet").boot(boot).machine(machine).run();
+fn greet_booted_via(boot: Boot, machine: Machine, firmware: Option<Firmware>, entry: &str) -> Outcome {
+    let mut s = Scenario::new("greet").boot(boot).machine(machine);
+    if let Some(f) = firmware {
+        s = s.firmware(f);
+    }
+    let o = s.run();
     o.expect_exit(hv_tests::EXIT_ALL_EXPECTED);
     o.expect_line(&format!("[hv] hv-core * booted via {entry}"));
     o.expect_clean_finish();
@@ -19,17 +23,22 @@ fn greet_booted_via(boot: Boot, machine: Machine, entry: &str) -> Outcome {
 
 #[test]
 fn boots_through_grub_iso_on_q35() {
-    greet_booted_via(Boot::Iso, Machine::Q35, "multiboot2");
+    greet_booted_via(Boot::Iso, Machine::Q35, None, "multiboot2");
 }
 
 #[test]
 fn boots_through_kernel_option_on_q35() {
-    greet_booted_via(Boot::Direct, Machine::Q35, "pvh");
+    greet_booted_via(Boot::Direct, Machine::Q35, Some(Firmware::Qboot), "pvh");
 }
 
 #[test]
 fn boots_through_kernel_option_on_pc() {
-    greet_booted_via(Boot::Direct, Machine::Pc, "pvh");
+    greet_booted_via(Boot::Direct, Machine::Pc, Some(Firmware::Qboot), "pvh");
+}
+
+#[test]
+fn boots_through_kernel_option_after_seabios() {
+    greet_booted_via(Boot::Direct, Machine::Q35, Some(Firmware::SeaBios), "pvh");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use xtask::artifacts::{self, Output};
 use xtask::paths::{Paths, show};
-use xtask::qemu::{self, Accel, Machine, Media, Spec};
+use xtask::qemu::{self, Accel, Firmware, Machine, Media, Spec};
 use xtask::{iso, step, topology};
 
 const ACCEL_HELP: &str = "Accelerator. Default: hardware KVM only when kvm_intel or kvm_amd is loaded and /dev/kvm opens, \
@@ -70,6 +70,21 @@ enum MachineArg {
     Pc,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum FirmwareArg {
+    Seabios,
+    Qboot,
+}
+
+impl From<FirmwareArg> for Firmware {
+    fn from(f: FirmwareArg) -> Self {
+        match f {
+            FirmwareArg::Seabios => Firmware::SeaBios,
+            FirmwareArg::Qboot => Firmware::Qboot,
+        }
+    }
+}
+
 impl From<MachineArg> for Machine {
     fn from(m: MachineArg) -> Self {
         match m {
@@ -94,6 +109,9 @@ struct RunArgs {
     /// Start QEMU's gdb stub on :1234 and wait for gdb before running (-s -S)
     #[arg(long)]
     gdb: bool,
+    /// PC firmware [default: qboot for -kernel (fastest), seabios for --iso (GRUB needs it)]
+    #[arg(long, value_enum)]
+    firmware: Option<FirmwareArg>,
 }
 
 #[derive(clap::Args)]
@@ -229,7 +247,10 @@ fn cmd_run(paths: &Paths, args: RunArgs) -> Result<()> {
     } else {
         Media::Direct { kernel: p.hypervisor(), initrd: p.bundle.clone(), append: None }
     };
-    let spec = Spec { machine: args.machine.into(), accel, gdb: args.gdb, ..Spec::new(media) };
+    let mut spec = Spec { machine: args.machine.into(), accel, gdb: args.gdb, ..Spec::new(media) };
+    if let Some(f) = args.firmware {
+        spec.firmware = f.into();
+    }
     spec.preflight()?;
     eprintln!("{}", spec.display());
     if args.gdb {

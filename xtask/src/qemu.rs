@@ -72,6 +72,35 @@ impl Machine {
     }
 }
 
+/// The PC firmware QEMU runs before the hypervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default BIOS. Needed for the ISO (GRUB); assigns PCI BARs.
+    SeaBios,
+    /// qboot (`-bios /usr/share/qemu/qboot.rom`): a minimal firmware for `-kernel` boots, about
+    /// 50 ms faster to the first hypervisor instruction under TCG; leaves PCI BARs unassigned.
+    Qboot,
+}
+
+pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";
+
+impl Firmware {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SeaBios => "seabios",
+            Self::Qboot => "qboot",
+        }
+    }
+
+    /// qboot for direct boots when QEMU ships it, SeaBIOS otherwise (and always for the ISO).
+    pub fn default_for(media: &Media) -> Self {
+        match media {
+            Media::Direct { .. } if Path::new(QBOOT_ROM).is_file() => Self::Qboot,
+            _ => Self::SeaBios,
+        }
+    }
+}
+
 /// What QEMU boots.
 #[derive(Debug, Clone)]
 pub enum Media {
@@ -89,11 +118,13 @@ pub struct Spec {
     /// `-s -S`: gdb stub on :1234, CPU stopped until gdb continues.
     pub gdb: bool,
     pub memory: String,
+    pub firmware: Firmware,
 }
 
 impl Spec {
     pub fn new(media: Media) -> Self {
-        Self { machine: Machine::Q35, accel: Accel::Tcg, media, gdb: false, memory: "256M".into() }
+        let firmware = Firmware::default_for(&media);
+        Self { machine: Machine::Q35, accel: Accel::Tcg, media, gdb: false, memory: "256M".into(), firmware }
     }
 
     pub fn args(&self) -> Vec<String> {
@@ -107,6 +138,9 @@ impl Spec {
             ["-m", &self.memory, "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]
                 .map(String::from),
         );
+        if self.firmware == Firmware::Qboot {
+            a.extend(["-bios".into(), QBOOT_ROM.into()]);
+        }
         match &self.media {
             Media::Direct { kernel, initrd, append } => {
                 a.extend([
@@ -139,6 +173,12 @@ impl Spec {
     /// Checks that QEMU is installed (installing it as root) and that the files exist.
     pub fn preflight(&self) -> Result<()> {
         packages::ensure(&[packages::QEMU])?;
+        if self.firmware == Firmware::Qboot && matches!(self.media, Media::Iso(_)) {
+            bail!("qboot cannot boot the ISO: use --firmware seabios with --iso");
+        }
+        if self.firmware == Firmware::Qboot && !Path::new(QBOOT_ROM).is_file() {
+            bail!("{QBOOT_ROM} is missing (it ships with qemu-system-x86): use --firmware seabios");
+        }
         let files: Vec<&PathBuf> = match &self.media {
             Media::Direct { kernel, initrd, .. } => vec![kernel, initrd],
             Media::Iso(iso) => vec![iso],
