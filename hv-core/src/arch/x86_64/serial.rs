@@ -21,7 +21,9 @@ pub fn init() {
 pub fn write_bytes(bytes: &[u8]) {
     let mut lsr = Port::<u8>::new(COM1 + 5);
     let mut thr = Port::<u8>::new(COM1);
-    for &b in bytes {
+    // THRE means the 16-byte transmit FIFO is empty: wait once per 16 bytes, not per byte
+    // (every port access is an exit under virtualisation).
+    for chunk in bytes.chunks(16) {
         // Bounded wait: a wedged UART must not hang the hypervisor.
         for _ in 0..100_000 {
             // SAFETY: reading the line status register has no side effects.
@@ -29,8 +31,10 @@ pub fn write_bytes(bytes: &[u8]) {
                 break;
             }
         }
-        // SAFETY: writing the transmit holding register sends one byte.
-        unsafe { thr.write(b) };
+        for &b in chunk {
+            // SAFETY: writing the transmit holding register queues one byte.
+            unsafe { thr.write(b) };
+        }
     }
 }
 
