@@ -123,3 +123,93 @@ unsafe impl SharedMemory for PageMemory {
         fence(Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::thread;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::wire::blkif::{Blkif, BlkifRequest, BlkifRequestSlot, BlkifResponse, OP_WRITE};
+    use crate::{BackRing, FrontRing};
+
+    /// Both halves on real memory in two threads (under Miri this checks the raw-pointer
+    /// atomics for undefined behaviour and data races).
+    #[test]
+    fn two_threads_over_page_memory() {
+        let messages: u64 = if cfg!(miri) { 100 } else { 100_000 };
+        let page: Vec<AtomicU64> = (0..crate::layout::PAGE_SIZE / 8).map(|_| AtomicU64::new(0)).collect();
+        let base = NonNull::new(page.as_ptr() as *mut u8).unwrap();
+        // SAFETY: `page` outlives both rings (the scope joins before it is dropped) and is only
+        // accessed through atomics.
+        let (front_memory, back_memory) =
+            unsafe { (PageMemory::new(base, crate::layout::PAGE_SIZE), PageMemory::new(base, crate::layout::PAGE_SIZE)) };
+        let mut front = FrontRing::<Blkif, _>::init(front_memory).unwrap();
+        thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut back = BackRing::<Blkif, _>::attach(back_memory).unwrap();
+                let mut answered = 0;
+                while answered < messages {
+                    while let Some(slot) = back.poll_request().unwrap() {
+                        let request = slot.as_request();
+                        assert_eq!(request.sector_number, answered);
+                        back.push_response(&BlkifResponse { id: request.id, operation: OP_WRITE, status: 0 }).unwrap();
+                        answered += 1;
+                    }
+                    let _ = back.publish_responses();
+                    thread::yield_now();
+                }
+            });
+            let (mut sent, mut received) = (0u64, 0u64);
+            while received < messages {
+                while sent < messages && front.free_requests() > 0 {
+                    let request = BlkifRequest {
+                        operation: OP_WRITE,
+                        nr_segments: 1,
+                        id: sent % 32,
+                        sector_number: sent,
+                        ..Default::default()
+                    };
+                    front.push_request(&BlkifRequestSlot::from(&request)).unwrap();
+                    sent += 1;
+                }
+                let _ = front.publish_requests();
+                while let Some(response) = front.poll_response().unwrap() {
+                    assert_eq!(response.id, received % 32);
+                    received += 1;
+                }
+                thread::yield_now();
+            }
+        });
+        drop(page);
+    }
+
+    #[test]
+    fn unaligned_and_odd_sized_copies() {
+        let mut words = [0u64; 4];
+        let base = NonNull::new(words.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: `words` outlives `memory` and is not otherwise touched while it lives.
+        let memory = unsafe { PageMemory::new(base, 32) };
+        memory.write(3, &[1, 2, 3, 4, 5]);
+        memory.write(8, &[9; 8]);
+        memory.write(20, &[7; 4]);
+        let mut out = [0u8; 32];
+        memory.read(0, &mut out);
+        assert_eq!(&out[..8], &[0, 0, 0, 1, 2, 3, 4, 5]);
+        assert_eq!(&out[8..16], &[9; 8]);
+        assert_eq!(&out[20..24], &[7; 4]);
+        memory.store_fenced(24, 0xdead_beef);
+        assert_eq!(memory.load_acquire(24), 0xdead_beef);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside a 32-byte shared area")]
+    fn out_of_bounds_is_a_panic_not_ub() {
+        let mut words = [0u64; 4];
+        let base = NonNull::new(words.as_mut_ptr().cast::<u8>()).unwrap();
+        // SAFETY: as above.
+        let memory = unsafe { PageMemory::new(base, 32) };
+        memory.read(30, &mut [0; 4]);
+    }
+}

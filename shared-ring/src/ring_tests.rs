@@ -390,6 +390,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
+    // Miri runs a few cases only (it interprets every instruction) and cannot write the
+    // failure-persistence file under isolation.
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 3 } else { 512 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
     /// Random interleavings of every operation of both halves against a simple model: FIFO
     /// delivery, no loss or duplication, notification exactly when the peer is asleep.
     #[test]
