@@ -197,6 +197,7 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
                 "make the first [[domain]] the only one with kind = \"dom0\"".to_owned()
             }
             hv_bundle::BundleError::NameTooLong(_) => format!("use names of at most {} bytes", hv_bundle::MAX_NAME_LEN),
+            hv_bundle::BundleError::BadNameCharacter(_) => "use only letters, digits, - and _ in names".to_owned(),
             hv_bundle::BundleError::EmptyName => "give every domain a non-empty name".to_owned(),
             hv_bundle::BundleError::DuplicateName(_) => "give every domain a distinct name".to_owned(),
             hv_bundle::BundleError::ZeroMemory(_) => "set memory_mib to at least 1".to_owned(),
@@ -286,7 +287,9 @@ mod tests {
         let e = err(&GOOD.replace("hello1", "dom0"));
         assert!(e.contains("two domains are named") && e.contains("distinct"), "{e}");
         let e = err(&GOOD.replace("hello1", "a-name-that-is-far-too-long"));
-        assert!(e.contains("at most 15"), "{e}");
+        assert!(e.contains("at most 16"), "{e}");
+        let e = err(&GOOD.replace("hello1", "hello.1"));
+        assert!(e.contains("letters, digits"), "{e}");
         let e = err("on_finish = \"stay\"\n");
         assert!(e.contains("no domain of kind dom0"), "{e}");
     }

@@ -20,8 +20,8 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"HVBUNDL1";
-/// Longest domain or image name, in bytes (it must fit the console prefix and `domctl` structs).
-pub const MAX_NAME_LEN: usize = 15;
+/// Longest domain or image name, in bytes (`hv_abi::NAME_LEN`: the `domctl` name fields).
+pub const MAX_NAME_LEN: usize = 16;
 /// Most domains one topology may list.
 pub const MAX_DOMAINS: usize = 32;
 
@@ -106,6 +106,7 @@ pub enum BundleError {
     Dom0NotFirst,
     TooManyDomains(usize),
     NameTooLong(String),
+    BadNameCharacter(String),
     EmptyName,
     DuplicateName(String),
     MissingImage { domain: String, image: String },
@@ -125,6 +126,7 @@ impl core::fmt::Display for BundleError {
             Self::Dom0NotFirst => write!(f, "dom0 must be the first domain and the only one of its kind"),
             Self::TooManyDomains(n) => write!(f, "topology lists {n} domains, at most {MAX_DOMAINS} allowed"),
             Self::NameTooLong(n) => write!(f, "name {n:?} is longer than {MAX_NAME_LEN} bytes"),
+            Self::BadNameCharacter(n) => write!(f, "name {n:?} may only use letters, digits, '-' and '_'"),
             Self::EmptyName => write!(f, "a domain has an empty name"),
             Self::DuplicateName(n) => write!(f, "two domains are named {n:?}"),
             Self::MissingImage { domain, image } => write!(f, "domain {domain} names image {image:?}, which the bundle lacks"),
@@ -155,6 +157,9 @@ impl Topology {
                 if n.len() > MAX_NAME_LEN {
                     return Err(BundleError::NameTooLong(n.clone()));
                 }
+            }
+            if !d.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(BundleError::BadNameCharacter(d.name.clone()));
             }
             if self.domains[..i].iter().any(|o| o.name == d.name) {
                 return Err(BundleError::DuplicateName(d.name.clone()));
@@ -300,6 +305,9 @@ mod tests {
         let mut t = topo();
         t.domains[1].name = "a-very-long-name-indeed".into();
         assert!(matches!(build(&t, &images), Err(BundleError::NameTooLong(_))));
+        let mut t = topo();
+        t.domains[1].name = "[hv] forged".into();
+        assert!(matches!(build(&t, &images), Err(BundleError::BadNameCharacter(_))));
         let mut t = topo();
         t.domains.remove(0);
         assert_eq!(build(&t, &images), Err(BundleError::NoDom0));
