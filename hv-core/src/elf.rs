@@ -31,9 +31,13 @@ pub enum ElfError {
     TooManySegments,
     SegmentOutsideFile,
     /// A segment lies outside `[window_start, window_end)`.
-    SegmentOutsideWindow { vaddr: u64 },
+    SegmentOutsideWindow {
+        vaddr: u64,
+    },
     SegmentsOverlap,
-    WritableAndExecutable { vaddr: u64 },
+    WritableAndExecutable {
+        vaddr: u64,
+    },
     EntryNotExecutable,
 }
 
@@ -110,7 +114,9 @@ pub fn parse(file: &[u8], window_start: u64, window_end: u64) -> Result<Image, E
         if segments.len() == MAX_SEGMENTS {
             return Err(ElfError::TooManySegments);
         }
-        if seg.file_size > seg.mem_size || seg.file_offset.checked_add(seg.file_size).is_none_or(|e| e > file.len() as u64) {
+        if seg.file_size > seg.mem_size
+            || seg.file_offset.checked_add(seg.file_size).is_none_or(|e| e > file.len() as u64)
+        {
             return Err(ElfError::SegmentOutsideFile);
         }
         if seg.vaddr < window_start || seg.vaddr.checked_add(seg.mem_size).is_none_or(|e| e > window_end) {
@@ -155,7 +161,12 @@ impl Image {
         let mut v: Vec<PageRange> = self
             .segments
             .iter()
-            .map(|s| PageRange { start: s.vaddr & !0xfff, end: (s.vaddr + s.mem_size + 0xfff) & !0xfff, writable: s.writable, executable: s.executable })
+            .map(|s| PageRange {
+                start: s.vaddr & !0xfff,
+                end: (s.vaddr + s.mem_size + 0xfff) & !0xfff,
+                writable: s.writable,
+                executable: s.executable,
+            })
             .collect();
         v.sort_unstable_by_key(|r| r.start);
         let mut out: Vec<PageRange> = Vec::new();

@@ -89,11 +89,11 @@ impl FrameAllocator {
         let mut f = 0usize;
         while f + count <= self.frames {
             // Skip whole used words quickly.
-            if f % 64 == 0 && self.free[f / 64] == 0 {
+            if f.is_multiple_of(64) && self.free[f / 64] == 0 {
                 f += 64;
                 continue;
             }
-            if f % align != 0 || !self.is_free(f) {
+            if !f.is_multiple_of(align) || !self.is_free(f) {
                 f += 1;
                 continue;
             }

@@ -19,7 +19,9 @@ pub const WAKE_GRANULARITY_NS: u64 = 500_000;
 enum Run {
     Runnable,
     /// Waiting for an event or until the deadline (ns, `u64::MAX` = none).
-    Blocked { deadline: u64 },
+    Blocked {
+        deadline: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +94,9 @@ impl Scheduler {
     }
 
     fn update_min(&mut self) {
-        if let Some(m) = self.ents.iter().flatten().filter(|e| e.run == Run::Runnable && !e.paused).map(|e| e.vruntime).min() {
+        if let Some(m) =
+            self.ents.iter().flatten().filter(|e| e.run == Run::Runnable && !e.paused).map(|e| e.vruntime).min()
+        {
             self.min_vruntime = self.min_vruntime.max(m);
         }
     }

@@ -15,6 +15,14 @@ pub struct Region {
     pub executable: bool,
 }
 
+/// The domain may not access (all of) the range it named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAccessible;
+
+/// A region lies outside RAM, is empty, or overlaps another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadRegion;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Read,
@@ -37,12 +45,12 @@ impl UserMap {
     }
 
     /// Adds a region; it must lie inside RAM and not overlap an existing one.
-    pub fn add(&mut self, r: Region) -> Result<(), ()> {
+    pub fn add(&mut self, r: Region) -> Result<(), BadRegion> {
         if r.start >= r.end || r.start < self.virt_base || r.end > self.virt_base + self.size {
-            return Err(());
+            return Err(BadRegion);
         }
         if self.regions.iter().any(|o| r.start < o.end && o.start < r.end) {
-            return Err(());
+            return Err(BadRegion);
         }
         let at = self.regions.partition_point(|o| o.start < r.start);
         self.regions.insert(at, r);
@@ -55,17 +63,17 @@ impl UserMap {
 
     /// Checks that the domain may access every byte of `[ptr, ptr + len)` and returns the
     /// physical address of `ptr`. `len == 0` is allowed anywhere inside RAM.
-    pub fn check(&self, ptr: u64, len: u64, access: Access) -> Result<u64, ()> {
-        let end = ptr.checked_add(len).ok_or(())?;
+    pub fn check(&self, ptr: u64, len: u64, access: Access) -> Result<u64, NotAccessible> {
+        let end = ptr.checked_add(len).ok_or(NotAccessible)?;
         if ptr < self.virt_base || end > self.virt_base + self.size {
-            return Err(());
+            return Err(NotAccessible);
         }
         let mut at = ptr;
         while at < end {
             let i = self.regions.partition_point(|r| r.end <= at);
-            let r = self.regions.get(i).filter(|r| r.start <= at).ok_or(())?;
+            let r = self.regions.get(i).filter(|r| r.start <= at).ok_or(NotAccessible)?;
             if access == Access::Write && !r.writable {
-                return Err(());
+                return Err(NotAccessible);
             }
             at = r.end;
         }

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use xtask::artifacts::{self, Output};
 use xtask::paths::{ARTIFACTS_ENV, Paths};
-pub use xtask::qemu::{Accel, EXIT_ALL_EXPECTED, EXIT_PANIC, EXIT_SOME_UNEXPECTED, Firmware, Machine, Run, describe_exit};
+pub use xtask::qemu::{
+    Accel, EXIT_ALL_EXPECTED, EXIT_PANIC, EXIT_SOME_UNEXPECTED, Firmware, Machine, Run, describe_exit,
+};
 use xtask::qemu::{Media, Spec};
 pub use xtask::topology::Loaded;
 
@@ -112,7 +114,13 @@ type StopFn = dyn Fn(&str) -> bool;
 impl Scenario {
     /// `topologies/<name>.toml`, booted with `-kernel` on q35.
     pub fn new(topology_name: &str) -> Self {
-        Self { topology: topology(topology_name), boot: Boot::Direct, machine: Machine::Q35, firmware: None, stop: None }
+        Self {
+            topology: topology(topology_name),
+            boot: Boot::Direct,
+            machine: Machine::Q35,
+            firmware: None,
+            stop: None,
+        }
     }
 
     /// Firmware other than the default (qboot for `-kernel`, SeaBIOS for the ISO).

@@ -165,7 +165,12 @@ fn faults_are_reported_with_their_cause() {
     o.expect_line("[hv] domain * (privileged) crashed: general protection fault*");
     o.expect_line("[hv] domain * (intruder) crashed: page fault * accessing 0xffff8* (write, protection violation*");
     o.expect_line("[hv] domain * (intruder-hv) crashed: page fault * accessing 0x100000 (write, protection violation*");
-    for refusal in ["kernel pointer hypercall refused: EFAULT", "wrapping pointer hypercall refused: EFAULT", "read-only pointer hypercall refused: EFAULT", "unknown hypercall refused: ENOSYS"] {
+    for refusal in [
+        "kernel pointer hypercall refused: EFAULT",
+        "wrapping pointer hypercall refused: EFAULT",
+        "read-only pointer hypercall refused: EFAULT",
+        "unknown hypercall refused: ENOSYS",
+    ] {
         o.expect_line(&format!("[intruder] {refusal}"));
     }
     // Each destroyed domain's memory went back to the allocator.

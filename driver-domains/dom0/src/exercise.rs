@@ -25,7 +25,10 @@ fn entry(domid: u32) -> Option<DomainListEntry> {
 /// Runs the exercise; `victim` is a running domain that never blocks. Returns the failures.
 pub fn lifecycle(victim: Option<u32>) -> usize {
     let mut c = Checks { failed: 0 };
-    c.check("create with an unknown image -> ENOENT", domctl::create("x1", "no-such-image", 2, "") == Err(Error::NoEnt));
+    c.check(
+        "create with an unknown image -> ENOENT",
+        domctl::create("x1", "no-such-image", 2, "") == Err(Error::NoEnt),
+    );
     c.check("create with a duplicate name -> EEXIST", domctl::create("dom0", "hello", 2, "") == Err(Error::Exist));
     c.check("create with 0 MiB -> EINVAL", domctl::create("x2", "hello", 0, "") == Err(Error::Inval));
     c.check("create with a bad name -> EINVAL", domctl::create("bad name!", "hello", 2, "") == Err(Error::Inval));
@@ -79,7 +82,10 @@ pub fn lifecycle(victim: Option<u32>) -> usize {
     println!("create/destroy x{created}: free frames {before} before, {after} after");
     c.check("20 create/destroy cycles succeed", created == 20);
     c.check("every frame returns to the allocator", before == after && before > 0);
-    c.check("no cycle domain is left in the list", domctl::list().is_ok_and(|l| l.iter().all(|e| hv_abi::name_from_array(&e.name) != Some("cycle"))));
+    c.check(
+        "no cycle domain is left in the list",
+        domctl::list().is_ok_and(|l| l.iter().all(|e| hv_abi::name_from_array(&e.name) != Some("cycle"))),
+    );
     println!("lifecycle exercise: {} checks failed", c.failed);
     c.failed
 }

@@ -36,7 +36,10 @@ impl Ending {
     }
 
     fn matches(self, e: Expect) -> bool {
-        matches!((self, e), (Ending::Exited, Expect::Exit) | (Ending::Crashed, Expect::Crash) | (Ending::StillRunning, Expect::Forever))
+        matches!(
+            (self, e),
+            (Ending::Exited, Expect::Exit) | (Ending::Crashed, Expect::Crash) | (Ending::StillRunning, Expect::Forever)
+        )
     }
 }
 

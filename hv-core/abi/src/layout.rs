@@ -129,6 +129,12 @@ pub struct DomainListEntry {
     pub name: [u8; super::NAME_LEN],
 }
 
+// The layout's invariants, checked at compile time.
+const _: () = assert!(IMAGE_OFFSET > SHARED_INFO_OFFSET + PAGE_SIZE - 1);
+const _: () = assert!(DOMAIN_BASE + (crate::MAX_DOMAIN_MEMORY_MIB as u64) * 1024 * 1024 <= DOMAIN_LIMIT);
+const _: () = assert!(DOMAIN_BASE.is_multiple_of(1 << 30));
+const _: () = assert!(core::mem::size_of::<StartInfo>() as u64 <= PAGE_SIZE);
+
 /// Output of `domctl physinfo`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -157,12 +163,5 @@ mod tests {
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
         assert_eq!(size_of::<PhysInfo>(), 24);
-    }
-
-    #[test]
-    fn regions_fit() {
-        assert!(IMAGE_OFFSET > SHARED_INFO_OFFSET);
-        assert!(DOMAIN_BASE + (crate::MAX_DOMAIN_MEMORY_MIB as u64) * 1024 * 1024 <= DOMAIN_LIMIT);
-        assert_eq!(DOMAIN_BASE % (1 << 30), 0);
     }
 }

@@ -129,7 +129,9 @@ impl core::fmt::Display for BundleError {
             Self::BadNameCharacter(n) => write!(f, "name {n:?} may only use letters, digits, '-' and '_'"),
             Self::EmptyName => write!(f, "a domain has an empty name"),
             Self::DuplicateName(n) => write!(f, "two domains are named {n:?}"),
-            Self::MissingImage { domain, image } => write!(f, "domain {domain} names image {image:?}, which the bundle lacks"),
+            Self::MissingImage { domain, image } => {
+                write!(f, "domain {domain} names image {image:?}, which the bundle lacks")
+            }
             Self::ZeroMemory(n) => write!(f, "domain {n} has memory_mib = 0"),
         }
     }
@@ -237,7 +239,9 @@ impl<'a> Bundle<'a> {
             return Err(BundleError::BadMagic);
         }
         let len = u32::from_le_bytes(raw[8..12].try_into().unwrap()) as usize;
-        let idx = raw.get(12..12usize.checked_add(len).ok_or(BundleError::IndexOutOfBounds)?).ok_or(BundleError::IndexOutOfBounds)?;
+        let idx = raw
+            .get(12..12usize.checked_add(len).ok_or(BundleError::IndexOutOfBounds)?)
+            .ok_or(BundleError::IndexOutOfBounds)?;
         let index: Index = postcard::from_bytes(idx).map_err(|_| BundleError::IndexDecode)?;
         for r in &index.images {
             let end = (r.offset as usize).checked_add(r.len as usize);
@@ -267,7 +271,14 @@ mod tests {
     use alloc::vec;
 
     fn dom(name: &str, image: &str, kind: DomainKind) -> DomainConfig {
-        DomainConfig { name: name.into(), image: image.into(), memory_mib: 4, kind, expect: Expect::Exit, args: String::new() }
+        DomainConfig {
+            name: name.into(),
+            image: image.into(),
+            memory_mib: 4,
+            kind,
+            expect: Expect::Exit,
+            args: String::new(),
+        }
     }
 
     fn topo() -> Topology {

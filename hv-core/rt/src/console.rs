@@ -7,7 +7,8 @@ use hv_abi::Hypercall;
 pub fn write_bytes(mut bytes: &[u8]) -> Result<(), hv_abi::Error> {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable slice for the duration of the call.
-        let r = unsafe { crate::hypercall::raw(Hypercall::ConsoleWrite, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0) };
+        let r =
+            unsafe { crate::hypercall::raw(Hypercall::ConsoleWrite, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0) };
         let n = hv_abi::decode_result(r)? as usize;
         bytes = &bytes[n.min(bytes.len())..];
     }

@@ -1,5 +1,5 @@
 //! Domains: creation from a bundle image, teardown, and the context switch between them.
-use super::{Hv, HV, time};
+use super::{HV, Hv, time};
 use crate::arch::gdt::{USER_CS, USER_DS};
 use crate::arch::paging::{self, AddressSpace};
 use crate::arch::{TrapFrame, apic, cpu, trap};
@@ -11,8 +11,8 @@ use crate::user_memory::{Region, UserMap};
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::sync::atomic::Ordering;
-use hv_abi::{Error, SharedInfo, StartInfo, virq};
 use hv_abi::{DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC};
+use hv_abi::{Error, SharedInfo, StartInfo, virq};
 
 /// What `create_domain` needs.
 pub struct Spec<'a> {
@@ -35,7 +35,10 @@ pub struct Domain {
 pub enum Life {
     Alive(Box<Live>),
     /// Ended; resources released. Kept until Dom0 reaps it with `domctl destroy`.
-    Dead { end: u32, detail: u32 },
+    Dead {
+        end: u32,
+        detail: u32,
+    },
 }
 
 pub struct Live {
@@ -76,10 +79,14 @@ impl Hv {
     /// Creates a domain from a bundle image; it becomes runnable at once.
     pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<u32, Error> {
         let create_tsc = cpu::rdtsc();
-        if spec.name.is_empty() || spec.name.len() > hv_abi::NAME_LEN || spec.name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+        if spec.name.is_empty()
+            || spec.name.len() > hv_abi::NAME_LEN
+            || spec.name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
             return Err(Error::Inval);
         }
-        if spec.memory_mib == 0 || spec.memory_mib > hv_abi::MAX_DOMAIN_MEMORY_MIB || spec.args.len() > hv_abi::ARGS_LEN {
+        if spec.memory_mib == 0 || spec.memory_mib > hv_abi::MAX_DOMAIN_MEMORY_MIB || spec.args.len() > hv_abi::ARGS_LEN
+        {
             return Err(Error::Inval);
         }
         if self.domains.iter().flatten().any(|d| d.name == spec.name) {
@@ -111,7 +118,12 @@ impl Hv {
         let mut umap = UserMap::new(DOMAIN_BASE, ram, mem);
         let mut regions = alloc::vec![
             Region { start: DOMAIN_BASE, end: DOMAIN_BASE + PAGE_SIZE, writable: false, executable: false },
-            Region { start: DOMAIN_BASE + SHARED_INFO_OFFSET, end: DOMAIN_BASE + SHARED_INFO_OFFSET + PAGE_SIZE, writable: true, executable: false },
+            Region {
+                start: DOMAIN_BASE + SHARED_INFO_OFFSET,
+                end: DOMAIN_BASE + SHARED_INFO_OFFSET + PAGE_SIZE,
+                writable: true,
+                executable: false
+            },
         ];
         let mut image_end = DOMAIN_BASE + IMAGE_OFFSET;
         for s in &img.segments {
@@ -162,7 +174,8 @@ impl Hv {
             args,
         };
         // SAFETY: StartInfo is plain-old-data (integers and byte arrays, no padding).
-        let bytes = unsafe { core::slice::from_raw_parts((&raw const si).cast::<u8>(), core::mem::size_of::<StartInfo>()) };
+        let bytes =
+            unsafe { core::slice::from_raw_parts((&raw const si).cast::<u8>(), core::mem::size_of::<StartInfo>()) };
         paging::copy_to_phys(ram, bytes);
 
         let ctx = TrapFrame {
@@ -246,7 +259,10 @@ impl Hv {
     pub fn raise_virq(&mut self, slot: usize, bits: u64) {
         let Some(si) = self.domains[slot].as_ref().and_then(|d| d.shared_info()) else { return };
         si.pending_virqs.fetch_or(bits, Ordering::SeqCst);
-        if si.masked_virqs.load(Ordering::SeqCst) & bits != bits && self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
+        if si.masked_virqs.load(Ordering::SeqCst) & bits != bits
+            && self.sched.is_blocked(slot)
+            && self.sched.wake(slot, time::now_ns())
+        {
             self.need_resched = true;
         }
     }
@@ -260,7 +276,9 @@ impl Hv {
     }
 
     fn notify_dom0(&mut self) {
-        if let Some(slot) = self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.privileged && d.live().is_some())) {
+        if let Some(slot) =
+            self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.privileged && d.live().is_some()))
+        {
             self.raise_virq(slot, virq::DOM_EXC);
         }
     }

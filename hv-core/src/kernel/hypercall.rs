@@ -8,7 +8,9 @@ use crate::hvlog;
 use crate::user_memory::Access;
 use alloc::string::String;
 use core::mem::size_of;
-use hv_abi::{CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state};
+use hv_abi::{
+    CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state,
+};
 
 pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
     let Some(slot) = hv.sched.current() else { return };
@@ -123,7 +125,13 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             let args_len = (spec.args_len as usize).min(hv_abi::ARGS_LEN);
             let name = String::from(name);
             let image = String::from(image);
-            let spec = Spec { name: &name, image: &image, memory_mib: spec.memory_mib, args: &spec.args[..args_len], privileged: false };
+            let spec = Spec {
+                name: &name,
+                image: &image,
+                memory_mib: spec.memory_mib,
+                args: &spec.args[..args_len],
+                privileged: false,
+            };
             hv.create_domain(&spec).map(u64::from)
         }
         DomctlOp::Destroy => {

@@ -7,8 +7,8 @@ pub mod trap;
 
 use crate::arch::{self, apic, boot_info, cpu, gdt, paging, percpu, serial};
 use crate::frames::FrameAllocator;
-use crate::sched::Scheduler;
 use crate::hvlog;
+use crate::sched::Scheduler;
 use alloc::vec::Vec;
 use domain::Domain;
 use spin::Mutex;
@@ -34,6 +34,8 @@ pub struct Hv {
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
 
 const HEAP_SIZE: usize = 4 << 20;
+/// Physical memory the hypervisor manages (the frame bitmap for 64 GiB is 2 MiB of heap).
+const MAX_PHYS: u64 = 64 << 30;
 static mut HEAP: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
 
 #[global_allocator]
@@ -72,6 +74,10 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
 
     // Frames: every usable range above 1 MiB, minus our image, the bundle and the boot info.
     let ram_end = boot.ram.iter().map(|r| r.1).max().unwrap_or(0);
+    if ram_end > MAX_PHYS {
+        hvlog!("memory above {} GiB is ignored", MAX_PHYS >> 30);
+    }
+    let ram_end = ram_end.min(MAX_PHYS);
     let mut frames = FrameAllocator::new(ram_end);
     for &(s, e) in &boot.ram {
         frames.add_free(s.max(1 << 20), e);
@@ -83,7 +89,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     frames.reserve(bs, be);
     hvlog!(
         "memory: {} MiB usable, {} frames free; cpu: nx={} smep={} smap={} umip={}",
-        frames.free_frames() * 4096 >> 20,
+        (frames.free_frames() * 4096) >> 20,
         frames.free_frames(),
         features.nx,
         features.smep,
@@ -120,7 +126,13 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         need_resched: false,
         armed_deadline: None,
     };
-    let spec = domain::Spec { name: &dom0.name, image: &dom0.image, memory_mib: dom0.memory_mib, args: dom0.args.as_bytes(), privileged: true };
+    let spec = domain::Spec {
+        name: &dom0.name,
+        image: &dom0.image,
+        memory_mib: dom0.memory_mib,
+        args: dom0.args.as_bytes(),
+        privileged: true,
+    };
     if let Err(e) = hv.create_domain(&spec) {
         panic!("cannot start dom0: {}", e.name());
     }

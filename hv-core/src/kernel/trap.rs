@@ -16,7 +16,13 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         match vector {
             TIMER_VECTOR => apic::eoi(),
             SPURIOUS_VECTOR => {}
-            _ => panic!("{} in the hypervisor at rip={:#x} error={:#x} cr2={:#x}", exception_name(vector), frame.rip, frame.error, cr2()),
+            _ => panic!(
+                "{} in the hypervisor at rip={:#x} error={:#x} cr2={:#x}",
+                exception_name(vector),
+                frame.rip,
+                frame.error,
+                cr2()
+            ),
         }
         return;
     }
@@ -74,12 +80,24 @@ fn domain_fault(hv: &mut Hv, frame: &TrapFrame) {
             "domain {id} ({name}) crashed: page fault at rip={:#x} accessing {:#x} ({} {}{})",
             frame.rip,
             cr2(),
-            if e & 2 != 0 { "write," } else if e & 16 != 0 { "execute," } else { "read," },
+            if e & 2 != 0 {
+                "write,"
+            } else if e & 16 != 0 {
+                "execute,"
+            } else {
+                "read,"
+            },
             if e & 1 != 0 { "protection violation" } else { "not present" },
             if cr2() < hv_abi::DOMAIN_BASE || cr2() >= hv_abi::DOMAIN_LIMIT { ", outside the domain" } else { "" }
         );
     } else {
-        hvlog!("domain {id} ({name}) crashed: {} at rip={:#x} error={:#x} rsp={:#x}", exception_name(vector), frame.rip, frame.error, frame.rsp);
+        hvlog!(
+            "domain {id} ({name}) crashed: {} at rip={:#x} error={:#x} rsp={:#x}",
+            exception_name(vector),
+            frame.rip,
+            frame.error,
+            frame.rsp
+        );
     }
     hv.end_domain(slot, end::FAULT, vector as u32);
 }

@@ -18,8 +18,8 @@ fn report(what: &str, r: u64) {
 }
 
 fn main() {
-    // SAFETY (all raw calls): the pointers are deliberately bad; the hypervisor must refuse them
-    // without touching anything.
+    // SAFETY: the pointers are deliberately bad; the hypervisor must refuse them without
+    // touching anything, and none of these calls can write our own memory.
     unsafe {
         report("bad pointer hypercall", hypercall::raw(Hypercall::ConsoleWrite, 0x10_0000, 64, 0, 0));
         report("kernel pointer hypercall", hypercall::raw(Hypercall::ConsoleWrite, 0xffff_8000_0010_0000, 64, 0, 0));

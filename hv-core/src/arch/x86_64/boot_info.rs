@@ -70,12 +70,13 @@ fn parse_mb2(info: u64) -> Result<BootInfo, &'static str> {
     use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
     // SAFETY: GRUB handed us this pointer in EBX with the multiboot2 magic in EAX; the structure
     // is identity-mapped and intact (nothing has been allocated yet).
-    let bi = unsafe { BootInformation::load(info as *const BootInformationHeader) }.map_err(|_| "malformed multiboot2 information")?;
+    let bi = unsafe { BootInformation::load(info as *const BootInformationHeader) }
+        .map_err(|_| "malformed multiboot2 information")?;
     let mmap = bi.memory_map_tag().ok_or("multiboot2 information has no memory map")?;
     let ram = mmap
         .memory_areas()
         .iter()
-        .filter(|a| MemoryAreaType::from(a.typ()) == MemoryAreaType::Available)
+        .filter(|a| a.typ() == MemoryAreaType::Available)
         .map(|a| (a.start_address(), a.end_address()))
         .collect();
     let bundle = bi.module_tags().next().map(|m| (m.start_address() as u64, m.end_address() as u64));

@@ -86,7 +86,13 @@ pub fn build_kernel_tables(alloc: &mut FrameAllocator, ram_end: u64, use_nx: boo
     let (start, end) = image_range();
     let mut va = start & !0xfff;
     while va < end {
-        let flags = if va < text_end { P } else if va < rodata_end { P | nx() } else { P | W | nx() };
+        let flags = if va < text_end {
+            P
+        } else if va < rodata_end {
+            P | nx()
+        } else {
+            P | W | nx()
+        };
         *walk(pml4, va, false, alloc, &mut owned)? = va | flags;
         va += FRAME_SIZE;
     }
@@ -143,7 +149,14 @@ impl AddressSpace {
     }
 
     /// Maps one user page.
-    pub fn map_user(&mut self, va: u64, pa: u64, writable: bool, executable: bool, alloc: &mut FrameAllocator) -> Option<()> {
+    pub fn map_user(
+        &mut self,
+        va: u64,
+        pa: u64,
+        writable: bool,
+        executable: bool,
+        alloc: &mut FrameAllocator,
+    ) -> Option<()> {
         debug_assert!(va >> 30 != 0, "user mappings must not touch the hypervisor's gigabyte");
         let e = walk(self.pml4, va, true, alloc, &mut self.tables)?;
         let write = if writable { W } else { 0 };

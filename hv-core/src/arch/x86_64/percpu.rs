@@ -26,7 +26,7 @@ pub fn init_cpu0() -> u64 {
     // SAFETY: runs once on CPU 0 before interrupts or syscalls are enabled; nothing else holds a
     // reference to CPU0 yet.
     unsafe {
-        (*(&raw mut CPU0)).kernel_rsp = top;
+        CPU0.kernel_rsp = top;
         wrmsr(MSR_GS_BASE, (&raw const CPU0) as u64);
         wrmsr(MSR_KERNEL_GS_BASE, 0);
     }
@@ -35,5 +35,5 @@ pub fn init_cpu0() -> u64 {
 
 pub fn kernel_stack_top() -> u64 {
     // SAFETY: written once in init_cpu0 before any reader runs.
-    unsafe { (*(&raw const CPU0)).kernel_rsp }
+    unsafe { CPU0.kernel_rsp }
 }

@@ -5,8 +5,8 @@
 //! `iretq` otherwise.
 use super::gdt::{IST_FATAL, KERNEL_CS};
 use core::arch::{asm, global_asm};
-use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
+use x86_64::structures::DescriptorTablePointer;
 
 /// Vector number recorded for frames saved by the syscall stub.
 pub const SYSCALL_VECTOR: u64 = 0x100;
@@ -41,7 +41,7 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
 impl TrapFrame {
     pub fn from_user(&self) -> bool {
@@ -151,7 +151,8 @@ struct Gate {
 }
 
 impl Gate {
-    const MISSING: Gate = Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+    const MISSING: Gate =
+        Gate { offset_low: 0, selector: 0, ist: 0, attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
 
     fn interrupt(handler: u64, ist: Option<u16>) -> Gate {
         Gate {
@@ -177,14 +178,17 @@ pub fn init() {
     // SAFETY: `isr_table` is the read-only address table emitted by the stubs above.
     let table = unsafe { &isr_table };
     let vectors = (0u8..32).chain([TIMER_VECTOR, SPURIOUS_VECTOR]);
-    // SAFETY: runs once at boot on CPU 0 before interrupts are enabled; nothing else touches IDT.
-    let idt = unsafe { &mut *(&raw mut IDT) };
     for (i, v) in vectors.enumerate() {
         // Double fault and machine check run on their own known-good stack.
         let ist = matches!(v, 8 | 18).then_some(IST_FATAL);
-        idt.0[v as usize] = Gate::interrupt(table[i], ist);
+        // SAFETY: runs once at boot on CPU 0 before interrupts are enabled; nothing else touches
+        // the IDT.
+        unsafe { IDT.0[v as usize] = Gate::interrupt(table[i], ist) };
     }
-    let ptr = DescriptorTablePointer { limit: (core::mem::size_of::<Idt>() - 1) as u16, base: VirtAddr::new((&raw const IDT) as u64) };
+    let ptr = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::new((&raw const IDT) as u64),
+    };
     // SAFETY: the IDT is static and every present gate points at a stub above.
     unsafe { x86_64::instructions::tables::lidt(&ptr) };
 }
