@@ -14,6 +14,9 @@ use core::sync::atomic::Ordering;
 use hv_abi::{DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC};
 use hv_abi::{Error, SharedInfo, StartInfo, virq};
 
+/// Longest console output waits for the UART while the CPU is busy.
+const CONSOLE_FLUSH_NS: u64 = 1_000_000;
+
 /// What `create_domain` needs.
 pub struct Spec<'a> {
     pub name: &'a str,
@@ -300,8 +303,14 @@ impl Hv {
         ctx
     }
 
-    fn arm_timer(&mut self) {
-        let deadline = self.sched.next_deadline(time::now_ns());
+    pub fn arm_timer(&mut self) {
+        let now = time::now_ns();
+        let mut deadline = self.sched.next_deadline(now);
+        if super::log::pending() {
+            // Console output waits at most about a millisecond, even under a CPU hog.
+            let flush = self.armed_deadline.filter(|&d| d <= now + CONSOLE_FLUSH_NS).unwrap_or(now + CONSOLE_FLUSH_NS);
+            deadline = Some(deadline.map_or(flush, |d| d.min(flush)));
+        }
         // `armed_deadline` is cleared whenever the one-shot timer fires (see `trap`).
         if deadline != self.armed_deadline {
             apic::arm(deadline.map(time::ns_to_tsc_deadline));
@@ -349,6 +358,13 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
         if hv.loaded_pml4 != hv.ktables.pml4 {
             paging::load(hv.ktables.pml4);
             hv.loaded_pml4 = hv.ktables.pml4;
+        }
+        drop(guard);
+        super::log::drain();
+        guard = HV.lock();
+        let hv = guard.as_mut().expect("hypervisor initialised");
+        if hv.sched.expire(time::now_ns()) > 0 {
+            continue;
         }
         hv.arm_timer();
         drop(guard);

@@ -1,9 +1,45 @@
-//! The serial console: whole lines, each prefixed with who wrote it.
+//! The console: whole lines, each prefixed with who wrote it, in one ordered output ring.
+//!
+//! Lines are queued, not written: every UART access is an exit under virtualisation, so writing
+//! synchronously would make every log line and every domain `console_write` cost a millisecond of
+//! the caller's time. The ring is drained when the CPU idles, on timer interrupts (the scheduler
+//! arms a flush deadline while output is pending), and synchronously before power-off or after a
+//! panic. Order is preserved because everything goes through the one ring; when it is full the
+//! writer drains it first (backpressure, nothing is dropped).
 use crate::arch::serial;
 use core::fmt::{self, Write};
 use spin::Mutex;
 
-static SERIAL: Mutex<()> = Mutex::new(());
+const RING_SIZE: usize = 64 * 1024;
+
+struct Ring {
+    buf: [u8; RING_SIZE],
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn push(&mut self, bytes: &[u8]) {
+        if RING_SIZE - self.len < bytes.len() {
+            self.drain();
+        }
+        for &b in bytes {
+            self.buf[(self.head + self.len) % RING_SIZE] = b;
+            self.len += 1;
+        }
+    }
+
+    fn drain(&mut self) {
+        while self.len > 0 {
+            let n = self.len.min(RING_SIZE - self.head);
+            serial::write_bytes(&self.buf[self.head..self.head + n]);
+            self.head = (self.head + n) % RING_SIZE;
+            self.len -= n;
+        }
+    }
+}
+
+static OUT: Mutex<Ring> = Mutex::new(Ring { buf: [0; RING_SIZE], head: 0, len: 0 });
 
 struct LineBuf {
     buf: [u8; 512],
@@ -19,22 +55,38 @@ impl Write for LineBuf {
     }
 }
 
-/// Prints `[who] text` as one line (text longer than the line buffer is cut).
-pub fn line(who: &str, args: fmt::Arguments<'_>) {
+fn format_line(who: &str, args: fmt::Arguments<'_>) -> LineBuf {
     let mut l = LineBuf { buf: [0; 512], len: 0 };
     let _ = write!(l, "[{who}] ");
     let _ = l.write_fmt(args);
     let n = l.len.min(l.buf.len() - 1);
     l.buf[n] = b'\n';
-    let _guard = SERIAL.lock();
-    serial::write_bytes(&l.buf[..=n]);
+    l.len = n + 1;
+    l
+}
+
+/// Queues `[who] text` as one line (text longer than the line buffer is cut).
+pub fn line(who: &str, args: fmt::Arguments<'_>) {
+    let l = format_line(who, args);
+    OUT.lock().push(&l.buf[..l.len]);
+}
+
+/// Writes everything queued to the UART.
+pub fn drain() {
+    OUT.lock().drain();
+}
+
+/// Whether output is waiting to be written.
+pub fn pending() -> bool {
+    OUT.lock().len > 0
 }
 
 /// Used by the panic handler: the lock may be held by the code that panicked.
 pub fn line_unlocked(who: &str, args: fmt::Arguments<'_>) {
     // SAFETY: single CPU, interrupts off; whoever held the lock will never resume.
-    unsafe { SERIAL.force_unlock() };
+    unsafe { OUT.force_unlock() };
     line(who, args);
+    drain();
 }
 
 #[macro_export]

@@ -53,6 +53,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// Powers the machine off: under QEMU's isa-debug-exit the process exits with
 /// `((0x10 + code) << 1) | 1`; elsewhere the CPU halts.
 pub fn power_off(code: u8) -> ! {
+    log::drain();
     serial::qemu_exit(0x10 + (code as u32 & 0xf));
     cpu::halt_forever()
 }

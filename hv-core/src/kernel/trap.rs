@@ -32,6 +32,7 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         TIMER_VECTOR => {
             apic::eoi();
             hv.armed_deadline = None;
+            super::log::drain();
         }
         SPURIOUS_VECTOR => {}
         v if v < 32 => domain_fault(hv, frame),
@@ -50,6 +51,9 @@ pub extern "C" fn syscall_handler(frame: &mut TrapFrame) {
     let cur = hv.sched.current();
     if hv.need_resched || !cur.is_some_and(|c| hv.sched.is_runnable(c)) {
         leave(guard, frame);
+    } else if super::log::pending() {
+        // Queued console output needs a flush deadline even if nothing else would wake us.
+        hv.arm_timer();
     }
     sanitise(frame);
 }
