@@ -32,11 +32,13 @@ pub struct BackRing<P: RingProtocol, M: SharedMemory> {
 
 impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
     /// Attach to a ring the front end initialised (`BACK_RING_INIT`).
+    #[inline]
     pub fn attach(memory: M) -> Result<Self, LayoutError> {
         Self::attach_at(memory, 0)
     }
 
     /// Attach with every index at `start` (`BACK_RING_ATTACH`, for reconnecting).
+    #[inline]
     pub fn attach_at(memory: M, start: u32) -> Result<Self, LayoutError> {
         let layout = RingLayout::for_memory(&memory, P::SLOT_SIZE)?;
         Ok(Self {
@@ -53,27 +55,32 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
     }
 
     /// The ring geometry.
+    #[inline]
     pub fn layout(&self) -> RingLayout {
         self.layout
     }
 
     /// The shared memory.
+    #[inline]
     pub fn memory(&self) -> &M {
         &self.memory
     }
 
     /// Requests consumed but not yet answered.
+    #[inline]
     pub fn unanswered(&self) -> u32 {
         self.req_cons.wrapping_sub(self.rsp_prod_pvt)
     }
 
     /// The error the front end caused, if any.
+    #[inline]
     pub fn broken(&self) -> Option<PeerError> {
         self.broken
     }
 
     /// Take the next request, if the front end has published one: a private copy, decoded from
     /// that copy. Validate it with the wire type's `validate` before acting on it.
+    #[inline]
     pub fn poll_request(&mut self) -> Result<Option<P::Request>, PeerError> {
         if !self.has_unconsumed_requests()? {
             return Ok(None);
@@ -86,6 +93,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
 
     /// Whether a request is waiting (re-reading `req_prod` only when everything seen so far has
     /// been consumed).
+    #[inline]
     pub fn has_unconsumed_requests(&mut self) -> Result<bool, PeerError> {
         if let Some(error) = self.broken {
             return Err(error);
@@ -98,18 +106,21 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
 
     /// Write the response to the oldest unanswered request into its slot. Not visible to the
     /// front end until [`publish_responses`](Self::publish_responses).
-    pub fn push_response(&mut self, response: &P::Response) -> Result<(), PushError> {
+    #[inline]
+    pub fn push_response(&mut self, response: P::Response) -> Result<(), PushError> {
         if self.unanswered() == 0 {
             return Err(PushError::NoRequestToAnswer);
         }
         let bytes = response.to_bytes();
-        self.memory.write(self.layout.slot_offset(self.rsp_prod_pvt), bytes.as_ref());
+        let len = response.encoded_len().min(bytes.as_ref().len());
+        self.memory.write(self.layout.slot_offset(self.rsp_prod_pvt), &bytes.as_ref()[..len]);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
         Ok(())
     }
 
     /// Make every pushed response visible (`RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`) and say
     /// whether the front end asked to be notified.
+    #[inline]
     pub fn publish_responses(&mut self) -> Notify {
         let old = self.rsp_prod_published;
         let new = self.rsp_prod_pvt;
@@ -124,6 +135,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
     /// `RING_FINAL_CHECK_FOR_REQUESTS`: call before sleeping. If nothing is waiting, ask the
     /// front end to notify on the next request (`req_event = req_cons + 1`, then a full barrier)
     /// and look again. `Ok(false)` means it is safe to sleep until the event channel fires.
+    #[inline]
     pub fn final_check_for_requests(&mut self) -> Result<bool, PeerError> {
         if self.has_unconsumed_requests()? {
             return Ok(true);
@@ -138,6 +150,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Ok(self.req_cons != self.req_prod_seen)
     }
 
+    #[inline]
     fn refresh_req_prod(&mut self) -> Result<(), PeerError> {
         let now = self.memory.load_acquire(REQ_PROD);
         if (now.wrapping_sub(self.req_prod_seen) as i32) < 0 {
@@ -159,6 +172,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Ok(())
     }
 
+    #[inline]
     fn fail(&mut self, error: PeerError) -> PeerError {
         self.broken = Some(error);
         error

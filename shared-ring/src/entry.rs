@@ -26,12 +26,20 @@ pub trait RingEntry: Sized {
     /// requires ids below the ring size, one outstanding request per id, and rejects a response
     /// whose id has no outstanding request. `None` for slots that carry no id (netif extra-info
     /// slots and their `NETIF_RSP_NULL` responses).
+    #[inline]
     fn tracking_id(&self) -> Option<u64> {
         None
+    }
+    /// How many leading bytes of [`to_bytes`](Self::to_bytes) carry meaning and must be written
+    /// to the slot (the rest of the slot keeps bytes the peer already saw). Default: all.
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        size_of::<Self::Bytes>()
     }
 }
 
 /// Byte size of an entry type.
+#[inline]
 pub const fn entry_size<E: RingEntry>() -> usize {
     size_of::<E::Bytes>()
 }

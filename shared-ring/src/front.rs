@@ -35,6 +35,7 @@ pub struct FrontRing<P: RingProtocol, M: SharedMemory> {
 impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     /// Initialise the shared header (`SHARED_RING_INIT`) and attach at index 0. Only the front
     /// end initialises a ring.
+    #[inline]
     pub fn init(memory: M) -> Result<Self, LayoutError> {
         let layout = RingLayout::for_memory(&memory, P::SLOT_SIZE)?;
         init_header(&memory, 0);
@@ -43,11 +44,13 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
 
     /// Attach to an already initialised ring whose indices all stand at `start`, with nothing
     /// outstanding (`FRONT_RING_ATTACH`, for reconnecting).
+    #[inline]
     pub fn attach(memory: M, start: u32) -> Result<Self, LayoutError> {
         let layout = RingLayout::for_memory(&memory, P::SLOT_SIZE)?;
         Ok(Self::with_indices(memory, layout, start))
     }
 
+    #[inline]
     fn with_indices(memory: M, layout: RingLayout, start: u32) -> Self {
         Self {
             memory,
@@ -64,38 +67,45 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     }
 
     /// The ring geometry.
+    #[inline]
     pub fn layout(&self) -> RingLayout {
         self.layout
     }
 
     /// The shared memory.
+    #[inline]
     pub fn memory(&self) -> &M {
         &self.memory
     }
 
     /// Slots free for new requests (`RING_FREE_REQUESTS`).
+    #[inline]
     pub fn free_requests(&self) -> u32 {
         self.layout.slots() - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
     }
 
     /// Requests pushed whose responses have not been consumed yet.
+    #[inline]
     pub fn in_flight(&self) -> u32 {
         self.req_prod_pvt.wrapping_sub(self.rsp_cons)
     }
 
     /// Requests pushed but not yet published.
+    #[inline]
     pub fn unpublished(&self) -> u32 {
         self.req_prod_pvt.wrapping_sub(self.req_prod_published)
     }
 
     /// The error the back end caused, if any.
+    #[inline]
     pub fn broken(&self) -> Option<PeerError> {
         self.broken
     }
 
     /// Write `request` into the next free slot. It is not visible to the back end until
     /// [`publish_requests`](Self::publish_requests).
-    pub fn push_request(&mut self, request: &P::Request) -> Result<(), PushError> {
+    #[inline]
+    pub fn push_request(&mut self, request: P::Request) -> Result<(), PushError> {
         if self.free_requests() == 0 {
             return Err(PushError::RingFull);
         }
@@ -109,13 +119,15 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
             }
         }
         let bytes = request.to_bytes();
-        self.memory.write(self.layout.slot_offset(self.req_prod_pvt), bytes.as_ref());
+        let len = request.encoded_len().min(bytes.as_ref().len());
+        self.memory.write(self.layout.slot_offset(self.req_prod_pvt), &bytes.as_ref()[..len]);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
 
     /// Make every pushed request visible (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`) and say whether
     /// the back end asked to be notified.
+    #[inline]
     pub fn publish_requests(&mut self) -> Notify {
         let old = self.req_prod_published;
         let new = self.req_prod_pvt;
@@ -128,13 +140,15 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     }
 
     /// Push one request and publish it at once.
-    pub fn push_and_publish(&mut self, request: &P::Request) -> Result<Notify, PushError> {
+    #[inline]
+    pub fn push_and_publish(&mut self, request: P::Request) -> Result<Notify, PushError> {
         self.push_request(request)?;
         Ok(self.publish_requests())
     }
 
     /// Take the next response, if the back end has published one. The slot is copied out once
     /// and decoded from the copy.
+    #[inline]
     pub fn poll_response(&mut self) -> Result<Option<P::Response>, PeerError> {
         if !self.has_unconsumed_responses()? {
             return Ok(None);
@@ -153,6 +167,7 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
 
     /// Whether a response is waiting (re-reading `rsp_prod` only when everything seen so far
     /// has been consumed).
+    #[inline]
     pub fn has_unconsumed_responses(&mut self) -> Result<bool, PeerError> {
         if let Some(error) = self.broken {
             return Err(error);
@@ -167,6 +182,7 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     /// back end to notify on the next response (`rsp_event = rsp_cons + 1`, then a full barrier)
     /// and look again, so a response published meanwhile is never missed. `Ok(false)` means it
     /// is safe to sleep until the event channel fires.
+    #[inline]
     pub fn final_check_for_responses(&mut self) -> Result<bool, PeerError> {
         if self.has_unconsumed_responses()? {
             return Ok(true);
@@ -181,6 +197,7 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         Ok(self.rsp_cons != self.rsp_prod_seen)
     }
 
+    #[inline]
     fn refresh_rsp_prod(&mut self) -> Result<(), PeerError> {
         let now = self.memory.load_acquire(RSP_PROD);
         if (now.wrapping_sub(self.rsp_prod_seen) as i32) < 0 {
@@ -202,12 +219,14 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         Ok(())
     }
 
+    #[inline]
     fn fail(&mut self, error: PeerError) -> PeerError {
         self.broken = Some(error);
         error
     }
 
     /// Whether request id `id` is outstanding.
+    #[inline]
     pub fn is_outstanding(&self, id: u32) -> bool {
         id < self.layout.slots() && self.outstanding.contains(id)
     }

@@ -11,11 +11,13 @@ pub(crate) struct IdSet {
 }
 
 impl IdSet {
+    #[inline]
     pub(crate) const fn new() -> Self {
         Self { bits: [0; WORDS] }
     }
 
     /// Insert `id` (< MAX_SLOTS); `false` if it was already present.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u32) -> bool {
         let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
         let fresh = self.bits[word] & bit == 0;
@@ -24,6 +26,7 @@ impl IdSet {
     }
 
     /// Remove `id`; `false` if it was absent or out of range.
+    #[inline]
     pub(crate) fn remove(&mut self, id: u64) -> bool {
         if id >= u64::from(MAX_SLOTS) {
             return false;
@@ -34,6 +37,7 @@ impl IdSet {
         present
     }
 
+    #[inline]
     pub(crate) fn contains(&self, id: u32) -> bool {
         self.bits[id as usize / 64] & (1u64 << (id % 64)) != 0
     }

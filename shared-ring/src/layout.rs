@@ -35,6 +35,7 @@ pub const PVT: usize = 16;
 
 /// `__CONST_RING_SIZE`: the largest power of two number of `slot_size`-byte slots that fit in
 /// `area_bytes` after the header (0 if none fits).
+#[inline]
 pub const fn slots_for(area_bytes: usize, slot_size: usize) -> u32 {
     if area_bytes <= HEADER_SIZE || slot_size == 0 {
         return 0;
@@ -57,6 +58,7 @@ pub struct RingLayout {
 impl RingLayout {
     /// The layout Xen uses for a shared area of `area_bytes` (one page, or `2^order` pages for a
     /// multi-page ring) holding slots of `slot_size` bytes.
+    #[inline]
     pub fn for_area(area_bytes: usize, slot_size: usize) -> Result<Self, LayoutError> {
         let slots = slots_for(area_bytes, slot_size);
         if slots == 0 {
@@ -72,16 +74,19 @@ impl RingLayout {
     }
 
     /// The layout for `memory`, checked to fit.
+    #[inline]
     pub fn for_memory(memory: &impl SharedMemory, slot_size: usize) -> Result<Self, LayoutError> {
         Self::for_area(memory.len(), slot_size)
     }
 
     /// Number of slots (a power of two).
+    #[inline]
     pub fn slots(&self) -> u32 {
         self.slots
     }
 
     /// Bytes per slot.
+    #[inline]
     pub fn slot_size(&self) -> usize {
         self.slot_size
     }
@@ -95,6 +100,7 @@ impl RingLayout {
 
 /// `SHARED_RING_INIT`: both producer indices 0, both event thresholds 1, private bytes and
 /// padding zeroed. Only the front end initialises a ring.
+#[inline]
 pub(crate) fn init_header(memory: &impl SharedMemory, start: u32) {
     memory.write(PVT, &[0; HEADER_SIZE - PVT]);
     memory.store_release(REQ_EVENT, start.wrapping_add(1));

@@ -82,7 +82,7 @@ fn slots_are_published_before_their_index() {
                 match back.poll_request().unwrap() {
                     Some(request) => {
                         assert_eq!(request.payload, 10 + answered);
-                        back.push_response(&msg(request.id, request.payload + 100)).unwrap();
+                        back.push_response(msg(request.id, request.payload + 100)).unwrap();
                         let _ = back.publish_responses();
                         answered += 1;
                     }
@@ -94,7 +94,7 @@ fn slots_are_published_before_their_index() {
         let mut sent = 0;
         while received < 3 {
             if sent < 3 && front.free_requests() > 0 {
-                front.push_request(&msg(sent % 2, 10 + sent)).unwrap();
+                front.push_request(msg(sent % 2, 10 + sent)).unwrap();
                 let _ = front.publish_requests();
                 sent += 1;
             }
@@ -120,14 +120,14 @@ fn final_check_never_loses_a_wakeup() {
         let mut front = FrontRing::<TestRing, _>::init(memory.clone()).unwrap();
         let mut back = BackRing::<TestRing, _>::attach(memory.clone()).unwrap();
         // Consume one request first so req_event (initially 1) is no longer armed.
-        front.push_request(&msg(0, 1)).unwrap();
+        front.push_request(msg(0, 1)).unwrap();
         let _ = front.publish_requests();
         assert!(back.poll_request().unwrap().is_some());
 
         let kicked = Arc::new(AtomicBool::new(false));
         let kicked_by_front = kicked.clone();
         let producer = thread::spawn(move || {
-            front.push_request(&msg(1, 2)).unwrap();
+            front.push_request(msg(1, 2)).unwrap();
             if front.publish_requests().is_needed() {
                 kicked_by_front.store(true, Ordering::Relaxed);
             }
@@ -147,19 +147,19 @@ fn final_check_for_responses_never_loses_a_wakeup() {
         let memory = LoomMemory::new(AREA);
         let mut front = FrontRing::<TestRing, _>::init(memory.clone()).unwrap();
         let mut back = BackRing::<TestRing, _>::attach(memory.clone()).unwrap();
-        front.push_request(&msg(0, 1)).unwrap();
-        front.push_request(&msg(1, 2)).unwrap();
+        front.push_request(msg(0, 1)).unwrap();
+        front.push_request(msg(1, 2)).unwrap();
         let _ = front.publish_requests();
         back.poll_request().unwrap().unwrap();
         back.poll_request().unwrap().unwrap();
-        back.push_response(&msg(0, 1)).unwrap();
+        back.push_response(msg(0, 1)).unwrap();
         let _ = back.publish_responses();
         assert!(front.poll_response().unwrap().is_some());
 
         let kicked = Arc::new(AtomicBool::new(false));
         let kicked_by_back = kicked.clone();
         let responder = thread::spawn(move || {
-            back.push_response(&msg(1, 2)).unwrap();
+            back.push_response(msg(1, 2)).unwrap();
             if back.publish_responses().is_needed() {
                 kicked_by_back.store(true, Ordering::Relaxed);
             }

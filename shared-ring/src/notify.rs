@@ -12,12 +12,14 @@ pub enum Notify {
 
 impl Notify {
     /// `true` for [`Notify::Needed`].
+    #[inline]
     pub fn is_needed(self) -> bool {
         self == Notify::Needed
     }
 
     /// `RING_PUSH_*_AND_CHECK_NOTIFY`: after moving a producer index from `old` to `new`, notify
     /// iff the peer's `event` threshold lies in `(old, new]`, all modulo 2^32.
+    #[inline]
     pub fn decide(old: u32, new: u32, event: u32) -> Self {
         if new.wrapping_sub(event) < new.wrapping_sub(old) { Notify::Needed } else { Notify::NotNeeded }
     }

@@ -2,7 +2,7 @@
 //! domain, or a host allocation in tests and benchmarks).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::shared_memory::{SharedMemory, check_bounds};
 
@@ -39,11 +39,13 @@ impl PageMemory {
         Self { base, len }
     }
 
+    #[inline]
     fn at(&self, offset: usize) -> *mut u8 {
         // Callers check bounds first; `wrapping_add` keeps this helper itself free of UB.
         self.base.as_ptr().wrapping_add(offset)
     }
 
+    #[inline]
     fn word(&self, offset: usize) -> &AtomicU32 {
         check_bounds(offset, 4, self.len);
         assert!(offset % 4 == 0, "shared-ring bug: unaligned index offset {offset}");
@@ -53,14 +55,17 @@ impl PageMemory {
     }
 }
 
-// SAFETY: index stores are release stores, index loads acquire loads, `store_fenced` adds a
-// SeqCst fence after its release store (`fence(SeqCst)` is a full barrier), and slot copies use
-// relaxed atomics only, so concurrent peer writes are never undefined behaviour.
+// SAFETY: index stores are release stores, index loads SeqCst (at least acquire),
+// `store_fenced` is a SeqCst swap (release store + full barrier; ordered before every later
+// SeqCst load), and slot copies use relaxed atomics only, so concurrent peer writes are never
+// undefined behaviour.
 unsafe impl SharedMemory for PageMemory {
+    #[inline]
     fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     fn read(&self, offset: usize, dst: &mut [u8]) {
         check_bounds(offset, dst.len(), self.len);
         if offset % 8 == 0 && dst.len() % 8 == 0 {
@@ -85,6 +90,7 @@ unsafe impl SharedMemory for PageMemory {
         }
     }
 
+    #[inline]
     fn write(&self, offset: usize, src: &[u8]) {
         check_bounds(offset, src.len(), self.len);
         if offset % 8 == 0 && src.len() % 8 == 0 {
@@ -110,17 +116,25 @@ unsafe impl SharedMemory for PageMemory {
         }
     }
 
+    #[inline]
     fn load_acquire(&self, offset: usize) -> u32 {
-        u32::from_le(self.word(offset).load(Ordering::Acquire))
+        // SeqCst (stronger than the acquire the trait asks for): with `store_fenced`'s SeqCst
+        // swap this makes the notify/final-check pairs a store-buffering pattern of SeqCst
+        // operations, which the Rust memory model forbids from losing both stores. On x86 a
+        // SeqCst load is a plain `mov`; on Arm64 it is `ldar`.
+        u32::from_le(self.word(offset).load(Ordering::SeqCst))
     }
 
+    #[inline]
     fn store_release(&self, offset: usize, value: u32) {
         self.word(offset).store(value.to_le(), Ordering::Release);
     }
 
+    #[inline]
     fn store_fenced(&self, offset: usize, value: u32) {
-        self.word(offset).store(value.to_le(), Ordering::Release);
-        fence(Ordering::SeqCst);
+        // A SeqCst swap is a release store plus a full barrier (x86 `xchg`, cheaper than
+        // `mfence`); later loads of this thread are SeqCst (see `load_acquire`).
+        self.word(offset).swap(value.to_le(), Ordering::SeqCst);
     }
 }
 
@@ -154,7 +168,7 @@ mod tests {
                     while let Some(slot) = back.poll_request().unwrap() {
                         let request = slot.as_request();
                         assert_eq!(request.sector_number, answered);
-                        back.push_response(&BlkifResponse { id: request.id, operation: OP_WRITE, status: 0 }).unwrap();
+                        back.push_response(BlkifResponse { id: request.id, operation: OP_WRITE, status: 0 }).unwrap();
                         answered += 1;
                     }
                     let _ = back.publish_responses();
@@ -171,7 +185,7 @@ mod tests {
                         sector_number: sent,
                         ..Default::default()
                     };
-                    front.push_request(&BlkifRequestSlot::from(&request)).unwrap();
+                    front.push_request(BlkifRequestSlot::from(&request)).unwrap();
                     sent += 1;
                 }
                 let _ = front.publish_requests();

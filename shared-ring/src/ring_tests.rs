@@ -62,7 +62,7 @@ fn requests_and_responses_round_trip_with_notifications() {
     assert_eq!(memory.load_acquire(RSP_EVENT), 1);
 
     for i in 0..3 {
-        front.push_request(&msg(i, 100 + i)).unwrap();
+        front.push_request(msg(i, 100 + i)).unwrap();
     }
     assert_eq!(back.poll_request(), Ok(None), "pushed but unpublished requests are invisible");
     assert_eq!(front.publish_requests(), Notify::Needed, "initial req_event = 1 asks for a kick");
@@ -70,7 +70,7 @@ fn requests_and_responses_round_trip_with_notifications() {
     for i in 0..3 {
         let request = back.poll_request().unwrap().unwrap();
         assert_eq!(request, msg(i, 100 + i));
-        back.push_response(&msg(request.id, request.payload * 2)).unwrap();
+        back.push_response(msg(request.id, request.payload * 2)).unwrap();
     }
     assert_eq!(back.poll_request(), Ok(None));
     assert_eq!(back.publish_responses(), Notify::Needed);
@@ -88,22 +88,22 @@ fn notification_suppression_and_final_check() {
     let mut front = FrontRing::<TestRing, _>::init(memory).unwrap();
     let mut back = BackRing::<TestRing, _>::attach(memory).unwrap();
 
-    assert!(front.push_and_publish(&msg(0, 0)).unwrap().is_needed());
+    assert!(front.push_and_publish(msg(0, 0)).unwrap().is_needed());
     // The back end is awake (it has not re-armed): further pushes need no kick.
-    assert_eq!(front.push_and_publish(&msg(1, 0)), Ok(Notify::NotNeeded));
+    assert_eq!(front.push_and_publish(msg(1, 0)), Ok(Notify::NotNeeded));
     assert!(back.poll_request().unwrap().is_some());
     assert!(back.poll_request().unwrap().is_some());
     // Going to sleep: nothing left, so req_event is re-armed to req_cons + 1.
     assert_eq!(back.final_check_for_requests(), Ok(false));
     assert_eq!(memory.load_acquire(REQ_EVENT), 3);
-    back.push_response(&msg(0, 0)).unwrap();
-    back.push_response(&msg(1, 0)).unwrap();
+    back.push_response(msg(0, 0)).unwrap();
+    back.push_response(msg(1, 0)).unwrap();
     assert_eq!(back.publish_responses(), Notify::Needed);
     assert_eq!(front.poll_response().unwrap().unwrap().id, 0);
     assert_eq!(front.poll_response().unwrap().unwrap().id, 1);
     // Now the sleeping back end must be woken by the next publish, even a batch of two.
-    front.push_request(&msg(2, 0)).unwrap();
-    front.push_request(&msg(3, 0)).unwrap();
+    front.push_request(msg(2, 0)).unwrap();
+    front.push_request(msg(3, 0)).unwrap();
     assert_eq!(front.publish_requests(), Notify::Needed);
 
     // Final check sees work published after the decision to sleep (the lost-wakeup race).
@@ -112,8 +112,8 @@ fn notification_suppression_and_final_check() {
     assert!(back.poll_request().unwrap().is_some());
     assert_eq!(back.final_check_for_requests(), Ok(false));
     // Ids 2 and 3 are still outstanding; 0 is free again.
-    assert_eq!(front.push_request(&msg(2, 0)), Err(PushError::IdInUse { id: 2 }));
-    assert_eq!(front.push_and_publish(&msg(0, 0)), Ok(Notify::Needed));
+    assert_eq!(front.push_request(msg(2, 0)), Err(PushError::IdInUse { id: 2 }));
+    assert_eq!(front.push_and_publish(msg(0, 0)), Ok(Notify::Needed));
 }
 
 #[test]
@@ -127,13 +127,13 @@ fn batching_notifies_once_per_publish() {
     for round in 0..10u64 {
         for i in 0..32u64 {
             let request = BlkifRequest { operation: OP_READ, nr_segments: 1, id: i, sector_number: round, ..Default::default() };
-            front.push_request(&BlkifRequestSlot::from(&request)).unwrap();
+            front.push_request(BlkifRequestSlot::from(&request)).unwrap();
         }
-        assert_eq!(front.push_request(&BlkifRequestSlot::from(&BlkifRequest::default())), Err(PushError::RingFull));
+        assert_eq!(front.push_request(BlkifRequestSlot::from(&BlkifRequest::default())), Err(PushError::RingFull));
         notifications += usize::from(front.publish_requests().is_needed());
         while let Some(slot) = back.poll_request().unwrap() {
             let request = slot.decode().unwrap();
-            back.push_response(&BlkifResponse { id: request.id(), operation: OP_READ, status: 0 }).unwrap();
+            back.push_response(BlkifResponse { id: request.id(), operation: OP_READ, status: 0 }).unwrap();
         }
         assert!(!back.final_check_for_requests().unwrap());
         let _ = back.publish_responses();
@@ -162,11 +162,11 @@ fn indices_wrap_at_two_to_the_32() {
     let mut front = FrontRing::<TestRing, _>::attach(memory, start).unwrap();
     let mut back = BackRing::<TestRing, _>::attach_at(memory, start).unwrap();
     for n in 0..40u64 {
-        front.push_request(&msg(n % 4, n)).unwrap();
+        front.push_request(msg(n % 4, n)).unwrap();
         let _ = front.publish_requests();
         let request = back.poll_request().unwrap().unwrap();
         assert_eq!(request.payload, n);
-        back.push_response(&request).unwrap();
+        back.push_response(request).unwrap();
         let _ = back.publish_responses();
         assert_eq!(front.poll_response().unwrap(), Some(msg(n % 4, n)));
     }
@@ -190,10 +190,10 @@ fn push_errors_are_the_callers() {
     let memory = CellMemory::new(&mut page);
     let mut front = FrontRing::<TestRing, _>::init(memory).unwrap();
     let mut back = BackRing::<TestRing, _>::attach(memory).unwrap();
-    assert_eq!(front.push_request(&msg(4, 0)), Err(PushError::IdOutOfRange { id: 4, slots: 4 }));
-    front.push_request(&msg(1, 0)).unwrap();
-    assert_eq!(front.push_request(&msg(1, 0)), Err(PushError::IdInUse { id: 1 }));
-    assert_eq!(back.push_response(&msg(1, 0)), Err(PushError::NoRequestToAnswer));
+    assert_eq!(front.push_request(msg(4, 0)), Err(PushError::IdOutOfRange { id: 4, slots: 4 }));
+    front.push_request(msg(1, 0)).unwrap();
+    assert_eq!(front.push_request(msg(1, 0)), Err(PushError::IdInUse { id: 1 }));
+    assert_eq!(back.push_response(msg(1, 0)), Err(PushError::NoRequestToAnswer));
     assert!(front.is_outstanding(1));
     assert!(!front.is_outstanding(2));
 }
@@ -260,11 +260,11 @@ fn front_end_rejects_responses_nobody_asked_for() {
     let memory = CellMemory::new(&mut page);
     let mut front = FrontRing::<TestRing, _>::init(memory).unwrap();
     let mut back = BackRing::<TestRing, _>::attach(memory).unwrap();
-    front.push_request(&msg(2, 0)).unwrap();
-    front.push_request(&msg(3, 0)).unwrap();
+    front.push_request(msg(2, 0)).unwrap();
+    front.push_request(msg(3, 0)).unwrap();
     let _ = front.publish_requests();
     back.poll_request().unwrap();
-    back.push_response(&msg(1, 0)).unwrap();
+    back.push_response(msg(1, 0)).unwrap();
     let _ = back.publish_responses();
     assert_eq!(front.poll_response(), Err(PeerError::UnknownResponseId { id: 1 }));
 
@@ -272,13 +272,13 @@ fn front_end_rejects_responses_nobody_asked_for() {
     let memory = CellMemory::new(&mut page);
     let mut front = FrontRing::<TestRing, _>::init(memory).unwrap();
     let mut back = BackRing::<TestRing, _>::attach(memory).unwrap();
-    front.push_request(&msg(2, 0)).unwrap();
-    front.push_request(&msg(3, 0)).unwrap();
+    front.push_request(msg(2, 0)).unwrap();
+    front.push_request(msg(3, 0)).unwrap();
     let _ = front.publish_requests();
     back.poll_request().unwrap();
     back.poll_request().unwrap();
-    back.push_response(&msg(2, 0)).unwrap();
-    back.push_response(&msg(2, 0)).unwrap();
+    back.push_response(msg(2, 0)).unwrap();
+    back.push_response(msg(2, 0)).unwrap();
     let _ = back.publish_responses();
     assert_eq!(front.poll_response(), Ok(Some(msg(2, 0))));
     assert_eq!(front.poll_response(), Err(PeerError::UnknownResponseId { id: 2 }));
@@ -289,11 +289,11 @@ fn front_end_rejects_responses_nobody_asked_for() {
     let mut front = FrontRing::<TestRing, _>::init(memory).unwrap();
     let mut back = BackRing::<TestRing, _>::attach(memory).unwrap();
     for id in 0..3 {
-        front.push_request(&msg(id, 0)).unwrap();
+        front.push_request(msg(id, 0)).unwrap();
     }
     let _ = front.publish_requests();
     while let Some(request) = back.poll_request().unwrap() {
-        back.push_response(&request).unwrap();
+        back.push_response(request).unwrap();
     }
     let _ = back.publish_responses();
     front.poll_response().unwrap().unwrap();
@@ -349,7 +349,7 @@ fn every_request_slot_is_copied_exactly_once_before_use() {
     let mut back = BackRing::<Blkif, _>::attach(&counting).unwrap();
     for id in 0..8u64 {
         let request = BlkifRequest { operation: OP_READ, nr_segments: 1, id, ..Default::default() };
-        front.push_request(&BlkifRequestSlot::from(&request)).unwrap();
+        front.push_request(BlkifRequestSlot::from(&request)).unwrap();
     }
     let _ = front.publish_requests();
     for id in 0..8u64 {
@@ -424,7 +424,7 @@ proptest! {
                 Op::FrontPush(n) => for _ in 0..n {
                     let in_flight = unpublished.len() + published.len() + unanswered.len() + unpublished_rsp.len() + published_rsp.len();
                     let m = free_ids.front().map(|&id| msg(id, next_payload));
-                    let result = front.push_request(&m.unwrap_or(msg(0, 0)));
+                    let result = front.push_request(m.unwrap_or(msg(0, 0)));
                     if in_flight == 8 {
                         prop_assert_eq!(result, Err(PushError::RingFull));
                     } else {
@@ -460,7 +460,7 @@ proptest! {
                     if let Some(m) = got { unanswered.push_back(m); }
                 }
                 Op::BackRespond => {
-                    let result = back.push_response(&unanswered.front().copied().unwrap_or(msg(0, 0)));
+                    let result = back.push_response(unanswered.front().copied().unwrap_or(msg(0, 0)));
                     match unanswered.pop_front() {
                         Some(m) => { prop_assert_eq!(result, Ok(())); unpublished_rsp.push_back(m); }
                         None => prop_assert_eq!(result, Err(PushError::NoRequestToAnswer)),

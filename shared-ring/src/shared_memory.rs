@@ -34,6 +34,7 @@ pub unsafe trait SharedMemory {
     fn len(&self) -> usize;
 
     /// Whether the area is empty (never true for a usable ring).
+    #[inline]
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -56,21 +57,27 @@ pub unsafe trait SharedMemory {
 
 // SAFETY: forwards every operation to `T`, which upholds the contract.
 unsafe impl<T: SharedMemory + ?Sized> SharedMemory for &T {
+    #[inline]
     fn len(&self) -> usize {
         (**self).len()
     }
+    #[inline]
     fn read(&self, offset: usize, dst: &mut [u8]) {
         (**self).read(offset, dst)
     }
+    #[inline]
     fn write(&self, offset: usize, src: &[u8]) {
         (**self).write(offset, src)
     }
+    #[inline]
     fn load_acquire(&self, offset: usize) -> u32 {
         (**self).load_acquire(offset)
     }
+    #[inline]
     fn store_release(&self, offset: usize, value: u32) {
         (**self).store_release(offset, value)
     }
+    #[inline]
     fn store_fenced(&self, offset: usize, value: u32) {
         (**self).store_fenced(offset, value)
     }

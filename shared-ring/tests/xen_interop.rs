@@ -135,7 +135,7 @@ fn rust_back(memory: PageMemory, channels: &Channels) -> RustStats {
                 other => panic!("request {done}: {other:?}"),
             };
             assert_eq!(request, expected_request(done, slots), "request {done} corrupted");
-            back.push_response(&expected_response(done, slots)).unwrap();
+            back.push_response(expected_response(done, slots)).unwrap();
             done += 1;
             answered += 1;
         }
@@ -162,7 +162,7 @@ fn rust_front(memory: PageMemory, channels: &Channels) -> RustStats {
         let batch = next_batch(&mut lcg, slots);
         let mut pushed = 0;
         while pushed < batch && sent < COUNT && front.free_requests() > 0 {
-            front.push_request(&BlkifRequestSlot::from(&expected_request(sent, slots))).unwrap();
+            front.push_request(BlkifRequestSlot::from(&expected_request(sent, slots))).unwrap();
             sent += 1;
             pushed += 1;
         }

@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
                     Ok(Some(slot)) => {
                         assert_eq!(read, 112, "a request slot must be copied exactly once");
                         let status = if slot.decode().is_ok() { RSP_OKAY } else { RSP_ERROR };
-                        back.push_response(&BlkifResponse { id: slot.id(), operation: slot.operation(), status }).unwrap();
+                        back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status }).unwrap();
                     }
                     Ok(None) => assert_eq!(read, 0),
                     Err(e) => {
@@ -107,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
             5 => {
                 let Some(id) = script.byte() else { break };
                 let request = BlkifRequest { operation: 0, nr_segments: 1, id: u64::from(id), ..Default::default() };
-                let _ = front.push_request(&BlkifRequestSlot::from(&request));
+                let _ = front.push_request(BlkifRequestSlot::from(&request));
             }
             6 => {
                 let _ = front.publish_requests();

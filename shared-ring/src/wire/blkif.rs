@@ -60,18 +60,14 @@ pub struct BlkifSegment {
 
 impl BlkifSegment {
     /// Sectors this segment covers (assumes it validated).
+    #[inline]
     pub fn sectors(&self) -> u64 {
         u64::from(self.last_sect - self.first_sect) + 1
     }
 
+    #[inline]
     fn decode(b: &[u8]) -> Self {
         Self { gref: u32_at(b, 0), first_sect: b[4], last_sect: b[5] }
-    }
-
-    fn encode(&self, b: &mut [u8]) {
-        put_u32(b, 0, self.gref);
-        b[4] = self.first_sect;
-        b[5] = self.last_sect;
     }
 }
 
@@ -134,6 +130,7 @@ pub struct BlkifRequestIndirect {
 
 impl BlkifRequestIndirect {
     /// Indirect pages the request uses (assumes it validated).
+    #[inline]
     pub fn pages(&self) -> usize {
         usize::from(self.nr_segments).div_ceil(SEGMENTS_PER_INDIRECT_PAGE)
     }
@@ -179,6 +176,7 @@ pub enum BlkifError {
 }
 
 impl fmt::Display for BlkifError {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             BlkifError::UnknownOperation { operation } => write!(f, "unknown blkif operation {operation}"),
@@ -226,6 +224,7 @@ pub enum BlockRequest {
 
 impl BlockRequest {
     /// The id to echo in the response.
+    #[inline]
     pub fn id(&self) -> u64 {
         match self {
             BlockRequest::Direct(r) => r.id,
@@ -243,6 +242,7 @@ pub struct BlkifRequestSlot {
 }
 
 impl fmt::Debug for BlkifRequestSlot {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlkifRequestSlot").field("operation", &self.operation()).field("id", &self.id()).finish()
     }
@@ -250,26 +250,31 @@ impl fmt::Debug for BlkifRequestSlot {
 
 impl BlkifRequestSlot {
     /// The raw slot bytes.
+    #[inline]
     pub fn from_raw(bytes: [u8; REQUEST_SIZE]) -> Self {
         Self { bytes }
     }
 
     /// The raw bytes.
+    #[inline]
     pub fn as_raw(&self) -> &[u8; REQUEST_SIZE] {
         &self.bytes
     }
 
     /// The operation byte.
+    #[inline]
     pub fn operation(&self) -> u8 {
         self.bytes[0]
     }
 
     /// The request id (offset 8 in every layout).
+    #[inline]
     pub fn id(&self) -> u64 {
         u64_at(&self.bytes, 8)
     }
 
     /// The slot read as a `blkif_request`, unvalidated.
+    #[inline]
     pub fn as_request(&self) -> BlkifRequest {
         let b = &self.bytes;
         let mut seg = [BlkifSegment::default(); MAX_SEGMENTS_PER_REQUEST];
@@ -287,6 +292,7 @@ impl BlkifRequestSlot {
     }
 
     /// The slot read as a `blkif_request_discard`, unvalidated.
+    #[inline]
     pub fn as_discard(&self) -> BlkifRequestDiscard {
         let b = &self.bytes;
         BlkifRequestDiscard {
@@ -300,6 +306,7 @@ impl BlkifRequestSlot {
     }
 
     /// The slot read as a `blkif_request_indirect`, unvalidated.
+    #[inline]
     pub fn as_indirect(&self) -> BlkifRequestIndirect {
         let b = &self.bytes;
         let mut indirect_grefs = [0; MAX_INDIRECT_PAGES_PER_REQUEST];
@@ -318,6 +325,7 @@ impl BlkifRequestSlot {
     }
 
     /// Validate the slot against blkif.h and return the typed request.
+    #[inline]
     pub fn decode(&self) -> Result<BlockRequest, BlkifError> {
         match self.operation() {
             OP_READ | OP_WRITE | OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE => {
@@ -343,6 +351,7 @@ impl BlkifRequestSlot {
 impl BlkifRequest {
     /// Check the rules of blkif.h: at most 11 segments (at least one for read/write), each with
     /// `first_sect <= last_sect <= 7`, and a sector range that does not wrap.
+    #[inline]
     pub fn validate(&self) -> Result<(), BlkifError> {
         let operation = self.operation;
         if !matches!(operation, OP_READ | OP_WRITE | OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE) {
@@ -378,6 +387,7 @@ impl BlkifRequest {
 
 impl BlkifRequestDiscard {
     /// Check flag bits, a non-empty and non-wrapping range.
+    #[inline]
     pub fn validate(&self) -> Result<(), BlkifError> {
         if self.operation != OP_DISCARD {
             return Err(BlkifError::UnknownOperation { operation: self.operation });
@@ -397,6 +407,7 @@ impl BlkifRequestDiscard {
 
 impl BlkifRequestIndirect {
     /// Check the inner operation and the segment count.
+    #[inline]
     pub fn validate(&self) -> Result<(), BlkifError> {
         if self.operation != OP_INDIRECT {
             return Err(BlkifError::UnknownOperation { operation: self.operation });
@@ -417,21 +428,25 @@ impl BlkifRequestIndirect {
 }
 
 impl From<&BlkifRequest> for BlkifRequestSlot {
+    /// Fields are packed into little-endian 64-bit words (one store each, so the copy into the
+    /// ring that follows reads whole words without store-forwarding stalls).
+    #[inline]
     fn from(r: &BlkifRequest) -> Self {
         let mut bytes = [0; REQUEST_SIZE];
-        bytes[0] = r.operation;
-        bytes[1] = r.nr_segments;
-        put_u16(&mut bytes, 2, r.handle);
-        put_u64(&mut bytes, 8, r.id);
-        put_u64(&mut bytes, 16, r.sector_number);
+        let head = u64::from(r.operation) | u64::from(r.nr_segments) << 8 | u64::from(r.handle) << 16;
+        bytes[0..8].copy_from_slice(&head.to_le_bytes());
+        bytes[8..16].copy_from_slice(&r.id.to_le_bytes());
+        bytes[16..24].copy_from_slice(&r.sector_number.to_le_bytes());
         for (i, s) in r.seg.iter().enumerate() {
-            s.encode(&mut bytes[24 + i * 8..]);
+            let word = u64::from(s.gref) | u64::from(s.first_sect) << 32 | u64::from(s.last_sect) << 40;
+            bytes[24 + i * 8..32 + i * 8].copy_from_slice(&word.to_le_bytes());
         }
         Self { bytes }
     }
 }
 
 impl From<&BlkifRequestDiscard> for BlkifRequestSlot {
+    #[inline]
     fn from(r: &BlkifRequestDiscard) -> Self {
         let mut bytes = [0; REQUEST_SIZE];
         bytes[0] = r.operation;
@@ -445,6 +460,7 @@ impl From<&BlkifRequestDiscard> for BlkifRequestSlot {
 }
 
 impl From<&BlkifRequestIndirect> for BlkifRequestSlot {
+    #[inline]
     fn from(r: &BlkifRequestIndirect) -> Self {
         let mut bytes = [0; REQUEST_SIZE];
         bytes[0] = r.operation;
@@ -462,33 +478,51 @@ impl From<&BlkifRequestIndirect> for BlkifRequestSlot {
 
 impl RingEntry for BlkifRequestSlot {
     type Bytes = [u8; REQUEST_SIZE];
+    #[inline]
     fn from_bytes(bytes: &Self::Bytes) -> Self {
         Self { bytes: *bytes }
     }
+    #[inline]
     fn to_bytes(&self) -> Self::Bytes {
         self.bytes
     }
+    #[inline]
     fn tracking_id(&self) -> Option<u64> {
         Some(self.id())
+    }
+    /// Only the bytes the layout uses: the header plus `nr_segments` segments for direct
+    /// requests (as C front ends fill them), 32 for discard, 60 for indirect.
+    #[inline]
+    fn encoded_len(&self) -> usize {
+        match self.operation() {
+            OP_READ | OP_WRITE | OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE => {
+                24 + 8 * usize::from(self.bytes[1]).min(MAX_SEGMENTS_PER_REQUEST)
+            }
+            OP_DISCARD => 32,
+            OP_INDIRECT => 64,
+            _ => REQUEST_SIZE,
+        }
     }
 }
 
 impl BlkifResponse {
     /// Decode a response image (infallible).
+    #[inline]
     pub fn from_raw(b: &[u8; RESPONSE_SIZE]) -> Self {
         Self { id: u64_at(b, 0), operation: b[8], status: u16_at(b, 10) as i16 }
     }
 
     /// Encode with zeroed padding (bytes 9 and 12..16 stay 0: XSA-216).
+    #[inline]
     pub fn to_raw(&self) -> [u8; RESPONSE_SIZE] {
         let mut b = [0; RESPONSE_SIZE];
         put_u64(&mut b, 0, self.id);
-        b[8] = self.operation;
-        put_u16(&mut b, 10, self.status as u16);
+        put_u64(&mut b, 8, u64::from(self.operation) | u64::from(self.status as u16) << 16);
         b
     }
 
     /// Check the status is one blkif.h defines.
+    #[inline]
     pub fn validate(&self) -> Result<(), BlkifError> {
         match self.status {
             RSP_OKAY | RSP_ERROR | RSP_EOPNOTSUPP => Ok(()),
@@ -497,6 +531,7 @@ impl BlkifResponse {
     }
 
     /// Decode and validate.
+    #[inline]
     pub fn decode(b: &[u8; RESPONSE_SIZE]) -> Result<Self, BlkifError> {
         let response = Self::from_raw(b);
         response.validate()?;
@@ -506,12 +541,15 @@ impl BlkifResponse {
 
 impl RingEntry for BlkifResponse {
     type Bytes = [u8; RESPONSE_SIZE];
+    #[inline]
     fn from_bytes(bytes: &Self::Bytes) -> Self {
         Self::from_raw(bytes)
     }
+    #[inline]
     fn to_bytes(&self) -> Self::Bytes {
         self.to_raw()
     }
+    #[inline]
     fn tracking_id(&self) -> Option<u64> {
         Some(self.id)
     }
@@ -530,6 +568,7 @@ impl RingProtocol for Blkif {
 mod tests {
     use super::*;
 
+    #[inline]
     fn read(nr: u8) -> BlkifRequest {
         let mut r = BlkifRequest { operation: OP_READ, nr_segments: nr, id: 7, sector_number: 100, ..Default::default() };
         for (i, s) in r.seg.iter_mut().enumerate() {

@@ -163,6 +163,7 @@ pub enum NetifError {
 }
 
 impl fmt::Display for NetifError {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             NetifError::UnknownFlags { flags } => write!(f, "unknown netif flags {flags:#x}"),
@@ -185,24 +186,25 @@ impl core::error::Error for NetifError {}
 
 impl NetifTxRequest {
     /// Decode 12 bytes (infallible).
+    #[inline]
     pub fn from_raw(b: &[u8; 12]) -> Self {
         Self { gref: u32_at(b, 0), offset: u16_at(b, 4), flags: u16_at(b, 6), id: u16_at(b, 8), size: u16_at(b, 10) }
     }
 
     /// Encode.
+    #[inline]
     pub fn to_raw(&self) -> [u8; 12] {
         let mut b = [0; 12];
         put_u32(&mut b, 0, self.gref);
-        put_u16(&mut b, 4, self.offset);
-        put_u16(&mut b, 6, self.flags);
-        put_u16(&mut b, 8, self.id);
-        put_u16(&mut b, 10, self.size);
+        put_u32(&mut b, 4, u32::from(self.offset) | u32::from(self.flags) << 16);
+        put_u32(&mut b, 8, u32::from(self.id) | u32::from(self.size) << 16);
         b
     }
 
     /// Per-slot checks: known flags and, for a non-first slot, `offset + size` inside the page.
     /// (The first slot's fragment size is only known once the packet is complete: use
     /// [`TxPacketCheck`].)
+    #[inline]
     pub fn validate(&self, first_slot: bool) -> Result<(), NetifError> {
         if self.flags & !TXF_ALL != 0 {
             return Err(NetifError::UnknownFlags { flags: self.flags });
@@ -240,12 +242,14 @@ pub struct TxPacketCheck {
 impl TxPacketCheck {
     /// Start with the packet's first slot; reject packets of more than `slot_limit` slots
     /// (at least [`NR_SLOTS_MIN`]).
+    #[inline]
     pub fn first(first: &NetifTxRequest, slot_limit: u32) -> Result<Self, NetifError> {
         first.validate(true)?;
         Ok(Self { first: *first, fragments: 0, slots: 1, slot_limit: slot_limit.max(NR_SLOTS_MIN) })
     }
 
     /// Add a following slot.
+    #[inline]
     pub fn next(&mut self, slot: &NetifTxRequest) -> Result<(), NetifError> {
         slot.validate(false)?;
         self.slots += 1;
@@ -261,6 +265,7 @@ impl TxPacketCheck {
     }
 
     /// Finish: the first slot's own fragment (packet size minus the rest) must fit its page.
+    #[inline]
     pub fn finish(self) -> Result<TxPacket, NetifError> {
         let size = u32::from(self.first.size);
         let first_fragment = size - self.fragments;
@@ -273,17 +278,17 @@ impl TxPacketCheck {
 
 impl NetifTxResponse {
     /// Decode (infallible).
+    #[inline]
     pub fn from_raw(b: &[u8; 4]) -> Self {
         Self { id: u16_at(b, 0), status: u16_at(b, 2) as i16 }
     }
     /// Encode.
+    #[inline]
     pub fn to_raw(&self) -> [u8; 4] {
-        let mut b = [0; 4];
-        put_u16(&mut b, 0, self.id);
-        put_u16(&mut b, 2, self.status as u16);
-        b
+        (u32::from(self.id) | u32::from(self.status as u16) << 16).to_le_bytes()
     }
     /// Status must be one of `NETIF_RSP_*`.
+    #[inline]
     pub fn validate(&self) -> Result<(), NetifError> {
         match self.status {
             RSP_DROPPED | RSP_ERROR | RSP_OKAY | RSP_NULL => Ok(()),
@@ -294,10 +299,12 @@ impl NetifTxResponse {
 
 impl NetifRxRequest {
     /// Decode (infallible).
+    #[inline]
     pub fn from_raw(b: &[u8; 8]) -> Self {
         Self { id: u16_at(b, 0), pad: u16_at(b, 2), gref: u32_at(b, 4) }
     }
     /// Encode (padding zeroed).
+    #[inline]
     pub fn to_raw(&self) -> [u8; 8] {
         let mut b = [0; 8];
         put_u16(&mut b, 0, self.id);
@@ -308,19 +315,20 @@ impl NetifRxRequest {
 
 impl NetifRxResponse {
     /// Decode (infallible).
+    #[inline]
     pub fn from_raw(b: &[u8; 8]) -> Self {
         Self { id: u16_at(b, 0), offset: u16_at(b, 2), flags: u16_at(b, 4), status: u16_at(b, 6) as i16 }
     }
     /// Encode.
+    #[inline]
     pub fn to_raw(&self) -> [u8; 8] {
         let mut b = [0; 8];
-        put_u16(&mut b, 0, self.id);
-        put_u16(&mut b, 2, self.offset);
-        put_u16(&mut b, 4, self.flags);
-        put_u16(&mut b, 6, self.status as u16);
+        put_u32(&mut b, 0, u32::from(self.id) | u32::from(self.offset) << 16);
+        put_u32(&mut b, 4, u32::from(self.flags) | u32::from(self.status as u16) << 16);
         b
     }
     /// Known flags; a status that is a byte count (> 0, data inside the page) or an error.
+    #[inline]
     pub fn validate(&self) -> Result<(), NetifError> {
         if self.flags & !RXF_ALL != 0 {
             return Err(NetifError::UnknownFlags { flags: self.flags });
@@ -337,12 +345,14 @@ impl NetifRxResponse {
 
 impl NetifExtraInfo {
     /// Decode the first 8 bytes of a slot (infallible).
+    #[inline]
     pub fn from_raw(b: &[u8]) -> Self {
         let mut u = [0; 6];
         u.copy_from_slice(&b[2..8]);
         Self { extra_type: b[0], flags: b[1], u }
     }
     /// Encode.
+    #[inline]
     pub fn to_raw(&self) -> [u8; 8] {
         let mut b = [0; 8];
         b[0] = self.extra_type;
@@ -351,10 +361,12 @@ impl NetifExtraInfo {
         b
     }
     /// Whether another extra-info slot follows.
+    #[inline]
     pub fn more(&self) -> bool {
         self.flags & EXTRA_FLAG_MORE != 0
     }
     /// Build a GSO extra-info slot.
+    #[inline]
     pub fn gso(size: u16, gso_type: u8, features: u16, more: bool) -> Self {
         let mut u = [0; 6];
         put_u16(&mut u, 0, size);
@@ -363,6 +375,7 @@ impl NetifExtraInfo {
         Self { extra_type: EXTRA_TYPE_GSO, flags: if more { EXTRA_FLAG_MORE } else { 0 }, u }
     }
     /// Validate and interpret.
+    #[inline]
     pub fn decode(&self) -> Result<ExtraInfo, NetifError> {
         if self.flags & !EXTRA_FLAG_MORE != 0 {
             return Err(NetifError::UnknownExtraFlags { flags: self.flags });
@@ -398,10 +411,12 @@ pub enum NetifTxSlot {
 
 impl NetifTxSlot {
     /// The slot as a data request.
+    #[inline]
     pub fn as_request(&self) -> NetifTxRequest {
         NetifTxRequest::from_raw(&self.to_bytes())
     }
     /// The slot as extra info.
+    #[inline]
     pub fn as_extra(&self) -> NetifExtraInfo {
         NetifExtraInfo::from_raw(&self.to_bytes())
     }
@@ -409,9 +424,11 @@ impl NetifTxSlot {
 
 impl RingEntry for NetifTxSlot {
     type Bytes = [u8; 12];
+    #[inline]
     fn from_bytes(bytes: &Self::Bytes) -> Self {
         NetifTxSlot::Request(NetifTxRequest::from_raw(bytes))
     }
+    #[inline]
     fn to_bytes(&self) -> Self::Bytes {
         match self {
             NetifTxSlot::Request(r) => r.to_raw(),
@@ -422,6 +439,7 @@ impl RingEntry for NetifTxSlot {
             }
         }
     }
+    #[inline]
     fn tracking_id(&self) -> Option<u64> {
         match self {
             NetifTxSlot::Request(r) => Some(u64::from(r.id)),
@@ -432,13 +450,16 @@ impl RingEntry for NetifTxSlot {
 
 impl RingEntry for NetifTxResponse {
     type Bytes = [u8; 4];
+    #[inline]
     fn from_bytes(bytes: &Self::Bytes) -> Self {
         Self::from_raw(bytes)
     }
+    #[inline]
     fn to_bytes(&self) -> Self::Bytes {
         self.to_raw()
     }
     /// `NETIF_RSP_NULL` answers an extra-info slot and carries no meaningful id.
+    #[inline]
     fn tracking_id(&self) -> Option<u64> {
         (self.status != RSP_NULL).then_some(u64::from(self.id))
     }
@@ -457,10 +478,12 @@ pub enum NetifRxSlot {
 
 impl NetifRxSlot {
     /// The slot as a response.
+    #[inline]
     pub fn as_response(&self) -> NetifRxResponse {
         NetifRxResponse::from_raw(&self.to_bytes())
     }
     /// The slot as extra info.
+    #[inline]
     pub fn as_extra(&self) -> NetifExtraInfo {
         NetifExtraInfo::from_raw(&self.to_bytes())
     }
@@ -468,9 +491,11 @@ impl NetifRxSlot {
 
 impl RingEntry for NetifRxSlot {
     type Bytes = [u8; 8];
+    #[inline]
     fn from_bytes(bytes: &Self::Bytes) -> Self {
         NetifRxSlot::Response(NetifRxResponse::from_raw(bytes))
     }
+    #[inline]
     fn to_bytes(&self) -> Self::Bytes {
         match self {
             NetifRxSlot::Response(r) => r.to_raw(),
@@ -481,9 +506,11 @@ impl RingEntry for NetifRxSlot {
 
 impl RingEntry for NetifRxRequest {
     type Bytes = [u8; 8];
+    #[inline]
     fn from_bytes(bytes: &Self::Bytes) -> Self {
         Self::from_raw(bytes)
     }
+    #[inline]
     fn to_bytes(&self) -> Self::Bytes {
         self.to_raw()
     }
