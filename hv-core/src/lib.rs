@@ -9,7 +9,9 @@ extern crate alloc;
 
 pub mod console;
 pub mod elf;
+pub mod event_channel;
 pub mod frames;
+pub mod grant_table;
 pub mod sched;
 pub mod user_memory;
 

@@ -145,16 +145,19 @@ impl Scheduler {
         }
     }
 
-    /// Wakes every blocked entity whose deadline has passed; returns how many woke.
-    pub fn expire(&mut self, now: u64) -> usize {
+    /// Wakes every blocked entity whose deadline has passed, calling `woke` for each; returns
+    /// how many woke.
+    pub fn expire(&mut self, now: u64, mut woke: impl FnMut(usize)) -> usize {
         let placed = self.placed(0);
         let mut n = 0;
-        for e in self.ents.iter_mut().flatten() {
+        for (id, e) in self.ents.iter_mut().enumerate() {
+            let Some(e) = e else { continue };
             if let Run::Blocked { deadline } = e.run
                 && deadline <= now
             {
                 e.run = Run::Runnable;
                 e.vruntime = e.vruntime.max(placed);
+                woke(id);
                 n += 1;
             }
         }
@@ -254,7 +257,7 @@ mod tests {
                     continue;
                 }
             }
-            let woke = s.expire(now) > 0;
+            let woke = s.expire(now, |_| {}) > 0;
             if woke || s.slice_expired(now) || cur.is_none() {
                 cur = s.pick(now);
             }
@@ -321,8 +324,10 @@ mod tests {
         s.block(0, u64::MAX, 0);
         assert_eq!(s.pick(0), None);
         assert_eq!(s.next_deadline(0), Some(5_000));
-        assert_eq!(s.expire(4_999), 0);
-        assert_eq!(s.expire(5_000), 1);
+        assert_eq!(s.expire(4_999, |_| {}), 0);
+        let mut woken = vec![];
+        assert_eq!(s.expire(5_000, |id| woken.push(id)), 1);
+        assert_eq!(woken, [1]);
         assert_eq!(s.pick(5_000), Some(1));
         // Alone: no slice timer needed, no sleeper deadline either (0 waits for events only).
         assert_eq!(s.next_deadline(5_000), None);

@@ -73,6 +73,10 @@ fn main() {
         Err(e) => panic!("cannot read the topology: {}", e.name()),
     };
     println!("topology {}: {} domains", topo.name, topo.domains.len());
+    // Domain creations and endings arrive as an event on this port.
+    let dom_exc =
+        hv_rt::evtchn::bind_virq(hv_abi::virq::DOM_EXC).unwrap_or_else(|e| panic!("bind DOM_EXC: {}", e.name()));
+
     let mut tracked: Vec<Tracked> = Vec::new();
     for cfg in topo.domains.iter().skip(1) {
         let t = match domctl::create(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args) {
@@ -104,7 +108,7 @@ fn main() {
     loop {
         // Woken by DOM_EXC when a domain ends; the deadline is only a safety net.
         time::block_until(time::now_ns() + 1_000_000_000);
-        let _ = hv_rt::take_virqs();
+        hv_rt::evtchn::clear(dom_exc);
         let Ok(list) = domctl::list() else { continue };
         for e in list.iter().filter(|e| e.state == state::DEAD) {
             let Some(t) = tracked.iter_mut().find(|t| t.domid == Some(e.domid)) else {

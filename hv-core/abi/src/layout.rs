@@ -6,12 +6,15 @@
 //! |---|---|---|
 //! | `DOMAIN_BASE` | [`StartInfo`] page | read-only |
 //! | `DOMAIN_BASE + 0x1000` | [`SharedInfo`] page | read-write |
+//! | `DOMAIN_BASE + 0x2000` | store ring page (xenstore byte rings) | read-write |
 //! | `DOMAIN_BASE + IMAGE_OFFSET` | the ELF image (domains link here) | per segment |
 //! | image end … `stack_bottom - 4 KiB` | heap | read-write, no-exec |
 //! | `stack_bottom - 4 KiB` | guard page | unmapped |
 //! | `stack_bottom` … `DOMAIN_BASE + memory` | stack ([`STACK_SIZE`]) | read-write, no-exec |
 //!
-//! Everything else in the address space (the hypervisor included) is inaccessible from ring 3.
+//! Grant mappings appear in the window `[MAP_BASE, MAP_BASE + MAX_GRANT_MAPS pages)`, one page per
+//! map handle. Everything else in the address space (the hypervisor included) is inaccessible from
+//! ring 3.
 
 use core::sync::atomic::AtomicU64;
 
@@ -22,6 +25,19 @@ pub const DOMAIN_BASE: u64 = 0x4000_0000;
 pub const DOMAIN_LIMIT: u64 = 0x8000_0000;
 pub const START_INFO_OFFSET: u64 = 0;
 pub const SHARED_INFO_OFFSET: u64 = 0x1000;
+pub const STORE_RING_OFFSET: u64 = 0x2000;
+/// Start of the grant-mapping window (just above the largest possible RAM).
+pub const MAP_BASE: u64 = DOMAIN_LIMIT;
+
+/// Virtual address of grant map `handle`.
+pub const fn map_va(handle: u32) -> u64 {
+    MAP_BASE + handle as u64 * PAGE_SIZE
+}
+
+/// The frame number a domain puts in a grant entry for its own page at `va`.
+pub const fn gfn_of(va: u64) -> u32 {
+    ((va - DOMAIN_BASE) / PAGE_SIZE) as u32
+}
 /// Offset of the ELF image inside domain RAM.
 pub const IMAGE_OFFSET: u64 = 0x10000;
 pub const STACK_SIZE: u64 = 64 * 1024;
@@ -55,19 +71,23 @@ pub struct StartInfo {
     pub create_tsc: u64,
     /// Virtual address of the [`SharedInfo`] page.
     pub shared_info: u64,
+    /// Virtual address of the store ring page (`xenstore_domain_interface`).
+    pub store_ring: u64,
+    /// Event-channel port connected to the store server (Dom0's store has none: it is the server).
+    pub store_port: u64,
     pub name: [u8; super::NAME_LEN],
     /// NUL-padded argument string from the topology or `domctl create`.
     pub args: [u8; super::ARGS_LEN],
 }
 
-/// Read-write page shared between the hypervisor and one domain.
+/// Read-write page shared between the hypervisor and one domain: the 2-level event-channel
+/// bitmaps (one bit per port). The hypervisor sets pending bits atomically; the domain clears
+/// them (atomic swap) and owns the mask bits. A port whose pending bit goes 0→1 while unmasked
+/// wakes the domain from `block`.
 #[repr(C)]
 pub struct SharedInfo {
-    /// Pending virq bits ([`super::virq`]); the hypervisor sets bits atomically, the domain clears
-    /// them with `virq_take` (or an atomic swap here).
-    pub pending_virqs: AtomicU64,
-    /// Virqs the domain does not want to be woken by.
-    pub masked_virqs: AtomicU64,
+    pub evtchn_pending: [AtomicU64; super::MAX_PORTS / 64],
+    pub evtchn_mask: [AtomicU64; super::MAX_PORTS / 64],
 }
 
 /// Output of `domain_info`.
@@ -130,6 +150,8 @@ pub struct DomainListEntry {
 }
 
 // The layout's invariants, checked at compile time.
+const _: () = assert!(STORE_RING_OFFSET + PAGE_SIZE <= IMAGE_OFFSET);
+const _: () = assert!(core::mem::size_of::<SharedInfo>() as u64 <= PAGE_SIZE);
 const _: () = assert!(IMAGE_OFFSET > SHARED_INFO_OFFSET + PAGE_SIZE - 1);
 const _: () = assert!(DOMAIN_BASE + (crate::MAX_DOMAIN_MEMORY_MIB as u64) * 1024 * 1024 <= DOMAIN_LIMIT);
 const _: () = assert!(DOMAIN_BASE.is_multiple_of(1 << 30));
@@ -145,6 +167,110 @@ pub struct PhysInfo {
     /// Domains alive, and dead but not yet reaped.
     pub live_domains: u32,
     pub dead_domains: u32,
+    /// Grant mappings held by all domains.
+    pub grant_maps: u64,
+    /// Event-channel ports in use by all domains.
+    pub event_ports: u64,
+}
+
+/// A grant-table entry, Xen's `grant_entry_v1` layout (`xen/include/public/grant_table.h`):
+/// written by the granting domain (domid, frame, then flags last), busy bits set by the
+/// hypervisor while the grant is mapped.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantEntry {
+    pub flags: u16,
+    /// The domain allowed to use the grant.
+    pub domid: u16,
+    /// The granted page: [`gfn_of`] of one of the granter's own pages.
+    pub frame: u32,
+}
+
+/// `GrantEntry::flags` bits (Xen's GTF_*).
+pub mod gtf {
+    pub const TYPE_MASK: u16 = 3;
+    pub const PERMIT_ACCESS: u16 = 1;
+    pub const READONLY: u16 = 1 << 2;
+    /// Set by the hypervisor while mapped for reading / writing: the granter must not end access.
+    pub const READING: u16 = 1 << 3;
+    pub const WRITING: u16 = 1 << 4;
+}
+
+/// Grant operation status codes (Xen's GNTST_*), per element of `copy`.
+pub mod gntst {
+    pub const OKAY: i16 = 0;
+    pub const GENERAL_ERROR: i16 = -1;
+    pub const BAD_DOMAIN: i16 = -2;
+    pub const BAD_GNTREF: i16 = -3;
+    pub const BAD_HANDLE: i16 = -4;
+    pub const BAD_VIRT_ADDR: i16 = -5;
+    pub const PERMISSION_DENIED: i16 = -8;
+    pub const BAD_PAGE: i16 = -9;
+    pub const BAD_COPY_ARG: i16 = -10;
+    pub const NO_SPACE: i16 = -13;
+}
+
+/// One side of a [`GrantCopy`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantCopyPtr {
+    /// A grant ref (with the `*_GREF` flag) or a virtual address in the caller's own memory.
+    pub ref_or_addr: u64,
+    /// The granter (gref sides); ignored for local addresses.
+    pub domid: u16,
+    /// Offset inside the granted page (gref sides).
+    pub offset: u16,
+    pub _pad: u32,
+}
+
+/// One element of `grant_table_op(copy)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrantCopy {
+    pub source: GrantCopyPtr,
+    pub dest: GrantCopyPtr,
+    pub len: u16,
+    /// [`GNTCOPY_SOURCE_GREF`] / [`GNTCOPY_DEST_GREF`].
+    pub flags: u16,
+    /// Out: a [`gntst`] code.
+    pub status: i16,
+    pub _pad: u16,
+}
+
+pub const GNTCOPY_SOURCE_GREF: u16 = 1;
+pub const GNTCOPY_DEST_GREF: u16 = 2;
+
+/// Output of `evtchn_op(status)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvtchnStatus {
+    /// [`evtchn_state`] value.
+    pub state: u32,
+    /// Unbound: the domain allowed to bind; interdomain: the peer domain; virq: the virq.
+    pub remote_dom: u32,
+    /// Interdomain: the peer's port.
+    pub remote_port: u32,
+    pub _pad: u32,
+}
+
+/// [`EvtchnStatus::state`] values (Xen's EVTCHNSTAT_*).
+pub mod evtchn_state {
+    pub const CLOSED: u32 = 0;
+    pub const UNBOUND: u32 = 1;
+    pub const INTERDOMAIN: u32 = 2;
+    pub const VIRQ: u32 = 4;
+}
+
+/// Output of `domctl store_connect`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreConnection {
+    /// The caller's port bound to the domain's store port.
+    pub port: u32,
+    /// Grant-map handle of the domain's store page (unmap it when the domain is gone).
+    pub map_handle: u32,
+    /// Where the page is mapped ([`map_va`] of the handle).
+    pub va: u64,
 }
 
 #[cfg(test)]
@@ -155,13 +281,16 @@ mod tests {
     #[test]
     fn layouts_are_stable() {
         // These sizes are ABI: a change breaks every built domain.
-        assert_eq!(size_of::<StartInfo>(), 80 + 16 + 256);
-        assert!(size_of::<StartInfo>() as u64 <= PAGE_SIZE);
-        assert_eq!(offset_of!(StartInfo, name), 80);
-        assert_eq!(size_of::<SharedInfo>(), 16);
+        assert_eq!(size_of::<StartInfo>(), 96 + 16 + 256);
+        assert_eq!(offset_of!(StartInfo, name), 96);
+        assert_eq!(size_of::<SharedInfo>(), 256);
+        assert_eq!(size_of::<GrantEntry>(), 8);
+        assert_eq!(size_of::<GrantCopy>(), 40);
+        assert_eq!(size_of::<EvtchnStatus>(), 16);
+        assert_eq!(size_of::<StoreConnection>(), 16);
         assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256);
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
-        assert_eq!(size_of::<PhysInfo>(), 24);
+        assert_eq!(size_of::<PhysInfo>(), 40);
     }
 }

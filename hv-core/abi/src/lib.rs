@@ -30,8 +30,10 @@ pub enum Hypercall {
     /// `domctl(op, arg0, arg1, arg2) -> op-specific`: domain management, Dom0 only (`EPERM`
     /// otherwise). See [`DomctlOp`].
     Domctl = 6,
-    /// `virq_take() -> bits`: atomically fetches and clears the caller's pending virq bits.
-    VirqTake = 7,
+    /// `evtchn_op(op, a, b) -> op-specific`: event channels. See [`EvtchnOp`].
+    EvtchnOp = 8,
+    /// `grant_table_op(op, a, b) -> op-specific`: grant tables. See [`GrantOp`].
+    GrantTableOp = 9,
 }
 
 impl Hypercall {
@@ -44,7 +46,8 @@ impl Hypercall {
             4 => Self::Shutdown,
             5 => Self::DomainInfo,
             6 => Self::Domctl,
-            7 => Self::VirqTake,
+            8 => Self::EvtchnOp,
+            9 => Self::GrantTableOp,
             _ => return None,
         })
     }
@@ -70,8 +73,13 @@ pub enum DomctlOp {
     Topology = 6,
     /// `poweroff(code)`: powers the machine off; QEMU exits with `((0x10 + code) << 1) | 1`.
     Poweroff = 7,
-    /// `physinfo(out: *mut PhysInfo) -> 0`: hypervisor-wide totals (memory, domains).
+    /// `physinfo(out: *mut PhysInfo) -> 0`: hypervisor-wide totals (memory, domains, grants,
+    /// event channels).
     PhysInfo = 8,
+    /// `store_connect(domid, out: *mut StoreConnection) -> 0`: maps the domain's store ring page
+    /// into the caller's grant-mapping window and binds an event channel to the domain's store
+    /// port. For the store server (Dom0).
+    StoreConnect = 9,
 }
 
 impl DomctlOp {
@@ -85,10 +93,89 @@ impl DomctlOp {
             6 => Self::Topology,
             7 => Self::Poweroff,
             8 => Self::PhysInfo,
+            9 => Self::StoreConnect,
             _ => return None,
         })
     }
 }
+
+/// Event-channel operations (`evtchn_op` first argument). Semantics follow Xen's 2-level ABI.
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvtchnOp {
+    /// `alloc_unbound(remote_dom) -> port`: a port that `remote_dom` (or [`DOMID_SELF`]) may bind.
+    AllocUnbound = 1,
+    /// `bind_interdomain(remote_dom, remote_port) -> port`: connects to an unbound port that
+    /// accepts the caller. The new local port starts pending (covers kicks sent before the bind).
+    BindInterdomain = 2,
+    /// `bind_virq(virq) -> port`. See [`virq`].
+    BindVirq = 3,
+    /// `send(port) -> 0`: sets the remote port pending (dropped silently while unbound).
+    Send = 4,
+    /// `close(port) -> 0`: the remote end becomes unbound again.
+    Close = 5,
+    /// `unmask(port) -> 0`: clears the mask bit.
+    Unmask = 6,
+    /// `status(port, out: *mut EvtchnStatus) -> 0`.
+    Status = 7,
+}
+
+impl EvtchnOp {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            1 => Self::AllocUnbound,
+            2 => Self::BindInterdomain,
+            3 => Self::BindVirq,
+            4 => Self::Send,
+            5 => Self::Close,
+            6 => Self::Unmask,
+            7 => Self::Status,
+            _ => return None,
+        })
+    }
+}
+
+/// Grant-table operations (`grant_table_op` first argument).
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantOp {
+    /// `setup_table(va, nr_entries) -> 0`: registers the caller's grant table, an array of
+    /// `GrantEntry` in its own writable memory (page-aligned, at most [`MAX_GRANT_ENTRIES`]).
+    SetupTable = 1,
+    /// `map(granter, ref, flags) -> handle`: maps a page `granter` granted to the caller at
+    /// [`map_va`]`(handle)`. `flags`: [`GNTMAP_READONLY`].
+    Map = 2,
+    /// `unmap(handle) -> 0`.
+    Unmap = 3,
+    /// `copy(ops: *mut GrantCopy, count) -> 0`: up to [`MAX_GRANT_COPY_BATCH`] copies, each
+    /// with its own status written back.
+    Copy = 4,
+}
+
+impl GrantOp {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            1 => Self::SetupTable,
+            2 => Self::Map,
+            3 => Self::Unmap,
+            4 => Self::Copy,
+            _ => return None,
+        })
+    }
+}
+
+/// "This domain" in domid arguments.
+pub const DOMID_SELF: u64 = 0x7ff0;
+/// Event-channel ports per domain (port 0 is never valid).
+pub const MAX_PORTS: usize = 1024;
+/// Grant entries a domain may register (8 pages of 512).
+pub const MAX_GRANT_ENTRIES: usize = 4096;
+/// Grant mappings a domain may hold at once (its mapping window).
+pub const MAX_GRANT_MAPS: usize = 1024;
+/// Most elements in one `grant_table_op(copy)`.
+pub const MAX_GRANT_COPY_BATCH: usize = 256;
+/// `map` flag: read-only mapping.
+pub const GNTMAP_READONLY: u64 = 1;
 
 /// Errors, as negative `rax` values. Numbers follow Linux/Xen errno.
 #[repr(i64)]
@@ -214,12 +301,13 @@ pub const MAX_DOMAINS: usize = 64;
 /// Most memory one domain may have.
 pub const MAX_DOMAIN_MEMORY_MIB: u32 = 512;
 
-/// Virtual IRQ bits (`virq_take`, `SharedInfo::pending_virqs`).
+/// Virtual IRQs a domain can bind to a port with `evtchn_op(bind_virq)`.
 pub mod virq {
-    /// A domain changed state (created, crashed, shut down). Dom0 only.
-    pub const DOM_EXC: u64 = 1 << 0;
-    /// The `block` deadline passed (informational; `block` returns anyway).
-    pub const TIMER: u64 = 1 << 1;
+    /// A domain was created or ended. Dom0 only.
+    pub const DOM_EXC: u64 = 0;
+    /// The domain's `block` deadline passed.
+    pub const TIMER: u64 = 1;
+    pub const COUNT: u64 = 2;
 }
 
 /// Copies `s` into a NUL-padded name array, truncating at [`NAME_LEN`] bytes.
@@ -252,8 +340,16 @@ mod tests {
             if let Some(r) = ShutdownReason::from_u64(n) {
                 assert_eq!(r as u64, n);
             }
+            if let Some(op) = EvtchnOp::from_u64(n) {
+                assert_eq!(op as u64, n);
+            }
+            if let Some(op) = GrantOp::from_u64(n) {
+                assert_eq!(op as u64, n);
+            }
         }
-        assert_eq!(Hypercall::from_u64(8), None);
+        // 7 was `virq_take`, replaced by event channels: it must stay unknown.
+        assert_eq!(Hypercall::from_u64(7), None);
+        assert_eq!(Hypercall::from_u64(10), None);
         assert_eq!(DomctlOp::from_u64(0), None);
     }
 

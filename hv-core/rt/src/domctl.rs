@@ -66,6 +66,14 @@ pub fn physinfo() -> Result<hv_abi::PhysInfo, Error> {
     decode_result(r).map(|_| info)
 }
 
+/// Maps domain `domid`'s store page and connects to its store port (the store server's call).
+pub fn store_connect(domid: u32) -> Result<hv_abi::StoreConnection, Error> {
+    let mut c = hv_abi::StoreConnection::default();
+    // SAFETY: `c` is writable for the duration of the call.
+    let r = unsafe { raw(Hypercall::Domctl, DomctlOp::StoreConnect as u64, domid as u64, (&raw mut c) as u64, 0) };
+    decode_result(r).map(|_| c)
+}
+
 /// Powers the machine off (QEMU exits with `((0x10 + code) << 1) | 1`).
 pub fn poweroff(code: u8) -> Error {
     match domctl(DomctlOp::Poweroff, code as u64, 0, 0) {

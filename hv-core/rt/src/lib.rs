@@ -15,6 +15,8 @@ extern crate alloc;
 
 pub mod console;
 pub mod domctl;
+pub mod evtchn;
+pub mod grant;
 pub mod hypercall;
 pub mod time;
 
@@ -102,11 +104,6 @@ pub fn shutdown(reason: ShutdownReason) -> ! {
 
 pub fn yield_now() {
     let _ = hypercall::call(Hypercall::Yield, 0, 0, 0, 0);
-}
-
-/// Fetches and clears pending virq bits (`hv_abi::virq`).
-pub fn take_virqs() -> u64 {
-    hypercall::call(Hypercall::VirqTake, 0, 0, 0, 0).unwrap_or(0)
 }
 
 #[panic_handler]

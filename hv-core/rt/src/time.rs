@@ -16,20 +16,21 @@ pub fn cycles_to_ns(cycles: u64) -> u64 {
     (cycles as u128 * 1_000_000 / crate::start_info().tsc_khz.max(1) as u128) as u64
 }
 
-/// Blocks until a virq is pending or system time reaches `deadline_ns`.
+/// Blocks until an unmasked event-channel port is pending or system time reaches `deadline_ns`.
 pub fn block_until(deadline_ns: u64) {
     let _ = crate::hypercall::call(Hypercall::Block, deadline_ns, 0, 0, 0);
 }
 
-/// Blocks until a virq is pending.
+/// Blocks until an unmasked event-channel port is pending.
 pub fn block() {
     block_until(NO_DEADLINE);
 }
 
-/// Sleeps at least `ns` nanoseconds (virqs that arrive meanwhile are left pending).
+/// Sleeps at least `ns` nanoseconds (events that arrive meanwhile are left pending).
 pub fn sleep_ns(ns: u64) {
     let deadline = now_ns().saturating_add(ns);
-    // Bounded: each round either reaches the deadline or was woken by a virq we don't consume.
+    // Bounded: each round either reaches the deadline or was woken by an event we leave pending
+    // (block returns at once while one is pending, so fall back to yielding).
     for _ in 0..1000 {
         if now_ns() >= deadline {
             return;

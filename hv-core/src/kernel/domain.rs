@@ -6,13 +6,19 @@ use crate::arch::{TrapFrame, apic, cpu, trap};
 use crate::console::LineBuffer;
 use crate::elf;
 use crate::frames::FRAME_SIZE;
+use crate::grant_table::MapTrack;
 use crate::hvlog;
 use crate::user_memory::{Region, UserMap};
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::sync::atomic::Ordering;
-use hv_abi::{DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC};
-use hv_abi::{Error, SharedInfo, StartInfo, virq};
+use hv_abi::{
+    DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC, STORE_RING_OFFSET,
+};
+use hv_abi::{Error, SharedInfo, StartInfo, gtf, virq};
+
+/// Map-track `gref` marking the store page mapped by `store_connect` (not a grant: no pins).
+pub const STORE_PAGE_GREF: u32 = u32::MAX;
 
 /// Longest console output waits for the UART while the CPU is busy.
 const CONSOLE_FLUSH_NS: u64 = 1_000_000;
@@ -51,6 +57,13 @@ pub struct Live {
     /// Saved registers while not running.
     pub ctx: TrapFrame,
     pub console: LineBuffer,
+    /// The grant table the domain registered: physical address and entry count.
+    pub grant_table: Option<(u64, u32)>,
+    /// The domain's grant mappings (its mapping window).
+    pub maps: MapTrack,
+    /// A private frame that revoked grant mappings point at, so a mapper whose granter died
+    /// keeps running (reads garbage of its own, never freed memory).
+    pub scratch: u64,
 }
 
 impl Domain {
@@ -69,8 +82,13 @@ impl Domain {
     fn shared_info(&self) -> Option<&'static SharedInfo> {
         let l = self.live()?;
         // SAFETY: the shared_info page is domain RAM owned by this live domain; SharedInfo is
-        // two atomics, valid for any bit pattern, and the domain may change them concurrently.
+        // atomics only, valid for any bit pattern, and the domain may change them concurrently.
         Some(unsafe { &*(paging::phys_to_virt(l.ram + SHARED_INFO_OFFSET) as *const SharedInfo) })
+    }
+
+    /// Pages of RAM.
+    pub fn pages(&self) -> u32 {
+        (self.memory_bytes / PAGE_SIZE) as u32
     }
 }
 
@@ -95,6 +113,10 @@ impl Hv {
         if self.domains.iter().flatten().any(|d| d.name == spec.name) {
             return Err(Error::Exist);
         }
+        // Grant entries carry 16-bit domids below DOMID_SELF; ids are never reused.
+        if self.next_domid as u64 >= hv_abi::DOMID_SELF {
+            return Err(Error::NoSpc);
+        }
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
         let image = self.bundle.image(spec.image).ok_or(Error::NoEnt)?;
         let mem = spec.memory_mib as u64 * 1024 * 1024;
@@ -114,20 +136,18 @@ impl Hv {
         // RAM is scrubbed when a domain ends (see `end_domain`), so it never carries another
         // domain's data; here only what the domain relies on being zero is cleared: the two
         // info pages and the image pages (ELF .bss).
-        paging::zero_phys(ram, 2 * PAGE_SIZE);
+        paging::zero_phys(ram, 3 * PAGE_SIZE);
         for p in img.page_ranges() {
             paging::zero_phys(ram + (p.start - DOMAIN_BASE), p.end - p.start);
         }
         let mut umap = UserMap::new(DOMAIN_BASE, ram, mem);
-        let mut regions = alloc::vec![
-            Region { start: DOMAIN_BASE, end: DOMAIN_BASE + PAGE_SIZE, writable: false, executable: false },
-            Region {
-                start: DOMAIN_BASE + SHARED_INFO_OFFSET,
-                end: DOMAIN_BASE + SHARED_INFO_OFFSET + PAGE_SIZE,
-                writable: true,
-                executable: false
-            },
-        ];
+        let page = |off: u64, writable: bool| Region {
+            start: DOMAIN_BASE + off,
+            end: DOMAIN_BASE + off + PAGE_SIZE,
+            writable,
+            executable: false,
+        };
+        let mut regions = alloc::vec![page(0, false), page(SHARED_INFO_OFFSET, true), page(STORE_RING_OFFSET, true)];
         let mut image_end = DOMAIN_BASE + IMAGE_OFFSET;
         for s in &img.segments {
             let pa = ram + (s.vaddr - DOMAIN_BASE);
@@ -141,25 +161,33 @@ impl Hv {
             regions.push(Region { start: image_end, end: heap_end, writable: true, executable: false });
         }
         regions.push(Region { start: stack_bottom, end: DOMAIN_BASE + mem, writable: true, executable: false });
-        for r in &regions {
+        let mut failure = None;
+        'map: for r in &regions {
             if umap.add(*r).is_err() {
-                aspace.free(&mut self.frames);
-                self.frames.free(ram, frames);
-                return Err(Error::Inval);
+                failure = Some(Error::Inval);
+                break;
             }
             let mut va = r.start;
             while va < r.end {
                 if aspace.map_user(va, ram + (va - DOMAIN_BASE), r.writable, r.executable, &mut self.frames).is_none() {
-                    aspace.free(&mut self.frames);
-                    self.frames.free(ram, frames);
-                    return Err(Error::NoMem);
+                    failure = Some(Error::NoMem);
+                    break 'map;
                 }
                 va += PAGE_SIZE;
             }
         }
+        let scratch = if failure.is_none() { self.frames.alloc() } else { None };
+        let Some(scratch) = scratch else {
+            aspace.free(&mut self.frames);
+            self.frames.free(ram, frames);
+            return Err(failure.unwrap_or(Error::NoMem));
+        };
 
         let id = self.next_domid;
         self.next_domid += 1;
+        // The store port: unbound, waiting for the store server (Dom0, domain 0) to connect.
+        self.evtchn.add_domain(id);
+        let store_port = if spec.privileged { 0 } else { self.evtchn.alloc_unbound(id, 0).unwrap_or(0) };
         let mut args = [0u8; hv_abi::ARGS_LEN];
         args[..spec.args.len()].copy_from_slice(spec.args);
         let si = StartInfo {
@@ -173,6 +201,8 @@ impl Hv {
             tsc_khz: time::tsc_khz(),
             create_tsc,
             shared_info: DOMAIN_BASE + SHARED_INFO_OFFSET,
+            store_ring: DOMAIN_BASE + STORE_RING_OFFSET,
+            store_port: store_port as u64,
             name: hv_abi::name_to_array(spec.name),
             args,
         };
@@ -192,13 +222,23 @@ impl Hv {
             ..TrapFrame::default()
         };
         let table_frames = aspace.table_frames();
+        let live = Live {
+            aspace,
+            ram,
+            umap,
+            ctx,
+            console: LineBuffer::default(),
+            grant_table: None,
+            maps: MapTrack::default(),
+            scratch,
+        };
         self.domains[slot] = Some(Domain {
             id,
             name: spec.name.into(),
             privileged: spec.privileged,
             memory_bytes: mem,
             cpu_ns: 0,
-            life: Life::Alive(Box::new(Live { aspace, ram, umap, ctx, console: LineBuffer::default() })),
+            life: Life::Alive(Box::new(live)),
         });
         let build_us = time::tsc_to_ns(cpu::rdtsc() - create_tsc) / 1000;
         hvlog!(
@@ -215,7 +255,8 @@ impl Hv {
         Ok(id)
     }
 
-    /// Ends a live domain: releases its memory, tables and scheduler slot, keeps a dead record.
+    /// Ends a live domain: releases its memory, tables, grant mappings, ports and scheduler
+    /// slot, keeps a dead record.
     pub fn end_domain(&mut self, slot: usize, how: u32, detail: u32) {
         let now = time::now_ns();
         self.sched.remove(slot, now);
@@ -224,31 +265,81 @@ impl Hv {
             d.life = Life::Dead { end: how, detail };
             return;
         };
+        let (id, name, memory_bytes, privileged) = (d.id, d.name.clone(), d.memory_bytes, d.privileged);
         if !live.console.is_empty() {
-            let name = d.name.clone();
             live.console.flush(&mut |l| super::log::line(&name, format_args!("{l}")));
         }
         if self.loaded_pml4 == live.aspace.pml4 {
             paging::load(self.ktables.pml4);
             self.loaded_pml4 = self.ktables.pml4;
         }
-        let frames = (d.memory_bytes / FRAME_SIZE) as usize;
+        // As a mapper: drop the pins its mappings held on other domains' grants.
+        let held: alloc::vec::Vec<_> = live.maps.iter().collect();
+        for (_, m) in held {
+            if !m.revoked {
+                self.release_pin(m.granter, m.gref, m.writable);
+            }
+        }
+        // As a granter: every mapping of its pages elsewhere now points at the mapper's own
+        // scratch page, before the pages are scrubbed and reused.
+        let revoked = self.revoke_grants_of(id);
+        self.pins.drop_granter(id);
+        self.evtchn.remove_domain(id);
+        let frames = (memory_bytes / FRAME_SIZE) as usize;
         let tables = live.aspace.table_frames();
         live.aspace.free(&mut self.frames);
-        paging::zero_phys(live.ram, d.memory_bytes);
+        paging::zero_phys(live.ram, memory_bytes);
         self.frames.free(live.ram, frames);
+        self.frames.free(live.scratch, 1);
         hvlog!(
-            "domain {} ({}) released {} KiB and {tables} table frames; {} frames free",
-            d.id,
-            d.name,
-            d.memory_bytes / 1024,
+            "domain {id} ({name}) released {} KiB and {tables} table frames{}; {} frames free",
+            memory_bytes / 1024,
+            if revoked > 0 { alloc::format!(", revoked {revoked} mappings of its grants") } else { String::new() },
             self.frames.free_frames()
         );
-        if d.privileged {
+        if privileged {
             hvlog!("dom0 has ended: nothing is left to manage the system; powering off");
             super::power_off(2);
         }
         self.notify_dom0();
+    }
+
+    /// Points every other domain's mappings of `granter`'s pages at that domain's scratch page.
+    fn revoke_grants_of(&mut self, granter: u32) -> usize {
+        let loaded = self.loaded_pml4;
+        let mut n = 0;
+        for d in self.domains.iter_mut().flatten() {
+            let Some(l) = d.live_mut() else { continue };
+            for h in l.maps.revoke_granter(granter) {
+                let pml4 = l.aspace.pml4;
+                l.aspace.remap_user(hv_abi::map_va(h), l.scratch, pml4 == loaded, &mut self.frames);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// One mapping of (granter, gref) went away: update the busy bits in the granter's entry.
+    pub fn release_pin(&mut self, granter: u32, gref: u32, writable: bool) {
+        if gref == STORE_PAGE_GREF {
+            return;
+        }
+        let bits = self.pins.unpin(granter, gref, writable);
+        if let Some(flags) = self.slot_of(granter).and_then(|g| self.grant_flags(g, gref)) {
+            flags.fetch_and(!(gtf::READING | gtf::WRITING) | bits, Ordering::SeqCst);
+        }
+    }
+
+    /// The flags word of entry `gref` in a live domain's registered grant table.
+    pub fn grant_flags(&self, slot: usize, gref: u32) -> Option<&'static core::sync::atomic::AtomicU16> {
+        let (table, n) = self.domains[slot].as_ref()?.live()?.grant_table?;
+        if gref >= n {
+            return None;
+        }
+        // SAFETY: the table lies in the domain's own RAM (checked at registration), which stays
+        // allocated while the domain lives; the flags word is 2-aligned (entries are 8 bytes in a
+        // page-aligned table) and any bit pattern is a valid AtomicU16.
+        Some(unsafe { &*(paging::phys_to_virt(table + gref as u64 * 8) as *const core::sync::atomic::AtomicU16) })
     }
 
     /// Removes a dead domain's record (its id is never reused).
@@ -258,31 +349,59 @@ impl Hv {
         }
     }
 
-    /// Raises a virq for a domain and wakes it if it waits for that virq.
-    pub fn raise_virq(&mut self, slot: usize, bits: u64) {
+    /// Sets `port` of domain `dom` pending; wakes the domain if the port is unmasked and it was
+    /// blocked (and asks for a reschedule if it should preempt the running domain).
+    pub fn set_pending(&mut self, dom: u32, port: u32) {
+        let Some(slot) = self.slot_of(dom) else { return };
         let Some(si) = self.domains[slot].as_ref().and_then(|d| d.shared_info()) else { return };
-        si.pending_virqs.fetch_or(bits, Ordering::SeqCst);
-        if si.masked_virqs.load(Ordering::SeqCst) & bits != bits
-            && self.sched.is_blocked(slot)
-            && self.sched.wake(slot, time::now_ns())
-        {
+        let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+        let Some(pending) = si.evtchn_pending.get(word) else { return };
+        let was = pending.fetch_or(bit, Ordering::SeqCst);
+        let masked = si.evtchn_mask[word].load(Ordering::SeqCst) & bit != 0;
+        if was & bit == 0 && !masked && self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
             self.need_resched = true;
         }
     }
 
-    /// Whether a domain has an unmasked virq pending (read once from its shared page).
-    pub fn virq_pending(&self, slot: usize) -> bool {
-        self.domains[slot]
-            .as_ref()
-            .and_then(|d| d.shared_info())
-            .is_some_and(|si| si.pending_virqs.load(Ordering::SeqCst) & !si.masked_virqs.load(Ordering::SeqCst) != 0)
+    /// Raises `virq` for domain `dom` if it bound the virq to a port.
+    pub fn raise_virq(&mut self, dom: u32, virq: u64) {
+        if let Some(port) = self.evtchn.virq_port(dom, virq as u32) {
+            self.set_pending(dom, port);
+        }
+    }
+
+    /// Whether a domain has an unmasked port pending (each word read once).
+    pub fn events_pending(&self, slot: usize) -> bool {
+        self.domains[slot].as_ref().and_then(|d| d.shared_info()).is_some_and(|si| {
+            si.evtchn_pending
+                .iter()
+                .zip(&si.evtchn_mask)
+                .any(|(p, m)| p.load(Ordering::SeqCst) & !m.load(Ordering::SeqCst) != 0)
+        })
+    }
+
+    /// Wakes the domains whose `block` deadline passed and raises their TIMER virq.
+    pub fn expire_timers(&mut self, now: u64) -> usize {
+        let mut woken = [0usize; hv_abi::MAX_DOMAINS];
+        let mut n = 0;
+        self.sched.expire(now, |slot| {
+            if n < woken.len() {
+                woken[n] = slot;
+                n += 1;
+            }
+        });
+        for &slot in &woken[..n] {
+            if let Some(id) = self.domains[slot].as_ref().map(|d| d.id) {
+                self.raise_virq(id, virq::TIMER);
+            }
+        }
+        n
     }
 
     fn notify_dom0(&mut self) {
-        if let Some(slot) =
-            self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.privileged && d.live().is_some()))
-        {
-            self.raise_virq(slot, virq::DOM_EXC);
+        if let Some(d) = self.domains.iter().flatten().find(|d| d.privileged && d.live().is_some()) {
+            let id = d.id;
+            self.raise_virq(id, virq::DOM_EXC);
         }
     }
 
@@ -334,7 +453,7 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
     let hv = guard.as_mut().expect("hypervisor initialised");
     let now = time::now_ns();
     hv.charge(now);
-    hv.sched.expire(now);
+    hv.expire_timers(now);
     let cur = hv.sched.current();
     let keep = cur.is_some_and(|c| hv.sched.is_runnable(c)) && !hv.need_resched && !hv.sched.slice_expired(now);
     if keep {
@@ -349,7 +468,7 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
     loop {
         let hv = guard.as_mut().expect("hypervisor initialised");
         let now = time::now_ns();
-        hv.sched.expire(now);
+        hv.expire_timers(now);
         if let Some(next) = hv.sched.pick(now) {
             *frame = hv.load_context(next);
             return;
@@ -363,7 +482,7 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
         super::log::drain();
         guard = HV.lock();
         let hv = guard.as_mut().expect("hypervisor initialised");
-        if hv.sched.expire(time::now_ns()) > 0 {
+        if hv.expire_timers(time::now_ns()) > 0 {
             continue;
         }
         hv.arm_timer();

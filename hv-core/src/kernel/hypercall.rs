@@ -22,7 +22,7 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
             Ok(0)
         }
         Some(Hypercall::Block) => {
-            if !hv.virq_pending(slot) {
+            if !hv.events_pending(slot) {
                 hv.sched.block(slot, args[0], time::now_ns());
             }
             Ok(0)
@@ -46,7 +46,8 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
                 Err(Error::Perm)
             }
         }
-        Some(Hypercall::VirqTake) => Ok(take_virqs(hv, slot)),
+        Some(Hypercall::EvtchnOp) => super::event_channel_ops::dispatch(hv, slot, args),
+        Some(Hypercall::GrantTableOp) => super::grant_ops::dispatch(hv, slot, args),
         None => Err(Error::NoSys),
     };
     frame.rax = match result {
@@ -55,12 +56,12 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
     };
 }
 
-fn live(hv: &Hv, slot: usize) -> Result<&super::domain::Live, Error> {
+pub(super) fn live(hv: &Hv, slot: usize) -> Result<&super::domain::Live, Error> {
     hv.domains[slot].as_ref().and_then(Domain::live).ok_or(Error::Srch)
 }
 
 /// Copies a `T` in from the domain (read access required).
-fn copy_in<T: Copy>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
+pub(super) fn copy_in<T: Copy>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
     let pa = live(hv, slot)?.umap.check(ptr, size_of::<T>() as u64, Access::Read).map_err(|_| Error::Fault)?;
     // SAFETY: `pa..pa+size_of::<T>()` lies in the domain's RAM (checked above), which the direct
     // map covers; T is only instantiated with plain-old-data ABI structs valid for any bytes; the
@@ -69,13 +70,13 @@ fn copy_in<T: Copy>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
 }
 
 /// Copies bytes out to the domain (write access required).
-fn copy_out(hv: &Hv, slot: usize, ptr: u64, bytes: &[u8]) -> Result<(), Error> {
+pub(super) fn copy_out(hv: &Hv, slot: usize, ptr: u64, bytes: &[u8]) -> Result<(), Error> {
     let pa = live(hv, slot)?.umap.check(ptr, bytes.len() as u64, Access::Write).map_err(|_| Error::Fault)?;
     paging::copy_to_phys(pa, bytes);
     Ok(())
 }
 
-fn as_bytes<T>(v: &T) -> &[u8] {
+pub(super) fn as_bytes<T>(v: &T) -> &[u8] {
     // SAFETY: only used with the `#[repr(C)]` ABI structs, which have no padding bytes.
     unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
 }
@@ -105,14 +106,6 @@ fn domain_info(hv: &mut Hv, slot: usize, ptr: u64) -> Result<u64, Error> {
     };
     copy_out(hv, slot, ptr, as_bytes(&info))?;
     Ok(0)
-}
-
-fn take_virqs(hv: &mut Hv, slot: usize) -> u64 {
-    let Some(l) = hv.domains[slot].as_ref().and_then(Domain::live) else { return 0 };
-    let si = l.ram + hv_abi::SHARED_INFO_OFFSET;
-    // SAFETY: the shared_info page belongs to this live domain; AtomicU64 is valid for any bits.
-    let pending = unsafe { &*(paging::phys_to_virt(si) as *const core::sync::atomic::AtomicU64) };
-    pending.swap(0, core::sync::atomic::Ordering::SeqCst)
 }
 
 fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
@@ -201,15 +194,19 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
         DomctlOp::PhysInfo => {
             let live = hv.domains.iter().flatten().filter(|d| d.live().is_some()).count() as u32;
             let all = hv.domains.iter().flatten().count() as u32;
+            let grant_maps = hv.domains.iter().flatten().filter_map(Domain::live).map(|l| l.maps.live() as u64).sum();
             let info = PhysInfo {
                 total_frames: hv.frames.total_frames() as u64,
                 free_frames: hv.frames.free_frames() as u64,
                 live_domains: live,
                 dead_domains: all - live,
+                grant_maps,
+                event_ports: hv.evtchn.ports_in_use() as u64,
             };
             copy_out(hv, caller, args[1], as_bytes(&info))?;
             Ok(0)
         }
+        DomctlOp::StoreConnect => super::grant_ops::store_connect(hv, caller, args[1], args[2]),
         DomctlOp::Poweroff => {
             let code = (args[1] & 0xf) as u8;
             hvlog!("power off requested by dom0, code {code}");

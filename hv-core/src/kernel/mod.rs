@@ -1,5 +1,7 @@
 //! The hypervisor proper: boot sequence, global state, domains, hypercalls, traps.
 pub mod domain;
+pub mod event_channel_ops;
+pub mod grant_ops;
 pub mod hypercall;
 pub mod log;
 pub mod time;
@@ -29,6 +31,9 @@ pub struct Hv {
     pub need_resched: bool,
     /// The deadline the APIC timer is armed for (ns), to skip redundant re-arming.
     pub armed_deadline: Option<u64>,
+    pub evtchn: crate::event_channel::EventChannels,
+    /// Pin counts of mapped grants (which busy bits each granter's entry must carry).
+    pub pins: crate::grant_table::Pins,
 }
 
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -126,6 +131,8 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         bundle,
         need_resched: false,
         armed_deadline: None,
+        evtchn: crate::event_channel::EventChannels::new(),
+        pins: crate::grant_table::Pins::default(),
     };
     let spec = domain::Spec {
         name: &dom0.name,

@@ -116,6 +116,11 @@ pub fn build_kernel_tables(alloc: &mut FrameAllocator, ram_end: u64, use_nx: boo
     Some(KernelTables { pml4, low_pd })
 }
 
+fn flush(va: u64) {
+    // SAFETY: invlpg only drops a TLB entry.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+}
+
 /// Loads an address space (flushes the TLB).
 pub fn load(pml4: u64) {
     // SAFETY: every PML4 we build maps the hypervisor (image, stack, direct map) identically, so
@@ -157,12 +162,36 @@ impl AddressSpace {
         executable: bool,
         alloc: &mut FrameAllocator,
     ) -> Option<()> {
-        debug_assert!(va >> 30 != 0, "user mappings must not touch the hypervisor's gigabyte");
+        assert!(va >> 30 != 0 && va < 1 << 47, "user mapping outside the user half");
         let e = walk(self.pml4, va, true, alloc, &mut self.tables)?;
         let write = if writable { W } else { 0 };
         let exec = if executable { 0 } else { nx() };
         *e = pa | P | U | write | exec;
         Some(())
+    }
+
+    /// Removes one user mapping (the page-table frames stay) and flushes it from the TLB if
+    /// this address space is loaded.
+    pub fn unmap_user(&mut self, va: u64, loaded: bool) {
+        let mut t = self.pml4;
+        for shift in [39u64, 30, 21] {
+            let e = table(t)[((va >> shift) & 511) as usize];
+            if e & P == 0 {
+                return;
+            }
+            t = e & ADDR;
+        }
+        table(t)[((va >> 12) & 511) as usize] = 0;
+        if loaded {
+            flush(va);
+        }
+    }
+
+    /// Points an existing user mapping at another frame (writable, no-exec) and flushes it.
+    pub fn remap_user(&mut self, va: u64, pa: u64, loaded: bool, alloc: &mut FrameAllocator) {
+        if self.map_user(va, pa, true, false, alloc).is_some() && loaded {
+            flush(va);
+        }
     }
 
     /// Frames used by this address space's tables.
@@ -205,6 +234,26 @@ pub fn copy_to_phys(pa: u64, src: &[u8]) {
 pub fn copy_from_phys(pa: u64, dst: &mut [u8]) {
     // SAFETY: as in `copy_to_phys`.
     unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(pa) as *const u8, dst.as_mut_ptr(), dst.len()) }
+}
+
+/// Copies `len` bytes between physical ranges (they may be the same page; memmove semantics).
+pub fn copy_phys(src: u64, dst: u64, len: u64) {
+    let (s, d) = (phys_to_virt(src) as *const u8, phys_to_virt(dst) as *mut u8);
+    // SAFETY: callers validated both ranges to lie in RAM the operation may touch; the direct
+    // map covers all RAM.
+    unsafe {
+        if src < dst + len && dst < src + len {
+            core::ptr::copy(s, d, len as usize);
+            return;
+        }
+        let words = (len / 8) as usize;
+        for i in 0..words {
+            d.add(i * 8).cast::<u64>().write_volatile(s.add(i * 8).cast::<u64>().read_unaligned());
+        }
+        for i in words * 8..len as usize {
+            d.add(i).write_volatile(s.add(i).read());
+        }
+    }
 }
 
 /// Zeroes physical memory through the direct map.

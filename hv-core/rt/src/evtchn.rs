@@ -1,0 +1,82 @@
+//! Event channels: ports, notifications, and waiting for them.
+use crate::hypercall::{call, raw};
+use core::sync::atomic::Ordering;
+use hv_abi::{DOMID_SELF, Error, EvtchnOp, EvtchnStatus, Hypercall, MAX_PORTS, SharedInfo, decode_result};
+
+fn op(o: EvtchnOp, a: u64, b: u64) -> Result<u64, Error> {
+    call(Hypercall::EvtchnOp, o as u64, a, b, 0)
+}
+
+/// A port that `remote` may bind to (publish it in the store for the peer).
+pub fn alloc_unbound(remote: u32) -> Result<u32, Error> {
+    op(EvtchnOp::AllocUnbound, remote as u64, 0).map(|p| p as u32)
+}
+
+/// Connects to `remote`'s unbound port; the new port starts pending.
+pub fn bind_interdomain(remote: u32, remote_port: u32) -> Result<u32, Error> {
+    op(EvtchnOp::BindInterdomain, remote as u64, remote_port as u64).map(|p| p as u32)
+}
+
+pub fn bind_virq(virq: u64) -> Result<u32, Error> {
+    op(EvtchnOp::BindVirq, virq, 0).map(|p| p as u32)
+}
+
+pub fn send(port: u32) -> Result<(), Error> {
+    op(EvtchnOp::Send, port as u64, 0).map(drop)
+}
+
+pub fn close(port: u32) -> Result<(), Error> {
+    op(EvtchnOp::Close, port as u64, 0).map(drop)
+}
+
+pub fn unmask(port: u32) -> Result<(), Error> {
+    op(EvtchnOp::Unmask, port as u64, 0).map(drop)
+}
+
+pub fn status(port: u32) -> Result<EvtchnStatus, Error> {
+    let mut st = EvtchnStatus::default();
+    // SAFETY: `st` is writable for the duration of the call.
+    let r = unsafe { raw(Hypercall::EvtchnOp, EvtchnOp::Status as u64, port as u64, (&raw mut st) as u64, 0) };
+    decode_result(r).map(|_| st)
+}
+
+/// The caller's own domid, for `alloc_unbound(SELF)` loopback.
+pub const SELF: u32 = DOMID_SELF as u32;
+
+fn shared() -> &'static SharedInfo {
+    // SAFETY: the hypervisor maps our shared_info page read-write for our whole life; it holds
+    // only atomics.
+    unsafe { &*(crate::start_info().shared_info as *const SharedInfo) }
+}
+
+/// Takes every pending port (clearing it) and calls `f` for each, lowest first.
+pub fn take_pending(mut f: impl FnMut(u32)) {
+    for (w, word) in shared().evtchn_pending.iter().enumerate() {
+        let mut bits = word.swap(0, Ordering::SeqCst);
+        while bits != 0 {
+            let b = bits.trailing_zeros();
+            bits &= bits - 1;
+            f(w as u32 * 64 + b);
+        }
+    }
+}
+
+/// Whether `port` is pending (without clearing it).
+pub fn is_pending(port: u32) -> bool {
+    (port as usize) < MAX_PORTS
+        && shared().evtchn_pending[port as usize / 64].load(Ordering::SeqCst) & (1 << (port % 64)) != 0
+}
+
+/// Clears `port`'s pending bit; returns whether it was set.
+pub fn clear(port: u32) -> bool {
+    if port as usize >= MAX_PORTS {
+        return false;
+    }
+    let bit = 1u64 << (port % 64);
+    shared().evtchn_pending[port as usize / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0
+}
+
+/// Sleeps until some port is pending or system time reaches `deadline_ns`.
+pub fn wait_until(deadline_ns: u64) {
+    crate::time::block_until(deadline_ns);
+}

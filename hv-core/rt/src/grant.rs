@@ -1,0 +1,154 @@
+//! Grant tables, the granting side (this domain's table) and the using side (map, unmap, copy).
+//!
+//! The table lives in our own memory; the hypervisor reads an entry once per use and sets the
+//! busy bits (`READING`/`WRITING`) while a peer maps it, so `end_access` refuses to take back a
+//! page that is still mapped. Entries are written domid and frame first, flags last.
+use crate::hypercall::{call, raw};
+use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use hv_abi::{Error, GrantCopy, GrantEntry, GrantOp, Hypercall, decode_result, gfn_of, gtf};
+use spin::Mutex;
+
+/// Grant refs 0..8 are reserved, as in Xen.
+pub const FIRST_REF: u32 = 8;
+/// Entries in our table (one page).
+pub const ENTRIES: u32 = 512;
+
+struct Table {
+    entries: *mut GrantEntry,
+    free: Vec<u32>,
+}
+
+// SAFETY: the table pointer is only used under the mutex; the memory is ours for ever.
+unsafe impl Send for Table {}
+
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> Result<R, Error> {
+    let mut t = TABLE.lock();
+    if t.is_none() {
+        let layout = Layout::from_size_align(ENTRIES as usize * 8, 4096).map_err(|_| Error::Inval)?;
+        // SAFETY: non-zero size layout.
+        let p = unsafe { alloc_zeroed(layout) }.cast::<GrantEntry>();
+        if p.is_null() {
+            return Err(Error::NoMem);
+        }
+        call(Hypercall::GrantTableOp, GrantOp::SetupTable as u64, p as u64, ENTRIES as u64, 0)?;
+        *t = Some(Table { entries: p, free: (FIRST_REF..ENTRIES).rev().collect() });
+    }
+    Ok(f(t.as_mut().expect("initialised above")))
+}
+
+fn flags(t: &Table, gref: u32) -> &'static AtomicU16 {
+    // SAFETY: gref < ENTRIES (callers check); the flags word is 2-aligned and lives as long as
+    // the program.
+    unsafe { &*((t.entries.add(gref as usize)) as *const AtomicU16) }
+}
+
+/// Grants `domid` access to our page at `va` (page-aligned); returns the grant ref.
+pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<u32, Error> {
+    if va % 4096 != 0 || domid >= hv_abi::DOMID_SELF as u32 {
+        return Err(Error::Inval);
+    }
+    with_table(|t| {
+        let gref = t.free.pop().ok_or(Error::NoSpc)?;
+        // SAFETY: gref < ENTRIES; domid and frame are written before the flags make the entry
+        // valid (the hypervisor reads the entry only after it sees PERMIT_ACCESS).
+        unsafe {
+            let e = t.entries.add(gref as usize);
+            (&raw mut (*e).domid).write_volatile(domid as u16);
+            (*(&raw mut (*e).frame).cast::<AtomicU32>()).store(gfn_of(va), Ordering::Release);
+        }
+        let ro = if readonly { gtf::READONLY } else { 0 };
+        flags(t, gref).store(gtf::PERMIT_ACCESS | ro, Ordering::Release);
+        Ok(gref)
+    })?
+}
+
+/// Ends a grant. Fails with `Busy` while the peer still has it mapped.
+pub fn end_access(gref: u32) -> Result<(), Error> {
+    if !(FIRST_REF..ENTRIES).contains(&gref) {
+        return Err(Error::Inval);
+    }
+    with_table(|t| {
+        let f = flags(t, gref);
+        let cur = f.load(Ordering::Acquire);
+        if cur & (gtf::READING | gtf::WRITING) != 0 {
+            return Err(Error::Busy);
+        }
+        if cur & gtf::TYPE_MASK == 0 {
+            return Err(Error::Inval);
+        }
+        f.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Acquire).map_err(|_| Error::Busy)?;
+        t.free.push(gref);
+        Ok(())
+    })?
+}
+
+/// Maps `granter`'s grant `gref`; returns (handle, address).
+pub fn map(granter: u32, gref: u32, readonly: bool) -> Result<(u32, u64), Error> {
+    let flags = if readonly { hv_abi::GNTMAP_READONLY } else { 0 };
+    let h = call(Hypercall::GrantTableOp, GrantOp::Map as u64, granter as u64, gref as u64, flags)? as u32;
+    Ok((h, hv_abi::map_va(h)))
+}
+
+pub fn unmap(handle: u32) -> Result<(), Error> {
+    call(Hypercall::GrantTableOp, GrantOp::Unmap as u64, handle as u64, 0, 0).map(drop)
+}
+
+/// Runs a batch of copies; each element's `status` says how it went.
+pub fn copy(ops: &mut [GrantCopy]) -> Result<(), Error> {
+    for chunk in ops.chunks_mut(hv_abi::MAX_GRANT_COPY_BATCH) {
+        // SAFETY: `chunk` is a writable slice of GrantCopy for the duration of the call.
+        let r = unsafe {
+            raw(Hypercall::GrantTableOp, GrantOp::Copy as u64, chunk.as_mut_ptr() as u64, chunk.len() as u64, 0)
+        };
+        decode_result(r)?;
+    }
+    Ok(())
+}
+
+/// Pages granted once to one peer and reused, instead of granting and ending access per use.
+pub struct GrantedPages {
+    peer: u32,
+    free: Vec<(u32, u64)>,
+    all: Vec<(u32, u64)>,
+}
+
+impl GrantedPages {
+    /// Allocates and grants `count` writable pages to `peer`.
+    pub fn new(peer: u32, count: usize) -> Result<Self, Error> {
+        let mut all = Vec::with_capacity(count);
+        let layout = Layout::from_size_align(4096, 4096).map_err(|_| Error::Inval)?;
+        for _ in 0..count {
+            // SAFETY: non-zero size layout.
+            let p = unsafe { alloc_zeroed(layout) };
+            if p.is_null() {
+                return Err(Error::NoMem);
+            }
+            all.push((grant_access(peer, p as u64, false)?, p as u64));
+        }
+        Ok(Self { peer, free: all.clone(), all })
+    }
+
+    pub fn peer(&self) -> u32 {
+        self.peer
+    }
+
+    /// A granted page: (grant ref, address).
+    pub fn take(&mut self) -> Option<(u32, u64)> {
+        self.free.pop()
+    }
+
+    pub fn give_back(&mut self, page: (u32, u64)) {
+        if self.all.contains(&page) && !self.free.contains(&page) {
+            self.free.push(page);
+        }
+    }
+
+    /// Ends every grant (the pages are leaked if the peer still maps them, never reused).
+    pub fn end_all(self) -> usize {
+        self.all.iter().filter(|(r, _)| end_access(*r).is_err()).count()
+    }
+}

@@ -1,0 +1,98 @@
+//! `evtchn_op`: the hypercall side of event channels (logic in `crate::event_channel`).
+use super::Hv;
+use super::hypercall::{as_bytes, copy_out};
+use crate::event_channel::{EvtchnError, PortState};
+use core::sync::atomic::Ordering;
+use hv_abi::{DOMID_SELF, Error, EvtchnOp, EvtchnStatus, evtchn_state};
+
+fn errno(e: EvtchnError) -> Error {
+    match e {
+        EvtchnError::BadPort | EvtchnError::WrongState | EvtchnError::BadVirq => Error::Inval,
+        EvtchnError::NoDomain => Error::Srch,
+        EvtchnError::NoFreePort => Error::NoSpc,
+        EvtchnError::VirqBound => Error::Exist,
+    }
+}
+
+/// A domid argument: `DOMID_SELF` or a 16-bit id.
+fn domid_arg(arg: u64, me: u32) -> Result<u32, Error> {
+    match arg {
+        DOMID_SELF => Ok(me),
+        a if a < DOMID_SELF => Ok(a as u32),
+        _ => Err(Error::Srch),
+    }
+}
+
+fn port_arg(arg: u64) -> Result<u32, Error> {
+    u32::try_from(arg).map_err(|_| Error::Inval)
+}
+
+pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> {
+    let me = hv.domains[slot].as_ref().ok_or(Error::Srch)?.id;
+    let op = EvtchnOp::from_u64(args[0]).ok_or(Error::NoSys)?;
+    match op {
+        EvtchnOp::AllocUnbound => {
+            let remote = domid_arg(args[1], me)?;
+            hv.evtchn.alloc_unbound(me, remote).map(u64::from).map_err(errno)
+        }
+        EvtchnOp::BindInterdomain => {
+            let remote = domid_arg(args[1], me)?;
+            let (port, pend) = hv.evtchn.bind_interdomain(me, remote, port_arg(args[2])?).map_err(errno)?;
+            hv.set_pending(pend.dom, pend.port);
+            Ok(port as u64)
+        }
+        EvtchnOp::BindVirq => {
+            let virq = u32::try_from(args[1]).map_err(|_| Error::Inval)?;
+            if virq as u64 == hv_abi::virq::DOM_EXC && !hv.domains[slot].as_ref().is_some_and(|d| d.privileged) {
+                return Err(Error::Perm);
+            }
+            hv.evtchn.bind_virq(me, virq).map(u64::from).map_err(errno)
+        }
+        EvtchnOp::Send => {
+            if let Some(p) = hv.evtchn.send(me, port_arg(args[1])?).map_err(errno)? {
+                hv.set_pending(p.dom, p.port);
+            }
+            Ok(0)
+        }
+        EvtchnOp::Close => {
+            let port = port_arg(args[1])?;
+            hv.evtchn.close(me, port).map_err(errno)?;
+            // A closed port must not stay pending.
+            if let Some(si) = shared(hv, slot) {
+                si.evtchn_pending[(port / 64) as usize].fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
+            }
+            Ok(0)
+        }
+        EvtchnOp::Unmask => {
+            let port = port_arg(args[1])?;
+            hv.evtchn.check_port(me, port).map_err(errno)?;
+            if let Some(si) = shared(hv, slot) {
+                si.evtchn_mask[(port / 64) as usize].fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
+            }
+            Ok(0)
+        }
+        EvtchnOp::Status => {
+            let port = port_arg(args[1])?;
+            let st = match hv.evtchn.status(me, port).map_err(errno)? {
+                PortState::Free => EvtchnStatus { state: evtchn_state::CLOSED, ..Default::default() },
+                PortState::Unbound { remote } => {
+                    EvtchnStatus { state: evtchn_state::UNBOUND, remote_dom: remote, ..Default::default() }
+                }
+                PortState::Interdomain { remote_dom, remote_port } => {
+                    EvtchnStatus { state: evtchn_state::INTERDOMAIN, remote_dom, remote_port, _pad: 0 }
+                }
+                PortState::Virq(v) => EvtchnStatus { state: evtchn_state::VIRQ, remote_dom: v, ..Default::default() },
+            };
+            copy_out(hv, slot, args[2], as_bytes(&st))?;
+            Ok(0)
+        }
+    }
+}
+
+fn shared(hv: &Hv, slot: usize) -> Option<&'static hv_abi::SharedInfo> {
+    let l = hv.domains[slot].as_ref()?.live()?;
+    // SAFETY: the shared_info page is RAM of this live domain; SharedInfo is atomics only.
+    Some(unsafe {
+        &*(crate::arch::paging::phys_to_virt(l.ram + hv_abi::SHARED_INFO_OFFSET) as *const hv_abi::SharedInfo)
+    })
+}

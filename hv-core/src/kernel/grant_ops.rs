@@ -1,0 +1,211 @@
+//! `grant_table_op` and `domctl store_connect`: the hypercall side of grant tables (checks in
+//! `crate::grant_table`). Every entry is read once from the granter's memory, checked, and only
+//! then acted on; the busy bits the hypervisor sets are what stops a granter ending access to a
+//! page that is still mapped.
+use super::Hv;
+use super::domain::{Domain, STORE_PAGE_GREF};
+use super::hypercall::{as_bytes, copy_in, copy_out, live};
+use crate::arch::paging;
+use crate::grant_table::{Mapping, check_entry};
+use crate::user_memory::Access;
+use core::sync::atomic::Ordering;
+use hv_abi::{
+    DOMAIN_BASE, Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_READONLY, GrantCopy, GrantEntry, GrantOp,
+    MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, STORE_RING_OFFSET, StoreConnection, gntst,
+    map_va,
+};
+
+/// Map/unmap report errno values; the finer `gntst` code is what `copy` reports per element.
+fn errno(st: i16) -> Error {
+    match st {
+        gntst::BAD_DOMAIN => Error::Srch,
+        gntst::BAD_GNTREF => Error::NoEnt,
+        gntst::PERMISSION_DENIED => Error::Perm,
+        gntst::BAD_PAGE | gntst::BAD_VIRT_ADDR => Error::Fault,
+        gntst::NO_SPACE => Error::NoSpc,
+        gntst::BAD_HANDLE | gntst::BAD_COPY_ARG => Error::Inval,
+        _ => Error::Inval,
+    }
+}
+
+pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> {
+    match GrantOp::from_u64(args[0]).ok_or(Error::NoSys)? {
+        GrantOp::SetupTable => setup_table(hv, slot, args[1], args[2]),
+        GrantOp::Map => map(hv, slot, args[1], args[2], args[3]).map_err(errno),
+        GrantOp::Unmap => unmap(hv, slot, args[1]).map_err(errno),
+        GrantOp::Copy => copy(hv, slot, args[1], args[2]),
+    }
+}
+
+fn setup_table(hv: &mut Hv, slot: usize, va: u64, entries: u64) -> Result<u64, Error> {
+    if entries == 0 || entries > MAX_GRANT_ENTRIES as u64 || !va.is_multiple_of(PAGE_SIZE) {
+        return Err(Error::Inval);
+    }
+    let pa = live(hv, slot)?.umap.check(va, entries * 8, Access::Write).map_err(|_| Error::Fault)?;
+    let d = hv.domains[slot].as_ref().ok_or(Error::Srch)?;
+    // Moving the table while grants from it are mapped would strand their busy bits.
+    if hv
+        .domains
+        .iter()
+        .flatten()
+        .filter_map(Domain::live)
+        .any(|l| l.maps.iter().any(|(_, m)| m.granter == d.id && !m.revoked && m.gref != STORE_PAGE_GREF))
+    {
+        return Err(Error::Busy);
+    }
+    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
+    l.grant_table = Some((pa, entries as u32));
+    Ok(0)
+}
+
+/// Finds a granter's live slot and reads entry `gref` once.
+fn read_entry(hv: &Hv, granter: u64, gref: u64) -> Result<(usize, u32, GrantEntry), i16> {
+    let id = u32::try_from(granter).map_err(|_| gntst::BAD_DOMAIN)?;
+    let g = hv.slot_of(id).ok_or(gntst::BAD_DOMAIN)?;
+    let (table, n) =
+        hv.domains[g].as_ref().and_then(Domain::live).ok_or(gntst::BAD_DOMAIN)?.grant_table.ok_or(gntst::BAD_DOMAIN)?;
+    let gref = u32::try_from(gref).ok().filter(|&r| r < n).ok_or(gntst::BAD_GNTREF)?;
+    // SAFETY: entry `gref` lies inside the registered table, in the granter's RAM (checked at
+    // registration); one unaligned-safe read of plain data.
+    let e = unsafe { (paging::phys_to_virt(table + gref as u64 * 8) as *const GrantEntry).read_volatile() };
+    Ok((g, gref, e))
+}
+
+/// Checks a granted page for `caller` and returns its physical address.
+fn granted_page(hv: &Hv, g: usize, e: GrantEntry, caller: u32, write: bool) -> Result<u64, i16> {
+    let gd = hv.domains[g].as_ref().ok_or(gntst::BAD_DOMAIN)?;
+    let gl = gd.live().ok_or(gntst::BAD_DOMAIN)?;
+    let frame = check_entry(e, caller, write, gd.pages(), |f, w| {
+        let access = if w { Access::Write } else { Access::Read };
+        gl.umap.check(DOMAIN_BASE + f as u64 * PAGE_SIZE, PAGE_SIZE, access).is_ok()
+    })?;
+    Ok(gl.ram + frame as u64 * PAGE_SIZE)
+}
+
+fn map(hv: &mut Hv, slot: usize, granter: u64, gref: u64, flags: u64) -> Result<u64, i16> {
+    let me = hv.domains[slot].as_ref().ok_or(gntst::GENERAL_ERROR)?.id;
+    let write = flags & GNTMAP_READONLY == 0;
+    let (g, gref, e) = read_entry(hv, granter, gref)?;
+    if g == slot {
+        return Err(gntst::BAD_DOMAIN);
+    }
+    let pa = granted_page(hv, g, e, me, write)?;
+    let granter = hv.domains[g].as_ref().ok_or(gntst::BAD_DOMAIN)?.id;
+    let bits = hv.pins.pin(granter, gref, write)?;
+    let m = Mapping { granter, gref, writable: write, revoked: false };
+    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(gntst::GENERAL_ERROR)?;
+    let handle = match l.maps.insert(m, MAX_GRANT_MAPS) {
+        Ok(h) => h,
+        Err(st) => {
+            hv.release_pin(granter, gref, write);
+            return Err(st);
+        }
+    };
+    if l.aspace.map_user(map_va(handle), pa, write, false, &mut hv.frames).is_none() {
+        l.maps.remove(handle);
+        hv.release_pin(granter, gref, write);
+        return Err(gntst::NO_SPACE);
+    }
+    if let Some(f) = hv.grant_flags(g, gref) {
+        f.fetch_or(bits, Ordering::SeqCst);
+    }
+    Ok(handle as u64)
+}
+
+fn unmap(hv: &mut Hv, slot: usize, handle: u64) -> Result<u64, i16> {
+    let handle = u32::try_from(handle).map_err(|_| gntst::BAD_HANDLE)?;
+    let loaded = hv.loaded_pml4;
+    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(gntst::GENERAL_ERROR)?;
+    let m = l.maps.remove(handle).ok_or(gntst::BAD_HANDLE)?;
+    let pml4 = l.aspace.pml4;
+    l.aspace.unmap_user(map_va(handle), pml4 == loaded);
+    if !m.revoked {
+        hv.release_pin(m.granter, m.gref, m.writable);
+    }
+    Ok(0)
+}
+
+/// Resolves one side of a copy to a physical address valid for `len` bytes.
+fn copy_side(
+    hv: &Hv,
+    slot: usize,
+    me: u32,
+    side: hv_abi::GrantCopyPtr,
+    gref: bool,
+    write: bool,
+    len: u64,
+) -> Result<u64, i16> {
+    if gref {
+        if side.offset as u64 + len > PAGE_SIZE {
+            return Err(gntst::BAD_COPY_ARG);
+        }
+        let (g, _, e) = read_entry(hv, side.domid as u64, side.ref_or_addr)?;
+        Ok(granted_page(hv, g, e, me, write)? + side.offset as u64)
+    } else {
+        let access = if write { Access::Write } else { Access::Read };
+        let l = hv.domains[slot].as_ref().and_then(Domain::live).ok_or(gntst::GENERAL_ERROR)?;
+        l.umap.check(side.ref_or_addr, len, access).map_err(|_| gntst::BAD_VIRT_ADDR)
+    }
+}
+
+fn copy(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> Result<u64, Error> {
+    if count > MAX_GRANT_COPY_BATCH as u64 {
+        return Err(Error::TooBig);
+    }
+    let me = hv.domains[slot].as_ref().ok_or(Error::Srch)?.id;
+    let size = core::mem::size_of::<GrantCopy>() as u64;
+    // The whole array must be ours and writable before anything is copied.
+    live(hv, slot)?.umap.check(ops, count * size, Access::Write).map_err(|_| Error::Fault)?;
+    for i in 0..count {
+        let at = ops + i * size;
+        let op: GrantCopy = copy_in(hv, slot, at)?;
+        let len = op.len as u64;
+        let status = if len == 0 {
+            gntst::OKAY
+        } else {
+            let src = copy_side(hv, slot, me, op.source, op.flags & GNTCOPY_SOURCE_GREF != 0, false, len);
+            let dst = copy_side(hv, slot, me, op.dest, op.flags & GNTCOPY_DEST_GREF != 0, true, len);
+            match (src, dst) {
+                (Ok(s), Ok(d)) => {
+                    paging::copy_phys(s, d, len);
+                    gntst::OKAY
+                }
+                (Err(e), _) | (_, Err(e)) => e,
+            }
+        };
+        copy_out(hv, slot, at + core::mem::offset_of!(GrantCopy, status) as u64, &status.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+/// Maps domain `target`'s store page into the caller's window and connects an event channel to
+/// its store port.
+pub fn store_connect(hv: &mut Hv, caller: usize, target: u64, out: u64) -> Result<u64, Error> {
+    let me = hv.domains[caller].as_ref().ok_or(Error::Srch)?.id;
+    let t = u32::try_from(target).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::Srch)?;
+    if t == caller {
+        return Err(Error::Inval);
+    }
+    let td = hv.domains[t].as_ref().ok_or(Error::Srch)?;
+    let (tid, tram) = (td.id, td.live().ok_or(Error::Srch)?.ram);
+    // The domain's store port is the one still unbound for us (created with the domain).
+    let store_port = (1..hv_abi::MAX_PORTS as u32)
+        .find(|&p| hv.evtchn.status(tid, p) == Ok(crate::event_channel::PortState::Unbound { remote: me }))
+        .ok_or(Error::Busy)?;
+    let (port, pend) = hv.evtchn.bind_interdomain(me, tid, store_port).map_err(|_| Error::Busy)?;
+    let m = Mapping { granter: tid, gref: STORE_PAGE_GREF, writable: true, revoked: false };
+    let l = hv.domains[caller].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
+    let Ok(handle) = l.maps.insert(m, MAX_GRANT_MAPS) else {
+        let _ = hv.evtchn.close(me, port);
+        return Err(Error::NoSpc);
+    };
+    if l.aspace.map_user(map_va(handle), tram + STORE_RING_OFFSET, true, false, &mut hv.frames).is_none() {
+        l.maps.remove(handle);
+        let _ = hv.evtchn.close(me, port);
+        return Err(Error::NoMem);
+    }
+    hv.set_pending(pend.dom, pend.port);
+    let conn = StoreConnection { port, map_handle: handle, va: map_va(handle) };
+    copy_out(hv, caller, out, as_bytes(&conn))?;
+    Ok(0)
+}
