@@ -132,7 +132,8 @@ fn run_once(c: &XenC, implementation: Implementation, mode: Mode, pages: usize, 
         // SAFETY: a zeroed page-aligned area no thread uses yet.
         unsafe { (c.init)(base) };
     } else {
-        drop(FrontRing::<Blkif, _>::init(shared.memory()).unwrap());
+        // Initialise the shared header the Rust way; the threads attach their own halves.
+        let _ = FrontRing::<Blkif, _>::init(shared.memory()).unwrap();
     }
     let start = Barrier::new(2);
     let base_address = base as usize;

@@ -35,7 +35,7 @@ impl PageMemory {
     /// (`&`/`&mut` to its bytes) at the same time; other threads, domains or C code may access
     /// it concurrently.
     pub unsafe fn new(base: NonNull<u8>, len: usize) -> Self {
-        assert!(base.as_ptr() as usize % 8 == 0, "shared area must be 8-byte aligned");
+        assert!((base.as_ptr() as usize).is_multiple_of(8), "shared area must be 8-byte aligned");
         Self { base, len }
     }
 
@@ -48,7 +48,7 @@ impl PageMemory {
     #[inline]
     fn word(&self, offset: usize) -> &AtomicU32 {
         check_bounds(offset, 4, self.len);
-        assert!(offset % 4 == 0, "shared-ring bug: unaligned index offset {offset}");
+        assert!(offset.is_multiple_of(4), "shared-ring bug: unaligned index offset {offset}");
         // SAFETY: in bounds (checked above), 4-byte aligned (base is 8-aligned, offset % 4 == 0),
         // valid for the lifetime of `self` (contract of `new`) and only ever accessed atomically.
         unsafe { AtomicU32::from_ptr(self.at(offset).cast()) }
@@ -68,14 +68,14 @@ unsafe impl SharedMemory for PageMemory {
     #[inline]
     fn read(&self, offset: usize, dst: &mut [u8]) {
         check_bounds(offset, dst.len(), self.len);
-        if offset % 8 == 0 && dst.len() % 8 == 0 {
+        if offset.is_multiple_of(8) && dst.len().is_multiple_of(8) {
             for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
                 // SAFETY: in bounds (checked above) and 8-aligned (base 8-aligned, offset and i*8
                 // multiples of 8); the shared area is only ever accessed atomically.
                 let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
                 chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
             }
-        } else if offset % 4 == 0 && dst.len() % 4 == 0 {
+        } else if offset.is_multiple_of(4) && dst.len().is_multiple_of(4) {
             for (i, chunk) in dst.chunks_exact_mut(4).enumerate() {
                 // SAFETY: as above, with 4-byte alignment.
                 let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };
@@ -93,14 +93,14 @@ unsafe impl SharedMemory for PageMemory {
     #[inline]
     fn write(&self, offset: usize, src: &[u8]) {
         check_bounds(offset, src.len(), self.len);
-        if offset % 8 == 0 && src.len() % 8 == 0 {
+        if offset.is_multiple_of(8) && src.len().is_multiple_of(8) {
             for (i, chunk) in src.chunks_exact(8).enumerate() {
                 // SAFETY: in bounds (checked above) and 8-aligned; only atomic accesses.
                 let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
                 let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
                 word.store(value, Ordering::Relaxed);
             }
-        } else if offset % 4 == 0 && src.len() % 4 == 0 {
+        } else if offset.is_multiple_of(4) && src.len().is_multiple_of(4) {
             for (i, chunk) in src.chunks_exact(4).enumerate() {
                 // SAFETY: in bounds (checked above) and 4-aligned; only atomic accesses.
                 let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };

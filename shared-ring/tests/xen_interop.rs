@@ -105,7 +105,7 @@ fn expected_response(seq: u64, slots: u64) -> BlkifResponse {
     BlkifResponse {
         id: seq % slots,
         operation: if seq & 1 == 1 { OP_WRITE } else { OP_READ },
-        status: if seq % 3 == 0 { RSP_ERROR } else { RSP_OKAY },
+        status: if seq.is_multiple_of(3) { RSP_ERROR } else { RSP_OKAY },
     }
 }
 
@@ -193,9 +193,9 @@ fn run(c_is_front: bool, pages: usize) {
     // SAFETY: the symbols have exactly these C signatures (see xen_ring_peer.c).
     let (init, c_front, c_back): (InitFn, PeerFn, PeerFn) = unsafe {
         (
-            std::mem::transmute(library.symbol("xen_ring_init")),
-            std::mem::transmute(library.symbol("xen_interop_front")),
-            std::mem::transmute(library.symbol("xen_interop_back")),
+            std::mem::transmute::<*mut c_void, InitFn>(library.symbol("xen_ring_init")),
+            std::mem::transmute::<*mut c_void, PeerFn>(library.symbol("xen_interop_front")),
+            std::mem::transmute::<*mut c_void, PeerFn>(library.symbol("xen_interop_back")),
         )
     };
     let shared = SharedPages::new(pages * 4096);
