@@ -1,0 +1,238 @@
+//! The XenbusState handshake (`xen/include/public/io/xenbus.h`), shared by front and back ends.
+//!
+//! Each end publishes its state as a decimal in `<its directory>/state` and watches the
+//! other's. Watches coalesce and states may be skipped, so each end reacts to the peer's
+//! *current* state, never to a particular transition: [`backend_next`] and [`frontend_next`]
+//! say what to switch to (the caller first does the device work the new state promises, such
+//! as mapping the rings before `Connected`), and [`switch_state`] writes it if the move is one
+//! the protocol allows. The normal run is Initialising → InitWait (backend) → Initialised
+//! (frontend) → Connected (both) → Closing → Closed, and a frontend that wants the device back
+//! restarts from Closed → Initialising.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use shared_ring::wire::xenbus_state::XenbusState;
+
+use crate::client::{ClientError, StoreClient};
+use crate::errno::Errno;
+
+/// Why a state operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XenbusError {
+    /// The store refused or failed.
+    Store(ClientError),
+    /// The `state` node does not hold a XenbusState.
+    NotAState,
+    /// The protocol does not allow this move.
+    IllegalTransition {
+        /// Current state.
+        from: XenbusState,
+        /// Requested state.
+        to: XenbusState,
+    },
+}
+
+impl fmt::Display for XenbusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            XenbusError::Store(e) => write!(f, "{e}"),
+            XenbusError::NotAState => write!(f, "state node does not hold a XenbusState"),
+            XenbusError::IllegalTransition { from, to } => write!(f, "cannot switch from {from:?} to {to:?}"),
+        }
+    }
+}
+
+impl core::error::Error for XenbusError {}
+
+impl From<ClientError> for XenbusError {
+    fn from(e: ClientError) -> Self {
+        XenbusError::Store(e)
+    }
+}
+
+/// `<dir>/state`.
+pub fn state_path(dir: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(dir.len() + 6);
+    path.extend_from_slice(dir);
+    path.extend_from_slice(b"/state");
+    path
+}
+
+/// The state an end publishes under `dir`; a missing node reads as `Unknown` (as Linux's
+/// `xenbus_read_driver_state`).
+pub fn read_state(client: &mut impl StoreClient, dir: &[u8]) -> Result<XenbusState, XenbusError> {
+    match client.read(&state_path(dir)) {
+        Ok(text) => XenbusState::parse(&text).map_err(|_| XenbusError::NotAState),
+        Err(ClientError::Store(Errno::Enoent)) => Ok(XenbusState::Unknown),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the protocol allows moving from `from` to `to` (staying put is always allowed).
+pub fn transition_allowed(from: XenbusState, to: XenbusState) -> bool {
+    use XenbusState::*;
+    if from == to {
+        return true;
+    }
+    match to {
+        Unknown => false,
+        Initialising => matches!(from, Unknown | Closed),
+        InitWait => matches!(from, Unknown | Initialising | Closed),
+        Initialised => matches!(from, Initialising | InitWait),
+        Connected => matches!(from, Initialising | InitWait | Initialised | Reconfigured),
+        Closing => !matches!(from, Unknown | Closed),
+        Closed => true,
+        Reconfiguring => from == Connected,
+        Reconfigured => from == Reconfiguring,
+    }
+}
+
+/// Write `to` as this end's state if the move from its current state is allowed; returns the
+/// previous state. Writing the same state again is a no-op (no write, no watch event).
+pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) -> Result<XenbusState, XenbusError> {
+    let from = read_state(client, dir)?;
+    if from == to {
+        return Ok(from);
+    }
+    if !transition_allowed(from, to) {
+        return Err(XenbusError::IllegalTransition { from, to });
+    }
+    client.write(&state_path(dir), to.as_text())?;
+    Ok(from)
+}
+
+/// What a backend in `own` should switch to, seeing its frontend in `frontend` (Linux
+/// blkback/netback `frontend_changed`). `None`: stay.
+pub fn backend_next(own: XenbusState, frontend: XenbusState) -> Option<XenbusState> {
+    use XenbusState::*;
+    let next = match frontend {
+        // A (re)starting frontend: be ready for it.
+        Initialising if matches!(own, Unknown | Initialising | Closed) => InitWait,
+        // Rings published (or the frontend skipped straight to Connected): connect.
+        Initialised | Connected if matches!(own, Initialising | InitWait | Initialised) => Connected,
+        Closing if !matches!(own, Closing | Closed) => Closing,
+        // Frontend closed or vanished.
+        Closed | Unknown if own != Closed => Closed,
+        _ => return None,
+    };
+    (next != own).then_some(next)
+}
+
+/// What a frontend in `own` should switch to, seeing its backend in `backend`.
+/// `want_connected`: whether it wants the device (a closed frontend that does reconnects).
+pub fn frontend_next(own: XenbusState, backend: XenbusState, want_connected: bool) -> Option<XenbusState> {
+    use XenbusState::*;
+    let next = match backend {
+        // The backend is ready for our rings: publish them, then say so.
+        InitWait if own == Initialising => Initialised,
+        Connected if matches!(own, Initialising | Initialised) => Connected,
+        Closing | Unknown if own != Closed => Closed,
+        Closed if own != Closed => Closed,
+        Closed if want_connected => Initialising,
+        _ => return None,
+    };
+    (next != own).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::LocalClient;
+    use crate::perms::{Access, Permissions};
+    use crate::quota::Limits;
+    use crate::server::StoreServer;
+
+    const BE: u16 = 2;
+    const FE: u16 = 3;
+    const FE_DIR: &[u8] = b"/local/domain/3/device/vif/0";
+    const BE_DIR: &[u8] = b"/local/domain/2/backend/vif/3/0";
+
+    /// Dom0's toolstack part: the two directories, each owned by its end and readable by the
+    /// other (as libxl sets them up).
+    fn setup() -> StoreServer {
+        let mut server = StoreServer::new(Limits::default());
+        server.introduce(BE).unwrap();
+        server.introduce(FE).unwrap();
+        let mut dom0 = LocalClient::dom0(&mut server);
+        for (dir, owner, peer) in [(FE_DIR, FE, BE), (BE_DIR, BE, FE)] {
+            dom0.mkdir(dir).unwrap();
+            dom0.set_perms(dir, Permissions::new(owner, Access::None).with(peer, Access::Read)).unwrap();
+            dom0.write(&state_path(dir), XenbusState::Initialising.as_text()).unwrap();
+        }
+        server
+    }
+
+    /// Let both ends react until neither moves; returns (frontend, backend).
+    fn settle(server: &mut StoreServer, want_connected: bool) -> (XenbusState, XenbusState) {
+        for _ in 0..20 {
+            let fe_own = read_state(&mut LocalClient::new(server, FE), FE_DIR).unwrap();
+            let be_seen = read_state(&mut LocalClient::new(server, FE), BE_DIR).unwrap();
+            let fe_moved = match frontend_next(fe_own, be_seen, want_connected) {
+                Some(next) => switch_state(&mut LocalClient::new(server, FE), FE_DIR, next).map(|_| true).unwrap(),
+                None => false,
+            };
+            let be_own = read_state(&mut LocalClient::new(server, BE), BE_DIR).unwrap();
+            let fe_seen = read_state(&mut LocalClient::new(server, BE), FE_DIR).unwrap();
+            let be_moved = match backend_next(be_own, fe_seen) {
+                Some(next) => switch_state(&mut LocalClient::new(server, BE), BE_DIR, next).map(|_| true).unwrap(),
+                None => false,
+            };
+            if !fe_moved && !be_moved {
+                return (fe_own, be_own);
+            }
+        }
+        panic!("handshake did not settle");
+    }
+
+    #[test]
+    fn connects_closes_and_reconnects() {
+        let mut server = setup();
+        assert_eq!(settle(&mut server, true), (XenbusState::Connected, XenbusState::Connected));
+        // The frontend unplugs.
+        switch_state(&mut LocalClient::new(&mut server, FE), FE_DIR, XenbusState::Closing).unwrap();
+        switch_state(&mut LocalClient::new(&mut server, FE), FE_DIR, XenbusState::Closed).unwrap();
+        assert_eq!(settle(&mut server, false), (XenbusState::Closed, XenbusState::Closed));
+        // And comes back.
+        assert_eq!(settle(&mut server, true), (XenbusState::Connected, XenbusState::Connected));
+    }
+
+    #[test]
+    fn an_end_cannot_write_the_other_ends_state() {
+        let mut server = setup();
+        let mut fe = LocalClient::new(&mut server, FE);
+        assert_eq!(
+            switch_state(&mut fe, BE_DIR, XenbusState::Closed),
+            Err(XenbusError::Store(ClientError::Store(Errno::Eacces)))
+        );
+        assert_eq!(read_state(&mut fe, BE_DIR), Ok(XenbusState::Initialising));
+    }
+
+    #[test]
+    fn illegal_moves_are_refused_and_garbage_is_not_a_state() {
+        let mut server = setup();
+        let mut fe = LocalClient::new(&mut server, FE);
+        assert_eq!(
+            switch_state(&mut fe, FE_DIR, XenbusState::Reconfigured),
+            Err(XenbusError::IllegalTransition { from: XenbusState::Initialising, to: XenbusState::Reconfigured })
+        );
+        fe.write(&state_path(FE_DIR), b"42").unwrap();
+        assert_eq!(read_state(&mut fe, FE_DIR), Err(XenbusError::NotAState));
+        assert_eq!(read_state(&mut fe, b"/local/domain/3/device/vif/9"), Ok(XenbusState::Unknown));
+        assert!(!transition_allowed(XenbusState::Closed, XenbusState::Connected));
+        assert!(transition_allowed(XenbusState::Closed, XenbusState::Initialising));
+        assert!(transition_allowed(XenbusState::Connected, XenbusState::Connected));
+    }
+
+    #[test]
+    fn reactions_tolerate_skipped_states() {
+        use XenbusState::*;
+        // The backend saw the frontend jump straight to Connected.
+        assert_eq!(backend_next(InitWait, Connected), Some(Connected));
+        // A backend that vanished closes the frontend.
+        assert_eq!(frontend_next(Connected, Unknown, true), Some(Closed));
+        assert_eq!(frontend_next(Connected, Connected, true), None);
+        assert_eq!(backend_next(Connected, Connected), None);
+        assert_eq!(frontend_next(Closed, Closed, false), None);
+    }
+}
