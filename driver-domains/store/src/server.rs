@@ -179,6 +179,7 @@ impl StoreServer {
         self.connections.insert(domid, Connection::new(domid, limits.output_bytes));
         self.fire(DOM0, &changes);
         self.fire_special(DOM0, SpecialPath::IntroduceDomain);
+        self.flush(DOM0);
         Ok(())
     }
 
@@ -205,6 +206,7 @@ impl StoreServer {
         self.release_perms.forget_domain(domid);
         self.fire(DOM0, &changes);
         self.fire_special(DOM0, SpecialPath::ReleaseDomain);
+        self.flush(DOM0);
         Ok(())
     }
 
@@ -431,6 +433,12 @@ impl StoreServer {
             return Err(StoreError::ReplyTooBig);
         }
         Ok(reply)
+    }
+
+    fn flush(&mut self, domid: DomId) {
+        if let Some(conn) = self.connections.get_mut(&domid) {
+            conn.flush_events();
+        }
     }
 
     fn require_dom0(&self, domid: DomId) -> Result<(), StoreError> {
