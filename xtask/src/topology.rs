@@ -10,6 +10,9 @@
 //! kind = "dom0"             # "dom0" | "domu" (default) | "driver"
 //! expect = "exit"           # "exit" (default) | "crash" | "forever"
 //! args = "..."              # optional, default ""
+//! [[domain.device]]         # optional: a split device this domain is the frontend of
+//! kind = "pingpong"
+//! backend = "pong"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,6 +56,15 @@ struct FileDomain {
     expect: FileExpect,
     #[serde(default)]
     args: String,
+    #[serde(default, rename = "device")]
+    devices: Vec<FileDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDevice {
+    kind: String,
+    backend: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -71,6 +83,7 @@ enum FileExpect {
     Exit,
     Crash,
     Forever,
+    Destroyed,
 }
 
 /// A topology read from a file.
@@ -153,7 +166,8 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
         anyhow::anyhow!(
             "{file}: invalid topology: {}\n  fix: top-level keys are name, on_finish (\"stay\" | \"shutdown\") and [[domain]] \
              tables; each [[domain]] has name, image, memory_mib (required), kind (\"dom0\" | \"domu\" | \"driver\"), \
-             expect (\"exit\" | \"crash\" | \"forever\") and args (optional)",
+             expect (\"exit\" | \"crash\" | \"forever\" | \"destroyed\"), args (optional) and [[domain.device]] \
+             tables (kind, backend)",
             e.to_string().trim_end()
         )
     })?;
@@ -179,8 +193,14 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
                     FileExpect::Exit => Expect::Exit,
                     FileExpect::Crash => Expect::Crash,
                     FileExpect::Forever => Expect::Forever,
+                    FileExpect::Destroyed => Expect::Destroyed,
                 },
                 args: d.args,
+                devices: d
+                    .devices
+                    .into_iter()
+                    .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend })
+                    .collect(),
             })
             .collect(),
     };

@@ -38,7 +38,10 @@ impl Ending {
     fn matches(self, e: Expect) -> bool {
         matches!(
             (self, e),
-            (Ending::Exited, Expect::Exit) | (Ending::Crashed, Expect::Crash) | (Ending::StillRunning, Expect::Forever)
+            (Ending::Exited, Expect::Exit)
+                | (Ending::Crashed, Expect::Crash)
+                | (Ending::StillRunning, Expect::Forever)
+                | (Ending::Destroyed, Expect::Destroyed)
         )
     }
 }
@@ -48,6 +51,7 @@ fn expect_text(e: Expect) -> &'static str {
         Expect::Exit => "exit",
         Expect::Crash => "crash",
         Expect::Forever => "still running",
+        Expect::Destroyed => "destroyed",
     }
 }
 

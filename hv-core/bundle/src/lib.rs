@@ -45,6 +45,8 @@ pub enum Expect {
     Crash,
     /// Never ends by itself; Dom0 destroys it once every other domain has ended.
     Forever,
+    /// Destroyed by Dom0 while running, as part of a scenario (e.g. a backend killed mid-stream).
+    Destroyed,
 }
 
 /// What Dom0 does once every domain that is expected to end has ended.
@@ -68,6 +70,18 @@ pub struct DomainConfig {
     pub expect: Expect,
     /// Free-form argument string handed to the domain in its start_info.
     pub args: String,
+    /// Split devices this domain is the frontend of.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// A split device: this domain is the frontend, `backend` (a domain of the same topology) serves
+/// it. Dom0 writes the store paths for it, as Xen's toolstack does.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// Device class, e.g. `"pingpong"`, `"vbd"`, `"vif"` (letters, digits, `-`).
+    pub kind: String,
+    /// Name of the backend domain.
+    pub backend: String,
 }
 
 /// A whole topology: Dom0 first, then the domains Dom0 creates, in order.
@@ -110,6 +124,7 @@ pub enum BundleError {
     EmptyName,
     DuplicateName(String),
     MissingImage { domain: String, image: String },
+    BadDevice { domain: String, why: &'static str },
     ZeroMemory(String),
 }
 
@@ -129,6 +144,7 @@ impl core::fmt::Display for BundleError {
             Self::BadNameCharacter(n) => write!(f, "name {n:?} may only use letters, digits, '-' and '_'"),
             Self::EmptyName => write!(f, "a domain has an empty name"),
             Self::DuplicateName(n) => write!(f, "two domains are named {n:?}"),
+            Self::BadDevice { domain, why } => write!(f, "domain {domain}: device {why}"),
             Self::MissingImage { domain, image } => {
                 write!(f, "domain {domain} names image {image:?}, which the bundle lacks")
             }
@@ -168,6 +184,18 @@ impl Topology {
             }
             if d.memory_mib == 0 {
                 return Err(BundleError::ZeroMemory(d.name.clone()));
+            }
+            for dev in &d.devices {
+                let bad = |why| Err(BundleError::BadDevice { domain: d.name.clone(), why });
+                if dev.kind.is_empty() || !dev.kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    return bad("kind must be letters, digits and '-'");
+                }
+                if dev.backend == d.name {
+                    return bad("backend is the domain itself");
+                }
+                if !self.domains.iter().any(|o| o.name == dev.backend) {
+                    return bad("backend names no domain of this topology");
+                }
             }
             if !images.clone().any(|n| n == d.image) {
                 return Err(BundleError::MissingImage { domain: d.name.clone(), image: d.image.clone() });
@@ -278,6 +306,7 @@ mod tests {
             kind,
             expect: Expect::Exit,
             args: String::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -322,6 +351,15 @@ mod tests {
         let mut t = topo();
         t.domains.remove(0);
         assert_eq!(build(&t, &images), Err(BundleError::NoDom0));
+        let mut t = topo();
+        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "nobody".into() });
+        assert!(matches!(build(&t, &images), Err(BundleError::BadDevice { .. })));
+        let mut t = topo();
+        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "a".into() });
+        assert!(matches!(build(&t, &images), Err(BundleError::BadDevice { .. })));
+        let mut t = topo();
+        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "dom0".into() });
+        assert!(build(&t, &images).is_ok());
     }
 
     #[test]
