@@ -266,9 +266,11 @@ fn cmd_run(paths: &Paths, args: RunArgs) -> Result<()> {
         spec.machine.name(),
         accel.name()
     );
-    let status = spec.command().current_dir(&paths.root).status().map_err(|e| {
-        anyhow::anyhow!("starting {} failed: {e} (package qemu-system-x86)", qemu::QEMU_BINARY)
-    })?;
+    let status = spec
+        .command()
+        .current_dir(&paths.root)
+        .status()
+        .map_err(|e| anyhow::anyhow!("starting {} failed: {e} (package qemu-system-x86)", qemu::QEMU_BINARY))?;
     eprintln!("==> {}", qemu::describe_exit(status.code()));
     if status.code() != Some(qemu::EXIT_ALL_EXPECTED) {
         std::process::exit(1);

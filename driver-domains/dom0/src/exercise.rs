@@ -1,6 +1,10 @@
 //! `exercise=lifecycle` (Dom0 argument): drives every `domctl` operation against the running
 //! system, including the error paths, and checks the answers. Used by the lifecycle scenario.
+use crate::store_service::StoreService;
+use crate::{Ending, Tracked};
+use alloc::format;
 use hv_abi::{DomainListEntry, Error, state};
+use hv_bundle::Expect;
 use hv_rt::{domctl, println, time};
 
 struct Checks {
@@ -88,4 +92,76 @@ pub fn lifecycle(victim: Option<u32>) -> usize {
     );
     println!("lifecycle exercise: {} checks failed", c.failed);
     c.failed
+}
+
+/// Hypervisor and store totals that must return to their values once a set of domains is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    free_frames: u64,
+    grant_maps: u64,
+    event_ports: u64,
+    store_nodes: usize,
+}
+
+impl Counters {
+    pub fn read(store: &StoreService) -> Self {
+        let p = domctl::physinfo().unwrap_or_default();
+        Self {
+            free_frames: p.free_frames,
+            grant_maps: p.grant_maps,
+            event_ports: p.event_ports,
+            store_nodes: store.node_count(),
+        }
+    }
+
+    /// Prints one check line per counter; returns how many differ.
+    pub fn compare(&self, before: &Counters) -> usize {
+        let mut c = Checks { failed: 0 };
+        for (what, b, a) in [
+            ("free frames", before.free_frames, self.free_frames),
+            ("grant mappings", before.grant_maps, self.grant_maps),
+            ("event-channel ports", before.event_ports, self.event_ports),
+            ("store nodes", before.store_nodes as u64, self.store_nodes as u64),
+        ] {
+            c.check(&format!("{what} back to baseline ({b} before, {a} after)"), a == b);
+        }
+        c.failed
+    }
+}
+
+/// `exercise=kill-backend`: once the frontend reports it has streamed its messages (it writes
+/// `data/phase = streamed` in its own store directory), destroy its backend mid-stream.
+pub struct Killer {
+    frontend: u32,
+    backend: u32,
+    backend_name: alloc::string::String,
+    done: bool,
+}
+
+impl Killer {
+    pub fn new(tracked: &[Tracked]) -> Option<Self> {
+        let victim = tracked.iter().find(|t| t.cfg.expect == Expect::Destroyed)?;
+        let fe = tracked.iter().find(|t| t.cfg.devices.iter().any(|d| d.backend == victim.cfg.name))?;
+        Some(Self { frontend: fe.domid?, backend: victim.domid?, backend_name: victim.cfg.name.clone(), done: false })
+    }
+
+    pub fn step(&mut self, store: &mut StoreService, tracked: &mut [Tracked]) {
+        if self.done {
+            return;
+        }
+        let path = format!("/local/domain/{}/data/phase", self.frontend);
+        let phase = store.server.store().get(path.as_bytes()).map(|n| n.value.clone());
+        if phase.as_deref() != Some(b"streamed".as_slice()) {
+            return;
+        }
+        self.done = true;
+        println!("destroying {} (domain {}) mid-stream", self.backend_name, self.backend);
+        if let Some(t) = tracked.iter_mut().find(|t| t.domid == Some(self.backend)) {
+            t.ending = Some(Ending::Destroyed);
+        }
+        if let Err(e) = domctl::destroy(self.backend) {
+            println!("destroy failed: {}", e.name());
+        }
+        store.disconnect(self.backend);
+    }
 }

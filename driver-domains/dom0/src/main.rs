@@ -1,22 +1,26 @@
 //! Dom0: the thin control domain. It reads the topology from the boot bundle, creates every
-//! other domain, watches them end, and applies the topology's policy. It drives no device.
+//! other domain, serves the store, writes the store entries of each split device (as Xen's
+//! toolstack does), watches domains end, and applies the topology's policy. It drives no device.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod exercise;
+mod store_service;
+mod toolstack;
+
 use alloc::vec::Vec;
 use hv_abi::{DomainListEntry, ShutdownReason, end, state};
 use hv_bundle::{DomainConfig, Expect, OnFinish, Topology};
-use hv_rt::{domctl, println, time};
-
-mod exercise;
+use hv_rt::{domctl, evtchn, println, time};
+use store_service::StoreService;
 
 hv_rt::main!(main);
 
 /// How a domain ended, as Dom0 classifies it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Ending {
+pub enum Ending {
     Exited,
     Crashed,
     Destroyed,
@@ -55,10 +59,10 @@ fn expect_text(e: Expect) -> &'static str {
     }
 }
 
-struct Tracked {
-    cfg: DomainConfig,
-    domid: Option<u32>,
-    ending: Option<Ending>,
+pub struct Tracked {
+    pub cfg: DomainConfig,
+    pub domid: Option<u32>,
+    pub ending: Option<Ending>,
 }
 
 fn classify(e: &DomainListEntry) -> Ending {
@@ -78,13 +82,25 @@ fn main() {
     };
     println!("topology {}: {} domains", topo.name, topo.domains.len());
     // Domain creations and endings arrive as an event on this port.
-    let dom_exc =
-        hv_rt::evtchn::bind_virq(hv_abi::virq::DOM_EXC).unwrap_or_else(|e| panic!("bind DOM_EXC: {}", e.name()));
+    let dom_exc = evtchn::bind_virq(hv_abi::virq::DOM_EXC).unwrap_or_else(|e| panic!("bind DOM_EXC: {}", e.name()));
+    let mut store = StoreService::new();
+    let baseline = exercise::Counters::read(&store);
 
+    // Domains that take part in a split device are built paused, so their store entries exist
+    // before they run.
+    let in_devices = |name: &str| {
+        topo.domains
+            .iter()
+            .any(|d| d.devices.iter().any(|v| v.backend == name) || (d.name == name && !d.devices.is_empty()))
+    };
     let mut tracked: Vec<Tracked> = Vec::new();
     for cfg in topo.domains.iter().skip(1) {
-        let t = match domctl::create(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args) {
+        let flags = if in_devices(&cfg.name) { hv_abi::CREATE_PAUSED } else { 0 };
+        let t = match domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, flags) {
             Ok(id) => {
+                if let Err(e) = store.connect(id) {
+                    println!("cannot connect {} to the store: {e}", cfg.name);
+                }
                 println!("started {} as domain {id}", cfg.name);
                 Tracked { cfg: cfg.clone(), domid: Some(id), ending: None }
             }
@@ -95,31 +111,74 @@ fn main() {
         };
         tracked.push(t);
     }
+    let id_of = |tracked: &[Tracked], name: &str| tracked.iter().find(|t| t.cfg.name == name).and_then(|t| t.domid);
+    for t in &tracked {
+        for (i, dev) in t.cfg.devices.iter().enumerate() {
+            let (Some(fe), Some(be)) = (t.domid, id_of(&tracked, &dev.backend)) else { continue };
+            match toolstack::add_device(&mut store.server, &dev.kind, i as u32, fe, be) {
+                Ok(()) => println!(
+                    "device {}/{i}: {} (domain {fe}) served by {} (domain {be})",
+                    dev.kind, t.cfg.name, dev.backend
+                ),
+                Err(e) => println!("device {}/{i} of {}: {e}", dev.kind, t.cfg.name),
+            }
+        }
+    }
+    for t in tracked.iter().filter(|t| in_devices(&t.cfg.name)) {
+        if let Some(id) = t.domid {
+            let _ = domctl::unpause(id);
+        }
+    }
     println!("all domains running");
-    let failed_checks = match hv_rt::arg("exercise") {
+
+    let mut failed_checks = 0;
+    let mut killer = None;
+    match hv_rt::arg("exercise") {
         Some("lifecycle") => {
             let victim = tracked.iter().find(|t| t.cfg.expect == Expect::Forever).and_then(|t| t.domid);
-            exercise::lifecycle(victim)
+            failed_checks += exercise::lifecycle(victim);
         }
+        Some("kill-backend") => killer = exercise::Killer::new(&tracked),
         Some(other) => {
             println!("unknown exercise {other:?}");
-            1
+            failed_checks += 1;
         }
-        None => 0,
-    };
+        None => {}
+    }
 
     let mut finished = false;
+    let mut more = true;
     loop {
-        // Woken by DOM_EXC when a domain ends; the deadline is only a safety net.
-        time::block_until(time::now_ns() + 1_000_000_000);
-        hv_rt::evtchn::clear(dom_exc);
+        if !more {
+            // Woken by DOM_EXC, a store port, or the safety-net deadline.
+            time::block_until(time::now_ns() + 1_000_000_000);
+        }
+        let mut domain_changed = false;
+        let mut any_port = false;
+        evtchn::take_pending(|port| {
+            any_port = true;
+            if port == dom_exc {
+                domain_changed = true;
+            } else {
+                store.kick(port);
+            }
+        });
+        more = store.pump();
+        if let Some(k) = killer.as_mut() {
+            k.step(&mut store, &mut tracked);
+        }
+        // Domains end only with DOM_EXC; the timed wake-up (no port) re-checks as a safety net.
+        if any_port && !domain_changed {
+            continue;
+        }
         let Ok(list) = domctl::list() else { continue };
         for e in list.iter().filter(|e| e.state == state::DEAD) {
+            store.disconnect(e.domid);
             let Some(t) = tracked.iter_mut().find(|t| t.domid == Some(e.domid)) else {
                 let _ = domctl::destroy(e.domid);
                 continue;
             };
-            let how = classify(e);
+            let how = t.ending.unwrap_or(classify(e));
             t.ending = Some(how);
             report(t, how);
             if let Err(err) = domctl::destroy(e.domid) {
@@ -136,7 +195,11 @@ fn main() {
             report(t, Ending::StillRunning);
             if let Some(id) = t.domid {
                 let _ = domctl::destroy(id);
+                store.disconnect(id);
             }
+        }
+        if killer.is_some() {
+            failed_checks += exercise::Counters::read(&store).compare(&baseline);
         }
         let good = tracked.iter().filter(|t| t.ending.is_some_and(|e| e.matches(t.cfg.expect))).count();
         let bad = tracked.len() - good + failed_checks;

@@ -113,7 +113,12 @@ pub struct CreateDomain {
     /// Length of the meaningful prefix of `args`.
     pub args_len: u32,
     pub args: [u8; super::ARGS_LEN],
+    /// [`CREATE_PAUSED`]: build the domain but do not run it until `unpause` (so the toolstack
+    /// can write its store entries first, as Xen's does).
+    pub flags: u64,
 }
+
+pub const CREATE_PAUSED: u64 = 1;
 
 /// Scheduling state in [`DomainListEntry::state`].
 pub mod state {
@@ -288,7 +293,7 @@ mod tests {
         assert_eq!(size_of::<GrantCopy>(), 40);
         assert_eq!(size_of::<EvtchnStatus>(), 16);
         assert_eq!(size_of::<StoreConnection>(), 16);
-        assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256);
+        assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256 + 8);
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
         assert_eq!(size_of::<PhysInfo>(), 40);

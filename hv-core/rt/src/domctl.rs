@@ -8,8 +8,13 @@ fn domctl(op: DomctlOp, a: u64, b: u64, c: u64) -> Result<u64, Error> {
     call(Hypercall::Domctl, op as u64, a, b, c)
 }
 
-/// Creates a domain from a bundle image; returns its id.
+/// Creates a domain from a bundle image and runs it; returns its id.
 pub fn create(name: &str, image: &str, memory_mib: u32, args: &str) -> Result<u32, Error> {
+    create_with(name, image, memory_mib, args, 0)
+}
+
+/// Creates a domain; `flags` may hold [`hv_abi::CREATE_PAUSED`].
+pub fn create_with(name: &str, image: &str, memory_mib: u32, args: &str, flags: u64) -> Result<u32, Error> {
     if args.len() > hv_abi::ARGS_LEN || name.len() > hv_abi::NAME_LEN || image.len() > hv_abi::NAME_LEN {
         return Err(Error::TooBig);
     }
@@ -19,6 +24,7 @@ pub fn create(name: &str, image: &str, memory_mib: u32, args: &str) -> Result<u3
         memory_mib,
         args_len: args.len() as u32,
         args: [0; hv_abi::ARGS_LEN],
+        flags,
     };
     spec.args[..args.len()].copy_from_slice(args.as_bytes());
     // SAFETY: `spec` is a live, readable CreateDomain for the duration of the call.

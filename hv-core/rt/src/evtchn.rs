@@ -67,6 +67,17 @@ pub fn is_pending(port: u32) -> bool {
         && shared().evtchn_pending[port as usize / 64].load(Ordering::SeqCst) & (1 << (port % 64)) != 0
 }
 
+/// Whether any port other than `port` is pending.
+pub fn is_pending_other_than(port: u32) -> bool {
+    shared().evtchn_pending.iter().enumerate().any(|(w, word)| {
+        let mut bits = word.load(Ordering::SeqCst);
+        if port as usize / 64 == w {
+            bits &= !(1u64 << (port % 64));
+        }
+        bits != 0
+    })
+}
+
 /// Clears `port`'s pending bit; returns whether it was set.
 pub fn clear(port: u32) -> bool {
     if port as usize >= MAX_PORTS {

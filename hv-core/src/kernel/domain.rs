@@ -30,6 +30,8 @@ pub struct Spec<'a> {
     pub memory_mib: u32,
     pub args: &'a [u8],
     pub privileged: bool,
+    /// Build it paused (it runs only after `unpause`).
+    pub paused: bool,
 }
 
 pub struct Domain {
@@ -250,7 +252,11 @@ impl Hv {
         );
         // The new domain runs next: creation latency is to its first instruction.
         self.sched.add(slot, time::now_ns());
-        self.need_resched = true;
+        if spec.paused {
+            self.sched.set_paused(slot, true);
+        } else {
+            self.need_resched = true;
+        }
         self.notify_dom0();
         Ok(id)
     }

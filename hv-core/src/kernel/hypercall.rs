@@ -124,6 +124,7 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
                 memory_mib: spec.memory_mib,
                 args: &spec.args[..args_len],
                 privileged: false,
+                paused: spec.flags & hv_abi::CREATE_PAUSED != 0,
             };
             hv.create_domain(&spec).map(u64::from)
         }

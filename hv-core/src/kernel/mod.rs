@@ -140,6 +140,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         memory_mib: dom0.memory_mib,
         args: dom0.args.as_bytes(),
         privileged: true,
+        paused: false,
     };
     if let Err(e) = hv.create_domain(&spec) {
         panic!("cannot start dom0: {}", e.name());

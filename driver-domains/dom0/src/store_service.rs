@@ -1,0 +1,90 @@
+//! Dom0 serves the store: one `ServerPort` per domain over its store page (mapped with
+//! `domctl store_connect`), pumped whenever that domain's store port fires.
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use hv_rt::{domctl, evtchn, grant, println};
+use hv_store::{Limits, ServerPort, StoreServer};
+use shared_ring::PageMemory;
+
+struct Connected {
+    domid: u32,
+    port: u32,
+    map_handle: u32,
+    memory: *mut PageMemory,
+    server_port: ServerPort<&'static PageMemory>,
+    /// Work was left over at the last pump.
+    more: bool,
+}
+
+pub struct StoreService {
+    pub server: StoreServer,
+    domains: Vec<Connected>,
+}
+
+impl StoreService {
+    pub fn new() -> Self {
+        Self { server: StoreServer::new(Limits::default()), domains: Vec::new() }
+    }
+
+    /// Starts serving a new domain.
+    pub fn connect(&mut self, domid: u32) -> Result<(), &'static str> {
+        let c = domctl::store_connect(domid).map_err(|e| e.name())?;
+        let base = NonNull::new(c.va as *mut u8).ok_or("store page not mapped")?;
+        // SAFETY: the hypervisor mapped the domain's store page read-write at `va` for us; it
+        // stays mapped (or is replaced by our scratch page if the domain dies) until we unmap it
+        // in `disconnect`, after the ServerPort using it is dropped.
+        let memory = Box::into_raw(Box::new(unsafe { PageMemory::new(base, 4096) }));
+        // SAFETY: `memory` is a leaked box, freed only in `disconnect` after its last user.
+        let mem_ref: &'static PageMemory = unsafe { &*memory };
+        let Some(server_port) = ServerPort::attach(mem_ref, domid as u16) else {
+            // SAFETY: `memory` came from Box::into_raw above and has no other user.
+            drop(unsafe { Box::from_raw(memory) });
+            return Err("store page too small");
+        };
+        self.server.introduce(domid as u16).map_err(|_| "store refused to introduce the domain")?;
+        self.domains.push(Connected { domid, port: c.port, map_handle: c.map_handle, memory, server_port, more: true });
+        Ok(())
+    }
+
+    /// Stops serving a domain that is gone: its nodes, watches and mapping are released.
+    pub fn disconnect(&mut self, domid: u32) {
+        let Some(i) = self.domains.iter().position(|d| d.domid == domid) else { return };
+        let d = self.domains.swap_remove(i);
+        let _ = self.server.release(domid as u16);
+        let Connected { port, map_handle, memory, server_port, .. } = d;
+        drop(server_port);
+        // SAFETY: the only user of `memory` (the ServerPort) is gone.
+        drop(unsafe { Box::from_raw(memory) });
+        let _ = grant::unmap(map_handle);
+        let _ = evtchn::close(port);
+    }
+
+    /// Marks the connection on `port` as having work.
+    pub fn kick(&mut self, port: u32) {
+        if let Some(d) = self.domains.iter_mut().find(|d| d.port == port) {
+            d.more = true;
+        }
+    }
+
+    /// Pumps every connection with work; returns whether any still has more.
+    pub fn pump(&mut self) -> bool {
+        let mut any_more = false;
+        for d in self.domains.iter_mut().filter(|d| d.more) {
+            let out = d.server_port.pump(&mut self.server);
+            if out.notify {
+                let _ = evtchn::send(d.port);
+            }
+            if let Some(why) = out.broken {
+                println!("store connection of domain {} is broken: {why:?}", d.domid);
+            }
+            d.more = out.more;
+            any_more |= out.more;
+        }
+        any_more
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.server.store().node_count()
+    }
+}

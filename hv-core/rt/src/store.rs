@@ -1,0 +1,102 @@
+//! The store client: this domain's end of its store ring (page and port from start_info),
+//! blocking requests, watches, and the XenbusState helpers (re-exported from `hv-store`).
+use crate::{evtchn, time};
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use hv_store::{BlockingClient, ClientError, ClientPort, StoreClient, WatchEvent};
+use shared_ring::PageMemory;
+
+pub use hv_store::xenbus;
+pub use shared_ring::wire::xenbus_state::XenbusState;
+
+/// How long one store request may take before the client gives up.
+const REPLY_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// Notifies the store server and waits for its answer (or the timeout).
+fn wait_for_server() -> bool {
+    let port = crate::start_info().store_port as u32;
+    let _ = evtchn::send(port);
+    let deadline = time::now_ns().saturating_add(REPLY_TIMEOUT_NS);
+    loop {
+        if evtchn::clear(port) {
+            return true;
+        }
+        let now = time::now_ns();
+        if now >= deadline {
+            return false;
+        }
+        // Returns at once while any other port is pending: that is the caller's business, so
+        // yield instead of spinning on it.
+        if evtchn::is_pending_other_than(port) {
+            crate::yield_now();
+        } else {
+            time::block_until(deadline);
+        }
+    }
+}
+
+type Client = BlockingClient<PageMemory, fn() -> bool>;
+
+/// This domain's connection to the store.
+pub struct Store {
+    client: Client,
+}
+
+impl Store {
+    /// Attaches to the store page named in start_info.
+    pub fn connect() -> Result<Self, ClientError> {
+        let si = crate::start_info();
+        let base = NonNull::new(si.store_ring as *mut u8).ok_or(ClientError::NoReply)?;
+        // SAFETY: the hypervisor maps the store page read-write for our whole life; only the
+        // store client touches it, through PageMemory's atomic accesses.
+        let memory = unsafe { PageMemory::new(base, 4096) };
+        let port = ClientPort::attach(memory).ok_or(ClientError::NoReply)?;
+        Ok(Self { client: BlockingClient::new(port, wait_for_server as fn() -> bool) })
+    }
+
+    /// Processes whatever the server sent (non-blocking); watch events queue up.
+    pub fn poll(&mut self) -> Result<(), ClientError> {
+        evtchn::clear(crate::start_info().store_port as u32);
+        self.client.port.pump().map(drop)
+    }
+
+    /// The next queued watch event, if any (call `poll` first).
+    pub fn take_event(&mut self) -> Option<WatchEvent> {
+        self.client.port.take_event()
+    }
+
+    /// Waits until a watch event arrives or `deadline_ns` passes.
+    pub fn wait_event(&mut self, deadline_ns: u64) -> Result<Option<WatchEvent>, ClientError> {
+        loop {
+            self.poll()?;
+            if let Some(e) = self.take_event() {
+                return Ok(Some(e));
+            }
+            if time::now_ns() >= deadline_ns {
+                return Ok(None);
+            }
+            if evtchn::is_pending_other_than(crate::start_info().store_port as u32) {
+                crate::yield_now();
+            } else {
+                time::block_until(deadline_ns);
+            }
+        }
+    }
+
+    /// Reads a node as text.
+    pub fn read_string(&mut self, path: &str) -> Result<alloc::string::String, ClientError> {
+        let v = self.client.read(path.as_bytes())?;
+        Ok(alloc::string::String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Reads a node as a decimal number.
+    pub fn read_u32(&mut self, path: &str) -> Result<u32, ClientError> {
+        self.read_string(path)?.trim().parse().map_err(|_| ClientError::NoReply)
+    }
+}
+
+impl StoreClient for Store {
+    fn request(&mut self, request: hv_store::Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError> {
+        self.client.request(request, tx_id)
+    }
+}
