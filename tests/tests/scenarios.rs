@@ -178,3 +178,31 @@ fn faults_are_reported_with_their_cause() {
         o.expect_line(&format!("[hv] domain * ({name}) released * KiB*"));
     }
 }
+
+#[test]
+fn ping_and_pong_meet_through_the_store_and_survive_the_backend_dying() {
+    let o = Scenario::new("pingpong").run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[dom0] device pingpong/0: ping (domain *) served by pong (domain *)",
+        "[pong] backend for domain * waiting in InitWait",
+        "[pong] connected to domain *: ring ref *, port *",
+        "[ping] connected to backend domain *: ring ref *, port *",
+        "[ping] exchanged * messages in * ms, 0 bad",
+        "[dom0] destroying pong (domain *) mid-stream",
+        "[hv] domain * (pong) released * revoked 1 mappings of its grants*",
+        "[ping] backend state is now Closed after * answered messages (0 bad)",
+        "[ping] ring grant ended cleanly",
+        "[ping] goodbye",
+        "[dom0] ping ended: exit (expected)",
+    ]);
+    // At least 10^6 messages went through.
+    let line = &o.lines()[o.expect_line("[ping] exchanged * messages in * ms, 0 bad")];
+    let count: u64 = line.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+    if count < 1_000_000 {
+        o.fail(&format!("only {count} messages were exchanged"));
+    }
+    for counter in ["free frames", "grant mappings", "event-channel ports", "store nodes"] {
+        o.expect_line(&format!("[dom0] check {counter} back to baseline (* before, * after): ok"));
+    }
+}

@@ -67,10 +67,15 @@ impl StoreService {
         }
     }
 
-    /// Pumps every connection with work; returns whether any still has more.
+    /// Pumps every connection with work: kicked ones, and ones with output waiting (watch
+    /// events that another domain's request fired). Returns whether any still has more.
     pub fn pump(&mut self) -> bool {
         let mut any_more = false;
-        for d in self.domains.iter_mut().filter(|d| d.more) {
+        for d in self.domains.iter_mut() {
+            let (a, b) = self.server.output(d.domid as u16);
+            if !d.more && a.is_empty() && b.is_empty() {
+                continue;
+            }
             let out = d.server_port.pump(&mut self.server);
             if out.notify {
                 let _ = evtchn::send(d.port);

@@ -178,6 +178,13 @@ impl Hv {
                 va += PAGE_SIZE;
             }
         }
+        // The grant-mapping window's tables come with the domain: mapping never needs memory,
+        // and a domain's frame count does not drift as it maps and unmaps.
+        if failure.is_none()
+            && aspace.prepare_user_range(hv_abi::MAP_BASE, hv_abi::MAX_GRANT_MAPS as u64, &mut self.frames).is_none()
+        {
+            failure = Some(Error::NoMem);
+        }
         let scratch = if failure.is_none() { self.frames.alloc() } else { None };
         let Some(scratch) = scratch else {
             aspace.free(&mut self.frames);

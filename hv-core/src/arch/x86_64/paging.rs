@@ -170,6 +170,15 @@ impl AddressSpace {
         Some(())
     }
 
+    /// Creates the page tables for `pages` user pages from `va` without mapping anything, so
+    /// later `map_user` calls in that range need no memory.
+    pub fn prepare_user_range(&mut self, va: u64, pages: u64, alloc: &mut FrameAllocator) -> Option<()> {
+        for i in (0..pages).step_by(512) {
+            walk(self.pml4, va + i * FRAME_SIZE, true, alloc, &mut self.tables)?;
+        }
+        Some(())
+    }
+
     /// Removes one user mapping (the page-table frames stay) and flushes it from the TLB if
     /// this address space is loaded.
     pub fn unmap_user(&mut self, va: u64, loaded: bool) {

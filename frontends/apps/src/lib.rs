@@ -1,0 +1,7 @@
+//! Code shared by the example DomUs.
+#![no_std]
+
+extern crate alloc;
+
+pub mod pingpong;
+pub mod split;
