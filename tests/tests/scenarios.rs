@@ -206,3 +206,43 @@ fn ping_and_pong_meet_through_the_store_and_survive_the_backend_dying() {
         o.expect_line(&format!("[dom0] check {counter} back to baseline (* before, * after): ok"));
     }
 }
+
+#[test]
+fn hostile_domain_gets_an_error_for_every_attack_and_the_victims_finish() {
+    let o = Scenario::new("attack").run();
+    o.expect_clean_finish();
+    o.expect_line("[attacker] mapping grants not granted to us: * attempts, 0 allowed");
+    for refusal in [
+        "map of a read-only grant for writing refused: EPERM",
+        "map of a nonexistent ref refused: ENOENT",
+        "map naming the wrong granter refused: ESRCH",
+        "unmap of a handle never issued refused: EINVAL",
+        "second unmap of the same handle refused: EINVAL",
+        "copy past the page end: BAD_COPY_ARG",
+        "copy into a read-only grant: PERMISSION_DENIED",
+        "copy into memory we do not own: BAD_VIRT_ADDR",
+        "legitimate copy in the same batch: okay",
+        "mapping one grant repeatedly: 127 mappings, then ENOSPC",
+        "send on a port we do not own refused: EINVAL",
+        "close a port we do not own refused: EINVAL",
+        "bind to a port not offered to us refused: EINVAL",
+        "bind the DOM_EXC virq refused: EPERM",
+        "allocating ports: * ports, then ENOSPC",
+        "store write outside our subtree refused: store error EACCES",
+        "store write to dom0's subtree refused: store error EACCES",
+        "store write to the victim's backend entries refused: store error EACCES",
+        "registering watches: * watches, then store error E2BIG",
+        "flooded the store with * bytes of requests without reading a reply",
+    ] {
+        o.expect_line(&format!("[attacker] {refusal}"));
+    }
+    o.expect_no_line("[attacker] * ALLOWED*");
+    o.expect_in_order(&[
+        "[attacker] read-only grant mapped: first byte 0xa5; writing to it",
+        "[hv] domain * (attacker) crashed: page fault * (write, protection violation*",
+        "[victim] domain * is gone; read-only page intact",
+        "[victim] grants ended: yes",
+    ]);
+    o.expect_line("[ping] exchanged * messages in * ms, 0 bad");
+    o.expect_line("[dom0] all domains finished: 4 as expected, 0 unexpected");
+}

@@ -83,6 +83,17 @@ impl Store {
         }
     }
 
+    /// The raw client port, to send requests without waiting for their replies (tests that
+    /// play a hostile domain use this).
+    pub fn raw_port(&mut self) -> &mut ClientPort<PageMemory> {
+        &mut self.client.port
+    }
+
+    /// Notifies the store server that requests are waiting.
+    pub fn kick(&self) {
+        let _ = evtchn::send(crate::start_info().store_port as u32);
+    }
+
     /// Reads a node as text.
     pub fn read_string(&mut self, path: &str) -> Result<alloc::string::String, ClientError> {
         let v = self.client.read(path.as_bytes())?;

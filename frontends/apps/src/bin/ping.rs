@@ -1,6 +1,7 @@
 //! The ping/pong frontend: sets up a ring with its backend through the store (XenbusState
 //! handshake), streams checksummed messages and checks every answer, then keeps streaming until
-//! the backend goes away and reports it. Args: `messages=N` (default 1000000).
+//! the backend goes away and reports it. Args: `messages=N` (default 1000000), `after=exit` to
+//! stop once they are through instead of streaming on.
 #![no_std]
 #![no_main]
 
@@ -95,6 +96,9 @@ fn run() -> Result<(), String> {
                 .write(format!("/local/domain/{me}/data/phase").as_bytes(), b"streamed")
                 .map_err(|e| format!("{e}"))?;
             reported = true;
+            if hv_rt::arg("after") == Some("exit") {
+                break;
+            }
         }
         // Between batches: has the backend gone away?
         if reported || time::now_ns() - last_progress > SECOND {
