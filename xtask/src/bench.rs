@@ -96,6 +96,7 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
     }
 
     let tcg = o.accel == Accel::Tcg;
+    let local_copy_ns = hv.get_mut("local_copy_per_page_ns").map(|(v, _)| median(v));
     let mut rows: Vec<Row> = Vec::new();
     for (metric, (values, unit)) in &mut hv {
         let n = values.len();
@@ -110,6 +111,18 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
                 Some(Target::RelativeToReference(1.0)),
             ),
             "domain_create_us" => (None, Some(Target::Below(1000.0))),
+            "evtchn_roundtrip_ns" => (
+                linux.as_ref().map(|l| ("linux pipe ping-pong", l.pipe_roundtrip_ns)),
+                Some(Target::RelativeToReference(0.5)),
+            ),
+            "evtchn_roundtrip_cycles" => (
+                linux.as_ref().map(|l| ("linux pipe ping-pong", l.pipe_roundtrip_cycles)),
+                Some(Target::RelativeToReference(0.5)),
+            ),
+            "grant_copy_batch32_per_page_ns" => (
+                local_copy_ns.map(|v| ("plain copy in one domain", v)),
+                Some(Target::RelativeToReference(1.5)),
+            ),
             "domain_create_ns" => (None, Some(Target::Below(1_000_000.0))),
             "boot_direct_ms" => {
                 (linux.as_ref().map(|l| ("linux boot to init", l.boot_to_init_ms)), tcg.then_some(Target::Below(150.0)))
@@ -123,6 +136,8 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
         for (metric, value, unit) in [
             ("linux_null_syscall_cycles", l.null_syscall_cycles, "cycles"),
             ("linux_null_syscall_ns", l.null_syscall_ns, "ns"),
+            ("linux_pipe_roundtrip_cycles", l.pipe_roundtrip_cycles, "cycles"),
+            ("linux_pipe_roundtrip_ns", l.pipe_roundtrip_ns, "ns"),
             ("linux_boot_to_init_ms", l.boot_to_init_ms, "ms"),
         ] {
             rows.push(Row {

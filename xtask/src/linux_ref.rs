@@ -14,6 +14,8 @@ use crate::cpio;
 
 /// Iterations of the timed loop (after 100,000 warm-up calls).
 const ITERATIONS: u32 = 1_000_000;
+/// Round trips of the pipe ping-pong (after 100 warm-up trips).
+const PIPE_TRIPS: u32 = 20_000;
 
 const INIT_C: &str = r#"// Linux reference init for `cargo xtask bench`: the cost of a null system call.
 #define _GNU_SOURCE
@@ -21,6 +23,7 @@ const INIT_C: &str = r#"// Linux reference init for `cargo xtask bench`: the cos
 #include <stdio.h>
 #include <sys/reboot.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -44,6 +47,32 @@ int main(void) {
     printf("LINUXREF null_syscall_cycles=%.1f null_syscall_ns=%.1f iterations=%ld\n",
            (double)(c1 - c0) / iterations, (t1 - t0) / iterations, iterations);
     fflush(stdout);
+    /* Pipe ping-pong between two processes: the reference for an event-channel round trip. */
+    int ab[2], ba[2];
+    const long trips = PIPE_TRIPS;
+    char byte = 'x';
+    if (pipe(ab) == 0 && pipe(ba) == 0) {
+        pid_t child = fork();
+        if (child == 0) {
+            for (long i = 0; i < trips + 100; i++) {
+                if (read(ab[0], &byte, 1) != 1 || write(ba[1], &byte, 1) != 1) _exit(1);
+            }
+            _exit(0);
+        }
+        for (long i = 0; i < 100; i++) {
+            if (write(ab[1], &byte, 1) != 1 || read(ba[0], &byte, 1) != 1) break;
+        }
+        t0 = now_ns();
+        c0 = __rdtsc();
+        for (long i = 0; i < trips; i++) {
+            if (write(ab[1], &byte, 1) != 1 || read(ba[0], &byte, 1) != 1) break;
+        }
+        c1 = __rdtsc();
+        t1 = now_ns();
+        printf("LINUXREF pipe_roundtrip_cycles=%.1f pipe_roundtrip_ns=%.1f trips=%ld\n",
+               (double)(c1 - c0) / trips, (t1 - t0) / trips, trips);
+        fflush(stdout);
+    }
     sync();
     reboot(RB_POWER_OFF);
     for (;;) pause();
@@ -55,6 +84,8 @@ pub struct LinuxRef {
     pub kernel: PathBuf,
     pub null_syscall_cycles: f64,
     pub null_syscall_ns: f64,
+    pub pipe_roundtrip_cycles: f64,
+    pub pipe_roundtrip_ns: f64,
     /// From QEMU start to the init's first line.
     pub boot_to_init_ms: f64,
 }
@@ -81,7 +112,7 @@ fn build_initramfs(paths: &Paths) -> Result<PathBuf> {
     let dir = paths.bench_dir().join("linux-ref");
     std::fs::create_dir_all(&dir)?;
     let src = dir.join("init.c");
-    std::fs::write(&src, INIT_C.replace("ITERATIONS", &ITERATIONS.to_string()))?;
+    std::fs::write(&src, INIT_C.replace("ITERATIONS", &ITERATIONS.to_string()).replace("PIPE_TRIPS", &PIPE_TRIPS.to_string()))?;
     let bin = dir.join("init");
     let out = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).output().context("running gcc")?;
     if !out.status.success() {
@@ -116,6 +147,7 @@ pub fn measure(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Re
         })
     };
     let (mut cycles, mut ns, mut boot) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pipe_cycles, mut pipe_ns) = (Vec::new(), Vec::new());
     for i in 0..runs {
         xtask::step(format!(
             "Linux reference run {}/{runs} ({} iterations of syscall(SYS_getppid))",
@@ -141,6 +173,18 @@ pub fn measure(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Re
         };
         cycles.push(value("null_syscall_cycles")?);
         ns.push(value("null_syscall_ns")?);
+        let pipe = run.lines.iter().find(|l| l.starts_with("LINUXREF pipe_roundtrip_cycles="));
+        let Some(pipe) = pipe else {
+            bail!("the Linux reference printed no pipe result; serial:\n{}", run.lines.join("\n"));
+        };
+        let pv = |key: &str| -> Result<f64> {
+            pipe.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {key}= in {pipe:?}"))
+        };
+        pipe_cycles.push(pv("pipe_roundtrip_cycles")?);
+        pipe_ns.push(pv("pipe_roundtrip_ns")?);
         if let Some(t) = run.time_of(|l| l == "LINUXREF init started") {
             boot.push(t.as_secs_f64() * 1e3);
         }
@@ -149,6 +193,8 @@ pub fn measure(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Re
         kernel,
         null_syscall_cycles: crate::bench::median(&mut cycles),
         null_syscall_ns: crate::bench::median(&mut ns),
+        pipe_roundtrip_cycles: crate::bench::median(&mut pipe_cycles),
+        pipe_roundtrip_ns: crate::bench::median(&mut pipe_ns),
         boot_to_init_ms: if boot.is_empty() { f64::NAN } else { crate::bench::median(&mut boot) },
     })
 }
