@@ -18,7 +18,7 @@ pub enum Hypercall {
     ConsoleWrite = 0,
     /// `yield() -> 0`: give up the rest of this time slice.
     Yield = 1,
-    /// `block(deadline_ns) -> 0`: sleep until an unmasked virq is pending or system time reaches
+    /// `block(deadline_ns) -> 0`: sleep until an unmasked event-channel port is pending or system time reaches
     /// `deadline_ns` ([`NO_DEADLINE`] waits for events only). Returns at once if one is pending.
     Block = 2,
     /// `time() -> ns`: system time in nanoseconds since the hypervisor booted.
