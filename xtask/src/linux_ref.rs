@@ -112,7 +112,10 @@ fn build_initramfs(paths: &Paths) -> Result<PathBuf> {
     let dir = paths.bench_dir().join("linux-ref");
     std::fs::create_dir_all(&dir)?;
     let src = dir.join("init.c");
-    std::fs::write(&src, INIT_C.replace("ITERATIONS", &ITERATIONS.to_string()).replace("PIPE_TRIPS", &PIPE_TRIPS.to_string()))?;
+    std::fs::write(
+        &src,
+        INIT_C.replace("ITERATIONS", &ITERATIONS.to_string()).replace("PIPE_TRIPS", &PIPE_TRIPS.to_string()),
+    )?;
     let bin = dir.join("init");
     let out = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).output().context("running gcc")?;
     if !out.status.success() {
