@@ -145,6 +145,10 @@ pub fn run(paths: &Paths, accel: Option<Accel>) -> Result<()> {
         };
         eprintln!("  {tag}  {:<55} {:>6.1} s{note}", r.name, r.secs);
     }
+    let skipped = results.iter().filter(|r| matches!(r.verdict, Verdict::Skipped(_))).count();
+    let passed = results.len() - failed - skipped;
+    // The plain closing line CI runners read.
+    eprintln!("steps: {passed} passed, {failed} failed, {skipped} skipped");
     if failed > 0 {
         bail!("{failed} of {} test steps failed", results.len());
     }
