@@ -13,6 +13,7 @@
 //! [[domain.device]]         # optional: a split device this domain is the frontend of
 //! kind = "pingpong"
 //! backend = "pong"
+//! params = "..."            # optional: written to the backend's `params` store key
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,8 @@ struct FileDomain {
 struct FileDevice {
     kind: String,
     backend: String,
+    #[serde(default)]
+    params: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -199,7 +202,7 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
                 devices: d
                     .devices
                     .into_iter()
-                    .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend })
+                    .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
                     .collect(),
             })
             .collect(),

@@ -115,7 +115,7 @@ fn main() {
     for t in &tracked {
         for (i, dev) in t.cfg.devices.iter().enumerate() {
             let (Some(fe), Some(be)) = (t.domid, id_of(&tracked, &dev.backend)) else { continue };
-            match toolstack::add_device(&mut store.server, &dev.kind, i as u32, fe, be) {
+            match toolstack::add_device(&mut store.server, &dev.kind, i as u32, fe, be, &dev.params) {
                 Ok(()) => println!(
                     "device {}/{i}: {} (domain {fe}) served by {} (domain {be})",
                     dev.kind, t.cfg.name, dev.backend

@@ -12,8 +12,16 @@ pub fn backend_dir(be: u32, kind: &str, fe: u32, index: u32) -> String {
     format!("/local/domain/{be}/backend/{kind}/{fe}/{index}")
 }
 
-/// Writes the store entries of device `index` of class `kind` between `fe` and `be`.
-pub fn add_device(server: &mut StoreServer, kind: &str, index: u32, fe: u32, be: u32) -> Result<(), String> {
+/// Writes the store entries of device `index` of class `kind` between `fe` and `be`; `params`
+/// goes to the backend's `params` key.
+pub fn add_device(
+    server: &mut StoreServer,
+    kind: &str,
+    index: u32,
+    fe: u32,
+    be: u32,
+    params: &str,
+) -> Result<(), String> {
     let f = frontend_dir(fe, kind, index);
     let b = backend_dir(be, kind, fe, index);
     let mut c = LocalClient::dom0(server);
@@ -33,6 +41,7 @@ pub fn add_device(server: &mut StoreServer, kind: &str, index: u32, fe: u32, be:
         (&b, "frontend", f.as_bytes()),
         (&b, "frontend-id", fe_id.as_bytes()),
         (&b, "state", init),
+        (&b, "params", params.as_bytes()),
     ] {
         c.write(format!("{dir}/{key}").as_bytes(), value).map_err(|e| err("write", e))?;
     }

@@ -82,6 +82,9 @@ pub struct DeviceConfig {
     pub kind: String,
     /// Name of the backend domain.
     pub backend: String,
+    /// Backend parameters, written verbatim to the backend's `params` store key (e.g. a vdisk's
+    /// `offset_mib=0 size_mib=16 mode=w`).
+    pub params: String,
 }
 
 /// A whole topology: Dom0 first, then the domains Dom0 creates, in order.
@@ -352,13 +355,13 @@ mod tests {
         t.domains.remove(0);
         assert_eq!(build(&t, &images), Err(BundleError::NoDom0));
         let mut t = topo();
-        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "nobody".into() });
+        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "nobody".into(), params: String::new() });
         assert!(matches!(build(&t, &images), Err(BundleError::BadDevice { .. })));
         let mut t = topo();
-        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "a".into() });
+        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "a".into(), params: String::new() });
         assert!(matches!(build(&t, &images), Err(BundleError::BadDevice { .. })));
         let mut t = topo();
-        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "dom0".into() });
+        t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "dom0".into(), params: String::new() });
         assert!(build(&t, &images).is_ok());
     }
 
