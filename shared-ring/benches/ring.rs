@@ -2,10 +2,18 @@
 //! libxen-dev headers, `c/xen_ring_peer.c`) in the same run, interleaved, several rounds.
 //!
 //! Two host threads pinned to different CPUs, blkif-sized messages, both ends busy-polling
-//! (notification decisions are still made on every push and counted). Modes:
+//! (notification decisions are still made and counted). Modes:
 //! * `latency`: one outstanding request; round trip in ns.
-//! * `push-each`: publish after every request, up to `size` outstanding; messages/s.
+//! * `push-each`: every request is made visible as soon as it is pushed, up to `size`
+//!   outstanding; messages/s. `ring.h` uses `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY` per request
+//!   (a full barrier and a notify decision each). shared-ring uses `flush_requests` per request
+//!   (a release store) and one `publish_requests` (barrier + notify decision covering the whole
+//!   burst) when the front end stops pushing and turns to its responses.
 //! * `batched`: fill every free slot, publish once; messages/s.
+//!
+//! Back ends: `ring.h` answers every request it finds and then pushes once with
+//! `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`. shared-ring's back end flushes each response as it is
+//! written and makes one `publish_responses` decision per batch.
 //!
 //! Absolute figures swing between runs on shared machines; the same-run ratios are the result.
 //! Usage: `cargo bench -p shared-ring --bench ring -- [--json PATH] [--rounds N] [--quick]`.
@@ -87,13 +95,19 @@ fn rust_front(shared: &SharedPages, mode: Mode, count: u64) -> u64 {
             request.seg[0] = BlkifSegment { gref: sent as u32, first_sect: 0, last_sect: 7 };
             front.push_request(BlkifRequestSlot::from(&request)).unwrap();
             sent += 1;
-            if mode == Mode::Batched {
-                pushed = true;
-            } else {
-                notifies += u64::from(front.publish_requests().is_needed());
+            match mode {
+                Mode::Latency => notifies += u64::from(front.publish_requests().is_needed()),
+                // Visible at once; the notify decision for the burst comes below.
+                Mode::PushEach => {
+                    front.flush_requests();
+                    pushed = true;
+                }
+                Mode::Batched => pushed = true,
             }
         }
         if pushed {
+            // The front end stops producing here: decide (barrier + notify check) for everything
+            // pushed since the last decision.
             notifies += u64::from(front.publish_requests().is_needed());
         }
         while let Some(response) = front.poll_response().unwrap() {
@@ -113,6 +127,7 @@ fn rust_back(shared: &SharedPages, count: u64) -> u64 {
             let raw = slot.as_raw();
             assert!(raw[1] <= 11);
             back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status: 0 }).unwrap();
+            back.flush_responses();
             done += 1;
             answered = true;
         }
@@ -157,7 +172,10 @@ fn run_once(c: &XenC, implementation: Implementation, mode: Mode, pages: usize, 
         };
         let back_result = back.join().unwrap();
         let elapsed = begin.elapsed();
-        assert!(front_result != u64::MAX && back_result != u64::MAX, "{implementation:?} {mode:?}: protocol check failed");
+        assert!(
+            front_result != u64::MAX && back_result != u64::MAX,
+            "{implementation:?} {mode:?}: protocol check failed"
+        );
         elapsed
     })
 }
@@ -220,7 +238,8 @@ fn main() {
                 let pages = if implementation == Implementation::XenRingH { case.xen_pages } else { case.ours_pages };
                 let n = count(case.mode);
                 let elapsed = run_once(&c, implementation, case.mode, pages, n).as_secs_f64();
-                let figure = if case.mode == Mode::Latency { elapsed * 1e9 / n as f64 } else { n as f64 / elapsed / 1e6 };
+                let figure =
+                    if case.mode == Mode::Latency { elapsed * 1e9 / n as f64 } else { n as f64 / elapsed / 1e6 };
                 samples[i][implementation as usize].push(figure);
             }
         }
@@ -274,6 +293,14 @@ fn main() {
     }
     let _ = writeln!(json, "  ],\n  \"all_targets_met\": {all_met}\n}}");
     println!("ring benchmark: medians of {rounds} interleaved rounds (ratio > 1 = shared-ring better)");
+    println!(
+        "push-each: ring.h = barrier + notify check per request; shared-ring = release store per request \
+         (flush_requests), one barrier + notify check per burst (publish_requests)"
+    );
+    println!(
+        "back ends: ring.h pushes responses once per batch; shared-ring flushes each response, one \
+         barrier + notify check per batch"
+    );
     print!("{table}");
     if let Some(path) = json_path {
         let path = std::path::Path::new(&path);

@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 
 use crate::entry::{EntryBytes, RingEntry, RingProtocol};
 use crate::error::{LayoutError, PeerError, PushError, SharedIndex};
-use crate::layout::{REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout};
+use crate::layout::{HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout};
 use crate::notify::Notify;
 use crate::shared_memory::SharedMemory;
 
@@ -22,8 +22,10 @@ pub struct BackRing<P: RingProtocol, M: SharedMemory> {
     req_prod_seen: u32,
     /// Next response index to fill (`rsp_prod_pvt`).
     rsp_prod_pvt: u32,
-    /// Last value stored to the shared `rsp_prod`.
-    rsp_prod_published: u32,
+    /// Last value stored to the shared `rsp_prod` (by a flush or a publish).
+    rsp_prod_visible: u32,
+    /// `rsp_prod` at the last notification decision (the "old" of the notify rule).
+    rsp_prod_decided: u32,
     /// Value this side last stored to `req_event` (and fenced).
     req_event_armed: Option<u32>,
     broken: Option<PeerError>,
@@ -47,7 +49,8 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
             req_cons: start,
             req_prod_seen: start,
             rsp_prod_pvt: start,
-            rsp_prod_published: start,
+            rsp_prod_visible: start,
+            rsp_prod_decided: start,
             req_event_armed: None,
             broken: None,
             _protocol: PhantomData,
@@ -86,7 +89,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
             return Ok(None);
         }
         let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
-        self.memory.read(self.layout.slot_offset(self.req_cons), bytes.as_mut());
+        self.memory.read(self.slot_offset(self.req_cons), bytes.as_mut());
         self.req_cons = self.req_cons.wrapping_add(1);
         Ok(Some(P::Request::from_bytes(&bytes)))
     }
@@ -113,23 +116,54 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         }
         let bytes = response.to_bytes();
         let len = response.encoded_len().min(bytes.as_ref().len());
-        self.memory.write(self.layout.slot_offset(self.rsp_prod_pvt), &bytes.as_ref()[..len]);
+        self.memory.write(self.slot_offset(self.rsp_prod_pvt), &bytes.as_ref()[..len]);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
         Ok(())
     }
 
     /// Make every pushed response visible (`RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`) and say
-    /// whether the front end asked to be notified.
+    /// whether the front end asked to be notified. The decision covers every response pushed
+    /// since the previous decision, including those [`flush_responses`](Self::flush_responses)
+    /// already made visible.
     #[inline]
     pub fn publish_responses(&mut self) -> Notify {
-        let old = self.rsp_prod_published;
+        let old = self.rsp_prod_decided;
         let new = self.rsp_prod_pvt;
         if old == new {
             return Notify::NotNeeded;
         }
+        // Stored again (and fenced) even if a flush already stored `new`: the notify check needs
+        // this store ordered before its load of `rsp_event`.
         self.memory.store_fenced(RSP_PROD, new);
-        self.rsp_prod_published = new;
+        self.rsp_prod_visible = new;
+        self.rsp_prod_decided = new;
         Notify::decide(old, new, self.memory.load_acquire(RSP_EVENT))
+    }
+
+    /// Make every pushed response visible to the front end now, with a release store of
+    /// `rsp_prod` only: no barrier and no notification decision. The decision is deferred to
+    /// the next [`publish_responses`](Self::publish_responses), which must come before this side
+    /// stops producing (see [`FrontRing::flush_requests`](crate::FrontRing::flush_requests)).
+    #[inline]
+    pub fn flush_responses(&mut self) {
+        if self.rsp_prod_visible != self.rsp_prod_pvt {
+            self.memory.store_release(RSP_PROD, self.rsp_prod_pvt);
+            self.rsp_prod_visible = self.rsp_prod_pvt;
+        }
+    }
+
+    /// Responses pushed but not yet visible to the front end (neither flushed nor published).
+    #[inline]
+    pub fn unpublished(&self) -> u32 {
+        self.rsp_prod_pvt.wrapping_sub(self.rsp_prod_visible)
+    }
+
+    /// Responses pushed since the last notification decision (flushed or not): while this is
+    /// non-zero, [`publish_responses`](Self::publish_responses) must be called before this side
+    /// waits for anything.
+    #[inline]
+    pub fn undecided(&self) -> u32 {
+        self.rsp_prod_pvt.wrapping_sub(self.rsp_prod_decided)
     }
 
     /// `RING_FINAL_CHECK_FOR_REQUESTS`: call before sleeping. If nothing is waiting, ask the
@@ -170,6 +204,14 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         }
         self.req_prod_seen = now;
         Ok(())
+    }
+
+    /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built
+    /// from it), so this is a mask, a shift-and-add and no multiply by a loaded value; the
+    /// compiler also sees that every slot is 8-byte aligned when the slot size is.
+    #[inline]
+    fn slot_offset(&self, index: u32) -> usize {
+        HEADER_SIZE + (index & (self.layout.slots() - 1)) as usize * P::SLOT_SIZE
     }
 
     #[inline]

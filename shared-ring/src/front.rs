@@ -5,22 +5,26 @@ use core::marker::PhantomData;
 use crate::entry::{EntryBytes, RingEntry, RingProtocol};
 use crate::error::{LayoutError, PeerError, PushError, SharedIndex};
 use crate::id_set::IdSet;
-use crate::layout::{REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout, init_header};
+use crate::layout::{HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout, init_header};
 use crate::notify::Notify;
 use crate::shared_memory::SharedMemory;
 
 /// The front end of a ring (blkfront, netfront, ...).
 ///
 /// Requests are written with [`push_request`](Self::push_request) and become visible to the back
-/// end only at [`publish_requests`](Self::publish_requests), which says whether the back end
-/// asked for a notification: push many, publish (and notify) once.
+/// end at [`publish_requests`](Self::publish_requests), which says whether the back end asked for
+/// a notification: push many, publish (and notify) once. [`flush_requests`](Self::flush_requests)
+/// makes them visible earlier without a barrier or a decision; the next `publish_requests`
+/// decides for everything flushed since the last decision (see `docs/shared-ring.md`).
 pub struct FrontRing<P: RingProtocol, M: SharedMemory> {
     memory: M,
     layout: RingLayout,
     /// Next request index to fill (`req_prod_pvt`).
     req_prod_pvt: u32,
-    /// Last value stored to the shared `req_prod` (the "old" of the notify rule).
-    req_prod_published: u32,
+    /// Last value stored to the shared `req_prod` (by a flush or a publish).
+    req_prod_visible: u32,
+    /// `req_prod` at the last notification decision (the "old" of the notify rule).
+    req_prod_decided: u32,
     /// Next response index to consume.
     rsp_cons: u32,
     /// Last validated value of the shared `rsp_prod`.
@@ -56,7 +60,8 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
             memory,
             layout,
             req_prod_pvt: start,
-            req_prod_published: start,
+            req_prod_visible: start,
+            req_prod_decided: start,
             rsp_cons: start,
             rsp_prod_seen: start,
             rsp_event_armed: None,
@@ -90,10 +95,18 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         self.req_prod_pvt.wrapping_sub(self.rsp_cons)
     }
 
-    /// Requests pushed but not yet published.
+    /// Requests pushed but not yet visible to the back end (neither flushed nor published).
     #[inline]
     pub fn unpublished(&self) -> u32 {
-        self.req_prod_pvt.wrapping_sub(self.req_prod_published)
+        self.req_prod_pvt.wrapping_sub(self.req_prod_visible)
+    }
+
+    /// Requests pushed since the last notification decision (flushed or not): while this is
+    /// non-zero, [`publish_requests`](Self::publish_requests) must be called before this side
+    /// waits for anything.
+    #[inline]
+    pub fn undecided(&self) -> u32 {
+        self.req_prod_pvt.wrapping_sub(self.req_prod_decided)
     }
 
     /// The error the back end caused, if any.
@@ -120,23 +133,45 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         }
         let bytes = request.to_bytes();
         let len = request.encoded_len().min(bytes.as_ref().len());
-        self.memory.write(self.layout.slot_offset(self.req_prod_pvt), &bytes.as_ref()[..len]);
+        self.memory.write(self.slot_offset(self.req_prod_pvt), &bytes.as_ref()[..len]);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
 
     /// Make every pushed request visible (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`) and say whether
-    /// the back end asked to be notified.
+    /// the back end asked to be notified. The decision covers every request pushed since the
+    /// previous decision, including those [`flush_requests`](Self::flush_requests) already made
+    /// visible.
     #[inline]
     pub fn publish_requests(&mut self) -> Notify {
-        let old = self.req_prod_published;
+        let old = self.req_prod_decided;
         let new = self.req_prod_pvt;
         if old == new {
             return Notify::NotNeeded;
         }
+        // Stored again (and fenced) even if a flush already stored `new`: the notify check needs
+        // this store ordered before its load of `req_event`.
         self.memory.store_fenced(REQ_PROD, new);
-        self.req_prod_published = new;
+        self.req_prod_visible = new;
+        self.req_prod_decided = new;
         Notify::decide(old, new, self.memory.load_acquire(REQ_EVENT))
+    }
+
+    /// Make every pushed request visible to the back end now, with a release store of
+    /// `req_prod` only: no barrier and no notification decision (`RING_PUSH_REQUESTS` without
+    /// its later check). A polling back end sees the requests at once.
+    ///
+    /// The decision is deferred, not dropped: a back end that went to sleep is only woken by
+    /// the next [`publish_requests`](Self::publish_requests), which decides for the whole range
+    /// pushed since the previous decision. Call it before this side stops producing: before it
+    /// waits for responses, sleeps, or returns to an event loop. Until then a sleeping back end
+    /// may stay asleep with requests visible to it.
+    #[inline]
+    pub fn flush_requests(&mut self) {
+        if self.req_prod_visible != self.req_prod_pvt {
+            self.memory.store_release(REQ_PROD, self.req_prod_pvt);
+            self.req_prod_visible = self.req_prod_pvt;
+        }
     }
 
     /// Push one request and publish it at once.
@@ -154,7 +189,7 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
             return Ok(None);
         }
         let mut bytes = <P::Response as RingEntry>::Bytes::ZEROED;
-        self.memory.read(self.layout.slot_offset(self.rsp_cons), bytes.as_mut());
+        self.memory.read(self.slot_offset(self.rsp_cons), bytes.as_mut());
         let response = P::Response::from_bytes(&bytes);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
         if let Some(id) = response.tracking_id()
@@ -207,16 +242,21 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
                 now,
             }));
         }
-        let in_flight = self.req_prod_published.wrapping_sub(self.rsp_cons);
+        // Responses may answer any request the back end could see, flushed or published.
+        let in_flight = self.req_prod_visible.wrapping_sub(self.rsp_cons);
         if now.wrapping_sub(self.rsp_cons) > in_flight {
-            return Err(self.fail(PeerError::TooManyResponses {
-                rsp_prod: now,
-                rsp_cons: self.rsp_cons,
-                in_flight,
-            }));
+            return Err(self.fail(PeerError::TooManyResponses { rsp_prod: now, rsp_cons: self.rsp_cons, in_flight }));
         }
         self.rsp_prod_seen = now;
         Ok(())
+    }
+
+    /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built
+    /// from it), so this is a mask, a shift-and-add and no multiply by a loaded value; the
+    /// compiler also sees that every slot is 8-byte aligned when the slot size is.
+    #[inline]
+    fn slot_offset(&self, index: u32) -> usize {
+        HEADER_SIZE + (index & (self.layout.slots() - 1)) as usize * P::SLOT_SIZE
     }
 
     #[inline]

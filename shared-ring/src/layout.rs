@@ -62,10 +62,7 @@ impl RingLayout {
     pub fn for_area(area_bytes: usize, slot_size: usize) -> Result<Self, LayoutError> {
         let slots = slots_for(area_bytes, slot_size);
         if slots == 0 {
-            return Err(LayoutError::AreaTooSmall {
-                bytes: area_bytes,
-                needed: HEADER_SIZE + slot_size,
-            });
+            return Err(LayoutError::AreaTooSmall { bytes: area_bytes, needed: HEADER_SIZE + slot_size });
         }
         if slots > MAX_SLOTS {
             return Err(LayoutError::TooManySlots { slots });
@@ -129,14 +126,8 @@ mod tests {
 
     #[test]
     fn layout_rejects_tiny_and_huge_areas() {
-        assert_eq!(
-            RingLayout::for_area(100, 112),
-            Err(LayoutError::AreaTooSmall { bytes: 100, needed: 176 })
-        );
-        assert_eq!(
-            RingLayout::for_area(PAGE_SIZE * 32, 8),
-            Err(LayoutError::TooManySlots { slots: 8192 })
-        );
+        assert_eq!(RingLayout::for_area(100, 112), Err(LayoutError::AreaTooSmall { bytes: 100, needed: 176 }));
+        assert_eq!(RingLayout::for_area(PAGE_SIZE * 32, 8), Err(LayoutError::TooManySlots { slots: 8192 }));
         let layout = RingLayout::for_area(PAGE_SIZE, 112).unwrap();
         assert_eq!(layout.slot_offset(0), 64);
         assert_eq!(layout.slot_offset(33), 64 + 112);

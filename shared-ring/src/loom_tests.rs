@@ -171,3 +171,51 @@ fn final_check_for_responses_never_loses_a_wakeup() {
         }
     });
 }
+
+/// The deferred decision: the front end flushes two requests with plain release stores (no
+/// barrier, no decision) and then decides once with `publish_requests`, while the back end arms
+/// `req_event` and decides to sleep. Either the back end's final check sees a request or the
+/// single decision, covering everything flushed since the previous one, sends a kick.
+#[test]
+fn flushed_requests_decided_once_never_lose_a_wakeup() {
+    loom::model(|| {
+        let memory = LoomMemory::new(AREA);
+        let mut front = FrontRing::<TestRing, _>::init(memory.clone()).unwrap();
+        let mut back = BackRing::<TestRing, _>::attach(memory.clone()).unwrap();
+        // Consume and answer one request so req_event (initially 1) is no longer armed and both
+        // slots are free again.
+        front.push_request(msg(0, 1)).unwrap();
+        let _ = front.publish_requests();
+        assert!(back.poll_request().unwrap().is_some());
+        back.push_response(msg(0, 1)).unwrap();
+        let _ = back.publish_responses();
+        assert!(front.poll_response().unwrap().is_some());
+
+        let kicked = Arc::new(AtomicBool::new(false));
+        let kicked_by_front = kicked.clone();
+        let producer = thread::spawn(move || {
+            front.push_request(msg(0, 2)).unwrap();
+            front.flush_requests();
+            front.push_request(msg(1, 3)).unwrap();
+            front.flush_requests();
+            if front.publish_requests().is_needed() {
+                kicked_by_front.store(true, Ordering::Relaxed);
+            }
+        });
+        // The back end may see zero, one or two of the flushed requests before it sleeps.
+        let mut seen = 0;
+        let slept = loop {
+            while let Some(request) = back.poll_request().unwrap() {
+                assert_eq!(request.payload, 2 + seen);
+                seen += 1;
+            }
+            if !back.final_check_for_requests().unwrap() {
+                break seen < 2;
+            }
+        };
+        producer.join().unwrap();
+        if slept {
+            assert!(kicked.load(Ordering::Relaxed), "back end slept with requests pending and no kick: lost wake-up");
+        }
+    });
+}

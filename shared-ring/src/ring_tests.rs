@@ -22,10 +22,7 @@ impl RingEntry for Msg {
     type Bytes = [u8; 16];
     fn from_bytes(b: &[u8; 16]) -> Self {
         let (id, payload) = b.split_at(8);
-        Msg {
-            id: u64::from_le_bytes(id.try_into().unwrap()),
-            payload: u64::from_le_bytes(payload.try_into().unwrap()),
-        }
+        Msg { id: u64::from_le_bytes(id.try_into().unwrap()), payload: u64::from_le_bytes(payload.try_into().unwrap()) }
     }
     fn to_bytes(&self) -> [u8; 16] {
         let mut b = [0; 16];
@@ -126,7 +123,8 @@ fn batching_notifies_once_per_publish() {
     let mut notifications = 0;
     for round in 0..10u64 {
         for i in 0..32u64 {
-            let request = BlkifRequest { operation: OP_READ, nr_segments: 1, id: i, sector_number: round, ..Default::default() };
+            let request =
+                BlkifRequest { operation: OP_READ, nr_segments: 1, id: i, sector_number: round, ..Default::default() };
             front.push_request(BlkifRequestSlot::from(&request)).unwrap();
         }
         assert_eq!(front.push_request(BlkifRequestSlot::from(&BlkifRequest::default())), Err(PushError::RingFull));
@@ -364,15 +362,62 @@ fn every_request_slot_is_copied_exactly_once_before_use() {
     assert_eq!(counting.reads.borrow().iter().map(|&n| n as usize).sum::<usize>(), 8 * 112);
 }
 
+/// `flush_*` makes entries visible at once without a decision; the next `publish_*` decides for
+/// everything flushed since the previous decision, so a peer that armed its event in that range
+/// is kicked exactly once.
+#[test]
+fn flush_makes_entries_visible_and_defers_the_decision() {
+    let mut page = vec![0u8; SMALL];
+    let memory = CellMemory::new(&mut page);
+    let mut front = FrontRing::<TestRing, _>::init(memory).unwrap();
+    let mut back = BackRing::<TestRing, _>::attach(memory).unwrap();
+    // The back end is asleep at its initial threshold (req_event = 1).
+    front.push_request(msg(0, 10)).unwrap();
+    assert_eq!((front.unpublished(), front.undecided()), (1, 1));
+    front.flush_requests();
+    assert_eq!((front.unpublished(), front.undecided()), (0, 1));
+    assert_eq!(memory.load_acquire(REQ_PROD), 1, "flushed: req_prod stored");
+    assert_eq!(back.poll_request(), Ok(Some(msg(0, 10))), "visible without a publish");
+    front.push_request(msg(1, 11)).unwrap();
+    front.flush_requests();
+    assert_eq!(front.undecided(), 2);
+    assert_eq!(front.publish_requests(), Notify::Needed, "the decision covers the flushed range (0, 2]");
+    assert_eq!(front.undecided(), 0);
+    assert_eq!(front.publish_requests(), Notify::NotNeeded, "decided once");
+
+    // The back end answers; the front end sleeps after its final check; flushed responses are
+    // only signalled by the decision.
+    assert_eq!(back.poll_request(), Ok(Some(msg(1, 11))));
+    assert_eq!(front.final_check_for_responses(), Ok(false));
+    back.push_response(msg(0, 20)).unwrap();
+    back.flush_responses();
+    assert_eq!((back.unpublished(), back.undecided()), (0, 1));
+    back.push_response(msg(1, 21)).unwrap();
+    assert_eq!((back.unpublished(), back.undecided()), (1, 2));
+    assert_eq!(back.publish_responses(), Notify::Needed);
+    assert_eq!(front.poll_response(), Ok(Some(msg(0, 20))));
+    assert_eq!(front.poll_response(), Ok(Some(msg(1, 21))));
+
+    // Responses to flushed (not yet decided) requests are legitimate.
+    front.push_request(msg(2, 12)).unwrap();
+    front.flush_requests();
+    assert_eq!(back.poll_request(), Ok(Some(msg(2, 12))));
+    back.push_response(msg(2, 22)).unwrap();
+    let _ = back.publish_responses();
+    assert_eq!(front.poll_response(), Ok(Some(msg(2, 22))));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     FrontPush(u8),
     FrontPublish,
+    FrontFlush,
     FrontPoll,
     FrontFinalCheck,
     BackPoll,
     BackRespond,
     BackPublish,
+    BackFlush,
     BackFinalCheck,
 }
 
@@ -380,11 +425,13 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (1u8..6).prop_map(Op::FrontPush),
         Just(Op::FrontPublish),
+        Just(Op::FrontFlush),
         Just(Op::FrontPoll),
         Just(Op::FrontFinalCheck),
         Just(Op::BackPoll),
         Just(Op::BackRespond),
         Just(Op::BackPublish),
+        Just(Op::BackFlush),
         Just(Op::BackFinalCheck),
     ]
 }
@@ -399,7 +446,10 @@ proptest! {
     })]
 
     /// Random interleavings of every operation of both halves against a simple model: FIFO
-    /// delivery, no loss or duplication, notification exactly when the peer is asleep.
+    /// delivery, no loss or duplication, and notification decisions that never leave a peer
+    /// asleep with work it has not seen, and never kick a peer that has not asked since the
+    /// last decision. Flushes make entries visible at once and defer the decision to the next
+    /// publish. (Without flushes this is exactly "notify iff the peer is asleep".)
     #[test]
     fn both_halves_follow_the_model(ops in proptest::collection::vec(op(), 1..300), start in any::<u32>()) {
         let mut page = vec![0u8; 64 + 8 * 16];
@@ -416,7 +466,13 @@ proptest! {
         let mut unanswered: VecDeque<Msg> = VecDeque::new();
         let mut unpublished_rsp: VecDeque<Msg> = VecDeque::new();
         let mut published_rsp: VecDeque<Msg> = VecDeque::new();
+        // Asleep: its last final check said "sleep" and it has not taken anything since (nor
+        // been kicked). Armed: it asked for a notification (a final check that said "sleep")
+        // and has not been kicked since. Both start true: `*_event = start + 1`.
         let (mut back_asleep, mut front_asleep) = (true, true);
+        let (mut back_armed, mut front_armed) = (true, true);
+        // Entries made visible by a flush and not yet covered by a decision.
+        let (mut undecided_req, mut undecided_rsp) = (false, false);
         let mut next_payload = 0u64;
 
         for op in ops {
@@ -436,28 +492,46 @@ proptest! {
                 },
                 Op::FrontPublish => {
                     let notify = front.publish_requests();
-                    if unpublished.is_empty() {
+                    if unpublished.is_empty() && !undecided_req {
                         prop_assert_eq!(notify, Notify::NotNeeded);
                     } else {
-                        prop_assert_eq!(notify.is_needed(), back_asleep);
-                        back_asleep = false;
                         published.extend(unpublished.drain(..));
+                        if back_asleep && !published.is_empty() {
+                            prop_assert!(notify.is_needed(), "back end asleep with unseen requests was not woken");
+                        }
+                        if !back_armed {
+                            prop_assert_eq!(notify, Notify::NotNeeded, "back end was kicked without asking");
+                        }
+                        if notify.is_needed() {
+                            back_asleep = false;
+                            back_armed = false;
+                        }
+                        undecided_req = false;
                     }
+                }
+                Op::FrontFlush => {
+                    front.flush_requests();
+                    if !unpublished.is_empty() {
+                        published.extend(unpublished.drain(..));
+                        undecided_req = true;
+                    }
+                    prop_assert_eq!(front.unpublished(), 0);
                 }
                 Op::FrontPoll => {
                     let got = front.poll_response().unwrap();
                     prop_assert_eq!(got, published_rsp.pop_front());
-                    if let Some(m) = got { free_ids.push_back(m.id); }
+                    if let Some(m) = got { free_ids.push_back(m.id); front_asleep = false; }
                 }
                 Op::FrontFinalCheck => {
                     let work = front.final_check_for_responses().unwrap();
                     prop_assert_eq!(work, !published_rsp.is_empty());
                     front_asleep = !work;
+                    front_armed |= !work;
                 }
                 Op::BackPoll => {
                     let got = back.poll_request().unwrap();
                     prop_assert_eq!(got, published.pop_front());
-                    if let Some(m) = got { unanswered.push_back(m); }
+                    if let Some(m) = got { unanswered.push_back(m); back_asleep = false; }
                 }
                 Op::BackRespond => {
                     let result = back.push_response(unanswered.front().copied().unwrap_or(msg(0, 0)));
@@ -468,18 +542,36 @@ proptest! {
                 }
                 Op::BackPublish => {
                     let notify = back.publish_responses();
-                    if unpublished_rsp.is_empty() {
+                    if unpublished_rsp.is_empty() && !undecided_rsp {
                         prop_assert_eq!(notify, Notify::NotNeeded);
                     } else {
-                        prop_assert_eq!(notify.is_needed(), front_asleep);
-                        front_asleep = false;
                         published_rsp.extend(unpublished_rsp.drain(..));
+                        if front_asleep && !published_rsp.is_empty() {
+                            prop_assert!(notify.is_needed(), "front end asleep with unseen responses was not woken");
+                        }
+                        if !front_armed {
+                            prop_assert_eq!(notify, Notify::NotNeeded, "front end was kicked without asking");
+                        }
+                        if notify.is_needed() {
+                            front_asleep = false;
+                            front_armed = false;
+                        }
+                        undecided_rsp = false;
                     }
+                }
+                Op::BackFlush => {
+                    back.flush_responses();
+                    if !unpublished_rsp.is_empty() {
+                        published_rsp.extend(unpublished_rsp.drain(..));
+                        undecided_rsp = true;
+                    }
+                    prop_assert_eq!(back.unpublished(), 0);
                 }
                 Op::BackFinalCheck => {
                     let work = back.final_check_for_requests().unwrap();
                     prop_assert_eq!(work, !published.is_empty());
                     back_asleep = !work;
+                    back_armed |= !work;
                 }
             }
             prop_assert_eq!(front.free_requests() as usize, free_ids.len());

@@ -87,9 +87,16 @@ unsafe impl<T: SharedMemory + ?Sized> SharedMemory for &T {
 #[inline]
 #[track_caller]
 pub(crate) fn check_bounds(offset: usize, len: usize, size: usize) {
-    let end = offset.checked_add(len);
-    assert!(
-        matches!(end, Some(end) if end <= size),
-        "shared-ring bug: access {offset}+{len} outside a {size}-byte shared area"
-    );
+    // `offset <= size && len <= size - offset` cannot overflow; the panic path is out of line so
+    // the hot path is two compares and no argument spills.
+    if offset > size || len > size - offset {
+        out_of_bounds(offset, len, size);
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(offset: usize, len: usize, size: usize) -> ! {
+    panic!("shared-ring bug: access {offset}+{len} outside a {size}-byte shared area")
 }

@@ -97,6 +97,8 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
             }
+            // Op bytes >= 128 flush (release store, decision deferred) instead of publishing.
+            3 if op >= 128 => back.flush_responses(),
             3 => {
                 let _ = back.publish_responses();
             }
@@ -109,6 +111,7 @@ fuzz_target!(|data: &[u8]| {
                 let request = BlkifRequest { operation: 0, nr_segments: 1, id: u64::from(id), ..Default::default() };
                 let _ = front.push_request(BlkifRequestSlot::from(&request));
             }
+            6 if op >= 128 => front.flush_requests(),
             6 => {
                 let _ = front.publish_requests();
             }

@@ -367,11 +367,7 @@ impl BlkifRequest {
         let mut sectors = 0u64;
         for (segment, s) in self.seg[..nr].iter().enumerate() {
             if s.first_sect > s.last_sect {
-                return Err(BlkifError::SectorsReversed {
-                    segment,
-                    first_sect: s.first_sect,
-                    last_sect: s.last_sect,
-                });
+                return Err(BlkifError::SectorsReversed { segment, first_sect: s.first_sect, last_sect: s.last_sect });
             }
             if s.last_sect > LAST_SECTOR_IN_PAGE {
                 return Err(BlkifError::SectorPastPage { segment, last_sect: s.last_sect });
@@ -570,7 +566,8 @@ mod tests {
 
     #[inline]
     fn read(nr: u8) -> BlkifRequest {
-        let mut r = BlkifRequest { operation: OP_READ, nr_segments: nr, id: 7, sector_number: 100, ..Default::default() };
+        let mut r =
+            BlkifRequest { operation: OP_READ, nr_segments: nr, id: 7, sector_number: 100, ..Default::default() };
         for (i, s) in r.seg.iter_mut().enumerate() {
             *s = BlkifSegment { gref: 100 + i as u32, first_sect: 0, last_sect: 7 };
         }
@@ -596,7 +593,8 @@ mod tests {
         assert_eq!(slot.id(), 7);
         // Padding bytes 4..8 are zero.
         assert_eq!(&slot.as_raw()[4..8], &[0; 4]);
-        let d = BlkifRequestDiscard { operation: OP_DISCARD, flag: 1, handle: 3, id: 9, sector_number: 8, nr_sectors: 16 };
+        let d =
+            BlkifRequestDiscard { operation: OP_DISCARD, flag: 1, handle: 3, id: 9, sector_number: 8, nr_sectors: 16 };
         assert_eq!(BlkifRequestSlot::from(&d).decode(), Ok(BlockRequest::Discard(d)));
         let i = BlkifRequestIndirect {
             operation: OP_INDIRECT,
@@ -642,9 +640,19 @@ mod tests {
         assert_eq!(BlkifRequestSlot::from(&d).decode(), Err(BlkifError::UnknownDiscardFlags { flag: 2 }));
         let d = BlkifRequestDiscard { operation: OP_DISCARD, ..Default::default() };
         assert_eq!(BlkifRequestSlot::from(&d).decode(), Err(BlkifError::EmptyDiscard));
-        let i = BlkifRequestIndirect { operation: OP_INDIRECT, indirect_op: OP_DISCARD, nr_segments: 1, ..Default::default() };
+        let i = BlkifRequestIndirect {
+            operation: OP_INDIRECT,
+            indirect_op: OP_DISCARD,
+            nr_segments: 1,
+            ..Default::default()
+        };
         assert_eq!(BlkifRequestSlot::from(&i).decode(), Err(BlkifError::BadIndirectOperation { indirect_op: 5 }));
-        let i = BlkifRequestIndirect { operation: OP_INDIRECT, indirect_op: OP_READ, nr_segments: 4097, ..Default::default() };
+        let i = BlkifRequestIndirect {
+            operation: OP_INDIRECT,
+            indirect_op: OP_READ,
+            nr_segments: 4097,
+            ..Default::default()
+        };
         assert_eq!(BlkifRequestSlot::from(&i).decode(), Err(BlkifError::BadIndirectSegmentCount { nr_segments: 4097 }));
     }
 

@@ -391,7 +391,9 @@ impl NetifExtraInfo {
             }
             EXTRA_TYPE_MCAST_ADD => Ok(ExtraInfo::McastAdd(*u)),
             EXTRA_TYPE_MCAST_DEL => Ok(ExtraInfo::McastDel(*u)),
-            EXTRA_TYPE_HASH => Ok(ExtraInfo::Hash { hash_type: u[0], algorithm: u[1], value: [u[2], u[3], u[4], u[5]] }),
+            EXTRA_TYPE_HASH => {
+                Ok(ExtraInfo::Hash { hash_type: u[0], algorithm: u[1], value: [u[2], u[3], u[4], u[5]] })
+            }
             extra_type => Err(NetifError::UnknownExtraType { extra_type }),
         }
     }
@@ -564,7 +566,10 @@ mod tests {
         assert_eq!(check.next(&slot(100, 4000, 0)), Err(NetifError::PastPage { offset: 100, size: 4000 }));
         // Fragments larger than the packet.
         let mut check = TxPacketCheck::first(&slot(0, 100, TXF_MORE_DATA), 18).unwrap();
-        assert_eq!(check.next(&slot(0, 101, 0)), Err(NetifError::FragmentsExceedPacket { packet: 100, fragments: 101 }));
+        assert_eq!(
+            check.next(&slot(0, 101, 0)),
+            Err(NetifError::FragmentsExceedPacket { packet: 100, fragments: 101 })
+        );
         // Too many slots.
         let mut check = TxPacketCheck::first(&slot(0, 60000, TXF_MORE_DATA), 18).unwrap();
         for _ in 0..17 {
@@ -582,8 +587,14 @@ mod tests {
         let back = NetifTxSlot::from_bytes(&slot.to_bytes());
         assert_eq!(back.as_extra().decode(), Ok(ExtraInfo::Gso { size: 1448, gso_type: 1, features: 0 }));
         assert_eq!(slot.tracking_id(), None);
-        assert_eq!(NetifExtraInfo { extra_type: 0, ..gso }.decode(), Err(NetifError::UnknownExtraType { extra_type: 0 }));
-        assert_eq!(NetifExtraInfo { extra_type: 5, ..gso }.decode(), Err(NetifError::UnknownExtraType { extra_type: 5 }));
+        assert_eq!(
+            NetifExtraInfo { extra_type: 0, ..gso }.decode(),
+            Err(NetifError::UnknownExtraType { extra_type: 0 })
+        );
+        assert_eq!(
+            NetifExtraInfo { extra_type: 5, ..gso }.decode(),
+            Err(NetifError::UnknownExtraType { extra_type: 5 })
+        );
         assert_eq!(NetifExtraInfo { flags: 2, ..gso }.decode(), Err(NetifError::UnknownExtraFlags { flags: 2 }));
         assert_eq!(NetifExtraInfo::gso(0, 1, 0, false).decode(), Err(NetifError::BadGso { gso_type: 1, size: 0 }));
         let null = NetifTxResponse { id: 9, status: RSP_NULL };

@@ -45,11 +45,7 @@ pub fn compile(sources: &[&str], output: &Path, extra: &[&str]) {
         command.arg(c_dir().join(source));
     }
     let result = command.output().expect("run the C compiler");
-    assert!(
-        result.status.success(),
-        "C compile of {sources:?} failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert!(result.status.success(), "C compile of {sources:?} failed:\n{}", String::from_utf8_lossy(&result.stderr));
 }
 
 /// A scratch directory for build products.
