@@ -12,6 +12,7 @@ pub mod elf;
 pub mod event_channel;
 pub mod frames;
 pub mod grant_table;
+pub mod pci;
 pub mod sched;
 pub mod user_memory;
 

@@ -106,7 +106,15 @@ pub struct Scenario {
     boot: Boot,
     machine: Machine,
     firmware: Option<Firmware>,
+    disk_dir: Option<PathBuf>,
     stop: Option<Box<StopFn>>,
+}
+
+/// A new directory for one run's disk images.
+fn fresh_disk_dir(topology: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Paths::discover().target.join("test-disks").join(format!("{topology}-{}-{n}", std::process::id()))
 }
 
 type StopFn = dyn Fn(&str) -> bool;
@@ -119,8 +127,16 @@ impl Scenario {
             boot: Boot::Direct,
             machine: Machine::Q35,
             firmware: None,
+            disk_dir: None,
             stop: None,
         }
+    }
+
+    /// Keep the disk images in `dir` (created when missing) instead of fresh ones, so a second
+    /// run sees what the first wrote; the host can read them there.
+    pub fn disks_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.disk_dir = Some(dir.into());
+        self
     }
 
     /// Firmware other than the default (qboot for `-kernel`, SeaBIOS for the ISO).
@@ -158,6 +174,12 @@ impl Scenario {
         if let Some(f) = self.firmware {
             spec.firmware = f;
         }
+        // Disk images: the ones the test chose (to run twice on the same disk), else fresh ones.
+        spec.disks = match self.disk_dir {
+            Some(dir) => xtask::disks::images(&dir, &self.topology, false),
+            None => xtask::disks::images(&fresh_disk_dir(self.topology.name()), &self.topology, true),
+        }
+        .unwrap_or_else(|e| panic!("cannot create the disk images: {e:#}"));
         let run = xtask::qemu::run_captured(&spec, timeout(), self.stop.as_deref())
             .unwrap_or_else(|e| panic!("cannot run QEMU: {e:#}"));
         Outcome { run, topology: self.topology, boot: self.boot, machine: self.machine, accel: spec.accel }

@@ -246,3 +246,31 @@ fn hostile_domain_gets_an_error_for_every_attack_and_the_victims_finish() {
     o.expect_line("[ping] exchanged * messages in * ms, 0 bad");
     o.expect_line("[dom0] all domains finished: 4 as expected, 0 unexpected");
 }
+
+#[test]
+fn a_driver_domain_owns_its_pci_device_and_nothing_else() {
+    let o = Scenario::new("pci").run();
+    o.expect_clean_finish();
+    o.expect_line("[hv] pci * 1af4:1001 class 010000, * KiB of memory BARs");
+    o.expect_line("[dom0] assigned pci * (1af4:1001) to owner");
+    o.expect_in_order(&[
+        "[owner] device * 1af4:1001 class 010000",
+        "[owner] config read: vendor 1af4 device 1001",
+        "[owner] config write to the device id refused: EPERM",
+        "[owner] bar* sizing: * bytes (expected *), restored ok",
+        "[owner] moving a BAR refused: EPERM",
+        "[owner] virtio common cfg through bar*: device features (low word) 0x*",
+    ]);
+    // Sizing answers the BAR's real size.
+    let l = &o.lines()[o.expect_line("[owner] bar* sizing: * bytes (expected *), restored ok")];
+    let after = |key: &str| l.split_once(key).and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()));
+    let (got, want) = (after("sizing: "), after("(expected "));
+    if got.is_none() || got != want {
+        o.fail(&format!("BAR sizing read back the wrong size: {l:?}"));
+    }
+    o.expect_line("[owner] config read of the host bridge refused: EPERM");
+    o.expect_line("[outsider] config read of the host bridge refused: EPERM");
+    o.expect_line("[outsider] no devices assigned");
+    o.expect_no_line("* ALLOWED*");
+    o.expect_no_line("[owner] virtio common cfg through bar*: device features (low word) 0x00000000");
+}

@@ -8,6 +8,7 @@
 //! - [`paths`]: where everything lives.
 
 pub mod artifacts;
+pub mod disks;
 pub mod iso;
 pub mod packages;
 pub mod paths;

@@ -251,6 +251,10 @@ fn cmd_run(paths: &Paths, args: RunArgs) -> Result<()> {
     if let Some(f) = args.firmware {
         spec.firmware = f.into();
     }
+    spec.disks = xtask::disks::images(&paths.disks_dir(p.topology.name()), &p.topology, false)?;
+    for d in &spec.disks {
+        eprintln!("disk image: {} (kept across runs; delete it for a fresh disk)", show(d, &paths.root));
+    }
     spec.preflight()?;
     eprintln!("{}", spec.display());
     if args.gdb {

@@ -65,6 +65,11 @@ impl Paths {
     pub fn bench_dir(&self) -> PathBuf {
         self.target.join("bench")
     }
+
+    /// Disk images of a topology for `cargo xtask run` (kept across runs).
+    pub fn disks_dir(&self, topology: &str) -> PathBuf {
+        self.target.join("disks").join(topology)
+    }
 }
 
 /// The cargo binary running us (`$CARGO`), or `cargo` from `PATH`.

@@ -119,12 +119,22 @@ pub struct Spec {
     pub gdb: bool,
     pub memory: String,
     pub firmware: Firmware,
+    /// Raw disk images attached as virtio-blk PCI devices, in order.
+    pub disks: Vec<PathBuf>,
 }
 
 impl Spec {
     pub fn new(media: Media) -> Self {
         let firmware = Firmware::default_for(&media);
-        Self { machine: Machine::Q35, accel: Accel::Tcg, media, gdb: false, memory: "256M".into(), firmware }
+        Self {
+            machine: Machine::Q35,
+            accel: Accel::Tcg,
+            media,
+            gdb: false,
+            memory: "256M".into(),
+            firmware,
+            disks: Vec::new(),
+        }
     }
 
     pub fn args(&self) -> Vec<String> {
@@ -154,6 +164,14 @@ impl Spec {
                 }
             }
             Media::Iso(iso) => a.extend(["-cdrom".into(), iso.display().to_string()]),
+        }
+        for (i, d) in self.disks.iter().enumerate() {
+            a.extend([
+                "-drive".into(),
+                format!("file={},format=raw,if=none,id=disk{i}", d.display()),
+                "-device".into(),
+                format!("virtio-blk-pci,drive=disk{i}"),
+            ]);
         }
         a.extend(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"].map(String::from));
         if self.gdb {

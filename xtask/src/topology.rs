@@ -35,6 +35,16 @@ struct FileTopology {
     on_finish: FileOnFinish,
     #[serde(default, rename = "domain")]
     domains: Vec<FileDomain>,
+    #[serde(default, rename = "disk")]
+    disks: Vec<Disk>,
+}
+
+/// A raw disk image QEMU attaches as a virtio-blk PCI device (`[[disk]]` in a topology).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    pub name: String,
+    pub size_mib: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -59,6 +69,8 @@ struct FileDomain {
     args: String,
     #[serde(default, rename = "device")]
     devices: Vec<FileDevice>,
+    #[serde(default)]
+    pci: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +106,8 @@ enum FileExpect {
 pub struct Loaded {
     pub path: PathBuf,
     pub topology: Topology,
+    /// Disk images QEMU attaches (virtio-blk), in order.
+    pub disks: Vec<Disk>,
 }
 
 impl Loaded {
@@ -159,8 +173,27 @@ pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
     let path = resolve(root, arg)?;
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading topology {}", path.display()))?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(DEFAULT).to_owned();
-    let topology = parse(&show(&path, root), &text, &stem)?;
-    Ok(Loaded { path, topology })
+    let file = show(&path, root);
+    let topology = parse(&file, &text, &stem)?;
+    let disks = parse_disks(&file, &text)?;
+    Ok(Loaded { path, topology, disks })
+}
+
+/// The `[[disk]]` tables of a topology file (already syntax-checked by [`parse`]).
+pub fn parse_disks(file: &str, text: &str) -> Result<Vec<Disk>> {
+    let raw: FileTopology = toml::from_str(text).with_context(|| format!("{file}: invalid topology"))?;
+    for (i, d) in raw.disks.iter().enumerate() {
+        if d.name.is_empty() || !d.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            bail!("{file}: disk name {:?} is not letters, digits and '-'\n  fix: rename it", d.name);
+        }
+        if raw.disks[..i].iter().any(|o| o.name == d.name) {
+            bail!("{file}: two disks are named {:?}\n  fix: give every [[disk]] a distinct name", d.name);
+        }
+        if d.size_mib == 0 || d.size_mib > 65536 {
+            bail!("{file}: disk {} has size_mib = {}\n  fix: use 1 to 65536", d.name, d.size_mib);
+        }
+    }
+    Ok(raw.disks)
 }
 
 /// Parses the text of a topology file; `file` names it in errors, `stem` is the default name.
@@ -204,6 +237,7 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
                     .into_iter()
                     .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
                     .collect(),
+                pci: d.pci,
             })
             .collect(),
     };

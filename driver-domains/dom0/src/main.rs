@@ -95,11 +95,21 @@ fn main() {
     };
     let mut tracked: Vec<Tracked> = Vec::new();
     for cfg in topo.domains.iter().skip(1) {
-        let flags = if in_devices(&cfg.name) { hv_abi::CREATE_PAUSED } else { 0 };
+        let paused = in_devices(&cfg.name) || !cfg.pci.is_empty();
+        let flags = if paused { hv_abi::CREATE_PAUSED } else { 0 };
         let t = match domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, flags) {
             Ok(id) => {
                 if let Err(e) = store.connect(id) {
                     println!("cannot connect {} to the store: {e}", cfg.name);
+                }
+                for sel in &cfg.pci {
+                    match hv_abi::pci::Selector::parse(sel).map(|s| domctl::assign_pci(id, s)) {
+                        Some(Ok(bdf)) => {
+                            println!("assigned pci {} ({sel}) to {}", hv_abi::pci::Bdf::from_u16(bdf), cfg.name)
+                        }
+                        Some(Err(e)) => println!("cannot assign pci {sel} to {}: {}", cfg.name, e.name()),
+                        None => println!("bad pci selector {sel:?} for {}", cfg.name),
+                    }
                 }
                 println!("started {} as domain {id}", cfg.name);
                 Tracked { cfg: cfg.clone(), domid: Some(id), ending: None }
@@ -124,7 +134,7 @@ fn main() {
             }
         }
     }
-    for t in tracked.iter().filter(|t| in_devices(&t.cfg.name)) {
+    for t in tracked.iter().filter(|t| in_devices(&t.cfg.name) || !t.cfg.pci.is_empty()) {
         if let Some(id) = t.domid {
             let _ = domctl::unpause(id);
         }

@@ -28,8 +28,13 @@ impl StoreService {
     }
 
     /// Starts serving a new domain.
+    /// `Ok` also when the domain has already ended (nothing to serve).
     pub fn connect(&mut self, domid: u32) -> Result<(), &'static str> {
-        let c = domctl::store_connect(domid).map_err(|e| e.name())?;
+        let c = match domctl::store_connect(domid) {
+            Ok(c) => c,
+            Err(hv_abi::Error::Srch) => return Ok(()),
+            Err(e) => return Err(e.name()),
+        };
         let base = NonNull::new(c.va as *mut u8).ok_or("store page not mapped")?;
         // SAFETY: the hypervisor mapped the domain's store page read-write at `va` for us; it
         // stays mapped (or is replaced by our scratch page if the domain dies) until we unmap it

@@ -28,6 +28,8 @@ pub const SHARED_INFO_OFFSET: u64 = 0x1000;
 pub const STORE_RING_OFFSET: u64 = 0x2000;
 /// Start of the grant-mapping window (just above the largest possible RAM).
 pub const MAP_BASE: u64 = DOMAIN_LIMIT;
+/// Where a driver domain sees the memory BARs of its assigned PCI devices (uncached).
+pub const PCI_BAR_BASE: u64 = 0xc000_0000;
 
 /// Virtual address of grant map `handle`.
 pub const fn map_va(handle: u32) -> u64 {
@@ -75,6 +77,9 @@ pub struct StartInfo {
     pub store_ring: u64,
     /// Event-channel port connected to the store server (Dom0's store has none: it is the server).
     pub store_port: u64,
+    /// Machine address of the first byte of RAM (RAM is contiguous): device DMA addresses are
+    /// `ram_phys + (va - DOMAIN_BASE)` until an IOMMU is used.
+    pub ram_phys: u64,
     pub name: [u8; super::NAME_LEN],
     /// NUL-padded argument string from the topology or `domctl create`.
     pub args: [u8; super::ARGS_LEN],
@@ -266,6 +271,34 @@ pub mod evtchn_state {
     pub const VIRQ: u32 = 4;
 }
 
+/// One BAR of an assigned PCI device.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PciBarInfo {
+    pub phys: u64,
+    pub size: u64,
+    /// Where it is mapped in the caller (memory BARs), 0 if not.
+    pub va: u64,
+    /// 0 none, 1 I/O, 2 32-bit memory, 3 64-bit memory.
+    pub kind: u32,
+    pub _pad: u32,
+}
+
+/// One row of `pci_op(list)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PciDeviceInfo {
+    /// `bus << 8 | dev << 3 | fn`.
+    pub bdf: u16,
+    pub vendor: u16,
+    pub device: u16,
+    pub _pad: u16,
+    /// Class code, subclass, programming interface.
+    pub class: u32,
+    pub _pad2: u32,
+    pub bars: [PciBarInfo; 6],
+}
+
 /// Output of `domctl store_connect`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -286,8 +319,9 @@ mod tests {
     #[test]
     fn layouts_are_stable() {
         // These sizes are ABI: a change breaks every built domain.
-        assert_eq!(size_of::<StartInfo>(), 96 + 16 + 256);
-        assert_eq!(offset_of!(StartInfo, name), 96);
+        assert_eq!(size_of::<StartInfo>(), 104 + 16 + 256);
+        assert_eq!(offset_of!(StartInfo, name), 104);
+        assert_eq!(size_of::<PciDeviceInfo>(), 16 + 6 * 32);
         assert_eq!(size_of::<SharedInfo>(), 256);
         assert_eq!(size_of::<GrantEntry>(), 8);
         assert_eq!(size_of::<GrantCopy>(), 40);

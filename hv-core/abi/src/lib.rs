@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod layout;
+pub mod pci;
 
 pub use layout::*;
 
@@ -34,6 +35,8 @@ pub enum Hypercall {
     EvtchnOp = 8,
     /// `grant_table_op(op, a, b) -> op-specific`: grant tables. See [`GrantOp`].
     GrantTableOp = 9,
+    /// `pci_op(op, a, b, c) -> op-specific`: the caller's assigned PCI devices. See [`PciOp`].
+    PciOp = 10,
 }
 
 impl Hypercall {
@@ -48,6 +51,7 @@ impl Hypercall {
             6 => Self::Domctl,
             8 => Self::EvtchnOp,
             9 => Self::GrantTableOp,
+            10 => Self::PciOp,
             _ => return None,
         })
     }
@@ -80,6 +84,11 @@ pub enum DomctlOp {
     /// into the caller's grant-mapping window and binds an event channel to the domain's store
     /// port. For the store server (Dom0).
     StoreConnect = 9,
+    /// `assign_pci(domid, selector) -> bdf`: gives the first unassigned PCI device matching
+    /// `selector` (bit 32 clear: `vendor << 16 | device`; set: `bus << 8 | dev << 3 | fn`) to a
+    /// domain: its memory BARs are mapped uncached at `PCI_BAR_BASE`, memory decoding and bus
+    /// mastering are enabled. `ENOENT` if no such free device.
+    AssignPci = 10,
 }
 
 impl DomctlOp {
@@ -94,6 +103,7 @@ impl DomctlOp {
             7 => Self::Poweroff,
             8 => Self::PhysInfo,
             9 => Self::StoreConnect,
+            10 => Self::AssignPci,
             _ => return None,
         })
     }
@@ -159,6 +169,30 @@ impl GrantOp {
             2 => Self::Map,
             3 => Self::Unmap,
             4 => Self::Copy,
+            _ => return None,
+        })
+    }
+}
+
+/// `pci_op` operations (driver domains, on their own assigned devices only; `EPERM` otherwise).
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PciOp {
+    /// `list(out: *mut PciDeviceInfo, max) -> count`.
+    List = 1,
+    /// `config_read(bdf, offset) -> u32` (offset 4-aligned, < 256).
+    ConfigRead = 2,
+    /// `config_write(bdf, offset, value) -> 0`: filtered: BARs may only be sized (all ones, then
+    /// the original value), never moved; the expansion ROM and IDs are refused (`EPERM`).
+    ConfigWrite = 3,
+}
+
+impl PciOp {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            1 => Self::List,
+            2 => Self::ConfigRead,
+            3 => Self::ConfigWrite,
             _ => return None,
         })
     }
@@ -349,7 +383,7 @@ mod tests {
         }
         // 7 was `virq_take`, replaced by event channels: it must stay unknown.
         assert_eq!(Hypercall::from_u64(7), None);
-        assert_eq!(Hypercall::from_u64(10), None);
+        assert_eq!(Hypercall::from_u64(11), None);
         assert_eq!(DomctlOp::from_u64(0), None);
     }
 

@@ -72,6 +72,8 @@ pub struct DomainConfig {
     pub args: String,
     /// Split devices this domain is the frontend of.
     pub devices: Vec<DeviceConfig>,
+    /// PCI devices assigned to this (driver) domain: `vendor:device` (hex) or `bb:dd.f`.
+    pub pci: Vec<String>,
 }
 
 /// A split device: this domain is the frontend, `backend` (a domain of the same topology) serves
@@ -310,6 +312,7 @@ mod tests {
             expect: Expect::Exit,
             args: String::new(),
             devices: Vec::new(),
+            pci: Vec::new(),
         }
     }
 

@@ -80,6 +80,11 @@ pub fn store_connect(domid: u32) -> Result<hv_abi::StoreConnection, Error> {
     decode_result(r).map(|_| c)
 }
 
+/// Assigns the first free PCI device matching `sel` to `domid`; returns its address.
+pub fn assign_pci(domid: u32, sel: hv_abi::pci::Selector) -> Result<u16, Error> {
+    domctl(DomctlOp::AssignPci, domid as u64, sel.encode(), 0).map(|b| b as u16)
+}
+
 /// Powers the machine off (QEMU exits with `((0x10 + code) << 1) | 1`).
 pub fn poweroff(code: u8) -> Error {
     match domctl(DomctlOp::Poweroff, code as u64, 0, 0) {

@@ -18,6 +18,7 @@ pub mod domctl;
 pub mod evtchn;
 pub mod grant;
 pub mod hypercall;
+pub mod pci;
 pub mod store;
 pub mod time;
 

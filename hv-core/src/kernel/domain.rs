@@ -212,6 +212,7 @@ impl Hv {
             shared_info: DOMAIN_BASE + SHARED_INFO_OFFSET,
             store_ring: DOMAIN_BASE + STORE_RING_OFFSET,
             store_port: store_port as u64,
+            ram_phys: ram,
             name: hv_abi::name_to_array(spec.name),
             args,
         };
@@ -298,6 +299,7 @@ impl Hv {
         let revoked = self.revoke_grants_of(id);
         self.pins.drop_granter(id);
         self.evtchn.remove_domain(id);
+        self.release_pci(id);
         let frames = (memory_bytes / FRAME_SIZE) as usize;
         let tables = live.aspace.table_frames();
         live.aspace.free(&mut self.frames);

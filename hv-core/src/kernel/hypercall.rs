@@ -48,6 +48,7 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
         }
         Some(Hypercall::EvtchnOp) => super::event_channel_ops::dispatch(hv, slot, args),
         Some(Hypercall::GrantTableOp) => super::grant_ops::dispatch(hv, slot, args),
+        Some(Hypercall::PciOp) => super::pci_devices::dispatch(hv, slot, args),
         None => Err(Error::NoSys),
     };
     frame.rax = match result {
@@ -208,6 +209,7 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             Ok(0)
         }
         DomctlOp::StoreConnect => super::grant_ops::store_connect(hv, caller, args[1], args[2]),
+        DomctlOp::AssignPci => hv.assign_pci(args[1], args[2]),
         DomctlOp::Poweroff => {
             let code = (args[1] & 0xf) as u8;
             hvlog!("power off requested by dom0, code {code}");

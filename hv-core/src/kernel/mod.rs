@@ -4,6 +4,7 @@ pub mod event_channel_ops;
 pub mod grant_ops;
 pub mod hypercall;
 pub mod log;
+pub mod pci_devices;
 pub mod time;
 pub mod trap;
 
@@ -34,6 +35,8 @@ pub struct Hv {
     pub evtchn: crate::event_channel::EventChannels,
     /// Pin counts of mapped grants (which busy bits each granter's entry must carry).
     pub pins: crate::grant_table::Pins,
+    /// PCI endpoints found at boot, and who owns them.
+    pub pci: alloc::vec::Vec<pci_devices::PciDevice>,
 }
 
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -133,6 +136,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         armed_deadline: None,
         evtchn: crate::event_channel::EventChannels::new(),
         pins: crate::grant_table::Pins::default(),
+        pci: pci_devices::enumerate(),
     };
     let spec = domain::Spec {
         name: &dom0.name,

@@ -4,6 +4,7 @@ pub mod boot_info;
 pub mod cpu;
 pub mod gdt;
 pub mod paging;
+pub mod pci_config;
 pub mod percpu;
 pub mod serial;
 pub mod trap;

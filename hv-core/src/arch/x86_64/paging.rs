@@ -170,6 +170,14 @@ impl AddressSpace {
         Some(())
     }
 
+    /// Maps one page of device memory (an assigned device's BAR): user read-write, uncached,
+    /// no-exec.
+    pub fn map_device(&mut self, va: u64, pa: u64, alloc: &mut FrameAllocator) -> Option<()> {
+        let e = walk(self.pml4, va, true, alloc, &mut self.tables)?;
+        *e = pa | P | U | W | PCD | PWT | nx();
+        Some(())
+    }
+
     /// Creates the page tables for `pages` user pages from `va` without mapping anything, so
     /// later `map_user` calls in that range need no memory.
     pub fn prepare_user_range(&mut self, va: u64, pages: u64, alloc: &mut FrameAllocator) -> Option<()> {

@@ -1,0 +1,248 @@
+//! PCI devices: enumerated at boot, BARs placed where the firmware left them unassigned (qboot),
+//! assigned to driver domains by Dom0, their config space reachable only by their owner through
+//! a filter, their memory BARs mapped uncached into the owner.
+use super::Hv;
+use super::domain::Domain;
+use super::hypercall::{as_bytes, copy_out};
+use crate::arch::pci_config::{read32, write32};
+use crate::hvlog;
+use crate::pci::{Bar, BarKind, Bdf, ConfigWrite, MmioWindow, Selector, decode_bar, filter_write};
+use alloc::vec::Vec;
+use hv_abi::{Error, PciDeviceInfo, PciOp};
+
+pub struct PciDevice {
+    pub bdf: Bdf,
+    pub vendor: u16,
+    pub device: u16,
+    pub class: u32,
+    pub bars: [Option<Bar>; 6],
+    pub owner: Option<u32>,
+    /// Per BAR: the owner wrote all ones and reads now return the size mask.
+    sizing: [bool; 6],
+    /// Where each memory BAR is mapped in the owner.
+    mapped_at: [u64; 6],
+}
+
+/// Where unassigned BARs go: above the q35 ECAM window, below the I/O APIC.
+const MMIO_WINDOW: (u64, u64) = (0xe000_0000, 0xfe00_0000);
+/// Where a driver domain sees its devices' BARs.
+pub const BAR_WINDOW: u64 = 0xc000_0000;
+
+fn size_bars(bdf: Bdf, window: &mut MmioWindow) -> [Option<Bar>; 6] {
+    let cmd = read32(bdf, 0x04);
+    write32(bdf, 0x04, cmd & !0x3); // decoding off while sizing
+    let mut bars = [None; 6];
+    let mut i = 0u8;
+    while i < 6 {
+        let off = 0x10 + i * 4;
+        let raw = read32(bdf, off);
+        write32(bdf, off, u32::MAX);
+        let probe = read32(bdf, off);
+        write32(bdf, off, raw);
+        let is64 = raw & 1 == 0 && (raw >> 1) & 3 == 2 && i < 5;
+        let (raw_hi, probe_hi) = if is64 {
+            let hi = read32(bdf, off + 4);
+            write32(bdf, off + 4, u32::MAX);
+            let p = read32(bdf, off + 4);
+            write32(bdf, off + 4, hi);
+            (hi, p)
+        } else {
+            (0, 0)
+        };
+        if let Some(mut bar) = decode_bar(i, raw, raw_hi, probe, probe_hi) {
+            if bar.kind != BarKind::Io && bar.addr == 0 {
+                if let Some(at) = window.alloc(bar.size) {
+                    write32(bdf, off, (raw & 0xf) | at as u32);
+                    if is64 {
+                        write32(bdf, off + 4, (at >> 32) as u32);
+                    }
+                    bar.addr = at;
+                }
+            }
+            bars[i as usize] = Some(bar);
+        }
+        i += if is64 { 2 } else { 1 };
+    }
+    write32(bdf, 0x04, cmd);
+    bars
+}
+
+/// Scans every bus for endpoints (header type 0).
+pub fn enumerate() -> Vec<PciDevice> {
+    let mut window = MmioWindow::new(MMIO_WINDOW.0, MMIO_WINDOW.1);
+    let mut out = Vec::new();
+    for bus in 0..=255u8 {
+        for dev in 0..32u8 {
+            for func in 0..8u8 {
+                let bdf = Bdf { bus, dev, func };
+                let id = read32(bdf, 0);
+                if id & 0xffff == 0xffff {
+                    if func == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                let header = (read32(bdf, 0x0c) >> 16) as u8;
+                if header & 0x7f == 0 {
+                    let class = read32(bdf, 0x08) >> 8;
+                    let bars = size_bars(bdf, &mut window);
+                    out.push(PciDevice {
+                        bdf,
+                        vendor: id as u16,
+                        device: (id >> 16) as u16,
+                        class,
+                        bars,
+                        owner: None,
+                        sizing: [false; 6],
+                        mapped_at: [0; 6],
+                    });
+                }
+                if func == 0 && header & 0x80 == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    for d in &out {
+        let mem: u64 = d.bars.iter().flatten().filter(|b| b.kind != BarKind::Io).map(|b| b.size).sum();
+        hvlog!(
+            "pci {} {:04x}:{:04x} class {:06x}, {} KiB of memory BARs",
+            d.bdf,
+            d.vendor,
+            d.device,
+            d.class,
+            mem / 1024
+        );
+    }
+    out
+}
+
+impl Hv {
+    /// `domctl assign_pci`: gives the first unassigned device matching `selector` to `domid`,
+    /// maps its memory BARs uncached into it and enables memory decoding and bus mastering.
+    pub fn assign_pci(&mut self, domid: u64, selector: u64) -> Result<u64, Error> {
+        let sel = Selector::decode(selector).ok_or(Error::Inval)?;
+        let slot = u32::try_from(domid).ok().and_then(|id| self.slot_of(id)).ok_or(Error::Srch)?;
+        let i = self
+            .pci
+            .iter()
+            .position(|d| {
+                d.owner.is_none()
+                    && match sel {
+                        Selector::Id { vendor, device } => d.vendor == vendor && d.device == device,
+                        Selector::Address(b) => d.bdf == b,
+                    }
+            })
+            .ok_or(Error::NoEnt)?;
+        let l = self.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
+        let id = domid as u32;
+        let mut va = BAR_WINDOW
+            + self
+                .pci
+                .iter()
+                .filter(|d| d.owner == Some(id))
+                .flat_map(|d| d.bars.iter().flatten())
+                .filter(|b| b.kind != BarKind::Io)
+                .map(|b| b.size.next_multiple_of(4096))
+                .sum::<u64>();
+        let dev = &mut self.pci[i];
+        for b in dev.bars.iter().flatten().filter(|b| b.kind != BarKind::Io && b.addr != 0) {
+            let pages = b.size.div_ceil(4096);
+            for p in 0..pages {
+                if l.aspace.map_device(va + p * 4096, b.addr + p * 4096, &mut self.frames).is_none() {
+                    return Err(Error::NoMem);
+                }
+            }
+            dev.mapped_at[b.index as usize] = va;
+            va += pages * 4096;
+        }
+        dev.owner = Some(id);
+        let cmd = read32(dev.bdf, 0x04);
+        write32(dev.bdf, 0x04, (cmd & !0x1) | 0x2 | 0x4);
+        hvlog!("pci {} {:04x}:{:04x} assigned to domain {id}", dev.bdf, dev.vendor, dev.device);
+        Ok(dev.bdf.to_u16() as u64)
+    }
+
+    /// Gives back every device a domain owned (decoding and bus mastering off).
+    pub fn release_pci(&mut self, domid: u32) {
+        for d in self.pci.iter_mut().filter(|d| d.owner == Some(domid)) {
+            let cmd = read32(d.bdf, 0x04);
+            write32(d.bdf, 0x04, cmd & !0x7);
+            d.owner = None;
+            d.sizing = [false; 6];
+            d.mapped_at = [0; 6];
+        }
+    }
+}
+
+/// `pci_op` from a driver domain.
+pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> {
+    let me = hv.domains[slot].as_ref().ok_or(Error::Srch)?.id;
+    let own = |hv: &Hv, bdf: u64| -> Result<usize, Error> {
+        let bdf = Bdf::from_u16(u16::try_from(bdf).map_err(|_| Error::Inval)?);
+        hv.pci.iter().position(|d| d.bdf == bdf && d.owner == Some(me)).ok_or(Error::Perm)
+    };
+    match PciOp::from_u64(args[0]).ok_or(Error::NoSys)? {
+        PciOp::List => {
+            let max = args[2] as usize;
+            let mine: Vec<PciDeviceInfo> = hv.pci.iter().filter(|d| d.owner == Some(me)).map(info).collect();
+            for (n, i) in mine.iter().take(max).enumerate() {
+                let at = args[1].checked_add((n * core::mem::size_of::<PciDeviceInfo>()) as u64).ok_or(Error::Fault)?;
+                copy_out(hv, slot, at, as_bytes(i))?;
+            }
+            Ok(mine.len() as u64)
+        }
+        PciOp::ConfigRead => {
+            let i = own(hv, args[1])?;
+            let off = u8::try_from(args[2]).ok().filter(|o| o % 4 == 0).ok_or(Error::Inval)?;
+            let d = &hv.pci[i];
+            if (0x10..=0x24).contains(&off) && d.sizing[((off - 0x10) / 4) as usize] {
+                let i = ((off - 0x10) / 4) as usize;
+                // The size mask a sizing read returns: low half with the type bits, or the upper
+                // half of a 64-bit BAR.
+                return Ok(match (d.bars[i], i.checked_sub(1).and_then(|j| d.bars[j])) {
+                    (Some(b), _) => ((!(b.size - 1)) as u32 | (read32(d.bdf, off) & 0xf)) as u64,
+                    (None, Some(lo)) if lo.kind == BarKind::Mem64 => ((!(lo.size - 1)) >> 32) as u32 as u64,
+                    _ => 0,
+                });
+            }
+            Ok(read32(d.bdf, off) as u64)
+        }
+        PciOp::ConfigWrite => {
+            let i = own(hv, args[1])?;
+            let off = u8::try_from(args[2]).ok().filter(|o| o % 4 == 0).ok_or(Error::Inval)?;
+            let value = u32::try_from(args[3]).map_err(|_| Error::Inval)?;
+            let bdf = hv.pci[i].bdf;
+            let bars = hv.pci[i].bars;
+            // A BAR register the device implements: a BAR, or the upper half of a 64-bit one.
+            let implemented = |b: u8| {
+                bars[b as usize].is_some()
+                    || (b > 0 && bars[b as usize - 1].is_some_and(|lo| lo.kind == BarKind::Mem64))
+            };
+            match filter_write(off, value, |b| implemented(b).then(|| read32(bdf, 0x10 + b * 4))) {
+                ConfigWrite::Pass(v) => write32(bdf, off, v),
+                ConfigWrite::StartSizing => hv.pci[i].sizing[((off - 0x10) / 4) as usize] = true,
+                ConfigWrite::EndSizing => hv.pci[i].sizing[((off - 0x10) / 4) as usize] = false,
+                ConfigWrite::Drop => return Err(Error::Perm),
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn info(d: &PciDevice) -> PciDeviceInfo {
+    let mut i =
+        PciDeviceInfo { bdf: d.bdf.to_u16(), vendor: d.vendor, device: d.device, class: d.class, ..Default::default() };
+    for b in d.bars.iter().flatten() {
+        let e = &mut i.bars[b.index as usize];
+        e.phys = b.addr;
+        e.size = b.size;
+        e.va = d.mapped_at[b.index as usize];
+        e.kind = match b.kind {
+            BarKind::Io => 1,
+            BarKind::Mem32 => 2,
+            BarKind::Mem64 => 3,
+        };
+    }
+    i
+}
