@@ -1,0 +1,33 @@
+//! blkback: the backend half of the Xen block split driver (blkif), for hv-core driver domains.
+//!
+//! * [`params`]: a vdisk's `params` store key (`offset_mib=N size_mib=M mode=r|w`), parsed
+//!   strictly into a [`params::Region`] of the backing device.
+//! * [`device`]: the backing-device trait ([`device::BlockDevice`]: `capacity`, `read_sectors`,
+//!   `write_sectors`, `flush`) and the RAM disk that implements it today.
+//! * [`vbd`]: one virtual block device: validates every request against blkif.h and the vdisk
+//!   (operation, segments, sector range, read-only) and moves data with batched grant copies
+//!   through the [`vbd::GrantCopier`] trait (never by mapping data pages).
+//! * [`serve`]: one bounded round of a frontend's ring.
+//! * `domain` (bare metal only): the driver domain itself: store handshake, ring mapping, event
+//!   channels, teardown and reconnection. See `docs/blk.md`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod device;
+pub mod params;
+pub mod serve;
+pub mod vbd;
+
+#[cfg(target_os = "none")]
+pub mod domain;
+
+/// Bytes per sector on the wire and on every backing device (`sector-size`).
+pub const SECTOR_SIZE: usize = 512;
+/// Bytes per granted page.
+pub const PAGE_SIZE: usize = 4096;
+/// Sectors per page.
+pub const SECTORS_PER_PAGE: u64 = (PAGE_SIZE / SECTOR_SIZE) as u64;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,268 @@
+//! Host tests: a frontend with granted pages and a ring in plain memory, the RAM disk, and every
+//! kind of bad request.
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use hv_abi::gntst;
+use shared_ring::wire::blkif::{
+    Blkif, BlkifRequest, BlkifRequestSlot, BlkifResponse, BlkifSegment, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_READ,
+    OP_RESERVED_1, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
+};
+use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
+
+use crate::device::{BlockDevice, RamDisk};
+use crate::params::{Region, parse};
+use crate::serve::{ServeError, serve_round};
+use crate::vbd::{GrantCopier, Refusal, SegmentCopy, Vbd};
+
+const BACKEND: u32 = 1;
+const FE: u32 = 5;
+
+/// The hypervisor's grant copy, reduced to what blkback relies on: a grant must exist, name the
+/// backend, and be writable for a copy into it; a bad element fails only itself (and the
+/// backend then fails the whole request).
+#[derive(Default)]
+struct Grants {
+    /// gref → (granted to, read-only, page)
+    pages: HashMap<u32, (u32, bool, Vec<u8>)>,
+    batches: usize,
+}
+
+impl Grants {
+    fn grant(&mut self, gref: u32, to: u32, read_only: bool, fill: u8) {
+        self.pages.insert(gref, (to, read_only, vec![fill; 4096]));
+    }
+    fn check(&self, s: &SegmentCopy, write: bool) -> Result<(), i16> {
+        let Some((to, ro, _)) = self.pages.get(&s.gref) else { return Err(gntst::BAD_GNTREF) };
+        if *to != BACKEND || (write && *ro) {
+            return Err(gntst::PERMISSION_DENIED);
+        }
+        if usize::from(s.page_offset) + usize::from(s.len) > 4096 {
+            return Err(gntst::BAD_COPY_ARG);
+        }
+        Ok(())
+    }
+}
+
+impl GrantCopier for Grants {
+    fn copy_in(&mut self, domid: u32, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16> {
+        assert_eq!(domid, FE);
+        self.batches += 1;
+        let mut result = Ok(());
+        for s in segs {
+            match self.check(s, false) {
+                Ok(()) => {
+                    let p = &self.pages[&s.gref].2;
+                    let o = usize::from(s.page_offset);
+                    buf[s.buf_offset..s.buf_offset + usize::from(s.len)].copy_from_slice(&p[o..o + usize::from(s.len)]);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        result
+    }
+    fn copy_out(&mut self, domid: u32, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16> {
+        assert_eq!(domid, FE);
+        self.batches += 1;
+        let mut result = Ok(());
+        for s in segs {
+            match self.check(s, true) {
+                Ok(()) => {
+                    let p = &mut self.pages.get_mut(&s.gref).unwrap().2;
+                    let o = usize::from(s.page_offset);
+                    p[o..o + usize::from(s.len)].copy_from_slice(&buf[s.buf_offset..s.buf_offset + usize::from(s.len)]);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        result
+    }
+}
+
+fn req(op: u8, id: u64, sector: u64, segs: &[(u32, u8, u8)]) -> BlkifRequestSlot {
+    let mut r =
+        BlkifRequest { operation: op, nr_segments: segs.len() as u8, id, sector_number: sector, ..Default::default() };
+    for (s, &(gref, first_sect, last_sect)) in r.seg.iter_mut().zip(segs) {
+        *s = BlkifSegment { gref, first_sect, last_sect };
+    }
+    BlkifRequestSlot::from(&r)
+}
+
+fn region(start_mib: u64, mib: u64, read_only: bool) -> Region {
+    Region { start: start_mib * 2048, sectors: mib * 2048, read_only }
+}
+
+struct Setup {
+    disk: RamDisk,
+    grants: Grants,
+    vbd: Vbd,
+}
+
+impl Setup {
+    fn new(r: Region) -> Self {
+        Self { disk: RamDisk::with_mib(4), grants: Grants::default(), vbd: Vbd::new(FE, r) }
+    }
+    fn run(&mut self, slot: BlkifRequestSlot) -> i16 {
+        self.vbd.handle(&slot, &mut self.disk, &mut self.grants)
+    }
+}
+
+#[test]
+fn write_then_read_moves_exactly_the_named_sectors() {
+    let mut s = Setup::new(region(1, 2, false));
+    s.grants.grant(10, BACKEND, true, 0xaa);
+    s.grants.grant(11, BACKEND, true, 0xbb);
+    // Sectors 2..=7 of page 10 and 0..=1 of page 11 → vdisk sectors 100..108.
+    assert_eq!(s.run(req(OP_WRITE, 1, 100, &[(10, 2, 7), (11, 0, 1)])), RSP_OKAY);
+    assert_eq!(s.grants.batches, 1, "one batched copy per request");
+    let base = (2048 + 100) * 512;
+    assert!(s.disk.bytes()[base..base + 6 * 512].iter().all(|&b| b == 0xaa));
+    assert!(s.disk.bytes()[base + 6 * 512..base + 8 * 512].iter().all(|&b| b == 0xbb));
+    assert!(s.disk.bytes()[base + 8 * 512..base + 9 * 512].iter().all(|&b| b == 0));
+    assert!(s.disk.bytes()[base - 512..base].iter().all(|&b| b == 0));
+    s.grants.grant(20, BACKEND, false, 0);
+    assert_eq!(s.run(req(OP_READ, 2, 104, &[(20, 1, 4)])), RSP_OKAY);
+    let p = &s.grants.pages[&20].2;
+    assert!(p[..512].iter().all(|&b| b == 0));
+    assert!(p[512..512 * 3].iter().all(|&b| b == 0xaa));
+    assert!(p[512 * 3..512 * 5].iter().all(|&b| b == 0xbb));
+    assert!(p[512 * 5..].iter().all(|&b| b == 0));
+    assert_eq!((s.vbd.stats.reads, s.vbd.stats.writes, s.vbd.stats.sectors_written), (1, 1, 8));
+}
+
+#[test]
+fn every_bad_request_gets_an_error_and_changes_nothing() {
+    let mut s = Setup::new(region(1, 1, false));
+    s.grants.grant(10, BACKEND, true, 0x11);
+    s.grants.grant(12, 99, false, 0x22); // granted to someone else
+    s.grants.grant(13, BACKEND, true, 0x33); // read-only grant: cannot receive read data
+    let mut too_many = BlkifRequest { operation: OP_WRITE, nr_segments: 12, id: 9, ..Default::default() };
+    too_many.seg[0] = BlkifSegment { gref: 10, first_sect: 0, last_sect: 7 };
+    let cases: Vec<(BlkifRequestSlot, i16, &str)> = vec![
+        (req(OP_WRITE, 1, 2048, &[(10, 0, 0)]), RSP_ERROR, "first sector past the vdisk"),
+        (req(OP_WRITE, 1, 2047, &[(10, 0, 1)]), RSP_ERROR, "straddles the vdisk end"),
+        (req(OP_WRITE, 1, u64::MAX - 3, &[(10, 0, 7)]), RSP_ERROR, "wrapping sector"),
+        (req(OP_WRITE, 1, 0, &[(10, 0, 8)]), RSP_ERROR, "last_sect > 7"),
+        (req(OP_WRITE, 1, 0, &[(10, 5, 2)]), RSP_ERROR, "first_sect > last_sect"),
+        (BlkifRequestSlot::from(&too_many), RSP_ERROR, "nr_segments > 11"),
+        (req(OP_WRITE, 1, 0, &[]), RSP_ERROR, "write without segments"),
+        (req(OP_WRITE, 1, 0, &[(10, 0, 7), (777, 0, 7)]), RSP_ERROR, "bad grant ref in segment 2"),
+        (req(OP_WRITE, 1, 0, &[(12, 0, 7)]), RSP_ERROR, "grant not granted to the backend"),
+        (req(OP_READ, 1, 0, &[(13, 0, 7)]), RSP_ERROR, "read into a read-only grant"),
+        (req(OP_RESERVED_1, 1, 0, &[(10, 0, 7)]), RSP_ERROR, "reserved operation"),
+        (BlkifRequestSlot::from_raw([0xff; 112]), RSP_ERROR, "garbage slot"),
+        (
+            BlkifRequestSlot::from(&shared_ring::wire::blkif::BlkifRequestDiscard {
+                operation: OP_DISCARD,
+                nr_sectors: 8,
+                ..Default::default()
+            }),
+            RSP_EOPNOTSUPP,
+            "discard (not advertised)",
+        ),
+    ];
+    for (slot, status, what) in cases {
+        assert_eq!(s.run(slot), status, "{what}");
+    }
+    assert!(s.disk.bytes().iter().all(|&b| b == 0), "no bad request reached the disk");
+    assert_eq!(s.disk.writes, 0);
+    assert_eq!(s.vbd.stats.errors, 13);
+    assert!(matches!(s.vbd.last_refusal, Some(Refusal::Unsupported(OP_DISCARD))));
+}
+
+#[test]
+fn read_only_vdisk_refuses_writes_barriers_and_flushes() {
+    let mut s = Setup::new(region(0, 1, true));
+    s.grants.grant(10, BACKEND, false, 0x44);
+    for op in [OP_WRITE, OP_WRITE_BARRIER, OP_FLUSH_DISKCACHE] {
+        assert_eq!(s.run(req(op, 1, 0, &[(10, 0, 7)])), RSP_ERROR);
+        assert_eq!(s.vbd.last_refusal, Some(Refusal::ReadOnly));
+    }
+    assert_eq!(s.run(req(OP_FLUSH_DISKCACHE, 1, 0, &[])), RSP_ERROR);
+    assert_eq!(s.disk.writes + s.disk.flushes, 0);
+    assert_eq!(s.run(req(OP_READ, 2, 0, &[(10, 0, 7)])), RSP_OKAY);
+}
+
+#[test]
+fn flush_and_barrier_reach_the_device_flush() {
+    let mut s = Setup::new(region(0, 1, false));
+    s.grants.grant(10, BACKEND, true, 0x55);
+    assert_eq!(s.run(req(OP_FLUSH_DISKCACHE, 1, 0, &[])), RSP_OKAY);
+    assert_eq!((s.disk.writes, s.disk.flushes), (0, 1));
+    assert_eq!(s.run(req(OP_FLUSH_DISKCACHE, 2, 8, &[(10, 0, 7)])), RSP_OKAY);
+    assert_eq!((s.disk.writes, s.disk.flushes), (1, 2));
+    assert_eq!(s.run(req(OP_WRITE_BARRIER, 3, 16, &[(10, 0, 7)])), RSP_OKAY);
+    assert_eq!((s.disk.writes, s.disk.flushes), (2, 4), "flush before and after the barrier write");
+    assert!(s.disk.bytes()[8 * 512..24 * 512].iter().all(|&b| b == 0x55));
+}
+
+#[test]
+fn two_vdisks_on_one_device_stay_apart() {
+    let mut disk = RamDisk::with_mib(4);
+    let mut grants = Grants::default();
+    grants.grant(10, BACKEND, true, 0x66);
+    let mut a = Vbd::new(FE, region(0, 1, false));
+    let mut b = Vbd::new(FE, region(1, 1, false));
+    // a's last sector and b's first.
+    assert_eq!(a.handle(&req(OP_WRITE, 1, 2047, &[(10, 0, 0)]), &mut disk, &mut grants), RSP_OKAY);
+    assert_eq!(a.handle(&req(OP_WRITE, 1, 2048, &[(10, 0, 0)]), &mut disk, &mut grants), RSP_ERROR);
+    grants.grant(10, BACKEND, true, 0x77);
+    assert_eq!(b.handle(&req(OP_WRITE, 1, 0, &[(10, 0, 0)]), &mut disk, &mut grants), RSP_OKAY);
+    assert!(disk.bytes()[2047 * 512..2048 * 512].iter().all(|&x| x == 0x66));
+    assert!(disk.bytes()[2048 * 512..2049 * 512].iter().all(|&x| x == 0x77));
+}
+
+#[test]
+fn params_feed_regions() {
+    let r = parse("offset_mib=1 size_mib=2 mode=r", RamDisk::with_mib(4).capacity()).unwrap();
+    assert_eq!(r, region(1, 2, true));
+    assert!(parse("offset_mib=3 size_mib=2 mode=r", RamDisk::with_mib(4).capacity()).is_err());
+}
+
+fn ring_pair(cells: &[Cell<u8>]) -> (FrontRing<Blkif, CellMemory<'_>>, BackRing<Blkif, CellMemory<'_>>) {
+    let front = FrontRing::<Blkif, _>::init(CellMemory::from_cells(cells)).unwrap();
+    let back = BackRing::<Blkif, _>::attach(CellMemory::from_cells(cells)).unwrap();
+    (front, back)
+}
+
+#[test]
+fn ring_round_answers_every_request_in_order_within_its_budget() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::new(region(0, 1, false));
+    s.grants.grant(10, BACKEND, true, 0x12);
+    for id in 0..20u64 {
+        let slot =
+            if id % 2 == 0 { req(OP_WRITE, id, id * 8, &[(10, 0, 7)]) } else { req(OP_WRITE, id, 4096, &[(10, 0, 7)]) };
+        front.push_request(slot).unwrap();
+    }
+    let _ = front.publish_requests();
+    let mut refused_ids = Vec::new();
+    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 8, |_, id| refused_ids.push(id)).unwrap();
+    assert_eq!((r.served, r.refused, r.more), (8, 4, true));
+    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, id| refused_ids.push(id)).unwrap();
+    assert_eq!((r.served, r.refused, r.more), (12, 6, false));
+    assert_eq!(refused_ids, (0..20).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+    let mut got: Vec<BlkifResponse> = Vec::new();
+    while let Some(rsp) = front.poll_response().unwrap() {
+        got.push(rsp);
+    }
+    assert_eq!(got.len(), 20);
+    for (i, rsp) in got.iter().enumerate() {
+        assert_eq!(rsp.id, i as u64);
+        assert_eq!(rsp.operation, OP_WRITE);
+        assert_eq!(rsp.status, if i % 2 == 0 { RSP_OKAY } else { RSP_ERROR });
+    }
+}
+
+#[test]
+fn a_lying_req_prod_breaks_only_that_ring() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (_front, mut back) = ring_pair(&cells);
+    let mut s = Setup::new(region(0, 1, false));
+    // req_prod (offset 0) claims 1000 requests on a 32-slot ring.
+    CellMemory::from_cells(&cells).write(0, &1000u32.to_le_bytes());
+    let e = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap_err();
+    assert!(matches!(e, ServeError::Peer(_)), "{e:?}");
+    assert_eq!(s.disk.writes + s.disk.reads, 0);
+}

@@ -1,0 +1,207 @@
+//! One virtual block device: a region of the backing device served to one frontend.
+//!
+//! [`Vbd::handle`] takes a request slot the ring copied out of shared memory exactly once,
+//! validates it (blkif.h rules via `decode`, then the vdisk's own: sector range, read-only) and
+//! performs it. Data moves between the frontend's granted pages and the backend's own buffer by
+//! one batched grant copy per request ([`GrantCopier`]); a write reaches the device only after
+//! every segment was copied in, and is acknowledged only after the device completed it.
+use alloc::boxed::Box;
+use core::fmt;
+
+use shared_ring::wire::blkif::{
+    BlkifError, BlkifRequest, BlkifRequestSlot, BlockRequest, MAX_SEGMENTS_PER_REQUEST, OP_FLUSH_DISKCACHE, OP_READ,
+    OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
+};
+
+use crate::device::{BlockDevice, DeviceError};
+use crate::params::Region;
+use crate::{PAGE_SIZE, SECTOR_SIZE};
+
+/// Bytes one direct request can carry.
+pub const MAX_REQUEST_BYTES: usize = MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE;
+
+/// One segment's copy: `len` bytes at `page_offset` in the frontend's grant `gref`, to or from
+/// `buf_offset` in the backend's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentCopy {
+    pub gref: u32,
+    pub page_offset: u16,
+    pub len: u16,
+    pub buf_offset: usize,
+}
+
+/// Batched grant copy with the frontend `domid` (the hypervisor's `grant_table_op(copy)`).
+/// Each call is one batch; it succeeds only if every element did.
+pub trait GrantCopier {
+    /// Frontend pages → `buf` (a write request's data).
+    fn copy_in(&mut self, domid: u32, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16>;
+    /// `buf` → frontend pages (a read request's data).
+    fn copy_out(&mut self, domid: u32, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16>;
+}
+
+/// Why a request was refused (for the backend's log and the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed(BlkifError),
+    /// Discard and indirect requests: not advertised.
+    Unsupported(u8),
+    /// Sectors `sector..sector+count` are not inside the vdisk of `size` sectors.
+    OutOfRange {
+        sector: u64,
+        count: u64,
+        size: u64,
+    },
+    /// A write, barrier or flush on a read-only vdisk.
+    ReadOnly,
+    /// A grant copy element failed with this `GNTST_*` status.
+    Grant(i16),
+    Device(DeviceError),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Malformed(e) => write!(f, "malformed request: {e}"),
+            Refusal::Unsupported(op) => write!(f, "unsupported operation {op}"),
+            Refusal::OutOfRange { sector, count, size } => {
+                write!(f, "sectors {sector}+{count} outside the vdisk of {size} sectors")
+            }
+            Refusal::ReadOnly => f.write_str("write to a read-only vdisk"),
+            Refusal::Grant(s) => write!(f, "grant copy failed (status {s})"),
+            Refusal::Device(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Refusal {
+    /// The blkif response status for it.
+    pub fn status(&self) -> i16 {
+        match self {
+            Refusal::Unsupported(_) => RSP_EOPNOTSUPP,
+            _ => RSP_ERROR,
+        }
+    }
+}
+
+/// Counters of one vdisk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub reads: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub errors: u64,
+    pub sectors_read: u64,
+    pub sectors_written: u64,
+}
+
+/// A vdisk served to frontend `frontend`.
+pub struct Vbd {
+    pub frontend: u32,
+    pub region: Region,
+    pub stats: Stats,
+    /// The last refusal, for the log.
+    pub last_refusal: Option<Refusal>,
+    buf: Box<[u8]>,
+}
+
+impl Vbd {
+    pub fn new(frontend: u32, region: Region) -> Self {
+        Self {
+            frontend,
+            region,
+            stats: Stats::default(),
+            last_refusal: None,
+            buf: alloc::vec![0; MAX_REQUEST_BYTES].into_boxed_slice(),
+        }
+    }
+
+    /// Performs one request and returns the response status (never panics).
+    pub fn handle(
+        &mut self,
+        slot: &BlkifRequestSlot,
+        dev: &mut impl BlockDevice,
+        copier: &mut impl GrantCopier,
+    ) -> i16 {
+        match self.perform(slot, dev, copier) {
+            Ok(()) => {
+                self.last_refusal = None;
+                RSP_OKAY
+            }
+            Err(r) => {
+                self.stats.errors += 1;
+                self.last_refusal = Some(r);
+                r.status()
+            }
+        }
+    }
+
+    fn perform(
+        &mut self,
+        slot: &BlkifRequestSlot,
+        dev: &mut impl BlockDevice,
+        copier: &mut impl GrantCopier,
+    ) -> Result<(), Refusal> {
+        let req = match slot.decode().map_err(Refusal::Malformed)? {
+            BlockRequest::Direct(r) => r,
+            BlockRequest::Discard(r) => return Err(Refusal::Unsupported(r.operation)),
+            BlockRequest::Indirect(r) => return Err(Refusal::Unsupported(r.operation)),
+        };
+        let (segs, count) = segments(&req);
+        let segs = &segs[..usize::from(req.nr_segments)];
+        let size = self.region.sectors;
+        if req.sector_number.checked_add(count).is_none_or(|end| end > size) {
+            return Err(Refusal::OutOfRange { sector: req.sector_number, count, size });
+        }
+        if req.operation != OP_READ && self.region.read_only {
+            return Err(Refusal::ReadOnly);
+        }
+        let at = self.region.start + req.sector_number;
+        let bytes = count as usize * SECTOR_SIZE;
+        let buf = &mut self.buf[..bytes];
+        match req.operation {
+            OP_READ => {
+                dev.read_sectors(at, buf).map_err(Refusal::Device)?;
+                copier.copy_out(self.frontend, segs, buf).map_err(Refusal::Grant)?;
+                self.stats.reads += 1;
+                self.stats.sectors_read += count;
+            }
+            OP_WRITE | OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE => {
+                // Barrier: everything before it completes first (our device calls are
+                // synchronous, so earlier writes are done; make them durable too).
+                if req.operation == OP_WRITE_BARRIER {
+                    dev.flush().map_err(Refusal::Device)?;
+                }
+                if count > 0 {
+                    // All segments in, or nothing reaches the device.
+                    copier.copy_in(self.frontend, segs, buf).map_err(Refusal::Grant)?;
+                    dev.write_sectors(at, buf).map_err(Refusal::Device)?;
+                    self.stats.writes += 1;
+                    self.stats.sectors_written += count;
+                }
+                if req.operation != OP_WRITE {
+                    dev.flush().map_err(Refusal::Device)?;
+                    self.stats.flushes += 1;
+                }
+            }
+            op => return Err(Refusal::Unsupported(op)),
+        }
+        Ok(())
+    }
+}
+
+/// The copies of a validated direct request's segments, packed into the buffer, and its sectors.
+fn segments(req: &BlkifRequest) -> ([SegmentCopy; MAX_SEGMENTS_PER_REQUEST], u64) {
+    let mut out = [SegmentCopy { gref: 0, page_offset: 0, len: 0, buf_offset: 0 }; MAX_SEGMENTS_PER_REQUEST];
+    let mut sectors = 0u64;
+    for (o, s) in out.iter_mut().zip(&req.seg[..usize::from(req.nr_segments).min(MAX_SEGMENTS_PER_REQUEST)]) {
+        let n = s.sectors();
+        *o = SegmentCopy {
+            gref: s.gref,
+            page_offset: u16::from(s.first_sect) * SECTOR_SIZE as u16,
+            len: (n as usize * SECTOR_SIZE) as u16,
+            buf_offset: sectors as usize * SECTOR_SIZE,
+        };
+        sectors += n;
+    }
+    (out, sectors)
+}
