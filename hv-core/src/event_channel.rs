@@ -18,6 +18,8 @@ pub enum PortState {
         remote_port: u32,
     },
     Virq(u32),
+    /// A physical device's interrupt (the device's bus/device/function).
+    Pirq(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +194,21 @@ impl EventChannels {
         Ok(())
     }
 
+    /// Binds a device interrupt (`pirq` = the device's bdf; the caller checked ownership).
+    pub fn bind_pirq(&mut self, dom: u32, pirq: u32) -> Result<u32, EvtchnError> {
+        let t = self.table(dom)?;
+        if t.ports.contains(&PortState::Pirq(pirq)) {
+            return Err(EvtchnError::VirqBound);
+        }
+        t.alloc(PortState::Pirq(pirq))
+    }
+
+    /// The port `dom` bound device interrupt `pirq` to, if any.
+    pub fn pirq_port(&self, dom: u32, pirq: u32) -> Option<u32> {
+        let t = self.tables.get(&dom)?;
+        t.ports.iter().position(|s| *s == PortState::Pirq(pirq)).map(|p| p as u32)
+    }
+
     /// The port `dom` bound `virq` to, if any.
     pub fn virq_port(&self, dom: u32, virq: u32) -> Option<u32> {
         let t = self.tables.get(&dom)?;
@@ -280,6 +297,18 @@ mod tests {
         assert_eq!(e.ports_in_use(), 1);
         e.remove_domain(2);
         assert_eq!(e.ports_in_use(), 0);
+    }
+
+    #[test]
+    fn pirqs() {
+        let mut e = two();
+        let p = e.bind_pirq(1, 0x08).unwrap();
+        assert_eq!(e.bind_pirq(1, 0x08), Err(EvtchnError::VirqBound));
+        assert_eq!(e.pirq_port(1, 0x08), Some(p));
+        assert_eq!(e.pirq_port(2, 0x08), None);
+        assert_eq!(e.send(1, p), Err(EvtchnError::WrongState));
+        e.close(1, p).unwrap();
+        assert_eq!(e.pirq_port(1, 0x08), None);
     }
 
     #[test]

@@ -268,6 +268,7 @@ pub mod evtchn_state {
     pub const CLOSED: u32 = 0;
     pub const UNBOUND: u32 = 1;
     pub const INTERDOMAIN: u32 = 2;
+    pub const PIRQ: u32 = 3;
     pub const VIRQ: u32 = 4;
 }
 

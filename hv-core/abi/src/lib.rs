@@ -128,6 +128,9 @@ pub enum EvtchnOp {
     Unmask = 6,
     /// `status(port, out: *mut EvtchnStatus) -> 0`.
     Status = 7,
+    /// `bind_pirq(bdf) -> port`: the interrupt of one of the caller's assigned PCI devices
+    /// (delivered by MSI-X, which the hypervisor programs). `EPERM` for a device not the caller's.
+    BindPirq = 8,
 }
 
 impl EvtchnOp {
@@ -140,6 +143,7 @@ impl EvtchnOp {
             5 => Self::Close,
             6 => Self::Unmask,
             7 => Self::Status,
+            8 => Self::BindPirq,
             _ => return None,
         })
     }

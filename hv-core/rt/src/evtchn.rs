@@ -21,6 +21,11 @@ pub fn bind_virq(virq: u64) -> Result<u32, Error> {
     op(EvtchnOp::BindVirq, virq, 0).map(|p| p as u32)
 }
 
+/// A port for the interrupt of one of our assigned PCI devices (`bdf` = bus << 8 | dev << 3 | fn).
+pub fn bind_pirq(bdf: u16) -> Result<u32, Error> {
+    op(EvtchnOp::BindPirq, bdf as u64, 0).map(|p| p as u32)
+}
+
 pub fn send(port: u32) -> Result<(), Error> {
     op(EvtchnOp::Send, port as u64, 0).map(drop)
 }

@@ -21,6 +21,7 @@ pub mod hypercall;
 pub mod pci;
 pub mod store;
 pub mod time;
+pub mod virtio;
 
 pub use hv_abi as abi;
 

@@ -48,6 +48,13 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             }
             hv.evtchn.bind_virq(me, virq).map(u64::from).map_err(errno)
         }
+        EvtchnOp::BindPirq => {
+            let bdf = u16::try_from(args[1]).map_err(|_| Error::Inval)?;
+            if !hv.pci.iter().any(|d| d.bdf.to_u16() == bdf && d.owner == Some(me)) {
+                return Err(Error::Perm);
+            }
+            hv.evtchn.bind_pirq(me, bdf as u32).map(u64::from).map_err(errno)
+        }
         EvtchnOp::Send => {
             if let Some(p) = hv.evtchn.send(me, port_arg(args[1])?).map_err(errno)? {
                 hv.set_pending(p.dom, p.port);
@@ -82,6 +89,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
                     EvtchnStatus { state: evtchn_state::INTERDOMAIN, remote_dom, remote_port, _pad: 0 }
                 }
                 PortState::Virq(v) => EvtchnStatus { state: evtchn_state::VIRQ, remote_dom: v, ..Default::default() },
+                PortState::Pirq(p) => EvtchnStatus { state: evtchn_state::PIRQ, remote_dom: p, ..Default::default() },
             };
             copy_out(hv, slot, args[2], as_bytes(&st))?;
             Ok(0)

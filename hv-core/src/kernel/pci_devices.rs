@@ -4,7 +4,9 @@
 use super::Hv;
 use super::domain::Domain;
 use super::hypercall::{as_bytes, copy_out};
+use crate::arch::paging;
 use crate::arch::pci_config::{read32, write32};
+use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS};
 use crate::hvlog;
 use crate::pci::{Bar, BarKind, Bdf, ConfigWrite, MmioWindow, Selector, decode_bar, filter_write};
 use alloc::vec::Vec;
@@ -21,6 +23,44 @@ pub struct PciDevice {
     sizing: [bool; 6],
     /// Where each memory BAR is mapped in the owner.
     mapped_at: [u64; 6],
+    /// The MSI-X capability: its config offset, table BAR and offset, entries. The hypervisor
+    /// owns it: the table page is never mapped into the domain and writes to the capability are
+    /// refused, so a driver domain cannot aim interrupts at arbitrary vectors.
+    msix: Option<Msix>,
+    /// The interrupt vector the device's MSI-X entries raise, while assigned.
+    pub vector: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Msix {
+    cap: u8,
+    bir: u8,
+    offset: u64,
+    entries: u16,
+}
+
+fn find_msix(bdf: Bdf) -> Option<Msix> {
+    if read32(bdf, 0x04) & (1 << 20) == 0 {
+        return None; // no capability list
+    }
+    let mut cap = (read32(bdf, 0x34) & 0xfc) as u8;
+    for _ in 0..48 {
+        if cap < 0x40 {
+            return None;
+        }
+        let head = read32(bdf, cap);
+        if head & 0xff == 0x11 {
+            let table = read32(bdf, cap + 4);
+            return Some(Msix {
+                cap,
+                bir: (table & 7) as u8,
+                offset: (table & !7) as u64,
+                entries: ((head >> 16) & 0x7ff) as u16 + 1,
+            });
+        }
+        cap = ((head >> 8) & 0xfc) as u8;
+    }
+    None
 }
 
 /// Where unassigned BARs go: above the q35 ECAM window, below the I/O APIC.
@@ -95,6 +135,8 @@ pub fn enumerate() -> Vec<PciDevice> {
                         owner: None,
                         sizing: [false; 6],
                         mapped_at: [0; 6],
+                        msix: find_msix(bdf),
+                        vector: None,
                     });
                 }
                 if func == 0 && header & 0x80 == 0 {
@@ -134,6 +176,9 @@ impl Hv {
                     }
             })
             .ok_or(Error::NoEnt)?;
+        let vector = (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS)
+            .find(|v| !self.pci.iter().any(|d| d.vector == Some(*v)))
+            .ok_or(Error::NoSpc)?;
         let l = self.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
         let id = domid as u32;
         let mut va = BAR_WINDOW
@@ -146,9 +191,15 @@ impl Hv {
                 .map(|b| b.size.next_multiple_of(4096))
                 .sum::<u64>();
         let dev = &mut self.pci[i];
+        // The MSI-X table's pages stay the hypervisor's.
+        let table =
+            dev.msix.map(|m| (m.bir, m.offset & !0xfff, (m.offset + m.entries as u64 * 16).next_multiple_of(4096)));
         for b in dev.bars.iter().flatten().filter(|b| b.kind != BarKind::Io && b.addr != 0) {
             let pages = b.size.div_ceil(4096);
             for p in 0..pages {
+                if table.is_some_and(|(bir, lo, hi)| bir == b.index && (lo..hi).contains(&(p * 4096))) {
+                    continue;
+                }
                 if l.aspace.map_device(va + p * 4096, b.addr + p * 4096, &mut self.frames).is_none() {
                     return Err(Error::NoMem);
                 }
@@ -159,18 +210,61 @@ impl Hv {
         dev.owner = Some(id);
         let cmd = read32(dev.bdf, 0x04);
         write32(dev.bdf, 0x04, (cmd & !0x1) | 0x2 | 0x4);
+        if let Some(m) = dev.msix {
+            program_msix(dev.bdf, &dev.bars, m, vector);
+            dev.vector = Some(vector);
+        }
         hvlog!("pci {} {:04x}:{:04x} assigned to domain {id}", dev.bdf, dev.vendor, dev.device);
         Ok(dev.bdf.to_u16() as u64)
     }
 
-    /// Gives back every device a domain owned (decoding and bus mastering off).
+    /// Gives back every device a domain owned (MSI-X, decoding and bus mastering off).
     pub fn release_pci(&mut self, domid: u32) {
         for d in self.pci.iter_mut().filter(|d| d.owner == Some(domid)) {
+            if let Some(m) = d.msix {
+                let ctrl = read32(d.bdf, m.cap);
+                write32(d.bdf, m.cap, ctrl & !(1 << 31));
+            }
+            d.vector = None;
             let cmd = read32(d.bdf, 0x04);
             write32(d.bdf, 0x04, cmd & !0x7);
             d.owner = None;
             d.sizing = [false; 6];
             d.mapped_at = [0; 6];
+        }
+    }
+}
+
+/// Points every MSI-X entry of a device at `vector` on the boot CPU and enables MSI-X.
+fn program_msix(bdf: Bdf, bars: &[Option<Bar>; 6], m: Msix, vector: u8) {
+    let Some(bar) = bars[m.bir as usize] else { return };
+    let table = bar.addr + m.offset;
+    for e in 0..m.entries.min(64) as u64 {
+        let entry = paging::phys_to_virt(table + e * 16) as *mut u32;
+        // SAFETY: the MSI-X table lies in the device's BAR, which the direct map covers
+        // uncached (3–4 GiB); the domain cannot reach this page.
+        unsafe {
+            entry.write_volatile(0xfee0_0000); // message address: local APIC of CPU 0
+            entry.add(1).write_volatile(0);
+            entry.add(2).write_volatile(vector as u32); // message data: fixed, edge
+            entry.add(3).write_volatile(0); // unmasked
+        }
+    }
+    let ctrl = read32(bdf, m.cap);
+    // Enable, not function-masked.
+    write32(bdf, m.cap, (ctrl | 1 << 31) & !(1 << 30));
+}
+
+impl Hv {
+    /// A device interrupt arrived on `vector`: raise the owner's pirq port.
+    pub fn device_interrupt(&mut self, vector: u8) {
+        let Some((owner, bdf)) =
+            self.pci.iter().find(|d| d.vector == Some(vector)).and_then(|d| Some((d.owner?, d.bdf)))
+        else {
+            return;
+        };
+        if let Some(port) = self.evtchn.pirq_port(owner, bdf.to_u16() as u32) {
+            self.set_pending(owner, port);
         }
     }
 }
@@ -213,6 +307,10 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             let off = u8::try_from(args[2]).ok().filter(|o| o % 4 == 0).ok_or(Error::Inval)?;
             let value = u32::try_from(args[3]).map_err(|_| Error::Inval)?;
             let bdf = hv.pci[i].bdf;
+            // The MSI-X capability is the hypervisor's.
+            if hv.pci[i].msix.is_some_and(|m| off >= m.cap && off < m.cap + 12) {
+                return Err(Error::Perm);
+            }
             let bars = hv.pci[i].bars;
             // A BAR register the device implements: a BAR, or the upper half of a 64-bit one.
             let implemented = |b: u8| {

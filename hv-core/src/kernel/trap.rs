@@ -1,7 +1,7 @@
 //! Rust side of every entry into the hypervisor: exceptions, interrupts and hypercalls.
 use super::domain::leave;
 use super::{HV, Hv, hypercall};
-use crate::arch::trap::{SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
 use crate::arch::{TrapFrame, apic};
 use crate::hvlog;
 use hv_abi::end;
@@ -16,6 +16,12 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         match vector {
             TIMER_VECTOR => apic::eoi(),
             SPURIOUS_VECTOR => {}
+            v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
+                apic::eoi();
+                if let Some(hv) = HV.lock().as_mut() {
+                    hv.device_interrupt(v);
+                }
+            }
             _ => panic!(
                 "{} in the hypervisor at rip={:#x} error={:#x} cr2={:#x}",
                 exception_name(vector),
@@ -36,6 +42,10 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         }
         SPURIOUS_VECTOR => {}
         v if v < 32 => domain_fault(hv, frame),
+        v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
+            apic::eoi();
+            hv.device_interrupt(v);
+        }
         _ => {}
     }
     leave(guard, frame);

@@ -11,6 +11,9 @@ use x86_64::structures::DescriptorTablePointer;
 /// Vector number recorded for frames saved by the syscall stub.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 pub const TIMER_VECTOR: u8 = 0x40;
+/// Vectors for device interrupts (MSI-X), one per assigned device function.
+pub const DEVICE_VECTOR_BASE: u8 = 0x50;
+pub const DEVICE_VECTORS: u8 = 8;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 /// Saved register state, lowest address first (the stubs push in reverse).
@@ -52,7 +55,7 @@ impl TrapFrame {
 unsafe extern "C" {
     fn trap_exit() -> !;
     fn syscall_entry();
-    static isr_table: [u64; 34];
+    static isr_table: [u64; 42];
 }
 
 macro_rules! stubs {
@@ -70,7 +73,7 @@ macro_rules! stubs {
             "    jmp trap_common",
             ".endm",
             ".section .text.trap, \"ax\"",
-            ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,255",
+            ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,80,81,82,83,84,85,86,87,255",
             "ISR_NOERR \\n",
             ".endr",
             ".irp n, 8,10,11,12,13,14,17,21,29,30",
@@ -126,7 +129,7 @@ macro_rules! stubs {
             ".balign 8",
             ".global isr_table",
             "isr_table:",
-            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,64,255",
+            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,64,80,81,82,83,84,85,86,87,255",
             "    .quad isr_\\n",
             ".endr",
             ".text",
@@ -177,7 +180,10 @@ static mut IDT: Idt = Idt([Gate::MISSING; 256]);
 pub fn init() {
     // SAFETY: `isr_table` is the read-only address table emitted by the stubs above.
     let table = unsafe { &isr_table };
-    let vectors = (0u8..32).chain([TIMER_VECTOR, SPURIOUS_VECTOR]);
+    let vectors = (0u8..32)
+        .chain([TIMER_VECTOR])
+        .chain(DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS)
+        .chain([SPURIOUS_VECTOR]);
     for (i, v) in vectors.enumerate() {
         // Double fault and machine check run on their own known-good stack.
         let ist = matches!(v, 8 | 18).then_some(IST_FATAL);
