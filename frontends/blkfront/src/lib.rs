@@ -198,6 +198,12 @@ impl BlkFront {
         self.be
     }
 
+    /// Gives the store connection back (the device is left as it is: its ring stays shared
+    /// until the domain ends).
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+
     /// The store connection (owned by the device).
     pub fn store(&mut self) -> &mut Store {
         &mut self.store

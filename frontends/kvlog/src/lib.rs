@@ -286,6 +286,10 @@ impl<D: Disk> Kvlog<D> {
         self.index.keys().map(Vec::as_slice)
     }
 
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
     pub fn into_disk(self) -> D {
         self.disk
     }
