@@ -103,3 +103,108 @@ pub fn route_queue_interrupt(dev: &hv_abi::PciDeviceInfo, queue: u16) -> bool {
         ((cfg + 0x1a) as *const u16).read_volatile() == 0
     }
 }
+
+/// An assigned virtio-blk device driven with interrupts: each request is queued, the domain
+/// blocks on the device's pirq port until the completion interrupt, then collects the result.
+pub struct BlockDisk {
+    blk: virtio_drivers::device::blk::VirtIOBlk<HvHal, virtio_drivers::transport::pci::PciTransport>,
+    port: u32,
+    interrupts: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskError {
+    NoDevice,
+    Setup,
+    Io,
+    /// The request's buffer is not a whole number of 512-byte sectors.
+    BadLength,
+}
+
+impl BlockDisk {
+    pub const SECTOR: usize = 512;
+
+    /// Opens our first virtio-blk device (modern or transitional id).
+    pub fn open() -> Result<Self, DiskError> {
+        use virtio_drivers::transport::pci::PciTransport;
+        use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+        let dev = *devices()
+            .iter()
+            .find(|d| d.vendor == 0x1af4 && matches!(d.device, 0x1001 | 0x1042))
+            .ok_or(DiskError::NoDevice)?;
+        let bdf = pci::Bdf::from_u16(dev.bdf);
+        let mut root = PciRoot::new(HvConfigAccess);
+        let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
+        let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| DiskError::Setup)?;
+        let blk = virtio_drivers::device::blk::VirtIOBlk::new(transport).map_err(|_| DiskError::Setup)?;
+        let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| DiskError::Setup)?;
+        let interrupts = route_queue_interrupt(&dev, 0);
+        Ok(Self { blk, port, interrupts })
+    }
+
+    /// Capacity in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.blk.capacity()
+    }
+
+    pub fn readonly(&self) -> bool {
+        self.blk.readonly()
+    }
+
+    /// Whether completions arrive as interrupts (else the disk is polled).
+    pub fn interrupt_driven(&self) -> bool {
+        self.interrupts
+    }
+
+    /// Waits until request `token` is done: blocks on the pirq port (or yields when polling).
+    fn wait(&mut self, token: u16) {
+        let deadline = crate::time::now_ns().saturating_add(10_000_000_000);
+        while self.blk.peek_used() != Some(token) {
+            if crate::time::now_ns() > deadline {
+                return;
+            }
+            if self.interrupts {
+                if !crate::evtchn::clear(self.port) {
+                    crate::time::block_until(deadline);
+                }
+            } else {
+                crate::yield_now();
+            }
+        }
+        crate::evtchn::clear(self.port);
+    }
+
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        use virtio_drivers::device::blk::{BlkReq, BlkResp};
+        if buf.is_empty() || buf.len() % Self::SECTOR != 0 {
+            return Err(DiskError::BadLength);
+        }
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        // SAFETY: req, buf and resp stay untouched until `complete_read_blocks` below.
+        let token =
+            unsafe { self.blk.read_blocks_nb(sector as usize, &mut req, buf, &mut resp) }.map_err(|_| DiskError::Io)?;
+        self.wait(token);
+        // SAFETY: the same buffers as queued.
+        unsafe { self.blk.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|_| DiskError::Io)
+    }
+
+    /// Writes; returns once the device reports the write complete.
+    pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        use virtio_drivers::device::blk::{BlkReq, BlkResp};
+        if buf.is_empty() || buf.len() % Self::SECTOR != 0 {
+            return Err(DiskError::BadLength);
+        }
+        let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
+        // SAFETY: req, buf and resp stay untouched until `complete_write_blocks` below.
+        let token = unsafe { self.blk.write_blocks_nb(sector as usize, &mut req, buf, &mut resp) }
+            .map_err(|_| DiskError::Io)?;
+        self.wait(token);
+        // SAFETY: the same buffers as queued.
+        unsafe { self.blk.complete_write_blocks(token, &req, buf, &mut resp) }.map_err(|_| DiskError::Io)
+    }
+
+    /// Flushes the device's write cache (a no-op if it has none).
+    pub fn flush(&mut self) -> Result<(), DiskError> {
+        self.blk.flush().map_err(|_| DiskError::Io)
+    }
+}
