@@ -8,6 +8,7 @@
 //! `event-channel`, `protocol`, map the ring, bind the port, switch to Connected. A frontend that
 //! goes Closing/Closed or vanishes, or breaks its ring, is torn down (unmap, close) and may
 //! reconnect by going back to Initialising.
+use crate::device::DeviceError;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -255,9 +256,43 @@ fn scan(store: &mut Store, base: &str, devices: &mut Vec<Device>, device_sectors
 }
 
 pub fn main() {
-    let ram_mib = hv_rt::arg_u64("ram_mib", 32).clamp(1, 256);
-    let mut disk = RamDisk::with_mib(ram_mib);
-    serve(&mut disk, &format!("RAM disk of {ram_mib} MiB"));
+    // The virtio-blk device the toolstack assigned to us, if any; else a RAM disk.
+    match hv_rt::virtio::BlockDisk::open() {
+        Ok(d) => {
+            let how = if d.interrupt_driven() { "interrupts" } else { "polling" };
+            let what = format!("virtio-blk disk ({how})");
+            serve(&mut VirtioDisk(d), &what);
+        }
+        Err(e) => {
+            if e != hv_rt::virtio::DiskError::NoDevice {
+                println!("virtio-blk device unusable ({e:?}); falling back to a RAM disk");
+            }
+            let ram_mib = hv_rt::arg_u64("ram_mib", 32).clamp(1, 256);
+            let mut disk = RamDisk::with_mib(ram_mib);
+            serve(&mut disk, &format!("RAM disk of {ram_mib} MiB"));
+        }
+    }
+}
+
+/// The assigned virtio-blk device: every call returns only once the device completed the
+/// request (its completion interrupt arrived), so acknowledged writes are on the device.
+struct VirtioDisk(hv_rt::virtio::BlockDisk);
+
+impl BlockDevice for VirtioDisk {
+    fn capacity(&self) -> u64 {
+        self.0.sectors()
+    }
+    fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
+        crate::device::byte_range(self.capacity(), sector, buf.len())?;
+        self.0.read(sector, buf).map_err(|_| DeviceError::Io)
+    }
+    fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError> {
+        crate::device::byte_range(self.capacity(), sector, buf.len())?;
+        self.0.write(sector, buf).map_err(|_| DeviceError::Io)
+    }
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        self.0.flush().map_err(|_| DeviceError::Io)
+    }
 }
 
 /// Serves every vbd on `disk` until the domain is destroyed.
