@@ -46,6 +46,8 @@ enum Target {
     RelativeToReference(f64),
     /// value < limit
     Below(f64),
+    /// value ≥ factor × reference (higher is better)
+    AtLeast(f64),
 }
 
 struct Row {
@@ -66,6 +68,7 @@ impl Row {
         match self.target {
             Some(Target::RelativeToReference(f)) => format!("<= {f}x ref"),
             Some(Target::Below(l)) => format!("< {l} {}", self.unit),
+            Some(Target::AtLeast(f)) => format!(">= {f}x ref"),
             None => "-".into(),
         }
     }
@@ -74,6 +77,7 @@ impl Row {
         match self.target {
             Some(Target::RelativeToReference(f)) => self.ratio().map(|r| r <= f),
             Some(Target::Below(l)) => Some(self.value < l),
+            Some(Target::AtLeast(f)) => self.ratio().map(|r| r >= f),
             None => None,
         }
     }
@@ -158,6 +162,58 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
+    Ok(())
+}
+
+/// `cargo xtask bench blk`: the `bench-blk` topology `runs` times; each DomU-through-blkback
+/// figure is compared with blkback running the same pattern directly on the device, same run.
+pub fn run_blk(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+    let p = crate::prepare(paths, Some("bench-blk"))?;
+    let mut out: BTreeMap<String, (Vec<f64>, String)> = BTreeMap::new();
+    for i in 0..runs {
+        let mut spec = Spec {
+            machine,
+            accel,
+            ..Spec::new(Media::Direct { kernel: p.hypervisor(), initrd: p.bundle.clone(), append: None })
+        };
+        spec.disks = xtask::disks::images(&paths.disks_dir("bench-blk"), &p.topology, true)?;
+        step(format!("bench-blk topology, run {}/{runs}", i + 1));
+        let run = qemu::run_captured(&spec, crate::BOOT_TIMEOUT, None)?;
+        let found: Vec<_> = run.lines.iter().filter_map(|l| parse_bench_line(l)).collect();
+        if run.exit_code != Some(qemu::EXIT_ALL_EXPECTED) || found.len() < 6 {
+            bail!(
+                "the bench-blk topology failed ({}; {} BENCH lines); command: {}\nserial:\n{}\nstderr:\n{}",
+                run.outcome(),
+                found.len(),
+                run.command,
+                run.lines.join("\n"),
+                run.stderr
+            );
+        }
+        for (metric, value, unit) in found {
+            out.entry(metric).or_insert_with(|| (Vec::new(), unit)).0.push(value);
+        }
+    }
+    let mut medians: BTreeMap<String, (f64, String, usize)> = BTreeMap::new();
+    for (m, (v, unit)) in &mut out {
+        let n = v.len();
+        medians.insert(m.clone(), (median(v), unit.clone(), n));
+    }
+    let mut rows = Vec::new();
+    for (metric, (value, unit, n)) in &medians {
+        let reference = metric
+            .strip_prefix("blk_front_")
+            .and_then(|rest| medians.get(&format!("blk_direct_{rest}")))
+            .map(|(v, _, _)| ("blkback on the device", *v));
+        let target = reference.is_some().then_some(Target::AtLeast(0.8));
+        rows.push(Row { metric: metric.clone(), value: *value, unit: unit.clone(), runs: *n, reference, target });
+    }
+    let o = Options { hv: true, linux: false, accel, machine, runs };
+    print_table(&rows, &o);
+    let json = to_json(&rows, &o, None);
+    let path = paths.bench_dir().join("blk.json");
+    xtask::artifacts::write_atomically(&path, json.as_bytes())?;
+    println!("\nwrote {}", show(&path, &paths.root));
     Ok(())
 }
 

@@ -131,6 +131,8 @@ enum BenchWhat {
     Linux,
     /// The shared-ring benchmark on the host
     Ring,
+    /// Block I/O from a DomU through blkback, against blkback directly on the device
+    Blk,
 }
 
 #[derive(clap::Args)]
@@ -158,6 +160,7 @@ fn main() {
         Cmd::Test(args) => test_cmd::run(&paths, args.accel.map(accel_of)),
         Cmd::Bench(args) => match args.what {
             BenchWhat::Ring => ring::bench_ring(&paths.root),
+            BenchWhat::Blk => bench::run_blk(&paths, choose_accel(args.accel), args.machine.into(), args.runs as usize),
             what => bench::run(
                 &paths,
                 bench::Options {

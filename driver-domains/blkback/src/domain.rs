@@ -261,7 +261,14 @@ pub fn main() {
         Ok(d) => {
             let how = if d.interrupt_driven() { "interrupts" } else { "polling" };
             let what = format!("virtio-blk disk ({how})");
-            serve(&mut VirtioDisk(d), &what);
+            let mut disk = VirtioDisk(d);
+            // `bench=START_MIB` (cargo xtask bench blk): the benchmark patterns directly on the
+            // device, in a region no vdisk uses, before serving.
+            if let Some(start) = hv_rt::arg("bench").and_then(|s| s.parse::<u64>().ok()) {
+                let ops = hv_rt::arg_u64("bench_ops", 2000);
+                crate::bench::run(&mut disk, "blk_direct", start * 2048, 8 * 2048, ops);
+            }
+            serve(&mut disk, &what);
         }
         Err(e) => {
             if e != hv_rt::virtio::DiskError::NoDevice {
@@ -271,6 +278,18 @@ pub fn main() {
             let mut disk = RamDisk::with_mib(ram_mib);
             serve(&mut disk, &format!("RAM disk of {ram_mib} MiB"));
         }
+    }
+}
+
+impl crate::bench::PatternDisk for VirtioDisk {
+    fn sectors(&self) -> u64 {
+        self.capacity()
+    }
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool {
+        self.read_sectors(sector, buf).is_ok()
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> bool {
+        self.write_sectors(sector, buf).is_ok()
     }
 }
 

@@ -20,6 +20,8 @@ pub mod serve;
 pub mod vbd;
 
 #[cfg(target_os = "none")]
+pub mod bench;
+#[cfg(target_os = "none")]
 pub mod domain;
 
 /// Bytes per sector on the wire and on every backing device (`sector-size`).
