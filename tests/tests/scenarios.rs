@@ -120,8 +120,11 @@ fn domu_domctl_is_refused() {
 fn default_topology_comes_up_and_stays_running() {
     let hellos =
         hv_tests::topology("default").domains_with_image("hello").iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    // on_finish = "stay": stop once Dom0 saw every hello end; QEMU must still be running then.
-    let pending = RefCell::new(hellos.iter().map(|n| format!("[dom0] {n} ended: ")).collect::<Vec<_>>());
+    // on_finish = "stay": stop once Dom0 saw every hello and kvlog end; QEMU must still be
+    // running then.
+    let pending = RefCell::new(
+        hellos.iter().chain(["kvlog".to_string()].iter()).map(|n| format!("[dom0] {n} ended: ")).collect::<Vec<_>>(),
+    );
     let o = Scenario::new("default")
         .stop_when(move |l| {
             let mut p = pending.borrow_mut();
@@ -132,6 +135,10 @@ fn default_topology_comes_up_and_stays_running() {
     o.expect_stopped();
     o.expect_line("[dom0] all domains running");
     o.expect_hellos_finished();
+    // The default system includes the block split driver on the virtio-blk disk.
+    o.expect_line("[blkback] blkback serving a virtio-blk disk (interrupts) (* sectors)");
+    o.expect_line("[kvlog] kvlog summary: records=20 * bad=0");
+    o.expect_line("[dom0] kvlog ended: exit (expected)");
     o.expect_no_line("[hv] power off requested*");
 }
 
@@ -314,8 +321,11 @@ fn kvlog_persists_records_on_blkback_over_the_blkif_ring() {
 
 #[test]
 fn blkback_refuses_every_attack_and_the_honest_disk_stays_intact() {
-    let o = Scenario::new("blk-hostile").run();
+    let dir = std::env::temp_dir().join(format!("hv-blk-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Scenario::new("blk-hostile").disks_in(&dir).run();
     o.expect_clean_finish();
+    o.expect_line("[blkback] blkback serving a virtio-blk disk (interrupts) (65536 sectors)");
     o.expect_line("[blkback] vbd */2: bad params \"offset_mib=30 size_mib=8 mode=w\": region ends at 38 MiB, past the 32 MiB backing device; device closed");
     for attack in [
         "write to the read-only vdisk",
@@ -353,6 +363,18 @@ fn blkback_refuses_every_attack_and_the_honest_disk_stays_intact() {
     o.expect_no_line("[kvlog] blkfront: * reconnecting");
     o.expect_line("[dom0] blk-attacker ended: still running (expected)");
     o.expect_line("[dom0] all domains finished: 3 as expected, 0 unexpected");
+    // From the host: kvlog's vdisk (the first 8 MiB) holds its 200 records; the read-only vdisk
+    // (12..16 MiB) and everything past the vdisks were never written.
+    let image = std::fs::read(dir.join("disk0.img")).expect("disk image");
+    let honest = &image[..8 << 20];
+    let records = honest.chunks(512).skip(1).filter(|s| s.starts_with(b"KVR1")).count();
+    if &honest[..8] != b"HVKVLOG1" || records != 200 {
+        o.fail(&format!("the honest vdisk in the host image holds {records} records, expected 200"));
+    }
+    if image[12 << 20..].iter().any(|&b| b != 0) {
+        o.fail("something was written to the read-only vdisk or past the vdisks");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
