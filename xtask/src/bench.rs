@@ -165,6 +165,32 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
     Ok(())
 }
 
+/// Boots one benchmark topology and adds its `BENCH` lines to `out`; fails (with the serial log)
+/// unless every domain ended as expected and at least `min_lines` figures came out.
+fn collect_bench_run(
+    spec: &Spec,
+    what: &str,
+    min_lines: usize,
+    out: &mut BTreeMap<String, (Vec<f64>, String)>,
+) -> Result<()> {
+    let run = qemu::run_captured(spec, crate::BOOT_TIMEOUT, None)?;
+    let found: Vec<_> = run.lines.iter().filter_map(|l| parse_bench_line(l)).collect();
+    if run.exit_code != Some(qemu::EXIT_ALL_EXPECTED) || found.len() < min_lines {
+        bail!(
+            "the {what} topology failed ({}; {} BENCH lines); command: {}\nserial:\n{}\nstderr:\n{}",
+            run.outcome(),
+            found.len(),
+            run.command,
+            run.lines.join("\n"),
+            run.stderr
+        );
+    }
+    for (metric, value, unit) in found {
+        out.entry(metric).or_insert_with(|| (Vec::new(), unit)).0.push(value);
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench blk`: the `bench-blk` topology `runs` times; each DomU-through-blkback
 /// figure is compared with blkback running the same pattern directly on the device, same run.
 pub fn run_blk(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
@@ -178,21 +204,7 @@ pub fn run_blk(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Re
         };
         spec.disks = xtask::disks::images(&paths.disks_dir("bench-blk"), &p.topology, true)?;
         step(format!("bench-blk topology, run {}/{runs}", i + 1));
-        let run = qemu::run_captured(&spec, crate::BOOT_TIMEOUT, None)?;
-        let found: Vec<_> = run.lines.iter().filter_map(|l| parse_bench_line(l)).collect();
-        if run.exit_code != Some(qemu::EXIT_ALL_EXPECTED) || found.len() < 6 {
-            bail!(
-                "the bench-blk topology failed ({}; {} BENCH lines); command: {}\nserial:\n{}\nstderr:\n{}",
-                run.outcome(),
-                found.len(),
-                run.command,
-                run.lines.join("\n"),
-                run.stderr
-            );
-        }
-        for (metric, value, unit) in found {
-            out.entry(metric).or_insert_with(|| (Vec::new(), unit)).0.push(value);
-        }
+        collect_bench_run(&spec, "bench-blk", 6, &mut out)?;
     }
     let mut medians: BTreeMap<String, (f64, String, usize)> = BTreeMap::new();
     for (m, (v, unit)) in &mut out {
@@ -235,21 +247,7 @@ fn measure_hv(paths: &Paths, o: &Options, out: &mut BTreeMap<String, (Vec<f64>, 
     for (bundle, i) in runs {
         let bench_spec = spec(Media::Direct { kernel: bench.hypervisor(), initrd: bundle.clone(), append: None });
         step(format!("{}, run {}/{}", show(&bundle, &paths.root), i + 1, o.runs));
-        let run = qemu::run_captured(&bench_spec, crate::BOOT_TIMEOUT, None)?;
-        let found: Vec<_> = run.lines.iter().filter_map(|l| parse_bench_line(l)).collect();
-        if run.exit_code != Some(qemu::EXIT_ALL_EXPECTED) || found.is_empty() {
-            bail!(
-                "the bench topology failed ({}; {} BENCH lines); command: {}\nserial:\n{}\nstderr:\n{}",
-                run.outcome(),
-                found.len(),
-                run.command,
-                run.lines.join("\n"),
-                run.stderr
-            );
-        }
-        for (metric, value, unit) in found {
-            out.entry(metric).or_insert_with(|| (Vec::new(), unit)).0.push(value);
-        }
+        collect_bench_run(&bench_spec, "bench", 1, out)?;
     }
 
     let direct = spec(Media::Direct { kernel: bench.hypervisor(), initrd: default_bundle, append: None });
