@@ -414,3 +414,27 @@ fn kvlog_records_persist_across_reboots_on_the_real_disk() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn blkfront_reconnects_when_its_backend_restarts_and_no_acknowledged_write_is_lost() {
+    let dir = std::env::temp_dir().join(format!("hv-blk-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Scenario::new("blk-restart").disks_in(&dir).run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[kvlog] blkfront: vbd connected to backend domain 1: *",
+        "[dom0] restarting blkback (domain 1) with the frontend * records in",
+        "[dom0] started blkback again as domain *",
+        "[kvlog] blkfront: backend went Closed with requests in flight; reconnecting",
+        "[kvlog] blkfront: vbd connected to backend domain *: *",
+        "[kvlog] appended 600 records (seq 1..600) in * ms, each flushed before acknowledged",
+        "[kvlog] verified 600 records, 0 bad",
+    ]);
+    o.expect_no_line("[kvlog] blkfront: vbd connected to backend domain 1: * port *, *");
+    let image = std::fs::read(dir.join("disk0.img")).expect("disk image");
+    let records = image[..16 << 20].chunks(512).skip(1).filter(|s| s.starts_with(b"KVR1")).count();
+    if records != 600 {
+        o.fail(&format!("the host image holds {records} records, expected 600"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

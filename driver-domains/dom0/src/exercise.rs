@@ -165,3 +165,70 @@ impl Killer {
         store.disconnect(self.backend);
     }
 }
+
+/// `exercise=restart-backend`: once the frontend reports `data/progress` ≥ `restart_at` (Dom0
+/// argument, default 300), destroy its backend driver domain and start a new instance with the
+/// same image, devices and PCI assignment; the frontend must reconnect and carry on.
+pub struct Restarter {
+    frontend: u32,
+    backend_name: alloc::string::String,
+    at: u64,
+    done: bool,
+}
+
+impl Restarter {
+    pub fn new(tracked: &[Tracked]) -> Option<Self> {
+        let fe = tracked.iter().find(|t| !t.cfg.devices.is_empty())?;
+        let backend_name = fe.cfg.devices.first()?.backend.clone();
+        Some(Self { frontend: fe.domid?, backend_name, at: hv_rt::arg_u64("restart_at", 300), done: false })
+    }
+
+    pub fn step(&mut self, store: &mut StoreService, tracked: &mut [Tracked]) {
+        if self.done {
+            return;
+        }
+        let path = format!("/local/domain/{}/data/progress", self.frontend);
+        let progress = store
+            .server
+            .store()
+            .get(path.as_bytes())
+            .and_then(|n| core::str::from_utf8(&n.value).ok().and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0);
+        if progress < self.at {
+            return;
+        }
+        self.done = true;
+        let Some(i) = tracked.iter().position(|t| t.cfg.name == self.backend_name) else { return };
+        let (cfg, old) = (tracked[i].cfg.clone(), tracked[i].domid);
+        if let Some(old) = old {
+            println!("restarting {} (domain {old}) with the frontend {progress} records in", cfg.name);
+            let _ = domctl::destroy(old);
+            store.disconnect(old);
+        }
+        let new = match domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED) {
+            Ok(id) => id,
+            Err(e) => return println!("cannot start {} again: {}", cfg.name, e.name()),
+        };
+        let _ = store.connect(new);
+        for sel in &cfg.pci {
+            if let Some(s) = hv_abi::pci::Selector::parse(sel)
+                && let Err(e) = domctl::assign_pci(new, s)
+            {
+                println!("cannot assign pci {sel} to the new {}: {}", cfg.name, e.name());
+            }
+        }
+        for t in tracked.iter() {
+            for (n, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
+                if let Some(fe) = t.domid
+                    && let Err(e) =
+                        crate::toolstack::move_backend(&mut store.server, &dev.kind, n as u32, fe, new, &dev.params)
+                {
+                    println!("cannot move {}/{n} of {} to the new backend: {e}", dev.kind, t.cfg.name);
+                }
+            }
+        }
+        tracked[i].domid = Some(new);
+        let _ = domctl::unpause(new);
+        println!("started {} again as domain {new}", cfg.name);
+    }
+}

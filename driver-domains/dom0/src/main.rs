@@ -143,12 +143,14 @@ fn main() {
 
     let mut failed_checks = 0;
     let mut killer = None;
+    let mut restarter = None;
     match hv_rt::arg("exercise") {
         Some("lifecycle") => {
             let victim = tracked.iter().find(|t| t.cfg.expect == Expect::Forever).and_then(|t| t.domid);
             failed_checks += exercise::lifecycle(victim);
         }
         Some("kill-backend") => killer = exercise::Killer::new(&tracked),
+        Some("restart-backend") => restarter = exercise::Restarter::new(&tracked),
         Some(other) => {
             println!("unknown exercise {other:?}");
             failed_checks += 1;
@@ -176,6 +178,9 @@ fn main() {
         more = store.pump();
         if let Some(k) = killer.as_mut() {
             k.step(&mut store, &mut tracked);
+        }
+        if let Some(r) = restarter.as_mut() {
+            r.step(&mut store, &mut tracked);
         }
         // Domains end only with DOM_EXC; the timed wake-up (no port) re-checks as a safety net.
         if any_port && !domain_changed {

@@ -212,7 +212,24 @@ impl BlkFront {
     /// Ring, grant and port; publish; handshake; read the disk's properties.
     fn setup(&mut self) -> Result<(), BlkError> {
         use XenbusState::*;
-        wait_backend(&mut self.store, &self.be_dir, 30 * SECOND, |s| matches!(s, InitWait | Initialised | Connected))?;
+        // The toolstack may point us at a new backend (a restarted driver domain is a new
+        // domain): follow our `backend` key while waiting for a backend in InitWait.
+        let deadline = time::now_ns() + 30 * SECOND;
+        loop {
+            if let Ok(path) = self.store.read_string(&format!("{}/backend", self.dir)) {
+                self.be_dir = path;
+            }
+            let s = backend_state(&mut self.store, &self.be_dir);
+            if matches!(s, InitWait | Initialised | Connected) {
+                break;
+            }
+            if time::now_ns() > deadline {
+                return Err(BlkError::Setup(format!("timed out waiting for a backend (state {s:?})")));
+            }
+            let _ = wait_backend(&mut self.store, &self.be_dir, SECOND / 5, |s| {
+                matches!(s, InitWait | Initialised | Connected)
+            });
+        }
         // The backend may be a new domain.
         self.be = self.store.read_u32(&format!("{}/backend-id", self.dir)).map_err(|e| setup_err("backend-id", e))?;
         if self.pool.as_ref().is_none_or(|p| p.peer() != self.be) {
