@@ -169,13 +169,11 @@ impl Hv {
                 failure = Some(Error::Inval);
                 break;
             }
-            let mut va = r.start;
-            while va < r.end {
-                if aspace.map_user(va, ram + (va - DOMAIN_BASE), r.writable, r.executable, &mut self.frames).is_none() {
-                    failure = Some(Error::NoMem);
-                    break 'map;
-                }
-                va += PAGE_SIZE;
+            let pages = (r.end - r.start) / PAGE_SIZE;
+            let pa = ram + (r.start - DOMAIN_BASE);
+            if aspace.map_user_range(r.start, pa, pages, r.writable, r.executable, &mut self.frames).is_none() {
+                failure = Some(Error::NoMem);
+                break 'map;
             }
         }
         // The grant-mapping window's tables come with the domain: mapping never needs memory,

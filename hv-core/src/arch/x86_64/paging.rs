@@ -41,6 +41,12 @@ fn zeroed_frame(alloc: &mut FrameAllocator) -> Option<u64> {
 
 /// Walks to the level-1 entry for `va`, creating tables (recorded in `owned`) as needed.
 fn walk(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut Vec<u64>) -> Option<&'static mut u64> {
+    let t = walk_to_table(pml4, va, user, alloc, owned)?;
+    Some(&mut table(t)[((va >> 12) & 511) as usize])
+}
+
+/// Walks to the page table (level 1) covering `va`; returns its physical address.
+fn walk_to_table(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut Vec<u64>) -> Option<u64> {
     let mut t = pml4;
     for shift in [39u64, 30, 21] {
         let e = &mut table(t)[((va >> shift) & 511) as usize];
@@ -52,7 +58,7 @@ fn walk(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut 
         debug_assert!(*e & HUGE == 0, "walk through a huge page");
         t = *e & ADDR;
     }
-    Some(&mut table(t)[((va >> 12) & 511) as usize])
+    Some(t)
 }
 
 unsafe extern "C" {
@@ -167,6 +173,33 @@ impl AddressSpace {
         let write = if writable { W } else { 0 };
         let exec = if executable { 0 } else { nx() };
         *e = pa | P | U | write | exec;
+        Some(())
+    }
+
+    /// Maps `pages` consecutive user pages from `va` to `pa`, walking once per page table
+    /// rather than once per page.
+    pub fn map_user_range(
+        &mut self,
+        va: u64,
+        pa: u64,
+        pages: u64,
+        writable: bool,
+        executable: bool,
+        alloc: &mut FrameAllocator,
+    ) -> Option<()> {
+        assert!(va >> 30 != 0 && va.checked_add(pages * FRAME_SIZE).is_some_and(|e| e <= 1 << 47));
+        let flags = P | U | if writable { W } else { 0 } | if executable { 0 } else { nx() };
+        let mut done = 0;
+        while done < pages {
+            let v = va + done * FRAME_SIZE;
+            let pt = walk_to_table(self.pml4, v, true, alloc, &mut self.tables)?;
+            let first = ((v >> 12) & 511) as usize;
+            let n = (512 - first as u64).min(pages - done);
+            for (k, e) in table(pt)[first..first + n as usize].iter_mut().enumerate() {
+                *e = (pa + (done + k as u64) * FRAME_SIZE) | flags;
+            }
+            done += n;
+        }
         Some(())
     }
 
