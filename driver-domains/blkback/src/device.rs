@@ -42,7 +42,7 @@ pub trait BlockDevice {
 
 /// Byte range of `len` bytes at `sector`, if whole sectors inside a device of `capacity` sectors.
 pub fn byte_range(capacity: u64, sector: u64, len: usize) -> Result<core::ops::Range<usize>, DeviceError> {
-    if len % SECTOR_SIZE != 0 {
+    if !len.is_multiple_of(SECTOR_SIZE) {
         return Err(DeviceError::OutOfRange);
     }
     let end = sector.checked_add((len / SECTOR_SIZE) as u64).ok_or(DeviceError::OutOfRange)?;

@@ -17,6 +17,14 @@ struct Connected {
     more: bool,
 }
 
+impl Connected {
+    /// Ends the connection (the ServerPort borrowing the page goes here) and returns what must
+    /// be released: port, map handle, page memory.
+    fn into_parts(self) -> (u32, u32, *mut PageMemory) {
+        (self.port, self.map_handle, self.memory)
+    }
+}
+
 pub struct StoreService {
     pub server: StoreServer,
     domains: Vec<Connected>,
@@ -57,9 +65,8 @@ impl StoreService {
         let Some(i) = self.domains.iter().position(|d| d.domid == domid) else { return };
         let d = self.domains.swap_remove(i);
         let _ = self.server.release(domid as u16);
-        let Connected { port, map_handle, memory, server_port, .. } = d;
-        drop(server_port);
-        // SAFETY: the only user of `memory` (the ServerPort) is gone.
+        let (port, map_handle, memory) = d.into_parts();
+        // SAFETY: the only user of `memory`, the ServerPort, is gone.
         drop(unsafe { Box::from_raw(memory) });
         let _ = grant::unmap(map_handle);
         let _ = evtchn::close(port);

@@ -379,7 +379,7 @@ impl BlkFront {
 
     fn transfer(&mut self, op: u8, sector: u64, mut buf: Buf<'_>) -> Result<(), BlkError> {
         let len = buf.len();
-        if len % SECTOR_SIZE != 0 {
+        if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(BlkError::BadRange);
         }
         let sectors = (len / SECTOR_SIZE) as u64;

@@ -48,7 +48,7 @@ fn flags(t: &Table, gref: u32) -> &'static AtomicU16 {
 
 /// Grants `domid` access to our page at `va` (page-aligned); returns the grant ref.
 pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<u32, Error> {
-    if va % 4096 != 0 || domid >= hv_abi::DOMID_SELF as u32 {
+    if !va.is_multiple_of(4096) || domid >= hv_abi::DOMID_SELF as u32 {
         return Err(Error::Inval);
     }
     with_table(|t| {

@@ -176,7 +176,7 @@ impl BlockDisk {
 
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
         use virtio_drivers::device::blk::{BlkReq, BlkResp};
-        if buf.is_empty() || buf.len() % Self::SECTOR != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(Self::SECTOR) {
             return Err(DiskError::BadLength);
         }
         let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());
@@ -191,7 +191,7 @@ impl BlockDisk {
     /// Writes; returns once the device reports the write complete.
     pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
         use virtio_drivers::device::blk::{BlkReq, BlkResp};
-        if buf.is_empty() || buf.len() % Self::SECTOR != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(Self::SECTOR) {
             return Err(DiskError::BadLength);
         }
         let (mut req, mut resp) = (BlkReq::default(), BlkResp::default());

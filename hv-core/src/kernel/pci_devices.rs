@@ -90,14 +90,15 @@ fn size_bars(bdf: Bdf, window: &mut MmioWindow) -> [Option<Bar>; 6] {
             (0, 0)
         };
         if let Some(mut bar) = decode_bar(i, raw, raw_hi, probe, probe_hi) {
-            if bar.kind != BarKind::Io && bar.addr == 0 {
-                if let Some(at) = window.alloc(bar.size) {
-                    write32(bdf, off, (raw & 0xf) | at as u32);
-                    if is64 {
-                        write32(bdf, off + 4, (at >> 32) as u32);
-                    }
-                    bar.addr = at;
+            if bar.kind != BarKind::Io
+                && bar.addr == 0
+                && let Some(at) = window.alloc(bar.size)
+            {
+                write32(bdf, off, (raw & 0xf) | at as u32);
+                if is64 {
+                    write32(bdf, off + 4, (at >> 32) as u32);
                 }
+                bar.addr = at;
             }
             bars[i as usize] = Some(bar);
         }

@@ -231,9 +231,10 @@ fn run() -> Result<(), String> {
 
     // Last: a write through a read-only mapping must fault and end us.
     let (_h, ro_va) = grant::map(victim, ro_ref, true).map_err(|e| e.name())?;
-    // SAFETY: deliberately writing a read-only mapping; the hypervisor destroys this domain.
+    // SAFETY: `ro_va` is the victim's page, mapped read-only for us: reading is fine.
     let seen = unsafe { (ro_va as *const u8).read_volatile() };
     println!("read-only grant mapped: first byte {seen:#x}; writing to it");
+    // SAFETY: deliberately writing a read-only mapping; the hypervisor destroys this domain.
     unsafe { (ro_va as *mut u8).write_volatile(0) };
     println!("write through a read-only grant went through: isolation is broken");
     Ok(())

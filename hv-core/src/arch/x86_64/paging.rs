@@ -274,8 +274,8 @@ pub fn copy_to_phys(pa: u64, src: &[u8]) {
             let w = src.as_ptr().add(i * 8).cast::<u64>().read_unaligned();
             dst.add(i * 8).cast::<u64>().write_volatile(w);
         }
-        for i in words * 8..src.len() {
-            dst.add(i).write_volatile(src[i]);
+        for (i, b) in src.iter().enumerate().skip(words * 8) {
+            dst.add(i).write_volatile(*b);
         }
     }
 }
