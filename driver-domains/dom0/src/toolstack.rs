@@ -2,7 +2,7 @@
 //! owned by its domain and readable by the other, cross-linked, both in state Initialising.
 use alloc::format;
 use alloc::string::String;
-use hv_store::{Access, LocalClient, Permissions, StoreClient, StoreServer};
+use hv_store::{Access, ClientError, LocalClient, Permissions, StoreClient, StoreServer};
 
 pub fn frontend_dir(fe: u32, kind: &str, index: u32) -> String {
     format!("/local/domain/{fe}/device/{kind}/{index}")
@@ -10,6 +10,30 @@ pub fn frontend_dir(fe: u32, kind: &str, index: u32) -> String {
 
 pub fn backend_dir(be: u32, kind: &str, fe: u32, index: u32) -> String {
     format!("/local/domain/{be}/backend/{kind}/{fe}/{index}")
+}
+
+fn err(what: &str, e: ClientError) -> String {
+    format!("{what}: {e}")
+}
+
+/// A directory owned by `owner` and readable by `reader`.
+fn private_dir(c: &mut LocalClient<'_>, dir: &str, owner: u32, reader: u32) -> Result<(), String> {
+    c.mkdir(dir.as_bytes()).map_err(|e| err("mkdir", e))?;
+    c.set_perms(dir.as_bytes(), Permissions::new(owner as u16, Access::None).with(reader as u16, Access::Read))
+        .map_err(|e| err("perms", e))
+}
+
+fn write(c: &mut LocalClient<'_>, dir: &str, key: &str, value: &[u8]) -> Result<(), String> {
+    c.write(format!("{dir}/{key}").as_bytes(), value).map_err(|e| err("write", e))
+}
+
+/// The backend's half: its directory, linked to the frontend, in Initialising, with `params`.
+fn write_backend(c: &mut LocalClient<'_>, f: &str, b: &str, fe: u32, be: u32, params: &str) -> Result<(), String> {
+    private_dir(c, b, be, fe)?;
+    write(c, b, "frontend", f.as_bytes())?;
+    write(c, b, "frontend-id", format!("{fe}").as_bytes())?;
+    write(c, b, "state", b"1")?; // XenbusStateInitialising
+    write(c, b, "params", params.as_bytes())
 }
 
 /// Writes the store entries of device `index` of class `kind` between `fe` and `be`; `params`
@@ -22,30 +46,13 @@ pub fn add_device(
     be: u32,
     params: &str,
 ) -> Result<(), String> {
-    let f = frontend_dir(fe, kind, index);
-    let b = backend_dir(be, kind, fe, index);
+    let (f, b) = (frontend_dir(fe, kind, index), backend_dir(be, kind, fe, index));
     let mut c = LocalClient::dom0(server);
-    let err = |what: &str, e| format!("{what}: {e}");
-    let init = b"1"; // XenbusStateInitialising
-    c.mkdir(f.as_bytes()).map_err(|e| err("mkdir frontend", e))?;
-    c.set_perms(f.as_bytes(), Permissions::new(fe as u16, Access::None).with(be as u16, Access::Read))
-        .map_err(|e| err("frontend perms", e))?;
-    c.mkdir(b.as_bytes()).map_err(|e| err("mkdir backend", e))?;
-    c.set_perms(b.as_bytes(), Permissions::new(be as u16, Access::None).with(fe as u16, Access::Read))
-        .map_err(|e| err("backend perms", e))?;
-    let (be_id, fe_id) = (format!("{be}"), format!("{fe}"));
-    for (dir, key, value) in [
-        (&f, "backend", b.as_bytes()),
-        (&f, "backend-id", be_id.as_bytes()),
-        (&f, "state", init),
-        (&b, "frontend", f.as_bytes()),
-        (&b, "frontend-id", fe_id.as_bytes()),
-        (&b, "state", init),
-        (&b, "params", params.as_bytes()),
-    ] {
-        c.write(format!("{dir}/{key}").as_bytes(), value).map_err(|e| err("write", e))?;
-    }
-    Ok(())
+    private_dir(&mut c, &f, fe, be)?;
+    write(&mut c, &f, "backend", b.as_bytes())?;
+    write(&mut c, &f, "backend-id", format!("{be}").as_bytes())?;
+    write(&mut c, &f, "state", b"1")?;
+    write_backend(&mut c, &f, &b, fe, be, params)
 }
 
 /// Points device `index` of frontend `fe` at a new backend domain `be` (a restarted driver
@@ -59,22 +66,9 @@ pub fn move_backend(
     be: u32,
     params: &str,
 ) -> Result<(), String> {
-    let f = frontend_dir(fe, kind, index);
-    let b = backend_dir(be, kind, fe, index);
+    let (f, b) = (frontend_dir(fe, kind, index), backend_dir(be, kind, fe, index));
     let mut c = LocalClient::dom0(server);
-    let err = |what: &str, e| format!("{what}: {e}");
-    c.mkdir(b.as_bytes()).map_err(|e| err("mkdir backend", e))?;
-    c.set_perms(b.as_bytes(), Permissions::new(be as u16, Access::None).with(fe as u16, Access::Read))
-        .map_err(|e| err("backend perms", e))?;
-    let fe_id = format!("{fe}");
-    for (key, value) in [
-        ("frontend", f.as_bytes()),
-        ("frontend-id", fe_id.as_bytes()),
-        ("state", b"1".as_slice()),
-        ("params", params.as_bytes()),
-    ] {
-        c.write(format!("{b}/{key}").as_bytes(), value).map_err(|e| err("write backend", e))?;
-    }
+    write_backend(&mut c, &f, &b, fe, be, params)?;
     // The frontend's directory and every node in it (state, ring-ref, ...) grant the new backend
     // read access (the old backend's entries went with it), then the directory names it.
     let perms = Permissions::new(fe as u16, Access::None).with(be as u16, Access::Read);
@@ -86,8 +80,6 @@ pub fn move_backend(
         path.extend_from_slice(&child);
         c.set_perms(&path, perms.clone()).map_err(|e| err("frontend perms", e))?;
     }
-    let be_id = format!("{be}");
-    c.write(format!("{f}/backend-id").as_bytes(), be_id.as_bytes()).map_err(|e| err("write frontend", e))?;
-    c.write(format!("{f}/backend").as_bytes(), b.as_bytes()).map_err(|e| err("write frontend", e))?;
-    Ok(())
+    write(&mut c, &f, "backend-id", format!("{be}").as_bytes())?;
+    write(&mut c, &f, "backend", b.as_bytes())
 }
