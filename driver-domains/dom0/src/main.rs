@@ -204,11 +204,12 @@ fn main() {
         if finished || waiting {
             continue;
         }
-        // Everything that should end has ended: stop the ones meant to run forever.
+        // Everything that should end has ended. The ones meant to run forever are still running
+        // (as expected); before a power-off they are stopped, in an interactive system they stay.
         for t in tracked.iter_mut().filter(|t| t.ending.is_none()) {
             t.ending = Some(Ending::StillRunning);
             report(t, Ending::StillRunning);
-            if let Some(id) = t.domid {
+            if let (Some(id), OnFinish::Shutdown) = (t.domid, topo.on_finish) {
                 let _ = domctl::destroy(id);
                 store.disconnect(id);
             }
