@@ -136,8 +136,8 @@ impl Hv {
             return Err(Error::NoMem);
         };
         // RAM is scrubbed when a domain ends (see `end_domain`), so it never carries another
-        // domain's data; here only what the domain relies on being zero is cleared: the two
-        // info pages and the image pages (ELF .bss).
+        // domain's data; here only what the domain relies on being zero is cleared: start_info,
+        // shared_info, the store ring page, and the image pages (ELF .bss).
         paging::zero_phys(ram, 3 * PAGE_SIZE);
         for p in img.page_ranges() {
             paging::zero_phys(ram + (p.start - DOMAIN_BASE), p.end - p.start);
