@@ -108,6 +108,8 @@ pub struct Scenario {
     firmware: Option<Firmware>,
     disk_dir: Option<PathBuf>,
     stop: Option<Box<StopFn>>,
+    watch: Option<Box<WatchFn>>,
+    nics: Vec<xtask::qemu::NetDevice>,
 }
 
 /// A new directory for one run's disk images.
@@ -118,18 +120,39 @@ fn fresh_disk_dir(topology: &str) -> PathBuf {
 }
 
 type StopFn = dyn Fn(&str) -> bool;
+type WatchFn = dyn FnMut(Option<&str>) -> bool;
 
 impl Scenario {
     /// `topologies/<name>.toml`, booted with `-kernel` on q35.
     pub fn new(topology_name: &str) -> Self {
+        let topology = topology(topology_name);
+        // Host ports of the forwards are chosen now, so a test can aim its clients before booting.
+        let nics = xtask::qemu::NetDevice::for_topology(&topology.nics)
+            .unwrap_or_else(|e| panic!("cannot set up the network of {topology_name}: {e:#}"));
         Self {
-            topology: topology(topology_name),
+            topology,
             boot: Boot::Direct,
             machine: Machine::Q35,
             firmware: None,
             disk_dir: None,
             stop: None,
+            watch: None,
+            nics,
         }
+    }
+
+    /// The 127.0.0.1 port this run forwards to `guest_port` (a `forward` of the topology's nic).
+    pub fn host_port(&self, guest_port: u16) -> u16 {
+        self.nics.iter().find_map(|n| n.host_port(guest_port)).unwrap_or_else(|| {
+            panic!("topology {} forwards no port to guest port {guest_port}", self.topology.name())
+        })
+    }
+
+    /// Calls `f` with every serial line (`Some`) and every 50 ms without one (`None`) while QEMU
+    /// runs, to drive host clients; QEMU is stopped when it returns true. Replaces `stop_when`.
+    pub fn watch(mut self, f: impl FnMut(Option<&str>) -> bool + 'static) -> Self {
+        self.watch = Some(Box::new(f));
+        self
     }
 
     /// Keep the disk images in `dir` (created when missing) instead of fresh ones, so a second
@@ -180,8 +203,12 @@ impl Scenario {
             None => xtask::disks::images(&fresh_disk_dir(self.topology.name()), &self.topology, true),
         }
         .unwrap_or_else(|e| panic!("cannot create the disk images: {e:#}"));
-        let run = xtask::qemu::run_captured(&spec, timeout(), self.stop.as_deref())
-            .unwrap_or_else(|e| panic!("cannot run QEMU: {e:#}"));
+        spec.nics = self.nics.clone();
+        let run = match (self.watch, self.stop) {
+            (Some(mut w), _) => xtask::qemu::run_watched(&spec, timeout(), &mut *w),
+            (None, stop) => xtask::qemu::run_captured(&spec, timeout(), stop.as_deref()),
+        }
+        .unwrap_or_else(|e| panic!("cannot run QEMU: {e:#}"));
         Outcome { run, topology: self.topology, boot: self.boot, machine: self.machine, accel: spec.accel }
     }
 }
@@ -317,6 +344,26 @@ impl Outcome {
         if let Some(i) = self.find(pattern) {
             self.fail(&format!("line {} {:?} should not appear (matches {pattern:?})", i + 1, self.run.lines[i]));
         }
+    }
+
+    /// The bytes of the pcap stream domain `name` wrote to its console (`[name] pcap <hex>`
+    /// lines, concatenated in order; see docs/net.md).
+    #[track_caller]
+    pub fn pcap(&self, name: &str) -> Vec<u8> {
+        let prefix = format!("[{name}] pcap ");
+        let mut out = Vec::new();
+        for (i, l) in self.run.lines.iter().enumerate() {
+            let Some(hex) = l.strip_prefix(&prefix) else { continue };
+            let hex = hex.trim();
+            if hex.len() % 2 != 0 {
+                self.fail(&format!("line {}: odd number of hex digits in a pcap line", i + 1));
+            }
+            for pair in hex.as_bytes().chunks(2) {
+                let byte = std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok());
+                out.push(byte.unwrap_or_else(|| self.fail(&format!("line {}: not hex: {l:?}", i + 1))));
+            }
+        }
+        out
     }
 
     pub fn count(&self, pattern: &str) -> usize {

@@ -258,6 +258,11 @@ fn cmd_run(paths: &Paths, args: RunArgs) -> Result<()> {
     for d in &spec.disks {
         eprintln!("disk image: {} (kept across runs; delete it for a fresh disk)", show(d, &paths.root));
     }
+    spec.nics = qemu::NetDevice::for_topology(&p.topology.nics)?;
+    for (host, ip, port) in spec.nics.iter().flat_map(|n| n.forwards.iter()) {
+        let hint = if *port == 80 { format!(" (try: curl http://127.0.0.1:{host}/)") } else { String::new() };
+        eprintln!("network: 127.0.0.1:{host} forwards to {ip}:{port} in the user network{hint}");
+    }
     spec.preflight()?;
     eprintln!("{}", spec.display());
     if args.gdb {

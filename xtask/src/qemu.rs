@@ -121,6 +121,43 @@ pub struct Spec {
     pub firmware: Firmware,
     /// Raw disk images attached as virtio-blk PCI devices, in order.
     pub disks: Vec<PathBuf>,
+    /// virtio-net PCI devices on QEMU's user network, in order.
+    pub nics: Vec<NetDevice>,
+}
+
+/// One virtio-net device on its own user network (10.0.2.0/24, gateway 10.0.2.2, DHCP from
+/// 10.0.2.15), with TCP forwards from 127.0.0.1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetDevice {
+    /// (host port, guest address, guest port).
+    pub forwards: Vec<(u16, std::net::Ipv4Addr, u16)>,
+}
+
+impl NetDevice {
+    /// The topology's `[[nic]]`s with every forward given a host port: its own, or a free one.
+    pub fn for_topology(nics: &[crate::topology::Nic]) -> Result<Vec<Self>> {
+        nics.iter()
+            .map(|n| {
+                let forwards = n
+                    .forwards
+                    .iter()
+                    .map(|f| Ok((f.host_port.map_or_else(free_port, Ok)?, f.guest_ip, f.guest_port)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Self { forwards })
+            })
+            .collect()
+    }
+
+    /// The host port forwarded to `guest_port`, if any.
+    pub fn host_port(&self, guest_port: u16) -> Option<u16> {
+        self.forwards.iter().find(|f| f.2 == guest_port).map(|f| f.0)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that is free now (the kernel picks it; QEMU binds it moments later).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free TCP port on 127.0.0.1")?;
+    Ok(l.local_addr()?.port())
 }
 
 impl Spec {
@@ -134,6 +171,7 @@ impl Spec {
             memory: "256M".into(),
             firmware,
             disks: Vec::new(),
+            nics: Vec::new(),
         }
     }
 
@@ -172,6 +210,13 @@ impl Spec {
                 "-device".into(),
                 format!("virtio-blk-pci,drive=disk{i}"),
             ]);
+        }
+        for (i, n) in self.nics.iter().enumerate() {
+            let mut netdev = format!("user,id=net{i}");
+            for (host, ip, port) in &n.forwards {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-{ip}:{port}"));
+            }
+            a.extend(["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=net{i}")]);
         }
         a.extend(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"].map(String::from));
         if self.gdb {
@@ -273,6 +318,17 @@ pub fn describe_exit(code: Option<i32>) -> String {
 /// passes (QEMU is killed, `timed_out`) or `stop` matches a line (QEMU is killed, `stopped`).
 /// QEMU is always waited for.
 pub fn run_captured(spec: &Spec, timeout: Duration, stop: Option<&dyn Fn(&str) -> bool>) -> Result<Run> {
+    let mut watch = |line: Option<&str>| line.is_some_and(|l| stop.is_some_and(|f| f(l)));
+    run_watched(spec, timeout, &mut watch)
+}
+
+/// How often [`run_watched`] calls its watcher without a line.
+pub const WATCH_TICK: Duration = Duration::from_millis(50);
+
+/// Like [`run_captured`], but `watch` sees every serial line (`Some`) and is also called about
+/// every [`WATCH_TICK`] without one (`None`), so it can drive host-side clients (curl, load
+/// generators) while QEMU runs; QEMU is stopped when it returns true.
+pub fn run_watched(spec: &Spec, timeout: Duration, watch: &mut dyn FnMut(Option<&str>) -> bool) -> Result<Run> {
     spec.preflight()?;
     let command = spec.display();
     let start = Instant::now();
@@ -319,9 +375,9 @@ pub fn run_captured(spec: &Spec, timeout: Duration, stop: Option<&dyn Fn(&str) -
             timed_out = true;
             break;
         }
-        match rx.recv_timeout(deadline - now) {
+        match rx.recv_timeout((deadline - now).min(WATCH_TICK)) {
             Ok((line, t)) => {
-                let hit = stop.is_some_and(|f| f(&line));
+                let hit = watch(Some(&line));
                 lines.push(line);
                 line_times.push(t);
                 if hit {
@@ -330,8 +386,10 @@ pub fn run_captured(spec: &Spec, timeout: Duration, stop: Option<&dyn Fn(&str) -
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                break;
+                if watch(None) {
+                    stopped = true;
+                    break;
+                }
             }
             Err(RecvTimeoutError::Disconnected) => break, // stdout closed: QEMU exited
         }

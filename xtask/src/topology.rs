@@ -14,6 +14,12 @@
 //! kind = "pingpong"
 //! backend = "pong"
 //! params = "..."            # optional: written to the backend's `params` store key
+//! [[disk]]                  # optional: a raw image QEMU attaches as virtio-blk (host side only)
+//! name = "disk0"
+//! size_mib = 32
+//! [[nic]]                   # optional: a virtio-net device on QEMU's user network (slirp)
+//! name = "net0"
+//! forward = ["10.0.2.15:80"]  # TCP from a free 127.0.0.1 port (or "8080=10.0.2.15:80")
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -37,6 +43,44 @@ struct FileTopology {
     domains: Vec<FileDomain>,
     #[serde(default, rename = "disk")]
     disks: Vec<Disk>,
+    #[serde(default, rename = "nic")]
+    nics: Vec<FileNic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNic {
+    name: String,
+    #[serde(default)]
+    forward: Vec<String>,
+}
+
+/// A virtio-net PCI device on QEMU's user network (`[[nic]]` in a topology).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub name: String,
+    pub forwards: Vec<Forward>,
+}
+
+/// A TCP port forward from the host's loopback into the user network (QEMU `hostfwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// Host port on 127.0.0.1; `None`: a free one is chosen for each run.
+    pub host_port: Option<u16>,
+    pub guest_ip: std::net::Ipv4Addr,
+    pub guest_port: u16,
+}
+
+impl Forward {
+    /// `[HOSTPORT=]A.B.C.D:PORT`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (host, guest) = match s.split_once('=') {
+            Some((h, g)) => (Some(h.trim().parse::<u16>().ok().filter(|p| *p != 0)?), g.trim()),
+            None => (None, s.trim()),
+        };
+        let (ip, port) = guest.rsplit_once(':')?;
+        Some(Self { host_port: host, guest_ip: ip.parse().ok()?, guest_port: port.parse().ok().filter(|p| *p != 0)? })
+    }
 }
 
 /// A raw disk image QEMU attaches as a virtio-blk PCI device (`[[disk]]` in a topology).
@@ -108,6 +152,8 @@ pub struct Loaded {
     pub topology: Topology,
     /// Disk images QEMU attaches (virtio-blk), in order.
     pub disks: Vec<Disk>,
+    /// Network devices QEMU attaches (virtio-net on the user network), in order.
+    pub nics: Vec<Nic>,
 }
 
 impl Loaded {
@@ -176,7 +222,8 @@ pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
     let file = show(&path, root);
     let topology = parse(&file, &text, &stem)?;
     let disks = parse_disks(&file, &text)?;
-    Ok(Loaded { path, topology, disks })
+    let nics = parse_nics(&file, &text)?;
+    Ok(Loaded { path, topology, disks, nics })
 }
 
 /// The `[[disk]]` tables of a topology file (already syntax-checked by [`parse`]).
@@ -194,6 +241,33 @@ pub fn parse_disks(file: &str, text: &str) -> Result<Vec<Disk>> {
         }
     }
     Ok(raw.disks)
+}
+
+/// The `[[nic]]` tables of a topology file.
+pub fn parse_nics(file: &str, text: &str) -> Result<Vec<Nic>> {
+    let raw: FileTopology = toml::from_str(text).with_context(|| format!("{file}: invalid topology"))?;
+    let mut out: Vec<Nic> = Vec::new();
+    for n in raw.nics {
+        if n.name.is_empty() || !n.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            bail!("{file}: nic name {:?} is not letters, digits and '-'\n  fix: rename it", n.name);
+        }
+        if out.iter().any(|o| o.name == n.name) {
+            bail!("{file}: two nics are named {:?}\n  fix: give every [[nic]] a distinct name", n.name);
+        }
+        let mut forwards = Vec::new();
+        for f in &n.forward {
+            let Some(parsed) = Forward::parse(f) else {
+                bail!(
+                    "{file}: nic {}: forward {f:?} is not [HOSTPORT=]A.B.C.D:PORT\n  fix: e.g. \"10.0.2.15:80\" \
+                     (a free host port) or \"8080=10.0.2.15:80\"",
+                    n.name
+                );
+            };
+            forwards.push(parsed);
+        }
+        out.push(Nic { name: n.name, forwards });
+    }
+    Ok(out)
 }
 
 /// Parses the text of a topology file; `file` names it in errors, `stem` is the default name.

@@ -218,10 +218,10 @@ impl Restarter {
             }
         }
         for t in tracked.iter() {
-            for (n, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
+            for (j, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
+                let n = crate::toolstack::index_in_kind(&t.cfg.devices, j, |d| &d.kind);
                 if let Some(fe) = t.domid
-                    && let Err(e) =
-                        crate::toolstack::move_backend(&mut store.server, &dev.kind, n as u32, fe, new, &dev.params)
+                    && let Err(e) = crate::toolstack::move_backend(&mut store.server, &dev.kind, n, fe, new, &dev.params)
                 {
                     println!("cannot move {}/{n} of {} to the new backend: {e}", dev.kind, t.cfg.name);
                 }

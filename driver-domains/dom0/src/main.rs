@@ -123,9 +123,10 @@ fn main() {
     }
     let id_of = |tracked: &[Tracked], name: &str| tracked.iter().find(|t| t.cfg.name == name).and_then(|t| t.domid);
     for t in &tracked {
-        for (i, dev) in t.cfg.devices.iter().enumerate() {
+        for (j, dev) in t.cfg.devices.iter().enumerate() {
             let (Some(fe), Some(be)) = (t.domid, id_of(&tracked, &dev.backend)) else { continue };
-            match toolstack::add_device(&mut store.server, &dev.kind, i as u32, fe, be, &dev.params) {
+            let i = toolstack::index_in_kind(&t.cfg.devices, j, |d| &d.kind);
+            match toolstack::add_device(&mut store.server, &dev.kind, i, fe, be, &dev.params) {
                 Ok(()) => println!(
                     "device {}/{i}: {} (domain {fe}) served by {} (domain {be})",
                     dev.kind, t.cfg.name, dev.backend
