@@ -110,6 +110,8 @@ pub struct Scenario {
     stop: Option<Box<StopFn>>,
     watch: Option<Box<WatchFn>>,
     nics: Vec<xtask::qemu::NetDevice>,
+    /// At least this long (HV_TEST_TIMEOUT still wins when larger).
+    min_timeout: Duration,
 }
 
 /// A new directory for one run's disk images.
@@ -138,7 +140,14 @@ impl Scenario {
             stop: None,
             watch: None,
             nics,
+            min_timeout: Duration::ZERO,
         }
+    }
+
+    /// A deadline of at least `t` for a scenario that moves a lot of data under TCG.
+    pub fn at_least(mut self, t: Duration) -> Self {
+        self.min_timeout = t;
+        self
     }
 
     /// The 127.0.0.1 port this run forwards to `guest_port` (a `forward` of the topology's nic).
@@ -205,8 +214,8 @@ impl Scenario {
         .unwrap_or_else(|e| panic!("cannot create the disk images: {e:#}"));
         spec.nics = self.nics.clone();
         let run = match (self.watch, self.stop) {
-            (Some(mut w), _) => xtask::qemu::run_watched(&spec, timeout(), &mut *w),
-            (None, stop) => xtask::qemu::run_captured(&spec, timeout(), stop.as_deref()),
+            (Some(mut w), _) => xtask::qemu::run_watched(&spec, timeout().max(self.min_timeout), &mut *w),
+            (None, stop) => xtask::qemu::run_captured(&spec, timeout().max(self.min_timeout), stop.as_deref()),
         }
         .unwrap_or_else(|e| panic!("cannot run QEMU: {e:#}"));
         Outcome { run, topology: self.topology, boot: self.boot, machine: self.machine, accel: spec.accel }

@@ -91,7 +91,7 @@ pub struct LinuxRef {
 }
 
 /// The newest /boot/vmlinuz-*.
-fn find_kernel() -> Result<PathBuf> {
+pub fn find_kernel() -> Result<PathBuf> {
     let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
         .context("reading /boot")?
         .flatten()

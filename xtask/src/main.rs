@@ -1,7 +1,9 @@
 //! `cargo xtask`: build, image, run, test, bench and fuzz hv-core. See `cargo xtask --help`.
 
 mod bench;
+mod bench_net;
 mod cpio;
+mod linux_net;
 mod linux_ref;
 mod ring;
 #[cfg(has_ring_tasks)]
@@ -133,6 +135,8 @@ enum BenchWhat {
     Ring,
     /// Block I/O from a DomU through blkback, against blkback directly on the device
     Blk,
+    /// Networking through netback (HTTP req/s with wrk, TCP throughput), against a Linux guest
+    Net,
 }
 
 #[derive(clap::Args)]
@@ -161,6 +165,9 @@ fn main() {
         Cmd::Bench(args) => match args.what {
             BenchWhat::Ring => ring::bench_ring(&paths.root),
             BenchWhat::Blk => bench::run_blk(&paths, choose_accel(args.accel), args.machine.into(), args.runs as usize),
+            BenchWhat::Net => {
+                bench_net::run(&paths, choose_accel(args.accel), args.machine.into(), (args.runs as usize).min(3))
+            }
             what => bench::run(
                 &paths,
                 bench::Options {

@@ -55,6 +55,13 @@ pub const LIBC_DEV: Package = Package {
     why: "static linking of the Linux reference init",
 };
 
+pub const CURL: Package =
+    Package { name: "curl", probe: Probe::Command("curl"), why: "fetches pages from DomUs through QEMU's hostfwd" };
+pub const TSHARK: Package =
+    Package { name: "tshark", probe: Probe::Command("tshark"), why: "parses the pcap streams netback captures" };
+pub const WRK: Package =
+    Package { name: "wrk", probe: Probe::Command("wrk"), why: "the HTTP load generator of `cargo xtask bench net`" };
+
 /// Everything the ISO needs.
 pub const ISO_TOOLS: &[Package] = &[GRUB_COMMON, GRUB_PC_BIN, XORRISO, MTOOLS];
 

@@ -1,0 +1,277 @@
+//! `cargo xtask bench net`: networking through netback, next to a Linux guest on the same QEMU,
+//! accelerator and user network.
+//!
+//! * host → guest HTTP requests/s: `wrk` on the host against the forwarded port, serving DomU
+//!   (`httpd` behind netback) vs the Linux guest's server;
+//! * guest → host TCP throughput: a stream to a listener on the host (10.0.2.2 in the guest),
+//!   timed on the host from the first byte to end of stream, DomU (`netstream`) vs Linux;
+//! * DomU ↔ DomU TCP throughput through netback (`netstream` pair), against the Linux guest's
+//!   throughput to the host.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use xtask::packages;
+use xtask::paths::{Paths, show};
+use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Run, Spec};
+use xtask::step;
+
+/// Bytes of each stream.
+const STREAM_BYTES: u64 = 32 * 1024 * 1024;
+/// `wrk` duration and connections.
+const WRK_SECONDS: u32 = 5;
+const WRK_CONNECTIONS: u32 = 4;
+/// The port the `bench-net-send` topology's sender aims at (replaced by a free one per run).
+const SEND_PORT_IN_TOPOLOGY: &str = "10.0.2.2:5001";
+
+fn fail(what: &str, run: &Run) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} ({}); command: {}\nserial:\n{}\nstderr:\n{}",
+        run.outcome(),
+        run.command,
+        run.lines.join("\n"),
+        run.stderr
+    )
+}
+
+/// Runs `wrk` against 127.0.0.1:`port` once `ready` matches a serial line; returns requests/s.
+fn wrk_when_ready(spec: &Spec, port: u16, ready: impl Fn(&str) -> bool) -> Result<f64> {
+    let result: Arc<Mutex<Option<Result<f64>>>> = Arc::new(Mutex::new(None));
+    let mut started = false;
+    let shared = result.clone();
+    let mut watch = |line: Option<&str>| {
+        if let Some(l) = line
+            && !started
+            && ready(l)
+        {
+            started = true;
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let r = run_wrk(port);
+                *shared.lock().unwrap() = Some(r);
+            });
+        }
+        shared.lock().unwrap().is_some()
+    };
+    let run = qemu::run_watched(spec, Duration::from_secs(180), &mut watch)?;
+    match result.lock().unwrap().take() {
+        Some(r) => r,
+        None => Err(fail("the server never became ready", &run)),
+    }
+}
+
+fn run_wrk(port: u16) -> Result<f64> {
+    let out = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{WRK_CONNECTIONS}"),
+            &format!("-d{WRK_SECONDS}s"),
+            "--timeout",
+            "5s",
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .output()
+        .context("running wrk (package wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))?;
+    let errors = text.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if let Some(e) = errors {
+        eprintln!("  wrk: {}", e.trim());
+    }
+    Ok(rps)
+}
+
+/// A host listener that times one stream from its first byte to its end: (bytes, seconds).
+struct Sink {
+    port: u16,
+    done: Arc<Mutex<Option<(u64, f64)>>>,
+}
+
+impl Sink {
+    fn start() -> Result<Self> {
+        let l = TcpListener::bind("127.0.0.1:0").context("binding a host listener")?;
+        let port = l.local_addr()?.port();
+        let done = Arc::new(Mutex::new(None));
+        let shared = done.clone();
+        std::thread::spawn(move || {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut buf = vec![0u8; 1 << 16];
+            let (mut total, mut first) = (0u64, None);
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                first.get_or_insert_with(Instant::now);
+                total += n as u64;
+            }
+            let secs = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            *shared.lock().unwrap() = Some((total, secs));
+        });
+        Ok(Self { port, done })
+    }
+
+    fn mbit_per_s(&self) -> Option<f64> {
+        let (bytes, secs) = (*self.done.lock().unwrap())?;
+        (bytes >= STREAM_BYTES && secs > 0.0).then(|| bytes as f64 * 8.0 / secs / 1e6)
+    }
+}
+
+/// Boots `spec` until `sink` has the whole stream; returns its Mbit/s.
+fn stream_to_host(spec: &Spec, sink: &Sink) -> Result<f64> {
+    let done = sink.done.clone();
+    let mut watch = |_: Option<&str>| done.lock().unwrap().is_some();
+    let run = qemu::run_watched(spec, Duration::from_secs(300), &mut watch)?;
+    sink.mbit_per_s().ok_or_else(|| fail("the host did not receive the whole stream", &run))
+}
+
+struct Figures {
+    rows: Vec<(String, f64, String, Option<f64>, &'static str)>,
+}
+
+pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+    packages::ensure(&[packages::QEMU, packages::WRK, packages::LINUX_IMAGE, packages::GCC, packages::LIBC_DEV])?;
+    let mut hv: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut linux: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+
+    // Linux reference.
+    let kernel = crate::linux_ref::find_kernel()?;
+    step(format!("Linux network reference: init + virtio-net modules of {}", kernel.display()));
+    let initramfs = crate::linux_net::build_initramfs(paths, &kernel)?;
+    let linux_spec = |mode: &str, forward: bool| -> Result<Spec> {
+        let mut s = Spec {
+            machine,
+            accel,
+            ..Spec::new(Media::Direct {
+                kernel: kernel.clone(),
+                initrd: initramfs.clone(),
+                append: Some(format!("console=ttyS0 quiet panic=-1 netref={mode}")),
+            })
+        };
+        let forwards = if forward { vec![(qemu::free_port()?, "10.0.2.15".parse()?, 80)] } else { Vec::new() };
+        s.nics = vec![NetDevice { forwards }];
+        Ok(s)
+    };
+    for i in 0..runs {
+        step(format!("Linux guest: wrk against its HTTP server, run {}/{runs}", i + 1));
+        let s = linux_spec("http", true)?;
+        let port = s.nics[0].forwards[0].0;
+        linux.entry("http_requests_per_s").or_default().push(wrk_when_ready(&s, port, |l| {
+            l.starts_with("LINUXNET http listening")
+        })?);
+        step(format!("Linux guest: {} MiB to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
+        let sink = Sink::start()?;
+        let s = linux_spec(&format!("send:{}:{STREAM_BYTES}", sink.port), false)?;
+        linux.entry("to_host_mbit_s").or_default().push(stream_to_host(&s, &sink)?);
+    }
+
+    // hv-core.
+    let http = crate::prepare(paths, Some("bench-net-http"))?;
+    let pair = crate::prepare(paths, Some("bench-net-pair"))?;
+    let hv_spec = |p: &crate::Prepared| -> Result<Spec> {
+        let mut s = Spec {
+            machine,
+            accel,
+            ..Spec::new(Media::Direct { kernel: p.hypervisor(), initrd: p.bundle.clone(), append: None })
+        };
+        s.nics = NetDevice::for_topology(&p.topology.nics)?;
+        Ok(s)
+    };
+    for i in 0..runs {
+        step(format!("hv-core: wrk against the httpd DomU through netback, run {}/{runs}", i + 1));
+        let s = hv_spec(&http)?;
+        let port = s.nics.iter().find_map(|n| n.host_port(80)).context("bench-net-http forwards no port 80")?;
+        hv.entry("http_requests_per_s").or_default().push(wrk_when_ready(&s, port, |l| l.contains("httpd: listening"))?);
+
+        step(format!("hv-core: {} MiB from a DomU to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
+        let sink = Sink::start()?;
+        let send = send_topology(paths, sink.port)?;
+        let p = crate::prepare(paths, Some(send.to_str().context("non-UTF-8 path")?))?;
+        hv.entry("to_host_mbit_s").or_default().push(stream_to_host(&hv_spec(&p)?, &sink)?);
+
+        step(format!("hv-core: DomU to DomU through netback, run {}/{runs}", i + 1));
+        let run = qemu::run_captured(&hv_spec(&pair)?, Duration::from_secs(300), None)?;
+        let figure = run.lines.iter().find_map(|l| {
+            let rest = l.split_once("netstream: received ")?.1;
+            rest.split_once(" Mbit/s")?.0.rsplit_once('(')?.1.parse::<f64>().ok()
+        });
+        let ok = run.lines.iter().any(|l| l.contains("netstream: checksum ok"));
+        match figure {
+            Some(f) if ok => hv.entry("domu_to_domu_mbit_s").or_default().push(f),
+            _ => return Err(fail("the DomU pair did not finish with a matching checksum", &run)),
+        }
+    }
+
+    let med = |m: &mut BTreeMap<&str, Vec<f64>>, k: &str| m.get_mut(k).map(|v| crate::bench::median(v));
+    let mut f = Figures { rows: Vec::new() };
+    let rps = med(&mut hv, "http_requests_per_s").unwrap_or(f64::NAN);
+    let l_rps = med(&mut linux, "http_requests_per_s");
+    f.rows.push(("host->DomU HTTP".into(), rps, "req/s".into(), l_rps, "Linux guest"));
+    let up = med(&mut hv, "to_host_mbit_s").unwrap_or(f64::NAN);
+    let l_up = med(&mut linux, "to_host_mbit_s");
+    f.rows.push(("DomU->host TCP".into(), up, "Mbit/s".into(), l_up, "Linux guest->host"));
+    let pair_v = med(&mut hv, "domu_to_domu_mbit_s").unwrap_or(f64::NAN);
+    f.rows.push(("DomU<->DomU TCP".into(), pair_v, "Mbit/s".into(), l_up, "Linux guest->host"));
+    print_and_save(paths, &f, accel, machine, runs)
+}
+
+/// `topologies/bench-net-send.toml` with the sender aimed at host port `port`.
+fn send_topology(paths: &Paths, port: u16) -> Result<PathBuf> {
+    let src = paths.root.join("topologies/bench-net-send.toml");
+    let text = std::fs::read_to_string(&src).with_context(|| format!("reading {}", src.display()))?;
+    if !text.contains(SEND_PORT_IN_TOPOLOGY) {
+        bail!("{} no longer aims at {SEND_PORT_IN_TOPOLOGY}", src.display());
+    }
+    let out = paths.bench_dir().join("bench-net-send.toml");
+    std::fs::create_dir_all(paths.bench_dir())?;
+    std::fs::write(&out, text.replace(SEND_PORT_IN_TOPOLOGY, &format!("10.0.2.2:{port}")))?;
+    Ok(out)
+}
+
+fn print_and_save(paths: &Paths, f: &Figures, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+    println!(
+        "\nnetwork benchmarks: QEMU -machine {} -accel {}, user network, medians of {runs} runs \
+         (target: each at least the Linux guest's)\n",
+        machine.name(),
+        accel.name()
+    );
+    println!("{:<18} {:>10} {:<7} {:>12}  {:<18} {:>7}  verdict", "metric", "value", "unit", "reference", "(what)", "ratio");
+    let mut json = String::from("{\n  \"metrics\": [\n");
+    for (i, (metric, value, unit, reference, what)) in f.rows.iter().enumerate() {
+        let ratio = reference.map(|r| value / r).filter(|r| r.is_finite());
+        let verdict = match ratio {
+            Some(r) if r >= 1.0 => "met",
+            Some(_) => "MISSED",
+            None => "n/a",
+        };
+        println!(
+            "{metric:<18} {value:>10.1} {unit:<7} {:>12}  {what:<18} {:>7}  {verdict}",
+            reference.map_or("-".into(), |r| format!("{r:.1}")),
+            ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+        );
+        if unit == "Mbit/s" {
+            println!("{:<18} {:>10.3} Gbit/s", "", value / 1000.0);
+        }
+        json.push_str(&format!(
+            "    {{\"metric\": \"{metric}\", \"value\": {}, \"unit\": \"{unit}\", \"reference\": {}, \"ratio\": {}}}{}\n",
+            if value.is_finite() { value.to_string() } else { "null".into() },
+            reference.map_or("null".into(), |r| r.to_string()),
+            ratio.map_or("null".into(), |r| r.to_string()),
+            if i + 1 < f.rows.len() { "," } else { "" }
+        ));
+    }
+    json.push_str("  ]\n}\n");
+    let out = paths.bench_dir().join("net.json");
+    xtask::artifacts::write_atomically(&out, json.as_bytes())?;
+    println!("\nwrote {}", show(&out, &paths.root));
+    Ok(())
+}
