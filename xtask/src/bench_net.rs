@@ -67,6 +67,14 @@ fn wrk_when_ready(spec: &Spec, port: u16, ready: impl Fn(&str) -> bool) -> Resul
 }
 
 fn run_wrk(port: u16) -> Result<f64> {
+    let r = run_wrk_once(port);
+    if let Ok(v) = &r {
+        eprintln!("  {v:.1} requests/s");
+    }
+    r
+}
+
+fn run_wrk_once(port: u16) -> Result<f64> {
     let out = Command::new("wrk")
         .args([
             "-t1",
@@ -131,7 +139,9 @@ fn stream_to_host(spec: &Spec, sink: &Sink) -> Result<f64> {
     let done = sink.done.clone();
     let mut watch = |_: Option<&str>| done.lock().unwrap().is_some();
     let run = qemu::run_watched(spec, Duration::from_secs(300), &mut watch)?;
-    sink.mbit_per_s().ok_or_else(|| fail("the host did not receive the whole stream", &run))
+    let v = sink.mbit_per_s().ok_or_else(|| fail("the host did not receive the whole stream", &run))?;
+    eprintln!("  {v:.1} Mbit/s");
+    Ok(v)
 }
 
 struct Figures {
@@ -206,7 +216,10 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         });
         let ok = run.lines.iter().any(|l| l.contains("netstream: checksum ok"));
         match figure {
-            Some(f) if ok => hv.entry("domu_to_domu_mbit_s").or_default().push(f),
+            Some(f) if ok => {
+                eprintln!("  {f:.1} Mbit/s");
+                hv.entry("domu_to_domu_mbit_s").or_default().push(f)
+            }
             _ => return Err(fail("the DomU pair did not finish with a matching checksum", &run)),
         }
     }

@@ -32,7 +32,7 @@ const INIT_C: &str = r#"// Linux network reference init for `cargo xtask bench n
 #include <time.h>
 #include <unistd.h>
 
-static const char *modules[] = {"virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+static const char *modules[] = {"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
                                 "virtio_pci", "failover", "net_failover", "virtio_net"};
 
 static void die(const char *what) {
@@ -205,8 +205,8 @@ int main(int argc, char **argv, char **envp) {
 
 /// The kernel modules the init loads, in dependency order (Debian builds virtio-net as modules).
 const MODULES: &[&str] = &[
-    "drivers/virtio/virtio.ko",
     "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
     "drivers/virtio/virtio_pci_legacy_dev.ko",
     "drivers/virtio/virtio_pci_modern_dev.ko",
     "drivers/virtio/virtio_pci.ko",
