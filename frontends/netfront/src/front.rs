@@ -1,0 +1,509 @@
+//! [`NetFront`]: device `vif/<n>` of this domain, connected to its backend through the store
+//! (docs/net.md), with a [`DataPath`] over the shared rings; reconnects on its own.
+use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ptr::NonNull;
+
+use hv_rt::store::{Store, XenbusState, xenbus};
+use hv_rt::{evtchn, grant, println, time};
+use hv_store::{ClientError, Errno, StoreClient};
+use shared_ring::PageMemory;
+use smoltcp::phy::{Device, DeviceCapabilities};
+use smoltcp::time::Instant;
+
+use crate::datapath::{self, DataPath, PAGE, Page, Stats};
+
+const SECOND: u64 = 1_000_000_000;
+/// tx pages (granted read-only to the backend).
+pub const TX_PAGES: usize = 128;
+/// rx buffers kept posted (granted writable). With the tx pool and both rings: 258 of the
+/// 504 usable grant entries.
+pub const RX_PAGES: usize = 128;
+/// How often the backend's state and our `backend` key are re-read (watches wake us earlier).
+const CHECK_INTERVAL_NS: u64 = 2 * SECOND;
+/// Pause between failed reconnection attempts.
+const RETRY_NS: u64 = SECOND;
+/// How long a (re)connection waits for a backend.
+const CONNECT_TIMEOUT_NS: u64 = 30 * SECOND;
+
+/// A setup failure (store, grants, event channel, or the backend not showing up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetError(pub String);
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub(crate) fn err(what: &str, e: impl fmt::Display) -> NetError {
+    NetError(format!("{what}: {e}"))
+}
+
+/// A zeroed page of our own, never freed.
+pub(crate) fn alloc_page() -> Result<NonNull<u8>, NetError> {
+    let layout = Layout::from_size_align(PAGE, PAGE).map_err(|_| NetError("layout".into()))?;
+    // SAFETY: non-zero-size layout.
+    NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(NetError("out of memory".into()))
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.trim().split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// The store side of `vif/<n>`: paths, backend, handshake steps.
+pub(crate) struct VifDir {
+    pub store: Store,
+    pub index: u32,
+    pub dir: String,
+    pub be_dir: String,
+    pub be: u32,
+    pub mac: [u8; 6],
+}
+
+impl VifDir {
+    pub fn open(mut store: Store, index: u32) -> Result<Self, NetError> {
+        let me = hv_rt::domid();
+        let dir = format!("/local/domain/{me}/device/vif/{index}");
+        let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| err("backend path", e))?;
+        let be = store.read_u32(&format!("{dir}/backend-id")).map_err(|e| err("backend-id", e))?;
+        let mac_s = store.read_string(&format!("{dir}/mac")).map_err(|e| err("mac", e))?;
+        let mac = parse_mac(&mac_s).ok_or_else(|| NetError(format!("mac: not a MAC address: {mac_s:?}")))?;
+        let mut v = Self { store, index, dir, be_dir, be, mac };
+        v.watch();
+        Ok(v)
+    }
+
+    /// Watches the backend's state and our `backend` key (so a change wakes the domain).
+    fn watch(&mut self) {
+        let _ = self.store.watch(format!("{}/state", self.be_dir).as_bytes(), b"netfront");
+        let _ = self.store.watch(format!("{}/backend", self.dir).as_bytes(), b"netfront");
+    }
+
+    pub fn backend_state(&mut self) -> XenbusState {
+        match xenbus::read_state(&mut self.store, self.be_dir.as_bytes()) {
+            Ok(XenbusState::Unknown) | Err(_) => XenbusState::Closed,
+            Ok(s) => s,
+        }
+    }
+
+    /// Waits until `done(backend state)` or the timeout.
+    pub fn wait_backend(
+        &mut self,
+        timeout_ns: u64,
+        done: impl Fn(XenbusState) -> bool,
+    ) -> Result<XenbusState, NetError> {
+        let deadline = time::now_ns().saturating_add(timeout_ns);
+        loop {
+            let s = self.backend_state();
+            if done(s) {
+                return Ok(s);
+            }
+            match self.store.wait_event(deadline.min(time::now_ns() + SECOND / 5)) {
+                Ok(_) if time::now_ns() < deadline => {}
+                Ok(_) => return Err(NetError(format!("timed out waiting for the backend (state {s:?})"))),
+                Err(e) => return Err(err("store", e)),
+            }
+        }
+    }
+
+    /// Follows our `backend` key until a backend is ready for a frontend (InitWait or later).
+    pub fn find_backend(&mut self) -> Result<(), NetError> {
+        use XenbusState::*;
+        let deadline = time::now_ns() + CONNECT_TIMEOUT_NS;
+        loop {
+            if let Ok(path) = self.store.read_string(&format!("{}/backend", self.dir))
+                && path != self.be_dir
+            {
+                self.be_dir = path;
+                self.watch();
+            }
+            let s = self.backend_state();
+            if matches!(s, InitWait | Initialised | Connected) {
+                break;
+            }
+            if time::now_ns() > deadline {
+                return Err(NetError(format!("timed out waiting for a backend (state {s:?})")));
+            }
+            let _ = self.wait_backend(SECOND / 5, |s| matches!(s, InitWait | Initialised | Connected));
+        }
+        self.be = self.store.read_u32(&format!("{}/backend-id", self.dir)).map_err(|e| err("backend-id", e))?;
+        Ok(())
+    }
+
+    /// Publishes the rings and the port, goes Initialised, waits for the backend's Connected,
+    /// goes Connected.
+    pub fn publish(&mut self, rings: &RingPages) -> Result<(), NetError> {
+        use XenbusState::*;
+        let dir = self.dir.clone();
+        for (k, v) in [
+            ("tx-ring-ref", format!("{}", rings.tx_gref)),
+            ("rx-ring-ref", format!("{}", rings.rx_gref)),
+            ("event-channel", format!("{}", rings.port)),
+            ("request-rx-copy", "1".into()),
+            ("feature-rx-notify", "1".into()),
+        ] {
+            self.store.write(format!("{dir}/{k}").as_bytes(), v.as_bytes()).map_err(|e| err(k, e))?;
+        }
+        xenbus::switch_state(&mut self.store, dir.as_bytes(), Initialised).map_err(|e| err("Initialised", e))?;
+        let s = self.wait_backend(CONNECT_TIMEOUT_NS, |s| matches!(s, Connected | Closing | Closed))?;
+        if s != Connected {
+            return Err(NetError(format!("backend went {s:?} instead of connecting")));
+        }
+        xenbus::switch_state(&mut self.store, dir.as_bytes(), Connected).map(drop).map_err(|e| err("Connected", e))
+    }
+
+    /// Goes Closing, gives the backend a moment to let go of the rings, goes Closed.
+    pub fn close(&mut self) {
+        use XenbusState::*;
+        let dir = self.dir.clone();
+        let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
+        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closed | InitWait));
+        let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closed);
+    }
+
+    pub fn reopen(&mut self) -> Result<(), NetError> {
+        xenbus::switch_state(&mut self.store, self.dir.clone().as_bytes(), XenbusState::Initialising)
+            .map(drop)
+            .map_err(|e| err("Initialising", e))
+    }
+
+    /// Why the connection should be re-established, if it should.
+    pub fn check(&mut self) -> Option<String> {
+        match self.store.read_string(&format!("{}/backend", self.dir)) {
+            Ok(path) if path != self.be_dir => return Some(format!("the vif moved to {path}")),
+            Err(ClientError::Store(Errno::Enoent)) => return Some("the vif's backend key vanished".into()),
+            _ => {}
+        }
+        let s = self.backend_state();
+        (s != XenbusState::Connected).then(|| format!("backend went {s:?}"))
+    }
+
+    /// Drains queued watch events (non-blocking); whether there were any.
+    pub fn drain_events(&mut self) -> bool {
+        let _ = self.store.poll();
+        let mut any = false;
+        while self.store.take_event().is_some() {
+            any = true;
+        }
+        any
+    }
+}
+
+/// The two ring pages, their grants and the event channel of one connection.
+pub(crate) struct RingPages {
+    pub tx: NonNull<u8>,
+    pub rx: NonNull<u8>,
+    pub tx_gref: u32,
+    pub rx_gref: u32,
+    pub port: u32,
+}
+
+impl RingPages {
+    /// Fresh pages (a backend still mapping old ones never sees them reused), granted to `be`,
+    /// and an unbound port for it.
+    pub fn new(be: u32) -> Result<Self, NetError> {
+        let (tx, rx) = (alloc_page()?, alloc_page()?);
+        let tx_gref = grant::grant_access(be, tx.as_ptr() as u64, false).map_err(|e| err("grant", e.name()))?;
+        let rx_gref = match grant::grant_access(be, rx.as_ptr() as u64, false) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = grant::end_access(tx_gref);
+                return Err(err("grant", e.name()));
+            }
+        };
+        let port = match evtchn::alloc_unbound(be) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = grant::end_access(tx_gref);
+                let _ = grant::end_access(rx_gref);
+                return Err(err("event channel", e.name()));
+            }
+        };
+        Ok(Self { tx, rx, tx_gref, rx_gref, port })
+    }
+
+    /// Shared-memory views of the two rings.
+    pub fn memories(&self) -> (PageMemory, PageMemory) {
+        // SAFETY: both are our own pages, never freed nor reused for anything else; the backend
+        // and we reach them only through PageMemory's atomic accesses.
+        unsafe { (PageMemory::new(self.tx, PAGE), PageMemory::new(self.rx, PAGE)) }
+    }
+
+    /// Closes the port and ends the grants (a page the backend still maps is left to it).
+    pub fn end(self) {
+        let _ = evtchn::close(self.port);
+        for g in [self.tx_gref, self.rx_gref] {
+            if grant::end_access(g).is_err() {
+                println!("netfront: ring page still mapped by the old backend; leaving it");
+            }
+        }
+    }
+}
+
+/// Grants `pages` to `be`; on failure ends what was granted.
+pub(crate) fn grant_pool(be: u32, pages: &[NonNull<u8>], readonly: bool) -> Result<Vec<Page>, NetError> {
+    let mut out = Vec::with_capacity(pages.len());
+    for &ptr in pages {
+        match grant::grant_access(be, ptr.as_ptr() as u64, readonly) {
+            Ok(gref) => out.push(Page { gref, ptr }),
+            Err(e) => {
+                for p in out {
+                    let _ = grant::end_access(p.gref);
+                }
+                return Err(err("grant a pool page", e.name()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Ends the grants of a pool; returns the pages that can be granted again (a page whose grant
+/// the backend still holds is left to it).
+pub(crate) fn end_pool(pool: Vec<Page>) -> Vec<NonNull<u8>> {
+    pool.into_iter().filter(|p| grant::end_access(p.gref).is_ok()).map(|p| p.ptr).collect()
+}
+
+fn kick(port: u32) {
+    let _ = evtchn::send(port);
+}
+
+/// A network device on `vif/<n>`: a smoltcp [`Device`] that survives backend restarts.
+///
+/// The app loop: `iface.poll(now, &mut nf, &mut sockets)`, then [`NetFront::wait`] with
+/// smoltcp's poll delay (it publishes what was sent, looks after the connection and blocks on
+/// the event channel).
+pub struct NetFront {
+    vif: VifDir,
+    path: Option<DataPath<PageMemory>>,
+    rings: Option<RingPages>,
+    tx_spare: Vec<NonNull<u8>>,
+    rx_spare: Vec<NonNull<u8>>,
+    /// Counters of earlier connections.
+    base: Stats,
+    reconnects: u64,
+    last_check: u64,
+    next_retry: u64,
+}
+
+impl NetFront {
+    /// Connects device `vif/<index>` (waits up to 30 s for its backend).
+    pub fn connect(store: Store, index: u32) -> Result<Self, NetError> {
+        let vif = VifDir::open(store, index)?;
+        let mut f = Self {
+            vif,
+            path: None,
+            rings: None,
+            tx_spare: Vec::new(),
+            rx_spare: Vec::new(),
+            base: Stats::default(),
+            reconnects: 0,
+            last_check: time::now_ns(),
+            next_retry: 0,
+        };
+        f.setup()?;
+        Ok(f)
+    }
+
+    fn setup(&mut self) -> Result<(), NetError> {
+        self.vif.find_backend()?;
+        let be = self.vif.be;
+        while self.tx_spare.len() < TX_PAGES {
+            self.tx_spare.push(alloc_page()?);
+        }
+        while self.rx_spare.len() < RX_PAGES {
+            self.rx_spare.push(alloc_page()?);
+        }
+        let tx_pool = grant_pool(be, &self.tx_spare, true)?;
+        let rx_pool = match grant_pool(be, &self.rx_spare, false) {
+            Ok(p) => p,
+            Err(e) => {
+                self.tx_spare = end_pool(tx_pool);
+                return Err(e);
+            }
+        };
+        self.tx_spare.clear();
+        self.rx_spare.clear();
+        let rings = match RingPages::new(be) {
+            Ok(r) => r,
+            Err(e) => {
+                self.tx_spare = end_pool(tx_pool);
+                self.rx_spare = end_pool(rx_pool);
+                return Err(e);
+            }
+        };
+        let (tx_mem, rx_mem) = rings.memories();
+        let path = match DataPath::new(tx_mem, rx_mem, tx_pool, rx_pool, rings.port, kick) {
+            Ok(p) => p,
+            Err(e) => {
+                rings.end();
+                return Err(err("ring", format!("{e:?}")));
+            }
+        };
+        let (tx_gref, rx_gref, port) = (rings.tx_gref, rings.rx_gref, rings.port);
+        self.path = Some(path);
+        self.rings = Some(rings);
+        if let Err(e) = self.vif.publish(self.rings.as_ref().expect("set above")) {
+            self.teardown();
+            return Err(e);
+        }
+        let m = self.vif.mac;
+        println!(
+            "netfront: vif {} connected to backend domain {be}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, \
+             tx ring ref {tx_gref}, rx ring ref {rx_gref}, port {port}, {RX_PAGES} rx buffers",
+            self.vif.index, m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+        self.last_check = time::now_ns();
+        Ok(())
+    }
+
+    /// Ends the connection's grants and port; keeps its counters.
+    fn teardown(&mut self) {
+        if let Some(path) = self.path.take() {
+            self.base.add(&path.stats());
+            let (tx, rx) = path.into_pages();
+            let (ntx, nrx) = (tx.len(), rx.len());
+            self.tx_spare = end_pool(tx);
+            self.rx_spare = end_pool(rx);
+            let leaked = ntx + nrx - self.tx_spare.len() - self.rx_spare.len();
+            if leaked > 0 {
+                println!("netfront: {leaked} pool pages still held by the old backend; leaving them");
+            }
+        }
+        if let Some(r) = self.rings.take() {
+            r.end();
+        }
+    }
+
+    fn reconnect(&mut self, why: &str) {
+        println!("netfront: {why}; reconnecting");
+        if let Some(r) = &self.rings {
+            // Closed early so that the backend's notifications stop waking us while we wait.
+            let _ = evtchn::close(r.port);
+        }
+        self.vif.close();
+        self.teardown();
+        self.reconnects += 1;
+        let r = self.vif.reopen().and_then(|()| self.setup());
+        if let Err(e) = r {
+            println!("netfront: reconnection failed: {e}; retrying");
+            self.next_retry = time::now_ns() + RETRY_NS;
+        }
+    }
+
+    /// Looks after the connection: reconnects after a protocol violation, when the backend
+    /// left or the vif moved to another backend, or to retry a failed reconnection. Cheap
+    /// unless a watch fired or a periodic check is due. [`NetFront::wait`] calls it.
+    pub fn maintain(&mut self) {
+        let now = time::now_ns();
+        let Some(path) = self.path.as_ref() else {
+            if now >= self.next_retry {
+                self.reconnect("not connected");
+            }
+            return;
+        };
+        if let Some(v) = path.broken() {
+            self.reconnect(&format!("backend protocol violation ({v})"));
+            return;
+        }
+        let store_port = hv_rt::start_info().store_port as u32;
+        let fired = evtchn::is_pending(store_port) && self.vif.drain_events();
+        if fired || now.saturating_sub(self.last_check) >= CHECK_INTERVAL_NS {
+            self.last_check = now;
+            self.vif.drain_events();
+            if let Some(why) = self.vif.check() {
+                self.reconnect(&why);
+            }
+        }
+    }
+
+    /// Publishes what smoltcp sent, looks after the connection, and blocks on the event channel
+    /// until something arrives or `deadline_ns` (system time). While no tx page is free it
+    /// waits for a tx completion (at most 50 ms) even if the deadline has passed.
+    pub fn wait(&mut self, deadline_ns: u64) {
+        self.maintain();
+        let now = time::now_ns();
+        let Some(path) = self.path.as_mut() else {
+            time::block_until(deadline_ns.min(self.next_retry).max(now + SECOND / 100));
+            return;
+        };
+        let port = self.rings.as_ref().map_or(0, |r| r.port);
+        evtchn::clear(port);
+        if path.final_check() {
+            return;
+        }
+        let mut deadline = deadline_ns.min(self.last_check + CHECK_INTERVAL_NS);
+        if path.tx_free() == 0 {
+            deadline = now + SECOND / 20;
+        }
+        if deadline > now {
+            time::block_until(deadline);
+        }
+    }
+
+    /// Publishes pushed requests and notifies the backend if it asked ([`NetFront::wait`] does
+    /// this too).
+    pub fn flush(&mut self) {
+        if let Some(p) = self.path.as_mut() {
+            p.flush();
+        }
+    }
+
+    /// Counters over every connection so far.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.base;
+        if let Some(p) = &self.path {
+            s.add(&p.stats());
+        }
+        s.reconnects = self.reconnects;
+        s
+    }
+
+    pub fn mac(&self) -> [u8; 6] {
+        self.vif.mac
+    }
+
+    /// The backend's domain id.
+    pub fn backend(&self) -> u32 {
+        self.vif.be
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.path.as_ref().is_some_and(|p| p.broken().is_none())
+    }
+
+    /// The event-channel port of the current connection.
+    pub fn port(&self) -> Option<u32> {
+        self.rings.as_ref().map(|r| r.port)
+    }
+
+    /// The store connection.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.vif.store
+    }
+}
+
+impl Device for NetFront {
+    type RxToken<'a> = datapath::RxToken<'a, PageMemory>;
+    type TxToken<'a> = datapath::TxToken<'a, PageMemory>;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.path.as_mut()?.receive(timestamp)
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.path.as_mut()?.transmit(timestamp)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        datapath::capabilities(TX_PAGES)
+    }
+}
