@@ -115,6 +115,39 @@ struct FileDomain {
     devices: Vec<FileDevice>,
     #[serde(default)]
     pci: Vec<String>,
+    /// xl style: `vif = ["backend=netback,mac=00:16:3e:00:00:01"]`.
+    #[serde(default)]
+    vif: Vec<String>,
+    /// xl style: `disk = ["backend=blkback,offset_mib=0,size_mib=8,mode=w"]`.
+    #[serde(default)]
+    disk: Vec<String>,
+    #[serde(default)]
+    on_crash: FileOnCrash,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum FileOnCrash {
+    #[default]
+    Destroy,
+    Restart,
+}
+
+/// An xl-style device string, `backend=NAME,key=value,...` → (backend, params `key=value ...`).
+pub fn parse_device_spec(s: &str) -> Result<(String, String), String> {
+    let mut backend = None;
+    let mut params = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("backend", b)) if !b.trim().is_empty() => backend = Some(b.trim().to_owned()),
+            Some((k, v)) if !k.trim().is_empty() && !k.contains(' ') && !v.contains(' ') => {
+                params.push(format!("{}={}", k.trim(), v.trim()))
+            }
+            _ => return Err(format!("{part:?} is not key=value")),
+        }
+    }
+    let backend = backend.ok_or_else(|| format!("{s:?} names no backend (add backend=<domain>)"))?;
+    Ok((backend, params.join(" ")))
 }
 
 #[derive(Deserialize)]
@@ -281,6 +314,16 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
             e.to_string().trim_end()
         )
     })?;
+    for d in &raw.domains {
+        for (key, spec) in d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("disk", v))) {
+            if let Err(e) = parse_device_spec(spec) {
+                bail!(
+                    "{file}: domain {}: {key} entry {spec:?}: {e}\n  fix: write it as \"backend=<domain>,key=value,...\"",
+                    d.name
+                );
+            }
+        }
+    }
     let topology = Topology {
         name: raw.name.unwrap_or_else(|| stem.to_owned()),
         on_finish: match raw.on_finish {
@@ -310,8 +353,18 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
                     .devices
                     .into_iter()
                     .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
+                    .chain(d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("vbd", v))).filter_map(
+                        |(kind, v)| {
+                            let (backend, params) = parse_device_spec(v).ok()?;
+                            Some(hv_bundle::DeviceConfig { kind: kind.into(), backend, params })
+                        },
+                    ))
                     .collect(),
                 pci: d.pci,
+                on_crash: match d.on_crash {
+                    FileOnCrash::Destroy => hv_bundle::OnCrash::Destroy,
+                    FileOnCrash::Restart => hv_bundle::OnCrash::Restart,
+                },
             })
             .collect(),
     };

@@ -49,6 +49,17 @@ pub enum Expect {
     Destroyed,
 }
 
+/// What Dom0 does when a domain crashes (faults, or is killed rather than destroyed by the
+/// toolstack): Xen's `on_crash`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnCrash {
+    /// Leave it dead.
+    #[default]
+    Destroy,
+    /// Start a new instance with the same config; the frontends it served move to it.
+    Restart,
+}
+
 /// What Dom0 does once every domain that is expected to end has ended.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnFinish {
@@ -74,6 +85,7 @@ pub struct DomainConfig {
     pub devices: Vec<DeviceConfig>,
     /// PCI devices assigned to this (driver) domain: `vendor:device` (hex) or `bb:dd.f`.
     pub pci: Vec<String>,
+    pub on_crash: OnCrash,
 }
 
 /// A split device: this domain is the frontend, `backend` (a domain of the same topology) serves
@@ -313,6 +325,7 @@ mod tests {
             args: String::new(),
             devices: Vec::new(),
             pci: Vec::new(),
+            on_crash: OnCrash::Destroy,
         }
     }
 
