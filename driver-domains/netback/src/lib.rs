@@ -1,4 +1,21 @@
-//! netback: the backend half of the Xen network split driver (netif). See `docs/net.md`.
+//! netback: the backend half of the Xen network split driver (netif), for hv-core driver
+//! domains. See `docs/net.md`.
+//!
+//! * [`switch`]: the L2 learning switch (bounded MAC table, ageing, flooding rules).
+//! * [`vif`]: one vif's tx and rx rings: slot-by-slot packet assembly and validation, batched
+//!   grant copies through the [`vif::GrantCopier`] trait, a bounded rx queue, counters.
+//! * [`bridge`]: the switch with its ports (uplink trait + vifs), one bounded round at a time.
+//! * [`pcap`]: the pcap file format as console hex lines.
+//! * `domain` (bare metal only): the driver domain itself: the virtio-net uplink, store
+//!   handshake, ring mapping, event channels, teardown and reconnection.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod bridge;
+pub mod pcap;
+pub mod switch;
+pub mod vif;
+
+#[cfg(test)]
+mod tests;

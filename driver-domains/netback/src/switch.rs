@@ -1,0 +1,237 @@
+//! The L2 learning switch between the uplink and the vifs.
+//!
+//! A bounded MAC table ([`TABLE_SIZE`] entries) learnt from source addresses: a frame to a known
+//! unicast MAC goes to that port only (and is dropped if that is the port it came from);
+//! broadcast, multicast and unknown destinations flood to every other port. Multicast/broadcast
+//! (and all-zero) source addresses are never learnt. An entry moves when its MAC is seen on
+//! another port, ages out after [`MAX_AGE_NS`], and a full table replaces its oldest entry, so a
+//! vif sending from thousands of forged addresses only churns the table (it never grows).
+use alloc::vec::Vec;
+
+/// An Ethernet address.
+pub type Mac = [u8; 6];
+
+/// A switch port: [`UPLINK`] or a vif's port number.
+pub type PortId = u32;
+
+/// The uplink's port (the virtio-net device, when there is one).
+pub const UPLINK: PortId = 0;
+
+/// Entries in the MAC table.
+pub const TABLE_SIZE: usize = 256;
+
+/// An entry not refreshed for this long is forgotten (Linux bridge's default ageing time).
+pub const MAX_AGE_NS: u64 = 300 * 1_000_000_000;
+
+/// Bytes of an Ethernet header (destination, source, type).
+pub const ETH_HEADER: usize = 14;
+
+/// Whether `mac` is a group (multicast or broadcast) address.
+#[inline]
+pub fn is_group(mac: &Mac) -> bool {
+    mac[0] & 1 != 0
+}
+
+/// The destination and source addresses of a frame (`None` if shorter than an Ethernet header).
+#[inline]
+pub fn addresses(frame: &[u8]) -> Option<(Mac, Mac)> {
+    if frame.len() < ETH_HEADER {
+        return None;
+    }
+    let mut dst = [0; 6];
+    let mut src = [0; 6];
+    dst.copy_from_slice(&frame[..6]);
+    src.copy_from_slice(&frame[6..12]);
+    Some((dst, src))
+}
+
+/// `xx:xx:xx:xx:xx:xx`.
+pub struct MacDisplay<'a>(pub &'a Mac);
+
+impl core::fmt::Display for MacDisplay<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// Parses `xx:xx:xx:xx:xx:xx` (hex digits of either case).
+pub fn parse_mac(s: &str) -> Option<Mac> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.trim().split(':');
+    for b in mac.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Where a frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// To this port only.
+    Port(PortId),
+    /// To every port except the ingress port.
+    Flood,
+    /// Nowhere (the destination is on the ingress port, or the frame is too short).
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    mac: Mac,
+    port: PortId,
+    seen_ns: u64,
+}
+
+/// The MAC table.
+#[derive(Debug, Default)]
+pub struct Switch {
+    table: Vec<Entry>,
+}
+
+impl Switch {
+    pub fn new() -> Self {
+        Self { table: Vec::with_capacity(TABLE_SIZE) }
+    }
+
+    /// Entries currently in the table (aged ones included until they are replaced).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Records that `src` was seen on `port` at `now_ns`.
+    pub fn learn(&mut self, src: &Mac, port: PortId, now_ns: u64) {
+        if is_group(src) || *src == [0; 6] {
+            return;
+        }
+        if let Some(e) = self.table.iter_mut().find(|e| e.mac == *src) {
+            e.port = port;
+            e.seen_ns = now_ns;
+            return;
+        }
+        let entry = Entry { mac: *src, port, seen_ns: now_ns };
+        if self.table.len() < TABLE_SIZE {
+            self.table.push(entry);
+        } else if let Some(oldest) = self.table.iter_mut().min_by_key(|e| e.seen_ns) {
+            *oldest = entry;
+        }
+    }
+
+    /// The port `dst` was last seen on, unless that is too long ago.
+    pub fn lookup(&self, dst: &Mac, now_ns: u64) -> Option<PortId> {
+        self.table.iter().find(|e| e.mac == *dst && now_ns.saturating_sub(e.seen_ns) <= MAX_AGE_NS).map(|e| e.port)
+    }
+
+    /// Forgets every address learnt on `port` (its vif went away).
+    pub fn forget_port(&mut self, port: PortId) {
+        self.table.retain(|e| e.port != port);
+    }
+
+    /// Learns the frame's source on `ingress` and says where the frame goes.
+    pub fn decide(&mut self, ingress: PortId, frame: &[u8], now_ns: u64) -> Forward {
+        let Some((dst, src)) = addresses(frame) else { return Forward::Drop };
+        self.learn(&src, ingress, now_ns);
+        if is_group(&dst) {
+            return Forward::Flood;
+        }
+        match self.lookup(&dst, now_ns) {
+            Some(p) if p == ingress => Forward::Drop,
+            Some(p) => Forward::Port(p),
+            None => Forward::Flood,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0; 46]);
+        f
+    }
+
+    const A: Mac = [0x00, 0x16, 0x3e, 0, 1, 0];
+    const B: Mac = [0x00, 0x16, 0x3e, 0, 2, 0];
+    const BCAST: Mac = [0xff; 6];
+    const MCAST: Mac = [0x01, 0x00, 0x5e, 0, 0, 1];
+
+    #[test]
+    fn learns_and_forwards() {
+        let mut s = Switch::new();
+        // Unknown destination: flood; the source is learnt.
+        assert_eq!(s.decide(1, &frame(B, A), 0), Forward::Flood);
+        assert_eq!(s.lookup(&A, 0), Some(1));
+        // B answers: A is known on port 1.
+        assert_eq!(s.decide(2, &frame(A, B), 1), Forward::Port(1));
+        assert_eq!(s.decide(1, &frame(B, A), 2), Forward::Port(2));
+        // Broadcast and multicast always flood.
+        assert_eq!(s.decide(1, &frame(BCAST, A), 3), Forward::Flood);
+        assert_eq!(s.decide(1, &frame(MCAST, A), 3), Forward::Flood);
+        // A destination on the ingress port is not reflected.
+        assert_eq!(s.decide(1, &frame(A, B), 4), Forward::Drop);
+        // ... and B moved to port 1 by that frame.
+        assert_eq!(s.lookup(&B, 4), Some(1));
+        // Too short to be a frame.
+        assert_eq!(s.decide(1, &[0; 13], 5), Forward::Drop);
+    }
+
+    #[test]
+    fn never_learns_group_or_zero_sources() {
+        let mut s = Switch::new();
+        s.decide(1, &frame(A, BCAST), 0);
+        s.decide(1, &frame(A, MCAST), 0);
+        s.decide(1, &frame(A, [0; 6]), 0);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn entries_age_out() {
+        let mut s = Switch::new();
+        s.learn(&A, 3, 10);
+        assert_eq!(s.lookup(&A, 10 + MAX_AGE_NS), Some(3));
+        assert_eq!(s.lookup(&A, 11 + MAX_AGE_NS), None);
+        assert_eq!(s.decide(1, &frame(A, B), 11 + MAX_AGE_NS), Forward::Flood);
+    }
+
+    #[test]
+    fn table_is_bounded_and_replaces_the_oldest() {
+        let mut s = Switch::new();
+        for i in 0..10 * TABLE_SIZE as u64 {
+            let b = i.to_be_bytes();
+            s.learn(&[0x02, b[3], b[4], b[5], b[6], b[7]], 1, i);
+            assert!(s.len() <= TABLE_SIZE);
+        }
+        // The newest survive, the oldest were replaced.
+        let newest = 10 * TABLE_SIZE as u64 - 1;
+        let b = newest.to_be_bytes();
+        assert_eq!(s.lookup(&[0x02, b[3], b[4], b[5], b[6], b[7]], newest), Some(1));
+        assert_eq!(s.lookup(&[0x02, 0, 0, 0, 0, 0], newest), None);
+        s.forget_port(1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn macs_parse_and_print() {
+        assert_eq!(parse_mac("00:16:3e:00:05:00"), Some([0, 0x16, 0x3e, 0, 5, 0]));
+        assert_eq!(parse_mac("52:54:00:12:34:5A"), Some([0x52, 0x54, 0, 0x12, 0x34, 0x5a]));
+        assert_eq!(parse_mac("52:54:00:12:34"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:56:78"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:567"), None);
+        assert_eq!(parse_mac("52:54:00:12::56"), None);
+        assert_eq!(parse_mac("52:54:00:12:+3:56"), None);
+        assert_eq!(alloc::format!("{}", MacDisplay(&[0x52, 0x54, 0, 0x12, 0x34, 0x56])), "52:54:00:12:34:56");
+    }
+}

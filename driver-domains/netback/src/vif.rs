@@ -1,0 +1,530 @@
+//! One vif: the backend's end of a frontend's tx and rx rings.
+//!
+//! **tx** (frontend → backend): [`Vif::tx_round`] takes each slot the ring copied out of shared
+//! memory exactly once, groups the slots into packets (first slot, extra-info slots after a
+//! `NETTXF_extra_info`, then `NETTXF_more_data` fragments) and validates each packet with
+//! shared-ring's [`TxPacketCheck`] plus the backend's own rules (frame size, no offloads). The
+//! data of every valid packet of the round moves into the backend's scratch buffer by one batched
+//! grant copy ([`GrantCopier::copy_in`]). Every data slot gets `OKAY` or `ERROR`, every
+//! extra-info slot `NULL`, in ring order. At most [`TX_PACKETS_PER_ROUND`] packets and
+//! [`TX_SLOTS_PER_ROUND`] slots per round, so a flooding frontend cannot starve the others; a
+//! packet whose slots are not all published yet waits (its responses too) for the next round.
+//!
+//! **rx** (backend → frontend): frames for the vif wait in a bounded queue
+//! ([`RX_QUEUE_LEN`]; more are dropped and counted). [`Vif::rx_round`] pairs queued frames with
+//! the rx requests the frontend posted and copies them (one batch) to offset 0 of each granted
+//! page; the response is `{id, offset 0, flags 0, status = length}`, or `ERROR` (frame dropped,
+//! counted) if the copy failed. Rx requests are only taken from the ring when a frame is waiting
+//! for them, so responses always follow request order.
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use shared_ring::wire::netif::{
+    ExtraInfo, NR_SLOTS_MIN, NetifError, NetifRxResponse, NetifRxSlot, NetifTxRequest, NetifTxResponse, NetifTxSlot,
+    RSP_ERROR, RSP_NULL, RSP_OKAY, TXF_CSUM_BLANK, TXF_EXTRA_INFO, TXF_MORE_DATA, TxPacketCheck,
+};
+use shared_ring::{BackRing, NetifRx, NetifTx, PeerError, PushError, SharedMemory};
+
+/// Frames waiting for a vif's rx buffers; more are dropped.
+pub const RX_QUEUE_LEN: usize = 256;
+/// Packets taken from a vif's tx ring per round.
+pub const TX_PACKETS_PER_ROUND: usize = 64;
+/// Slots taken from a vif's tx ring per round (a packet may span several).
+pub const TX_SLOTS_PER_ROUND: u32 = 256;
+/// Frames delivered to a vif per round.
+pub const RX_PER_ROUND: usize = 64;
+/// Smallest frame accepted: an Ethernet header.
+pub const MIN_FRAME: usize = 14;
+/// Largest frame accepted: 1500-byte MTU plus the Ethernet header (no VLAN tags, no GSO).
+pub const MAX_FRAME: usize = 1514;
+/// Data slots one packet may use.
+pub const SLOT_LIMIT: u32 = NR_SLOTS_MIN;
+/// Extra-info slots one packet may carry (netif.h defines four types).
+pub const MAX_EXTRAS: u32 = 4;
+/// Bytes of the tx scratch buffer per packet of a round.
+pub const FRAME_STRIDE: usize = 2048;
+/// Bytes of the scratch buffer [`Vif::tx_round`] needs.
+pub const SCRATCH_BYTES: usize = TX_PACKETS_PER_ROUND * FRAME_STRIDE;
+
+/// One copy from a frontend's granted page into the backend's buffer: `len` bytes at `offset`
+/// in grant `gref`, to `buf_offset` in the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    pub gref: u32,
+    pub offset: u16,
+    pub len: u16,
+    pub buf_offset: usize,
+}
+
+/// One copy of `data` into a frontend's granted page `gref` at `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutCopy<'a> {
+    pub gref: u32,
+    pub offset: u16,
+    pub data: &'a [u8],
+}
+
+/// Batched grant copy with frontend `domid` (the hypervisor's `grant_table_op(copy)`). Each
+/// element's `GNTST_*` result goes to the same index of `status` (which has one entry per
+/// element); a failed element fails only itself.
+pub trait GrantCopier {
+    /// Frontend pages → `buf`. Every segment lies inside `buf`.
+    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [i16]);
+    /// Backend data → frontend pages.
+    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [i16]);
+}
+
+/// Why a tx packet was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxRefusal {
+    /// A slot or the packet broke netif.h's rules.
+    Malformed(NetifError),
+    /// An extra-info slot netif.h does not define.
+    BadExtra(NetifError),
+    /// GSO extra info: segmentation offload was not offered.
+    Gso,
+    /// `NETTXF_csum_blank`: checksum offload was not offered.
+    ChecksumBlank,
+    /// More than [`MAX_EXTRAS`] extra-info slots.
+    TooManyExtras,
+    /// `NETTXF_extra_info` on a slot other than the first.
+    ExtraOnFragment,
+    /// Frame size outside `MIN_FRAME..=MAX_FRAME`.
+    FrameSize(u32),
+    /// A grant copy element failed with this `GNTST_*` status.
+    Grant(i16),
+}
+
+impl fmt::Display for TxRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxRefusal::Malformed(e) => write!(f, "malformed: {e}"),
+            TxRefusal::BadExtra(e) => write!(f, "bad extra info: {e}"),
+            TxRefusal::Gso => f.write_str("GSO extra info (not offered)"),
+            TxRefusal::ChecksumBlank => f.write_str("checksum offload requested (not offered)"),
+            TxRefusal::TooManyExtras => write!(f, "more than {MAX_EXTRAS} extra-info slots"),
+            TxRefusal::ExtraOnFragment => f.write_str("extra info flagged on a fragment"),
+            TxRefusal::FrameSize(n) => write!(f, "frame of {n} bytes (allowed {MIN_FRAME}..={MAX_FRAME})"),
+            TxRefusal::Grant(s) => write!(f, "grant copy failed (status {s})"),
+        }
+    }
+}
+
+/// The frontend broke a ring: disconnect it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VifError {
+    Peer(PeerError),
+    Push(PushError),
+}
+
+impl fmt::Display for VifError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VifError::Peer(e) => write!(f, "{e}"),
+            VifError::Push(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<PeerError> for VifError {
+    fn from(e: PeerError) -> Self {
+        VifError::Peer(e)
+    }
+}
+
+impl From<PushError> for VifError {
+    fn from(e: PushError) -> Self {
+        VifError::Push(e)
+    }
+}
+
+/// Counters of one vif. tx is frontend → backend, rx backend → frontend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Refused tx packets.
+    pub tx_errors: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Frames for this vif dropped: its queue was full, or the copy into its buffer failed.
+    pub rx_drops: u64,
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tx {} pkts {} B, tx errors {}, rx {} pkts {} B, rx drops {}",
+            self.tx_packets, self.tx_bytes, self.tx_errors, self.rx_packets, self.rx_bytes, self.rx_drops
+        )
+    }
+}
+
+/// A tx response not yet pushed, in ring order.
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    id: u16,
+    status: i16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    First,
+    Extra,
+    Data,
+}
+
+/// A tx packet being assembled from its slots.
+#[derive(Debug)]
+struct Packet {
+    first: NetifTxRequest,
+    check: Option<TxPacketCheck>,
+    /// The data slots after the first (at most `SLOT_LIMIT - 1`).
+    fragments: Vec<NetifTxRequest>,
+    error: Option<TxRefusal>,
+    extras: u32,
+    /// Index of its first slot's response in `staged`.
+    staged_from: usize,
+}
+
+impl Packet {
+    fn fail(&mut self, r: TxRefusal) {
+        if self.error.is_none() {
+            self.error = Some(r);
+        }
+    }
+}
+
+/// What one tx round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxRound {
+    /// Packets completed (accepted or refused).
+    pub packets: u32,
+    pub refused: u32,
+    /// The frontend must be notified of new responses.
+    pub notify: bool,
+    /// Work is waiting (budget used up, or requests arrived during the final check).
+    pub more: bool,
+}
+
+/// What one rx round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxRound {
+    pub delivered: u32,
+    pub failed: u32,
+    pub notify: bool,
+    /// Frames and posted buffers are both waiting.
+    pub more: bool,
+}
+
+/// A connected vif.
+pub struct Vif<M: SharedMemory> {
+    /// The frontend domain.
+    pub domid: u32,
+    pub tx: BackRing<NetifTx, M>,
+    pub rx: BackRing<NetifRx, M>,
+    pub counters: Counters,
+    /// Capture this vif's frames (`pcap=1`).
+    pub capture: bool,
+    /// Refusals of the last tx round, with the id of each packet's first slot.
+    pub refusals: Vec<(u16, TxRefusal)>,
+    rx_queue: VecDeque<Vec<u8>>,
+    expect: Expect,
+    packet: Option<Packet>,
+    staged: Vec<Staged>,
+}
+
+/// A completed, valid packet of this round: its frame's place in the scratch buffer and its
+/// copies' place in the round's batch.
+struct Ready {
+    staged_from: usize,
+    staged_to: usize,
+    first_id: u16,
+    buf_offset: usize,
+    len: usize,
+    segs: core::ops::Range<usize>,
+}
+
+impl<M: SharedMemory> Vif<M> {
+    pub fn new(domid: u32, tx: BackRing<NetifTx, M>, rx: BackRing<NetifRx, M>) -> Self {
+        Self {
+            domid,
+            tx,
+            rx,
+            counters: Counters::default(),
+            capture: false,
+            refusals: Vec::new(),
+            rx_queue: VecDeque::new(),
+            expect: Expect::First,
+            packet: None,
+            staged: Vec::new(),
+        }
+    }
+
+    /// Frames waiting for rx buffers.
+    pub fn queued(&self) -> usize {
+        self.rx_queue.len()
+    }
+
+    /// Queues a frame for the frontend; a full queue drops it (counted), as it does a frame
+    /// outside `MIN_FRAME..=MAX_FRAME`.
+    pub fn enqueue(&mut self, frame: &[u8]) -> bool {
+        if self.rx_queue.len() >= RX_QUEUE_LEN || !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
+            self.counters.rx_drops += 1;
+            return false;
+        }
+        self.rx_queue.push_back(frame.to_vec());
+        true
+    }
+
+    /// Takes one slot into the packet being assembled; returns the packet once its last slot
+    /// arrived.
+    fn feed(&mut self, slot: NetifTxSlot) -> Option<Packet> {
+        match (self.expect, self.packet.as_mut()) {
+            (Expect::Extra, Some(p)) => {
+                let extra = slot.as_extra();
+                self.staged.push(Staged { id: 0, status: RSP_NULL });
+                p.extras += 1;
+                if p.extras > MAX_EXTRAS {
+                    p.fail(TxRefusal::TooManyExtras);
+                }
+                match extra.decode() {
+                    Ok(ExtraInfo::Gso { .. }) => p.fail(TxRefusal::Gso),
+                    // Multicast filter updates and hashes: accepted and ignored (nothing offered
+                    // depends on them).
+                    Ok(_) => {}
+                    Err(e) => p.fail(TxRefusal::BadExtra(e)),
+                }
+                if extra.more() {
+                    None
+                } else if p.first.flags & TXF_MORE_DATA != 0 {
+                    self.expect = Expect::Data;
+                    None
+                } else {
+                    self.finish()
+                }
+            }
+            (Expect::Data, Some(p)) => {
+                let req = slot.as_request();
+                self.staged.push(Staged { id: req.id, status: RSP_ERROR });
+                if req.flags & TXF_EXTRA_INFO != 0 {
+                    p.fail(TxRefusal::ExtraOnFragment);
+                }
+                if p.error.is_none() {
+                    match p.check.as_mut().map(|c| c.next(&req)) {
+                        Some(Ok(())) => p.fragments.push(req),
+                        Some(Err(e)) => p.fail(TxRefusal::Malformed(e)),
+                        None => {}
+                    }
+                }
+                if req.flags & TXF_MORE_DATA != 0 { None } else { self.finish() }
+            }
+            _ => {
+                let req = slot.as_request();
+                let staged_from = self.staged.len();
+                self.staged.push(Staged { id: req.id, status: RSP_ERROR });
+                let mut p =
+                    Packet { first: req, check: None, fragments: Vec::new(), error: None, extras: 0, staged_from };
+                match TxPacketCheck::first(&req, SLOT_LIMIT) {
+                    Ok(c) => p.check = Some(c),
+                    Err(e) => p.fail(TxRefusal::Malformed(e)),
+                }
+                if req.flags & TXF_CSUM_BLANK != 0 {
+                    p.fail(TxRefusal::ChecksumBlank);
+                }
+                self.packet = Some(p);
+                if req.flags & TXF_EXTRA_INFO != 0 {
+                    self.expect = Expect::Extra;
+                    None
+                } else if req.flags & TXF_MORE_DATA != 0 {
+                    self.expect = Expect::Data;
+                    None
+                } else {
+                    self.finish()
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<Packet> {
+        self.expect = Expect::First;
+        self.packet.take()
+    }
+
+    /// Serves up to [`TX_PACKETS_PER_ROUND`] packets: valid frames land in `scratch` (at least
+    /// [`SCRATCH_BYTES`]) and their `(offset, length)` in `frames`; responses are pushed and
+    /// published. Never panics on ring content; `Err` means the frontend broke the ring.
+    pub fn tx_round(
+        &mut self,
+        copier: &mut impl GrantCopier,
+        scratch: &mut [u8],
+        frames: &mut Vec<(usize, usize)>,
+    ) -> Result<TxRound, VifError> {
+        frames.clear();
+        self.refusals.clear();
+        let mut round = TxRound::default();
+        let capacity = (scratch.len() / FRAME_STRIDE).min(TX_PACKETS_PER_ROUND);
+        let mut ready: Vec<Ready> = Vec::new();
+        let mut segs: Vec<Seg> = Vec::new();
+        let mut slots = 0;
+        let mut exhausted = false;
+        while !exhausted {
+            if round.packets as usize >= capacity || slots >= TX_SLOTS_PER_ROUND {
+                exhausted = true;
+                break;
+            }
+            let Some(slot) = self.tx.poll_request()? else { break };
+            slots += 1;
+            let Some(mut p) = self.feed(slot) else { continue };
+            round.packets += 1;
+            let staged_to = self.staged.len();
+            let plan = match (p.error, p.check) {
+                (Some(e), _) => Err(e),
+                (None, Some(c)) => c.finish().map_err(TxRefusal::Malformed),
+                // `check` is None only with an error set.
+                (None, None) => Err(TxRefusal::Malformed(NetifError::UnknownFlags { flags: p.first.flags })),
+            };
+            let plan = plan.and_then(|pkt| {
+                let len = pkt.size as usize;
+                if (MIN_FRAME..=MAX_FRAME).contains(&len) { Ok(pkt) } else { Err(TxRefusal::FrameSize(pkt.size)) }
+            });
+            match plan {
+                Ok(pkt) => {
+                    let base = ready.len() * FRAME_STRIDE;
+                    let from = segs.len();
+                    let mut at = base;
+                    // Sizes are bounded by MAX_FRAME here, so the u16 conversions are exact.
+                    let first = Seg {
+                        gref: p.first.gref,
+                        offset: p.first.offset,
+                        len: pkt.first_fragment as u16,
+                        buf_offset: at,
+                    };
+                    at += usize::from(first.len);
+                    if first.len > 0 {
+                        segs.push(first);
+                    }
+                    for f in p.fragments.drain(..) {
+                        if f.size > 0 {
+                            segs.push(Seg { gref: f.gref, offset: f.offset, len: f.size, buf_offset: at });
+                            at += usize::from(f.size);
+                        }
+                    }
+                    ready.push(Ready {
+                        staged_from: p.staged_from,
+                        staged_to,
+                        first_id: p.first.id,
+                        buf_offset: base,
+                        len: pkt.size as usize,
+                        segs: from..segs.len(),
+                    });
+                }
+                Err(r) => {
+                    // Every response of the packet stays ERROR (NULL for extras).
+                    round.refused += 1;
+                    self.counters.tx_errors += 1;
+                    self.refusals.push((p.first.id, r));
+                }
+            }
+        }
+        let mut status = vec![0i16; segs.len()];
+        if !segs.is_empty() {
+            copier.copy_in(self.domid, &segs, scratch, &mut status);
+        }
+        for r in &ready {
+            let failed = status[r.segs.clone()].iter().copied().find(|s| *s != 0);
+            let code = match failed {
+                None => {
+                    self.counters.tx_packets += 1;
+                    self.counters.tx_bytes += r.len as u64;
+                    frames.push((r.buf_offset, r.len));
+                    RSP_OKAY
+                }
+                Some(s) => {
+                    round.refused += 1;
+                    self.counters.tx_errors += 1;
+                    self.refusals.push((r.first_id, TxRefusal::Grant(s)));
+                    RSP_ERROR
+                }
+            };
+            for st in &mut self.staged[r.staged_from..r.staged_to] {
+                if st.status != RSP_NULL {
+                    st.status = code;
+                }
+            }
+        }
+        // Responses go out in ring order, up to the packet still being assembled (if it is
+        // valid so far; a refused one's responses are already final).
+        let keep_from = match &self.packet {
+            Some(p) if p.error.is_none() => p.staged_from,
+            _ => self.staged.len(),
+        };
+        for st in self.staged.drain(..keep_from) {
+            self.tx.push_response(NetifTxResponse { id: st.id, status: st.status })?;
+        }
+        if let Some(p) = self.packet.as_mut() {
+            p.staged_from = p.staged_from.saturating_sub(keep_from);
+        }
+        round.notify = self.tx.publish_responses().is_needed();
+        round.more = exhausted || self.tx.final_check_for_requests()?;
+        Ok(round)
+    }
+
+    /// Delivers up to [`RX_PER_ROUND`] queued frames into posted rx buffers; `delivered` sees
+    /// each frame that reached the frontend.
+    pub fn rx_round(
+        &mut self,
+        copier: &mut impl GrantCopier,
+        mut delivered: impl FnMut(&[u8]),
+    ) -> Result<RxRound, VifError> {
+        let mut round = RxRound::default();
+        let want = self.rx_queue.len().min(RX_PER_ROUND);
+        let mut requests = Vec::with_capacity(want);
+        while requests.len() < want {
+            match self.rx.poll_request()? {
+                Some(r) => requests.push(r),
+                None => break,
+            }
+        }
+        if !requests.is_empty() {
+            let copies: Vec<OutCopy<'_>> = requests
+                .iter()
+                .zip(self.rx_queue.iter())
+                .map(|(r, f)| OutCopy { gref: r.gref, offset: 0, data: f })
+                .collect();
+            let mut status = vec![0i16; copies.len()];
+            copier.copy_out(self.domid, &copies, &mut status);
+            drop(copies);
+            for (r, s) in requests.iter().zip(status) {
+                let Some(frame) = self.rx_queue.pop_front() else { break };
+                let code = if s == 0 {
+                    self.counters.rx_packets += 1;
+                    self.counters.rx_bytes += frame.len() as u64;
+                    round.delivered += 1;
+                    delivered(&frame);
+                    // Frames are at most MAX_FRAME bytes.
+                    frame.len() as i16
+                } else {
+                    self.counters.rx_drops += 1;
+                    round.failed += 1;
+                    RSP_ERROR
+                };
+                let rsp = NetifRxResponse { id: r.id, offset: 0, flags: 0, status: code };
+                self.rx.push_response(NetifRxSlot::Response(rsp))?;
+            }
+            round.notify = self.rx.publish_responses().is_needed();
+        }
+        round.more = if self.rx_queue.is_empty() {
+            false
+        } else if requests.len() >= RX_PER_ROUND {
+            true
+        } else {
+            // Frames wait: ask to be notified when the frontend posts buffers.
+            self.rx.final_check_for_requests()?
+        };
+        Ok(round)
+    }
+}
