@@ -3,5 +3,6 @@
 
 extern crate alloc;
 
+pub mod net;
 pub mod pingpong;
 pub mod split;

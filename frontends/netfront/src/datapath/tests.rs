@@ -333,7 +333,8 @@ fn bad_rx_responses_break_the_path_without_panicking() {
 
 #[test]
 fn bad_tx_responses_break_the_path_without_panicking() {
-    let cases: [(fn(u16) -> NetifTxResponse, &str); 4] = [
+    type Make = fn(u16) -> NetifTxResponse;
+    let cases: [(Make, &str); 4] = [
         (|id| NetifTxResponse { id: id + 1, status: RSP_OKAY }, "id not outstanding"),
         (|_| NetifTxResponse { id: 300, status: RSP_OKAY }, "id out of range"),
         (|id| NetifTxResponse { id, status: RSP_NULL }, "NULL"),
