@@ -8,8 +8,8 @@
 //!
 //! Args: `secs=10`, `vif=0`, `seed=` (default: the TSC).
 //!
-//! Console: `net-attacker: connected to backend domain <b>, flooding for <n> s`, then
-//! `net-attacker: sent <X> requests, <Y> errors, <Z> okay` and
+//! Console: `net-attacker: connected to backend domain <b>, flooding for <n> s`, then every
+//! 10 s and at the end `net-attacker: sent <X> requests, <Y> errors, <Z> okay` and
 //! `net-attacker: dropped <D>, null <N>, reconnects <R>, overruns <O>, backend disconnects <C>`.
 #![no_std]
 #![no_main]
@@ -32,6 +32,8 @@ const TAG: &str = "net-attacker";
 const SECOND: u64 = 1_000_000_000;
 const PAGES: usize = 16;
 const FRAME: u16 = 60;
+/// The running totals are printed this often (and at the end).
+const REPORT_NS: u64 = 10 * SECOND;
 
 #[derive(Default)]
 struct Counts {
@@ -92,12 +94,18 @@ fn main() {
     let mut a = Attacker { vif, rng: Rng(seed), next_id: 0, c: Counts::default() };
     a.fill_pages();
     a.run(time::now_ns() + secs * SECOND);
-    let c = &a.c;
-    println!("{TAG}: sent {} requests, {} errors, {} okay", c.sent, c.error + c.dropped, c.okay);
-    println!(
-        "{TAG}: dropped {}, null {}, other {}, reconnects {}, overruns {}, backend disconnects {}, ring errors {}",
-        c.dropped, c.null, c.other, c.reconnects, c.overruns, c.disconnects, c.ring_errors
-    );
+    a.c.report();
+}
+
+impl Counts {
+    fn report(&self) {
+        let c = self;
+        println!("{TAG}: sent {} requests, {} errors, {} okay", c.sent, c.error + c.dropped, c.okay);
+        println!(
+            "{TAG}: dropped {}, null {}, other {}, reconnects {}, overruns {}, backend disconnects {}, ring errors {}",
+            c.dropped, c.null, c.other, c.reconnects, c.overruns, c.disconnects, c.ring_errors
+        );
+    }
 }
 
 impl Attacker {
@@ -118,7 +126,12 @@ impl Attacker {
     fn run(&mut self, deadline: u64) {
         let mut round = 0u64;
         let mut last_check = time::now_ns();
+        let mut last_report = last_check;
         while time::now_ns() < deadline {
+            if time::now_ns() - last_report >= REPORT_NS {
+                last_report = time::now_ns();
+                self.c.report();
+            }
             round += 1;
             if round.is_multiple_of(500) {
                 self.overrun();
