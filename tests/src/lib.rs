@@ -112,6 +112,7 @@ pub struct Scenario {
     nics: Vec<xtask::qemu::NetDevice>,
     /// At least this long (HV_TEST_TIMEOUT still wins when larger).
     min_timeout: Duration,
+    control: Option<PathBuf>,
 }
 
 /// A new directory for one run's disk images.
@@ -141,7 +142,21 @@ impl Scenario {
             watch: None,
             nics,
             min_timeout: Duration::ZERO,
+            control: None,
         }
+    }
+
+    /// Gives the run a control channel (COM2 as a Unix socket) and returns its path, for
+    /// [`xtask::xl::Client`].
+    pub fn control_socket(&mut self) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = Paths::discover().target.join("test-run");
+        std::fs::create_dir_all(&dir).expect("creating target/test-run");
+        let path = dir.join(format!("ctl-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        self.control = Some(path.clone());
+        path
     }
 
     /// A deadline of at least `t` for a scenario that moves a lot of data under TCG.
@@ -213,6 +228,7 @@ impl Scenario {
         }
         .unwrap_or_else(|e| panic!("cannot create the disk images: {e:#}"));
         spec.nics = self.nics.clone();
+        spec.control = self.control.clone();
         let run = match (self.watch, self.stop) {
             (Some(mut w), _) => xtask::qemu::run_watched(&spec, timeout().max(self.min_timeout), &mut *w),
             (None, stop) => xtask::qemu::run_captured(&spec, timeout().max(self.min_timeout), stop.as_deref()),

@@ -6,6 +6,7 @@
 //! - [`qemu`]: QEMU command lines, accelerator choice, and a captured run with a deadline.
 //! - [`packages`]: the Debian packages the host needs, installed when running as root.
 //! - [`paths`]: where everything lives.
+//! - [`xl`]: the `xl` client of Dom0's toolstack over the control channel.
 
 pub mod artifacts;
 pub mod disks;
@@ -14,6 +15,7 @@ pub mod packages;
 pub mod paths;
 pub mod qemu;
 pub mod topology;
+pub mod xl;
 
 /// Prints a progress line for a long step (`==> building ...`) to stderr, so that it shows up
 /// even when stdout is a pipe (and in `cargo test` output).

@@ -50,6 +50,8 @@ enum Cmd {
     Test(TestArgs),
     /// Benchmarks: hypervisor (in QEMU, against a Linux reference guest) or the shared ring (host)
     Bench(BenchArgs),
+    /// Xen's xl verbs against the system `cargo xtask run` is running (over its control channel)
+    Xl(XlArgs),
     /// Run a shared-ring fuzz target (cargo +nightly fuzz)
     Fuzz {
         /// Fuzz target name (default: every target, as the shared-ring tasks define)
@@ -140,6 +142,49 @@ enum BenchWhat {
 }
 
 #[derive(clap::Args)]
+struct XlArgs {
+    /// The control socket of the running system
+    #[arg(long, default_value = "target/run/control.sock")]
+    socket: PathBuf,
+    #[command(subcommand)]
+    verb: XlVerb,
+}
+
+#[derive(Subcommand)]
+enum XlVerb {
+    /// Domains: Name, ID, Mem (MiB), VCPUs, State, Time (s)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hypervisor totals: memory, domains, grants, event ports, store nodes
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a domain from a config file (a topology [[domain]] table at top level)
+    Create { config: PathBuf },
+    /// Destroy a domain (by name or id)
+    Destroy {
+        dom: String,
+        /// Treat it as a crash: its on_crash policy applies (a restartable driver domain comes back)
+        #[arg(long)]
+        crash: bool,
+    },
+    /// Pause a domain
+    Pause { dom: String },
+    /// Unpause a domain
+    Unpause { dom: String },
+    /// A domain's recent console output, then a live tail (Ctrl-C to stop)
+    Console {
+        dom: String,
+        /// Print what is kept and exit instead of following
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+#[derive(clap::Args)]
 struct BenchArgs {
     /// What to benchmark
     #[arg(value_enum, default_value = "all")]
@@ -179,6 +224,21 @@ fn main() {
                 },
             ),
         },
+        Cmd::Xl(a) => {
+            let socket = if a.socket.is_absolute() { a.socket.clone() } else { paths.root.join(&a.socket) };
+            xtask::xl::run(
+                &socket,
+                match a.verb {
+                    XlVerb::List { json } => xtask::xl::Verb::List { json },
+                    XlVerb::Info { json } => xtask::xl::Verb::Info { json },
+                    XlVerb::Create { config } => xtask::xl::Verb::Create { config },
+                    XlVerb::Destroy { dom, crash } => xtask::xl::Verb::Destroy { dom, crash },
+                    XlVerb::Pause { dom } => xtask::xl::Verb::Pause { dom },
+                    XlVerb::Unpause { dom } => xtask::xl::Verb::Unpause { dom },
+                    XlVerb::Console { dom, once } => xtask::xl::Verb::Console { dom, once },
+                },
+            )
+        }
         Cmd::Fuzz { target, seconds } => ring::fuzz(&paths.root, target.as_deref(), seconds),
     };
     if let Err(e) = result {
@@ -266,6 +326,11 @@ fn cmd_run(paths: &Paths, args: RunArgs) -> Result<()> {
         eprintln!("disk image: {} (kept across runs; delete it for a fresh disk)", show(d, &paths.root));
     }
     spec.nics = qemu::NetDevice::for_topology(&p.topology.nics)?;
+    let control = paths.root.join("target/run/control.sock");
+    std::fs::create_dir_all(control.parent().expect("has a parent"))?;
+    let _ = std::fs::remove_file(&control);
+    spec.control = Some(control);
+    eprintln!("control channel: target/run/control.sock (in another terminal: cargo xtask xl list)");
     for (host, ip, port) in spec.nics.iter().flat_map(|n| n.forwards.iter()) {
         let hint = if *port == 80 { format!(" (try: curl http://127.0.0.1:{host}/)") } else { String::new() };
         eprintln!("network: 127.0.0.1:{host} forwards to {ip}:{port} in the user network{hint}");

@@ -123,6 +123,8 @@ pub struct Spec {
     pub disks: Vec<PathBuf>,
     /// virtio-net PCI devices on QEMU's user network, in order.
     pub nics: Vec<NetDevice>,
+    /// The control channel: COM2 as a Unix socket at this path (QEMU listens; `xl` connects).
+    pub control: Option<PathBuf>,
 }
 
 /// One virtio-net device on its own user network (10.0.2.0/24, gateway 10.0.2.2, DHCP from
@@ -172,6 +174,7 @@ impl Spec {
             firmware,
             disks: Vec::new(),
             nics: Vec::new(),
+            control: None,
         }
     }
 
@@ -186,6 +189,15 @@ impl Spec {
             ["-m", &self.memory, "-smp", "1", "-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio"]
                 .map(String::from),
         );
+        if let Some(path) = &self.control {
+            // The second -serial is COM2: Dom0's control channel.
+            a.extend([
+                "-chardev".into(),
+                format!("socket,id=ctl,path={},server=on,wait=off", path.display()),
+                "-serial".into(),
+                "chardev:ctl".into(),
+            ]);
+        }
         if self.firmware == Firmware::Qboot {
             a.extend(["-bios".into(), QBOOT_ROM.into()]);
         }

@@ -303,6 +303,67 @@ pub fn parse_nics(file: &str, text: &str) -> Result<Vec<Nic>> {
     Ok(out)
 }
 
+fn convert_domain(d: FileDomain) -> DomainConfig {
+    DomainConfig {
+    name: d.name,
+    image: d.image,
+    memory_mib: d.memory_mib,
+    kind: match d.kind {
+        FileKind::Dom0 => DomainKind::Dom0,
+        FileKind::Domu => DomainKind::DomU,
+        FileKind::Driver => DomainKind::Driver,
+    },
+    expect: match d.expect {
+        FileExpect::Exit => Expect::Exit,
+        FileExpect::Crash => Expect::Crash,
+        FileExpect::Forever => Expect::Forever,
+        FileExpect::Destroyed => Expect::Destroyed,
+    },
+    args: d.args,
+    devices: d
+        .devices
+        .into_iter()
+        .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
+        .chain(d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("vbd", v))).filter_map(
+            |(kind, v)| {
+                let (backend, params) = parse_device_spec(v).ok()?;
+                Some(hv_bundle::DeviceConfig { kind: kind.into(), backend, params })
+            },
+        ))
+        .collect(),
+    pci: d.pci,
+    on_crash: match d.on_crash {
+        FileOnCrash::Destroy => hv_bundle::OnCrash::Destroy,
+        FileOnCrash::Restart => hv_bundle::OnCrash::Restart,
+    },
+}
+}
+
+/// Parses an `xl create` config: one domain, with the keys of a topology's `[[domain]]`
+/// table at the top level (`name`, `image`, `memory_mib`, `args`, `kind`, `pci`, `vif`, `disk`,
+/// `on_crash`).
+pub fn parse_domain_config(file: &str, text: &str) -> Result<DomainConfig> {
+    let d: FileDomain = toml::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{file}: not a domain config: {}\n  fix: give name, image and memory_mib (and optionally args, kind, pci, \
+             vif = [\"backend=netback\"], disk = [\"backend=blkback,size_mib=8\"], on_crash = \"restart\")",
+            e.to_string().trim_end()
+        )
+    })?;
+    for (key, spec) in d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("disk", v))) {
+        if let Err(e) = parse_device_spec(spec) {
+            bail!("{file}: {key} entry {spec:?}: {e}\n  fix: write it as \"backend=<domain>,key=value,...\"");
+        }
+    }
+    if matches!(d.kind, FileKind::Dom0) {
+        bail!("{file}: kind = \"dom0\": there is one Dom0 and it is running\n  fix: use kind = \"domu\" or \"driver\"");
+    }
+    if d.memory_mib == 0 {
+        bail!("{file}: memory_mib = 0\n  fix: give the domain at least 1 MiB");
+    }
+    Ok(convert_domain(d))
+}
+
 /// Parses the text of a topology file; `file` names it in errors, `stem` is the default name.
 pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
     let raw: FileTopology = toml::from_str(text).map_err(|e| {
@@ -333,39 +394,7 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
         domains: raw
             .domains
             .into_iter()
-            .map(|d| DomainConfig {
-                name: d.name,
-                image: d.image,
-                memory_mib: d.memory_mib,
-                kind: match d.kind {
-                    FileKind::Dom0 => DomainKind::Dom0,
-                    FileKind::Domu => DomainKind::DomU,
-                    FileKind::Driver => DomainKind::Driver,
-                },
-                expect: match d.expect {
-                    FileExpect::Exit => Expect::Exit,
-                    FileExpect::Crash => Expect::Crash,
-                    FileExpect::Forever => Expect::Forever,
-                    FileExpect::Destroyed => Expect::Destroyed,
-                },
-                args: d.args,
-                devices: d
-                    .devices
-                    .into_iter()
-                    .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
-                    .chain(d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("vbd", v))).filter_map(
-                        |(kind, v)| {
-                            let (backend, params) = parse_device_spec(v).ok()?;
-                            Some(hv_bundle::DeviceConfig { kind: kind.into(), backend, params })
-                        },
-                    ))
-                    .collect(),
-                pci: d.pci,
-                on_crash: match d.on_crash {
-                    FileOnCrash::Destroy => hv_bundle::OnCrash::Destroy,
-                    FileOnCrash::Restart => hv_bundle::OnCrash::Restart,
-                },
-            })
+            .map(convert_domain)
             .collect(),
     };
     if topology.name.is_empty() {

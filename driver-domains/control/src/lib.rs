@@ -65,7 +65,8 @@ pub enum Request {
     List,
     Info,
     Create(DomainSpec),
-    Destroy(DomRef),
+    /// `crash`: treat it as a crash, so the domain's `on_crash` policy applies.
+    Destroy { dom: DomRef, crash: bool },
     Pause(DomRef),
     Unpause(DomRef),
     /// Console output of a domain from byte offset `from` (0: everything still kept).
@@ -231,7 +232,7 @@ mod tests {
             Request::Ping,
             Request::List,
             Request::Create(spec()),
-            Request::Destroy(DomRef::Name("web".into())),
+            Request::Destroy { dom: DomRef::Name("web".into()), crash: true },
             Request::Console { dom: DomRef::Id(3), from: 1 << 40 },
         ];
         let mut stream = Vec::new();

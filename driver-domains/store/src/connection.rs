@@ -70,6 +70,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Watches this connection has registered.
+    pub fn watch_count(&self) -> usize {
+        self.watches.len()
+    }
+
     /// A fresh connection for `domid` with room for `output_limit` bytes of replies.
     pub fn new(domid: DomId, output_limit: usize) -> Self {
         Self {

@@ -1,0 +1,252 @@
+//! `cargo xtask xl <verb>`: Xen's `xl` surface against a running system. Talks to Dom0's
+//! toolstack over the control channel: COM2 of the QEMU that `cargo xtask run` started, exposed
+//! as a Unix socket (default `target/run/control.sock`). Messages: `hv-control` (postcard in
+//! COBS frames, versioned).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hv_control::{DeviceSpec, DomRef, DomainSpec, Request, Response, State};
+
+/// A connection to Dom0's toolstack.
+pub struct Client {
+    stream: UnixStream,
+    deframer: hv_control::Deframer,
+    pending: std::collections::VecDeque<Vec<u8>>,
+    next_id: u32,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Result<Self> {
+        let stream = UnixStream::connect(socket).with_context(|| {
+            format!(
+                "cannot connect to {} (is a system running? start one with `cargo xtask run` in another terminal)",
+                socket.display()
+            )
+        })?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        Ok(Self { stream, deframer: hv_control::Deframer::new(), pending: Default::default(), next_id: 1 })
+    }
+
+    /// Sends `req` and waits (up to `timeout`) for the response with its id.
+    pub fn call(&mut self, req: &Request, timeout: Duration) -> Result<Response> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.stream.write_all(&hv_control::encode(id, req)).context("writing to the control socket")?;
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(f) = self.pending.pop_front() {
+                match hv_control::decode::<Response>(&f) {
+                    Ok(env) if env.id == id => return Ok(env.body),
+                    Ok(_) => {} // a late answer to an earlier request
+                    Err(hv_control::DecodeError::Version { theirs, .. }) => bail!(
+                        "Dom0 speaks control protocol version {theirs}, this xtask {}: rebuild the image (cargo xtask run) from this tree",
+                        hv_control::VERSION
+                    ),
+                    Err(hv_control::DecodeError::Malformed) => {}
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no answer from Dom0 within {:.0} s", timeout.as_secs_f64());
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => bail!("the system closed the control channel (QEMU exited?)"),
+                Ok(n) => {
+                    let pending = &mut self.pending;
+                    self.deframer.push(&buf[..n], |f| pending.push_back(f.to_vec()));
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e).context("reading the control socket"),
+            }
+        }
+    }
+
+    /// `call`, with `Response::Error` turned into an error.
+    pub fn ok(&mut self, req: &Request) -> Result<Response> {
+        match self.call(req, Duration::from_secs(20))? {
+            Response::Error(e) => bail!("{e}"),
+            r => Ok(r),
+        }
+    }
+}
+
+/// A domain argument: a number is an id, anything else a name.
+pub fn dom_ref(s: &str) -> DomRef {
+    s.parse().map(DomRef::Id).unwrap_or_else(|_| DomRef::Name(s.to_owned()))
+}
+
+/// The request `xl create <file>` sends.
+pub fn create_request(file: &Path) -> Result<Request> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let cfg = crate::topology::parse_domain_config(&file.display().to_string(), &text)?;
+    let dev = |kind: &str| {
+        cfg.devices
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| DeviceSpec { backend: d.backend.clone(), params: d.params.clone() })
+            .collect::<Vec<_>>()
+    };
+    if let Some(d) = cfg.devices.iter().find(|d| d.kind != "vif" && d.kind != "vbd") {
+        bail!("{}: device kind {:?} cannot be created with xl (vif and disk only)", file.display(), d.kind);
+    }
+    Ok(Request::Create(DomainSpec {
+        name: cfg.name.clone(),
+        image: cfg.image.clone(),
+        memory_mib: cfg.memory_mib,
+        args: cfg.args.clone(),
+        driver: cfg.kind == hv_bundle::DomainKind::Driver,
+        pci: cfg.pci.clone(),
+        vifs: dev("vif"),
+        disks: dev("vbd"),
+        on_crash: match cfg.on_crash {
+            hv_bundle::OnCrash::Destroy => hv_control::OnCrash::Destroy,
+            hv_bundle::OnCrash::Restart => hv_control::OnCrash::Restart,
+        },
+    }))
+}
+
+fn state_letters(s: State) -> &'static str {
+    match s {
+        State::Running => "r-----",
+        State::Blocked => "-b----",
+        State::Paused => "--p---",
+        State::Dying => "----d-",
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json_like(s)
+}
+
+fn serde_json_like(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+pub enum Verb {
+    List { json: bool },
+    Info { json: bool },
+    Create { config: PathBuf },
+    Destroy { dom: String, crash: bool },
+    Pause { dom: String },
+    Unpause { dom: String },
+    Console { dom: String, once: bool },
+}
+
+pub fn run(socket: &Path, verb: Verb) -> Result<()> {
+    let mut c = Client::connect(socket)?;
+    match verb {
+        Verb::List { json } => {
+            let Response::List(rows) = c.ok(&Request::List)? else { bail!("unexpected answer to list") };
+            if json {
+                let items: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{{\"name\": {}, \"id\": {}, \"mem\": {}, \"state\": {}, \"time\": {:.1}, \"restarts\": {}}}",
+                            json_str(&r.name),
+                            r.id,
+                            r.memory_mib,
+                            json_str(state_letters(r.state)),
+                            r.cpu_time_ns as f64 / 1e9,
+                            r.restarts
+                        )
+                    })
+                    .collect();
+                println!("[{}]", items.join(",\n "));
+            } else {
+                println!("{:<32} {:>5} {:>5} {:>5} {:>9} {:>10}", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)");
+                for r in rows {
+                    println!(
+                        "{:<32} {:>5} {:>5} {:>5} {:>9} {:>10.1}",
+                        r.name,
+                        r.id,
+                        r.memory_mib,
+                        1,
+                        state_letters(r.state),
+                        r.cpu_time_ns as f64 / 1e9
+                    );
+                }
+            }
+        }
+        Verb::Info { json } => {
+            let Response::Info(t) = c.ok(&Request::Info)? else { bail!("unexpected answer to info") };
+            let fields = [
+                ("total_memory", t.total_mib, "MiB"),
+                ("free_memory", t.free_kib / 1024, "MiB"),
+                ("free_memory_kib", t.free_kib, "KiB"),
+                ("nr_domains", t.domains as u64, ""),
+                ("grant_entries", t.grant_entries, ""),
+                ("grant_maps", t.grant_maps, ""),
+                ("event_ports", t.event_ports, ""),
+                ("store_nodes", t.store_nodes, ""),
+                ("store_watches", t.store_watches, ""),
+            ];
+            if json {
+                let items: Vec<String> = fields.iter().map(|(k, v, _)| format!("\"{k}\": {v}")).collect();
+                println!("{{{}}}", items.join(", "));
+            } else {
+                for (k, v, unit) in fields {
+                    println!("{k:<20}: {v}{}{unit}", if unit.is_empty() { "" } else { " " });
+                }
+            }
+        }
+        Verb::Create { config } => {
+            let req = create_request(&config)?;
+            let Request::Create(spec) = &req else { unreachable!() };
+            let name = spec.name.clone();
+            let t0 = Instant::now();
+            match c.ok(&req)? {
+                Response::Created { id } => {
+                    println!("created {name} as domain {id} ({:.1} ms)", t0.elapsed().as_secs_f64() * 1e3)
+                }
+                _ => bail!("unexpected answer to create"),
+            }
+        }
+        Verb::Destroy { dom, crash } => {
+            c.ok(&Request::Destroy { dom: dom_ref(&dom), crash })?;
+        }
+        Verb::Pause { dom } => {
+            c.ok(&Request::Pause(dom_ref(&dom)))?;
+        }
+        Verb::Unpause { dom } => {
+            c.ok(&Request::Unpause(dom_ref(&dom)))?;
+        }
+        Verb::Console { dom, once } => {
+            let d = dom_ref(&dom);
+            let mut from = 0;
+            let mut out = std::io::stdout();
+            loop {
+                let Response::Console { start, data, end } = c.ok(&Request::Console { dom: d.clone(), from })? else {
+                    bail!("unexpected answer to console")
+                };
+                if start > from && from != 0 {
+                    writeln!(out, "[... {} bytes of output no longer kept ...]", start - from)?;
+                }
+                out.write_all(&data)?;
+                out.flush()?;
+                from = start + data.len() as u64;
+                if once && from >= end {
+                    return Ok(());
+                }
+                if from >= end {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+    Ok(())
+}
