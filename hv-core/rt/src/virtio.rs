@@ -208,3 +208,174 @@ impl BlockDisk {
         self.blk.flush().map_err(|_| DiskError::Io)
     }
 }
+
+/// Virtqueue size of [`NetDevice`] (rx and tx).
+const NET_QUEUE: usize = 256;
+/// Bytes of each rx and tx buffer (virtio-net header + a 1514-byte frame fits).
+const NET_BUF: usize = 2048;
+/// Receive buffers kept posted to the device.
+const NET_RX_BUFFERS: usize = 128;
+/// Frames in flight to the device at most.
+const NET_TX_BUFFERS: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetError {
+    NoDevice,
+    Setup,
+    /// Every transmit buffer is in flight: try again after the device used some.
+    Busy,
+    /// The frame does not fit a buffer (or the caller's buffer is too small for a received one).
+    TooLong,
+    Io,
+}
+
+/// An assigned virtio-net device (our uplink) driven without blocking: [`NetDevice::receive`]
+/// copies a received frame out and gives its buffer straight back to the device,
+/// [`NetDevice::send`] queues a frame and returns at once (completed transmissions are reclaimed
+/// on later calls). The rx and tx queue interrupts arrive on [`NetDevice::port`].
+pub struct NetDevice {
+    // Declared first so it is dropped first: dropping it detaches the queues from the device
+    // before the buffers below are freed.
+    net: virtio_drivers::device::net::VirtIONetRaw<HvHal, virtio_drivers::transport::pci::PciTransport, NET_QUEUE>,
+    port: u32,
+    interrupts: bool,
+    mac: [u8; 6],
+    rx_bufs: Vec<alloc::boxed::Box<[u8]>>,
+    /// Which rx buffer each descriptor token holds.
+    rx_token: [Option<usize>; NET_QUEUE],
+    tx_bufs: Vec<alloc::boxed::Box<[u8]>>,
+    tx_free: Vec<usize>,
+    /// The buffer and length each in-flight transmit token holds.
+    tx_token: [Option<(usize, usize)>; NET_QUEUE],
+}
+
+impl NetDevice {
+    /// Largest frame sent or received (Ethernet header + 1500-byte MTU).
+    pub const MAX_FRAME: usize = 1514;
+
+    /// Opens our first virtio-net device (modern or transitional id) and posts its rx buffers.
+    pub fn open() -> Result<Self, NetError> {
+        use virtio_drivers::transport::pci::PciTransport;
+        use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+        let dev = *devices()
+            .iter()
+            .find(|d| d.vendor == 0x1af4 && matches!(d.device, 0x1000 | 0x1041))
+            .ok_or(NetError::NoDevice)?;
+        let bdf = pci::Bdf::from_u16(dev.bdf);
+        let mut root = PciRoot::new(HvConfigAccess);
+        let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
+        let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| NetError::Setup)?;
+        let net = virtio_drivers::device::net::VirtIONetRaw::new(transport).map_err(|_| NetError::Setup)?;
+        let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| NetError::Setup)?;
+        // Queue 0 is receiveq1, queue 1 transmitq1.
+        let interrupts = route_queue_interrupt(&dev, 0) & route_queue_interrupt(&dev, 1);
+        let mac = net.mac_address();
+        let mut d = Self {
+            net,
+            port,
+            interrupts,
+            mac,
+            rx_bufs: (0..NET_RX_BUFFERS).map(|_| alloc::vec![0u8; NET_BUF].into_boxed_slice()).collect(),
+            rx_token: [None; NET_QUEUE],
+            tx_bufs: (0..NET_TX_BUFFERS).map(|_| alloc::vec![0u8; NET_BUF].into_boxed_slice()).collect(),
+            tx_free: (0..NET_TX_BUFFERS).collect(),
+            tx_token: [None; NET_QUEUE],
+        };
+        for i in 0..NET_RX_BUFFERS {
+            d.post_rx(i)?;
+        }
+        Ok(d)
+    }
+
+    /// Gives rx buffer `i` to the device.
+    fn post_rx(&mut self, i: usize) -> Result<(), NetError> {
+        // SAFETY: the buffer is a heap allocation owned by `self` that nothing touches until the
+        // device returns its token (`receive`), and `net` is dropped (queues detached) before it.
+        let token = unsafe { self.net.receive_begin(&mut self.rx_bufs[i]) }.map_err(|_| NetError::Io)?;
+        let slot = self.rx_token.get_mut(usize::from(token)).ok_or(NetError::Io)?;
+        *slot = Some(i);
+        Ok(())
+    }
+
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The event channel port the device's queue interrupts arrive on.
+    pub fn port(&self) -> u32 {
+        self.port
+    }
+
+    /// Whether the queue interrupts were routed (else the device must be polled).
+    pub fn interrupt_driven(&self) -> bool {
+        self.interrupts
+    }
+
+    /// The next received frame, copied into `buf`: `None` if nothing is waiting, else its
+    /// length (or an error for a frame that does not fit `buf`, which is dropped). The device's
+    /// buffer is posted again either way.
+    pub fn receive(&mut self, buf: &mut [u8]) -> Option<Result<usize, NetError>> {
+        let token = self.net.poll_receive()?;
+        let Some(i) = self.rx_token.get_mut(usize::from(token)).and_then(Option::take) else {
+            return Some(Err(NetError::Io));
+        };
+        // SAFETY: `i` is the buffer posted with this token (rx_token), passed back unchanged.
+        let done = unsafe { self.net.receive_complete(token, &mut self.rx_bufs[i]) };
+        let result = match done {
+            Ok((hdr, len)) => match self.rx_bufs[i].get(hdr..hdr.saturating_add(len)) {
+                Some(frame) if frame.len() <= buf.len() => {
+                    buf[..frame.len()].copy_from_slice(frame);
+                    Ok(frame.len())
+                }
+                _ => Err(NetError::TooLong),
+            },
+            Err(_) => Err(NetError::Io),
+        };
+        if let Err(e) = self.post_rx(i) {
+            return Some(Err(e));
+        }
+        Some(result)
+    }
+
+    /// Takes back the buffers of completed transmissions.
+    fn reap_tx(&mut self) {
+        while let Some(token) = self.net.poll_transmit() {
+            let Some((i, len)) = self.tx_token.get_mut(usize::from(token)).and_then(Option::take) else { return };
+            // SAFETY: the same buffer and length as queued with this token.
+            let _ = unsafe { self.net.transmit_complete(token, &self.tx_bufs[i][..len]) };
+            self.tx_free.push(i);
+        }
+    }
+
+    /// Queues `frame` for transmission and returns without waiting for the device.
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        self.reap_tx();
+        if frame.len() > Self::MAX_FRAME {
+            return Err(NetError::TooLong);
+        }
+        let i = self.tx_free.pop().ok_or(NetError::Busy)?;
+        let buf = &mut self.tx_bufs[i];
+        let hdr = match self.net.fill_buffer_header(buf) {
+            Ok(h) if h + frame.len() <= buf.len() => h,
+            _ => {
+                self.tx_free.push(i);
+                return Err(NetError::TooLong);
+            }
+        };
+        buf[hdr..hdr + frame.len()].copy_from_slice(frame);
+        let len = hdr + frame.len();
+        // SAFETY: the buffer is owned by `self` and untouched until `reap_tx` completes this
+        // token (or `net`, dropped first, detaches the queue).
+        match unsafe { self.net.transmit_begin(&self.tx_bufs[i][..len]) } {
+            Ok(token) if usize::from(token) < NET_QUEUE => {
+                self.tx_token[usize::from(token)] = Some((i, len));
+                Ok(())
+            }
+            Ok(_) => Err(NetError::Io),
+            Err(_) => {
+                self.tx_free.push(i);
+                Err(NetError::Busy)
+            }
+        }
+    }
+}
