@@ -17,5 +17,13 @@ pub mod pcap;
 pub mod switch;
 pub mod vif;
 
+#[cfg(target_os = "none")]
+pub mod domain;
+
+/// Whether a vif's `params` ask for a capture (`pcap=1` among its whitespace-separated words).
+pub fn wants_capture(params: &str) -> bool {
+    params.split_whitespace().any(|w| w == "pcap=1")
+}
+
 #[cfg(test)]
 mod tests;

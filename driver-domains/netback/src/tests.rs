@@ -717,3 +717,12 @@ fn arbitrary_slots_never_panic() {
         assert!(c.tx_packets + c.tx_errors > 0);
     }
 }
+
+#[test]
+fn params_ask_for_capture() {
+    assert!(crate::wants_capture("pcap=1"));
+    assert!(crate::wants_capture("mac=00:16:3e:00:00:01 pcap=1"));
+    assert!(!crate::wants_capture("pcap=0"));
+    assert!(!crate::wants_capture("xpcap=1"));
+    assert!(!crate::wants_capture(""));
+}
