@@ -106,7 +106,6 @@ impl Server {
         let s = net.sockets.get_mut::<tcp::Socket>(c.handle);
         if !s.is_open() {
             // Closed or TIME-WAIT: listen again with a clean slate.
-            s.abort();
             c.len = 0;
             c.closing = false;
             let _ = s.listen(self.port);

@@ -1,7 +1,8 @@
 //! netping: ICMP echo from a DomU.
 //!
 //! Args: `peer=A.B.C.D` (default 10.0.2.2, QEMU's gateway), `count=N` (default 4),
-//! `interval_ms=1000`, `timeout_ms=2000` (how long to wait for the last replies), plus the
+//! `interval_ms=1000`, `timeout_ms=2000` (how long to wait for the last replies), `wait_s=60` (how
+//! long to probe, uncounted, for the peer to come up before counting), plus the
 //! network args of `domu_apps::net`.
 //!
 //! Console: `netping: pinging <peer> from <ip>`, one `netping: reply from <peer> seq=<n>
@@ -40,13 +41,18 @@ fn main() {
         .get_mut::<icmp::Socket>(h)
         .bind(icmp::Endpoint::Ident(IDENT))
         .unwrap_or_else(|e| fail(TAG, &alloc::format!("bind: {e}")));
+    let caps = smoltcp::phy::ChecksumCapabilities::default();
+    // The peer may still be booting: probe (not counted) until it answers once.
+    let up_wait = hv_rt::arg_u64("wait_s", 60) * 1000 * MS;
+    if !probe(&mut net, peer, up_wait) {
+        fail(TAG, &alloc::format!("{peer} did not answer in {} s", up_wait / (1000 * MS)));
+    }
     println!("{TAG}: pinging {peer} from {}", addr.address());
     let mut sent_at = vec![0u64; count as usize];
     let mut replied = vec![false; count as usize];
     let (mut sent, mut received) = (0u16, 0u16);
     let mut next_send = time::now_ns();
     let mut last_sent = 0u64;
-    let caps = smoltcp::phy::ChecksumCapabilities::default();
     loop {
         net.poll();
         let now = time::now_ns();
@@ -84,4 +90,44 @@ fn main() {
     if received != count {
         fail(TAG, &alloc::format!("{} replies missing", count - received));
     }
+}
+
+/// Sends an uncounted echo request (ident `IDENT + 1`) every 500 ms until one is answered.
+fn probe(net: &mut Net, peer: Ipv4Address, timeout: u64) -> bool {
+    let caps = smoltcp::phy::ChecksumCapabilities::default();
+    let deadline = time::now_ns() + timeout;
+    let probe_h = {
+        let meta = || icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 512]);
+        let h = net.sockets.add(icmp::Socket::new(meta(), meta()));
+        if net.sockets.get_mut::<icmp::Socket>(h).bind(icmp::Endpoint::Ident(IDENT + 1)).is_err() {
+            return false;
+        }
+        h
+    };
+    let mut next = 0u64;
+    let mut seq = 0u16;
+    let mut up = false;
+    while !up && time::now_ns() < deadline {
+        net.poll();
+        let now = time::now_ns();
+        let s = net.sockets.get_mut::<icmp::Socket>(probe_h);
+        if now >= next && s.can_send() {
+            let repr = Icmpv4Repr::EchoRequest { ident: IDENT + 1, seq_no: seq, data: PAYLOAD };
+            if let Ok(buf) = s.send(repr.buffer_len(), IpAddress::Ipv4(peer)) {
+                repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+                seq = seq.wrapping_add(1);
+            }
+            next = now + 500 * MS;
+        }
+        while let Ok((data, _)) = s.recv() {
+            if let Ok(p) = Icmpv4Packet::new_checked(data)
+                && let Ok(Icmpv4Repr::EchoReply { ident, .. }) = Icmpv4Repr::parse(&p, &caps)
+            {
+                up |= ident == IDENT + 1;
+            }
+        }
+        net.wait_max(next.saturating_sub(time::now_ns()).max(MS));
+    }
+    net.sockets.remove(probe_h);
+    up
 }
