@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod byte_ring;
 pub mod console;
 pub mod elf;
 pub mod event_channel;

@@ -181,6 +181,50 @@ pub struct PhysInfo {
     pub grant_maps: u64,
     /// Event-channel ports in use by all domains.
     pub event_ports: u64,
+    // --- appended fields (the first 40 bytes keep their old layout) ---
+    /// Grant entries marked `PERMIT_ACCESS` in all registered grant tables.
+    pub grant_entries: u64,
+    /// Bytes of console history the hypervisor holds for all domains.
+    pub console_bytes: u64,
+    /// Control channel: 1 if present; bytes received and transmitted; received bytes dropped
+    /// because the receive ring was full.
+    pub control_present: u64,
+    pub control_rx_bytes: u64,
+    pub control_tx_bytes: u64,
+    pub control_rx_dropped: u64,
+    /// System time (ns since boot).
+    pub uptime_ns: u64,
+}
+
+/// In/out argument of `domctl console_read`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsoleRead {
+    /// In: where to copy and how many bytes at most.
+    pub buf: u64,
+    pub len: u64,
+    /// Out: offset of the first byte copied (`> from` when older bytes were overwritten), bytes
+    /// copied, and the end offset (one past the newest byte: pass it as `from` to tail).
+    pub start: u64,
+    pub copied: u64,
+    pub end: u64,
+}
+
+/// Output of `control_io(status)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlStatus {
+    /// 1 if the UART (COM2, I/O port 0x2f8) answered the probe, else 0.
+    pub present: u32,
+    pub _pad: u32,
+    /// Bytes taken from the UART / handed to it since boot.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Received bytes dropped because the receive ring was full.
+    pub rx_dropped: u64,
+    /// Bytes waiting in the receive ring (for `read`) and in the transmit ring.
+    pub rx_pending: u64,
+    pub tx_pending: u64,
 }
 
 /// A grant-table entry, Xen's `grant_entry_v1` layout (`xen/include/public/grant_table.h`):
@@ -331,6 +375,9 @@ mod tests {
         assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256 + 8);
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
-        assert_eq!(size_of::<PhysInfo>(), 40);
+        assert_eq!(size_of::<PhysInfo>(), 96);
+        assert_eq!(offset_of!(PhysInfo, event_ports), 32);
+        assert_eq!(size_of::<ConsoleRead>(), 40);
+        assert_eq!(size_of::<ControlStatus>(), 48);
     }
 }

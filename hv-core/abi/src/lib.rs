@@ -37,6 +37,9 @@ pub enum Hypercall {
     GrantTableOp = 9,
     /// `pci_op(op, a, b, c) -> op-specific`: the caller's assigned PCI devices. See [`PciOp`].
     PciOp = 10,
+    /// `control_io(op, a, b) -> op-specific`: the host control channel (the second UART, COM2),
+    /// Dom0 only (`EPERM` otherwise). See [`ControlOp`].
+    ControlIo = 11,
 }
 
 impl Hypercall {
@@ -52,6 +55,7 @@ impl Hypercall {
             8 => Self::EvtchnOp,
             9 => Self::GrantTableOp,
             10 => Self::PciOp,
+            11 => Self::ControlIo,
             _ => return None,
         })
     }
@@ -89,6 +93,11 @@ pub enum DomctlOp {
     /// domain: its memory BARs are mapped uncached at `PCI_BAR_BASE`, memory decoding and bus
     /// mastering are enabled. `ENOENT` if no such free device.
     AssignPci = 10,
+    /// `console_read(domid, from, io: *mut ConsoleRead) -> copied`: copies a domain's recent
+    /// console output (its own bytes, kept in a [`CONSOLE_HISTORY`]-byte ring per domain, live
+    /// or dead-unreaped) starting at byte offset `max(from, oldest kept)`. `ENOENT` for an
+    /// unknown domid.
+    ConsoleRead = 11,
 }
 
 impl DomctlOp {
@@ -104,6 +113,7 @@ impl DomctlOp {
             8 => Self::PhysInfo,
             9 => Self::StoreConnect,
             10 => Self::AssignPci,
+            11 => Self::ConsoleRead,
             _ => return None,
         })
     }
@@ -202,6 +212,36 @@ impl PciOp {
     }
 }
 
+/// `control_io` operations (first argument). Dom0 only.
+#[repr(u64)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlOp {
+    /// `read(buf, len) -> count`: up to `len` (at most [`CONTROL_IO_MAX`]) received bytes; 0 if
+    /// none. `ENODEV` if the channel is absent.
+    Read = 1,
+    /// `write(buf, len) -> accepted`: queues up to `len` (at most [`CONTROL_IO_MAX`]) bytes for
+    /// transmission; fewer (possibly 0) when the transmit ring is full. `ENODEV` if absent.
+    Write = 2,
+    /// `status(out: *mut ControlStatus) -> present`: 1 if the channel exists, else 0.
+    Status = 3,
+}
+
+impl ControlOp {
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        Some(match n {
+            1 => Self::Read,
+            2 => Self::Write,
+            3 => Self::Status,
+            _ => return None,
+        })
+    }
+}
+
+/// Most bytes one `control_io` read or write moves.
+pub const CONTROL_IO_MAX: usize = 4096;
+/// Bytes of console output the hypervisor keeps per domain for `domctl console_read`.
+pub const CONSOLE_HISTORY: usize = 16 * 1024;
+
 /// "This domain" in domid arguments.
 pub const DOMID_SELF: u64 = 0x7ff0;
 /// Event-channel ports per domain (port 0 is never valid).
@@ -229,6 +269,8 @@ pub enum Error {
     TooBig = 7,
     /// Out of memory (frames or hypervisor heap).
     NoMem = 12,
+    /// No such device (the control channel is absent).
+    NoDev = 19,
     /// A pointer argument does not lie entirely inside the caller's own memory.
     Fault = 14,
     /// The object is in use or in the wrong state (e.g. destroying Dom0).
@@ -253,6 +295,7 @@ impl Error {
             3 => Self::Srch,
             7 => Self::TooBig,
             12 => Self::NoMem,
+            19 => Self::NoDev,
             14 => Self::Fault,
             16 => Self::Busy,
             17 => Self::Exist,
@@ -272,6 +315,7 @@ impl Error {
             Self::Srch => "ESRCH",
             Self::TooBig => "E2BIG",
             Self::NoMem => "ENOMEM",
+            Self::NoDev => "ENODEV",
             Self::Fault => "EFAULT",
             Self::Busy => "EBUSY",
             Self::Exist => "EEXIST",
@@ -345,7 +389,9 @@ pub mod virq {
     pub const DOM_EXC: u64 = 0;
     /// The domain's `block` deadline passed.
     pub const TIMER: u64 = 1;
-    pub const COUNT: u64 = 2;
+    /// Bytes arrived on the control channel (`control_io read` them). Dom0 only.
+    pub const CONTROL: u64 = 2;
+    pub const COUNT: u64 = 3;
 }
 
 /// Copies `s` into a NUL-padded name array, truncating at [`NAME_LEN`] bytes.
@@ -384,11 +430,17 @@ mod tests {
             if let Some(op) = GrantOp::from_u64(n) {
                 assert_eq!(op as u64, n);
             }
+            if let Some(op) = ControlOp::from_u64(n) {
+                assert_eq!(op as u64, n);
+            }
         }
+        assert_eq!(Hypercall::from_u64(11), Some(Hypercall::ControlIo));
+        assert_eq!(DomctlOp::from_u64(11), Some(DomctlOp::ConsoleRead));
         // 7 was `virq_take`, replaced by event channels: it must stay unknown.
         assert_eq!(Hypercall::from_u64(7), None);
-        assert_eq!(Hypercall::from_u64(11), None);
+        assert_eq!(Hypercall::from_u64(12), None);
         assert_eq!(DomctlOp::from_u64(0), None);
+        assert_eq!(ControlOp::from_u64(0), None);
     }
 
     #[test]
