@@ -41,6 +41,8 @@ pub struct Domain {
     pub memory_bytes: u64,
     pub cpu_ns: u64,
     pub life: Life,
+    /// The last bytes of its console output (`domctl console_read`); kept until reaped.
+    pub history: crate::byte_ring::History,
 }
 
 pub enum Life {
@@ -247,6 +249,7 @@ impl Hv {
             memory_bytes: mem,
             cpu_ns: 0,
             life: Life::Alive(Box::new(live)),
+            history: crate::byte_ring::History::new(hv_abi::CONSOLE_HISTORY),
         });
         let build_us = time::tsc_to_ns(cpu::rdtsc() - create_tsc) / 1000;
         hvlog!(
@@ -412,10 +415,25 @@ impl Hv {
     }
 
     fn notify_dom0(&mut self) {
-        if let Some(d) = self.domains.iter().flatten().find(|d| d.privileged && d.live().is_some()) {
-            let id = d.id;
+        if let Some(id) = self.dom0_id() {
             self.raise_virq(id, virq::DOM_EXC);
         }
+    }
+
+    /// The live privileged domain, if any.
+    pub fn dom0_id(&self) -> Option<u32> {
+        self.domains.iter().flatten().find(|d| d.privileged && d.live().is_some()).map(|d| d.id)
+    }
+
+    /// Entries marked `PERMIT_ACCESS` in a live domain's registered grant table.
+    pub fn grant_entries_in_use(&self, slot: usize) -> u64 {
+        let Some((_, n)) = self.domains[slot].as_ref().and_then(Domain::live).and_then(|l| l.grant_table) else {
+            return 0;
+        };
+        (0..n)
+            .filter_map(|gref| self.grant_flags(slot, gref))
+            .filter(|f| f.load(Ordering::Relaxed) & gtf::TYPE_MASK == gtf::PERMIT_ACCESS)
+            .count() as u64
     }
 
     /// Picks the first domain to run at boot and loads its address space.
@@ -443,6 +461,10 @@ impl Hv {
             let flush = self.armed_deadline.filter(|&d| d <= now + CONSOLE_FLUSH_NS).unwrap_or(now + CONSOLE_FLUSH_NS);
             deadline = Some(deadline.map_or(flush, |d| d.min(flush)));
         }
+        if let Some(poll) = self.control.deadline() {
+            // The control channel is polled: an idle CPU still looks at it every millisecond.
+            deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
+        }
         // `armed_deadline` is cleared whenever the one-shot timer fires (see `trap`).
         if deadline != self.armed_deadline {
             apic::arm(deadline.map(time::ns_to_tsc_deadline));
@@ -467,6 +489,7 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
     let now = time::now_ns();
     hv.charge(now);
     hv.expire_timers(now);
+    hv.poll_control(now);
     let cur = hv.sched.current();
     let keep = cur.is_some_and(|c| hv.sched.is_runnable(c)) && !hv.need_resched && !hv.sched.slice_expired(now);
     if keep {
@@ -482,6 +505,7 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
         let hv = guard.as_mut().expect("hypervisor initialised");
         let now = time::now_ns();
         hv.expire_timers(now);
+        hv.poll_control(now);
         if let Some(next) = hv.sched.pick(now) {
             *frame = hv.load_context(next);
             return;

@@ -43,7 +43,8 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
         }
         EvtchnOp::BindVirq => {
             let virq = u32::try_from(args[1]).map_err(|_| Error::Inval)?;
-            if virq as u64 == hv_abi::virq::DOM_EXC && !hv.domains[slot].as_ref().is_some_and(|d| d.privileged) {
+            let dom0_only = matches!(virq as u64, hv_abi::virq::DOM_EXC | hv_abi::virq::CONTROL);
+            if dom0_only && !hv.domains[slot].as_ref().is_some_and(|d| d.privileged) {
                 return Err(Error::Perm);
             }
             hv.evtchn.bind_virq(me, virq).map(u64::from).map_err(errno)

@@ -9,7 +9,8 @@ use crate::user_memory::Access;
 use alloc::string::String;
 use core::mem::size_of;
 use hv_abi::{
-    CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state,
+    ConsoleRead, CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end,
+    state,
 };
 
 pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
@@ -49,6 +50,7 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
         Some(Hypercall::EvtchnOp) => super::event_channel_ops::dispatch(hv, slot, args),
         Some(Hypercall::GrantTableOp) => super::grant_ops::dispatch(hv, slot, args),
         Some(Hypercall::PciOp) => super::pci_devices::dispatch(hv, slot, args),
+        Some(Hypercall::ControlIo) => super::control::dispatch(hv, slot, args),
         None => Err(Error::NoSys),
     };
     frame.rax = match result {
@@ -89,6 +91,7 @@ fn console_write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64, Er
     let buf = &mut buf[..len as usize];
     paging::copy_from_phys(pa, buf);
     let d = hv.domains[slot].as_mut().ok_or(Error::Srch)?;
+    d.history.write(buf);
     let name = d.name.clone();
     if let Life::Alive(l) = &mut d.life {
         l.console.feed(buf, |line| super::log::line(&name, format_args!("{line}")));
@@ -197,6 +200,8 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             let live = hv.domains.iter().flatten().filter(|d| d.live().is_some()).count() as u32;
             let all = hv.domains.iter().flatten().count() as u32;
             let grant_maps = hv.domains.iter().flatten().filter_map(Domain::live).map(|l| l.maps.live() as u64).sum();
+            let grant_entries = (0..hv.domains.len()).map(|s| hv.grant_entries_in_use(s)).sum();
+            let (present, rx, tx, dropped) = hv.control.counters();
             let info = PhysInfo {
                 total_frames: hv.frames.total_frames() as u64,
                 free_frames: hv.frames.free_frames() as u64,
@@ -204,10 +209,18 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
                 dead_domains: all - live,
                 grant_maps,
                 event_ports: hv.evtchn.ports_in_use() as u64,
+                grant_entries,
+                console_bytes: hv.domains.iter().flatten().map(|d| d.history.kept() as u64).sum(),
+                control_present: present as u64,
+                control_rx_bytes: rx,
+                control_tx_bytes: tx,
+                control_rx_dropped: dropped,
+                uptime_ns: time::now_ns(),
             };
             copy_out(hv, caller, args[1], as_bytes(&info))?;
             Ok(0)
         }
+        DomctlOp::ConsoleRead => console_read(hv, caller, args[1], args[2], args[3]),
         DomctlOp::StoreConnect => super::grant_ops::store_connect(hv, caller, args[1], args[2]),
         DomctlOp::AssignPci => hv.assign_pci(args[1], args[2]),
         DomctlOp::Poweroff => {
@@ -216,6 +229,26 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             power_off(code)
         }
     }
+}
+
+/// `domctl console_read(domid, from, io)`: copies recent console output of any domain the
+/// hypervisor still holds (live or dead-unreaped).
+fn console_read(hv: &mut Hv, caller: usize, domid: u64, from: u64, io: u64) -> Result<u64, Error> {
+    let target = u32::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::NoEnt)?;
+    let mut req: ConsoleRead = copy_in(hv, caller, io)?;
+    let len = req.len.min(hv_abi::CONSOLE_HISTORY as u64);
+    let pa = live(hv, caller)?.umap.check(req.buf, len, Access::Write).map_err(|_| Error::Fault)?;
+    // The result struct must be writable too: check before copying anything.
+    live(hv, caller)?.umap.check(io, size_of::<ConsoleRead>() as u64, Access::Write).map_err(|_| Error::Fault)?;
+    let d = hv.domains[target].as_ref().ok_or(Error::NoEnt)?;
+    let span = d.history.read(from, len as usize);
+    paging::copy_to_phys(pa, span.first);
+    paging::copy_to_phys(pa + span.first.len() as u64, span.second);
+    req.start = span.start;
+    req.copied = span.len() as u64;
+    req.end = span.end;
+    copy_out(hv, caller, io, as_bytes(&req))?;
+    Ok(req.copied)
 }
 
 fn target_slot(hv: &Hv, domid: u64) -> Result<usize, Error> {

@@ -1,4 +1,5 @@
 //! The hypervisor proper: boot sequence, global state, domains, hypercalls, traps.
+pub mod control;
 pub mod domain;
 pub mod event_channel_ops;
 pub mod grant_ops;
@@ -37,6 +38,8 @@ pub struct Hv {
     pub pins: crate::grant_table::Pins,
     /// PCI endpoints found at boot, and who owns them.
     pub pci: alloc::vec::Vec<pci_devices::PciDevice>,
+    /// The host control channel (COM2), for Dom0.
+    pub control: control::Channel,
 }
 
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -137,7 +140,9 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         evtchn: crate::event_channel::EventChannels::new(),
         pins: crate::grant_table::Pins::default(),
         pci: pci_devices::enumerate(),
+        control: control::Channel::probe(),
     };
+    hvlog!("control channel (COM2): {}", if hv.control.present() { "present" } else { "absent" });
     let spec = domain::Spec {
         name: &dom0.name,
         image: &dom0.image,

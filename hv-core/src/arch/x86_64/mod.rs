@@ -8,5 +8,6 @@ pub mod pci_config;
 pub mod percpu;
 pub mod serial;
 pub mod trap;
+pub mod uart;
 
 pub use trap::TrapFrame;
