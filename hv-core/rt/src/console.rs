@@ -60,3 +60,27 @@ macro_rules! println {
     () => { $crate::console::print(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// Recent console output of domain `domid` (Dom0 only): the bytes it wrote from offset
+/// `max(from, oldest kept)` up to now (at most [`hv_abi::CONSOLE_HISTORY`]). Returns (offset of
+/// the first byte returned, the bytes, end offset); pass the end offset as `from` next time to
+/// tail. A start beyond `from` means older output was overwritten. `Err(NoEnt)` for an unknown
+/// domain.
+pub fn history(domid: u32, from: u64) -> Result<(u64, alloc::vec::Vec<u8>, u64), hv_abi::Error> {
+    let mut buf = alloc::vec![0u8; hv_abi::CONSOLE_HISTORY];
+    let mut io = hv_abi::ConsoleRead { buf: buf.as_mut_ptr() as u64, len: buf.len() as u64, ..Default::default() };
+    // SAFETY: `buf` is writable for `len` bytes and `io` readable and writable for the duration
+    // of the call.
+    let r = unsafe {
+        crate::hypercall::raw(
+            Hypercall::Domctl,
+            hv_abi::DomctlOp::ConsoleRead as u64,
+            domid as u64,
+            from,
+            (&raw mut io) as u64,
+        )
+    };
+    hv_abi::decode_result(r)?;
+    buf.truncate(io.copied.min(buf.len() as u64) as usize);
+    Ok((io.start, buf, io.end))
+}

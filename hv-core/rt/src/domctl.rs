@@ -64,7 +64,8 @@ pub fn topology() -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
-/// Hypervisor-wide totals.
+/// Hypervisor-wide totals (`xl info`): memory, domains, grant entries and mappings, event-channel
+/// ports, console history held, control-channel counters, uptime.
 pub fn physinfo() -> Result<hv_abi::PhysInfo, Error> {
     let mut info = hv_abi::PhysInfo::default();
     // SAFETY: `info` is writable for the duration of the call.

@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod console;
+pub mod control;
 pub mod domctl;
 pub mod evtchn;
 pub mod grant;
