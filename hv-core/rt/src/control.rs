@@ -42,10 +42,33 @@ pub fn write_all(mut bytes: &[u8], max_yields: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// The channel's state ([`ControlStatus`] with `present` as a `bool`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Whether the machine has the control UART (COM2).
+    pub present: bool,
+    /// Bytes received from / handed to the UART since boot.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Received bytes dropped because the hypervisor's receive ring was full.
+    pub rx_dropped: u64,
+    /// Bytes waiting for [`read`], and not yet handed to the UART.
+    pub rx_pending: u64,
+    pub tx_pending: u64,
+}
+
 /// Whether the channel exists, and its counters.
-pub fn status() -> Result<ControlStatus, Error> {
+pub fn status() -> Result<Status, Error> {
     let mut st = ControlStatus::default();
     // SAFETY: `st` is writable for the duration of the call.
     let r = unsafe { raw(Hypercall::ControlIo, ControlOp::Status as u64, (&raw mut st) as u64, 0, 0) };
-    decode_result(r).map(|_| st)
+    decode_result(r)?;
+    Ok(Status {
+        present: st.present != 0,
+        rx_bytes: st.rx_bytes,
+        tx_bytes: st.tx_bytes,
+        rx_dropped: st.rx_dropped,
+        rx_pending: st.rx_pending,
+        tx_pending: st.tx_pending,
+    })
 }
