@@ -199,36 +199,12 @@ impl Restarter {
         }
         self.done = true;
         let Some(i) = tracked.iter().position(|t| t.cfg.name == self.backend_name) else { return };
-        let (cfg, old) = (tracked[i].cfg.clone(), tracked[i].domid);
-        if let Some(old) = old {
-            println!("restarting {} (domain {old}) with the frontend {progress} records in", cfg.name);
-            let _ = domctl::destroy(old);
-            store.disconnect(old);
+        if let Some(old) = tracked[i].domid {
+            println!("restarting {} (domain {old}) with the frontend {progress} records in", self.backend_name);
         }
-        let new = match domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED) {
-            Ok(id) => id,
-            Err(e) => return println!("cannot start {} again: {}", cfg.name, e.name()),
-        };
-        let _ = store.connect(new);
-        for sel in &cfg.pci {
-            if let Some(s) = hv_abi::pci::Selector::parse(sel)
-                && let Err(e) = domctl::assign_pci(new, s)
-            {
-                println!("cannot assign pci {sel} to the new {}: {}", cfg.name, e.name());
-            }
+        match crate::toolstack::restart(tracked, i, store) {
+            Ok(new) => println!("started {} again as domain {new}", self.backend_name),
+            Err(e) => println!("{e}"),
         }
-        for t in tracked.iter() {
-            for (j, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
-                let n = crate::toolstack::index_in_kind(&t.cfg.devices, j, |d| &d.kind);
-                if let Some(fe) = t.domid
-                    && let Err(e) = crate::toolstack::move_backend(&mut store.server, &dev.kind, n, fe, new, &dev.params)
-                {
-                    println!("cannot move {}/{n} of {} to the new backend: {e}", dev.kind, t.cfg.name);
-                }
-            }
-        }
-        tracked[i].domid = Some(new);
-        let _ = domctl::unpause(new);
-        println!("started {} again as domain {new}", cfg.name);
     }
 }

@@ -9,6 +9,7 @@ extern crate alloc;
 mod exercise;
 mod store_service;
 mod toolstack;
+mod xl;
 
 use alloc::vec::Vec;
 use hv_abi::{DomainListEntry, ShutdownReason, end, state};
@@ -63,6 +64,10 @@ pub struct Tracked {
     pub cfg: DomainConfig,
     pub domid: Option<u32>,
     pub ending: Option<Ending>,
+    /// Instances started by the restart policy so far.
+    pub restarts: u32,
+    /// Created with `xl create` (forgotten once destroyed).
+    pub from_xl: bool,
 }
 
 fn classify(e: &DomainListEntry) -> Ending {
@@ -112,11 +117,11 @@ fn main() {
                     }
                 }
                 println!("started {} as domain {id}", cfg.name);
-                Tracked { cfg: cfg.clone(), domid: Some(id), ending: None }
+                Tracked { cfg: cfg.clone(), domid: Some(id), ending: None, restarts: 0, from_xl: false }
             }
             Err(e) => {
                 println!("cannot start {}: {}", cfg.name, e.name());
-                Tracked { cfg: cfg.clone(), domid: None, ending: Some(Ending::FailedToStart) }
+                Tracked { cfg: cfg.clone(), domid: None, ending: Some(Ending::FailedToStart), restarts: 0, from_xl: false }
             }
         };
         tracked.push(t);
@@ -159,6 +164,7 @@ fn main() {
         None => {}
     }
 
+    let mut control = xl::Control::new();
     let mut finished = false;
     let mut more = true;
     loop {
@@ -177,6 +183,8 @@ fn main() {
             }
         });
         more = store.pump();
+        more |= control.poll(&mut tracked, &mut store);
+        more |= store.pump();
         if let Some(k) = killer.as_mut() {
             k.step(&mut store, &mut tracked);
         }
@@ -189,17 +197,11 @@ fn main() {
         }
         let Ok(list) = domctl::list() else { continue };
         for e in list.iter().filter(|e| e.state == state::DEAD) {
-            store.disconnect(e.domid);
-            let Some(t) = tracked.iter_mut().find(|t| t.domid == Some(e.domid)) else {
-                let _ = domctl::destroy(e.domid);
-                continue;
-            };
-            let how = t.ending.unwrap_or(classify(e));
-            t.ending = Some(how);
-            report(t, how);
             if let Err(err) = domctl::destroy(e.domid) {
                 println!("cannot reap domain {}: {}", e.domid, err.name());
             }
+            let how = tracked.iter().find(|t| t.domid == Some(e.domid)).and_then(|t| t.ending).unwrap_or(classify(e));
+            handle_death(&mut tracked, &mut store, e.domid, how);
         }
         let waiting = tracked.iter().any(|t| t.ending.is_none() && t.cfg.expect != Expect::Forever);
         if finished || waiting {
@@ -228,6 +230,33 @@ fn main() {
                 println!("poweroff failed: {}", e.name());
             }
             OnFinish::Stay => println!("system idle; stop QEMU with Ctrl-C"),
+        }
+    }
+}
+
+/// Domain `id` is gone (reaped): stop serving its store connection, report how it ended, and
+/// apply its `on_crash` policy: a restartable domain that crashed (or was killed by anyone but
+/// `xl destroy`) comes back with the same devices.
+pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreService, id: u32, how: Ending) {
+    store.disconnect(id);
+    let Some(i) = tracked.iter().position(|t| t.domid == Some(id)) else { return };
+    let restart = tracked[i].cfg.on_crash == hv_bundle::OnCrash::Restart && matches!(how, Ending::Crashed | Ending::Destroyed);
+    if !restart {
+        tracked[i].ending = Some(how);
+        report(&tracked[i], how);
+        if tracked[i].from_xl {
+            toolstack::remove_devices_of(store, id, tracked);
+            tracked.remove(i);
+        }
+        return;
+    }
+    let name = tracked[i].cfg.name.clone();
+    println!("{name} (domain {id}) ended: {}; restarting it (on_crash = restart)", how.text());
+    match toolstack::restart(tracked, i, store) {
+        Ok(new) => println!("{name} restarted as domain {new} (restart {})", tracked[i].restarts),
+        Err(e) => {
+            println!("{name}: restart failed: {e}");
+            tracked[i].ending = Some(how);
         }
     }
 }

@@ -101,6 +101,11 @@ impl StoreService {
         any_more
     }
 
+    /// Watches registered by every connection.
+    pub fn watch_count(&self) -> usize {
+        self.server.domains().filter_map(|d| self.server.connection(d)).map(|c| c.watch_count()).sum()
+    }
+
     pub fn node_count(&self) -> usize {
         self.server.store().node_count()
     }

@@ -130,3 +130,106 @@ pub fn move_backend(
     write(&mut c, &f, "backend-id", format!("{be}").as_bytes())?;
     write(&mut c, &f, "backend", b.as_bytes())
 }
+
+/// Removes the store entries of every device frontend `fe` had: the backends' directories
+/// (`/local/domain/<be>/backend/<kind>/<fe>`; a backend sees its device vanish and tears it
+/// down) and the frontend's own `device` directory.
+pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: u32, tracked: &[crate::Tracked]) {
+    let mut c = LocalClient::dom0(&mut store.server);
+    if let Some(t) = tracked.iter().find(|t| t.domid == Some(fe)) {
+        for dev in &t.cfg.devices {
+            if let Some(be) = tracked.iter().find(|b| b.cfg.name == dev.backend).and_then(|b| b.domid) {
+                let _ = c.rm(format!("/local/domain/{be}/backend/{}/{fe}", dev.kind).as_bytes());
+            }
+        }
+    }
+    let _ = c.rm(format!("/local/domain/{fe}").as_bytes());
+}
+
+/// Builds domain `cfg` paused, connects it to the store, assigns its PCI devices, writes its
+/// devices' store entries (backends looked up by name among `tracked`), then runs it. On any
+/// failure everything done so far is undone and the error names the problem.
+pub fn start(
+    cfg: &hv_bundle::DomainConfig,
+    tracked: &[crate::Tracked],
+    store: &mut crate::store_service::StoreService,
+) -> Result<u32, String> {
+    use hv_rt::domctl;
+    let id = domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED)
+        .map_err(|e| crate::xl::err_text(&format!("create {}", cfg.name), e))?;
+    let undo = |store: &mut crate::store_service::StoreService, why: String| {
+        let _ = domctl::destroy(id);
+        store.disconnect(id);
+        let mut c = LocalClient::dom0(&mut store.server);
+        for (j, dev) in cfg.devices.iter().enumerate() {
+            let n = index_in_kind(&cfg.devices, j, |d| &d.kind);
+            if let Some(be) = tracked.iter().find(|b| b.cfg.name == dev.backend).and_then(|b| b.domid) {
+                let _ = c.rm(backend_dir(be, &dev.kind, id, n).as_bytes());
+                let _ = c.rm(format!("/local/domain/{be}/backend/{}/{id}", dev.kind).as_bytes());
+            }
+        }
+        let _ = c.rm(format!("/local/domain/{id}").as_bytes());
+        why
+    };
+    if let Err(e) = store.connect(id) {
+        return Err(undo(store, format!("store connection: {e}")));
+    }
+    for sel in &cfg.pci {
+        let r = hv_abi::pci::Selector::parse(sel).ok_or(hv_abi::Error::Inval).and_then(|s| domctl::assign_pci(id, s));
+        if let Err(e) = r {
+            return Err(undo(store, crate::xl::err_text(&format!("assign pci {sel}"), e)));
+        }
+    }
+    for (j, dev) in cfg.devices.iter().enumerate() {
+        let n = index_in_kind(&cfg.devices, j, |d| &d.kind);
+        let be = tracked.iter().find(|b| b.cfg.name == dev.backend && b.ending.is_none()).and_then(|b| b.domid);
+        let Some(be) = be else {
+            return Err(undo(store, format!("{} {n}: backend missing: no running domain named {:?}", dev.kind, dev.backend)));
+        };
+        if let Err(e) = add_device(&mut store.server, &dev.kind, n, id, be, &dev.params) {
+            return Err(undo(store, format!("{} {n}: {e}", dev.kind)));
+        }
+    }
+    if let Err(e) = domctl::unpause(id) {
+        return Err(undo(store, crate::xl::err_text("unpause", e)));
+    }
+    Ok(id)
+}
+
+/// Starts a new instance of `tracked[i]` (a crashed driver domain) with the same config and
+/// PCI devices, and moves every device it served to it: the frontends see their backend go
+/// away, follow their `backend` key and reconnect.
+pub fn restart(tracked: &mut [crate::Tracked], i: usize, store: &mut crate::store_service::StoreService) -> Result<u32, String> {
+    use hv_rt::domctl;
+    let cfg = tracked[i].cfg.clone();
+    if let Some(old) = tracked[i].domid.take() {
+        let _ = domctl::destroy(old);
+        store.disconnect(old);
+    }
+    let new = domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED)
+        .map_err(|e| crate::xl::err_text(&format!("start {} again", cfg.name), e))?;
+    let _ = store.connect(new);
+    for sel in &cfg.pci {
+        if let Some(s) = hv_abi::pci::Selector::parse(sel)
+            && let Err(e) = domctl::assign_pci(new, s)
+        {
+            hv_rt::println!("cannot assign pci {sel} to the new {}: {}", cfg.name, e.name());
+        }
+    }
+    for t in tracked.iter() {
+        for (j, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
+            let n = index_in_kind(&t.cfg.devices, j, |d| &d.kind);
+            if let Some(fe) = t.domid
+                && t.ending.is_none()
+                && let Err(e) = move_backend(&mut store.server, &dev.kind, n, fe, new, &dev.params)
+            {
+                hv_rt::println!("cannot move {}/{n} of {} to the new backend: {e}", dev.kind, t.cfg.name);
+            }
+        }
+    }
+    tracked[i].domid = Some(new);
+    tracked[i].ending = None;
+    tracked[i].restarts += 1;
+    let _ = domctl::unpause(new);
+    Ok(new)
+}
