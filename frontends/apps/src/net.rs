@@ -2,7 +2,7 @@
 //! the poll loop (poll, then block on the event channel until smoltcp's next deadline).
 //!
 //! Arguments: `vif=N` (default 0), `ip=A.B.C.D/N gw=A.B.C.D` (static) or `ip=dhcp` (the
-//! default).
+//! default), `connect_s=300` (how long to keep trying to connect the vif before failing).
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -35,7 +35,8 @@ impl Net {
     pub fn from_args(tag: &'static str) -> Result<Self, String> {
         let store = Store::connect().map_err(|e| format!("store: {e}"))?;
         let vif = hv_rt::arg_u64("vif", 0) as u32;
-        let mut nf = NetFront::connect(store, vif).map_err(|e| format!("vif {vif}: {e}"))?;
+        let within = hv_rt::arg_u64("connect_s", 300) * 1_000_000_000;
+        let mut nf = NetFront::connect_within(store, vif, within).map_err(|e| format!("vif {vif}: {e}"))?;
         let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(nf.mac())));
         cfg.random_seed = time::rdtsc() ^ (u64::from(hv_rt::domid()) << 48);
         let mut iface = Interface::new(cfg, &mut nf, now());

@@ -297,6 +297,13 @@ pub struct NetFront {
 impl NetFront {
     /// Connects device `vif/<index>` (waits up to 30 s for its backend).
     pub fn connect(store: Store, index: u32) -> Result<Self, NetError> {
+        Self::connect_within(store, index, 0)
+    }
+
+    /// Connects device `vif/<index>`, trying again (after the first 30 s wait for a backend)
+    /// until `timeout_ns` has passed.
+    pub fn connect_within(store: Store, index: u32, timeout_ns: u64) -> Result<Self, NetError> {
+        let deadline = time::now_ns().saturating_add(timeout_ns);
         let vif = VifDir::open(store, index)?;
         let mut f = Self {
             vif,
@@ -309,8 +316,18 @@ impl NetFront {
             last_check: time::now_ns(),
             next_retry: 0,
         };
-        f.setup()?;
-        Ok(f)
+        loop {
+            match f.setup() {
+                Ok(()) => return Ok(f),
+                Err(e) if time::now_ns() < deadline => {
+                    println!("netfront: vif {index}: {e}; still trying");
+                    f.vif.close();
+                    f.vif.reopen()?;
+                    time::sleep_ms(200);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn setup(&mut self) -> Result<(), NetError> {
