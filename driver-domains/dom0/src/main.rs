@@ -70,6 +70,13 @@ pub struct Tracked {
     pub from_xl: bool,
 }
 
+impl Tracked {
+    /// Running now (not ended, or running on after its topology finished).
+    pub fn is_live(&self) -> bool {
+        self.domid.is_some() && matches!(self.ending, None | Some(Ending::StillRunning))
+    }
+}
+
 fn classify(e: &DomainListEntry) -> Ending {
     match e.end {
         end::SHUTDOWN if e.end_detail == ShutdownReason::Crash as u32 => Ending::Crashed,

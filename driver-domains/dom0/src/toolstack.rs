@@ -182,7 +182,7 @@ pub fn start(
     }
     for (j, dev) in cfg.devices.iter().enumerate() {
         let n = index_in_kind(&cfg.devices, j, |d| &d.kind);
-        let be = tracked.iter().find(|b| b.cfg.name == dev.backend && b.ending.is_none()).and_then(|b| b.domid);
+        let be = tracked.iter().find(|b| b.cfg.name == dev.backend && b.is_live()).and_then(|b| b.domid);
         let Some(be) = be else {
             return Err(undo(store, format!("{} {n}: backend missing: no running domain named {:?}", dev.kind, dev.backend)));
         };
@@ -220,7 +220,7 @@ pub fn restart(tracked: &mut [crate::Tracked], i: usize, store: &mut crate::stor
         for (j, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
             let n = index_in_kind(&t.cfg.devices, j, |d| &d.kind);
             if let Some(fe) = t.domid
-                && t.ending.is_none()
+                && t.is_live()
                 && let Err(e) = move_backend(&mut store.server, &dev.kind, n, fe, new, &dev.params)
             {
                 hv_rt::println!("cannot move {}/{n} of {} to the new backend: {e}", dev.kind, t.cfg.name);

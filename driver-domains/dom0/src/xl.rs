@@ -195,7 +195,7 @@ fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, Str
     if spec.memory_mib == 0 {
         return Err("memory = 0: give the domain at least 1 MiB".to_string());
     }
-    let live_backend = |name: &str| tracked.iter().any(|t| t.cfg.name == name && t.domid.is_some() && t.ending.is_none());
+    let live_backend = |name: &str| tracked.iter().any(|t| t.cfg.name == name && t.is_live());
     let mut devices = Vec::new();
     for (kind, list) in [("vif", &spec.vifs), ("vbd", &spec.disks)] {
         for (n, d) in list.iter().enumerate() {
