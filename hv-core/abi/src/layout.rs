@@ -42,7 +42,7 @@ pub const fn gfn_of(va: u64) -> u32 {
 }
 /// Offset of the ELF image inside domain RAM.
 pub const IMAGE_OFFSET: u64 = 0x10000;
-pub const STACK_SIZE: u64 = 64 * 1024;
+pub const STACK_SIZE: u64 = 256 * 1024;
 pub const PAGE_SIZE: u64 = 4096;
 
 pub const START_INFO_MAGIC: u64 = 0x6876_2d73_7461_7274; // "hv-start"
