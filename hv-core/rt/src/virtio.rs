@@ -210,13 +210,13 @@ impl BlockDisk {
 }
 
 /// Virtqueue size of [`NetDevice`] (rx and tx).
-const NET_QUEUE: usize = 256;
+const NET_QUEUE: usize = 64;
 /// Bytes of each rx and tx buffer (virtio-net header + a 1514-byte frame fits).
 const NET_BUF: usize = 2048;
 /// Receive buffers kept posted to the device.
-const NET_RX_BUFFERS: usize = 128;
+const NET_RX_BUFFERS: usize = NET_QUEUE;
 /// Frames in flight to the device at most.
-const NET_TX_BUFFERS: usize = 128;
+const NET_TX_BUFFERS: usize = NET_QUEUE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetError {
@@ -236,17 +236,20 @@ pub enum NetError {
 pub struct NetDevice {
     // Declared first so it is dropped first: dropping it detaches the queues from the device
     // before the buffers below are freed.
-    net: virtio_drivers::device::net::VirtIONetRaw<HvHal, virtio_drivers::transport::pci::PciTransport, NET_QUEUE>,
+    // Boxed (as are the tables below) to keep the domain's stack small.
+    net: alloc::boxed::Box<
+        virtio_drivers::device::net::VirtIONetRaw<HvHal, virtio_drivers::transport::pci::PciTransport, NET_QUEUE>,
+    >,
     port: u32,
     interrupts: bool,
     mac: [u8; 6],
     rx_bufs: Vec<alloc::boxed::Box<[u8]>>,
     /// Which rx buffer each descriptor token holds.
-    rx_token: [Option<usize>; NET_QUEUE],
+    rx_token: Vec<Option<usize>>,
     tx_bufs: Vec<alloc::boxed::Box<[u8]>>,
     tx_free: Vec<usize>,
     /// The buffer and length each in-flight transmit token holds.
-    tx_token: [Option<(usize, usize)>; NET_QUEUE],
+    tx_token: Vec<Option<(usize, usize)>>,
 }
 
 impl NetDevice {
@@ -265,7 +268,9 @@ impl NetDevice {
         let mut root = PciRoot::new(HvConfigAccess);
         let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
         let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| NetError::Setup)?;
-        let net = virtio_drivers::device::net::VirtIONetRaw::new(transport).map_err(|_| NetError::Setup)?;
+        let net = alloc::boxed::Box::new(
+            virtio_drivers::device::net::VirtIONetRaw::new(transport).map_err(|_| NetError::Setup)?,
+        );
         let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| NetError::Setup)?;
         // Queue 0 is receiveq1, queue 1 transmitq1.
         let interrupts = route_queue_interrupt(&dev, 0) & route_queue_interrupt(&dev, 1);
@@ -276,10 +281,10 @@ impl NetDevice {
             interrupts,
             mac,
             rx_bufs: (0..NET_RX_BUFFERS).map(|_| alloc::vec![0u8; NET_BUF].into_boxed_slice()).collect(),
-            rx_token: [None; NET_QUEUE],
+            rx_token: alloc::vec![None; NET_QUEUE],
             tx_bufs: (0..NET_TX_BUFFERS).map(|_| alloc::vec![0u8; NET_BUF].into_boxed_slice()).collect(),
             tx_free: (0..NET_TX_BUFFERS).collect(),
-            tx_token: [None; NET_QUEUE],
+            tx_token: alloc::vec![None; NET_QUEUE],
         };
         for i in 0..NET_RX_BUFFERS {
             d.post_rx(i)?;
@@ -367,11 +372,13 @@ impl NetDevice {
         // SAFETY: the buffer is owned by `self` and untouched until `reap_tx` completes this
         // token (or `net`, dropped first, detaches the queue).
         match unsafe { self.net.transmit_begin(&self.tx_bufs[i][..len]) } {
-            Ok(token) if usize::from(token) < NET_QUEUE => {
-                self.tx_token[usize::from(token)] = Some((i, len));
-                Ok(())
-            }
-            Ok(_) => Err(NetError::Io),
+            Ok(token) => match self.tx_token.get_mut(usize::from(token)) {
+                Some(slot) => {
+                    *slot = Some((i, len));
+                    Ok(())
+                }
+                None => Err(NetError::Io),
+            },
             Err(_) => {
                 self.tx_free.push(i);
                 Err(NetError::Busy)
