@@ -464,8 +464,15 @@ fn serve(device: &mut Option<VirtioUplink>) {
         }
         for (port, e) in &round.broken {
             if let Some(d) = devices.iter_mut().find(|d| d.conn.as_ref().is_some_and(|c| c.bridge_port == *port)) {
-                println!("{}: frontend broke a ring: {e}; disconnecting it", d.name);
-                d.teardown(&mut net, "broken ring");
+                // A frontend that died leaves a zeroed page in place of its rings (its indices
+                // "move backwards"): report that as it is, not as an attack.
+                let fe = xenbus::read_state(&mut store, d.fe_dir.as_bytes()).unwrap_or(XenbusState::Closed);
+                if matches!(fe, XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown) {
+                    d.teardown(&mut net, &format!("frontend {fe:?}"));
+                } else {
+                    println!("{}: frontend broke a ring: {e}; disconnecting it", d.name);
+                    d.teardown(&mut net, "broken ring");
+                }
                 d.switch(&mut store, XenbusState::Closing);
                 d.switch(&mut store, XenbusState::Closed);
             }
