@@ -1,103 +1,10 @@
-//! Network scenarios: real clients nobody here wrote (curl, tshark) against DomUs on netfront +
-//! smoltcp, through netback and QEMU's user network (see docs/net.md).
+//! Network scenarios: DomUs on netfront + smoltcp through netback (see docs/net.md), judged
+//! with tools nobody here wrote (tshark reads netback's capture).
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hv_tests::{EXIT_ALL_EXPECTED, Outcome, Scenario};
-
-/// What a host client thread found.
-#[derive(Default)]
-struct Fetches {
-    done: bool,
-    /// (path, HTTP status, body) of each request.
-    results: Vec<(String, u16, String)>,
-}
-
-/// `curl` on the host: GET http://127.0.0.1:`port``path` → (status, body); 0 when curl failed.
-fn curl(port: u16, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
-/// Starts fetching `paths` (in order, `rounds` times) once `web` says it listens; the scenario
-/// stops when the fetches are done and `also` (a serial line condition) was seen.
-fn fetch_when_listening(
-    s: Scenario,
-    port: u16,
-    paths: &'static [&'static str],
-    rounds: usize,
-    also: impl Fn(&str) -> bool + 'static,
-) -> (Scenario, Arc<Mutex<Fetches>>) {
-    let fetches = Arc::new(Mutex::new(Fetches::default()));
-    let shared = fetches.clone();
-    let (mut started, mut seen_also) = (false, false);
-    let s = s.watch(move |line| {
-        if let Some(l) = line {
-            seen_also |= also(l);
-            if !started && l.starts_with("[web] httpd: listening on ") {
-                started = true;
-                let shared = shared.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..rounds {
-                        for p in paths {
-                            let (code, body) = curl(port, p);
-                            shared.lock().unwrap().results.push((p.to_string(), code, body));
-                        }
-                    }
-                    shared.lock().unwrap().done = true;
-                });
-            }
-        }
-        seen_also && shared.lock().unwrap().done
-    });
-    (s, fetches)
-}
-
-#[track_caller]
-fn expect_pages(o: &Outcome, fetches: &Fetches, expected: usize) {
-    if !fetches.done || fetches.results.len() != expected {
-        o.fail(&format!("curl made {} of {expected} requests", fetches.results.len()));
-    }
-    for (path, code, body) in &fetches.results {
-        match path.as_str() {
-            "/" if *code == 200 && body.contains("<html") && body.contains("web") => {}
-            "/stats" if *code == 200 && body.contains("requests") => {}
-            "/nope" if *code == 404 => {}
-            _ => o.fail(&format!("curl {path}: status {code}, body {body:?}")),
-        }
-    }
-}
-
-#[test]
-fn host_curl_fetches_pages_from_a_domu_through_netback() {
-    let s = Scenario::new("net");
-    let port = s.host_port(80);
-    let (s, fetches) = fetch_when_listening(s, port, &["/", "/stats", "/nope"], 3, |l| {
-        l.starts_with("[dom0] pinger ended")
-    });
-    let o = s.run();
-    let f = fetches.lock().unwrap();
-    expect_pages(&o, &f, 9);
-    o.expect_line("[netback] vif * connected*");
-    // The /stats page counts what it served: the last one saw at least the 6 requests before it.
-    let last_stats = f.results.iter().rev().find(|r| r.0 == "/stats").map(|r| r.2.clone()).unwrap_or_default();
-    let served = last_stats
-        .lines()
-        .find_map(|l| l.strip_prefix("requests: "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| o.fail(&format!("no \"requests: N\" line in /stats: {last_stats:?}")));
-    if served < 7 {
-        o.fail(&format!("/stats says {served} requests served; curl made at least 7 by then"));
-    }
-}
 
 #[test]
 fn icmp_echo_between_domus_and_pcap_of_a_vif_opens_in_tshark() {
@@ -156,43 +63,45 @@ fn two_domus_exchange_100_mib_over_tcp_with_matching_checksums() {
     if sent != received {
         o.fail(&format!("sender's checksum {sent} != receiver's {received}"));
     }
+    for l in o.lines().iter().filter(|l| l.contains("netstream: ")) {
+        eprintln!("{l}");
+    }
 }
 
 #[test]
 fn a_hostile_domu_flooding_netback_does_not_disturb_the_others() {
-    let s = Scenario::new("net-hostile").at_least(Duration::from_secs(600));
-    let port = s.host_port(80);
-    let seen = Arc::new(Mutex::new((false, false)));
-    let shared = seen.clone();
-    let (s, fetches) = fetch_when_listening(s, port, &["/", "/stats"], 5, move |l| {
-        let mut seen = shared.lock().unwrap();
-        seen.0 |= l.starts_with("[dom0] sink ended");
-        seen.1 |= l.starts_with("[dom0] pinger ended");
-        seen.0 && seen.1
-    });
-    let o = s.run();
-    expect_pages(&o, &fetches.lock().unwrap(), 10);
+    let o = Scenario::new("net-hostile")
+        .at_least(Duration::from_secs(600))
+        .stop_when(|l| l.starts_with("[dom0] all domains finished"))
+        .run();
     o.expect_line("[sink] netstream: checksum ok");
     o.expect_line("[dom0] sink ended: * (expected)");
     o.expect_line("[pinger] netping: 10 sent, 10 received");
+    let (sent, received) = (checksum_of(&o, "source", "sent"), checksum_of(&o, "sink", "received"));
+    if sent != received {
+        o.fail(&format!("sender's checksum {sent} != receiver's {received}"));
+    }
     // The attacker really attacked, and netback refused and dropped (and counted) it.
     let attacker = o.domain_id("attacker");
     let counters = o
         .lines()
         .iter()
         .rev()
-        .find(|l| l.starts_with(&format!("[netback] vif {attacker}/0: ")))
+        .find(|l| l.starts_with(&format!("[netback] vif {attacker}/0: tx ")) && l.contains(", tx errors "))
         .cloned()
         .unwrap_or_else(|| o.fail("netback printed no counters for the attacker's vif"));
     let number = |key: &str| -> u64 {
         counters
             .split(", ")
             .find_map(|part| part.trim().strip_prefix(key))
-            .and_then(|v| v.trim().split_whitespace().next()?.parse().ok())
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| o.fail(&format!("no {key:?} in {counters:?}")))
     };
-    if number("tx errors") == 0 {
+    if number("tx errors ") == 0 {
         o.fail(&format!("netback refused none of the attacker's malformed requests: {counters}"));
     }
-    o.expect_no_line("[hv] domain * (netback) *fault*");
+    for l in o.lines().iter().filter(|l| l.contains("netstream: received") || l.starts_with("[netback] vif ")) {
+        eprintln!("{l}");
+    }
+    o.expect_no_line("[hv] domain * (netback) crashed*");
 }
