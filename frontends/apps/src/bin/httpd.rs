@@ -1,6 +1,6 @@
 //! httpd: an HTTP/1.1 server on netfront + smoltcp.
 //!
-//! Args: `port=80`, `conns=8` (concurrent connections: one listening socket each, listening
+//! Args: `port=80`, `conns=16` (concurrent connections: one listening socket each, listening
 //! again once its connection ends), plus the network args of `domu_apps::net` (`vif=`, `ip=`,
 //! `gw=`). Serves `/` (a small page naming the domain) and `/stats` (counters, plain text);
 //! 404 for other paths, 405 for methods other than GET/HEAD, 400 for malformed requests, 431
@@ -58,13 +58,15 @@ struct Server {
 
 fn main() {
     let port = hv_rt::arg_u64("port", 80) as u16;
-    let nconns = hv_rt::arg_u64("conns", 8).clamp(1, 32) as usize;
+    let nconns = hv_rt::arg_u64("conns", 16).clamp(1, 64) as usize;
     let mut net = Net::from_args(TAG).unwrap_or_else(|e| fail(TAG, &e));
     let mut conns: Vec<Conn> = (0..nconns)
         .map(|_| {
             let rx = tcp::SocketBuffer::new(vec![0; 4096]);
             let tx = tcp::SocketBuffer::new(vec![0; 16384]);
-            let handle = net.sockets.add(tcp::Socket::new(rx, tx));
+            let mut sock = tcp::Socket::new(rx, tx);
+            sock.set_nagle_enabled(false); // each response is written whole
+            let handle = net.sockets.add(sock);
             Conn { handle, buf: [0; MAX_REQUEST], len: 0, closing: false, last_active: 0 }
         })
         .collect();
@@ -107,11 +109,12 @@ impl Server {
         if !s.is_open() {
             // Closed or TIME-WAIT: listen again with a clean slate.
             c.len = 0;
+            c.last_active = 0;
             c.closing = false;
             let _ = s.listen(self.port);
             return false;
         }
-        if s.state() == tcp::State::Listen {
+        if matches!(s.state(), tcp::State::Listen | tcp::State::SynReceived) {
             return false;
         }
         if c.last_active == 0 {
@@ -175,7 +178,11 @@ impl Server {
             }
         }
         // The client finished sending and nothing is left to answer: finish our side too.
-        if !c.closing && !s.may_recv() && (c.len == 0 || http::parse(&c.buf[..c.len]) == Parse::Incomplete) {
+        if !c.closing
+            && s.state() == tcp::State::CloseWait
+            && !s.can_recv()
+            && (c.len == 0 || http::parse(&c.buf[..c.len]) == Parse::Incomplete)
+        {
             c.closing = true;
             s.close();
         }

@@ -49,6 +49,15 @@ fn rate(bytes: u64, ns: u64) -> (u64, u64) {
     (tenths / 10, tenths % 10)
 }
 
+/// One line of netfront counters.
+fn report(net: &Net) {
+    let s = net.nf.stats();
+    println!(
+        "{TAG}: netfront tx {} pkts ({} dropped, {} refused), rx {} pkts ({} errors), reconnects {}",
+        s.tx_packets, s.tx_dropped, s.tx_errors, s.rx_packets, s.rx_errors, s.reconnects
+    );
+}
+
 fn recv(net: &mut Net, ip: smoltcp::wire::Ipv4Address, bytes: u64, seed: u64, buf: usize) {
     let port = hv_rt::arg_u64("port", 5001) as u16;
     let rx = tcp::SocketBuffer::new(vec![0; buf]);
@@ -101,6 +110,7 @@ fn recv(net: &mut Net, ip: smoltcp::wire::Ipv4Address, bytes: u64, seed: u64, bu
     // Finish the connection politely (our FIN, their last ACK) before judging.
     net.sockets.get_mut::<tcp::Socket>(h).close();
     linger(net, h);
+    report(net);
     let expected = expected_checksum(seed, bytes);
     if sum == expected {
         println!("{TAG}: checksum ok");
@@ -198,4 +208,5 @@ fn send(net: &mut Net, bytes: u64, seed: u64, buf: usize) {
     linger(net, h);
     let (w, t) = rate(bytes, ns);
     println!("{TAG}: sent {bytes} bytes in {} ms ({w}.{t} Mbit/s), checksum {:#018x}", ns / 1_000_000, hash.value());
+    report(net);
 }
