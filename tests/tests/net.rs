@@ -1,10 +1,103 @@
 //! Network scenarios: DomUs on netfront + smoltcp through netback (see docs/net.md), judged
-//! with tools nobody here wrote (tshark reads netback's capture).
+//! with tools nobody here wrote (curl through QEMU's hostfwd; tshark reads netback's capture).
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hv_tests::{EXIT_ALL_EXPECTED, Outcome, Scenario};
+
+/// What a host client thread found.
+#[derive(Default)]
+struct Fetches {
+    done: bool,
+    /// (path, HTTP status, body) of each request.
+    results: Vec<(String, u16, String)>,
+}
+
+/// `curl` on the host: GET http://127.0.0.1:`port``path` → (status, body); 0 when curl failed.
+fn curl(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Starts fetching `paths` (in order, `rounds` times) once `web` says it listens; the scenario
+/// stops when the fetches are done and `also` (a serial line condition) was seen.
+fn fetch_when_listening(
+    s: Scenario,
+    port: u16,
+    paths: &'static [&'static str],
+    rounds: usize,
+    also: impl Fn(&str) -> bool + 'static,
+) -> (Scenario, Arc<Mutex<Fetches>>) {
+    let fetches = Arc::new(Mutex::new(Fetches::default()));
+    let shared = fetches.clone();
+    let (mut started, mut seen_also) = (false, false);
+    let s = s.watch(move |line| {
+        if let Some(l) = line {
+            seen_also |= also(l);
+            if !started && l.starts_with("[web] httpd: listening on ") {
+                started = true;
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..rounds {
+                        for p in paths {
+                            let (code, body) = curl(port, p);
+                            shared.lock().unwrap().results.push((p.to_string(), code, body));
+                        }
+                    }
+                    shared.lock().unwrap().done = true;
+                });
+            }
+        }
+        seen_also && shared.lock().unwrap().done
+    });
+    (s, fetches)
+}
+
+#[track_caller]
+fn expect_pages(o: &Outcome, fetches: &Fetches, expected: usize) {
+    if !fetches.done || fetches.results.len() != expected {
+        o.fail(&format!("curl made {} of {expected} requests", fetches.results.len()));
+    }
+    for (path, code, body) in &fetches.results {
+        match path.as_str() {
+            "/" if *code == 200 && body.contains("<html") && body.contains("web") => {}
+            "/stats" if *code == 200 && body.contains("requests") => {}
+            "/nope" if *code == 404 => {}
+            _ => o.fail(&format!("curl {path}: status {code}, body {body:?}")),
+        }
+    }
+}
+
+#[test]
+fn host_curl_fetches_pages_from_a_domu_through_netback() {
+    let s = Scenario::new("net");
+    let port = s.host_port(80);
+    let (s, fetches) = fetch_when_listening(s, port, &["/", "/stats", "/nope"], 3, |l| {
+        l.starts_with("[dom0] pinger ended")
+    });
+    let o = s.run();
+    let f = fetches.lock().unwrap();
+    expect_pages(&o, &f, 9);
+    o.expect_line("[netback] vif * connected*");
+    // The /stats page counts what it served: the last one saw at least the 6 requests before it.
+    let last_stats = f.results.iter().rev().find(|r| r.0 == "/stats").map(|r| r.2.clone()).unwrap_or_default();
+    let served = last_stats
+        .lines()
+        .find_map(|l| l.strip_prefix("requests: "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| o.fail(&format!("no \"requests: N\" line in /stats: {last_stats:?}")));
+    if served < 7 {
+        o.fail(&format!("/stats says {served} requests served; curl made at least 7 by then"));
+    }
+}
 
 #[test]
 fn icmp_echo_between_domus_and_pcap_of_a_vif_opens_in_tshark() {
