@@ -167,9 +167,10 @@ impl Scenario {
 
     /// The 127.0.0.1 port this run forwards to `guest_port` (a `forward` of the topology's nic).
     pub fn host_port(&self, guest_port: u16) -> u16 {
-        self.nics.iter().find_map(|n| n.host_port(guest_port)).unwrap_or_else(|| {
-            panic!("topology {} forwards no port to guest port {guest_port}", self.topology.name())
-        })
+        self.nics
+            .iter()
+            .find_map(|n| n.host_port(guest_port))
+            .unwrap_or_else(|| panic!("topology {} forwards no port to guest port {guest_port}", self.topology.name()))
     }
 
     /// Calls `f` with every serial line (`Some`) and every 50 ms without one (`None`) while QEMU

@@ -80,9 +80,8 @@ fn expect_pages(o: &Outcome, fetches: &Fetches, expected: usize) {
 fn host_curl_fetches_pages_from_a_domu_through_netback() {
     let s = Scenario::new("net");
     let port = s.host_port(80);
-    let (s, fetches) = fetch_when_listening(s, port, &["/", "/stats", "/nope"], 3, |l| {
-        l.starts_with("[dom0] pinger ended")
-    });
+    let (s, fetches) =
+        fetch_when_listening(s, port, &["/", "/stats", "/nope"], 3, |l| l.starts_with("[dom0] pinger ended"));
     let o = s.run();
     let f = fetches.lock().unwrap();
     expect_pages(&o, &f, 9);
@@ -127,7 +126,8 @@ fn icmp_echo_between_domus_and_pcap_of_a_vif_opens_in_tshark() {
     if !out.status.success() {
         o.fail(&format!("tshark cannot read netback's capture: {}", String::from_utf8_lossy(&out.stderr)));
     }
-    let requests = text.lines().filter(|l| l.split('\t').collect::<Vec<_>>() == ["10.0.2.16", "10.0.2.15", "8"]).count();
+    let requests =
+        text.lines().filter(|l| l.split('\t').collect::<Vec<_>>() == ["10.0.2.16", "10.0.2.15", "8"]).count();
     let replies = text.lines().filter(|l| l.split('\t').collect::<Vec<_>>() == ["10.0.2.15", "10.0.2.16", "0"]).count();
     if requests < 5 || replies < 5 {
         o.fail(&format!("tshark sees {requests} echo requests and {replies} replies in the capture:\n{text}"));

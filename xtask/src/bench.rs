@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use anyhow::{Result, bail};
 use xtask::paths::{Paths, show};
 use xtask::qemu::{self, Accel, Machine, Media, Spec};
-use xtask::{iso, step};
+use xtask::{iso, json_str, step};
 
 use crate::linux_ref::{self, LinuxRef};
 
@@ -320,22 +320,6 @@ fn print_table(rows: &[Row], o: &Options) {
 
 fn json_num(v: f64) -> String {
     if v.is_finite() { format!("{v}") } else { "null".into() }
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 fn to_json(rows: &[Row], o: &Options, linux: Option<&LinuxRef>) -> String {

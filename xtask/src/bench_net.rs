@@ -91,7 +91,9 @@ fn run_wrk_once(port: u16) -> Result<f64> {
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))?;
+        .with_context(|| {
+            format!("no Requests/sec in wrk's output:\n{text}\n{}", String::from_utf8_lossy(&out.stderr))
+        })?;
     let errors = text.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
     if let Some(e) = errors {
         eprintln!("  wrk: {}", e.trim());
@@ -175,9 +177,10 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         step(format!("Linux guest: wrk against its HTTP server, run {}/{runs}", i + 1));
         let s = linux_spec("http", true)?;
         let port = s.nics[0].forwards[0].0;
-        linux.entry("http_requests_per_s").or_default().push(wrk_when_ready(&s, port, |l| {
-            l.starts_with("LINUXNET http listening")
-        })?);
+        linux
+            .entry("http_requests_per_s")
+            .or_default()
+            .push(wrk_when_ready(&s, port, |l| l.starts_with("LINUXNET http listening"))?);
         step(format!("Linux guest: {} MiB to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
         let sink = Sink::start()?;
         let s = linux_spec(&format!("send:{}:{STREAM_BYTES}", sink.port), false)?;
@@ -200,7 +203,9 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         step(format!("hv-core: wrk against the httpd DomU through netback, run {}/{runs}", i + 1));
         let s = hv_spec(&http)?;
         let port = s.nics.iter().find_map(|n| n.host_port(80)).context("bench-net-http forwards no port 80")?;
-        hv.entry("http_requests_per_s").or_default().push(wrk_when_ready(&s, port, |l| l.contains("httpd: listening"))?);
+        hv.entry("http_requests_per_s")
+            .or_default()
+            .push(wrk_when_ready(&s, port, |l| l.contains("httpd: listening"))?);
 
         step(format!("hv-core: {} MiB from a DomU to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
         let sink = Sink::start()?;
@@ -257,7 +262,10 @@ fn print_and_save(paths: &Paths, f: &Figures, accel: Accel, machine: Machine, ru
         machine.name(),
         accel.name()
     );
-    println!("{:<18} {:>10} {:<7} {:>12}  {:<18} {:>7}  verdict", "metric", "value", "unit", "reference", "(what)", "ratio");
+    println!(
+        "{:<18} {:>10} {:<7} {:>12}  {:<18} {:>7}  verdict",
+        "metric", "value", "unit", "reference", "(what)", "ratio"
+    );
     let mut json = String::from("{\n  \"metrics\": [\n");
     for (i, (metric, value, unit, reference, what)) in f.rows.iter().enumerate() {
         let ratio = reference.map(|r| value / r).filter(|r| r.is_finite());

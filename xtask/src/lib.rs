@@ -22,3 +22,18 @@ pub mod xl;
 pub fn step(msg: impl std::fmt::Display) {
     eprintln!("==> {msg}");
 }
+
+/// `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+pub fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}

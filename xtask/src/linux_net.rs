@@ -237,7 +237,10 @@ pub fn build_initramfs(paths: &Paths, kernel: &Path) -> Result<PathBuf> {
     for m in MODULES {
         let path = Path::new("/lib/modules").join(version).join("kernel").join(m);
         let data = std::fs::read(&path).with_context(|| {
-            format!("reading {} (the kernel's virtio-net modules)\n  fix: apt-get install linux-image-{version}", path.display())
+            format!(
+                "reading {} (the kernel's virtio-net modules)\n  fix: apt-get install linux-image-{version}",
+                path.display()
+            )
         })?;
         let name = Path::new(m).file_name().and_then(|n| n.to_str()).unwrap_or_default();
         modules.push((format!("m/{name}"), data));

@@ -305,38 +305,36 @@ pub fn parse_nics(file: &str, text: &str) -> Result<Vec<Nic>> {
 
 fn convert_domain(d: FileDomain) -> DomainConfig {
     DomainConfig {
-    name: d.name,
-    image: d.image,
-    memory_mib: d.memory_mib,
-    kind: match d.kind {
-        FileKind::Dom0 => DomainKind::Dom0,
-        FileKind::Domu => DomainKind::DomU,
-        FileKind::Driver => DomainKind::Driver,
-    },
-    expect: match d.expect {
-        FileExpect::Exit => Expect::Exit,
-        FileExpect::Crash => Expect::Crash,
-        FileExpect::Forever => Expect::Forever,
-        FileExpect::Destroyed => Expect::Destroyed,
-    },
-    args: d.args,
-    devices: d
-        .devices
-        .into_iter()
-        .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
-        .chain(d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("vbd", v))).filter_map(
-            |(kind, v)| {
+        name: d.name,
+        image: d.image,
+        memory_mib: d.memory_mib,
+        kind: match d.kind {
+            FileKind::Dom0 => DomainKind::Dom0,
+            FileKind::Domu => DomainKind::DomU,
+            FileKind::Driver => DomainKind::Driver,
+        },
+        expect: match d.expect {
+            FileExpect::Exit => Expect::Exit,
+            FileExpect::Crash => Expect::Crash,
+            FileExpect::Forever => Expect::Forever,
+            FileExpect::Destroyed => Expect::Destroyed,
+        },
+        args: d.args,
+        devices: d
+            .devices
+            .into_iter()
+            .map(|v| hv_bundle::DeviceConfig { kind: v.kind, backend: v.backend, params: v.params })
+            .chain(d.vif.iter().map(|v| ("vif", v)).chain(d.disk.iter().map(|v| ("vbd", v))).filter_map(|(kind, v)| {
                 let (backend, params) = parse_device_spec(v).ok()?;
                 Some(hv_bundle::DeviceConfig { kind: kind.into(), backend, params })
-            },
-        ))
-        .collect(),
-    pci: d.pci,
-    on_crash: match d.on_crash {
-        FileOnCrash::Destroy => hv_bundle::OnCrash::Destroy,
-        FileOnCrash::Restart => hv_bundle::OnCrash::Restart,
-    },
-}
+            }))
+            .collect(),
+        pci: d.pci,
+        on_crash: match d.on_crash {
+            FileOnCrash::Destroy => hv_bundle::OnCrash::Destroy,
+            FileOnCrash::Restart => hv_bundle::OnCrash::Restart,
+        },
+    }
 }
 
 /// Parses an `xl create` config: one domain, with the keys of a topology's `[[domain]]`
@@ -391,11 +389,7 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
             FileOnFinish::Stay => OnFinish::Stay,
             FileOnFinish::Shutdown => OnFinish::Shutdown,
         },
-        domains: raw
-            .domains
-            .into_iter()
-            .map(convert_domain)
-            .collect(),
+        domains: raw.domains.into_iter().map(convert_domain).collect(),
     };
     if topology.name.is_empty() {
         bail!(

@@ -118,24 +118,6 @@ fn state_letters(s: State) -> &'static str {
     }
 }
 
-fn json_str(s: &str) -> String {
-    serde_json_like(s)
-}
-
-fn serde_json_like(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 pub enum Verb {
     List { json: bool },
     Info { json: bool },
@@ -157,10 +139,10 @@ pub fn run(socket: &Path, verb: Verb) -> Result<()> {
                     .map(|r| {
                         format!(
                             "{{\"name\": {}, \"id\": {}, \"mem\": {}, \"state\": {}, \"time\": {:.1}, \"restarts\": {}}}",
-                            json_str(&r.name),
+                            crate::json_str(&r.name),
                             r.id,
                             r.memory_mib,
-                            json_str(state_letters(r.state)),
+                            crate::json_str(state_letters(r.state)),
                             r.cpu_time_ns as f64 / 1e9,
                             r.restarts
                         )

@@ -66,11 +66,17 @@ pub enum Request {
     Info,
     Create(DomainSpec),
     /// `crash`: treat it as a crash, so the domain's `on_crash` policy applies.
-    Destroy { dom: DomRef, crash: bool },
+    Destroy {
+        dom: DomRef,
+        crash: bool,
+    },
     Pause(DomRef),
     Unpause(DomRef),
     /// Console output of a domain from byte offset `from` (0: everything still kept).
-    Console { dom: DomRef, from: u64 },
+    Console {
+        dom: DomRef,
+        from: u64,
+    },
 }
 
 /// Domain states as `xl list` shows them (r running/runnable, b blocked, p paused, d dying).
@@ -108,14 +114,22 @@ pub struct Totals {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Pong { version: u16 },
+    Pong {
+        version: u16,
+    },
     Ok,
     Error(String),
     List(Vec<DomainRow>),
     Info(Totals),
-    Created { id: u32 },
+    Created {
+        id: u32,
+    },
     /// Bytes `[start, start + data.len())` of the domain's output; `end` is where it is now.
-    Console { start: u64, data: Vec<u8>, end: u64 },
+    Console {
+        start: u64,
+        data: Vec<u8>,
+        end: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -128,7 +128,13 @@ fn main() {
             }
             Err(e) => {
                 println!("cannot start {}: {}", cfg.name, e.name());
-                Tracked { cfg: cfg.clone(), domid: None, ending: Some(Ending::FailedToStart), restarts: 0, from_xl: false }
+                Tracked {
+                    cfg: cfg.clone(),
+                    domid: None,
+                    ending: Some(Ending::FailedToStart),
+                    restarts: 0,
+                    from_xl: false,
+                }
             }
         };
         tracked.push(t);
@@ -247,7 +253,8 @@ fn main() {
 pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreService, id: u32, how: Ending) {
     store.disconnect(id);
     let Some(i) = tracked.iter().position(|t| t.domid == Some(id)) else { return };
-    let restart = tracked[i].cfg.on_crash == hv_bundle::OnCrash::Restart && matches!(how, Ending::Crashed | Ending::Destroyed);
+    let restart =
+        tracked[i].cfg.on_crash == hv_bundle::OnCrash::Restart && matches!(how, Ending::Crashed | Ending::Destroyed);
     if !restart {
         tracked[i].ending = Some(how);
         report(&tracked[i], how);

@@ -51,7 +51,12 @@ pub fn vif_mac(params: &str, fe: u32, index: u32) -> Result<String, String> {
 }
 
 /// Keys a device class adds to both directories (a vif's `mac` and `handle`).
-fn class_keys(kind: &str, params: &str, fe: u32, index: u32) -> Result<alloc::vec::Vec<(&'static str, String)>, String> {
+fn class_keys(
+    kind: &str,
+    params: &str,
+    fe: u32,
+    index: u32,
+) -> Result<alloc::vec::Vec<(&'static str, String)>, String> {
     Ok(match kind {
         "vif" => alloc::vec![("mac", vif_mac(params, fe, index)?), ("handle", format!("{index}"))],
         _ => alloc::vec::Vec::new(),
@@ -131,19 +136,28 @@ pub fn move_backend(
     write(&mut c, &f, "backend", b.as_bytes())
 }
 
-/// Removes the store entries of every device frontend `fe` had: the backends' directories
-/// (`/local/domain/<be>/backend/<kind>/<fe>`; a backend sees its device vanish and tears it
-/// down) and the frontend's own `device` directory.
-pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: u32, tracked: &[crate::Tracked]) {
+/// Removes the store entries of the devices `devices` of frontend `fe`: the backends'
+/// directories (`/local/domain/<be>/backend/<kind>/<fe>`; a backend sees its device vanish and
+/// tears it down) and the frontend's own home.
+fn remove_device_entries(
+    store: &mut crate::store_service::StoreService,
+    fe: u32,
+    devices: &[hv_bundle::DeviceConfig],
+    tracked: &[crate::Tracked],
+) {
     let mut c = LocalClient::dom0(&mut store.server);
-    if let Some(t) = tracked.iter().find(|t| t.domid == Some(fe)) {
-        for dev in &t.cfg.devices {
-            if let Some(be) = tracked.iter().find(|b| b.cfg.name == dev.backend).and_then(|b| b.domid) {
-                let _ = c.rm(format!("/local/domain/{be}/backend/{}/{fe}", dev.kind).as_bytes());
-            }
+    for dev in devices {
+        if let Some(be) = tracked.iter().find(|b| b.cfg.name == dev.backend).and_then(|b| b.domid) {
+            let _ = c.rm(format!("/local/domain/{be}/backend/{}/{fe}", dev.kind).as_bytes());
         }
     }
     let _ = c.rm(format!("/local/domain/{fe}").as_bytes());
+}
+
+/// Removes the store entries of every device tracked frontend `fe` had.
+pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: u32, tracked: &[crate::Tracked]) {
+    let devices = tracked.iter().find(|t| t.domid == Some(fe)).map(|t| t.cfg.devices.as_slice()).unwrap_or(&[]);
+    remove_device_entries(store, fe, devices, tracked);
 }
 
 /// Builds domain `cfg` paused, connects it to the store, assigns its PCI devices, writes its
@@ -160,15 +174,7 @@ pub fn start(
     let undo = |store: &mut crate::store_service::StoreService, why: String| {
         let _ = domctl::destroy(id);
         store.disconnect(id);
-        let mut c = LocalClient::dom0(&mut store.server);
-        for (j, dev) in cfg.devices.iter().enumerate() {
-            let n = index_in_kind(&cfg.devices, j, |d| &d.kind);
-            if let Some(be) = tracked.iter().find(|b| b.cfg.name == dev.backend).and_then(|b| b.domid) {
-                let _ = c.rm(backend_dir(be, &dev.kind, id, n).as_bytes());
-                let _ = c.rm(format!("/local/domain/{be}/backend/{}/{id}", dev.kind).as_bytes());
-            }
-        }
-        let _ = c.rm(format!("/local/domain/{id}").as_bytes());
+        remove_device_entries(store, id, &cfg.devices, tracked);
         why
     };
     if let Err(e) = store.connect(id) {
@@ -184,7 +190,10 @@ pub fn start(
         let n = index_in_kind(&cfg.devices, j, |d| &d.kind);
         let be = tracked.iter().find(|b| b.cfg.name == dev.backend && b.is_live()).and_then(|b| b.domid);
         let Some(be) = be else {
-            return Err(undo(store, format!("{} {n}: backend missing: no running domain named {:?}", dev.kind, dev.backend)));
+            return Err(undo(
+                store,
+                format!("{} {n}: backend missing: no running domain named {:?}", dev.kind, dev.backend),
+            ));
         };
         if let Err(e) = add_device(&mut store.server, &dev.kind, n, id, be, &dev.params) {
             return Err(undo(store, format!("{} {n}: {e}", dev.kind)));
@@ -199,7 +208,11 @@ pub fn start(
 /// Starts a new instance of `tracked[i]` (a crashed driver domain) with the same config and
 /// PCI devices, and moves every device it served to it: the frontends see their backend go
 /// away, follow their `backend` key and reconnect.
-pub fn restart(tracked: &mut [crate::Tracked], i: usize, store: &mut crate::store_service::StoreService) -> Result<u32, String> {
+pub fn restart(
+    tracked: &mut [crate::Tracked],
+    i: usize,
+    store: &mut crate::store_service::StoreService,
+) -> Result<u32, String> {
     use hv_rt::domctl;
     let cfg = tracked[i].cfg.clone();
     if let Some(old) = tracked[i].domid.take() {
