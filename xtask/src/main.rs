@@ -162,8 +162,16 @@ enum XlVerb {
         #[arg(long)]
         json: bool,
     },
-    /// Create a domain from a config file (a topology [[domain]] table at top level)
-    Create { config: PathBuf },
+    /// Create a domain from a config file (a topology [[domain]] table at top level); waits
+    /// until its vifs and disks are Connected
+    Create {
+        config: PathBuf,
+        /// Return once the domain runs, without waiting for its devices to connect
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A domain's split devices (vif, vbd): backend and both ends' XenbusStates (4 = Connected)
+    Devices { dom: String },
     /// Destroy a domain (by name or id)
     Destroy {
         dom: String,
@@ -231,7 +239,8 @@ fn main() {
                 match a.verb {
                     XlVerb::List { json } => xtask::xl::Verb::List { json },
                     XlVerb::Info { json } => xtask::xl::Verb::Info { json },
-                    XlVerb::Create { config } => xtask::xl::Verb::Create { config },
+                    XlVerb::Create { config, no_wait } => xtask::xl::Verb::Create { config, wait: !no_wait },
+                    XlVerb::Devices { dom } => xtask::xl::Verb::Devices { dom },
                     XlVerb::Destroy { dom, crash } => xtask::xl::Verb::Destroy { dom, crash },
                     XlVerb::Pause { dom } => xtask::xl::Verb::Pause { dom },
                     XlVerb::Unpause { dom } => xtask::xl::Verb::Unpause { dom },

@@ -3,6 +3,7 @@
 //! ```toml
 //! name = "default"          # optional, defaults to the file stem
 //! on_finish = "stay"        # "stay" (default) | "shutdown"
+//! images = ["guest"]        # optional: more images for the bundle, for `xl create` at run time
 //! [[domain]]
 //! name = "dom0"
 //! image = "dom0"
@@ -45,6 +46,9 @@ struct FileTopology {
     disks: Vec<Disk>,
     #[serde(default, rename = "nic")]
     nics: Vec<FileNic>,
+    /// Images bundled for `xl create` beyond those the domains use.
+    #[serde(default)]
+    images: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +191,8 @@ pub struct Loaded {
     pub disks: Vec<Disk>,
     /// Network devices QEMU attaches (virtio-net on the user network), in order.
     pub nics: Vec<Nic>,
+    /// Images bundled for `xl create` at run time (top-level `images = [...]`).
+    pub extra_images: Vec<String>,
 }
 
 impl Loaded {
@@ -197,9 +203,9 @@ impl Loaded {
     /// The distinct image names the topology references, in first-use order.
     pub fn images(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for d in &self.topology.domains {
-            if !out.contains(&d.image) {
-                out.push(d.image.clone());
+        for image in self.topology.domains.iter().map(|d| &d.image).chain(&self.extra_images) {
+            if !out.contains(image) {
+                out.push(image.clone());
             }
         }
         out
@@ -256,7 +262,8 @@ pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
     let topology = parse(&file, &text, &stem)?;
     let disks = parse_disks(&file, &text)?;
     let nics = parse_nics(&file, &text)?;
-    Ok(Loaded { path, topology, disks, nics })
+    let raw: FileTopology = toml::from_str(&text).with_context(|| format!("{file}: invalid topology"))?;
+    Ok(Loaded { path, topology, disks, nics, extra_images: raw.images })
 }
 
 /// The `[[disk]]` tables of a topology file (already syntax-checked by [`parse`]).
@@ -366,7 +373,7 @@ pub fn parse_domain_config(file: &str, text: &str) -> Result<DomainConfig> {
 pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
     let raw: FileTopology = toml::from_str(text).map_err(|e| {
         anyhow::anyhow!(
-            "{file}: invalid topology: {}\n  fix: top-level keys are name, on_finish (\"stay\" | \"shutdown\") and [[domain]] \
+            "{file}: invalid topology: {}\n  fix: top-level keys are name, on_finish (\"stay\" | \"shutdown\"), images, and [[domain]] \
              tables; each [[domain]] has name, image, memory_mib (required), kind (\"dom0\" | \"domu\" | \"driver\"), \
              expect (\"exit\" | \"crash\" | \"forever\" | \"destroyed\"), args (optional) and [[domain.device]] \
              tables (kind, backend)",

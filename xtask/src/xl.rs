@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hv_control::{DeviceSpec, DomRef, DomainSpec, Request, Response, State};
+use hv_control::{DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, Request, Response, State, Totals};
 
 /// A connection to Dom0's toolstack.
 pub struct Client {
@@ -74,6 +74,69 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `xl list`.
+    pub fn list(&mut self) -> Result<Vec<DomainRow>> {
+        match self.ok(&Request::List)? {
+            Response::List(rows) => Ok(rows),
+            _ => bail!("unexpected answer to list"),
+        }
+    }
+
+    /// `xl info`.
+    pub fn info(&mut self) -> Result<Totals> {
+        match self.ok(&Request::Info)? {
+            Response::Info(t) => Ok(t),
+            _ => bail!("unexpected answer to info"),
+        }
+    }
+
+    /// `xl create`: the new domain's id.
+    pub fn create(&mut self, spec: DomainSpec) -> Result<u32> {
+        match self.ok(&Request::Create(spec))? {
+            Response::Created { id } => Ok(id),
+            _ => bail!("unexpected answer to create"),
+        }
+    }
+
+    /// The domain's split devices and, once all are Connected, how long after its creation
+    /// (Dom0's clock).
+    pub fn devices(&mut self, dom: DomRef) -> Result<(Vec<DeviceRow>, Option<u64>)> {
+        match self.ok(&Request::Devices(dom))? {
+            Response::Devices { rows, connected_after_ns } => Ok((rows, connected_after_ns)),
+            _ => bail!("unexpected answer to devices"),
+        }
+    }
+
+    /// Polls until every device of `dom` is Connected; returns Dom0's creation-to-connected
+    /// time. Fails after `timeout`, naming the devices still waiting.
+    pub fn wait_connected(&mut self, dom: DomRef, timeout: Duration) -> Result<Duration> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (rows, after) = self.devices(dom.clone())?;
+            if let Some(ns) = after
+                && rows.iter().all(DeviceRow::connected)
+            {
+                return Ok(Duration::from_nanos(ns));
+            }
+            if Instant::now() > deadline {
+                let waiting: Vec<String> = rows
+                    .iter()
+                    .filter(|r| !r.connected())
+                    .map(|r| {
+                        format!(
+                            "{}/{} (frontend state {}, backend state {})",
+                            r.kind, r.index, r.frontend_state, r.backend_state
+                        )
+                    })
+                    .collect();
+                bail!("devices not connected after {:.0} s: {}", timeout.as_secs_f64(), waiting.join(", "));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 /// A domain argument: a number is an id, anything else a name.
 pub fn dom_ref(s: &str) -> DomRef {
     s.parse().map(DomRef::Id).unwrap_or_else(|_| DomRef::Name(s.to_owned()))
@@ -121,7 +184,8 @@ fn state_letters(s: State) -> &'static str {
 pub enum Verb {
     List { json: bool },
     Info { json: bool },
-    Create { config: PathBuf },
+    Create { config: PathBuf, wait: bool },
+    Devices { dom: String },
     Destroy { dom: String, crash: bool },
     Pause { dom: String },
     Unpause { dom: String },
@@ -186,16 +250,30 @@ pub fn run(socket: &Path, verb: Verb) -> Result<()> {
                 }
             }
         }
-        Verb::Create { config } => {
+        Verb::Create { config, wait } => {
             let req = create_request(&config)?;
-            let Request::Create(spec) = &req else { unreachable!() };
-            let name = spec.name.clone();
+            let Request::Create(spec) = req else { unreachable!() };
+            let (name, devices) = (spec.name.clone(), spec.vifs.len() + spec.disks.len());
             let t0 = Instant::now();
-            match c.ok(&req)? {
-                Response::Created { id } => {
-                    println!("created {name} as domain {id} ({:.1} ms)", t0.elapsed().as_secs_f64() * 1e3)
-                }
-                _ => bail!("unexpected answer to create"),
+            let id = c.create(spec)?;
+            println!("created {name} as domain {id} ({:.1} ms)", t0.elapsed().as_secs_f64() * 1e3);
+            if wait && devices > 0 {
+                let after = c.wait_connected(DomRef::Id(id), Duration::from_secs(30))?;
+                println!("{devices} devices connected {:.1} ms after create (Dom0's clock)", after.as_secs_f64() * 1e3);
+            }
+        }
+        Verb::Devices { dom } => {
+            let (rows, _) = c.devices(dom_ref(&dom))?;
+            println!(
+                "{:<6} {:>5} {:<16} {:>5} {:>8} {:>8}",
+                "Kind", "Index", "Backend", "BE-ID", "FE-state", "BE-state"
+            );
+            for r in rows {
+                let be_id = r.backend_id.map_or("-".to_string(), |id| id.to_string());
+                println!(
+                    "{:<6} {:>5} {:<16} {:>5} {:>8} {:>8}",
+                    r.kind, r.index, r.backend, be_id, r.frontend_state, r.backend_state
+                );
             }
         }
         Verb::Destroy { dom, crash } => {

@@ -232,8 +232,33 @@ fn add_device(store: &mut Store, dir: String, fe: u32, n: &str, device_sectors: 
     d
 }
 
-/// Finds devices the toolstack added since the last scan.
+/// Whether the toolstack removed `dir` (the frontend domain was destroyed). Only a definite
+/// "no such node" counts; any other store error keeps the device.
+fn removed(store: &mut Store, dir: &str) -> bool {
+    matches!(store.directory(dir.as_bytes()), Err(ClientError::Store(Errno::Enoent)))
+}
+
+/// Drops the devices whose backend directory the toolstack removed: tears down their
+/// connection (ring unmapped, port closed) and stops watching their frontend, so a domain
+/// created and destroyed a thousand times leaves nothing behind here. Runs before any device
+/// writes its state, so nothing is written back into a removed directory.
+fn prune(store: &mut Store, devices: &mut Vec<Device>) {
+    devices.retain_mut(|d| {
+        if !removed(store, &d.dir) {
+            return true;
+        }
+        d.teardown("device removed by the toolstack");
+        if !d.fe_dir.is_empty() {
+            let _ = store.unwatch(format!("{}/state", d.fe_dir).as_bytes(), b"fe");
+        }
+        println!("{}: removed", d.name);
+        false
+    });
+}
+
+/// Finds devices the toolstack added since the last scan and drops the ones it removed.
 fn scan(store: &mut Store, base: &str, devices: &mut Vec<Device>, device_sectors: u64) {
+    prune(store, devices);
     let Ok(fes) = store.directory(base.as_bytes()) else { return };
     for fe_name in fes {
         let Ok(fe_text) = core::str::from_utf8(&fe_name) else { continue };

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; bump on any change to the types below.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Largest frame either side accepts (encoded bytes, delimiter excluded).
 pub const MAX_FRAME: usize = 64 * 1024;
 
@@ -77,6 +77,8 @@ pub enum Request {
         dom: DomRef,
         from: u64,
     },
+    /// The split devices of a domain (as frontend) and their XenbusStates.
+    Devices(DomRef),
 }
 
 /// Domain states as `xl list` shows them (r running/runnable, b blocked, p paused, d dying).
@@ -97,6 +99,28 @@ pub struct DomainRow {
     pub cpu_time_ns: u64,
     /// Started again by the restart policy this many times.
     pub restarts: u32,
+}
+
+/// One split device of a domain, seen from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRow {
+    /// `vif` or `vbd`.
+    pub kind: String,
+    /// Index among the domain's devices of that kind.
+    pub index: u32,
+    /// The backend domain's name and (while it runs) id.
+    pub backend: String,
+    pub backend_id: Option<u32>,
+    /// XenbusState numbers (4 = Connected; 0 = no state node).
+    pub frontend_state: u8,
+    pub backend_state: u8,
+}
+
+impl DeviceRow {
+    /// Both ends Connected.
+    pub fn connected(&self) -> bool {
+        self.frontend_state == 4 && self.backend_state == 4
+    }
 }
 
 /// Hypervisor and store totals (`xl info`).
@@ -123,6 +147,12 @@ pub enum Response {
     Info(Totals),
     Created {
         id: u32,
+    },
+    /// The domain's devices; `connected_after_ns`: how long after its creation Dom0 saw them
+    /// all Connected (Dom0's clock), once it has.
+    Devices {
+        rows: Vec<DeviceRow>,
+        connected_after_ns: Option<u64>,
     },
     /// Bytes `[start, start + data.len())` of the domain's output; `end` is where it is now.
     Console {

@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+mod connect;
 mod exercise;
 mod store_service;
 mod toolstack;
@@ -68,9 +69,22 @@ pub struct Tracked {
     pub restarts: u32,
     /// Created with `xl create` (forgotten once destroyed).
     pub from_xl: bool,
+    /// When it was created (or, for a restarted driver domain, when its crash was seen).
+    pub since_ns: u64,
+    /// Devices it waits for (see [`connect`]).
+    pub waiting: Option<connect::Wait>,
+    /// Creation to all its devices Connected, once seen.
+    pub connected_after_ns: Option<u64>,
 }
 
 impl Tracked {
+    /// A domain just created (`domid` None: it failed to start); it waits for its devices.
+    pub fn new(cfg: DomainConfig, domid: Option<u32>, since_ns: u64, from_xl: bool) -> Self {
+        let waiting = (domid.is_some() && !cfg.devices.is_empty()).then_some(connect::Wait::Create);
+        let ending = if domid.is_none() { Some(Ending::FailedToStart) } else { None };
+        Self { cfg, domid, ending, restarts: 0, from_xl, since_ns, waiting, connected_after_ns: None }
+    }
+
     /// Running now (not ended, or running on after its topology finished).
     pub fn is_live(&self) -> bool {
         self.domid.is_some() && matches!(self.ending, None | Some(Ending::StillRunning))
@@ -109,6 +123,7 @@ fn main() {
     for cfg in topo.domains.iter().skip(1) {
         let paused = in_devices(&cfg.name) || !cfg.pci.is_empty();
         let flags = if paused { hv_abi::CREATE_PAUSED } else { 0 };
+        let since = time::now_ns();
         let t = match domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, flags) {
             Ok(id) => {
                 if let Err(e) = store.connect(id) {
@@ -124,17 +139,11 @@ fn main() {
                     }
                 }
                 println!("started {} as domain {id}", cfg.name);
-                Tracked { cfg: cfg.clone(), domid: Some(id), ending: None, restarts: 0, from_xl: false }
+                Tracked::new(cfg.clone(), Some(id), since, false)
             }
             Err(e) => {
                 println!("cannot start {}: {}", cfg.name, e.name());
-                Tracked {
-                    cfg: cfg.clone(),
-                    domid: None,
-                    ending: Some(Ending::FailedToStart),
-                    restarts: 0,
-                    from_xl: false,
-                }
+                Tracked::new(cfg.clone(), None, since, false)
             }
         };
         tracked.push(t);
@@ -198,6 +207,7 @@ fn main() {
         more = store.pump();
         more |= control.poll(&mut tracked, &mut store);
         more |= store.pump();
+        connect::check(&mut tracked, &store);
         if let Some(k) = killer.as_mut() {
             k.step(&mut store, &mut tracked);
         }

@@ -148,7 +148,16 @@ fn remove_device_entries(
     let mut c = LocalClient::dom0(&mut store.server);
     for dev in devices {
         if let Some(be) = tracked.iter().find(|b| b.cfg.name == dev.backend).and_then(|b| b.domid) {
-            let _ = c.rm(format!("/local/domain/{be}/backend/{}/{fe}", dev.kind).as_bytes());
+            let kind_dir = format!("/local/domain/{be}/backend/{}", dev.kind);
+            let _ = c.rm(format!("{kind_dir}/{fe}").as_bytes());
+            // The last device of its kind takes the directories made for it along, so creating
+            // and destroying domains leaves the store as it was.
+            for dir in [kind_dir, format!("/local/domain/{be}/backend")] {
+                if !c.directory(dir.as_bytes()).is_ok_and(|children| children.is_empty()) {
+                    break;
+                }
+                let _ = c.rm(dir.as_bytes());
+            }
         }
     }
     let _ = c.rm(format!("/local/domain/{fe}").as_bytes());
@@ -214,6 +223,7 @@ pub fn restart(
     store: &mut crate::store_service::StoreService,
 ) -> Result<u32, String> {
     use hv_rt::domctl;
+    let crashed_ns = hv_rt::time::now_ns();
     let cfg = tracked[i].cfg.clone();
     if let Some(old) = tracked[i].domid.take() {
         let _ = domctl::destroy(old);
@@ -243,6 +253,8 @@ pub fn restart(
     tracked[i].domid = Some(new);
     tracked[i].ending = None;
     tracked[i].restarts += 1;
+    tracked[i].since_ns = crashed_ns;
+    tracked[i].waiting = Some(crate::connect::Wait::Restart);
     let _ = domctl::unpause(new);
     Ok(new)
 }

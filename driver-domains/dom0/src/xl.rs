@@ -129,6 +129,16 @@ pub fn serve(req: Request, tracked: &mut Vec<Tracked>, store: &mut StoreService)
         },
         Request::Pause(dom) => simple(&dom, "pause", domctl::pause),
         Request::Unpause(dom) => simple(&dom, "unpause", domctl::unpause),
+        Request::Devices(dom) => match resolve(&dom) {
+            Ok((id, name)) => match tracked.iter().position(|t| t.domid == Some(id)) {
+                Some(i) => Response::Devices {
+                    rows: crate::connect::devices_of(tracked, i, store),
+                    connected_after_ns: tracked[i].connected_after_ns,
+                },
+                None => Response::Error(format!("{name} (domain {id}) is not managed by this toolstack")),
+            },
+            Err(e) => Response::Error(e),
+        },
         Request::Console { dom, from } => match resolve(&dom) {
             Ok((id, _)) => match hv_rt::console::history(id, from) {
                 Ok((start, data, end)) => Response::Console { start, data, end },
@@ -233,9 +243,10 @@ fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, Str
 /// writes its devices' store entries, then runs it. Any failure undoes all of it.
 fn create(spec: DomainSpec, tracked: &mut Vec<Tracked>, store: &mut StoreService) -> Result<u32, String> {
     let cfg = config_of(&spec, tracked)?;
+    let since = hv_rt::time::now_ns();
     let id = toolstack::start(&cfg, tracked, store)?;
     println!("xl create: {} is domain {id}", cfg.name);
-    tracked.push(Tracked { cfg, domid: Some(id), ending: None, restarts: 0, from_xl: true });
+    tracked.push(Tracked::new(cfg, Some(id), since, true));
     Ok(id)
 }
 

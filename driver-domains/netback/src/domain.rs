@@ -361,8 +361,33 @@ fn add_device(store: &mut Store, dir: String, fe: u32, n: &str) -> Device {
     d
 }
 
-/// Finds devices the toolstack added since the last scan.
-fn scan(store: &mut Store, base: &str, devices: &mut Vec<Device>) {
+/// Whether the toolstack removed `dir` (the frontend domain was destroyed). Only a definite
+/// "no such node" counts; any other store error keeps the device.
+fn removed(store: &mut Store, dir: &str) -> bool {
+    matches!(store.directory(dir.as_bytes()), Err(ClientError::Store(Errno::Enoent)))
+}
+
+/// Drops the vifs whose backend directory the toolstack removed: tears down their connection
+/// (rings unmapped, port closed, MACs forgotten) and stops watching their frontend, so a
+/// domain created and destroyed a thousand times leaves nothing behind here. Runs before any
+/// device writes its state, so nothing is written back into a removed directory.
+fn prune(store: &mut Store, devices: &mut Vec<Device>, net: &mut Net) {
+    devices.retain_mut(|d| {
+        if !removed(store, &d.dir) {
+            return true;
+        }
+        d.teardown(net, "device removed by the toolstack");
+        if !d.fe_dir.is_empty() {
+            let _ = store.unwatch(format!("{}/state", d.fe_dir).as_bytes(), b"fe");
+        }
+        println!("{}: removed", d.name);
+        false
+    });
+}
+
+/// Finds devices the toolstack added since the last scan and drops the ones it removed.
+fn scan(store: &mut Store, base: &str, devices: &mut Vec<Device>, net: &mut Net) {
+    prune(store, devices, net);
     let Ok(fes) = store.directory(base.as_bytes()) else { return };
     for fe_name in fes {
         let Some(fe) = core::str::from_utf8(&fe_name).ok().and_then(|t| t.parse::<u32>().ok()) else { continue };
@@ -414,7 +439,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
     if let Err(e) = store.watch(base.as_bytes(), b"be") {
         println!("cannot watch {base}: {e}");
     }
-    scan(&mut store, &base, &mut devices);
+    scan(&mut store, &base, &mut devices, &mut net);
     let mut copier = HvCopier;
     let mut frame = alloc::vec![0u8; 2048];
     let mut next_check = 0;
@@ -429,7 +454,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
         }
         let now = time::now_ns();
         if changed || now >= next_check {
-            scan(&mut store, &base, &mut devices);
+            scan(&mut store, &base, &mut devices, &mut net);
             for d in devices.iter_mut() {
                 d.step(&mut store, &mut net, &mut pcap);
             }

@@ -273,6 +273,10 @@ pub trait StoreClient {
     fn watch(&mut self, path: &[u8], token: &[u8]) -> Result<(), ClientError> {
         self.request(Request::Watch { path, token }, 0).map(drop)
     }
+    /// `UNWATCH`.
+    fn unwatch(&mut self, path: &[u8], token: &[u8]) -> Result<(), ClientError> {
+        self.request(Request::Unwatch { path, token }, 0).map(drop)
+    }
     /// `TRANSACTION_START`: the transaction id.
     fn transaction_start(&mut self) -> Result<u32, ClientError> {
         let reply = self.request(Request::TransactionStart, 0)?;

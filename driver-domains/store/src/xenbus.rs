@@ -31,6 +31,8 @@ pub enum XenbusError {
         /// Requested state.
         to: XenbusState,
     },
+    /// The `state` node is gone: the toolstack removed the device.
+    Gone,
 }
 
 impl fmt::Display for XenbusError {
@@ -39,6 +41,7 @@ impl fmt::Display for XenbusError {
             XenbusError::Store(e) => write!(f, "{e}"),
             XenbusError::NotAState => write!(f, "state node does not hold a XenbusState"),
             XenbusError::IllegalTransition { from, to } => write!(f, "cannot switch from {from:?} to {to:?}"),
+            XenbusError::Gone => write!(f, "the device's state node is gone (removed by the toolstack)"),
         }
     }
 }
@@ -90,17 +93,49 @@ pub fn transition_allowed(from: XenbusState, to: XenbusState) -> bool {
 
 /// Write `to` as this end's state if the move from its current state is allowed; returns the
 /// previous state. Writing the same state again is a no-op (no write, no watch event).
+///
+/// The read and the write are one transaction, and a missing `state` node is
+/// [`XenbusError::Gone`]: the toolstack removed the device (its domain was destroyed), and
+/// writing the state would bring a stray node back into the removed directory (as Linux's
+/// `xenbus_switch_state`, which checks the node inside its transaction). A transaction that
+/// collided with another writer is retried a bounded number of times.
 pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) -> Result<XenbusState, XenbusError> {
-    let from = read_state(client, dir)?;
-    if from == to {
-        return Ok(from);
+    use crate::request::Request;
+    let path = state_path(dir);
+    let mut collisions = 0;
+    loop {
+        let tx = client.transaction_start()?;
+        let attempt = (|| {
+            let from = match client.request(Request::Read { path: &path }, tx) {
+                Ok(text) => XenbusState::parse(&text).map_err(|_| XenbusError::NotAState)?,
+                Err(ClientError::Store(Errno::Enoent)) => return Err(XenbusError::Gone),
+                Err(e) => return Err(e.into()),
+            };
+            if from == to {
+                return Ok((from, false));
+            }
+            if !transition_allowed(from, to) {
+                return Err(XenbusError::IllegalTransition { from, to });
+            }
+            client.request(Request::Write { path: &path, value: to.as_text() }, tx)?;
+            Ok((from, true))
+        })();
+        match attempt {
+            Ok((from, wrote)) => match client.transaction_end(tx, wrote) {
+                Ok(()) => return Ok(from),
+                Err(ClientError::Store(Errno::Eagain)) if collisions < MAX_COLLISIONS => collisions += 1,
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => {
+                let _ = client.transaction_end(tx, false);
+                return Err(e);
+            }
+        }
     }
-    if !transition_allowed(from, to) {
-        return Err(XenbusError::IllegalTransition { from, to });
-    }
-    client.write(&state_path(dir), to.as_text())?;
-    Ok(from)
 }
+
+/// Retries of a state switch whose transaction collided with another writer.
+const MAX_COLLISIONS: u32 = 16;
 
 /// What a backend in `own` should switch to, seeing its frontend in `frontend` (Linux
 /// blkback/netback `frontend_changed`). `None`: stay.
@@ -206,6 +241,18 @@ mod tests {
             Err(XenbusError::Store(ClientError::Store(Errno::Eacces)))
         );
         assert_eq!(read_state(&mut fe, BE_DIR), Ok(XenbusState::Initialising));
+    }
+
+    #[test]
+    fn a_removed_device_is_not_brought_back_by_a_state_switch() {
+        let mut server = setup();
+        assert_eq!(settle(&mut server, true), (XenbusState::Connected, XenbusState::Connected));
+        // The toolstack destroys the frontend and removes both directories.
+        LocalClient::dom0(&mut server).rm(BE_DIR).unwrap();
+        let mut be = LocalClient::new(&mut server, BE);
+        // The backend, seeing its frontend gone, tries to close: refused, and nothing reappears.
+        assert_eq!(switch_state(&mut be, BE_DIR, XenbusState::Closed), Err(XenbusError::Gone));
+        assert_eq!(be.read(BE_DIR), Err(ClientError::Store(Errno::Enoent)));
     }
 
     #[test]

@@ -34,6 +34,11 @@ impl Net {
     /// Connects the vif named by the arguments and configures the interface.
     pub fn from_args(tag: &'static str) -> Result<Self, String> {
         let store = Store::connect().map_err(|e| format!("store: {e}"))?;
+        Self::with_store(tag, store)
+    }
+
+    /// [`Net::from_args`] over a store connection the domain already has (a domain holds one).
+    pub fn with_store(tag: &'static str, store: Store) -> Result<Self, String> {
         let vif = hv_rt::arg_u64("vif", 0) as u32;
         let within = hv_rt::arg_u64("connect_s", 300) * 1_000_000_000;
         let mut nf = NetFront::connect_within(store, vif, within).map_err(|e| format!("vif {vif}: {e}"))?;

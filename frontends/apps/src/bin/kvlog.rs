@@ -99,6 +99,7 @@ fn run() -> Result<(), String> {
         // Acknowledged records so far, for the toolstack (a restart exercise keys off it).
         if (i + 1) % 100 == 0 {
             let _ = log.disk_mut().0.store().write(progress.as_bytes(), format!("{}", i + 1).as_bytes());
+            println!("progress: {} records acknowledged", i + 1);
         }
     }
     let ms = (time::now_ns() - start) / 1_000_000;

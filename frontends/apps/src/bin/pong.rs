@@ -47,8 +47,9 @@ fn serve() -> Result<(), alloc::string::String> {
     // replaced by our own scratch page if the frontend dies); only this ring touches it.
     let memory = unsafe { PageMemory::new(NonNull::new(va as *mut u8).ok_or("null mapping")?, 4096) };
     let mut ring = BackRing::<PingPong, _>::attach(memory).map_err(|e| format!("attach: {e:?}"))?;
-    xenbus::switch_state(&mut store, dir.as_bytes(), XenbusState::Connected).map_err(|e| format!("Connected: {e}"))?;
+    // Said before the switch that lets the frontend go, so the two lines come in causal order.
     println!("connected to domain {fe}: ring ref {ring_ref}, port {port}");
+    xenbus::switch_state(&mut store, dir.as_bytes(), XenbusState::Connected).map_err(|e| format!("Connected: {e}"))?;
 
     let mut served: u64 = 0;
     let mut bad: u64 = 0;
@@ -66,7 +67,7 @@ fn serve() -> Result<(), alloc::string::String> {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(format!("frontend broke the ring after {served} requests: {e}")),
+                Err(e) => return broken(&mut store, &fe_dir, fe, &format!("after {served} requests: {e}")),
             }
         }
         if ring.publish_responses().is_needed() {
@@ -75,7 +76,21 @@ fn serve() -> Result<(), alloc::string::String> {
         match ring.final_check_for_requests() {
             Ok(true) => continue,
             Ok(false) => time::block_until(time::now_ns() + SECOND),
-            Err(e) => return Err(format!("frontend broke the ring after {served} requests ({bad} bad): {e}")),
+            Err(e) => return broken(&mut store, &fe_dir, fe, &format!("after {served} requests ({bad} bad): {e}")),
         }
+    }
+}
+
+/// The ring stopped making sense. A frontend that closed or whose domain ended (its ring page
+/// is then our scratch page) is not an error: say so and idle until destroyed. Anything else is
+/// a broken frontend.
+fn broken(store: &mut Store, fe_dir: &str, fe: u32, what: &str) -> Result<(), alloc::string::String> {
+    let state = xenbus::read_state(store, fe_dir.as_bytes()).unwrap_or(XenbusState::Unknown);
+    if !matches!(state, XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown) {
+        return Err(format!("frontend broke the ring {what}"));
+    }
+    println!("frontend domain {fe} went away ({state:?}) {what}; idle");
+    loop {
+        time::block_until(time::now_ns() + 60 * SECOND);
     }
 }

@@ -1,0 +1,314 @@
+//! Toolstack scenarios: `xl` verbs from the host over the control channel (the same client
+//! `cargo xtask xl` uses), domains created and destroyed at run time, and driver domains that
+//! crash and come back (`on_crash = "restart"`) while their frontends carry on.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hv_control::{DeviceSpec, DomRef, DomainRow, DomainSpec, OnCrash, Totals};
+use hv_tests::Scenario;
+use xtask::xl::Client;
+
+/// Create/destroy cycles of a DomU with a vif and a disk.
+const CYCLES: usize = 1000;
+
+/// What a host-side thread found; `done` ends the run.
+#[derive(Default)]
+struct Report {
+    done: bool,
+    error: Option<String>,
+    notes: Vec<String>,
+}
+
+/// Runs `body` on a thread (with a control client) once every `ready` line was seen; the
+/// scenario stops when it returns. Its error, if any, fails the test with the serial log.
+fn drive_when(
+    s: Scenario,
+    socket: std::path::PathBuf,
+    ready: &'static [&'static str],
+    body: impl FnOnce(&mut Client, &mut Vec<String>) -> Result<(), String> + Send + 'static,
+) -> (Scenario, Arc<Mutex<Report>>) {
+    let report = Arc::new(Mutex::new(Report::default()));
+    let shared = report.clone();
+    let mut seen = vec![false; ready.len()];
+    let mut body = Some(body);
+    let s = s.watch(move |line| {
+        if let Some(l) = line {
+            for (i, r) in ready.iter().enumerate() {
+                seen[i] |= hv_tests::marker(r, l);
+            }
+        }
+        if seen.iter().all(|&s| s)
+            && let Some(body) = body.take()
+        {
+            let shared = shared.clone();
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut notes = Vec::new();
+                let r =
+                    Client::connect(&socket).map_err(|e| format!("{e:#}")).and_then(|mut c| body(&mut c, &mut notes));
+                let mut rep = shared.lock().unwrap();
+                rep.error = r.err();
+                rep.notes = notes;
+                rep.done = true;
+            });
+        }
+        shared.lock().unwrap().done
+    });
+    (s, report)
+}
+
+fn guest_spec(name: &str) -> DomainSpec {
+    DomainSpec {
+        name: name.to_owned(),
+        image: "guest".to_owned(),
+        memory_mib: 8,
+        args: "ip=10.0.2.30/24".to_owned(),
+        driver: false,
+        pci: vec![],
+        vifs: vec![DeviceSpec { backend: "netback".to_owned(), params: String::new() }],
+        disks: vec![DeviceSpec { backend: "blkback".to_owned(), params: "offset_mib=16 size_mib=8 mode=w".to_owned() }],
+        on_crash: OnCrash::Destroy,
+    }
+}
+
+fn names(rows: &[DomainRow]) -> Vec<(u32, String)> {
+    rows.iter().map(|r| (r.id, r.name.clone())).collect()
+}
+
+/// Polls `xl info` until it equals `want` (backends tear down asynchronously), up to 10 s.
+fn settle_to(c: &mut Client, want: &Totals) -> Result<Totals, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = c.info().map_err(|e| format!("{e:#}"))?;
+        if now == *want || Instant::now() > deadline {
+            return Ok(now);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn check_unchanged(c: &mut Client, what: &str, list0: &[DomainRow], info0: &Totals) -> Result<(), String> {
+    let list = c.list().map_err(|e| format!("{e:#}"))?;
+    if names(&list) != names(list0) {
+        return Err(format!("after {what}, xl list shows {:?}; before it {:?}", names(&list), names(list0)));
+    }
+    let info = settle_to(c, info0)?;
+    if info != *info0 {
+        return Err(format!("after {what}, xl info shows {info:?}; before it {info0:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_thousand_create_destroy_cycles_leave_no_trace_and_bad_configs_change_nothing() {
+    let mut s = Scenario::new("toolstack").at_least(Duration::from_secs(900));
+    let socket = s.control_socket();
+    let ready = &[
+        "[dom0] control channel ready*",
+        "[dom0] web: 1 devices connected * ms after create",
+        "[blkback] blkback serving a virtio-blk disk*",
+    ];
+    let (s, report) = drive_when(s, socket, ready, |c, notes| {
+        let list0 = c.list().map_err(|e| format!("{e:#}"))?;
+        let info0 = c.info().map_err(|e| format!("{e:#}"))?;
+        notes.push(format!("totals at start: {info0:?}"));
+        // Bad configs: each is refused with an error that names the problem, and changes nothing.
+        let bad: [(&str, DomainSpec, &str); 5] = [
+            (
+                "an image not in the bundle",
+                DomainSpec { image: "nosuch".into(), ..guest_spec("bad1") },
+                "no such image",
+            ),
+            (
+                "a missing backend",
+                DomainSpec {
+                    vifs: vec![DeviceSpec { backend: "nonexistent".into(), params: String::new() }],
+                    ..guest_spec("bad2")
+                },
+                "backend missing",
+            ),
+            ("too much memory", DomainSpec { memory_mib: 400, ..guest_spec("bad3") }, "no memory left"),
+            ("a bad name", guest_spec("bad name!"), "bad domain name"),
+            ("a taken name", guest_spec("web"), "a domain of that name exists"),
+        ];
+        for (what, spec, expect) in bad {
+            match c.create(spec) {
+                Ok(id) => return Err(format!("create with {what} succeeded (domain {id})")),
+                Err(e) if format!("{e:#}").contains(expect) => notes.push(format!("{what}: {e:#}")),
+                Err(e) => return Err(format!("create with {what}: error {e:#} does not say {expect:?}")),
+            }
+            check_unchanged(c, &format!("create with {what}"), &list0, &info0)?;
+        }
+        // The cycles: create, wait for both devices Connected (both ends), destroy.
+        let mut connect_ms = Vec::with_capacity(CYCLES);
+        let t0 = Instant::now();
+        for i in 0..CYCLES {
+            let id = c.create(guest_spec("cycler")).map_err(|e| format!("cycle {i}: create: {e:#}"))?;
+            let after = c
+                .wait_connected(DomRef::Id(id), Duration::from_secs(20))
+                .map_err(|e| format!("cycle {i} (domain {id}): {e:#}"))?;
+            connect_ms.push(after.as_secs_f64() * 1e3);
+            c.ok(&hv_control::Request::Destroy { dom: DomRef::Id(id), crash: false })
+                .map_err(|e| format!("cycle {i}: destroy {id}: {e:#}"))?;
+        }
+        connect_ms.sort_by(f64::total_cmp);
+        notes.push(format!(
+            "{CYCLES} cycles in {:.1} s; create to both devices connected: median {:.1} ms, max {:.1} ms",
+            t0.elapsed().as_secs_f64(),
+            connect_ms[CYCLES / 2],
+            connect_ms[CYCLES - 1]
+        ));
+        check_unchanged(c, &format!("{CYCLES} create/destroy cycles"), &list0, &info0)?;
+        // And the system still works: one more guest connects.
+        let id = c.create(guest_spec("last")).map_err(|e| format!("{e:#}"))?;
+        c.wait_connected(DomRef::Id(id), Duration::from_secs(20)).map_err(|e| format!("after the cycles: {e:#}"))?;
+        Ok(())
+    });
+    let o = s.run();
+    let r = report.lock().unwrap();
+    for n in &r.notes {
+        eprintln!("{n}");
+    }
+    if !r.done {
+        o.fail("the host side did not finish");
+    }
+    if let Some(e) = &r.error {
+        o.fail(e);
+    }
+    // Every guest's devices were torn down in the backends, none left behind.
+    if o.count("[blkback] vbd * removed") < CYCLES || o.count("[netback] vif * removed") < CYCLES {
+        o.fail("the backends did not drop every destroyed guest's device");
+    }
+    o.expect_no_line("[hv] * panic*");
+    o.expect_no_line("[dom0] * UNEXPECTED*");
+}
+
+#[test]
+fn blkback_killed_under_a_write_heavy_kvlog_restarts_and_no_acknowledged_record_is_lost() {
+    let dir = std::env::temp_dir().join(format!("hv-blk-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s = Scenario::new("blk-crash").disks_in(&dir).at_least(Duration::from_secs(180));
+    let socket = s.control_socket();
+    let report = Arc::new(Mutex::new(Report::default()));
+    let shared = report.clone();
+    let mut killed = false;
+    let s = s.watch(move |line| {
+        // Mid-workload: after 300 acknowledged records (of 1500), kill blkback from the host.
+        if let Some(l) = line
+            && !killed
+            && l == "[kvlog] progress: 300 records acknowledged"
+        {
+            killed = true;
+            let r = Client::connect(&socket).and_then(|mut c| {
+                c.ok(&hv_control::Request::Destroy { dom: DomRef::Name("blkback".into()), crash: true })
+            });
+            let mut rep = shared.lock().unwrap();
+            rep.error = r.err().map(|e| format!("xl destroy --crash blkback: {e:#}"));
+            rep.done = true;
+        }
+        // The topology powers off by itself once kvlog is done.
+        false
+    });
+    let o = s.run();
+    if let Some(e) = &report.lock().unwrap().error {
+        o.fail(e);
+    }
+    if !report.lock().unwrap().done {
+        o.fail("kvlog never reported 300 acknowledged records, so blkback was not killed");
+    }
+    o.expect_clean_finish();
+    let at = o.expect_in_order(&[
+        "[kvlog] blkfront: vbd connected to backend domain 1: *",
+        "[kvlog] progress: 300 records acknowledged",
+        "[dom0] blkback (domain 1) ended: crash; restarting it (on_crash = restart)",
+        "[dom0] blkback restarted as domain * (restart 1)",
+        "[kvlog] blkfront: vbd connected to backend domain *: *",
+        "[dom0] blkback: 1 frontends reconnected * ms after the crash",
+        // Writes continue after the restart.
+        "[kvlog] progress: 1500 records acknowledged",
+        "[kvlog] appended 1500 records (seq 1..1500) in * ms, each flushed before acknowledged",
+        "[kvlog] verified 1500 records, 0 bad",
+    ]);
+    eprintln!("{}", o.lines()[at[5]]);
+    // On the host image: every record (each was acknowledged only once flushed) is there.
+    let image = std::fs::read(dir.join("disk0.img")).expect("disk image");
+    let records = image[..16 << 20].chunks(512).skip(1).filter(|s| s.starts_with(b"KVR1")).count();
+    if records != 1500 {
+        o.fail(&format!("the host image holds {records} records, expected 1500"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `curl` on the host: whether GET / succeeded (HTTP 200 with the page) within `secs`.
+fn curl_ok(port: u16, secs: u32) -> bool {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", &secs.to_string(), "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
+    String::from_utf8_lossy(&out.stdout).trim() == "200"
+}
+
+#[test]
+fn netback_killed_during_a_host_curl_loop_restarts_and_requests_succeed_again() {
+    let mut s = Scenario::new("toolstack").at_least(Duration::from_secs(180));
+    let socket = s.control_socket();
+    let port = s.host_port(80);
+    let ready = &["[dom0] control channel ready*", "[web] httpd: listening on *"];
+    let (s, report) = drive_when(s, socket, ready, move |c, notes| {
+        // The loop runs before, across and after the kill.
+        let mut before = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while before < 5 {
+            if Instant::now() > deadline {
+                return Err(format!("only {before} requests succeeded before the kill"));
+            }
+            before += usize::from(curl_ok(port, 5));
+        }
+        c.ok(&hv_control::Request::Destroy { dom: DomRef::Name("netback".into()), crash: true })
+            .map_err(|e| format!("xl destroy --crash netback: {e:#}"))?;
+        let killed = Instant::now();
+        let (mut failed, mut after) = (0, 0);
+        let mut first_ok = None;
+        while after < 10 {
+            if killed.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{after} requests succeeded in the 60 s after the kill ({failed} failed)"));
+            }
+            if curl_ok(port, 1) {
+                after += 1;
+                first_ok.get_or_insert(killed.elapsed());
+            } else {
+                failed += 1;
+            }
+        }
+        notes.push(format!(
+            "netback killed: first request succeeded again {:.0} ms after the kill (host clock, {failed} failed in between); 10 more succeeded",
+            first_ok.unwrap_or_default().as_secs_f64() * 1e3
+        ));
+        let list = c.list().map_err(|e| format!("{e:#}"))?;
+        match list.iter().find(|r| r.name == "netback") {
+            Some(r) if r.restarts == 1 => Ok(()),
+            other => Err(format!("xl list after the restart shows netback as {other:?}")),
+        }
+    });
+    let o = s.run();
+    let r = report.lock().unwrap();
+    for n in &r.notes {
+        eprintln!("{n}");
+    }
+    if let Some(e) = &r.error {
+        o.fail(e);
+    }
+    if !r.done {
+        o.fail("the host side did not finish");
+    }
+    let at = o.expect_in_order(&[
+        "[dom0] netback (domain *) ended: crash; restarting it (on_crash = restart)",
+        "[dom0] netback restarted as domain * (restart 1)",
+        "[netback] netback: uplink virtio-net mac *",
+        "[dom0] netback: 1 frontends reconnected * ms after the crash",
+    ]);
+    eprintln!("{}", o.lines()[at[3]]);
+}
