@@ -459,7 +459,10 @@ impl NetFront {
         }
         let mut deadline = deadline_ns.min(self.last_check + CHECK_INTERVAL_NS);
         if path.tx_free() == 0 {
-            deadline = now + SECOND / 20;
+            // A tx completion wakes us (final_check armed it); smoltcp's deadline has usually
+            // passed (it wants to send), so do not spin, but do not sleep past a later one either.
+            let cap = now + SECOND / 20;
+            deadline = if deadline > now { deadline.min(cap) } else { cap };
         }
         if deadline > now {
             time::block_until(deadline);

@@ -192,14 +192,22 @@ fn send(net: &mut Net, bytes: u64, seed: u64, buf: usize) {
             sent += n as u64;
             progress = true;
         }
+        net.poll();
+        // Judged after the poll: the poll that takes the last ACK empties the send queue, and
+        // nothing wakes a wait after it (no frame is coming and smoltcp has no timer left), so
+        // checking before the poll slept out `Net::wait`'s full second at the end of every
+        // transfer.
+        let s = net.sockets.get_mut::<tcp::Socket>(h);
         if sent >= bytes && s.send_queue() == 0 {
             break;
         }
         if !s.may_send() {
             fail(TAG, &alloc::format!("connection closed after {sent} of {bytes} bytes queued"));
         }
-        net.poll();
-        if !progress {
+        // Sleep only when nothing was queued and the socket has no room for more (the poll
+        // may have made some).
+        let more = sent < bytes && s.can_send();
+        if !progress && !more {
             net.wait();
         }
     }
