@@ -7,6 +7,10 @@
 //!   timed on the host from the first byte to end of stream, DomU (`netstream`) vs Linux;
 //! * DomU ↔ DomU TCP throughput through netback (`netstream` pair), against the Linux guest's
 //!   throughput to the host.
+//!
+//! Prints one table row per measurement (medians of `runs`): the hv-core figure, the Linux
+//! figure, their ratio, the target (at least the Linux figure), whether it was met, and
+//! throughputs in Gbit/s too; writes the same to `target/bench/net.json`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use xtask::packages;
 use xtask::paths::{Paths, show};
 use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Run, Spec};
-use xtask::step;
+use xtask::{json_str, step};
 
 /// Bytes of each stream.
 const STREAM_BYTES: u64 = 32 * 1024 * 1024;
@@ -146,8 +150,42 @@ fn stream_to_host(spec: &Spec, sink: &Sink) -> Result<f64> {
     Ok(v)
 }
 
-struct Figures {
-    rows: Vec<(String, f64, String, Option<f64>, &'static str)>,
+/// One measurement of the table: the hv-core figure next to its Linux reference.
+struct Row {
+    metric: &'static str,
+    /// `req/s` or `Mbit/s`.
+    unit: &'static str,
+    hv: f64,
+    linux: Option<f64>,
+    /// What the Linux figure is.
+    reference: &'static str,
+    /// The target, in words.
+    target: &'static str,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        self.linux.map(|r| self.hv / r).filter(|r| r.is_finite())
+    }
+
+    fn met(&self) -> Option<bool> {
+        self.ratio().map(|r| r >= 1.0)
+    }
+}
+
+/// `value unit`, with Gbit/s for a throughput.
+fn show_value(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if unit == "Mbit/s" {
+        format!("{v:.1} Mbit/s = {:.3} Gbit/s", v / 1000.0)
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
+fn json_number(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite()).map_or("null".into(), |v| v.to_string())
 }
 
 pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
@@ -215,8 +253,9 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
 
         step(format!("hv-core: DomU to DomU through netback, run {}/{runs}", i + 1));
         let run = qemu::run_captured(&hv_spec(&pair)?, Duration::from_secs(300), None)?;
+        let received = format!("netstream: received {STREAM_BYTES} bytes ");
         let figure = run.lines.iter().find_map(|l| {
-            let rest = l.split_once("netstream: received ")?.1;
+            let rest = l.split_once(&received)?.1;
             rest.split_once(" Mbit/s")?.0.rsplit_once('(')?.1.parse::<f64>().ok()
         });
         let ok = run.lines.iter().any(|l| l.contains("netstream: checksum ok"));
@@ -230,16 +269,34 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     }
 
     let med = |m: &mut BTreeMap<&str, Vec<f64>>, k: &str| m.get_mut(k).map(|v| crate::bench::median(v));
-    let mut f = Figures { rows: Vec::new() };
-    let rps = med(&mut hv, "http_requests_per_s").unwrap_or(f64::NAN);
-    let l_rps = med(&mut linux, "http_requests_per_s");
-    f.rows.push(("host->DomU HTTP".into(), rps, "req/s".into(), l_rps, "Linux guest"));
-    let up = med(&mut hv, "to_host_mbit_s").unwrap_or(f64::NAN);
-    let l_up = med(&mut linux, "to_host_mbit_s");
-    f.rows.push(("DomU->host TCP".into(), up, "Mbit/s".into(), l_up, "Linux guest->host"));
-    let pair_v = med(&mut hv, "domu_to_domu_mbit_s").unwrap_or(f64::NAN);
-    f.rows.push(("DomU<->DomU TCP".into(), pair_v, "Mbit/s".into(), l_up, "Linux guest->host"));
-    print_and_save(paths, &f, accel, machine, runs)
+    let linux_up = med(&mut linux, "to_host_mbit_s");
+    let rows = [
+        Row {
+            metric: "host -> DomU HTTP",
+            unit: "req/s",
+            hv: med(&mut hv, "http_requests_per_s").unwrap_or(f64::NAN),
+            linux: med(&mut linux, "http_requests_per_s"),
+            reference: "Linux guest",
+            target: ">= Linux guest",
+        },
+        Row {
+            metric: "DomU -> host TCP",
+            unit: "Mbit/s",
+            hv: med(&mut hv, "to_host_mbit_s").unwrap_or(f64::NAN),
+            linux: linux_up,
+            reference: "Linux guest->host",
+            target: ">= Linux guest->host",
+        },
+        Row {
+            metric: "DomU <-> DomU TCP",
+            unit: "Mbit/s",
+            hv: med(&mut hv, "domu_to_domu_mbit_s").unwrap_or(f64::NAN),
+            linux: linux_up,
+            reference: "Linux guest->host",
+            target: ">= Linux guest->host",
+        },
+    ];
+    print_and_save(paths, &rows, accel, machine, runs)
 }
 
 /// `topologies/bench-net-send.toml` with the sender aimed at host port `port`.
@@ -249,45 +306,70 @@ fn send_topology(paths: &Paths, port: u16) -> Result<PathBuf> {
     if !text.contains(SEND_PORT_IN_TOPOLOGY) {
         bail!("{} no longer aims at {SEND_PORT_IN_TOPOLOGY}", src.display());
     }
+    if !text.contains(&format!("bytes={STREAM_BYTES} ")) {
+        bail!("{} no longer sends bytes={STREAM_BYTES} (the host waits for that many)", src.display());
+    }
     let out = paths.bench_dir().join("bench-net-send.toml");
     std::fs::create_dir_all(paths.bench_dir())?;
     std::fs::write(&out, text.replace(SEND_PORT_IN_TOPOLOGY, &format!("10.0.2.2:{port}")))?;
     Ok(out)
 }
 
-fn print_and_save(paths: &Paths, f: &Figures, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine, runs: usize) -> Result<()> {
     println!(
-        "\nnetwork benchmarks: QEMU -machine {} -accel {}, user network, medians of {runs} runs \
-         (target: each at least the Linux guest's)\n",
+        "\nnetwork benchmarks: QEMU -machine {} -accel {}, user network (slirp), medians of {runs} runs\n\
+         host->DomU: wrk -c{WRK_CONNECTIONS} for {WRK_SECONDS} s through hostfwd; DomU->host: {} MiB timed on the host \
+         from first byte to end of stream; DomU<->DomU: {} MiB through netback, timed by the receiving DomU\n",
         machine.name(),
-        accel.name()
+        accel.name(),
+        STREAM_BYTES >> 20,
+        STREAM_BYTES >> 20,
     );
-    println!(
-        "{:<18} {:>10} {:<7} {:>12}  {:<18} {:>7}  verdict",
-        "metric", "value", "unit", "reference", "(what)", "ratio"
-    );
-    let mut json = String::from("{\n  \"metrics\": [\n");
-    for (i, (metric, value, unit, reference, what)) in f.rows.iter().enumerate() {
-        let ratio = reference.map(|r| value / r).filter(|r| r.is_finite());
-        let verdict = match ratio {
-            Some(r) if r >= 1.0 => "met",
-            Some(_) => "MISSED",
-            None => "n/a",
-        };
-        println!(
-            "{metric:<18} {value:>10.1} {unit:<7} {:>12}  {what:<18} {:>7}  {verdict}",
-            reference.map_or("-".into(), |r| format!("{r:.1}")),
-            ratio.map_or("-".into(), |r| format!("{r:.2}x"))
-        );
-        if unit == "Mbit/s" {
-            println!("{:<18} {:>10.3} Gbit/s", "", value / 1000.0);
+    let header = ["measurement", "hv-core", "Linux", "(Linux figure)", "ratio", "target", "met"];
+    let mut table: Vec<[String; 7]> = vec![header.map(String::from)];
+    for r in rows {
+        table.push([
+            r.metric.into(),
+            show_value(r.hv, r.unit),
+            r.linux.map_or("-".into(), |v| show_value(v, r.unit)),
+            r.reference.into(),
+            r.ratio().map_or("-".into(), |x| format!("{x:.2}x")),
+            r.target.into(),
+            match r.met() {
+                Some(true) => "yes".into(),
+                Some(false) => "NO".into(),
+                None => "n/a".into(),
+            },
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for line in &table {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
         }
+    }
+    for line in &table {
+        let cells: Vec<String> =
+            line.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    let mut json = String::from("{\n  \"metrics\": [\n");
+    for (i, r) in rows.iter().enumerate() {
+        let gbit = |v: Option<f64>| if r.unit == "Mbit/s" { json_number(v.map(|v| v / 1000.0)) } else { "null".into() };
         json.push_str(&format!(
-            "    {{\"metric\": \"{metric}\", \"value\": {}, \"unit\": \"{unit}\", \"reference\": {}, \"ratio\": {}}}{}\n",
-            if value.is_finite() { value.to_string() } else { "null".into() },
-            reference.map_or("null".into(), |r| r.to_string()),
-            ratio.map_or("null".into(), |r| r.to_string()),
-            if i + 1 < f.rows.len() { "," } else { "" }
+            "    {{\"metric\": {}, \"unit\": {}, \"value\": {}, \"gbit_s\": {}, \"reference\": {}, \
+             \"reference_gbit_s\": {}, \"reference_is\": {}, \"ratio\": {}, \"target\": {}, \"met\": {}}}{}\n",
+            json_str(r.metric),
+            json_str(r.unit),
+            json_number(Some(r.hv)),
+            gbit(Some(r.hv)),
+            json_number(r.linux),
+            gbit(r.linux),
+            json_str(r.reference),
+            json_number(r.ratio()),
+            json_str(r.target),
+            r.met().map_or("null".into(), |m| m.to_string()),
+            if i + 1 < rows.len() { "," } else { "" }
         ));
     }
     json.push_str("  ]\n}\n");
