@@ -119,9 +119,39 @@ fn domu_domctl_is_refused() {
 fn default_topology_comes_up_and_stays_running() {
     let hellos =
         hv_tests::topology("default").domains_with_image("hello").iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    // on_finish = "stay": stop once Dom0 reports the system idle; QEMU must still be running.
-    let o = Scenario::new("default").stop_when(|l| l == "[dom0] system idle; stop QEMU with Ctrl-C").run();
+    // on_finish = "stay": stop once Dom0 reports the system idle and curl on the host got web's
+    // page (through hostfwd, netback and netfront); QEMU must still be running.
+    let s = Scenario::new("default");
+    let port = s.host_port(80);
+    let page: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>> = Default::default();
+    let got = page.clone();
+    let (mut idle, mut asked) = (false, false);
+    let s = s.watch(move |line| {
+        if let Some(l) = line {
+            idle |= l == "[dom0] system idle; stop QEMU with Ctrl-C";
+            if !asked && l.starts_with("[web] httpd: listening on ") {
+                asked = true;
+                let got = got.clone();
+                std::thread::spawn(move || {
+                    let out = std::process::Command::new("curl")
+                        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+                        .arg(format!("http://127.0.0.1:{port}/"))
+                        .output()
+                        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+                    *got.lock().unwrap() = Some((code.trim().to_owned(), body.to_owned()));
+                });
+            }
+        }
+        idle && got.lock().unwrap().is_some()
+    });
+    let o = s.run();
     o.expect_stopped();
+    match page.lock().unwrap().clone() {
+        Some((code, body)) if code == "200" && body.contains("<html") => {}
+        other => o.fail(&format!("curl on the host did not get web's page: {other:?}")),
+    }
     o.expect_line("[dom0] all domains running");
     o.expect_hellos_finished();
     // The default system includes the block split driver on the virtio-blk disk.
@@ -131,9 +161,11 @@ fn default_topology_comes_up_and_stays_running() {
     for name in &hellos {
         o.expect_line(&format!("[dom0] {name} ended: exit (expected)"));
     }
-    // The driver domain keeps running in an interactive system.
+    // The driver domains keep running in an interactive system.
     o.expect_line("[dom0] blkback ended: still running (expected)");
+    o.expect_line("[dom0] netback ended: still running (expected)");
     o.expect_no_line("[hv] domain * (blkback) destroyed*");
+    o.expect_no_line("[hv] domain * (netback) destroyed*");
     o.expect_no_line("[hv] power off requested*");
 }
 

@@ -503,8 +503,12 @@ impl BlkFront {
             if r.ring.final_check_for_responses().map_err(BlkError::Broken)? {
                 continue;
             }
-            // Idle: is the backend still there?
-            if now - last_state_check > SECOND / 2 {
+            // Idle: is the backend still there? Checked at once when a store watch fired (the
+            // backend's state changed, or its directory went with its domain), else twice a
+            // second.
+            let store_port = hv_rt::start_info().store_port as u32;
+            let watch_fired = evtchn::clear(store_port);
+            if watch_fired || now - last_state_check > SECOND / 2 {
                 last_state_check = now;
                 let _ = self.store.poll();
                 while self.store.take_event().is_some() {}
