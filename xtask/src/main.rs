@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_net;
+mod bench_xl;
 mod cpio;
 mod linux_net;
 mod linux_ref;
@@ -139,6 +140,8 @@ enum BenchWhat {
     Blk,
     /// Networking through netback (HTTP req/s with wrk, TCP throughput), against a Linux guest
     Net,
+    /// The toolstack: xl create to the DomU's devices Connected, driver-domain crash to reconnected
+    Xl,
 }
 
 #[derive(clap::Args)]
@@ -221,6 +224,7 @@ fn main() {
             BenchWhat::Net => {
                 bench_net::run(&paths, choose_accel(args.accel), args.machine.into(), (args.runs as usize).min(3))
             }
+            BenchWhat::Xl => bench_xl::run(&paths, choose_accel(args.accel), args.machine.into()),
             what => bench::run(
                 &paths,
                 bench::Options {
