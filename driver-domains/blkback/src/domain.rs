@@ -356,11 +356,12 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
     scan(&mut store, &base, &mut devices, sectors);
     let mut copier = HvCopier;
     let mut next_check = 0;
+    let mut watch_fired = false;
     loop {
         evtchn::take_pending(|_| {});
         // Store: watch events mean some state changed; also re-check every second.
         let _ = store.poll();
-        let mut changed = false;
+        let mut changed = core::mem::take(&mut watch_fired);
         while store.take_event().is_some() {
             changed = true;
         }
@@ -398,7 +399,13 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
                 }
             }
         }
-        if !more {
+        // Watch events that arrived while we were making store requests are queued in the
+        // client and their port is already cleared: look at them now, not after a second.
+        let _ = store.poll();
+        while store.take_event().is_some() {
+            watch_fired = true;
+        }
+        if !more && !watch_fired {
             time::block_until(time::now_ns().saturating_add(SECOND).min(next_check.max(time::now_ns() + 1)));
         }
     }

@@ -443,12 +443,13 @@ fn serve(device: &mut Option<VirtioUplink>) {
     let mut copier = HvCopier;
     let mut frame = alloc::vec![0u8; 2048];
     let mut next_check = 0;
+    let mut watch_fired = false;
     let mut next_stats = time::now_ns() + STATS_EVERY;
     let mut uplink_printed = UplinkCounters::default();
     loop {
         evtchn::take_pending(|_| {});
         let _ = store.poll();
-        let mut changed = false;
+        let mut changed = core::mem::take(&mut watch_fired);
         while store.take_event().is_some() {
             changed = true;
         }
@@ -531,7 +532,13 @@ fn serve(device: &mut Option<VirtioUplink>) {
                 println!("uplink: {uplink_printed}");
             }
         }
-        if !more {
+        // Watch events that arrived while we were making store requests are queued in the
+        // client and their port is already cleared: look at them now, not after a second.
+        let _ = store.poll();
+        while store.take_event().is_some() {
+            watch_fired = true;
+        }
+        if !more && !watch_fired {
             if polling && device.is_some() {
                 // No interrupts from the device: look again soon.
                 time::block_until(now.saturating_add(SECOND / 1000).min(next_check));
