@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use xtask::packages;
 use xtask::paths::{Paths, show};
 use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Run, Spec};
-use xtask::{json_str, step};
+use xtask::{json_number, json_str, step};
 
 /// Bytes of each stream.
 const STREAM_BYTES: u64 = 32 * 1024 * 1024;
@@ -184,10 +184,6 @@ fn show_value(v: f64, unit: &str) -> String {
     }
 }
 
-fn json_number(v: Option<f64>) -> String {
-    v.filter(|v| v.is_finite()).map_or("null".into(), |v| v.to_string())
-}
-
 pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
     packages::ensure(&[packages::QEMU, packages::WRK, packages::LINUX_IMAGE, packages::GCC, packages::LIBC_DEV])?;
     let mut hv: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -342,17 +338,7 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine, r
             },
         ]);
     }
-    let mut widths = [0usize; 7];
-    for line in &table {
-        for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for line in &table {
-        let cells: Vec<String> =
-            line.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    xtask::print_columns(&table);
     let mut json = String::from("{\n  \"metrics\": [\n");
     for (i, r) in rows.iter().enumerate() {
         let gbit = |v: Option<f64>| if r.unit == "Mbit/s" { json_number(v.map(|v| v / 1000.0)) } else { "null".into() };

@@ -382,7 +382,7 @@ fn fmt_ms(v: f64) -> String {
 }
 
 fn json_number(v: f64) -> String {
-    if v.is_finite() { v.to_string() } else { "null".into() }
+    xtask::json_number(Some(v))
 }
 
 fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine) -> Result<()> {
@@ -414,17 +414,7 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine) -
             },
         ]);
     }
-    let mut widths = [0usize; 8];
-    for line in &table {
-        for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for line in &table {
-        let cells: Vec<String> =
-            line.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    xtask::print_columns(&table);
 
     let mut json = format!(
         "{{\n  \"accel\": {},\n  \"machine\": {},\n  \"create_cycles\": {CYCLES},\n  \"create_warmup\": {WARMUP},\n  \

@@ -37,3 +37,30 @@ pub fn json_str(s: &str) -> String {
     o.push('"');
     o
 }
+
+/// A JSON number, or `null` for NaN and infinities.
+pub fn json_number(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite()).map_or("null".into(), |v| v.to_string())
+}
+
+/// Prints rows of cells as left-aligned columns two spaces apart (the bench tables).
+pub fn print_columns<R: AsRef<[String]>>(rows: &[R]) {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let cells: Vec<String> = row
+            .as_ref()
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
