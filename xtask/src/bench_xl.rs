@@ -76,20 +76,6 @@ struct Samples {
     reconnect: Vec<(&'static str, &'static str, Vec<f64>)>,
 }
 
-fn guest_spec() -> DomainSpec {
-    DomainSpec {
-        name: GUEST.to_owned(),
-        image: "guest".to_owned(),
-        memory_mib: 8,
-        args: "ip=10.0.2.30/24".to_owned(),
-        driver: false,
-        pci: vec![],
-        vifs: vec![DeviceSpec { backend: "netback".to_owned(), params: String::new() }],
-        disks: vec![DeviceSpec { backend: "blkback".to_owned(), params: "offset_mib=16 size_mib=8 mode=w".to_owned() }],
-        on_crash: OnCrash::Destroy,
-    }
-}
-
 fn kvlog_spec() -> DomainSpec {
     DomainSpec {
         name: KVLOG.to_owned(),
@@ -130,7 +116,7 @@ fn device_states(c: &mut Client, dom: &str) -> String {
 fn create_cycles(c: &mut Client, s: &mut Samples) -> Result<()> {
     for i in 0..WARMUP + CYCLES {
         let t0 = Instant::now();
-        let id = c.create(guest_spec()).with_context(|| format!("cycle {i}: xl create {GUEST}"))?;
+        let id = c.create(xtask::xl::guest_spec(GUEST)).with_context(|| format!("cycle {i}: xl create {GUEST}"))?;
         let reply = t0.elapsed();
         let dom0 = c
             .wait_connected(DomRef::Id(id), CONNECT_TIMEOUT)
@@ -225,7 +211,7 @@ fn drive(socket: &std::path::Path, lines: &Mutex<Vec<String>>) -> Result<Samples
     create_cycles(&mut c, &mut s)?;
 
     // netback serves web's vif and the guest's.
-    let id = c.create(guest_spec()).context("xl create (for the netback crashes)")?;
+    let id = c.create(xtask::xl::guest_spec(GUEST)).context("xl create (for the netback crashes)")?;
     c.wait_connected(DomRef::Id(id), CONNECT_TIMEOUT).with_context(|| format!("{GUEST} (domain {id})"))?;
     c.wait_connected(DomRef::Name("web".into()), CONNECT_TIMEOUT).context("web")?;
     step(format!("netback destroyed as crashed, restarted by Dom0, {CRASHES} times (frontends: web, {GUEST})"));

@@ -137,6 +137,22 @@ impl Client {
     }
 }
 
+/// A `guest` DomU (frontends/apps guest) named `name` with a vif on netback and a disk on
+/// blkback (8 MiB at 16 MiB), as the toolstack scenarios and `cargo xtask bench xl` create it.
+pub fn guest_spec(name: &str) -> DomainSpec {
+    DomainSpec {
+        name: name.to_owned(),
+        image: "guest".to_owned(),
+        memory_mib: 8,
+        args: "ip=10.0.2.30/24".to_owned(),
+        driver: false,
+        pci: vec![],
+        vifs: vec![DeviceSpec { backend: "netback".to_owned(), params: String::new() }],
+        disks: vec![DeviceSpec { backend: "blkback".to_owned(), params: "offset_mib=16 size_mib=8 mode=w".to_owned() }],
+        on_crash: hv_control::OnCrash::Destroy,
+    }
+}
+
 /// A domain argument: a number is an id, anything else a name.
 pub fn dom_ref(s: &str) -> DomRef {
     s.parse().map(DomRef::Id).unwrap_or_else(|_| DomRef::Name(s.to_owned()))
