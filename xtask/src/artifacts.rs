@@ -100,10 +100,12 @@ pub fn write_bundle(paths: &Paths, topology: &Loaded, image_dir: &Path) -> Resul
         let bytes = match std::fs::read(&file) {
             Ok(b) => b,
             Err(e) => {
-                let user =
-                    topology.topology.domains.iter().find(|d| d.image == image).map(|d| d.name.as_str()).unwrap_or("?");
+                let user = match topology.topology.domains.iter().find(|d| d.image == image) {
+                    Some(d) => format!("domain {} uses", d.name),
+                    None => "images = [...] lists".to_owned(),
+                };
                 bail!(
-                    "{}: domain {user} uses image {image:?}, but {} cannot be read ({e})\n  fix: use one of the built images ({}) or add a binary named {image:?}",
+                    "{}: {user} image {image:?}, but {} cannot be read ({e})\n  fix: use one of the built images ({}) or add a binary named {image:?}",
                     show(&topology.path, &paths.root),
                     file.display(),
                     built_images(image_dir).join(", ")

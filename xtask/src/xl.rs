@@ -72,9 +72,7 @@ impl Client {
             r => Ok(r),
         }
     }
-}
 
-impl Client {
     /// `xl list`.
     pub fn list(&mut self) -> Result<Vec<DomainRow>> {
         match self.ok(&Request::List)? {
@@ -212,7 +210,7 @@ pub fn run(socket: &Path, verb: Verb) -> Result<()> {
     let mut c = Client::connect(socket)?;
     match verb {
         Verb::List { json } => {
-            let Response::List(rows) = c.ok(&Request::List)? else { bail!("unexpected answer to list") };
+            let rows = c.list()?;
             if json {
                 let items: Vec<String> = rows
                     .iter()
@@ -245,7 +243,7 @@ pub fn run(socket: &Path, verb: Verb) -> Result<()> {
             }
         }
         Verb::Info { json } => {
-            let Response::Info(t) = c.ok(&Request::Info)? else { bail!("unexpected answer to info") };
+            let t = c.info()?;
             let fields = [
                 ("total_memory", t.total_mib, "MiB"),
                 ("free_memory", t.free_kib / 1024, "MiB"),

@@ -7,7 +7,8 @@
 //! Initialised (or already Connected: skipped states are tolerated) read `ring-ref`,
 //! `event-channel`, `protocol`, map the ring, bind the port, switch to Connected. A frontend that
 //! goes Closing/Closed or vanishes, or breaks its ring, is torn down (unmap, close) and may
-//! reconnect by going back to Initialising.
+//! reconnect by going back to Initialising. A device whose directory the toolstack removed (its
+//! frontend's domain was destroyed) is torn down and forgotten (`vbd <fe>/<n>: removed`).
 use crate::device::DeviceError;
 use alloc::format;
 use alloc::string::String;
@@ -232,19 +233,13 @@ fn add_device(store: &mut Store, dir: String, fe: u32, n: &str, device_sectors: 
     d
 }
 
-/// Whether the toolstack removed `dir` (the frontend domain was destroyed). Only a definite
-/// "no such node" counts; any other store error keeps the device.
-fn removed(store: &mut Store, dir: &str) -> bool {
-    matches!(store.directory(dir.as_bytes()), Err(ClientError::Store(Errno::Enoent)))
-}
-
 /// Drops the devices whose backend directory the toolstack removed: tears down their
 /// connection (ring unmapped, port closed) and stops watching their frontend, so a domain
 /// created and destroyed a thousand times leaves nothing behind here. Runs before any device
 /// writes its state, so nothing is written back into a removed directory.
 fn prune(store: &mut Store, devices: &mut Vec<Device>) {
     devices.retain_mut(|d| {
-        if !removed(store, &d.dir) {
+        if !xenbus::device_removed(store, d.dir.as_bytes()) {
             return true;
         }
         d.teardown("device removed by the toolstack");
@@ -360,11 +355,7 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
     loop {
         evtchn::take_pending(|_| {});
         // Store: watch events mean some state changed; also re-check every second.
-        let _ = store.poll();
-        let mut changed = core::mem::take(&mut watch_fired);
-        while store.take_event().is_some() {
-            changed = true;
-        }
+        let changed = store.take_events() | core::mem::take(&mut watch_fired);
         if changed || time::now_ns() >= next_check {
             scan(&mut store, &base, &mut devices, sectors);
             for d in devices.iter_mut() {
@@ -401,10 +392,7 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
         }
         // Watch events that arrived while we were making store requests are queued in the
         // client and their port is already cleared: look at them now, not after a second.
-        let _ = store.poll();
-        while store.take_event().is_some() {
-            watch_fired = true;
-        }
+        watch_fired = store.take_events();
         if !more && !watch_fired {
             time::block_until(time::now_ns().saturating_add(SECOND).min(next_check.max(time::now_ns() + 1)));
         }

@@ -17,6 +17,8 @@
 //! * `vif <fe>/<n>: tx <n> pkts <n> B, tx errors <n>, rx <n> pkts <n> B, rx drops <n>` every
 //!   few seconds while they change, and once more with ` (final)` appended on teardown
 //! * `vif <fe>/<n>: disconnected (<why>); rings unmapped: yes|no, port closed`
+//! * `vif <fe>/<n>: removed` once the toolstack removed its directory (the frontend's domain
+//!   was destroyed): torn down, its frontend no longer watched, the vif forgotten
 //! * `uplink: rx <n> pkts <n> B, rx errors <n>, tx <n> pkts <n> B, tx drops <n>` when it changed
 //! * `pcap <hex>` (see [`crate::pcap`])
 use alloc::format;
@@ -361,19 +363,13 @@ fn add_device(store: &mut Store, dir: String, fe: u32, n: &str) -> Device {
     d
 }
 
-/// Whether the toolstack removed `dir` (the frontend domain was destroyed). Only a definite
-/// "no such node" counts; any other store error keeps the device.
-fn removed(store: &mut Store, dir: &str) -> bool {
-    matches!(store.directory(dir.as_bytes()), Err(ClientError::Store(Errno::Enoent)))
-}
-
 /// Drops the vifs whose backend directory the toolstack removed: tears down their connection
 /// (rings unmapped, port closed, MACs forgotten) and stops watching their frontend, so a
 /// domain created and destroyed a thousand times leaves nothing behind here. Runs before any
 /// device writes its state, so nothing is written back into a removed directory.
 fn prune(store: &mut Store, devices: &mut Vec<Device>, net: &mut Net) {
     devices.retain_mut(|d| {
-        if !removed(store, &d.dir) {
+        if !xenbus::device_removed(store, d.dir.as_bytes()) {
             return true;
         }
         d.teardown(net, "device removed by the toolstack");
@@ -448,11 +444,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
     let mut uplink_printed = UplinkCounters::default();
     loop {
         evtchn::take_pending(|_| {});
-        let _ = store.poll();
-        let mut changed = core::mem::take(&mut watch_fired);
-        while store.take_event().is_some() {
-            changed = true;
-        }
+        let changed = store.take_events() | core::mem::take(&mut watch_fired);
         let now = time::now_ns();
         if changed || now >= next_check {
             scan(&mut store, &base, &mut devices, &mut net);
@@ -534,10 +526,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
         }
         // Watch events that arrived while we were making store requests are queued in the
         // client and their port is already cleared: look at them now, not after a second.
-        let _ = store.poll();
-        while store.take_event().is_some() {
-            watch_fired = true;
-        }
+        watch_fired = store.take_events();
         if !more && !watch_fired {
             if polling && device.is_some() {
                 // No interrupts from the device: look again soon.

@@ -72,6 +72,12 @@ pub fn read_state(client: &mut impl StoreClient, dir: &[u8]) -> Result<XenbusSta
     }
 }
 
+/// Whether the toolstack removed the device directory `dir` (its domain was destroyed). Only a
+/// definite "no such node" counts; any other store error keeps the device.
+pub fn device_removed(client: &mut impl StoreClient, dir: &[u8]) -> bool {
+    matches!(client.directory(dir), Err(ClientError::Store(Errno::Enoent)))
+}
+
 /// Whether the protocol allows moving from `from` to `to` (staying put is always allowed).
 pub fn transition_allowed(from: XenbusState, to: XenbusState) -> bool {
     use XenbusState::*;

@@ -65,6 +65,18 @@ impl Store {
         self.client.port.take_event()
     }
 
+    /// Polls and drops every queued watch event; returns whether there was any (for loops that
+    /// only need to know that something changed, including events that arrived while they made
+    /// requests, whose port notification those requests already consumed).
+    pub fn take_events(&mut self) -> bool {
+        let _ = self.poll();
+        let mut any = false;
+        while self.take_event().is_some() {
+            any = true;
+        }
+        any
+    }
+
     /// Waits until a watch event arrives or `deadline_ns` passes.
     pub fn wait_event(&mut self, deadline_ns: u64) -> Result<Option<WatchEvent>, ClientError> {
         loop {
