@@ -100,6 +100,19 @@ fn iso(t: &Loaded) -> PathBuf {
     })
 }
 
+/// `curl` on the host: GET http://127.0.0.1:`port``path`, giving up after `max_secs` → (HTTP
+/// status, body); status 0 when curl failed (refused, timed out).
+pub fn curl(port: u16, path: &str, max_secs: u32) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", &max_secs.to_string(), "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
 /// A boot to run: topology, boot path, machine, optional early stop.
 pub struct Scenario {
     topology: Loaded,

@@ -15,18 +15,6 @@ struct Fetches {
     results: Vec<(String, u16, String)>,
 }
 
-/// `curl` on the host: GET http://127.0.0.1:`port``path` → (status, body); 0 when curl failed.
-fn curl(port: u16, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 /// Starts fetching `paths` (in order, `rounds` times) once `web` says it listens; the scenario
 /// stops when the fetches are done and `also` (a serial line condition) was seen.
 fn fetch_when_listening(
@@ -48,7 +36,7 @@ fn fetch_when_listening(
                 std::thread::spawn(move || {
                     for _ in 0..rounds {
                         for p in paths {
-                            let (code, body) = curl(port, p);
+                            let (code, body) = hv_tests::curl(port, p, 20);
                             shared.lock().unwrap().results.push((p.to_string(), code, body));
                         }
                     }

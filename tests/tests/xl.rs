@@ -2,7 +2,6 @@
 //! `cargo xtask xl` uses), domains created and destroyed at run time, and driver domains that
 //! crash and come back (`on_crash = "restart"`) while their frontends carry on.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -234,14 +233,9 @@ fn blkback_killed_under_a_write_heavy_kvlog_restarts_and_no_acknowledged_record_
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `curl` on the host: whether GET / succeeded (HTTP 200 with the page) within `secs`.
+/// Whether GET / from the host got HTTP 200 within `secs`.
 fn curl_ok(port: u16, secs: u32) -> bool {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", &secs.to_string(), "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run curl (install the curl package): {e}"));
-    String::from_utf8_lossy(&out.stdout).trim() == "200"
+    hv_tests::curl(port, "/", secs).0 == 200
 }
 
 #[test]
