@@ -10,7 +10,7 @@ use crate::paths::{self, BARE_METAL_TARGET, Paths, show};
 use crate::topology::Loaded;
 
 /// The packages `cargo xtask build` compiles for the bare-metal target.
-pub const PACKAGES: &[&str] = &["hv-core", "dom0", "domu-apps"];
+pub const PACKAGES: &[&str] = &["hv-core", "dom0", "blkback", "netback", "demos", "test-domains"];
 
 /// Output handling of the cargo subprocess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,8 @@ fn ensure_rust_target_uncached(root: &Path) -> Result<()> {
 }
 
 /// Builds the hypervisor and every domain image (`cargo build --release --target
-/// x86_64-unknown-none -p hv-core -p dom0 -p domu-apps`); returns the output directory.
+/// x86_64-unknown-none -p hv-core -p dom0 -p blkback -p netback -p demos
+/// -p test-domains`); returns the output directory.
 pub fn build_bare_metal(paths: &Paths, output: Output) -> Result<PathBuf> {
     ensure_rust_target(&paths.root)?;
     let mut cmd = Command::new(paths::cargo());
@@ -74,7 +75,7 @@ pub fn build_bare_metal(paths: &Paths, output: Output) -> Result<PathBuf> {
     };
     if !status.success() {
         let hint = if log.contains("did not match any packages") || log.contains("failed to load manifest") {
-            "\n  hint: a bare-metal crate (hv-core, dom0 or domu-apps) does not exist or does not load yet"
+            "\n  hint: a bare-metal crate (one of the PACKAGES in xtask/src/artifacts.rs) does not exist or does not load yet"
         } else {
             ""
         };

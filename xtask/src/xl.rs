@@ -135,7 +135,7 @@ impl Client {
     }
 }
 
-/// A `guest` DomU (frontends/apps guest) named `name` with a vif on netback and a disk on
+/// A `guest` DomU (frontends/demos guest) named `name` with a vif on netback and a disk on
 /// blkback (8 MiB at 16 MiB), as the toolstack scenarios and `cargo xtask bench xl` create it.
 pub fn guest_spec(name: &str) -> DomainSpec {
     DomainSpec {

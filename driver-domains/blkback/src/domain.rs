@@ -18,9 +18,9 @@ use core::ptr::NonNull;
 use hv_abi::{GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantCopy, GrantCopyPtr, gntst};
 use hv_rt::store::{Store, XenbusState, xenbus};
 use hv_rt::{evtchn, grant, println, time};
-use hv_store::{ClientError, Errno, StoreClient};
 use shared_ring::wire::blkif::{Blkif, MAX_SEGMENTS_PER_REQUEST};
 use shared_ring::{BackRing, PageMemory};
+use xenstore::{ClientError, Errno, StoreClient};
 
 use crate::device::{BlockDevice, RamDisk};
 use crate::serve::{BUDGET, serve_round};

@@ -4,8 +4,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use hv_rt::{domctl, evtchn, grant, println};
-use hv_store::{Limits, ServerPort, StoreServer};
 use shared_ring::PageMemory;
+use xenstored::{Limits, ServerPort, StoreServer};
 
 struct Connected {
     domid: u32,

@@ -2,7 +2,8 @@
 //! owned by its domain and readable by the other, cross-linked, both in state Initialising.
 use alloc::format;
 use alloc::string::String;
-use hv_store::{Access, ClientError, LocalClient, Permissions, StoreClient, StoreServer};
+use xenstore::{Access, ClientError, Permissions, StoreClient};
+use xenstored::{LocalClient, StoreServer};
 
 pub fn frontend_dir(fe: u32, kind: &str, index: u32) -> String {
     format!("/local/domain/{fe}/device/{kind}/{index}")

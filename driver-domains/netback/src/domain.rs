@@ -30,8 +30,8 @@ use hv_abi::{GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantCopy, GrantCopyPtr, gn
 use hv_rt::store::{Store, XenbusState, xenbus};
 use hv_rt::virtio::NetDevice;
 use hv_rt::{evtchn, grant, println, time};
-use hv_store::{ClientError, Errno, StoreClient};
 use shared_ring::{BackRing, NetifRx, NetifTx, PageMemory};
+use xenstore::{ClientError, Errno, StoreClient};
 
 use crate::bridge::{Bridge, Uplink, UplinkCounters};
 use crate::switch::{Mac, MacDisplay, PortId, parse_mac};

@@ -28,12 +28,12 @@ use core::ptr::NonNull;
 use hv_rt::grant::{self, GrantedPages};
 use hv_rt::store::{Store, XenbusState, xenbus};
 use hv_rt::{evtchn, println, time};
-use hv_store::{ClientError, Errno, StoreClient};
 use shared_ring::wire::blkif::{
     BlkifRequest, BlkifRequestSlot, BlkifResponse, BlkifSegment, MAX_SEGMENTS_PER_REQUEST, OP_FLUSH_DISKCACHE, OP_READ,
     OP_WRITE, OP_WRITE_BARRIER, RSP_OKAY,
 };
 use shared_ring::{Blkif, FrontRing, PageMemory, PeerError};
+use xenstore::{ClientError, Errno, StoreClient};
 
 pub const SECTOR_SIZE: usize = 512;
 const PAGE: usize = 4096;

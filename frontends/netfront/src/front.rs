@@ -9,10 +9,10 @@ use core::ptr::NonNull;
 
 use hv_rt::store::{Store, XenbusState, xenbus};
 use hv_rt::{evtchn, grant, println, time};
-use hv_store::{ClientError, Errno, StoreClient};
 use shared_ring::PageMemory;
 use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::time::Instant;
+use xenstore::{ClientError, Errno, StoreClient};
 
 use crate::datapath::{self, DataPath, PAGE, Page, Stats};
 

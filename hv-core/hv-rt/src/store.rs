@@ -1,0 +1,163 @@
+//! The store client: this domain's end of its store ring (page and port from start_info),
+//! blocking requests, watches, and the XenbusState helpers (re-exported from `xenstore`), with
+//! the split drivers' "wait for the peer's state".
+use crate::{evtchn, time};
+use alloc::format;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use shared_ring::PageMemory;
+use xenstore::{BlockingClient, ClientError, ClientPort, Errno, StoreClient, WatchEvent};
+
+pub use shared_ring::wire::xenbus_state::XenbusState;
+pub use xenstore::xenbus;
+
+/// How long one store request may take before the client gives up.
+const REPLY_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// Notifies the store server and waits for its answer (or the timeout).
+fn wait_for_server() -> bool {
+    let port = crate::start_info().store_port as u32;
+    let _ = evtchn::send(port);
+    let deadline = time::now_ns().saturating_add(REPLY_TIMEOUT_NS);
+    loop {
+        if evtchn::clear(port) {
+            return true;
+        }
+        let now = time::now_ns();
+        if now >= deadline {
+            return false;
+        }
+        // Returns at once while any other port is pending: that is the caller's business, so
+        // yield instead of spinning on it.
+        if evtchn::is_pending_other_than(port) {
+            crate::yield_now();
+        } else {
+            time::block_until(deadline);
+        }
+    }
+}
+
+type Client = BlockingClient<PageMemory, fn() -> bool>;
+
+/// This domain's connection to the store.
+pub struct Store {
+    client: Client,
+}
+
+impl Store {
+    /// Attaches to the store page named in start_info.
+    pub fn connect() -> Result<Self, ClientError> {
+        let si = crate::start_info();
+        let base = NonNull::new(si.store_ring as *mut u8).ok_or(ClientError::NoReply)?;
+        // SAFETY: the hypervisor maps the store page read-write for our whole life; only the
+        // store client touches it, through PageMemory's atomic accesses.
+        let memory = unsafe { PageMemory::new(base, 4096) };
+        let port = ClientPort::attach(memory).ok_or(ClientError::NoReply)?;
+        Ok(Self { client: BlockingClient::new(port, wait_for_server as fn() -> bool) })
+    }
+
+    /// Processes whatever the server sent (non-blocking); watch events queue up.
+    pub fn poll(&mut self) -> Result<(), ClientError> {
+        evtchn::clear(crate::start_info().store_port as u32);
+        self.client.port.pump().map(drop)
+    }
+
+    /// The next queued watch event, if any (call `poll` first).
+    pub fn take_event(&mut self) -> Option<WatchEvent> {
+        self.client.port.take_event()
+    }
+
+    /// Polls and drops every queued watch event; returns whether there was any (for loops that
+    /// only need to know that something changed, including events that arrived while they made
+    /// requests, whose port notification those requests already consumed).
+    pub fn take_events(&mut self) -> bool {
+        let _ = self.poll();
+        let mut any = false;
+        while self.take_event().is_some() {
+            any = true;
+        }
+        any
+    }
+
+    /// Waits until a watch event arrives or `deadline_ns` passes.
+    pub fn wait_event(&mut self, deadline_ns: u64) -> Result<Option<WatchEvent>, ClientError> {
+        loop {
+            self.poll()?;
+            if let Some(e) = self.take_event() {
+                return Ok(Some(e));
+            }
+            if time::now_ns() >= deadline_ns {
+                return Ok(None);
+            }
+            if evtchn::is_pending_other_than(crate::start_info().store_port as u32) {
+                crate::yield_now();
+            } else {
+                time::block_until(deadline_ns);
+            }
+        }
+    }
+
+    /// The raw client port, to send requests without waiting for their replies (tests that
+    /// play a hostile domain use this).
+    pub fn raw_port(&mut self) -> &mut ClientPort<PageMemory> {
+        &mut self.client.port
+    }
+
+    /// Notifies the store server that requests are waiting.
+    pub fn kick(&self) {
+        let _ = evtchn::send(crate::start_info().store_port as u32);
+    }
+
+    /// Reads a node as text.
+    pub fn read_string(&mut self, path: &str) -> Result<alloc::string::String, ClientError> {
+        let v = self.client.read(path.as_bytes())?;
+        Ok(alloc::string::String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Reads a node as a decimal number.
+    pub fn read_u32(&mut self, path: &str) -> Result<u32, ClientError> {
+        self.read_string(path)?.trim().parse().map_err(|_| ClientError::NoReply)
+    }
+}
+
+impl StoreClient for Store {
+    fn request(&mut self, request: xenstore::Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError> {
+        self.client.request(request, tx_id)
+    }
+}
+
+/// The peer's state, or Closed if its directory is gone (the peer domain was destroyed).
+pub fn peer_state(store: &mut Store, dir: &str) -> XenbusState {
+    match xenbus::read_state(store, dir.as_bytes()) {
+        Ok(XenbusState::Unknown) | Err(_) => XenbusState::Closed,
+        Ok(s) => s,
+    }
+}
+
+/// Watches `dir/state` and waits until `done(state)` or `timeout_ns` passes.
+pub fn wait_for_state(
+    store: &mut Store,
+    dir: &str,
+    timeout_ns: u64,
+    done: impl Fn(XenbusState) -> bool,
+) -> Result<XenbusState, &'static str> {
+    let path = format!("{dir}/state");
+    match store.watch(path.as_bytes(), b"state") {
+        // Already watching it (an earlier wait): the watch keeps firing.
+        Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
+        Err(e) => {
+            crate::println!("watch {path}: {e}");
+            return Err("cannot watch the peer's state");
+        }
+    }
+    let deadline = time::now_ns().saturating_add(timeout_ns);
+    loop {
+        let s = peer_state(store, dir);
+        if done(s) {
+            return Ok(s);
+        }
+        if store.wait_event(deadline).map_err(|_| "store connection failed")?.is_none() {
+            return Err("timed out waiting for the peer");
+        }
+    }
+}
