@@ -264,6 +264,78 @@ pub mod gntst {
     pub const NO_SPACE: i16 = -13;
 }
 
+/// A grant operation's outcome (Xen's `GNTST_*`), typed. On the wire (`GrantCopy::status`) it
+/// is the `i16` of [`gntst`]; [`GrantStatus::from_raw`] reads one back, mapping a value the ABI
+/// does not define to [`GrantStatus::GeneralError`] (a hostile or buggy peer cannot make up a
+/// status the code then has to guess about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i16)]
+pub enum GrantStatus {
+    Okay = gntst::OKAY,
+    GeneralError = gntst::GENERAL_ERROR,
+    BadDomain = gntst::BAD_DOMAIN,
+    BadGntref = gntst::BAD_GNTREF,
+    BadHandle = gntst::BAD_HANDLE,
+    BadVirtAddr = gntst::BAD_VIRT_ADDR,
+    PermissionDenied = gntst::PERMISSION_DENIED,
+    BadPage = gntst::BAD_PAGE,
+    BadCopyArg = gntst::BAD_COPY_ARG,
+    NoSpace = gntst::NO_SPACE,
+}
+
+impl GrantStatus {
+    /// Every status, for tables and tests.
+    pub const ALL: [GrantStatus; 10] = [
+        Self::Okay,
+        Self::GeneralError,
+        Self::BadDomain,
+        Self::BadGntref,
+        Self::BadHandle,
+        Self::BadVirtAddr,
+        Self::PermissionDenied,
+        Self::BadPage,
+        Self::BadCopyArg,
+        Self::NoSpace,
+    ];
+
+    /// The wire value.
+    pub const fn as_raw(self) -> i16 {
+        self as i16
+    }
+
+    /// Reads a wire value; one the ABI does not define is a general error.
+    pub fn from_raw(raw: i16) -> Self {
+        Self::ALL.into_iter().find(|s| s.as_raw() == raw).unwrap_or(Self::GeneralError)
+    }
+
+    /// Whether the operation succeeded.
+    pub const fn is_ok(self) -> bool {
+        matches!(self, Self::Okay)
+    }
+
+    /// Xen's name (`GNTST_okay`, ...), for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Okay => "GNTST_okay",
+            Self::GeneralError => "GNTST_general_error",
+            Self::BadDomain => "GNTST_bad_domain",
+            Self::BadGntref => "GNTST_bad_gntref",
+            Self::BadHandle => "GNTST_bad_handle",
+            Self::BadVirtAddr => "GNTST_bad_virt_addr",
+            Self::PermissionDenied => "GNTST_permission_denied",
+            Self::BadPage => "GNTST_bad_page",
+            Self::BadCopyArg => "GNTST_bad_copy_arg",
+            Self::NoSpace => "GNTST_no_space",
+        }
+    }
+}
+
+impl core::fmt::Display for GrantStatus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One side of a [`GrantCopy`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -360,6 +432,18 @@ pub struct StoreConnection {
 mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn grant_status_round_trips_and_unknown_values_are_general_errors() {
+        for s in GrantStatus::ALL {
+            assert_eq!(GrantStatus::from_raw(s.as_raw()), s);
+        }
+        assert_eq!(GrantStatus::from_raw(gntst::BAD_COPY_ARG), GrantStatus::BadCopyArg);
+        for raw in [-6, -7, -11, -12, -14, 1, i16::MIN, i16::MAX] {
+            assert_eq!(GrantStatus::from_raw(raw), GrantStatus::GeneralError, "{raw}");
+        }
+        assert!(GrantStatus::Okay.is_ok() && !GrantStatus::NoSpace.is_ok());
+    }
 
     #[test]
     fn layouts_are_stable() {
