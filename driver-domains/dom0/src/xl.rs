@@ -184,7 +184,7 @@ fn list(tracked: &[Tracked]) -> Response {
 fn info(store: &StoreService) -> Response {
     match domctl::physinfo() {
         Ok(p) => Response::Info(Totals {
-            total_mib: p.total_frames * 4096 >> 20,
+            total_mib: (p.total_frames * 4096) >> 20,
             free_kib: p.free_frames * 4,
             domains: p.live_domains,
             grant_maps: p.grant_maps,
