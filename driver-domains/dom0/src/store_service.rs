@@ -31,8 +31,20 @@ pub struct StoreService {
 }
 
 impl StoreService {
+    /// A store whose domains' byte budgets together fit in half of Dom0's heap (the rest is the
+    /// toolstack's): a domain beyond that is refused at introduction, so no domain can make
+    /// Dom0 run out of memory through the store.
     pub fn new() -> Self {
-        Self { server: StoreServer::new(Limits::default()), domains: Vec::new() }
+        let si = hv_rt::start_info();
+        let heap = (si.heap_end - si.heap_start) as usize;
+        let limits = Limits { total_bytes: heap / 2, ..Limits::default() };
+        println!(
+            "store: {} KiB per domain, room for {} domains in {} KiB",
+            limits.domain_budget() / 1024,
+            limits.max_domains(),
+            limits.total_bytes / 1024
+        );
+        Self { server: StoreServer::new(limits), domains: Vec::new() }
     }
 
     /// Starts serving a new domain.
@@ -55,7 +67,12 @@ impl StoreService {
             drop(unsafe { Box::from_raw(memory) });
             return Err("store page too small");
         };
-        self.server.introduce(domid as u16).map_err(|_| "store refused to introduce the domain")?;
+        self.server.introduce(domid as u16).map_err(|e| match e {
+            xenstored::StoreError::QuotaExceeded(xenstored::Quota::Memory) => {
+                "the store has no memory left for another domain (give Dom0 more memory_mib)"
+            }
+            _ => "store refused to introduce the domain",
+        })?;
         self.domains.push(Connected { domid, port: c.port, map_handle: c.map_handle, memory, server_port, more: true });
         Ok(())
     }

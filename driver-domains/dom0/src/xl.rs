@@ -192,6 +192,7 @@ fn info(store: &StoreService) -> Response {
             event_ports: p.event_ports,
             store_nodes: store.node_count() as u64,
             store_watches: store.watch_count() as u64,
+            store_bytes: store.server.memory() as u64,
         }),
         Err(e) => Response::Error(err_text("physinfo", e)),
     }

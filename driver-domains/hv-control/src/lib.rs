@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; bump on any change to the types below.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Largest frame either side accepts (encoded bytes, delimiter excluded).
 pub const MAX_FRAME: usize = 64 * 1024;
 
@@ -134,6 +134,9 @@ pub struct Totals {
     pub event_ports: u64,
     pub store_nodes: u64,
     pub store_watches: u64,
+    /// Bytes the store server holds for every domain (nodes, transactions, watches, queued
+    /// output); returns to its value when a domain is destroyed.
+    pub store_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ extern crate alloc;
 
 mod connection;
 mod local_client;
+pub mod memory;
 mod pump;
 mod quota;
 mod server;

@@ -25,6 +25,16 @@ pub struct Limits {
     /// Watch events waiting for room in the output; beyond this, events coalesce into one
     /// event on the watch's own path.
     pub event_queue_bytes: usize,
+    /// Bytes of the nodes a domain owns ([`crate::memory::node_cost`]), whoever wrote them.
+    pub node_bytes: usize,
+    /// Bytes of a domain's open transactions together: what each recorded (paths it looked
+    /// at, nodes it changed, watch events to fire) and a fixed cost per transaction.
+    pub transaction_bytes: usize,
+    /// Bytes of a domain's registered watches.
+    pub watch_bytes: usize,
+    /// The server's memory for every domain's budget together (Dom0 sets it from its heap);
+    /// a domain is introduced only while its budget still fits ([`Limits::max_domains`]).
+    pub total_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,13 +46,29 @@ impl Default for Limits {
             nodes_per_transaction: 1024,
             value_bytes: 2048,
             perms_per_node: 5,
-            output_bytes: 64 * 1024,
-            event_queue_bytes: 64 * 1024,
+            output_bytes: 32 * 1024,
+            event_queue_bytes: 16 * 1024,
+            node_bytes: 64 * 1024,
+            transaction_bytes: 32 * 1024,
+            watch_bytes: 16 * 1024,
+            total_bytes: usize::MAX,
         }
     }
 }
 
 impl Limits {
+    /// The most memory one domain can make the server hold: its nodes, transactions, watches,
+    /// queued replies and events, and one message being reassembled.
+    pub fn domain_budget(&self) -> usize {
+        let s = self.sanitised();
+        s.node_bytes + s.transaction_bytes + s.watch_bytes + s.output_bytes + s.event_queue_bytes + MAX_MESSAGE
+    }
+
+    /// Domains (besides Dom0) whose budgets fit [`Limits::total_bytes`].
+    pub fn max_domains(&self) -> usize {
+        self.total_bytes / self.domain_budget().max(1)
+    }
+
     /// The limits with the buffers raised to at least one maximal message each (so every reply
     /// can always be queued once the output has drained).
     pub fn sanitised(self) -> Self {

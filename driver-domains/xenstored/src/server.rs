@@ -102,6 +102,12 @@ impl NodeMap for View<'_> {
             View::Transaction(view) => view.owned_by(domid),
         }
     }
+    fn bytes_owned_by(&self, domid: DomId) -> usize {
+        match self {
+            View::Committed(store) => store.bytes_owned_by(domid),
+            View::Transaction(view) => view.bytes_owned_by(domid),
+        }
+    }
 }
 
 /// What a `WATCH`/`UNWATCH` path names.
@@ -164,6 +170,10 @@ impl StoreServer {
         if self.connections.contains_key(&domid) {
             return Err(StoreError::AlreadyExists);
         }
+        // Every domain's budget must fit the server's memory: refuse one more than fits.
+        if self.connections.len() > self.limits.max_domains() {
+            return Err(StoreError::QuotaExceeded(Quota::Memory));
+        }
         let home = domain_path(domid);
         let mut changes = Vec::new();
         let limits = self.limits;
@@ -181,6 +191,30 @@ impl StoreServer {
         self.fire_special(DOM0, SpecialPath::IntroduceDomain);
         self.flush(DOM0);
         Ok(())
+    }
+
+    /// Bytes the server holds for `domid` (within [`Limits::domain_budget`] for every domain but
+    /// Dom0): the nodes it owns, its transactions and watches, its queued replies and events
+    /// and its partly received message.
+    pub fn memory_of(&self, domid: DomId) -> usize {
+        let nodes = self.store.bytes_owned(domid);
+        let Some(conn) = self.connections.get(&domid) else { return nodes };
+        nodes
+            + conn.transactions.values().map(Transaction::bytes).sum::<usize>()
+            + conn.watches.bytes()
+            + conn.buffered_bytes()
+    }
+
+    /// Bytes the server holds for every domain together (nodes Dom0 owns included).
+    pub fn memory(&self) -> usize {
+        let domains: usize = self.connections.keys().map(|d| self.memory_of(*d)).sum();
+        // Nodes owned by domains without a connection (none after a release: what a released
+        // domain owned passes to Dom0).
+        let orphaned: usize = self
+            .store
+            .total_bytes()
+            .saturating_sub(self.connections.keys().map(|d| self.store.bytes_owned(*d)).sum::<usize>());
+        domains + orphaned
     }
 
     /// Whether `domid` is being served.
@@ -367,7 +401,8 @@ impl StoreServer {
                 let limits = self.limits;
                 let conn = self.connections.get_mut(&domid).ok_or(StoreError::NotFound)?;
                 let limit = watch_limit(domid, limits.watches_per_domain);
-                conn.watches.add(target, path, token, limit, limits.event_queue_bytes)?;
+                let byte_limit = watch_limit(domid, limits.watch_bytes);
+                conn.watches.add(target, path, token, limit, byte_limit, limits.event_queue_bytes)?;
                 Reply::Ok
             }
             Request::Unwatch { path, token } => {
@@ -385,6 +420,10 @@ impl StoreServer {
                 if domid != DOM0 && conn.transactions.len() >= limits.transactions_per_domain {
                     return Err(StoreError::QuotaExceeded(Quota::Transactions));
                 }
+                let held: usize = conn.transactions.values().map(Transaction::bytes).sum();
+                if domid != DOM0 && held + crate::memory::TX_OVERHEAD > limits.transaction_bytes {
+                    return Err(StoreError::QuotaExceeded(Quota::Memory));
+                }
                 let id = conn.allocate_transaction_id();
                 conn.transactions.insert(id, Transaction::new(domid, limits.nodes_per_transaction));
                 let mut out = Vec::new();
@@ -396,7 +435,7 @@ impl StoreServer {
                 let conn = self.connections.get_mut(&domid).ok_or(StoreError::NotFound)?;
                 let tx = conn.transactions.remove(&tx_id).ok_or(StoreError::NotFound)?;
                 if apply {
-                    let changes = commit(&mut self.store, tx, self.limits.nodes_per_domain)?;
+                    let changes = commit(&mut self.store, tx, &self.limits)?;
                     self.fire(domid, &changes);
                 }
                 Reply::Ok
@@ -468,10 +507,16 @@ impl StoreServer {
             return result;
         }
         let conn = self.connections.get_mut(&domid).ok_or(StoreError::NotFound)?;
+        if !conn.transactions.contains_key(&tx_id) {
+            return Err(StoreError::NotFound);
+        }
+        // The domain's transactions share one byte budget.
+        let others: usize = conn.transactions.iter().filter(|(id, _)| **id != tx_id).map(|(_, t)| t.bytes()).sum();
         let tx = conn.transactions.get_mut(&tx_id).ok_or(StoreError::NotFound)?;
+        tx.set_byte_limit(Some(limits.transaction_bytes.saturating_sub(others)));
         let result = op(&mut View::Transaction(TxView { base: &self.store, tx }), &limits, &mut changes);
-        tx.record_changes(changes);
-        result
+        let recorded = tx.record_changes(changes);
+        result.and_then(|r| recorded.map(|()| r))
     }
 
     /// Queue watch events for `changes` on every connection; all but the actor's are flushed

@@ -9,6 +9,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::memory::{TX_ENTRY_OVERHEAD, TX_OVERHEAD, node_cost, perms_cost};
+use crate::quota::Limits;
 use crate::tree::{Change, Node, NodeMap, Store};
 use crate::{DOM0, DomId};
 use xenstore::{Quota, StoreError};
@@ -22,6 +24,13 @@ pub struct Transaction {
     overlay: BTreeMap<Vec<u8>, Option<Node>>,
     /// Change in each owner's node count the overlay would make.
     owned_delta: BTreeMap<DomId, i64>,
+    /// Change in each owner's node bytes the overlay would make.
+    bytes_delta: BTreeMap<DomId, i64>,
+    /// Bytes this transaction holds ([`Transaction::bytes`]).
+    bytes: usize,
+    /// Most bytes it may hold for the operation under way (`None` for Dom0); the server sets it
+    /// from the domain's budget less its other transactions.
+    byte_limit: Option<usize>,
     /// Watch events to fire on commit.
     changes: Vec<Change>,
     /// Who opened it.
@@ -40,6 +49,9 @@ impl Transaction {
             observed: BTreeMap::new(),
             overlay: BTreeMap::new(),
             owned_delta: BTreeMap::new(),
+            bytes_delta: BTreeMap::new(),
+            bytes: TX_OVERHEAD,
+            byte_limit: None,
             changes: Vec::new(),
             domid,
             poisoned: false,
@@ -52,8 +64,44 @@ impl Transaction {
         self.observed.len()
     }
 
-    pub(crate) fn record_changes(&mut self, changes: Vec<Change>) {
-        self.changes.extend(changes);
+    /// Bytes it holds: a fixed cost, every path it looked at, every node it changed and every
+    /// watch event it will fire.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The most bytes it may hold during the next operation (`None`: no limit, Dom0).
+    pub(crate) fn set_byte_limit(&mut self, limit: Option<usize>) {
+        self.byte_limit = if self.domid == DOM0 { None } else { limit };
+    }
+
+    /// Take `grow` more bytes, or poison the transaction (its view may now be half-changed) and
+    /// refuse.
+    fn grow(&mut self, grow: usize) -> Result<(), StoreError> {
+        let wanted = self.bytes.saturating_add(grow);
+        if self.byte_limit.is_some_and(|limit| wanted > limit) {
+            self.poisoned = true;
+            return Err(StoreError::QuotaExceeded(Quota::Memory));
+        }
+        self.bytes = wanted;
+        Ok(())
+    }
+
+    /// Keep the watch events of an operation for the commit. An event equal to one already
+    /// kept (the same node written again) is kept once.
+    pub(crate) fn record_changes(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
+        for change in changes {
+            if self.changes.contains(&change) {
+                continue;
+            }
+            let cost = TX_ENTRY_OVERHEAD
+                + change.path.len()
+                + perms_cost(&change.perms)
+                + change.old_perms.as_ref().map_or(0, perms_cost);
+            self.grow(cost)?;
+            self.changes.push(change);
+        }
+        Ok(())
     }
 
     fn observe(&mut self, base: &Store, path: &[u8]) -> Result<(), StoreError> {
@@ -64,20 +112,36 @@ impl Transaction {
             self.poisoned = true;
             return Err(StoreError::QuotaExceeded(Quota::TransactionSize));
         }
+        self.grow(TX_ENTRY_OVERHEAD + path.len())?;
         self.observed.insert(path.to_vec(), base.generation_of(path));
         Ok(())
     }
 
-    fn current_owner(&self, base: &Store, path: &[u8]) -> Option<DomId> {
+    /// Put `entry` in the overlay at `path`, accounting its bytes.
+    fn set_overlay(&mut self, path: &[u8], entry: Option<Node>) -> Result<(), StoreError> {
+        let cost = |e: &Option<Node>| TX_ENTRY_OVERHEAD + path.len() + e.as_ref().map_or(0, |n| node_cost(path, n));
+        let new = cost(&entry);
+        let old = self.overlay.get(path).map_or(0, cost);
+        if new > old {
+            self.grow(new - old)?;
+        } else {
+            self.bytes = self.bytes.saturating_sub(old - new);
+        }
+        self.overlay.insert(path.to_vec(), entry);
+        Ok(())
+    }
+
+    fn current(&self, base: &Store, path: &[u8]) -> Option<(DomId, usize)> {
         match self.overlay.get(path) {
-            Some(entry) => entry.as_ref().map(|n| n.perms.owner),
-            None => base.get(path).map(|n| n.perms.owner),
+            Some(entry) => entry.as_ref().map(|n| (n.perms.owner, node_cost(path, n))),
+            None => base.get(path).map(|n| (n.perms.owner, node_cost(path, n))),
         }
     }
 
-    fn count(&mut self, owner: Option<DomId>, delta: i64) {
-        if let Some(owner) = owner {
+    fn count(&mut self, owner: Option<(DomId, usize)>, delta: i64) {
+        if let Some((owner, bytes)) = owner {
             *self.owned_delta.entry(owner).or_insert(0) += delta;
+            *self.bytes_delta.entry(owner).or_insert(0) += delta * bytes as i64;
         }
     }
 }
@@ -99,18 +163,19 @@ impl NodeMap for TxView<'_> {
 
     fn put(&mut self, path: &[u8], node: Node) -> Result<(), StoreError> {
         self.tx.observe(self.base, path)?;
-        let old_owner = self.tx.current_owner(self.base, path);
-        self.tx.count(old_owner, -1);
-        self.tx.count(Some(node.perms.owner), 1);
-        self.tx.overlay.insert(path.to_vec(), Some(node));
+        let old = self.tx.current(self.base, path);
+        let new = Some((node.perms.owner, node_cost(path, &node)));
+        self.tx.set_overlay(path, Some(node))?;
+        self.tx.count(old, -1);
+        self.tx.count(new, 1);
         Ok(())
     }
 
     fn delete(&mut self, path: &[u8]) -> Result<(), StoreError> {
         self.tx.observe(self.base, path)?;
-        let old_owner = self.tx.current_owner(self.base, path);
-        self.tx.count(old_owner, -1);
-        self.tx.overlay.insert(path.to_vec(), None);
+        let old = self.tx.current(self.base, path);
+        self.tx.set_overlay(path, None)?;
+        self.tx.count(old, -1);
         Ok(())
     }
 
@@ -118,11 +183,16 @@ impl NodeMap for TxView<'_> {
         let delta = self.tx.owned_delta.get(&domid).copied().unwrap_or(0);
         (i64::from(self.base.owned(domid)) + delta).clamp(0, i64::from(u32::MAX)) as u32
     }
+
+    fn bytes_owned_by(&self, domid: DomId) -> usize {
+        let delta = self.tx.bytes_delta.get(&domid).copied().unwrap_or(0);
+        (self.base.bytes_owned(domid) as i64 + delta).max(0) as usize
+    }
 }
 
 /// Apply `tx` to `store` if nothing it looked at has changed since; returns the watch events to
 /// fire. The creator's node quota is checked again against the tree as it is now.
-pub(crate) fn commit(store: &mut Store, tx: Transaction, nodes_per_domain: u32) -> Result<Vec<Change>, StoreError> {
+pub(crate) fn commit(store: &mut Store, tx: Transaction, limits: &Limits) -> Result<Vec<Change>, StoreError> {
     if tx.poisoned {
         return Err(StoreError::QuotaExceeded(Quota::TransactionSize));
     }
@@ -132,8 +202,12 @@ pub(crate) fn commit(store: &mut Store, tx: Transaction, nodes_per_domain: u32) 
     }
     if tx.domid != DOM0 {
         let delta = tx.owned_delta.get(&tx.domid).copied().unwrap_or(0);
-        if i64::from(store.owned(tx.domid)) + delta > i64::from(nodes_per_domain) {
+        if i64::from(store.owned(tx.domid)) + delta > i64::from(limits.nodes_per_domain) {
             return Err(StoreError::QuotaExceeded(Quota::Nodes));
+        }
+        let bytes = tx.bytes_delta.get(&tx.domid).copied().unwrap_or(0);
+        if bytes > 0 && store.bytes_owned(tx.domid) as i64 + bytes > limits.node_bytes as i64 {
+            return Err(StoreError::QuotaExceeded(Quota::Memory));
         }
     }
     for (path, entry) in tx.overlay {
@@ -148,7 +222,6 @@ pub(crate) fn commit(store: &mut Store, tx: Transaction, nodes_per_domain: u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quota::Limits;
     use crate::tree::{directory, mkdir, read, rm, write};
 
     fn base() -> Store {
@@ -177,11 +250,11 @@ mod tests {
             assert_eq!(read(v, DOM0, b"/t/b"), Err(StoreError::NotFound));
             assert_eq!(directory(v, DOM0, b"/t").unwrap(), b"a\0c\0");
         });
-        tx.record_changes(changes);
+        tx.record_changes(changes).unwrap();
         // Outside, nothing changed yet.
         assert_eq!(store.get(b"/t/a").unwrap().value, b"1");
         assert!(store.get(b"/t/c").is_none());
-        let fired = commit(&mut store, tx, 1000).unwrap();
+        let fired = commit(&mut store, tx, &Limits::default()).unwrap();
         assert_eq!(fired.len(), 3);
         assert_eq!(store.get(b"/t/a").unwrap().value, b"10");
         assert_eq!(store.get(b"/t/c/d").unwrap().value, b"new");
@@ -200,7 +273,7 @@ mod tests {
             write(v, DOM0, &limits, b"/t/b", b"from tx", &mut changes).unwrap();
         });
         write(&mut store, DOM0, &limits, b"/t/a", b"outside", &mut changes).unwrap();
-        assert_eq!(commit(&mut store, tx, 1000), Err(StoreError::Conflict));
+        assert_eq!(commit(&mut store, tx, &Limits::default()), Err(StoreError::Conflict));
         assert_eq!(store.get(b"/t/b").unwrap().value, b"2");
     }
 
@@ -212,7 +285,7 @@ mod tests {
         let mut changes = Vec::new();
         in_tx(&store, &mut tx, |v| assert_eq!(read(v, DOM0, b"/t/new"), Err(StoreError::NotFound)));
         mkdir(&mut store, DOM0, &limits, b"/t/new", &mut changes).unwrap();
-        assert_eq!(commit(&mut store, tx, 1000), Err(StoreError::Conflict));
+        assert_eq!(commit(&mut store, tx, &Limits::default()), Err(StoreError::Conflict));
     }
 
     #[test]
@@ -223,7 +296,7 @@ mod tests {
         let mut changes = Vec::new();
         in_tx(&store, &mut tx, |v| write(v, DOM0, &limits, b"/t/a", b"tx", &mut changes).unwrap());
         write(&mut store, DOM0, &limits, b"/t/b", b"other", &mut changes).unwrap();
-        commit(&mut store, tx, 1000).unwrap();
+        commit(&mut store, tx, &Limits::default()).unwrap();
         assert_eq!(store.get(b"/t/a").unwrap().value, b"tx");
         assert_eq!(store.get(b"/t/b").unwrap().value, b"other");
     }
@@ -243,6 +316,6 @@ mod tests {
         });
         assert_eq!(tx.nodes_touched(), 3);
         let mut store2 = store.clone();
-        assert_eq!(commit(&mut store2, tx, 1000), Err(StoreError::QuotaExceeded(Quota::TransactionSize)));
+        assert_eq!(commit(&mut store2, tx, &Limits::default()), Err(StoreError::QuotaExceeded(Quota::TransactionSize)));
     }
 }

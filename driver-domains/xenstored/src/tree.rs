@@ -9,6 +9,9 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
+use shared_ring::wire::xenstore::PAYLOAD_MAX;
+
+use crate::memory::{node_cost, perms_cost};
 use crate::path::{child, last_component, parent};
 use crate::quota::Limits;
 use crate::{DOM0, DomId};
@@ -66,6 +69,8 @@ pub(crate) trait NodeMap {
     fn delete(&mut self, path: &[u8]) -> Result<(), StoreError>;
     /// Nodes `domid` owns in this view.
     fn owned_by(&self, domid: DomId) -> u32;
+    /// Bytes of the nodes `domid` owns in this view ([`node_cost`]).
+    fn bytes_owned_by(&self, domid: DomId) -> usize;
 }
 
 /// The committed tree.
@@ -73,6 +78,7 @@ pub(crate) trait NodeMap {
 pub struct Store {
     nodes: BTreeMap<Vec<u8>, Node>,
     owned: BTreeMap<DomId, u32>,
+    owned_bytes: BTreeMap<DomId, usize>,
     generation: u64,
 }
 
@@ -85,7 +91,8 @@ impl Default for Store {
 impl Store {
     /// A tree with `/`, `/local`, `/local/domain`, all owned by Dom0 and closed to others.
     pub fn new() -> Self {
-        let mut store = Self { nodes: BTreeMap::new(), owned: BTreeMap::new(), generation: 0 };
+        let mut store =
+            Self { nodes: BTreeMap::new(), owned: BTreeMap::new(), owned_bytes: BTreeMap::new(), generation: 0 };
         let closed = Permissions::new(DOM0, Access::None);
         store.replace(b"/", Node::new(Vec::new(), closed.clone()));
         for path in [&b"/local"[..], b"/local/domain"] {
@@ -110,6 +117,16 @@ impl Store {
         self.owned.get(&domid).copied().unwrap_or(0)
     }
 
+    /// Bytes of the nodes owned by `domid`.
+    pub fn bytes_owned(&self, domid: DomId) -> usize {
+        self.owned_bytes.get(&domid).copied().unwrap_or(0)
+    }
+
+    /// Bytes of every node.
+    pub fn total_bytes(&self) -> usize {
+        self.owned_bytes.values().sum()
+    }
+
     /// Every node, in path order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
         self.nodes.iter().map(|(p, n)| (p.as_slice(), n))
@@ -124,42 +141,50 @@ impl Store {
     pub(crate) fn replace(&mut self, path: &[u8], mut node: Node) {
         self.generation += 1;
         node.generation = self.generation;
-        self.count_owner(node.perms.owner, 1);
+        self.count_owner(node.perms.owner, 1, node_cost(path, &node) as isize);
         if let Some(old) = self.nodes.insert(path.to_vec(), node) {
-            self.count_owner(old.perms.owner, -1);
+            self.count_owner(old.perms.owner, -1, -(node_cost(path, &old) as isize));
         }
     }
 
     /// Remove a node (no-op when absent), keeping the owner counts.
     pub(crate) fn remove(&mut self, path: &[u8]) {
         if let Some(old) = self.nodes.remove(path) {
-            self.count_owner(old.perms.owner, -1);
+            self.count_owner(old.perms.owner, -1, -(node_cost(path, &old) as isize));
         }
     }
 
-    fn count_owner(&mut self, owner: DomId, delta: i32) {
+    fn count_owner(&mut self, owner: DomId, delta: i32, bytes: isize) {
         let count = self.owned.entry(owner).or_insert(0);
         *count = count.saturating_add_signed(delta);
         if *count == 0 {
             self.owned.remove(&owner);
+        }
+        let total = self.owned_bytes.entry(owner).or_insert(0);
+        *total = total.saturating_add_signed(bytes);
+        if *total == 0 {
+            self.owned_bytes.remove(&owner);
         }
     }
 
     /// After a domain is destroyed: drop it from every permission list; nodes it still owns pass
     /// to Dom0 (XSA-322: a later domain reusing the id must inherit nothing).
     pub(crate) fn forget_domain(&mut self, domid: DomId) {
-        let mut moved = 0;
-        for node in self.nodes.values_mut() {
-            let was_owner = node.perms.owner == domid;
+        // Permission lists shrink: recount the bytes of every node whose list changed.
+        let mut recount: Vec<(DomId, isize)> = Vec::new();
+        for (path, node) in self.nodes.iter_mut() {
+            let old_owner = node.perms.owner;
+            let old_cost = node_cost(path, node) as isize;
             if node.perms.forget_domain(domid) {
                 self.generation += 1;
                 node.generation = self.generation;
+                recount.push((old_owner, -old_cost));
+                recount.push((node.perms.owner, node_cost(path, node) as isize));
             }
-            moved += u32::from(was_owner);
         }
-        self.owned.remove(&domid);
-        if moved > 0 {
-            *self.owned.entry(DOM0).or_insert(0) += moved;
+        for (owner, bytes) in recount {
+            let (count, bytes) = if bytes < 0 { (-1, bytes) } else { (1, bytes) };
+            self.count_owner(owner, count, bytes);
         }
     }
 
@@ -167,8 +192,10 @@ impl Store {
     /// listing it, every listed child exists, owner counts match.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
         let mut counted: BTreeMap<DomId, u32> = BTreeMap::new();
+        let mut bytes: BTreeMap<DomId, usize> = BTreeMap::new();
         for (path, node) in &self.nodes {
             *counted.entry(node.perms.owner).or_insert(0) += 1;
+            *bytes.entry(node.perms.owner).or_insert(0) += node_cost(path, node);
             if let Some(parent_path) = parent(path) {
                 let parent_node = self.nodes.get(parent_path).ok_or("node without parent")?;
                 if !parent_node.children.contains(last_component(path)) {
@@ -185,6 +212,9 @@ impl Store {
         }
         if counted != self.owned {
             return Err("owner counts out of step");
+        }
+        if bytes != self.owned_bytes {
+            return Err("owner bytes out of step");
         }
         Ok(())
     }
@@ -205,25 +235,35 @@ impl NodeMap for Store {
     fn owned_by(&self, domid: DomId) -> u32 {
         self.owned(domid)
     }
+    fn bytes_owned_by(&self, domid: DomId) -> usize {
+        self.bytes_owned(domid)
+    }
 }
 
-fn readable(map: &mut impl NodeMap, actor: DomId, path: &[u8]) -> Result<Node, StoreError> {
+/// The node at `path` if `actor` may read it. Borrowed: a reply copies only what it sends,
+/// never a node's whole child list.
+fn readable<'m>(map: &'m mut impl NodeMap, actor: DomId, path: &[u8]) -> Result<&'m Node, StoreError> {
     let node = map.node(path)?.ok_or(StoreError::NotFound)?;
     if !node.perms.access_for(actor).can_read() {
         return Err(StoreError::PermissionDenied);
     }
-    Ok(node.clone())
+    Ok(node)
 }
 
 /// `READ`: the value.
 pub(crate) fn read(map: &mut impl NodeMap, actor: DomId, path: &[u8]) -> Result<Vec<u8>, StoreError> {
-    Ok(readable(map, actor, path)?.value)
+    Ok(readable(map, actor, path)?.value.clone())
 }
 
-/// `DIRECTORY`: child names, each NUL-terminated.
+/// `DIRECTORY`: child names, each NUL-terminated. A list longer than one reply may carry is
+/// refused before anything is copied.
 pub(crate) fn directory(map: &mut impl NodeMap, actor: DomId, path: &[u8]) -> Result<Vec<u8>, StoreError> {
     let node = readable(map, actor, path)?;
-    let mut out = Vec::new();
+    let len: usize = node.children.iter().map(|name| name.len() + 1).sum();
+    if len > PAYLOAD_MAX as usize {
+        return Err(StoreError::ReplyTooBig);
+    }
+    let mut out = Vec::with_capacity(len);
     for name in &node.children {
         out.extend_from_slice(name);
         out.push(0);
@@ -237,6 +277,18 @@ pub(crate) fn get_perms(map: &mut impl NodeMap, actor: DomId, path: &[u8]) -> Re
     let mut out = Vec::new();
     node.perms.encode(&mut out);
     Ok(out)
+}
+
+/// Refuse growing the nodes `owner` owns by `grow` bytes past [`Limits::node_bytes`] (Dom0,
+/// the toolstack, is exempt as an actor and as an owner).
+fn charge(map: &impl NodeMap, actor: DomId, owner: DomId, limits: &Limits, grow: usize) -> Result<(), StoreError> {
+    if actor == DOM0 || owner == DOM0 || grow == 0 {
+        return Ok(());
+    }
+    if map.bytes_owned_by(owner).saturating_add(grow) > limits.node_bytes {
+        return Err(StoreError::QuotaExceeded(Quota::Memory));
+    }
+    Ok(())
 }
 
 /// `WRITE`: set the value, creating missing ancestors.
@@ -255,6 +307,10 @@ pub(crate) fn write(
         if !existing.perms.access_for(actor).can_write() {
             return Err(StoreError::PermissionDenied);
         }
+        let grow = value.len().saturating_sub(existing.value.len());
+        let owner = existing.perms.owner;
+        charge(map, actor, owner, limits, grow)?;
+        let Some(existing) = map.node(path)? else { return Err(StoreError::NotFound) };
         let mut node = existing.clone();
         node.value = value.to_vec();
         let perms = node.perms.clone();
@@ -312,6 +368,15 @@ fn create(
         if wanted > limits.nodes_per_domain {
             return Err(StoreError::QuotaExceeded(Quota::Nodes));
         }
+        let new_bytes: usize = missing
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let value_len = if i == 0 { value.len() } else { 0 };
+                crate::memory::NODE_OVERHEAD + p.len() + last_component(p).len() + value_len + perms_cost(&perms)
+            })
+            .sum();
+        charge(map, actor, actor, limits, new_bytes)?;
     }
     // Top-down: link each new node into its parent, then insert it.
     let mut parent_node = ancestor;
@@ -390,6 +455,10 @@ pub(crate) fn set_perms(
             return Err(StoreError::QuotaExceeded(Quota::PermissionsPerNode));
         }
     }
+    let grow = perms_cost(&perms).saturating_sub(perms_cost(&node.perms));
+    let owner = node.perms.owner;
+    charge(map, actor, owner, limits, grow)?;
+    let Some(node) = map.node(path)? else { return Err(StoreError::NotFound) };
     let mut node = node.clone();
     let old_perms = core::mem::replace(&mut node.perms, perms.clone());
     map.put(path, node)?;

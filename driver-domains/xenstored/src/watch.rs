@@ -70,11 +70,28 @@ pub struct Watch {
 #[derive(Debug, Clone, Default)]
 pub struct Watches {
     list: Vec<Watch>,
+    /// Bytes of the registered watches ([`crate::memory::watch_cost`]).
+    bytes: usize,
     queue: VecDeque<Vec<u8>>,
     queued_bytes: usize,
 }
 
+impl Watch {
+    fn cost(&self) -> usize {
+        let target = match &self.target {
+            WatchTarget::Node(path) => path.len(),
+            WatchTarget::Special(_) => 0,
+        };
+        crate::memory::watch_cost(target, self.requested.len(), self.token.len())
+    }
+}
+
 impl Watches {
+    /// Bytes of the registered watches (pending events are [`Watches::queued_bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Registered watches.
     pub fn iter(&self) -> impl Iterator<Item = &Watch> {
         self.list.iter()
@@ -102,6 +119,7 @@ impl Watches {
         requested: &[u8],
         token: &[u8],
         limit: Option<usize>,
+        byte_limit: Option<usize>,
         queue_limit: usize,
     ) -> Result<(), StoreError> {
         if self.list.iter().any(|w| w.target == target && w.token == token) {
@@ -110,7 +128,13 @@ impl Watches {
         if limit.is_some_and(|limit| self.list.len() >= limit) {
             return Err(StoreError::QuotaExceeded(Quota::Watches));
         }
-        self.list.push(Watch { target, requested: requested.to_vec(), token: token.to_vec(), overflowed: false });
+        let watch = Watch { target, requested: requested.to_vec(), token: token.to_vec(), overflowed: false };
+        let cost = watch.cost();
+        if byte_limit.is_some_and(|limit| self.bytes + cost > limit) {
+            return Err(StoreError::QuotaExceeded(Quota::Memory));
+        }
+        self.bytes += cost;
+        self.list.push(watch);
         let index = self.list.len() - 1;
         let event = requested.to_vec();
         self.queue_event(index, &event, queue_limit);
@@ -120,13 +144,15 @@ impl Watches {
     /// Remove the watch registered on `target` with `token`.
     pub fn remove(&mut self, target: &WatchTarget, token: &[u8]) -> Result<(), StoreError> {
         let index = self.list.iter().position(|w| w.target == *target && w.token == token);
-        self.list.remove(index.ok_or(StoreError::NotFound)?);
+        let removed = self.list.remove(index.ok_or(StoreError::NotFound)?);
+        self.bytes -= removed.cost();
         Ok(())
     }
 
     /// Remove every watch and every pending event.
     pub fn clear(&mut self) {
         self.list.clear();
+        self.bytes = 0;
         self.queue.clear();
         self.queued_bytes = 0;
     }
@@ -232,7 +258,7 @@ mod tests {
     fn fires_initially_then_on_changes_at_or_below() {
         let mut w = Watches::default();
         let target = WatchTarget::Node(b"/local/domain/3/device".to_vec());
-        w.add(target, b"device", b"tok", Some(128), 4096).unwrap();
+        w.add(target, b"device", b"tok", Some(128), None, 4096).unwrap();
         assert_eq!(drain(&mut w), [b"device\0tok\0".to_vec()]);
         let open = Permissions::new(3, Access::None);
         w.notify(3, b"/local/domain/3", &change(b"/local/domain/3/device/vif/0", false, open.clone()), 4096);
@@ -248,7 +274,7 @@ mod tests {
     #[test]
     fn no_events_for_unreadable_nodes() {
         let mut w = Watches::default();
-        w.add(WatchTarget::Node(b"/".to_vec()), b"/", b"t", Some(128), 4096).unwrap();
+        w.add(WatchTarget::Node(b"/".to_vec()), b"/", b"t", Some(128), None, 4096).unwrap();
         drain(&mut w);
         w.notify(
             4,
@@ -265,14 +291,14 @@ mod tests {
     #[test]
     fn duplicate_and_quota() {
         let mut w = Watches::default();
-        w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"t", Some(2), 4096).unwrap();
+        w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"t", Some(2), None, 4096).unwrap();
         assert_eq!(
-            w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"t", Some(2), 4096),
+            w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"t", Some(2), None, 4096),
             Err(StoreError::AlreadyExists)
         );
-        w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"u", Some(2), 4096).unwrap();
+        w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"u", Some(2), None, 4096).unwrap();
         assert_eq!(
-            w.add(WatchTarget::Node(b"/b".to_vec()), b"/b", b"t", Some(2), 4096),
+            w.add(WatchTarget::Node(b"/b".to_vec()), b"/b", b"t", Some(2), None, 4096),
             Err(StoreError::QuotaExceeded(Quota::Watches))
         );
         let a = WatchTarget::Node(b"/a".to_vec());
@@ -285,7 +311,7 @@ mod tests {
     fn full_queue_coalesces_into_one_event_on_the_watched_path() {
         let mut w = Watches::default();
         let limit = 100;
-        w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"t", Some(128), limit).unwrap();
+        w.add(WatchTarget::Node(b"/a".to_vec()), b"/a", b"t", Some(128), None, limit).unwrap();
         let perms = Permissions::new(0, Access::None);
         for i in 0..50u8 {
             w.notify(0, b"/local/domain/0", &change(&[b'/', b'a', b'/', b'a' + (i % 26)], false, perms.clone()), limit);
@@ -301,7 +327,7 @@ mod tests {
     #[test]
     fn pop_respects_room() {
         let mut w = Watches::default();
-        w.add(WatchTarget::Special(SpecialPath::ReleaseDomain), b"@releaseDomain", b"t", None, 4096).unwrap();
+        w.add(WatchTarget::Special(SpecialPath::ReleaseDomain), b"@releaseDomain", b"t", None, None, 4096).unwrap();
         assert_eq!(w.pop_event(10), None);
         assert!(w.pop_event(100).is_some());
         w.notify_special(SpecialPath::ReleaseDomain, 4096);

@@ -8,7 +8,16 @@ use shared_ring::wire::xenstore::{XsType, XsdSockmsg};
 use xenstored::{Limits, MAX_MESSAGE, ProtocolViolation, StoreServer};
 
 fn server_with(domains: &[u16]) -> StoreServer {
-    let mut server = StoreServer::new(Limits::default());
+    server_with_limits(domains, Limits::default())
+}
+
+/// The count quotas alone: byte budgets out of the way (tests/memory.rs plays those).
+fn counts_only() -> Limits {
+    Limits { node_bytes: 1 << 40, transaction_bytes: 1 << 40, watch_bytes: 1 << 40, ..Limits::default() }
+}
+
+fn server_with_limits(domains: &[u16], limits: Limits) -> StoreServer {
+    let mut server = StoreServer::new(limits);
     for &d in domains {
         server.introduce(d).unwrap();
     }
@@ -187,7 +196,7 @@ fn watch_quota() {
 
 #[test]
 fn node_and_transaction_quotas() {
-    let mut s = server_with(&[5]);
+    let mut s = server_with_limits(&[5], counts_only());
     // The home counts as one owned node.
     for i in 0..999 {
         assert_eq!(write(&mut s, 5, format!("n{i}").as_bytes(), b""), ok(), "{i}");
@@ -212,7 +221,7 @@ fn node_and_transaction_quotas() {
     assert_eq!(ask(&mut s, 5, XsType::TransactionEnd, tx, b"T\0"), err("ENOSPC"));
     assert_eq!(s.store().owned(5), 1000);
 
-    let mut s = server_with(&[5]);
+    let mut s = server_with_limits(&[5], counts_only());
     let mut txs = Vec::new();
     for _ in 0..10 {
         txs.push(ask(&mut s, 5, XsType::TransactionStart, 0, b"\0").unwrap());
@@ -229,7 +238,7 @@ fn node_and_transaction_quotas() {
 
 #[test]
 fn transaction_size_is_bounded() {
-    let mut s = server_with(&[5]);
+    let mut s = server_with_limits(&[5], counts_only());
     let tx = ask(&mut s, 5, XsType::TransactionStart, 0, b"\0").unwrap();
     let tx: u32 = std::str::from_utf8(tx.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
     let mut refused = 0;

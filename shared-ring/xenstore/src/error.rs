@@ -20,6 +20,9 @@ pub enum Quota {
     ValueSize,
     /// Entries in one node's permission list.
     PermissionsPerNode,
+    /// Bytes of the server's memory the domain's nodes, transactions or watches take, or (when
+    /// introducing a domain) the server's memory for one more domain.
+    Memory,
 }
 
 /// Why a request failed.
@@ -82,6 +85,7 @@ impl fmt::Display for StoreError {
             StoreError::QuotaExceeded(Quota::TransactionSize) => "transaction touches too many nodes",
             StoreError::QuotaExceeded(Quota::ValueSize) => "value too large",
             StoreError::QuotaExceeded(Quota::PermissionsPerNode) => "too many permission entries",
+            StoreError::QuotaExceeded(Quota::Memory) => "store memory quota exceeded",
             StoreError::ReplyTooBig => "reply would exceed the 4096-byte payload limit",
             StoreError::Conflict => "transaction conflicted, retry",
             StoreError::NestedTransaction => "transaction already open on this request",
