@@ -338,3 +338,45 @@ fn released_ids_inherit_nothing_and_unknown_domains_are_refused() {
     assert_eq!(s.introduce(5), Err(xenstored::StoreError::AlreadyExists));
     assert_eq!(s.release(0), Err(xenstored::StoreError::InvalidRequest));
 }
+
+/// XSA-206: a guest writing in a tight loop (its own nodes, the parent directory it may write,
+/// and node creation and removal next to the victims' nodes) must not starve other domains'
+/// transactions: conflicts are per node, so a transaction fails only when a node it looked at
+/// changed, and nothing a backend or the toolstack looks at is writable by the attacker.
+#[test]
+fn a_guest_writing_in_a_loop_does_not_starve_other_transactions() {
+    let mut s = server_with(&[5, 6]);
+    // The toolstack's layout: the backend (6) owns its device directory, the attacker (5) its
+    // frontend directory, each readable by the other.
+    for (dir, owner, peer) in
+        [(&b"/local/domain/6/backend/vif/5/0"[..], b"6", b"r5"), (b"/local/domain/5/device/vif/0", b"5", b"r6")]
+    {
+        write(&mut s, 0, &[dir, b"/state"].concat(), b"1").unwrap();
+        ask(&mut s, 0, XsType::SetPerms, 0, &fields(&[dir, &[b"n", &owner[..]].concat(), peer])).unwrap();
+        ask(&mut s, 0, XsType::SetPerms, 0, &fields(&[&[dir, b"/state"].concat(), &[b"n", &owner[..]].concat(), peer]))
+            .unwrap();
+    }
+    let mut committed = 0;
+    for round in 0..500u32 {
+        // The backend switches its state the way `xenbus::switch_state` does.
+        let tx = ask(&mut s, 6, XsType::TransactionStart, 0, b"\0").unwrap();
+        let tx: u32 = std::str::from_utf8(tx.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
+        ask(&mut s, 6, XsType::Read, tx, b"/local/domain/6/backend/vif/5/0/state\0").unwrap();
+        // Meanwhile the attacker writes everything it may, again and again.
+        for i in 0..8 {
+            let v = format!("{round}-{i}");
+            write(&mut s, 5, b"/local/domain/5/device/vif/0/state", v.as_bytes()).unwrap();
+            write(&mut s, 5, format!("/local/domain/5/spam{i}").as_bytes(), v.as_bytes()).unwrap();
+            ask(&mut s, 5, XsType::Rm, 0, format!("/local/domain/5/spam{i}\0").as_bytes()).unwrap();
+            assert_eq!(write(&mut s, 5, b"/local/domain/6/backend/vif/5/0/state", b"6"), err("EACCES"));
+        }
+        let next = format!("{}", 2 + round % 3);
+        ask(&mut s, 6, XsType::Write, tx, &[&b"/local/domain/6/backend/vif/5/0/state\0"[..], next.as_bytes()].concat())
+            .unwrap();
+        if ask(&mut s, 6, XsType::TransactionEnd, tx, b"T\0") == ok() {
+            committed += 1;
+        }
+    }
+    assert_eq!(committed, 500, "the attacker's writes made the backend's transactions conflict");
+    s.check_invariants().unwrap();
+}
