@@ -14,6 +14,7 @@ mod xl;
 
 use alloc::vec::Vec;
 use hv_abi::{DomainListEntry, ShutdownReason, end, state};
+use hv_bundle::restart::{RestartBackoff, RestartDecision};
 use hv_bundle::{DomainConfig, Expect, OnFinish, Topology};
 use hv_rt::{domctl, evtchn, println, time};
 use store_service::StoreService;
@@ -75,6 +76,10 @@ pub struct Tracked {
     pub waiting: Option<connect::Wait>,
     /// Creation to all its devices Connected, once seen.
     pub connected_after_ns: Option<u64>,
+    /// Its recent crashes (`on_crash = "restart"` backs off, then gives up).
+    pub backoff: hv_bundle::restart::RestartBackoff,
+    /// A restart waiting for its back-off delay to pass (Dom0's clock).
+    pub restart_at: Option<u64>,
 }
 
 impl Tracked {
@@ -82,7 +87,18 @@ impl Tracked {
     pub fn new(cfg: DomainConfig, domid: Option<u32>, since_ns: u64, from_xl: bool) -> Self {
         let waiting = (domid.is_some() && !cfg.devices.is_empty()).then_some(connect::Wait::Create);
         let ending = if domid.is_none() { Some(Ending::FailedToStart) } else { None };
-        Self { cfg, domid, ending, restarts: 0, from_xl, since_ns, waiting, connected_after_ns: None }
+        Self {
+            cfg,
+            domid,
+            ending,
+            restarts: 0,
+            from_xl,
+            since_ns,
+            waiting,
+            connected_after_ns: None,
+            backoff: Default::default(),
+            restart_at: None,
+        }
     }
 
     /// Running now (not ended, or running on after its topology finished).
@@ -191,9 +207,12 @@ fn main() {
     let mut more = true;
     loop {
         if !more {
-            // Woken by DOM_EXC, a store port, or the safety-net deadline.
-            time::block_until(time::now_ns() + 1_000_000_000);
+            // Woken by DOM_EXC, a store port, a restart's back-off deadline, or the safety net.
+            let safety_net = time::now_ns() + 1_000_000_000;
+            let restart_due = tracked.iter().filter_map(|t| t.restart_at).min().unwrap_or(u64::MAX);
+            time::block_until(safety_net.min(restart_due));
         }
+        restart_due(&mut tracked, &mut store);
         let mut domain_changed = false;
         let mut any_port = false;
         evtchn::take_pending(|port| {
@@ -275,13 +294,49 @@ pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreSer
         return;
     }
     let name = tracked[i].cfg.name.clone();
-    println!("{name} (domain {id}) ended: {}; restarting it (on_crash = restart)", how.text());
+    let ran_ns = time::now_ns().saturating_sub(tracked[i].since_ns);
+    match tracked[i].backoff.on_crash(ran_ns) {
+        RestartDecision::After { delay_ns: 0, .. } => {
+            println!("{name} (domain {id}) ended: {}; restarting it (on_crash = restart)", how.text());
+            restart_now(tracked, i, store, how);
+        }
+        RestartDecision::After { delay_ns, in_a_row } => {
+            println!(
+                "{name} (domain {id}) ended: {}; {in_a_row} crashes in a row, restarting it in {} ms (on_crash = restart)",
+                how.text(),
+                delay_ns / 1_000_000
+            );
+            tracked[i].domid = None;
+            tracked[i].restart_at = Some(time::now_ns().saturating_add(delay_ns));
+        }
+        RestartDecision::GiveUp { in_a_row } => {
+            println!(
+                "{name} (domain {id}) ended: {}; it crashed {in_a_row} times in a row, each within {} s of starting: staying down (on_crash = restart gives up)",
+                how.text(),
+                RestartBackoff::STABLE_NS / 1_000_000_000
+            );
+            tracked[i].ending = Some(how);
+        }
+    }
+}
+
+fn restart_now(tracked: &mut [Tracked], i: usize, store: &mut StoreService, how: Ending) {
+    let name = tracked[i].cfg.name.clone();
     match toolstack::restart(tracked, i, store) {
         Ok(new) => println!("{name} restarted as domain {new} (restart {})", tracked[i].restarts),
         Err(e) => {
             println!("{name}: restart failed: {e}");
             tracked[i].ending = Some(how);
         }
+    }
+}
+
+/// Starts the restarts whose back-off delay has passed.
+fn restart_due(tracked: &mut [Tracked], store: &mut StoreService) {
+    let now = time::now_ns();
+    while let Some(i) = tracked.iter().position(|t| t.restart_at.is_some_and(|at| at <= now)) {
+        tracked[i].restart_at = None;
+        restart_now(tracked, i, store, Ending::Crashed);
     }
 }
 

@@ -15,6 +15,8 @@
 
 extern crate alloc;
 
+pub mod restart;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
