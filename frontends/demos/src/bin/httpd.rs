@@ -1,10 +1,16 @@
 //! httpd: an HTTP/1.1 server on netfront + smoltcp.
 //!
-//! Args: `port=80`, `conns=16` (concurrent connections: one listening socket each, listening
-//! again once its connection ends), plus the network args of `demos::net` (`vif=`, `ip=`,
-//! `gw=`). Serves `/` (a small page naming the domain) and `/stats` (counters, plain text);
-//! 404 for other paths, 405 for methods other than GET/HEAD, 400 for malformed requests, 431
-//! for requests over 2 KiB. Keep-alive and pipelining work; idle connections close after 30 s.
+//! Args: `port=80`, `conns=64` (concurrent connections: one listening socket each, listening
+//! again once its connection ends; at most 256), plus the network args of `demos::net` (`vif=`,
+//! `ip=`, `gw=`). Serves `/` (a small page naming the domain) and `/stats` (counters, plain
+//! text); 404 for other paths, 405 for methods other than GET/HEAD, 400 for malformed requests,
+//! 431 for requests over 2 KiB. Keep-alive and pipelining work.
+//!
+//! Slow and idle clients cannot hold the sockets: a request that is not complete 5 s after its
+//! first byte (or after the connection opened) gets `408 Request Timeout` and the connection is
+//! closed; a keep-alive connection idle for 10 s between requests is closed cleanly (FIN, not
+//! RST). While every socket is taken, a new client's SYN is refused by the stack (a clean
+//! "connection refused"), never reset in the middle of a request.
 //!
 //! Console: `httpd: listening on <ip>:<port>` once the interface has an address, then
 //! `httpd: <n> requests served` every 1000 requests.
@@ -29,7 +35,10 @@ hv_rt::main!(main);
 
 const TAG: &str = "httpd";
 const SECOND: u64 = 1_000_000_000;
-const IDLE_NS: u64 = 30 * SECOND;
+/// A request must arrive whole this soon after the connection opened or its first byte came.
+const REQUEST_NS: u64 = 5 * SECOND;
+/// A keep-alive connection waiting for its next request is closed after this long.
+const KEEPALIVE_NS: u64 = 10 * SECOND;
 const REPORT_EVERY: u64 = 1000;
 
 struct Conn {
@@ -38,7 +47,10 @@ struct Conn {
     len: usize,
     /// A response ended with `Connection: close` (or an error): no more requests.
     closing: bool,
+    /// When the connection last finished a response (or opened); 0 while not connected.
     last_active: u64,
+    /// When the request being received began (its first byte, or the connection's opening).
+    request_started: u64,
 }
 
 #[derive(Default)]
@@ -47,6 +59,10 @@ struct Counters {
     bad: u64,
     not_found: u64,
     connections: u64,
+    /// Connections closed because a request did not arrive in time (408).
+    timed_out: u64,
+    /// Keep-alive connections closed for idling.
+    idle_closed: u64,
 }
 
 struct Server {
@@ -58,7 +74,7 @@ struct Server {
 
 fn main() {
     let port = hv_rt::arg_u64("port", 80) as u16;
-    let nconns = hv_rt::arg_u64("conns", 16).clamp(1, 64) as usize;
+    let nconns = hv_rt::arg_u64("conns", 64).clamp(1, 256) as usize;
     let mut net = Net::from_args(TAG).unwrap_or_else(|e| fail(TAG, &e));
     let mut conns: Vec<Conn> = (0..nconns)
         .map(|_| {
@@ -67,7 +83,7 @@ fn main() {
             let mut sock = tcp::Socket::new(rx, tx);
             sock.set_nagle_enabled(false); // each response is written whole
             let handle = net.sockets.add(sock);
-            Conn { handle, buf: [0; MAX_REQUEST], len: 0, closing: false, last_active: 0 }
+            Conn { handle, buf: [0; MAX_REQUEST], len: 0, closing: false, last_active: 0, request_started: 0 }
         })
         .collect();
     let Some(addr) = net.wait_for_address(60 * SECOND) else { fail(TAG, "no address after 60 s") };
@@ -110,6 +126,7 @@ impl Server {
             // Closed or TIME-WAIT: listen again with a clean slate.
             c.len = 0;
             c.last_active = 0;
+            c.request_started = 0;
             c.closing = false;
             let _ = s.listen(self.port);
             return false;
@@ -119,11 +136,15 @@ impl Server {
         }
         if c.last_active == 0 {
             c.last_active = now;
+            c.request_started = now;
             self.counts.connections += 1;
         }
         let mut busy = false;
         if s.can_recv() && !c.closing && c.len < c.buf.len() {
             let n = s.recv_slice(&mut c.buf[c.len..]).unwrap_or(0);
+            if n > 0 && c.len == 0 && c.request_started == 0 {
+                c.request_started = now;
+            }
             c.len += n;
             busy |= n > 0;
         }
@@ -170,6 +191,9 @@ impl Server {
             c.buf.copy_within(used..c.len, 0);
             c.len -= used;
             c.last_active = now;
+            // A pipelined request already (partly) here started now; otherwise the next one
+            // starts with its first byte.
+            c.request_started = if c.len > 0 { now } else { 0 };
             busy = true;
             if !keep {
                 c.closing = true;
@@ -184,9 +208,30 @@ impl Server {
             && (c.len == 0 || http::parse(&c.buf[..c.len]) == Parse::Incomplete)
         {
             c.closing = true;
+            c.last_active = now;
             s.close();
         }
-        if now.saturating_sub(c.last_active) > IDLE_NS {
+        if !c.closing {
+            if c.request_started != 0 && now.saturating_sub(c.request_started) > REQUEST_NS {
+                // A slow (or stalled) request: say why, then close.
+                let mut out = [0u8; 256];
+                let n = error(&mut out, 408);
+                if s.send_capacity() - s.send_queue() >= n {
+                    let _ = s.send_slice(&out[..n]);
+                }
+                self.counts.timed_out += 1;
+                c.closing = true;
+                c.last_active = now;
+                c.len = 0;
+                s.close();
+            } else if c.request_started == 0 && c.len == 0 && now.saturating_sub(c.last_active) > KEEPALIVE_NS {
+                self.counts.idle_closed += 1;
+                c.closing = true;
+                c.last_active = now;
+                s.close();
+            }
+        } else if now.saturating_sub(c.last_active) > REQUEST_NS {
+            // Our FIN was not answered in all that time: give the socket back.
             s.abort();
         }
         if !s.is_open() {
@@ -200,7 +245,7 @@ impl Server {
         let up = (time::now_ns() - self.started) / SECOND;
         let _ = write!(
             c,
-            "domain: {} ({})\nuptime_s: {up}\nrequests: {}\nbad_requests: {}\nnot_found: {}\nconnections: {}\n\
+            "domain: {} ({})\nuptime_s: {up}\nrequests: {}\nbad_requests: {}\nnot_found: {}\nconnections: {}\ntimed_out: {}\nidle_closed: {}\n\
              tx_packets: {}\ntx_bytes: {}\nrx_packets: {}\nrx_bytes: {}\ntx_errors: {}\ntx_dropped: {}\n\
              rx_errors: {}\nviolations: {}\nreconnects: {}\n",
             hv_rt::name(),
@@ -209,6 +254,8 @@ impl Server {
             self.counts.bad,
             self.counts.not_found,
             self.counts.connections,
+            self.counts.timed_out,
+            self.counts.idle_closed,
             s.tx_packets,
             s.tx_bytes,
             s.rx_packets,
