@@ -6,7 +6,18 @@
 //! (and all-zero) source addresses are never learnt. An entry moves when its MAC is seen on
 //! another port, ages out after [`MAX_AGE_NS`], and a full table replaces its oldest entry, so a
 //! vif sending from thousands of forged addresses only churns the table (it never grows).
+//!
+//! The entries sit in a `Vec` in the order they were learnt (a replacement takes the replaced
+//! entry's slot), as in a plain linear table, and a [`hashbrown::HashMap`] indexes them by MAC:
+//! every frame costs a source learn and a destination lookup, which the index keeps flat where a
+//! scan grows with the table, while finding the oldest entry (a new address in a full table) is
+//! still one scan over the compact `Vec` (`benches/mac_table.rs`; figures in
+//! `docs/architecture.md`). The index hashes with foldhash, seeded per table from the TSC, so a
+//! DomU cannot precompute addresses that collide; and as the table never holds more than
+//! [`TABLE_SIZE`] entries, even a full collision costs no more than the scan it replaced.
 use alloc::vec::Vec;
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
 
 /// An Ethernet address.
 pub type Mac = [u8; 6];
@@ -87,52 +98,93 @@ struct Entry {
     seen_ns: u64,
 }
 
+/// A slot in [`Switch::entries`].
+type Slot = u16;
+const _: () = assert!(TABLE_SIZE <= Slot::MAX as usize + 1);
+
 /// The MAC table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Switch {
-    table: Vec<Entry>,
+    /// The entries, oldest learnt first; a replacement takes the replaced entry's slot.
+    entries: Vec<Entry>,
+    /// Each entry's slot, by MAC.
+    index: HashMap<Mac, Slot, FixedState>,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A seed for one table's hasher: the time stamp counter when the table is made (the domain's
+/// image and addresses are the same every boot; the moment netback starts is not).
+fn table_seed() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: rdtsc only reads the time stamp counter (allowed in ring 3: hv-core leaves CR4.TSD
+    // clear, as `StartInfo::tsc_khz` documents).
+    let seed = unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    let seed = 0x9e37_79b9_7f4a_7c15;
+    seed
 }
 
 impl Switch {
     pub fn new() -> Self {
-        Self { table: Vec::with_capacity(TABLE_SIZE) }
+        Self {
+            entries: Vec::with_capacity(TABLE_SIZE),
+            index: HashMap::with_capacity_and_hasher(TABLE_SIZE, FixedState::with_seed(table_seed())),
+        }
     }
 
     /// Entries currently in the table (aged ones included until they are replaced).
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.entries.is_empty()
     }
 
     /// Records that `src` was seen on `port` at `now_ns`.
+    ///
+    /// A new address in a full table replaces the least recently seen entry (among equally old
+    /// ones, the one in the lowest slot: the choice never depends on the hasher's seed).
     pub fn learn(&mut self, src: &Mac, port: PortId, now_ns: u64) {
         if is_group(src) || *src == [0; 6] {
             return;
         }
-        if let Some(e) = self.table.iter_mut().find(|e| e.mac == *src) {
+        if let Some(&slot) = self.index.get(src) {
+            let e = &mut self.entries[slot as usize];
             e.port = port;
             e.seen_ns = now_ns;
             return;
         }
         let entry = Entry { mac: *src, port, seen_ns: now_ns };
-        if self.table.len() < TABLE_SIZE {
-            self.table.push(entry);
-        } else if let Some(oldest) = self.table.iter_mut().min_by_key(|e| e.seen_ns) {
+        if self.entries.len() < TABLE_SIZE {
+            self.index.insert(*src, self.entries.len() as Slot);
+            self.entries.push(entry);
+        } else if let Some((slot, oldest)) = self.entries.iter_mut().enumerate().min_by_key(|(_, e)| e.seen_ns) {
+            self.index.remove(&oldest.mac);
+            self.index.insert(*src, slot as Slot);
             *oldest = entry;
         }
     }
 
     /// The port `dst` was last seen on, unless that is too long ago.
     pub fn lookup(&self, dst: &Mac, now_ns: u64) -> Option<PortId> {
-        self.table.iter().find(|e| e.mac == *dst && now_ns.saturating_sub(e.seen_ns) <= MAX_AGE_NS).map(|e| e.port)
+        let e = &self.entries[*self.index.get(dst)? as usize];
+        (now_ns.saturating_sub(e.seen_ns) <= MAX_AGE_NS).then_some(e.port)
     }
 
     /// Forgets every address learnt on `port` (its vif went away).
     pub fn forget_port(&mut self, port: PortId) {
-        self.table.retain(|e| e.port != port);
+        let before = self.entries.len();
+        self.entries.retain(|e| e.port != port);
+        if self.entries.len() != before {
+            self.index.clear();
+            self.index.extend(self.entries.iter().enumerate().map(|(slot, e)| (e.mac, slot as Slot)));
+        }
     }
 
     /// Learns the frame's source on `ingress` and says where the frame goes.
@@ -221,6 +273,44 @@ mod tests {
         assert_eq!(s.lookup(&[0x02, 0, 0, 0, 0, 0], newest), None);
         s.forget_port(1);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn equally_old_entries_are_replaced_in_learning_order() {
+        // Every table has its own hasher seed; which entry goes must not depend on it.
+        for _ in 0..4 {
+            let mut s = Switch::new();
+            for i in (0..TABLE_SIZE).rev() {
+                s.learn(&[0x02, 0, 0, 0, 1, i as u8], 1, 7);
+            }
+            let last = (TABLE_SIZE - 1) as u8;
+            s.learn(&[0x02, 0, 0, 0, 2, 0], 2, 8);
+            assert_eq!(s.len(), TABLE_SIZE);
+            assert_eq!(s.lookup(&[0x02, 0, 0, 0, 1, last], 8), None);
+            assert_eq!(s.lookup(&[0x02, 0, 0, 0, 1, last - 1], 8), Some(1));
+            assert_eq!(s.lookup(&[0x02, 0, 0, 0, 2, 0], 8), Some(2));
+            s.learn(&[0x02, 0, 0, 0, 2, 1], 2, 8);
+            assert_eq!(s.lookup(&[0x02, 0, 0, 0, 1, last - 1], 8), None);
+        }
+    }
+
+    #[test]
+    fn forgetting_a_port_keeps_the_others_reachable() {
+        let mut s = Switch::new();
+        for i in 0..40u8 {
+            s.learn(&[0x02, 0, 0, 0, 0, i], 1 + (i % 3) as PortId, i as u64);
+        }
+        s.forget_port(2);
+        assert_eq!(s.len(), 27);
+        for i in 0..40u8 {
+            let want = (i % 3 != 1).then_some(1 + (i % 3) as PortId);
+            assert_eq!(s.lookup(&[0x02, 0, 0, 0, 0, i], 40), want);
+        }
+        s.learn(&[0x02, 0, 0, 0, 0, 1], 5, 41);
+        s.learn(&[0x02, 0, 0, 0, 0, 3], 6, 41);
+        assert_eq!(s.lookup(&[0x02, 0, 0, 0, 0, 1], 41), Some(5));
+        assert_eq!(s.lookup(&[0x02, 0, 0, 0, 0, 3], 41), Some(6));
+        assert_eq!(s.lookup(&[0x02, 0, 0, 0, 0, 4], 41), None);
     }
 
     #[test]
