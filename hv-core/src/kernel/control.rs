@@ -8,7 +8,7 @@
 //! Dom0; bytes Dom0 writes wait in a bounded transmit ring that each poll drains as far as the
 //! UART takes them.
 use super::Hv;
-use super::hypercall::{as_bytes, copy_out, live};
+use super::user_memory::{as_bytes, copy_out, live};
 use crate::arch::paging;
 use crate::arch::uart::{COM2, Uart};
 use crate::byte_ring::ByteQueue;

@@ -2,22 +2,21 @@
 //! the caller's own memory map with the access the domain itself would need, and the data is
 //! copied in (or out) exactly once through the hypervisor's direct map.
 use super::domain::{Domain, Life, Spec};
+use super::user_memory::{as_bytes, copy_in, copy_out, live};
 use super::{Hv, power_off, time};
-use crate::arch::{TrapFrame, paging};
+use crate::arch::TrapFrame;
 use crate::hvlog;
-use crate::user_memory::Access;
 use alloc::string::String;
 use core::mem::size_of;
 use hv_abi::{
-    ConsoleRead, CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end,
-    state,
+    CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state,
 };
 
 pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
     let Some(slot) = hv.sched.current() else { return };
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-    let result = match Hypercall::from_u64(frame.rax) {
-        Some(Hypercall::ConsoleWrite) => console_write(hv, slot, args[0], args[1]),
+    let (nr, args) = frame.hypercall();
+    let result = match Hypercall::from_u64(nr) {
+        Some(Hypercall::ConsoleWrite) => super::console::write(hv, slot, args[0], args[1]),
         Some(Hypercall::Yield) => {
             hv.need_resched = true;
             Ok(0)
@@ -47,56 +46,16 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
                 Err(Error::Perm)
             }
         }
-        Some(Hypercall::EvtchnOp) => super::event_channel_ops::dispatch(hv, slot, args),
-        Some(Hypercall::GrantTableOp) => super::grant_ops::dispatch(hv, slot, args),
-        Some(Hypercall::PciOp) => super::pci_devices::dispatch(hv, slot, args),
+        Some(Hypercall::EvtchnOp) => super::event_channel::dispatch(hv, slot, args),
+        Some(Hypercall::GrantTableOp) => super::grant_table::dispatch(hv, slot, args),
+        Some(Hypercall::PciOp) => super::pci::dispatch(hv, slot, args),
         Some(Hypercall::ControlIo) => super::control::dispatch(hv, slot, args),
         None => Err(Error::NoSys),
     };
-    frame.rax = match result {
+    frame.set_hypercall_result(match result {
         Ok(v) => v,
         Err(e) => e.to_raw(),
-    };
-}
-
-pub(super) fn live(hv: &Hv, slot: usize) -> Result<&super::domain::Live, Error> {
-    hv.domains[slot].as_ref().and_then(Domain::live).ok_or(Error::Srch)
-}
-
-/// Copies a `T` in from the domain (read access required).
-pub(super) fn copy_in<T: Copy>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
-    let pa = live(hv, slot)?.umap.check(ptr, size_of::<T>() as u64, Access::Read).map_err(|_| Error::Fault)?;
-    // SAFETY: `pa..pa+size_of::<T>()` lies in the domain's RAM (checked above), which the direct
-    // map covers; T is only instantiated with plain-old-data ABI structs valid for any bytes; the
-    // read is unaligned-safe and happens once.
-    Ok(unsafe { (paging::phys_to_virt(pa) as *const T).read_unaligned() })
-}
-
-/// Copies bytes out to the domain (write access required).
-pub(super) fn copy_out(hv: &Hv, slot: usize, ptr: u64, bytes: &[u8]) -> Result<(), Error> {
-    let pa = live(hv, slot)?.umap.check(ptr, bytes.len() as u64, Access::Write).map_err(|_| Error::Fault)?;
-    paging::copy_to_phys(pa, bytes);
-    Ok(())
-}
-
-pub(super) fn as_bytes<T>(v: &T) -> &[u8] {
-    // SAFETY: only used with the `#[repr(C)]` ABI structs, which have no padding bytes.
-    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
-fn console_write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64, Error> {
-    let len = len.min(hv_abi::CONSOLE_WRITE_MAX as u64);
-    let pa = live(hv, slot)?.umap.check(ptr, len, Access::Read).map_err(|_| Error::Fault)?;
-    let mut buf = [0u8; hv_abi::CONSOLE_WRITE_MAX];
-    let buf = &mut buf[..len as usize];
-    paging::copy_from_phys(pa, buf);
-    let d = hv.domains[slot].as_mut().ok_or(Error::Srch)?;
-    d.history.write(buf);
-    let name = d.name.clone();
-    if let Life::Alive(l) = &mut d.life {
-        l.console.feed(buf, |line| super::log::line(&name, format_args!("{line}")));
-    }
-    Ok(len)
+    });
 }
 
 fn domain_info(hv: &mut Hv, slot: usize, ptr: u64) -> Result<u64, Error> {
@@ -220,8 +179,8 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             copy_out(hv, caller, args[1], as_bytes(&info))?;
             Ok(0)
         }
-        DomctlOp::ConsoleRead => console_read(hv, caller, args[1], args[2], args[3]),
-        DomctlOp::StoreConnect => super::grant_ops::store_connect(hv, caller, args[1], args[2]),
+        DomctlOp::ConsoleRead => super::console::read_history(hv, caller, args[1], args[2], args[3]),
+        DomctlOp::StoreConnect => super::grant_table::store_connect(hv, caller, args[1], args[2]),
         DomctlOp::AssignPci => hv.assign_pci(args[1], args[2]),
         DomctlOp::Poweroff => {
             let code = (args[1] & 0xf) as u8;
@@ -229,26 +188,6 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
             power_off(code)
         }
     }
-}
-
-/// `domctl console_read(domid, from, io)`: copies recent console output of any domain the
-/// hypervisor still holds (live or dead-unreaped).
-fn console_read(hv: &mut Hv, caller: usize, domid: u64, from: u64, io: u64) -> Result<u64, Error> {
-    let target = u32::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::NoEnt)?;
-    let mut req: ConsoleRead = copy_in(hv, caller, io)?;
-    let len = req.len.min(hv_abi::CONSOLE_HISTORY as u64);
-    let pa = live(hv, caller)?.umap.check(req.buf, len, Access::Write).map_err(|_| Error::Fault)?;
-    // The result struct must be writable too: check before copying anything.
-    live(hv, caller)?.umap.check(io, size_of::<ConsoleRead>() as u64, Access::Write).map_err(|_| Error::Fault)?;
-    let d = hv.domains[target].as_ref().ok_or(Error::NoEnt)?;
-    let span = d.history.read(from, len as usize);
-    paging::copy_to_phys(pa, span.first);
-    paging::copy_to_phys(pa + span.first.len() as u64, span.second);
-    req.start = span.start;
-    req.copied = span.len() as u64;
-    req.end = span.end;
-    copy_out(hv, caller, io, as_bytes(&req))?;
-    Ok(req.copied)
 }
 
 fn target_slot(hv: &Hv, domid: u64) -> Result<usize, Error> {

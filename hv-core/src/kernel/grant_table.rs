@@ -1,19 +1,87 @@
-//! `grant_table_op` and `domctl store_connect`: the hypercall side of grant tables (checks in
-//! `crate::grant_table`). Every entry is read once from the granter's memory, checked, and only
-//! then acted on; the busy bits the hypervisor sets are what stops a granter ending access to a
-//! page that is still mapped.
+//! Grant tables in the kernel: `grant_table_op`, `domctl store_connect`, and the busy bits the
+//! hypervisor keeps in a granter's entries while they are mapped (pins), released when a mapper
+//! ends and revoked when a granter ends. The checks on an entry, the map-track table and the pin
+//! counts are `crate::grant_table` (host-tested). Every entry is read once from the granter's
+//! memory, checked, and only then acted on; the busy bits the hypervisor sets are what stops a
+//! granter ending access to a page that is still mapped.
 use super::Hv;
-use super::domain::{Domain, STORE_PAGE_GREF};
-use super::hypercall::{as_bytes, copy_in, copy_out, live};
+use super::domain::{Domain, Live};
+use super::user_memory::{as_bytes, check, copy_in, copy_out};
 use crate::arch::paging;
 use crate::grant_table::{Mapping, check_entry};
 use crate::user_memory::Access;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU16, Ordering};
 use hv_abi::{
     DOMAIN_BASE, Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_READONLY, GrantCopy, GrantEntry, GrantOp,
-    MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, STORE_RING_OFFSET, StoreConnection, gntst,
+    MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, STORE_RING_OFFSET, StoreConnection, gntst, gtf,
     map_va,
 };
+
+/// Map-track `gref` marking the store page mapped by `store_connect` (not a grant: no pins).
+pub const STORE_PAGE_GREF: u32 = u32::MAX;
+
+impl Live {
+    /// The flags word of entry `gref` in the domain's registered grant table, borrowed for as
+    /// long as the live domain, which owns the RAM the table lies in.
+    pub fn grant_flags(&self, gref: u32) -> Option<&AtomicU16> {
+        let (table, n) = self.grant_table?;
+        if gref >= n {
+            return None;
+        }
+        // SAFETY: the table lies in the domain's own RAM (checked at registration), allocated
+        // until the domain ends (which needs `&mut` of the domain, so not while this borrow
+        // lasts); the flags word is 2-aligned (entries are 8 bytes in a page-aligned table) and
+        // any bit pattern is a valid AtomicU16.
+        Some(unsafe { &*(paging::phys_to_virt(table + gref as u64 * 8) as *const AtomicU16) })
+    }
+
+    /// Entries marked `PERMIT_ACCESS` in the registered grant table.
+    pub fn grant_entries_in_use(&self) -> u64 {
+        let n = self.grant_table.map_or(0, |(_, n)| n);
+        (0..n)
+            .filter_map(|gref| self.grant_flags(gref))
+            .filter(|f| f.load(Ordering::Relaxed) & gtf::TYPE_MASK == gtf::PERMIT_ACCESS)
+            .count() as u64
+    }
+}
+
+impl Hv {
+    /// Points every other domain's mappings of `granter`'s pages at that domain's scratch page.
+    pub(super) fn revoke_grants_of(&mut self, granter: u32) -> usize {
+        let loaded = self.loaded_pml4;
+        let mut n = 0;
+        for d in self.domains.iter_mut().flatten() {
+            let Some(l) = d.live_mut() else { continue };
+            for h in l.maps.revoke_granter(granter) {
+                let pml4 = l.aspace.pml4;
+                l.aspace.remap_user(hv_abi::map_va(h), l.scratch, pml4 == loaded, &mut self.frames);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// One mapping of (granter, gref) went away: update the busy bits in the granter's entry.
+    pub fn release_pin(&mut self, granter: u32, gref: u32, writable: bool) {
+        if gref == STORE_PAGE_GREF {
+            return;
+        }
+        let bits = self.pins.unpin(granter, gref, writable);
+        if let Some(flags) = self.slot_of(granter).and_then(|g| self.grant_flags(g, gref)) {
+            flags.fetch_and(!(gtf::READING | gtf::WRITING) | bits, Ordering::SeqCst);
+        }
+    }
+
+    /// The flags word of entry `gref` in the registered grant table of the live domain in `slot`.
+    pub fn grant_flags(&self, slot: usize, gref: u32) -> Option<&AtomicU16> {
+        self.domains[slot].as_ref()?.live()?.grant_flags(gref)
+    }
+
+    /// Entries marked `PERMIT_ACCESS` in a live domain's registered grant table.
+    pub fn grant_entries_in_use(&self, slot: usize) -> u64 {
+        self.domains[slot].as_ref().and_then(Domain::live).map_or(0, Live::grant_entries_in_use)
+    }
+}
 
 /// Map/unmap report errno values; the finer `gntst` code is what `copy` reports per element.
 fn errno(st: i16) -> Error {
@@ -41,7 +109,7 @@ fn setup_table(hv: &mut Hv, slot: usize, va: u64, entries: u64) -> Result<u64, E
     if entries == 0 || entries > MAX_GRANT_ENTRIES as u64 || !va.is_multiple_of(PAGE_SIZE) {
         return Err(Error::Inval);
     }
-    let pa = live(hv, slot)?.umap.check(va, entries * 8, Access::Write).map_err(|_| Error::Fault)?;
+    let pa = check(hv, slot, va, entries * 8, Access::Write)?;
     let d = hv.domains[slot].as_ref().ok_or(Error::Srch)?;
     // Moving the table while grants from it are mapped would strand their busy bits.
     if hv
@@ -155,7 +223,7 @@ fn copy(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> Result<u64, Error> {
     let me = hv.domains[slot].as_ref().ok_or(Error::Srch)?.id;
     let size = core::mem::size_of::<GrantCopy>() as u64;
     // The whole array must be ours and writable before anything is copied.
-    live(hv, slot)?.umap.check(ops, count * size, Access::Write).map_err(|_| Error::Fault)?;
+    check(hv, slot, ops, count * size, Access::Write)?;
     for i in 0..count {
         let at = ops + i * size;
         let op: GrantCopy = copy_in(hv, slot, at)?;

@@ -3,7 +3,7 @@
 //! a filter, their memory BARs mapped uncached into the owner.
 use super::Hv;
 use super::domain::Domain;
-use super::hypercall::{as_bytes, copy_out};
+use super::user_memory::{as_bytes, copy_out};
 use crate::arch::paging;
 use crate::arch::pci_config::{read32, write32};
 use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS};
