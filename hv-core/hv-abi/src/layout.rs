@@ -16,6 +16,7 @@
 //! map handle. Everything else in the address space (the hypervisor included) is inaccessible from
 //! ring 3.
 
+use crate::DomId;
 use core::sync::atomic::AtomicU64;
 
 /// Where every domain's RAM starts (1 GiB). Domain binaries are linked at
@@ -227,27 +228,127 @@ pub struct ControlStatus {
     pub tx_pending: u64,
 }
 
-/// A grant-table entry, Xen's `grant_entry_v1` layout (`xen/include/public/grant_table.h`):
-/// written by the granting domain (domid, frame, then flags last), busy bits set by the
-/// hypervisor while the grant is mapped.
+/// A grant-table entry, Xen's `struct grant_entry_v1` (`xen/include/public/grant_table.h`,
+/// checked byte for byte against it in `shared-ring/tests/xen_headers.rs`, where shared-ring
+/// re-exports it as `GrantEntryV1`): written by the granting domain (domid, frame, then flags
+/// last), busy bits set by the hypervisor while the grant is mapped.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GrantEntry {
+    /// `GTF_*` type and flags ([`gtf`]).
     pub flags: u16,
-    /// The domain allowed to use the grant.
-    pub domid: u16,
+    /// The domain allowed to use the grant (the grantee).
+    pub domid: DomId,
     /// The granted page: [`gfn_of`] of one of the granter's own pages.
     pub frame: u32,
 }
 
-/// `GrantEntry::flags` bits (Xen's GTF_*).
+/// `GrantEntry::flags` bits (Xen's `GTF_*`).
 pub mod gtf {
-    pub const TYPE_MASK: u16 = 3;
+    /// `GTF_invalid`.
+    pub const INVALID: u16 = 0;
+    /// `GTF_permit_access`.
     pub const PERMIT_ACCESS: u16 = 1;
+    /// `GTF_accept_transfer`.
+    pub const ACCEPT_TRANSFER: u16 = 2;
+    /// `GTF_transitive` (v2 only).
+    pub const TRANSITIVE: u16 = 3;
+    /// `GTF_type_mask`.
+    pub const TYPE_MASK: u16 = 3;
+    /// `GTF_readonly`: the grantee may only read.
     pub const READONLY: u16 = 1 << 2;
     /// Set by the hypervisor while mapped for reading / writing: the granter must not end access.
     pub const READING: u16 = 1 << 3;
     pub const WRITING: u16 = 1 << 4;
+    /// `GTF_PWT`, `GTF_PCD`, `GTF_PAT`: cacheability of the mapping.
+    pub const PWT: u16 = 1 << 5;
+    pub const PCD: u16 = 1 << 6;
+    pub const PAT: u16 = 1 << 7;
+    /// `GTF_sub_page` (v2 only).
+    pub const SUB_PAGE: u16 = 1 << 8;
+    /// `GTF_transfer_committed` (accept_transfer entries; same bit as readonly).
+    pub const TRANSFER_COMMITTED: u16 = 1 << 2;
+    /// `GTF_transfer_completed` (accept_transfer entries; same bit as reading).
+    pub const TRANSFER_COMPLETED: u16 = 1 << 3;
+}
+
+/// What a domain put in a v1 grant entry that the v1 ABI does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantError {
+    /// `GTF_transitive` is a v2-only type.
+    TransitiveInV1,
+    /// `GTF_sub_page` is a v2-only flag.
+    SubPageInV1,
+    /// Bits above `GTF_sub_page`.
+    UnknownFlags { flags: u16 },
+}
+
+impl core::fmt::Display for GrantError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            GrantError::TransitiveInV1 => write!(f, "transitive grant in a v1 table"),
+            GrantError::SubPageInV1 => write!(f, "sub-page grant in a v1 table"),
+            GrantError::UnknownFlags { flags } => write!(f, "unknown grant flags {flags:#x}"),
+        }
+    }
+}
+
+impl core::error::Error for GrantError {}
+
+impl GrantEntry {
+    /// Decodes 8 little-endian bytes (infallible).
+    pub fn from_raw(b: &[u8; 8]) -> Self {
+        Self {
+            flags: u16::from_le_bytes([b[0], b[1]]),
+            domid: u16::from_le_bytes([b[2], b[3]]),
+            frame: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+
+    /// Encodes as 8 little-endian bytes.
+    pub fn to_raw(&self) -> [u8; 8] {
+        let mut b = [0; 8];
+        b[0..2].copy_from_slice(&self.flags.to_le_bytes());
+        b[2..4].copy_from_slice(&self.domid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.frame.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates.
+    pub fn decode(b: &[u8; 8]) -> Result<Self, GrantError> {
+        let entry = Self::from_raw(b);
+        entry.validate()?;
+        Ok(entry)
+    }
+
+    /// Rejects v2-only types and flags and undefined bits.
+    pub fn validate(&self) -> Result<(), GrantError> {
+        if self.flags & !(gtf::SUB_PAGE | (gtf::SUB_PAGE - 1)) != 0 {
+            return Err(GrantError::UnknownFlags { flags: self.flags });
+        }
+        if self.flags & gtf::TYPE_MASK == gtf::TRANSITIVE {
+            return Err(GrantError::TransitiveInV1);
+        }
+        if self.flags & gtf::SUB_PAGE != 0 {
+            return Err(GrantError::SubPageInV1);
+        }
+        Ok(())
+    }
+
+    /// The entry lets `grantee` map or copy its frame (`permit_access` for that domain).
+    pub fn permits(&self, grantee: DomId) -> bool {
+        self.flags & gtf::TYPE_MASK == gtf::PERMIT_ACCESS && self.domid == grantee
+    }
+
+    /// The grantee may only read.
+    pub fn is_readonly(&self) -> bool {
+        self.flags & gtf::READONLY != 0
+    }
+
+    /// The hypervisor has the frame mapped (reading or writing): the grant cannot be ended.
+    pub fn is_in_use(&self) -> bool {
+        self.flags & (gtf::READING | gtf::WRITING) != 0
+    }
 }
 
 /// Grant operation status codes (Xen's GNTST_*), per element of `copy`.

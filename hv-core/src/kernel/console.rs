@@ -15,7 +15,7 @@ use crate::arch::{paging, serial};
 use crate::user_memory::Access;
 use core::fmt::{self, Write};
 use core::mem::size_of;
-use hv_abi::{ConsoleRead, Error};
+use hv_abi::{ConsoleRead, DomId, Error};
 use spin::Mutex;
 
 const RING_SIZE: usize = 64 * 1024;
@@ -121,7 +121,7 @@ pub(super) fn write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64,
 /// `domctl console_read(domid, from, io)`: copies recent console output of any domain the
 /// hypervisor still holds (live or dead-unreaped).
 pub(super) fn read_history(hv: &mut Hv, caller: usize, domid: u64, from: u64, io: u64) -> Result<u64, Error> {
-    let target = u32::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::NoEnt)?;
+    let target = DomId::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::NoEnt)?;
     let mut req: ConsoleRead = copy_in(hv, caller, io)?;
     let len = req.len.min(hv_abi::CONSOLE_HISTORY as u64);
     let pa = check(hv, caller, req.buf, len, Access::Write)?;

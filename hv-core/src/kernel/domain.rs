@@ -15,7 +15,7 @@ use alloc::string::String;
 use hv_abi::{
     DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC, STORE_RING_OFFSET,
 };
-use hv_abi::{Error, StartInfo, virq};
+use hv_abi::{DomId, Error, StartInfo, virq};
 
 /// What `create_domain` needs.
 pub struct Spec<'a> {
@@ -29,7 +29,7 @@ pub struct Spec<'a> {
 }
 
 pub struct Domain {
-    pub id: u32,
+    pub id: DomId,
     pub name: String,
     pub privileged: bool,
     pub memory_bytes: u64,
@@ -84,12 +84,12 @@ impl Domain {
 }
 
 impl Hv {
-    pub fn slot_of(&self, domid: u32) -> Option<usize> {
+    pub fn slot_of(&self, domid: DomId) -> Option<usize> {
         self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.id == domid))
     }
 
     /// Creates a domain from a bundle image; it becomes runnable at once.
-    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<u32, Error> {
+    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<DomId, Error> {
         let create_tsc = cpu::rdtsc();
         if spec.name.is_empty()
             || spec.name.len() > hv_abi::NAME_LEN
@@ -105,7 +105,7 @@ impl Hv {
             return Err(Error::Exist);
         }
         // Grant entries carry 16-bit domids below DOMID_SELF; ids are never reused.
-        if self.next_domid as u64 >= hv_abi::DOMID_SELF {
+        if self.next_domid >= hv_abi::DOMID_SELF_ID {
             return Err(Error::NoSpc);
         }
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
@@ -314,7 +314,7 @@ impl Hv {
     }
 
     /// The live privileged domain, if any.
-    pub fn dom0_id(&self) -> Option<u32> {
+    pub fn dom0_id(&self) -> Option<DomId> {
         self.domains.iter().flatten().find(|d| d.privileged && d.live().is_some()).map(|d| d.id)
     }
 }

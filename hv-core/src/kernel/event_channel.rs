@@ -7,7 +7,7 @@ use super::{Hv, time};
 use crate::arch::paging;
 use crate::event_channel::{EvtchnError, PortState};
 use core::sync::atomic::Ordering;
-use hv_abi::{DOMID_SELF, Error, EvtchnOp, EvtchnStatus, SHARED_INFO_OFFSET, SharedInfo, evtchn_state};
+use hv_abi::{DOMID_SELF, DomId, Error, EvtchnOp, EvtchnStatus, Port, SHARED_INFO_OFFSET, SharedInfo, evtchn_state};
 
 impl Live {
     /// The domain's shared_info page (event-channel bitmaps), borrowed for as long as the live
@@ -23,7 +23,7 @@ impl Live {
 impl Hv {
     /// Sets `port` of domain `dom` pending; wakes the domain if the port is unmasked and it was
     /// blocked (and asks for a reschedule if it should preempt the running domain).
-    pub fn set_pending(&mut self, dom: u32, port: u32) {
+    pub fn set_pending(&mut self, dom: DomId, port: Port) {
         let Some(slot) = self.slot_of(dom) else { return };
         let Some(si) = self.domains[slot].as_ref().and_then(|d| d.live()).map(Live::shared_info) else { return };
         let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
@@ -36,7 +36,7 @@ impl Hv {
     }
 
     /// Raises `virq` for domain `dom` if it bound the virq to a port.
-    pub fn raise_virq(&mut self, dom: u32, virq: u64) {
+    pub fn raise_virq(&mut self, dom: DomId, virq: u64) {
         if let Some(port) = self.evtchn.virq_port(dom, virq as u32) {
             self.set_pending(dom, port);
         }
@@ -63,10 +63,10 @@ fn errno(e: EvtchnError) -> Error {
 }
 
 /// A domid argument: `DOMID_SELF` or a 16-bit id.
-fn domid_arg(arg: u64, me: u32) -> Result<u32, Error> {
+fn domid_arg(arg: u64, me: DomId) -> Result<DomId, Error> {
     match arg {
         DOMID_SELF => Ok(me),
-        a if a < DOMID_SELF => Ok(a as u32),
+        a if a < DOMID_SELF => Ok(a as DomId),
         _ => Err(Error::Srch),
     }
 }
@@ -132,11 +132,14 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             let st = match hv.evtchn.status(me, port).map_err(errno)? {
                 PortState::Free => EvtchnStatus { state: evtchn_state::CLOSED, ..Default::default() },
                 PortState::Unbound { remote } => {
-                    EvtchnStatus { state: evtchn_state::UNBOUND, remote_dom: remote, ..Default::default() }
+                    EvtchnStatus { state: evtchn_state::UNBOUND, remote_dom: remote.into(), ..Default::default() }
                 }
-                PortState::Interdomain { remote_dom, remote_port } => {
-                    EvtchnStatus { state: evtchn_state::INTERDOMAIN, remote_dom, remote_port, _pad: 0 }
-                }
+                PortState::Interdomain { remote_dom, remote_port } => EvtchnStatus {
+                    state: evtchn_state::INTERDOMAIN,
+                    remote_dom: remote_dom.into(),
+                    remote_port,
+                    _pad: 0,
+                },
                 PortState::Virq(v) => EvtchnStatus { state: evtchn_state::VIRQ, remote_dom: v, ..Default::default() },
                 PortState::Pirq(p) => EvtchnStatus { state: evtchn_state::PIRQ, remote_dom: p, ..Default::default() },
             };

@@ -12,13 +12,13 @@ use crate::grant_table::{Mapping, check_entry};
 use crate::user_memory::Access;
 use core::sync::atomic::{AtomicU16, Ordering};
 use hv_abi::{
-    DOMAIN_BASE, Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_READONLY, GrantCopy, GrantEntry, GrantOp,
-    MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, STORE_RING_OFFSET, StoreConnection, gntst, gtf,
-    map_va,
+    DOMAIN_BASE, DomId, Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_READONLY, GrantCopy, GrantEntry, GrantOp,
+    GrantRef, GrantStatus, MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, STORE_RING_OFFSET,
+    StoreConnection, gtf, map_va,
 };
 
 /// Map-track `gref` marking the store page mapped by `store_connect` (not a grant: no pins).
-pub const STORE_PAGE_GREF: u32 = u32::MAX;
+pub const STORE_PAGE_GREF: GrantRef = GrantRef::MAX;
 
 impl Live {
     /// The flags word of entry `gref` in the domain's registered grant table, borrowed for as
@@ -47,7 +47,7 @@ impl Live {
 
 impl Hv {
     /// Points every other domain's mappings of `granter`'s pages at that domain's scratch page.
-    pub(super) fn revoke_grants_of(&mut self, granter: u32) -> usize {
+    pub(super) fn revoke_grants_of(&mut self, granter: DomId) -> usize {
         let loaded = self.loaded_pml4;
         let mut n = 0;
         for d in self.domains.iter_mut().flatten() {
@@ -62,7 +62,7 @@ impl Hv {
     }
 
     /// One mapping of (granter, gref) went away: update the busy bits in the granter's entry.
-    pub fn release_pin(&mut self, granter: u32, gref: u32, writable: bool) {
+    pub fn release_pin(&mut self, granter: DomId, gref: GrantRef, writable: bool) {
         if gref == STORE_PAGE_GREF {
             return;
         }
@@ -83,16 +83,16 @@ impl Hv {
     }
 }
 
-/// Map/unmap report errno values; the finer `gntst` code is what `copy` reports per element.
-fn errno(st: i16) -> Error {
+/// Map/unmap report errno values; the finer status is what `copy` reports per element.
+fn errno(st: GrantStatus) -> Error {
     match st {
-        gntst::BAD_DOMAIN => Error::Srch,
-        gntst::BAD_GNTREF => Error::NoEnt,
-        gntst::PERMISSION_DENIED => Error::Perm,
-        gntst::BAD_PAGE | gntst::BAD_VIRT_ADDR => Error::Fault,
-        gntst::NO_SPACE => Error::NoSpc,
-        gntst::BAD_HANDLE | gntst::BAD_COPY_ARG => Error::Inval,
-        _ => Error::Inval,
+        GrantStatus::BadDomain => Error::Srch,
+        GrantStatus::BadGntref => Error::NoEnt,
+        GrantStatus::PermissionDenied => Error::Perm,
+        GrantStatus::BadPage | GrantStatus::BadVirtAddr => Error::Fault,
+        GrantStatus::NoSpace => Error::NoSpc,
+        GrantStatus::BadHandle | GrantStatus::BadCopyArg => Error::Inval,
+        GrantStatus::Okay | GrantStatus::GeneralError => Error::Inval,
     }
 }
 
@@ -127,12 +127,16 @@ fn setup_table(hv: &mut Hv, slot: usize, va: u64, entries: u64) -> Result<u64, E
 }
 
 /// Finds a granter's live slot and reads entry `gref` once.
-fn read_entry(hv: &Hv, granter: u64, gref: u64) -> Result<(usize, u32, GrantEntry), i16> {
-    let id = u32::try_from(granter).map_err(|_| gntst::BAD_DOMAIN)?;
-    let g = hv.slot_of(id).ok_or(gntst::BAD_DOMAIN)?;
-    let (table, n) =
-        hv.domains[g].as_ref().and_then(Domain::live).ok_or(gntst::BAD_DOMAIN)?.grant_table.ok_or(gntst::BAD_DOMAIN)?;
-    let gref = u32::try_from(gref).ok().filter(|&r| r < n).ok_or(gntst::BAD_GNTREF)?;
+fn read_entry(hv: &Hv, granter: u64, gref: u64) -> Result<(usize, GrantRef, GrantEntry), GrantStatus> {
+    let id = DomId::try_from(granter).map_err(|_| GrantStatus::BadDomain)?;
+    let g = hv.slot_of(id).ok_or(GrantStatus::BadDomain)?;
+    let (table, n) = hv.domains[g]
+        .as_ref()
+        .and_then(Domain::live)
+        .ok_or(GrantStatus::BadDomain)?
+        .grant_table
+        .ok_or(GrantStatus::BadDomain)?;
+    let gref = u32::try_from(gref).ok().filter(|&r| r < n).ok_or(GrantStatus::BadGntref)?;
     // SAFETY: entry `gref` lies inside the registered table, in the granter's RAM (checked at
     // registration); one unaligned-safe read of plain data.
     let e = unsafe { (paging::phys_to_virt(table + gref as u64 * 8) as *const GrantEntry).read_volatile() };
@@ -140,9 +144,9 @@ fn read_entry(hv: &Hv, granter: u64, gref: u64) -> Result<(usize, u32, GrantEntr
 }
 
 /// Checks a granted page for `caller` and returns its physical address.
-fn granted_page(hv: &Hv, g: usize, e: GrantEntry, caller: u32, write: bool) -> Result<u64, i16> {
-    let gd = hv.domains[g].as_ref().ok_or(gntst::BAD_DOMAIN)?;
-    let gl = gd.live().ok_or(gntst::BAD_DOMAIN)?;
+fn granted_page(hv: &Hv, g: usize, e: GrantEntry, caller: DomId, write: bool) -> Result<u64, GrantStatus> {
+    let gd = hv.domains[g].as_ref().ok_or(GrantStatus::BadDomain)?;
+    let gl = gd.live().ok_or(GrantStatus::BadDomain)?;
     let frame = check_entry(e, caller, write, gd.pages(), |f, w| {
         let access = if w { Access::Write } else { Access::Read };
         gl.umap.check(DOMAIN_BASE + f as u64 * PAGE_SIZE, PAGE_SIZE, access).is_ok()
@@ -150,18 +154,18 @@ fn granted_page(hv: &Hv, g: usize, e: GrantEntry, caller: u32, write: bool) -> R
     Ok(gl.ram + frame as u64 * PAGE_SIZE)
 }
 
-fn map(hv: &mut Hv, slot: usize, granter: u64, gref: u64, flags: u64) -> Result<u64, i16> {
-    let me = hv.domains[slot].as_ref().ok_or(gntst::GENERAL_ERROR)?.id;
+fn map(hv: &mut Hv, slot: usize, granter: u64, gref: u64, flags: u64) -> Result<u64, GrantStatus> {
+    let me = hv.domains[slot].as_ref().ok_or(GrantStatus::GeneralError)?.id;
     let write = flags & GNTMAP_READONLY == 0;
     let (g, gref, e) = read_entry(hv, granter, gref)?;
     if g == slot {
-        return Err(gntst::BAD_DOMAIN);
+        return Err(GrantStatus::BadDomain);
     }
     let pa = granted_page(hv, g, e, me, write)?;
-    let granter = hv.domains[g].as_ref().ok_or(gntst::BAD_DOMAIN)?.id;
+    let granter = hv.domains[g].as_ref().ok_or(GrantStatus::BadDomain)?.id;
     let bits = hv.pins.pin(granter, gref, write)?;
     let m = Mapping { granter, gref, writable: write, revoked: false };
-    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(gntst::GENERAL_ERROR)?;
+    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(GrantStatus::GeneralError)?;
     let handle = match l.maps.insert(m, MAX_GRANT_MAPS) {
         Ok(h) => h,
         Err(st) => {
@@ -172,7 +176,7 @@ fn map(hv: &mut Hv, slot: usize, granter: u64, gref: u64, flags: u64) -> Result<
     if l.aspace.map_user(map_va(handle), pa, write, false, &mut hv.frames).is_none() {
         l.maps.remove(handle);
         hv.release_pin(granter, gref, write);
-        return Err(gntst::NO_SPACE);
+        return Err(GrantStatus::NoSpace);
     }
     if let Some(f) = hv.grant_flags(g, gref) {
         f.fetch_or(bits, Ordering::SeqCst);
@@ -180,11 +184,11 @@ fn map(hv: &mut Hv, slot: usize, granter: u64, gref: u64, flags: u64) -> Result<
     Ok(handle as u64)
 }
 
-fn unmap(hv: &mut Hv, slot: usize, handle: u64) -> Result<u64, i16> {
-    let handle = u32::try_from(handle).map_err(|_| gntst::BAD_HANDLE)?;
+fn unmap(hv: &mut Hv, slot: usize, handle: u64) -> Result<u64, GrantStatus> {
+    let handle = u32::try_from(handle).map_err(|_| GrantStatus::BadHandle)?;
     let loaded = hv.loaded_pml4;
-    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(gntst::GENERAL_ERROR)?;
-    let m = l.maps.remove(handle).ok_or(gntst::BAD_HANDLE)?;
+    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(GrantStatus::GeneralError)?;
+    let m = l.maps.remove(handle).ok_or(GrantStatus::BadHandle)?;
     let pml4 = l.aspace.pml4;
     l.aspace.unmap_user(map_va(handle), pml4 == loaded);
     if !m.revoked {
@@ -197,22 +201,22 @@ fn unmap(hv: &mut Hv, slot: usize, handle: u64) -> Result<u64, i16> {
 fn copy_side(
     hv: &Hv,
     slot: usize,
-    me: u32,
+    me: DomId,
     side: hv_abi::GrantCopyPtr,
     gref: bool,
     write: bool,
     len: u64,
-) -> Result<u64, i16> {
+) -> Result<u64, GrantStatus> {
     if gref {
         if side.offset as u64 + len > PAGE_SIZE {
-            return Err(gntst::BAD_COPY_ARG);
+            return Err(GrantStatus::BadCopyArg);
         }
         let (g, _, e) = read_entry(hv, side.domid as u64, side.ref_or_addr)?;
         Ok(granted_page(hv, g, e, me, write)? + side.offset as u64)
     } else {
         let access = if write { Access::Write } else { Access::Read };
-        let l = hv.domains[slot].as_ref().and_then(Domain::live).ok_or(gntst::GENERAL_ERROR)?;
-        l.umap.check(side.ref_or_addr, len, access).map_err(|_| gntst::BAD_VIRT_ADDR)
+        let l = hv.domains[slot].as_ref().and_then(Domain::live).ok_or(GrantStatus::GeneralError)?;
+        l.umap.check(side.ref_or_addr, len, access).map_err(|_| GrantStatus::BadVirtAddr)
     }
 }
 
@@ -229,19 +233,19 @@ fn copy(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> Result<u64, Error> {
         let op: GrantCopy = copy_in(hv, slot, at)?;
         let len = op.len as u64;
         let status = if len == 0 {
-            gntst::OKAY
+            GrantStatus::Okay
         } else {
             let src = copy_side(hv, slot, me, op.source, op.flags & GNTCOPY_SOURCE_GREF != 0, false, len);
             let dst = copy_side(hv, slot, me, op.dest, op.flags & GNTCOPY_DEST_GREF != 0, true, len);
             match (src, dst) {
                 (Ok(s), Ok(d)) => {
                     paging::copy_phys(s, d, len);
-                    gntst::OKAY
+                    GrantStatus::Okay
                 }
                 (Err(e), _) | (_, Err(e)) => e,
             }
         };
-        copy_out(hv, slot, at + core::mem::offset_of!(GrantCopy, status) as u64, &status.to_le_bytes())?;
+        copy_out(hv, slot, at + core::mem::offset_of!(GrantCopy, status) as u64, &status.as_raw().to_le_bytes())?;
     }
     Ok(0)
 }
@@ -250,7 +254,7 @@ fn copy(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> Result<u64, Error> {
 /// its store port.
 pub fn store_connect(hv: &mut Hv, caller: usize, target: u64, out: u64) -> Result<u64, Error> {
     let me = hv.domains[caller].as_ref().ok_or(Error::Srch)?.id;
-    let t = u32::try_from(target).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::Srch)?;
+    let t = DomId::try_from(target).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::Srch)?;
     if t == caller {
         return Err(Error::Inval);
     }

@@ -9,7 +9,7 @@ use crate::hvlog;
 use alloc::string::String;
 use core::mem::size_of;
 use hv_abi::{
-    CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state,
+    CreateDomain, DomId, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end, state,
 };
 
 pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
@@ -129,7 +129,7 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
                     Life::Alive(_) => (state::RUNNABLE, end::NONE, 0),
                 };
                 let entry = DomainListEntry {
-                    domid: d.id,
+                    domid: d.id.into(),
                     state: st,
                     end: e,
                     end_detail: detail,
@@ -191,5 +191,5 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
 }
 
 fn target_slot(hv: &Hv, domid: u64) -> Result<usize, Error> {
-    u32::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::Srch)
+    DomId::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::Srch)
 }

@@ -32,7 +32,7 @@ pub struct Hv {
     pub sched: Scheduler,
     /// Slot-indexed; a slot's number is also its scheduler id.
     pub domains: Vec<Option<Domain>>,
-    pub next_domid: u32,
+    pub next_domid: hv_abi::DomId,
     pub bundle: hv_bundle::Bundle<'static>,
     /// The PML4 currently in CR3.
     pub loaded_pml4: u64,
