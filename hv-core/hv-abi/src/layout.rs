@@ -17,6 +17,7 @@
 //! ring 3.
 
 use crate::DomId;
+use bytemuck::{Pod, Zeroable};
 use core::sync::atomic::AtomicU64;
 
 /// Where every domain's RAM starts (1 GiB). Domain binaries are linked at
@@ -56,7 +57,7 @@ pub mod flags {
 
 /// Handed to a domain at entry (pointer in `rdi`); read-only for the domain.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct StartInfo {
     pub magic: u64,
     pub domid: u64,
@@ -98,7 +99,7 @@ pub struct SharedInfo {
 
 /// Output of `domain_info`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
 pub struct DomainInfo {
     pub domid: u64,
     pub flags: u64,
@@ -109,7 +110,7 @@ pub struct DomainInfo {
 
 /// Argument of `domctl create`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct CreateDomain {
     /// Unique name (NUL-padded).
     pub name: [u8; super::NAME_LEN],
@@ -149,7 +150,7 @@ pub mod end {
 
 /// One row of `domctl list`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
 pub struct DomainListEntry {
     pub domid: u32,
     pub state: u32,
@@ -170,7 +171,7 @@ const _: () = assert!(core::mem::size_of::<StartInfo>() as u64 <= PAGE_SIZE);
 
 /// Output of `domctl physinfo`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PhysInfo {
     /// 4 KiB frames the allocator manages / has free.
     pub total_frames: u64,
@@ -199,7 +200,7 @@ pub struct PhysInfo {
 
 /// In/out argument of `domctl console_read`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConsoleRead {
     /// In: where to copy and how many bytes at most.
     pub buf: u64,
@@ -213,7 +214,7 @@ pub struct ConsoleRead {
 
 /// Output of `control_io(status)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ControlStatus {
     /// 1 if the UART (COM2, I/O port 0x2f8) answered the probe, else 0.
     pub present: u32,
@@ -233,7 +234,7 @@ pub struct ControlStatus {
 /// re-exports it as `GrantEntryV1`): written by the granting domain (domid, frame, then flags
 /// last), busy bits set by the hypervisor while the grant is mapped.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GrantEntry {
     /// `GTF_*` type and flags ([`gtf`]).
     pub flags: u16,
@@ -439,7 +440,7 @@ impl core::fmt::Display for GrantStatus {
 
 /// One side of a [`GrantCopy`].
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GrantCopyPtr {
     /// A grant ref (with the `*_GREF` flag) or a virtual address in the caller's own memory.
     pub ref_or_addr: u64,
@@ -452,7 +453,7 @@ pub struct GrantCopyPtr {
 
 /// One element of `grant_table_op(copy)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GrantCopy {
     pub source: GrantCopyPtr,
     pub dest: GrantCopyPtr,
@@ -469,7 +470,7 @@ pub const GNTCOPY_DEST_GREF: u16 = 2;
 
 /// Output of `evtchn_op(status)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct EvtchnStatus {
     /// [`evtchn_state`] value.
     pub state: u32,
@@ -491,7 +492,7 @@ pub mod evtchn_state {
 
 /// One BAR of an assigned PCI device.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PciBarInfo {
     pub phys: u64,
     pub size: u64,
@@ -504,7 +505,7 @@ pub struct PciBarInfo {
 
 /// One row of `pci_op(list)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PciDeviceInfo {
     /// `bus << 8 | dev << 3 | fn`.
     pub bdf: u16,
@@ -519,7 +520,7 @@ pub struct PciDeviceInfo {
 
 /// Output of `domctl store_connect`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct StoreConnection {
     /// The caller's port bound to the domain's store port.
     pub port: u32,
@@ -544,6 +545,15 @@ mod tests {
             assert_eq!(GrantStatus::from_raw(raw), GrantStatus::GeneralError, "{raw}");
         }
         assert!(GrantStatus::Okay.is_ok() && !GrantStatus::NoSpace.is_ok());
+    }
+
+    #[test]
+    fn grant_entry_bytes_are_xens() {
+        let e = GrantEntry { flags: gtf::PERMIT_ACCESS | gtf::READONLY, domid: 3, frame: 0x1234 };
+        assert_eq!(e.to_raw(), [5, 0, 3, 0, 0x34, 0x12, 0, 0]);
+        // The in-memory image (what a domain's table holds) is the wire image.
+        assert_eq!(bytemuck::bytes_of(&e), &e.to_raw());
+        assert_eq!(GrantEntry::from_raw(&e.to_raw()), e);
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! The contract between hv-core and every domain. No dependencies, `no_std`, host-testable.
+//! The contract between hv-core and every domain. `no_std`, host-testable; its one dependency is
+//! `bytemuck`, whose `Pod`/`Zeroable` derives prove at compile time that every `#[repr(C)]`
+//! argument struct is plain old data (no padding, any bytes valid), which is what lets the
+//! hypervisor and the runtime copy them to and from memory without `unsafe`.
 //!
 //! Hypercalls are made with `syscall`: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9`,
 //! result in `rax`. A negative result is `-errno` (see [`Error`]). `rcx` and `r11` are clobbered

@@ -102,12 +102,14 @@ pub fn arg_u64(key: &str, default: u64) -> u64 {
 pub fn shutdown(reason: ShutdownReason) -> ! {
     console::flush();
     loop {
-        let _ = hypercall::call(Hypercall::Shutdown, reason as u64, 0, 0, 0);
+        // SAFETY: `shutdown` takes a reason code, a value.
+        let _ = unsafe { hypercall::call(Hypercall::Shutdown, reason as u64, 0, 0, 0) };
     }
 }
 
 pub fn yield_now() {
-    let _ = hypercall::call(Hypercall::Yield, 0, 0, 0, 0);
+    // SAFETY: `yield` takes no arguments.
+    let _ = unsafe { hypercall::call(Hypercall::Yield, 0, 0, 0, 0) };
 }
 
 #[panic_handler]

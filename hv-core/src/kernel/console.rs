@@ -10,7 +10,7 @@
 //! writer drains it first (backpressure, nothing is dropped).
 use super::Hv;
 use super::domain::Life;
-use super::user_memory::{as_bytes, check, copy_in, copy_out};
+use super::user_memory::{check, copy_in, copy_out_value};
 use crate::arch::{paging, serial};
 use crate::user_memory::Access;
 use core::fmt::{self, Write};
@@ -134,6 +134,6 @@ pub(super) fn read_history(hv: &mut Hv, caller: usize, domid: u64, from: u64, io
     req.start = span.start;
     req.copied = span.len() as u64;
     req.end = span.end;
-    copy_out(hv, caller, io, as_bytes(&req))?;
+    copy_out_value(hv, caller, io, &req)?;
     Ok(req.copied)
 }

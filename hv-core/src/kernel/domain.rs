@@ -203,10 +203,7 @@ impl Hv {
             name: hv_abi::name_to_array(spec.name),
             args,
         };
-        // SAFETY: StartInfo is plain-old-data (integers and byte arrays, no padding).
-        let bytes =
-            unsafe { core::slice::from_raw_parts((&raw const si).cast::<u8>(), core::mem::size_of::<StartInfo>()) };
-        paging::copy_to_phys(ram, bytes);
+        paging::copy_to_phys(ram, bytemuck::bytes_of(&si));
 
         // Entered as if called with the start_info address: rsp + 8 is 16-byte aligned at
         // function entry.

@@ -2,7 +2,7 @@
 //! domain's shared_info page and waking it). The port tables and their rules are
 //! `crate::event_channel` (host-tested).
 use super::domain::Live;
-use super::user_memory::{as_bytes, copy_out};
+use super::user_memory::copy_out_value;
 use super::{Hv, time};
 use crate::arch::paging;
 use crate::event_channel::{EvtchnError, PortState};
@@ -143,7 +143,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
                 PortState::Virq(v) => EvtchnStatus { state: evtchn_state::VIRQ, remote_dom: v, ..Default::default() },
                 PortState::Pirq(p) => EvtchnStatus { state: evtchn_state::PIRQ, remote_dom: p, ..Default::default() },
             };
-            copy_out(hv, slot, args[2], as_bytes(&st))?;
+            copy_out_value(hv, slot, args[2], &st)?;
             Ok(0)
         }
     }

@@ -6,10 +6,12 @@
 //! granter ending access to a page that is still mapped.
 use super::Hv;
 use super::domain::{Domain, Live};
-use super::user_memory::{as_bytes, check, copy_in, copy_out};
+use super::user_memory::{check, copy_in, copy_out, copy_out_value};
 use crate::arch::paging;
 use crate::grant_table::{Mapping, check_entry};
 use crate::user_memory::Access;
+use bytemuck::Zeroable;
+use core::mem::size_of;
 use core::sync::atomic::{AtomicU16, Ordering};
 use hv_abi::{
     DOMAIN_BASE, DomId, Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_READONLY, GrantCopy, GrantEntry, GrantOp,
@@ -137,9 +139,10 @@ fn read_entry(hv: &Hv, granter: u64, gref: u64) -> Result<(usize, GrantRef, Gran
         .grant_table
         .ok_or(GrantStatus::BadDomain)?;
     let gref = u32::try_from(gref).ok().filter(|&r| r < n).ok_or(GrantStatus::BadGntref)?;
-    // SAFETY: entry `gref` lies inside the registered table, in the granter's RAM (checked at
-    // registration); one unaligned-safe read of plain data.
-    let e = unsafe { (paging::phys_to_virt(table + gref as u64 * 8) as *const GrantEntry).read_volatile() };
+    // Entry `gref` lies inside the registered table, in the granter's RAM (checked at
+    // registration): one copy, then only the copy is looked at.
+    let mut e = GrantEntry::zeroed();
+    paging::copy_from_phys(table + gref as u64 * size_of::<GrantEntry>() as u64, bytemuck::bytes_of_mut(&mut e));
     Ok((g, gref, e))
 }
 
@@ -278,6 +281,6 @@ pub fn store_connect(hv: &mut Hv, caller: usize, target: u64, out: u64) -> Resul
     }
     hv.set_pending(pend.dom, pend.port);
     let conn = StoreConnection { port, map_handle: handle, va: map_va(handle) };
-    copy_out(hv, caller, out, as_bytes(&conn))?;
+    copy_out_value(hv, caller, out, &conn)?;
     Ok(0)
 }

@@ -2,7 +2,7 @@
 //! the caller's own memory map with the access the domain itself would need, and the data is
 //! copied in (or out) exactly once through the hypervisor's direct map.
 use super::domain::{Domain, Life, Spec};
-use super::user_memory::{as_bytes, copy_in, copy_out, live};
+use super::user_memory::{copy_in, copy_out, copy_out_value, live};
 use super::{Hv, power_off, time};
 use crate::arch::TrapFrame;
 use crate::hvlog;
@@ -67,7 +67,7 @@ fn domain_info(hv: &mut Hv, slot: usize, ptr: u64) -> Result<u64, Error> {
         cpu_time_ns: d.cpu_ns,
         name: hv_abi::name_to_array(&d.name),
     };
-    copy_out(hv, slot, ptr, as_bytes(&info))?;
+    copy_out_value(hv, slot, ptr, &info)?;
     Ok(0)
 }
 
@@ -138,7 +138,7 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
                     name: hv_abi::name_to_array(&d.name),
                 };
                 let at = args[1].checked_add((n * size_of::<DomainListEntry>()) as u64).ok_or(Error::Fault)?;
-                copy_out(hv, caller, at, as_bytes(&entry))?;
+                copy_out_value(hv, caller, at, &entry)?;
                 n += 1;
             }
             Ok(n as u64)
@@ -176,7 +176,7 @@ fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
                 control_rx_dropped: dropped,
                 uptime_ns: time::now_ns(),
             };
-            copy_out(hv, caller, args[1], as_bytes(&info))?;
+            copy_out_value(hv, caller, args[1], &info)?;
             Ok(0)
         }
         DomctlOp::ConsoleRead => super::console::read_history(hv, caller, args[1], args[2], args[3]),

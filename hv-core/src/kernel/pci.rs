@@ -3,7 +3,7 @@
 //! a filter, their memory BARs mapped uncached into the owner.
 use super::Hv;
 use super::domain::Domain;
-use super::user_memory::{as_bytes, copy_out};
+use super::user_memory::copy_out_value;
 use crate::arch::paging;
 use crate::arch::pci_config::{read32, write32};
 use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS};
@@ -283,7 +283,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             let mine: Vec<PciDeviceInfo> = hv.pci.iter().filter(|d| d.owner == Some(me)).map(info).collect();
             for (n, i) in mine.iter().take(max).enumerate() {
                 let at = args[1].checked_add((n * core::mem::size_of::<PciDeviceInfo>()) as u64).ok_or(Error::Fault)?;
-                copy_out(hv, slot, at, as_bytes(i))?;
+                copy_out_value(hv, slot, at, i)?;
             }
             Ok(mine.len() as u64)
         }

@@ -6,6 +6,7 @@ use super::Hv;
 use super::domain::{Domain, Live};
 use crate::arch::paging;
 use crate::user_memory::Access;
+use bytemuck::Pod;
 use core::mem::size_of;
 use hv_abi::Error;
 
@@ -19,13 +20,19 @@ pub(super) fn check(hv: &Hv, slot: usize, ptr: u64, len: u64, access: Access) ->
     live(hv, slot)?.umap.check(ptr, len, access).map_err(|_| Error::Fault)
 }
 
-/// Copies a `T` in from the domain (read access required).
-pub(super) fn copy_in<T: Copy>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
+/// Copies a `T` in from the domain (read access required), once. `T: Pod`: any bytes the domain
+/// wrote are a valid `T`.
+pub(super) fn copy_in<T: Pod>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
     let pa = check(hv, slot, ptr, size_of::<T>() as u64, Access::Read)?;
-    // SAFETY: `pa..pa+size_of::<T>()` lies in the domain's RAM (checked above), which the direct
-    // map covers; T is only instantiated with plain-old-data ABI structs valid for any bytes; the
-    // read is unaligned-safe and happens once.
-    Ok(unsafe { (paging::phys_to_virt(pa) as *const T).read_unaligned() })
+    let mut v = T::zeroed();
+    paging::copy_from_phys(pa, bytemuck::bytes_of_mut(&mut v));
+    Ok(v)
+}
+
+/// Copies a `T` out to the domain (write access required). `T: Pod`: no padding bytes, so no
+/// hypervisor memory leaks through it.
+pub(super) fn copy_out_value<T: Pod>(hv: &Hv, slot: usize, ptr: u64, value: &T) -> Result<(), Error> {
+    copy_out(hv, slot, ptr, bytemuck::bytes_of(value))
 }
 
 /// Copies bytes out to the domain (write access required).
@@ -33,9 +40,4 @@ pub(super) fn copy_out(hv: &Hv, slot: usize, ptr: u64, bytes: &[u8]) -> Result<(
     let pa = check(hv, slot, ptr, bytes.len() as u64, Access::Write)?;
     paging::copy_to_phys(pa, bytes);
     Ok(())
-}
-
-pub(super) fn as_bytes<T>(v: &T) -> &[u8] {
-    // SAFETY: only used with the `#[repr(C)]` ABI structs, which have no padding bytes.
-    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
 }

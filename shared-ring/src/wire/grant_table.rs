@@ -59,5 +59,8 @@ mod tests {
         let u = GrantEntryV1 { flags: 1 << 9, ..e };
         assert_eq!(u.validate(), Err(GrantError::UnknownFlags { flags: 1 << 9 }));
         assert!(GrantEntryV1 { flags: GTF_PERMIT_ACCESS | GTF_WRITING, ..e }.is_in_use());
+        // One type: what the hypervisor reads is what the ring code builds.
+        let same: hv_abi::GrantEntry = e;
+        assert_eq!(same, e);
     }
 }
