@@ -49,6 +49,42 @@ pub const PAGE_SIZE: u64 = 4096;
 
 pub const START_INFO_MAGIC: u64 = 0x6876_2d73_7461_7274; // "hv-start"
 
+/// The version of this contract, in [`StartInfo::abi_version`]: raised whenever a hypercall,
+/// structure or layout changes incompatibly, so a domain built against another version stops at
+/// entry with a clear message instead of misreading its arguments. Version 1 is the ABI
+/// described in `docs/ABI.md` (the first with this field).
+pub const ABI_VERSION: u32 = 1;
+
+/// A start_info written by a hypervisor speaking another ABI version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbiMismatch {
+    /// What the hypervisor wrote ([`StartInfo::abi_version`]).
+    pub hypervisor: u32,
+    /// What this build expects ([`ABI_VERSION`]).
+    pub domain: u32,
+}
+
+impl core::fmt::Display for AbiMismatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "ABI version mismatch: the hypervisor speaks version {}, this domain was built for version {}; rebuild it against the same hv-abi",
+            self.hypervisor, self.domain
+        )
+    }
+}
+
+impl StartInfo {
+    /// Checks that the hypervisor that wrote this start_info speaks this build's ABI.
+    pub fn check_abi_version(&self) -> Result<(), AbiMismatch> {
+        if self.abi_version == ABI_VERSION {
+            Ok(())
+        } else {
+            Err(AbiMismatch { hypervisor: self.abi_version, domain: ABI_VERSION })
+        }
+    }
+}
+
 /// Flags in [`StartInfo::flags`].
 pub mod flags {
     /// The domain may use `domctl` (Dom0).
@@ -85,6 +121,11 @@ pub struct StartInfo {
     pub name: [u8; super::NAME_LEN],
     /// NUL-padded argument string from the topology or `domctl create`.
     pub args: [u8; super::ARGS_LEN],
+    // --- appended fields (every field above keeps its offset) ---
+    /// [`ABI_VERSION`] of the hypervisor that built this domain (0 from a hypervisor older than
+    /// the field: the page is zeroed).
+    pub abi_version: u32,
+    pub _pad: u32,
 }
 
 /// Read-write page shared between the hypervisor and one domain: the 2-level event-channel
@@ -548,6 +589,32 @@ mod tests {
     }
 
     #[test]
+    fn abi_version_is_checked() {
+        let mut si = StartInfo::zeroed();
+        assert_eq!(si.check_abi_version(), Err(AbiMismatch { hypervisor: 0, domain: ABI_VERSION }));
+        si.abi_version = ABI_VERSION;
+        assert_eq!(si.check_abi_version(), Ok(()));
+        si.abi_version = ABI_VERSION + 1;
+        let e = si.check_abi_version().unwrap_err();
+        assert_eq!(e.hypervisor, ABI_VERSION + 1);
+        let mut msg = [0u8; 200];
+        let mut w = Buf(&mut msg, 0);
+        core::fmt::write(&mut w, format_args!("{e}")).unwrap();
+        let text = core::str::from_utf8(&w.0[..w.1]).unwrap();
+        assert!(text.starts_with("ABI version mismatch: the hypervisor speaks version 2"), "{text}");
+    }
+
+    struct Buf<'a>(&'a mut [u8], usize);
+    impl core::fmt::Write for Buf<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.1 + s.len();
+            self.0.get_mut(self.1..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
+        }
+    }
+
+    #[test]
     fn grant_entry_bytes_are_xens() {
         let e = GrantEntry { flags: gtf::PERMIT_ACCESS | gtf::READONLY, domid: 3, frame: 0x1234 };
         assert_eq!(e.to_raw(), [5, 0, 3, 0, 0x34, 0x12, 0, 0]);
@@ -559,8 +626,14 @@ mod tests {
     #[test]
     fn layouts_are_stable() {
         // These sizes are ABI: a change breaks every built domain.
-        assert_eq!(size_of::<StartInfo>(), 104 + 16 + 256);
+        assert_eq!(size_of::<StartInfo>(), 104 + 16 + 256 + 8);
         assert_eq!(offset_of!(StartInfo, name), 104);
+        // The store and console-era fields keep their offsets; the version is appended.
+        assert_eq!(offset_of!(StartInfo, store_ring), 80);
+        assert_eq!(offset_of!(StartInfo, store_port), 88);
+        assert_eq!(offset_of!(StartInfo, ram_phys), 96);
+        assert_eq!(offset_of!(StartInfo, args), 120);
+        assert_eq!(offset_of!(StartInfo, abi_version), 376);
         assert_eq!(size_of::<PciDeviceInfo>(), 16 + 6 * 32);
         assert_eq!(size_of::<SharedInfo>(), 256);
         assert_eq!(size_of::<GrantEntry>(), 8);

@@ -202,6 +202,8 @@ impl Hv {
             ram_phys: ram,
             name: hv_abi::name_to_array(spec.name),
             args,
+            abi_version: hv_abi::ABI_VERSION,
+            _pad: 0,
         };
         paging::copy_to_phys(ram, bytemuck::bytes_of(&si));
 
