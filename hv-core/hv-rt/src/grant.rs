@@ -11,13 +11,13 @@ use hv_abi::{Error, GrantCopy, GrantEntry, GrantOp, GrantRef, Hypercall, decode_
 use spin::Mutex;
 
 /// Grant refs 0..8 are reserved, as in Xen.
-pub const FIRST_REF: u32 = 8;
+pub const FIRST_REF: GrantRef = 8;
 /// Entries in our table (one page).
 pub const ENTRIES: u32 = 512;
 
 struct Table {
     entries: *mut GrantEntry,
-    free: Vec<u32>,
+    free: Vec<GrantRef>,
 }
 
 // SAFETY: the table pointer is only used under the mutex; the memory is ours for ever.
@@ -118,8 +118,8 @@ pub fn copy(ops: &mut [GrantCopy]) -> Result<(), Error> {
 /// Pages granted once to one peer and reused, instead of granting and ending access per use.
 pub struct GrantedPages {
     peer: u32,
-    free: Vec<(u32, u64)>,
-    all: Vec<(u32, u64)>,
+    free: Vec<(GrantRef, u64)>,
+    all: Vec<(GrantRef, u64)>,
 }
 
 impl GrantedPages {
@@ -143,11 +143,11 @@ impl GrantedPages {
     }
 
     /// A granted page: (grant ref, address).
-    pub fn take(&mut self) -> Option<(u32, u64)> {
+    pub fn take(&mut self) -> Option<(GrantRef, u64)> {
         self.free.pop()
     }
 
-    pub fn give_back(&mut self, page: (u32, u64)) {
+    pub fn give_back(&mut self, page: (GrantRef, u64)) {
         if self.all.contains(&page) && !self.free.contains(&page) {
             self.free.push(page);
         }

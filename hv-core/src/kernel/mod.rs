@@ -2,11 +2,13 @@
 //!
 //! Each concept with host-tested logic in `crate::<name>` has its kernel glue (hypercalls, the
 //! state it applies that logic to) in `kernel::<name>` of the same name: `console`,
-//! `event_channel`, `grant_table`, `pci`, `sched`, `user_memory`. x86 details stay behind
-//! `crate::arch`.
+//! `event_channel`, `grant_table`, `pci`, `sched`, `user_memory`. `hypercall` decodes and routes
+//! every hypercall, `domctl` is Dom0's management call, `domain` the lifecycle. x86 details
+//! (registers, descriptor tables, page tables, devices) stay behind `crate::arch`.
 pub mod console;
 pub mod control;
 pub mod domain;
+pub mod domctl;
 pub mod event_channel;
 pub mod grant_table;
 pub mod hypercall;
