@@ -4,18 +4,18 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use hv_abi::MAX_PORTS;
+use hv_abi::{DomId, MAX_PORTS, Port};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortState {
     Free,
     /// Waiting for `remote` to bind to it.
     Unbound {
-        remote: u32,
+        remote: DomId,
     },
     Interdomain {
-        remote_dom: u32,
-        remote_port: u32,
+        remote_dom: DomId,
+        remote_port: Port,
     },
     Virq(u32),
     /// A physical device's interrupt (the device's bus/device/function).
@@ -40,8 +40,8 @@ pub enum EvtchnError {
 /// "Set this port of this domain pending": what the kernel must do after an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pend {
-    pub dom: u32,
-    pub port: u32,
+    pub dom: DomId,
+    pub port: Port,
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ struct PortTable {
 }
 
 impl PortTable {
-    fn get(&self, port: u32) -> Result<PortState, EvtchnError> {
+    fn get(&self, port: Port) -> Result<PortState, EvtchnError> {
         match self.ports.get(port as usize) {
             Some(PortState::Free) | None => Err(EvtchnError::BadPort),
             Some(s) if port != 0 => Ok(*s),
@@ -60,7 +60,7 @@ impl PortTable {
         }
     }
 
-    fn alloc(&mut self, state: PortState) -> Result<u32, EvtchnError> {
+    fn alloc(&mut self, state: PortState) -> Result<Port, EvtchnError> {
         let free = (1..self.ports.len()).find(|&p| self.ports[p] == PortState::Free);
         let port = match free {
             Some(p) => p,
@@ -78,7 +78,7 @@ impl PortTable {
         Ok(port as u32)
     }
 
-    fn set(&mut self, port: u32, state: PortState) {
+    fn set(&mut self, port: Port, state: PortState) {
         if let Some(s) = self.ports.get_mut(port as usize) {
             if *s == PortState::Free && state != PortState::Free {
                 self.in_use += 1;
@@ -93,7 +93,7 @@ impl PortTable {
 /// Every domain's ports.
 #[derive(Debug, Default)]
 pub struct EventChannels {
-    tables: BTreeMap<u32, PortTable>,
+    tables: BTreeMap<DomId, PortTable>,
 }
 
 impl EventChannels {
@@ -101,16 +101,16 @@ impl EventChannels {
         Self::default()
     }
 
-    pub fn add_domain(&mut self, dom: u32) {
+    pub fn add_domain(&mut self, dom: DomId) {
         self.tables.entry(dom).or_default();
     }
 
-    fn table(&mut self, dom: u32) -> Result<&mut PortTable, EvtchnError> {
+    fn table(&mut self, dom: DomId) -> Result<&mut PortTable, EvtchnError> {
         self.tables.get_mut(&dom).ok_or(EvtchnError::NoDomain)
     }
 
     /// Closes every port of `dom` (peers' ends become unbound again) and forgets the domain.
-    pub fn remove_domain(&mut self, dom: u32) {
+    pub fn remove_domain(&mut self, dom: DomId) {
         let Some(t) = self.tables.remove(&dom) else { return };
         for s in t.ports {
             if let PortState::Interdomain { remote_dom, remote_port } = s
@@ -125,11 +125,11 @@ impl EventChannels {
         self.tables.values().map(|t| t.in_use).sum()
     }
 
-    pub fn ports_of(&self, dom: u32) -> usize {
+    pub fn ports_of(&self, dom: DomId) -> usize {
         self.tables.get(&dom).map_or(0, |t| t.in_use)
     }
 
-    pub fn status(&self, dom: u32, port: u32) -> Result<PortState, EvtchnError> {
+    pub fn status(&self, dom: DomId, port: Port) -> Result<PortState, EvtchnError> {
         match self.tables.get(&dom) {
             Some(t) => match t.get(port) {
                 Err(EvtchnError::BadPort) if (port as usize) < MAX_PORTS && port != 0 => Ok(PortState::Free),
@@ -139,7 +139,7 @@ impl EventChannels {
         }
     }
 
-    pub fn alloc_unbound(&mut self, dom: u32, remote: u32) -> Result<u32, EvtchnError> {
+    pub fn alloc_unbound(&mut self, dom: DomId, remote: DomId) -> Result<Port, EvtchnError> {
         if !self.tables.contains_key(&remote) {
             return Err(EvtchnError::NoDomain);
         }
@@ -149,10 +149,10 @@ impl EventChannels {
     /// Connects `dom` to `remote_port` of `remote_dom`; the new local port starts pending.
     pub fn bind_interdomain(
         &mut self,
-        dom: u32,
-        remote_dom: u32,
-        remote_port: u32,
-    ) -> Result<(u32, Pend), EvtchnError> {
+        dom: DomId,
+        remote_dom: DomId,
+        remote_port: Port,
+    ) -> Result<(Port, Pend), EvtchnError> {
         self.table(dom)?;
         let remote_state = self.tables.get(&remote_dom).ok_or(EvtchnError::NoDomain)?.get(remote_port)?;
         if remote_state != (PortState::Unbound { remote: dom }) {
@@ -163,7 +163,7 @@ impl EventChannels {
         Ok((local, Pend { dom, port: local }))
     }
 
-    pub fn bind_virq(&mut self, dom: u32, virq: u32) -> Result<u32, EvtchnError> {
+    pub fn bind_virq(&mut self, dom: DomId, virq: u32) -> Result<Port, EvtchnError> {
         if virq as u64 >= hv_abi::virq::COUNT {
             return Err(EvtchnError::BadVirq);
         }
@@ -175,7 +175,7 @@ impl EventChannels {
     }
 
     /// The port to set pending for `send` on `port`, if any (unbound ports drop the event).
-    pub fn send(&mut self, dom: u32, port: u32) -> Result<Option<Pend>, EvtchnError> {
+    pub fn send(&mut self, dom: DomId, port: Port) -> Result<Option<Pend>, EvtchnError> {
         match self.table(dom)?.get(port)? {
             PortState::Interdomain { remote_dom, remote_port } => Ok(Some(Pend { dom: remote_dom, port: remote_port })),
             PortState::Unbound { .. } => Ok(None),
@@ -183,7 +183,7 @@ impl EventChannels {
         }
     }
 
-    pub fn close(&mut self, dom: u32, port: u32) -> Result<(), EvtchnError> {
+    pub fn close(&mut self, dom: DomId, port: Port) -> Result<(), EvtchnError> {
         let state = self.table(dom)?.get(port)?;
         if let PortState::Interdomain { remote_dom, remote_port } = state
             && let Some(r) = self.tables.get_mut(&remote_dom)
@@ -195,7 +195,7 @@ impl EventChannels {
     }
 
     /// Binds a device interrupt (`pirq` = the device's bdf; the caller checked ownership).
-    pub fn bind_pirq(&mut self, dom: u32, pirq: u32) -> Result<u32, EvtchnError> {
+    pub fn bind_pirq(&mut self, dom: DomId, pirq: u32) -> Result<Port, EvtchnError> {
         let t = self.table(dom)?;
         if t.ports.contains(&PortState::Pirq(pirq)) {
             return Err(EvtchnError::VirqBound);
@@ -204,19 +204,19 @@ impl EventChannels {
     }
 
     /// The port `dom` bound device interrupt `pirq` to, if any.
-    pub fn pirq_port(&self, dom: u32, pirq: u32) -> Option<u32> {
+    pub fn pirq_port(&self, dom: DomId, pirq: u32) -> Option<Port> {
         let t = self.tables.get(&dom)?;
         t.ports.iter().position(|s| *s == PortState::Pirq(pirq)).map(|p| p as u32)
     }
 
     /// The port `dom` bound `virq` to, if any.
-    pub fn virq_port(&self, dom: u32, virq: u32) -> Option<u32> {
+    pub fn virq_port(&self, dom: DomId, virq: u32) -> Option<Port> {
         let t = self.tables.get(&dom)?;
         t.ports.iter().position(|s| *s == PortState::Virq(virq)).map(|p| p as u32)
     }
 
     /// Checks `port` is a valid, in-use port of `dom` (for `unmask`).
-    pub fn check_port(&self, dom: u32, port: u32) -> Result<(), EvtchnError> {
+    pub fn check_port(&self, dom: DomId, port: Port) -> Result<(), EvtchnError> {
         self.tables.get(&dom).ok_or(EvtchnError::NoDomain)?.get(port).map(drop)
     }
 }

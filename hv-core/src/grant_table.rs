@@ -4,7 +4,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use hv_abi::{GrantEntry, gntst, gtf};
+use hv_abi::{DomId, GrantEntry, GrantRef, GrantStatus, gtf};
 
 /// Most simultaneous mappings of one grant of one kind (as Xen's 7-bit pin counters).
 pub const MAX_PINS: u16 = 127;
@@ -16,22 +16,22 @@ pub const MAX_PINS: u16 = 127;
 /// start_info, unmapped guard pages...).
 pub fn check_entry(
     e: GrantEntry,
-    caller: u32,
+    caller: DomId,
     write: bool,
     granter_pages: u32,
     page_ok: impl Fn(u32, bool) -> bool,
-) -> Result<u32, i16> {
+) -> Result<u32, GrantStatus> {
     if e.flags & gtf::TYPE_MASK != gtf::PERMIT_ACCESS {
-        return Err(gntst::BAD_GNTREF);
+        return Err(GrantStatus::BadGntref);
     }
-    if e.domid as u32 != caller {
-        return Err(gntst::PERMISSION_DENIED);
+    if e.domid != caller {
+        return Err(GrantStatus::PermissionDenied);
     }
     if write && e.flags & gtf::READONLY != 0 {
-        return Err(gntst::PERMISSION_DENIED);
+        return Err(GrantStatus::PermissionDenied);
     }
     if e.frame >= granter_pages || !page_ok(e.frame, write) {
-        return Err(gntst::BAD_PAGE);
+        return Err(GrantStatus::BadPage);
     }
     Ok(e.frame)
 }
@@ -39,8 +39,8 @@ pub fn check_entry(
 /// One mapping held by a mapper (a map handle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mapping {
-    pub granter: u32,
-    pub gref: u32,
+    pub granter: DomId,
+    pub gref: GrantRef,
     pub writable: bool,
     /// The granter went away: the slot now maps the mapper's scratch page.
     pub revoked: bool,
@@ -54,14 +54,14 @@ pub struct MapTrack {
 }
 
 impl MapTrack {
-    pub fn insert(&mut self, m: Mapping, max: usize) -> Result<u32, i16> {
+    pub fn insert(&mut self, m: Mapping, max: usize) -> Result<u32, GrantStatus> {
         let slot = match self.slots.iter().position(Option::is_none) {
             Some(i) => i,
             None if self.slots.len() < max => {
                 self.slots.push(None);
                 self.slots.len() - 1
             }
-            None => return Err(gntst::NO_SPACE),
+            None => return Err(GrantStatus::NoSpace),
         };
         self.slots[slot] = Some(m);
         self.live += 1;
@@ -79,7 +79,7 @@ impl MapTrack {
     }
 
     /// Marks every mapping of `granter`'s grants revoked; returns their handles.
-    pub fn revoke_granter(&mut self, granter: u32) -> Vec<u32> {
+    pub fn revoke_granter(&mut self, granter: DomId) -> Vec<u32> {
         let mut v = Vec::new();
         for (i, s) in self.slots.iter_mut().enumerate() {
             if let Some(m) = s
@@ -112,23 +112,23 @@ struct Pin {
 /// Pin counts per (granter, ref): which busy bits must be set in the granter's entry.
 #[derive(Debug, Default)]
 pub struct Pins {
-    pins: BTreeMap<(u32, u32), Pin>,
+    pins: BTreeMap<(DomId, GrantRef), Pin>,
 }
 
 impl Pins {
     /// Counts one more mapping; returns the busy bits the entry must carry now.
-    pub fn pin(&mut self, granter: u32, gref: u32, writable: bool) -> Result<u16, i16> {
+    pub fn pin(&mut self, granter: DomId, gref: GrantRef, writable: bool) -> Result<u16, GrantStatus> {
         let p = self.pins.entry((granter, gref)).or_default();
         let c = if writable { &mut p.writers } else { &mut p.readers };
         if *c >= MAX_PINS {
-            return Err(gntst::NO_SPACE);
+            return Err(GrantStatus::NoSpace);
         }
         *c += 1;
         Ok(Self::bits(*p))
     }
 
     /// Counts one mapping fewer; returns the busy bits the entry must still carry.
-    pub fn unpin(&mut self, granter: u32, gref: u32, writable: bool) -> u16 {
+    pub fn unpin(&mut self, granter: DomId, gref: GrantRef, writable: bool) -> u16 {
         let Some(p) = self.pins.get_mut(&(granter, gref)) else { return 0 };
         let c = if writable { &mut p.writers } else { &mut p.readers };
         *c = c.saturating_sub(1);
@@ -152,11 +152,11 @@ impl Pins {
     }
 
     /// Forgets every pin on `granter`'s grants (the granter is gone).
-    pub fn drop_granter(&mut self, granter: u32) {
+    pub fn drop_granter(&mut self, granter: DomId) {
         self.pins.retain(|(g, _), _| *g != granter);
     }
 
-    pub fn is_pinned(&self, granter: u32, gref: u32) -> bool {
+    pub fn is_pinned(&self, granter: DomId, gref: GrantRef) -> bool {
         self.pins.contains_key(&(granter, gref))
     }
 }
@@ -174,20 +174,20 @@ mod tests {
         let ok = |_, _| true;
         let rw = entry(gtf::PERMIT_ACCESS, 5, 10);
         assert_eq!(check_entry(rw, 5, true, 100, ok), Ok(10));
-        assert_eq!(check_entry(rw, 6, false, 100, ok), Err(gntst::PERMISSION_DENIED), "granted to someone else");
+        assert_eq!(check_entry(rw, 6, false, 100, ok), Err(GrantStatus::PermissionDenied), "granted to someone else");
         let ro = entry(gtf::PERMIT_ACCESS | gtf::READONLY, 5, 10);
         assert_eq!(check_entry(ro, 5, false, 100, ok), Ok(10));
-        assert_eq!(check_entry(ro, 5, true, 100, ok), Err(gntst::PERMISSION_DENIED), "write through read-only");
-        assert_eq!(check_entry(entry(0, 5, 10), 5, false, 100, ok), Err(gntst::BAD_GNTREF), "invalid type");
-        assert_eq!(check_entry(entry(2, 5, 10), 5, false, 100, ok), Err(gntst::BAD_GNTREF), "accept_transfer");
+        assert_eq!(check_entry(ro, 5, true, 100, ok), Err(GrantStatus::PermissionDenied), "write through read-only");
+        assert_eq!(check_entry(entry(0, 5, 10), 5, false, 100, ok), Err(GrantStatus::BadGntref), "invalid type");
+        assert_eq!(check_entry(entry(2, 5, 10), 5, false, 100, ok), Err(GrantStatus::BadGntref), "accept_transfer");
         assert_eq!(
             check_entry(entry(1, 5, 100), 5, false, 100, ok),
-            Err(gntst::BAD_PAGE),
+            Err(GrantStatus::BadPage),
             "frame past the granter's RAM"
         );
         assert_eq!(
             check_entry(rw, 5, true, 100, |f, w| f != 10 || !w),
-            Err(gntst::BAD_PAGE),
+            Err(GrantStatus::BadPage),
             "page the granter can't write"
         );
     }
@@ -199,7 +199,7 @@ mod tests {
         for i in 0..4 {
             assert_eq!(t.insert(m, 4), Ok(i));
         }
-        assert_eq!(t.insert(m, 4), Err(gntst::NO_SPACE));
+        assert_eq!(t.insert(m, 4), Err(GrantStatus::NoSpace));
         assert_eq!(t.remove(2), Some(m));
         assert_eq!(t.remove(2), None, "double unmap");
         assert_eq!(t.remove(99), None);
@@ -224,7 +224,7 @@ mod tests {
         for _ in 0..MAX_PINS {
             p.pin(1, 8, false).unwrap();
         }
-        assert_eq!(p.pin(1, 8, false), Err(gntst::NO_SPACE));
+        assert_eq!(p.pin(1, 8, false), Err(GrantStatus::NoSpace));
         p.drop_granter(1);
         assert!(!p.is_pinned(1, 8));
     }

@@ -16,6 +16,8 @@
 //! map handle. Everything else in the address space (the hypervisor included) is inaccessible from
 //! ring 3.
 
+use crate::DomId;
+use bytemuck::{Pod, Zeroable};
 use core::sync::atomic::AtomicU64;
 
 /// Where every domain's RAM starts (1 GiB). Domain binaries are linked at
@@ -47,6 +49,42 @@ pub const PAGE_SIZE: u64 = 4096;
 
 pub const START_INFO_MAGIC: u64 = 0x6876_2d73_7461_7274; // "hv-start"
 
+/// The version of this contract, in [`StartInfo::abi_version`]: raised whenever a hypercall,
+/// structure or layout changes incompatibly, so a domain built against another version stops at
+/// entry with a clear message instead of misreading its arguments. Version 1 is the ABI
+/// described in `docs/ABI.md` (the first with this field).
+pub const ABI_VERSION: u32 = 1;
+
+/// A start_info written by a hypervisor speaking another ABI version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbiMismatch {
+    /// What the hypervisor wrote ([`StartInfo::abi_version`]).
+    pub hypervisor: u32,
+    /// What this build expects ([`ABI_VERSION`]).
+    pub domain: u32,
+}
+
+impl core::fmt::Display for AbiMismatch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "ABI version mismatch: the hypervisor speaks version {}, this domain was built for version {}; rebuild it against the same hv-abi",
+            self.hypervisor, self.domain
+        )
+    }
+}
+
+impl StartInfo {
+    /// Checks that the hypervisor that wrote this start_info speaks this build's ABI.
+    pub fn check_abi_version(&self) -> Result<(), AbiMismatch> {
+        if self.abi_version == ABI_VERSION {
+            Ok(())
+        } else {
+            Err(AbiMismatch { hypervisor: self.abi_version, domain: ABI_VERSION })
+        }
+    }
+}
+
 /// Flags in [`StartInfo::flags`].
 pub mod flags {
     /// The domain may use `domctl` (Dom0).
@@ -55,7 +93,7 @@ pub mod flags {
 
 /// Handed to a domain at entry (pointer in `rdi`); read-only for the domain.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct StartInfo {
     pub magic: u64,
     pub domid: u64,
@@ -83,6 +121,11 @@ pub struct StartInfo {
     pub name: [u8; super::NAME_LEN],
     /// NUL-padded argument string from the topology or `domctl create`.
     pub args: [u8; super::ARGS_LEN],
+    // --- appended fields (every field above keeps its offset) ---
+    /// [`ABI_VERSION`] of the hypervisor that built this domain (0 from a hypervisor older than
+    /// the field: the page is zeroed).
+    pub abi_version: u32,
+    pub _pad: u32,
 }
 
 /// Read-write page shared between the hypervisor and one domain: the 2-level event-channel
@@ -97,7 +140,7 @@ pub struct SharedInfo {
 
 /// Output of `domain_info`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
 pub struct DomainInfo {
     pub domid: u64,
     pub flags: u64,
@@ -108,7 +151,7 @@ pub struct DomainInfo {
 
 /// Argument of `domctl create`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct CreateDomain {
     /// Unique name (NUL-padded).
     pub name: [u8; super::NAME_LEN],
@@ -148,7 +191,7 @@ pub mod end {
 
 /// One row of `domctl list`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
 pub struct DomainListEntry {
     pub domid: u32,
     pub state: u32,
@@ -169,7 +212,7 @@ const _: () = assert!(core::mem::size_of::<StartInfo>() as u64 <= PAGE_SIZE);
 
 /// Output of `domctl physinfo`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PhysInfo {
     /// 4 KiB frames the allocator manages / has free.
     pub total_frames: u64,
@@ -198,7 +241,7 @@ pub struct PhysInfo {
 
 /// In/out argument of `domctl console_read`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ConsoleRead {
     /// In: where to copy and how many bytes at most.
     pub buf: u64,
@@ -212,7 +255,7 @@ pub struct ConsoleRead {
 
 /// Output of `control_io(status)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ControlStatus {
     /// 1 if the UART (COM2, I/O port 0x2f8) answered the probe, else 0.
     pub present: u32,
@@ -227,27 +270,127 @@ pub struct ControlStatus {
     pub tx_pending: u64,
 }
 
-/// A grant-table entry, Xen's `grant_entry_v1` layout (`xen/include/public/grant_table.h`):
-/// written by the granting domain (domid, frame, then flags last), busy bits set by the
-/// hypervisor while the grant is mapped.
+/// A grant-table entry, Xen's `struct grant_entry_v1` (`xen/include/public/grant_table.h`,
+/// checked byte for byte against it in `shared-ring/tests/xen_headers.rs`, where shared-ring
+/// re-exports it as `GrantEntryV1`): written by the granting domain (domid, frame, then flags
+/// last), busy bits set by the hypervisor while the grant is mapped.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GrantEntry {
+    /// `GTF_*` type and flags ([`gtf`]).
     pub flags: u16,
-    /// The domain allowed to use the grant.
-    pub domid: u16,
+    /// The domain allowed to use the grant (the grantee).
+    pub domid: DomId,
     /// The granted page: [`gfn_of`] of one of the granter's own pages.
     pub frame: u32,
 }
 
-/// `GrantEntry::flags` bits (Xen's GTF_*).
+/// `GrantEntry::flags` bits (Xen's `GTF_*`).
 pub mod gtf {
-    pub const TYPE_MASK: u16 = 3;
+    /// `GTF_invalid`.
+    pub const INVALID: u16 = 0;
+    /// `GTF_permit_access`.
     pub const PERMIT_ACCESS: u16 = 1;
+    /// `GTF_accept_transfer`.
+    pub const ACCEPT_TRANSFER: u16 = 2;
+    /// `GTF_transitive` (v2 only).
+    pub const TRANSITIVE: u16 = 3;
+    /// `GTF_type_mask`.
+    pub const TYPE_MASK: u16 = 3;
+    /// `GTF_readonly`: the grantee may only read.
     pub const READONLY: u16 = 1 << 2;
     /// Set by the hypervisor while mapped for reading / writing: the granter must not end access.
     pub const READING: u16 = 1 << 3;
     pub const WRITING: u16 = 1 << 4;
+    /// `GTF_PWT`, `GTF_PCD`, `GTF_PAT`: cacheability of the mapping.
+    pub const PWT: u16 = 1 << 5;
+    pub const PCD: u16 = 1 << 6;
+    pub const PAT: u16 = 1 << 7;
+    /// `GTF_sub_page` (v2 only).
+    pub const SUB_PAGE: u16 = 1 << 8;
+    /// `GTF_transfer_committed` (accept_transfer entries; same bit as readonly).
+    pub const TRANSFER_COMMITTED: u16 = 1 << 2;
+    /// `GTF_transfer_completed` (accept_transfer entries; same bit as reading).
+    pub const TRANSFER_COMPLETED: u16 = 1 << 3;
+}
+
+/// What a domain put in a v1 grant entry that the v1 ABI does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantError {
+    /// `GTF_transitive` is a v2-only type.
+    TransitiveInV1,
+    /// `GTF_sub_page` is a v2-only flag.
+    SubPageInV1,
+    /// Bits above `GTF_sub_page`.
+    UnknownFlags { flags: u16 },
+}
+
+impl core::fmt::Display for GrantError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            GrantError::TransitiveInV1 => write!(f, "transitive grant in a v1 table"),
+            GrantError::SubPageInV1 => write!(f, "sub-page grant in a v1 table"),
+            GrantError::UnknownFlags { flags } => write!(f, "unknown grant flags {flags:#x}"),
+        }
+    }
+}
+
+impl core::error::Error for GrantError {}
+
+impl GrantEntry {
+    /// Decodes 8 little-endian bytes (infallible).
+    pub fn from_raw(b: &[u8; 8]) -> Self {
+        Self {
+            flags: u16::from_le_bytes([b[0], b[1]]),
+            domid: u16::from_le_bytes([b[2], b[3]]),
+            frame: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+
+    /// Encodes as 8 little-endian bytes.
+    pub fn to_raw(&self) -> [u8; 8] {
+        let mut b = [0; 8];
+        b[0..2].copy_from_slice(&self.flags.to_le_bytes());
+        b[2..4].copy_from_slice(&self.domid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.frame.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates.
+    pub fn decode(b: &[u8; 8]) -> Result<Self, GrantError> {
+        let entry = Self::from_raw(b);
+        entry.validate()?;
+        Ok(entry)
+    }
+
+    /// Rejects v2-only types and flags and undefined bits.
+    pub fn validate(&self) -> Result<(), GrantError> {
+        if self.flags & !(gtf::SUB_PAGE | (gtf::SUB_PAGE - 1)) != 0 {
+            return Err(GrantError::UnknownFlags { flags: self.flags });
+        }
+        if self.flags & gtf::TYPE_MASK == gtf::TRANSITIVE {
+            return Err(GrantError::TransitiveInV1);
+        }
+        if self.flags & gtf::SUB_PAGE != 0 {
+            return Err(GrantError::SubPageInV1);
+        }
+        Ok(())
+    }
+
+    /// The entry lets `grantee` map or copy its frame (`permit_access` for that domain).
+    pub fn permits(&self, grantee: DomId) -> bool {
+        self.flags & gtf::TYPE_MASK == gtf::PERMIT_ACCESS && self.domid == grantee
+    }
+
+    /// The grantee may only read.
+    pub fn is_readonly(&self) -> bool {
+        self.flags & gtf::READONLY != 0
+    }
+
+    /// The hypervisor has the frame mapped (reading or writing): the grant cannot be ended.
+    pub fn is_in_use(&self) -> bool {
+        self.flags & (gtf::READING | gtf::WRITING) != 0
+    }
 }
 
 /// Grant operation status codes (Xen's GNTST_*), per element of `copy`.
@@ -338,7 +481,7 @@ impl core::fmt::Display for GrantStatus {
 
 /// One side of a [`GrantCopy`].
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GrantCopyPtr {
     /// A grant ref (with the `*_GREF` flag) or a virtual address in the caller's own memory.
     pub ref_or_addr: u64,
@@ -351,7 +494,7 @@ pub struct GrantCopyPtr {
 
 /// One element of `grant_table_op(copy)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct GrantCopy {
     pub source: GrantCopyPtr,
     pub dest: GrantCopyPtr,
@@ -368,7 +511,7 @@ pub const GNTCOPY_DEST_GREF: u16 = 2;
 
 /// Output of `evtchn_op(status)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct EvtchnStatus {
     /// [`evtchn_state`] value.
     pub state: u32,
@@ -390,7 +533,7 @@ pub mod evtchn_state {
 
 /// One BAR of an assigned PCI device.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PciBarInfo {
     pub phys: u64,
     pub size: u64,
@@ -403,7 +546,7 @@ pub struct PciBarInfo {
 
 /// One row of `pci_op(list)`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PciDeviceInfo {
     /// `bus << 8 | dev << 3 | fn`.
     pub bdf: u16,
@@ -418,7 +561,7 @@ pub struct PciDeviceInfo {
 
 /// Output of `domctl store_connect`.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct StoreConnection {
     /// The caller's port bound to the domain's store port.
     pub port: u32,
@@ -446,10 +589,51 @@ mod tests {
     }
 
     #[test]
+    fn abi_version_is_checked() {
+        let mut si = StartInfo::zeroed();
+        assert_eq!(si.check_abi_version(), Err(AbiMismatch { hypervisor: 0, domain: ABI_VERSION }));
+        si.abi_version = ABI_VERSION;
+        assert_eq!(si.check_abi_version(), Ok(()));
+        si.abi_version = ABI_VERSION + 1;
+        let e = si.check_abi_version().unwrap_err();
+        assert_eq!(e.hypervisor, ABI_VERSION + 1);
+        let mut msg = [0u8; 200];
+        let mut w = Buf(&mut msg, 0);
+        core::fmt::write(&mut w, format_args!("{e}")).unwrap();
+        let text = core::str::from_utf8(&w.0[..w.1]).unwrap();
+        assert!(text.starts_with("ABI version mismatch: the hypervisor speaks version 2"), "{text}");
+    }
+
+    struct Buf<'a>(&'a mut [u8], usize);
+    impl core::fmt::Write for Buf<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.1 + s.len();
+            self.0.get_mut(self.1..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn grant_entry_bytes_are_xens() {
+        let e = GrantEntry { flags: gtf::PERMIT_ACCESS | gtf::READONLY, domid: 3, frame: 0x1234 };
+        assert_eq!(e.to_raw(), [5, 0, 3, 0, 0x34, 0x12, 0, 0]);
+        // The in-memory image (what a domain's table holds) is the wire image.
+        assert_eq!(bytemuck::bytes_of(&e), &e.to_raw());
+        assert_eq!(GrantEntry::from_raw(&e.to_raw()), e);
+    }
+
+    #[test]
     fn layouts_are_stable() {
         // These sizes are ABI: a change breaks every built domain.
-        assert_eq!(size_of::<StartInfo>(), 104 + 16 + 256);
+        assert_eq!(size_of::<StartInfo>(), 104 + 16 + 256 + 8);
         assert_eq!(offset_of!(StartInfo, name), 104);
+        // The store and console-era fields keep their offsets; the version is appended.
+        assert_eq!(offset_of!(StartInfo, store_ring), 80);
+        assert_eq!(offset_of!(StartInfo, store_port), 88);
+        assert_eq!(offset_of!(StartInfo, ram_phys), 96);
+        assert_eq!(offset_of!(StartInfo, args), 120);
+        assert_eq!(offset_of!(StartInfo, abi_version), 376);
         assert_eq!(size_of::<PciDeviceInfo>(), 16 + 6 * 32);
         assert_eq!(size_of::<SharedInfo>(), 256);
         assert_eq!(size_of::<GrantEntry>(), 8);

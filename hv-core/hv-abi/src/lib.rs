@@ -1,4 +1,7 @@
-//! The contract between hv-core and every domain. No dependencies, `no_std`, host-testable.
+//! The contract between hv-core and every domain. `no_std`, host-testable; its one dependency is
+//! `bytemuck`, whose `Pod`/`Zeroable` derives prove at compile time that every `#[repr(C)]`
+//! argument struct is plain old data (no padding, any bytes valid), which is what lets the
+//! hypervisor and the runtime copy them to and from memory without `unsafe`.
 //!
 //! Hypercalls are made with `syscall`: number in `rax`, arguments in `rdi, rsi, rdx, r10, r8, r9`,
 //! result in `rax`. A negative result is `-errno` (see [`Error`]). `rcx` and `r11` are clobbered
@@ -10,6 +13,15 @@ pub mod layout;
 pub mod pci;
 
 pub use layout::*;
+
+/// A domain id. Xen's `domid_t`: 16 bits on every interface (grant entries carry it as is; the
+/// wider ABI fields and hypercall registers hold it zero-extended). Ids at or above
+/// [`DOMID_SELF`] are not domains.
+pub type DomId = u16;
+/// A grant reference: an index into the granter's grant table (Xen's `grant_ref_t`).
+pub type GrantRef = u32;
+/// An event-channel port (Xen's `evtchn_port_t`): `1..MAX_PORTS`; 0 is never valid.
+pub type Port = u32;
 
 /// Hypercall numbers (`rax`).
 #[repr(u64)]
@@ -242,8 +254,11 @@ pub const CONTROL_IO_MAX: usize = 4096;
 /// Bytes of console output the hypervisor keeps per domain for `domctl console_read`.
 pub const CONSOLE_HISTORY: usize = 16 * 1024;
 
-/// "This domain" in domid arguments.
-pub const DOMID_SELF: u64 = 0x7ff0;
+/// "This domain" in domid arguments (a hypercall register, hence `u64`; as a [`DomId`]:
+/// [`DOMID_SELF_ID`]). Every real domain id is below it.
+pub const DOMID_SELF: u64 = DOMID_SELF_ID as u64;
+/// [`DOMID_SELF`] as a [`DomId`] (Xen's `DOMID_SELF`).
+pub const DOMID_SELF_ID: DomId = 0x7ff0;
 /// Event-channel ports per domain (port 0 is never valid).
 pub const MAX_PORTS: usize = 1024;
 /// Grant entries a domain may register (8 pages of 512).
@@ -431,6 +446,9 @@ mod tests {
                 assert_eq!(op as u64, n);
             }
             if let Some(op) = ControlOp::from_u64(n) {
+                assert_eq!(op as u64, n);
+            }
+            if let Some(op) = PciOp::from_u64(n) {
                 assert_eq!(op as u64, n);
             }
         }

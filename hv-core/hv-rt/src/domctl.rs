@@ -4,8 +4,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use hv_abi::{CreateDomain, DomainListEntry, DomctlOp, Error, Hypercall, decode_result};
 
+/// A `domctl` whose arguments are plain values (this module's callers pass only such ops).
 fn domctl(op: DomctlOp, a: u64, b: u64, c: u64) -> Result<u64, Error> {
-    call(Hypercall::Domctl, op as u64, a, b, c)
+    // SAFETY: every op this module sends through here takes values only (domids, codes,
+    // selectors); the pointer-taking ops use `raw` with their own SAFETY lines.
+    unsafe { call(Hypercall::Domctl, op as u64, a, b, c) }
 }
 
 /// Creates a domain from a bundle image and runs it; returns its id.

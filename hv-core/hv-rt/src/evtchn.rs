@@ -1,44 +1,47 @@
 //! Event channels: ports, notifications, and waiting for them.
 use crate::hypercall::{call, raw};
 use core::sync::atomic::Ordering;
-use hv_abi::{DOMID_SELF, Error, EvtchnOp, EvtchnStatus, Hypercall, MAX_PORTS, SharedInfo, decode_result};
+use hv_abi::{DOMID_SELF, Error, EvtchnOp, EvtchnStatus, Hypercall, MAX_PORTS, Port, SharedInfo, decode_result};
 
+/// An `evtchn_op` whose arguments are plain values (every op but `status`, which uses `raw`).
 fn op(o: EvtchnOp, a: u64, b: u64) -> Result<u64, Error> {
-    call(Hypercall::EvtchnOp, o as u64, a, b, 0)
+    debug_assert!(o != EvtchnOp::Status, "status takes a pointer");
+    // SAFETY: the ops sent through here take domids, ports, virqs and bdfs: values only.
+    unsafe { call(Hypercall::EvtchnOp, o as u64, a, b, 0) }
 }
 
 /// A port that `remote` may bind to (publish it in the store for the peer).
-pub fn alloc_unbound(remote: u32) -> Result<u32, Error> {
+pub fn alloc_unbound(remote: u32) -> Result<Port, Error> {
     op(EvtchnOp::AllocUnbound, remote as u64, 0).map(|p| p as u32)
 }
 
 /// Connects to `remote`'s unbound port; the new port starts pending.
-pub fn bind_interdomain(remote: u32, remote_port: u32) -> Result<u32, Error> {
+pub fn bind_interdomain(remote: u32, remote_port: u32) -> Result<Port, Error> {
     op(EvtchnOp::BindInterdomain, remote as u64, remote_port as u64).map(|p| p as u32)
 }
 
-pub fn bind_virq(virq: u64) -> Result<u32, Error> {
+pub fn bind_virq(virq: u64) -> Result<Port, Error> {
     op(EvtchnOp::BindVirq, virq, 0).map(|p| p as u32)
 }
 
 /// A port for the interrupt of one of our assigned PCI devices (`bdf` = bus << 8 | dev << 3 | fn).
-pub fn bind_pirq(bdf: u16) -> Result<u32, Error> {
+pub fn bind_pirq(bdf: u16) -> Result<Port, Error> {
     op(EvtchnOp::BindPirq, bdf as u64, 0).map(|p| p as u32)
 }
 
-pub fn send(port: u32) -> Result<(), Error> {
+pub fn send(port: Port) -> Result<(), Error> {
     op(EvtchnOp::Send, port as u64, 0).map(drop)
 }
 
-pub fn close(port: u32) -> Result<(), Error> {
+pub fn close(port: Port) -> Result<(), Error> {
     op(EvtchnOp::Close, port as u64, 0).map(drop)
 }
 
-pub fn unmask(port: u32) -> Result<(), Error> {
+pub fn unmask(port: Port) -> Result<(), Error> {
     op(EvtchnOp::Unmask, port as u64, 0).map(drop)
 }
 
-pub fn status(port: u32) -> Result<EvtchnStatus, Error> {
+pub fn status(port: Port) -> Result<EvtchnStatus, Error> {
     let mut st = EvtchnStatus::default();
     // SAFETY: `st` is writable for the duration of the call.
     let r = unsafe { raw(Hypercall::EvtchnOp, EvtchnOp::Status as u64, port as u64, (&raw mut st) as u64, 0) };
@@ -55,7 +58,7 @@ fn shared() -> &'static SharedInfo {
 }
 
 /// Takes every pending port (clearing it) and calls `f` for each, lowest first.
-pub fn take_pending(mut f: impl FnMut(u32)) {
+pub fn take_pending(mut f: impl FnMut(Port)) {
     for (w, word) in shared().evtchn_pending.iter().enumerate() {
         let mut bits = word.swap(0, Ordering::SeqCst);
         while bits != 0 {
@@ -67,13 +70,13 @@ pub fn take_pending(mut f: impl FnMut(u32)) {
 }
 
 /// Whether `port` is pending (without clearing it).
-pub fn is_pending(port: u32) -> bool {
+pub fn is_pending(port: Port) -> bool {
     (port as usize) < MAX_PORTS
         && shared().evtchn_pending[port as usize / 64].load(Ordering::SeqCst) & (1 << (port % 64)) != 0
 }
 
 /// Whether any port other than `port` is pending.
-pub fn is_pending_other_than(port: u32) -> bool {
+pub fn is_pending_other_than(port: Port) -> bool {
     shared().evtchn_pending.iter().enumerate().any(|(w, word)| {
         let mut bits = word.load(Ordering::SeqCst);
         if port as usize / 64 == w {
@@ -84,7 +87,7 @@ pub fn is_pending_other_than(port: u32) -> bool {
 }
 
 /// Clears `port`'s pending bit; returns whether it was set.
-pub fn clear(port: u32) -> bool {
+pub fn clear(port: Port) -> bool {
     if port as usize >= MAX_PORTS {
         return false;
     }

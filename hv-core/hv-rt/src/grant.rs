@@ -7,17 +7,17 @@ use crate::hypercall::{call, raw};
 use alloc::alloc::{Layout, alloc_zeroed};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use hv_abi::{Error, GrantCopy, GrantEntry, GrantOp, Hypercall, decode_result, gfn_of, gtf};
+use hv_abi::{Error, GrantCopy, GrantEntry, GrantOp, GrantRef, Hypercall, decode_result, gfn_of, gtf};
 use spin::Mutex;
 
 /// Grant refs 0..8 are reserved, as in Xen.
-pub const FIRST_REF: u32 = 8;
+pub const FIRST_REF: GrantRef = 8;
 /// Entries in our table (one page).
 pub const ENTRIES: u32 = 512;
 
 struct Table {
     entries: *mut GrantEntry,
-    free: Vec<u32>,
+    free: Vec<GrantRef>,
 }
 
 // SAFETY: the table pointer is only used under the mutex; the memory is ours for ever.
@@ -34,20 +34,24 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> Result<R, Error> {
         if p.is_null() {
             return Err(Error::NoMem);
         }
-        call(Hypercall::GrantTableOp, GrantOp::SetupTable as u64, p as u64, ENTRIES as u64, 0)?;
+        // SAFETY: `p` is a zeroed, page-aligned, writable allocation of ENTRIES entries that we
+        // never free: the hypervisor may read (and set busy bits in) it for the rest of our life.
+        unsafe { call(Hypercall::GrantTableOp, GrantOp::SetupTable as u64, p as u64, ENTRIES as u64, 0) }?;
         *t = Some(Table { entries: p, free: (FIRST_REF..ENTRIES).rev().collect() });
     }
     Ok(f(t.as_mut().expect("initialised above")))
 }
 
-fn flags(t: &Table, gref: u32) -> &'static AtomicU16 {
-    // SAFETY: gref < ENTRIES (callers check); the flags word is 2-aligned and lives as long as
-    // the program.
+/// The flags word of entry `gref`, borrowed from the table.
+fn flags(t: &Table, gref: GrantRef) -> &AtomicU16 {
+    debug_assert!(gref < ENTRIES);
+    // SAFETY: gref < ENTRIES (callers check), so the word lies in the table's allocation, which
+    // is never freed; it is 2-aligned and any bit pattern is a valid AtomicU16.
     unsafe { &*((t.entries.add(gref as usize)) as *const AtomicU16) }
 }
 
 /// Grants `domid` access to our page at `va` (page-aligned); returns the grant ref.
-pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<u32, Error> {
+pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<GrantRef, Error> {
     if !va.is_multiple_of(4096) || domid >= hv_abi::DOMID_SELF as u32 {
         return Err(Error::Inval);
     }
@@ -67,7 +71,7 @@ pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<u32, Error> {
 }
 
 /// Ends a grant. Fails with `Busy` while the peer still has it mapped.
-pub fn end_access(gref: u32) -> Result<(), Error> {
+pub fn end_access(gref: GrantRef) -> Result<(), Error> {
     if !(FIRST_REF..ENTRIES).contains(&gref) {
         return Err(Error::Inval);
     }
@@ -87,14 +91,16 @@ pub fn end_access(gref: u32) -> Result<(), Error> {
 }
 
 /// Maps `granter`'s grant `gref`; returns (handle, address).
-pub fn map(granter: u32, gref: u32, readonly: bool) -> Result<(u32, u64), Error> {
+pub fn map(granter: u32, gref: GrantRef, readonly: bool) -> Result<(u32, u64), Error> {
     let flags = if readonly { hv_abi::GNTMAP_READONLY } else { 0 };
-    let h = call(Hypercall::GrantTableOp, GrantOp::Map as u64, granter as u64, gref as u64, flags)? as u32;
+    // SAFETY: `map` takes values only (a domid, a ref, flags).
+    let h = unsafe { call(Hypercall::GrantTableOp, GrantOp::Map as u64, granter as u64, gref as u64, flags) }? as u32;
     Ok((h, hv_abi::map_va(h)))
 }
 
 pub fn unmap(handle: u32) -> Result<(), Error> {
-    call(Hypercall::GrantTableOp, GrantOp::Unmap as u64, handle as u64, 0, 0).map(drop)
+    // SAFETY: `unmap` takes a handle, a value.
+    unsafe { call(Hypercall::GrantTableOp, GrantOp::Unmap as u64, handle as u64, 0, 0) }.map(drop)
 }
 
 /// Runs a batch of copies; each element's `status` says how it went.
@@ -112,8 +118,8 @@ pub fn copy(ops: &mut [GrantCopy]) -> Result<(), Error> {
 /// Pages granted once to one peer and reused, instead of granting and ending access per use.
 pub struct GrantedPages {
     peer: u32,
-    free: Vec<(u32, u64)>,
-    all: Vec<(u32, u64)>,
+    free: Vec<(GrantRef, u64)>,
+    all: Vec<(GrantRef, u64)>,
 }
 
 impl GrantedPages {
@@ -137,11 +143,11 @@ impl GrantedPages {
     }
 
     /// A granted page: (grant ref, address).
-    pub fn take(&mut self) -> Option<(u32, u64)> {
+    pub fn take(&mut self) -> Option<(GrantRef, u64)> {
         self.free.pop()
     }
 
-    pub fn give_back(&mut self, page: (u32, u64)) {
+    pub fn give_back(&mut self, page: (GrantRef, u64)) {
         if self.all.contains(&page) && !self.free.contains(&page) {
             self.free.push(page);
         }

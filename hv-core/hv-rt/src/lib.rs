@@ -54,6 +54,12 @@ pub fn start(si: *const StartInfo, main: fn()) -> ! {
     if si.magic != hv_abi::START_INFO_MAGIC {
         shutdown(ShutdownReason::Crash);
     }
+    if let Err(mismatch) = si.check_abi_version() {
+        // Nothing else in start_info can be trusted to mean what we think: say why and stop
+        // (the console needs no heap).
+        println!("hv-rt: {mismatch}");
+        shutdown(ShutdownReason::Crash);
+    }
     // SAFETY: [heap_start, heap_end) is RAM the hypervisor mapped read-write for us and that
     // nothing else uses; it is claimed once.
     unsafe {
@@ -64,7 +70,7 @@ pub fn start(si: *const StartInfo, main: fn()) -> ! {
     shutdown(ShutdownReason::Poweroff)
 }
 
-/// This domain's start_info page.
+/// This domain's start_info page (its [`StartInfo::abi_version`] was checked at entry).
 pub fn start_info() -> &'static StartInfo {
     // SAFETY: set in `start` from the pointer the hypervisor passed; the page is mapped read-only
     // for the domain's whole life and never changes.
@@ -102,12 +108,14 @@ pub fn arg_u64(key: &str, default: u64) -> u64 {
 pub fn shutdown(reason: ShutdownReason) -> ! {
     console::flush();
     loop {
-        let _ = hypercall::call(Hypercall::Shutdown, reason as u64, 0, 0, 0);
+        // SAFETY: `shutdown` takes a reason code, a value.
+        let _ = unsafe { hypercall::call(Hypercall::Shutdown, reason as u64, 0, 0, 0) };
     }
 }
 
 pub fn yield_now() {
-    let _ = hypercall::call(Hypercall::Yield, 0, 0, 0, 0);
+    // SAFETY: `yield` takes no arguments.
+    let _ = unsafe { hypercall::call(Hypercall::Yield, 0, 0, 0, 0) };
 }
 
 #[panic_handler]

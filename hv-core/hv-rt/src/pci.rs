@@ -18,11 +18,14 @@ pub fn devices() -> Result<Vec<PciDeviceInfo>, Error> {
 }
 
 pub fn config_read(bdf: Bdf, offset: u8) -> Result<u32, Error> {
-    call(Hypercall::PciOp, PciOp::ConfigRead as u64, bdf.to_u16() as u64, offset as u64, 0).map(|v| v as u32)
+    // SAFETY: config_read takes values only.
+    unsafe { call(Hypercall::PciOp, PciOp::ConfigRead as u64, bdf.to_u16() as u64, offset as u64, 0) }.map(|v| v as u32)
 }
 
 pub fn config_write(bdf: Bdf, offset: u8, value: u32) -> Result<(), Error> {
-    call(Hypercall::PciOp, PciOp::ConfigWrite as u64, bdf.to_u16() as u64, offset as u64, value as u64).map(drop)
+    // SAFETY: config_write takes values only.
+    unsafe { call(Hypercall::PciOp, PciOp::ConfigWrite as u64, bdf.to_u16() as u64, offset as u64, value as u64) }
+        .map(drop)
 }
 
 /// Translates a BAR's physical address (as the device's config space says) to where it is

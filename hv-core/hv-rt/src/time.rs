@@ -8,7 +8,8 @@ pub fn rdtsc() -> u64 {
 
 /// System time in ns since the hypervisor booted.
 pub fn now_ns() -> u64 {
-    crate::hypercall::call(Hypercall::Time, 0, 0, 0, 0).unwrap_or(0)
+    // SAFETY: `time` takes no arguments.
+    unsafe { crate::hypercall::call(Hypercall::Time, 0, 0, 0, 0) }.unwrap_or(0)
 }
 
 /// TSC cycles to nanoseconds using the hypervisor's calibration.
@@ -18,7 +19,8 @@ pub fn cycles_to_ns(cycles: u64) -> u64 {
 
 /// Blocks until an unmasked event-channel port is pending or system time reaches `deadline_ns`.
 pub fn block_until(deadline_ns: u64) {
-    let _ = crate::hypercall::call(Hypercall::Block, deadline_ns, 0, 0, 0);
+    // SAFETY: `block` takes a deadline, a value.
+    let _ = unsafe { crate::hypercall::call(Hypercall::Block, deadline_ns, 0, 0, 0) };
 }
 
 /// Blocks until an unmasked event-channel port is pending.

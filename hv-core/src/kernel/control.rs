@@ -8,7 +8,7 @@
 //! Dom0; bytes Dom0 writes wait in a bounded transmit ring that each poll drains as far as the
 //! UART takes them.
 use super::Hv;
-use super::hypercall::{as_bytes, copy_out, live};
+use super::user_memory::{copy_out_value, live};
 use crate::arch::paging;
 use crate::arch::uart::{COM2, Uart};
 use crate::byte_ring::ByteQueue;
@@ -136,7 +136,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
         ControlOp::Status => {
             let st = hv.control.status();
             if args[1] != 0 {
-                copy_out(hv, slot, args[1], as_bytes(&st))?;
+                copy_out_value(hv, slot, args[1], &st)?;
             }
             Ok(st.present as u64)
         }

@@ -1,8 +1,9 @@
-//! Domains: creation from a bundle image, teardown, and the context switch between them.
-use super::{HV, Hv, time};
-use crate::arch::gdt::{USER_CS, USER_DS};
+//! Domains and their lifecycle: creation from a bundle image, ending (releasing everything a
+//! domain holds), reaping. What a live domain holds in other concepts (grant pins, ports, the
+//! run queue) is handled by those concepts' files: `grant_table`, `event_channel`, `sched`.
+use super::{Hv, console, time};
 use crate::arch::paging::{self, AddressSpace};
-use crate::arch::{TrapFrame, apic, cpu, trap};
+use crate::arch::{TrapFrame, cpu};
 use crate::console::LineBuffer;
 use crate::elf;
 use crate::frames::FRAME_SIZE;
@@ -11,17 +12,10 @@ use crate::hvlog;
 use crate::user_memory::{Region, UserMap};
 use alloc::boxed::Box;
 use alloc::string::String;
-use core::sync::atomic::Ordering;
 use hv_abi::{
     DOMAIN_BASE, IMAGE_OFFSET, PAGE_SIZE, SHARED_INFO_OFFSET, STACK_SIZE, START_INFO_MAGIC, STORE_RING_OFFSET,
 };
-use hv_abi::{Error, SharedInfo, StartInfo, gtf, virq};
-
-/// Map-track `gref` marking the store page mapped by `store_connect` (not a grant: no pins).
-pub const STORE_PAGE_GREF: u32 = u32::MAX;
-
-/// Longest console output waits for the UART while the CPU is busy.
-const CONSOLE_FLUSH_NS: u64 = 1_000_000;
+use hv_abi::{DomId, Error, StartInfo, virq};
 
 /// What `create_domain` needs.
 pub struct Spec<'a> {
@@ -35,7 +29,7 @@ pub struct Spec<'a> {
 }
 
 pub struct Domain {
-    pub id: u32,
+    pub id: DomId,
     pub name: String,
     pub privileged: bool,
     pub memory_bytes: u64,
@@ -83,13 +77,6 @@ impl Domain {
             Life::Dead { .. } => None,
         }
     }
-    fn shared_info(&self) -> Option<&'static SharedInfo> {
-        let l = self.live()?;
-        // SAFETY: the shared_info page is domain RAM owned by this live domain; SharedInfo is
-        // atomics only, valid for any bit pattern, and the domain may change them concurrently.
-        Some(unsafe { &*(paging::phys_to_virt(l.ram + SHARED_INFO_OFFSET) as *const SharedInfo) })
-    }
-
     /// Pages of RAM.
     pub fn pages(&self) -> u32 {
         (self.memory_bytes / PAGE_SIZE) as u32
@@ -97,12 +84,12 @@ impl Domain {
 }
 
 impl Hv {
-    pub fn slot_of(&self, domid: u32) -> Option<usize> {
+    pub fn slot_of(&self, domid: DomId) -> Option<usize> {
         self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.id == domid))
     }
 
     /// Creates a domain from a bundle image; it becomes runnable at once.
-    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<u32, Error> {
+    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<DomId, Error> {
         let create_tsc = cpu::rdtsc();
         if spec.name.is_empty()
             || spec.name.len() > hv_abi::NAME_LEN
@@ -118,7 +105,7 @@ impl Hv {
             return Err(Error::Exist);
         }
         // Grant entries carry 16-bit domids below DOMID_SELF; ids are never reused.
-        if self.next_domid as u64 >= hv_abi::DOMID_SELF {
+        if self.next_domid >= hv_abi::DOMID_SELF_ID {
             return Err(Error::NoSpc);
         }
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
@@ -215,22 +202,14 @@ impl Hv {
             ram_phys: ram,
             name: hv_abi::name_to_array(spec.name),
             args,
+            abi_version: hv_abi::ABI_VERSION,
+            _pad: 0,
         };
-        // SAFETY: StartInfo is plain-old-data (integers and byte arrays, no padding).
-        let bytes =
-            unsafe { core::slice::from_raw_parts((&raw const si).cast::<u8>(), core::mem::size_of::<StartInfo>()) };
-        paging::copy_to_phys(ram, bytes);
+        paging::copy_to_phys(ram, bytemuck::bytes_of(&si));
 
-        let ctx = TrapFrame {
-            rip: img.entry,
-            // As if called: rsp + 8 is 16-byte aligned at function entry.
-            rsp: DOMAIN_BASE + mem - 8,
-            rdi: DOMAIN_BASE,
-            cs: USER_CS as u64,
-            ss: USER_DS as u64,
-            rflags: 0x202,
-            ..TrapFrame::default()
-        };
+        // Entered as if called with the start_info address: rsp + 8 is 16-byte aligned at
+        // function entry.
+        let ctx = TrapFrame::user_entry(img.entry, DOMAIN_BASE + mem - 8, DOMAIN_BASE);
         let table_frames = aspace.table_frames();
         let live = Live {
             aspace,
@@ -282,7 +261,7 @@ impl Hv {
         };
         let (id, name, memory_bytes, privileged) = (d.id, d.name.clone(), d.memory_bytes, d.privileged);
         if !live.console.is_empty() {
-            live.console.flush(&mut |l| super::log::line(&name, format_args!("{l}")));
+            live.console.flush(&mut |l| console::line(&name, format_args!("{l}")));
         }
         if self.loaded_pml4 == live.aspace.pml4 {
             paging::load(self.ktables.pml4);
@@ -320,98 +299,11 @@ impl Hv {
         self.notify_dom0();
     }
 
-    /// Points every other domain's mappings of `granter`'s pages at that domain's scratch page.
-    fn revoke_grants_of(&mut self, granter: u32) -> usize {
-        let loaded = self.loaded_pml4;
-        let mut n = 0;
-        for d in self.domains.iter_mut().flatten() {
-            let Some(l) = d.live_mut() else { continue };
-            for h in l.maps.revoke_granter(granter) {
-                let pml4 = l.aspace.pml4;
-                l.aspace.remap_user(hv_abi::map_va(h), l.scratch, pml4 == loaded, &mut self.frames);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// One mapping of (granter, gref) went away: update the busy bits in the granter's entry.
-    pub fn release_pin(&mut self, granter: u32, gref: u32, writable: bool) {
-        if gref == STORE_PAGE_GREF {
-            return;
-        }
-        let bits = self.pins.unpin(granter, gref, writable);
-        if let Some(flags) = self.slot_of(granter).and_then(|g| self.grant_flags(g, gref)) {
-            flags.fetch_and(!(gtf::READING | gtf::WRITING) | bits, Ordering::SeqCst);
-        }
-    }
-
-    /// The flags word of entry `gref` in a live domain's registered grant table.
-    pub fn grant_flags(&self, slot: usize, gref: u32) -> Option<&'static core::sync::atomic::AtomicU16> {
-        let (table, n) = self.domains[slot].as_ref()?.live()?.grant_table?;
-        if gref >= n {
-            return None;
-        }
-        // SAFETY: the table lies in the domain's own RAM (checked at registration), which stays
-        // allocated while the domain lives; the flags word is 2-aligned (entries are 8 bytes in a
-        // page-aligned table) and any bit pattern is a valid AtomicU16.
-        Some(unsafe { &*(paging::phys_to_virt(table + gref as u64 * 8) as *const core::sync::atomic::AtomicU16) })
-    }
-
     /// Removes a dead domain's record (its id is never reused).
     pub fn reap(&mut self, slot: usize) {
         if let Some(Domain { life: Life::Dead { .. }, .. }) = &self.domains[slot] {
             self.domains[slot] = None;
         }
-    }
-
-    /// Sets `port` of domain `dom` pending; wakes the domain if the port is unmasked and it was
-    /// blocked (and asks for a reschedule if it should preempt the running domain).
-    pub fn set_pending(&mut self, dom: u32, port: u32) {
-        let Some(slot) = self.slot_of(dom) else { return };
-        let Some(si) = self.domains[slot].as_ref().and_then(|d| d.shared_info()) else { return };
-        let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
-        let Some(pending) = si.evtchn_pending.get(word) else { return };
-        let was = pending.fetch_or(bit, Ordering::SeqCst);
-        let masked = si.evtchn_mask[word].load(Ordering::SeqCst) & bit != 0;
-        if was & bit == 0 && !masked && self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
-            self.need_resched = true;
-        }
-    }
-
-    /// Raises `virq` for domain `dom` if it bound the virq to a port.
-    pub fn raise_virq(&mut self, dom: u32, virq: u64) {
-        if let Some(port) = self.evtchn.virq_port(dom, virq as u32) {
-            self.set_pending(dom, port);
-        }
-    }
-
-    /// Whether a domain has an unmasked port pending (each word read once).
-    pub fn events_pending(&self, slot: usize) -> bool {
-        self.domains[slot].as_ref().and_then(|d| d.shared_info()).is_some_and(|si| {
-            si.evtchn_pending
-                .iter()
-                .zip(&si.evtchn_mask)
-                .any(|(p, m)| p.load(Ordering::SeqCst) & !m.load(Ordering::SeqCst) != 0)
-        })
-    }
-
-    /// Wakes the domains whose `block` deadline passed and raises their TIMER virq.
-    pub fn expire_timers(&mut self, now: u64) -> usize {
-        let mut woken = [0usize; hv_abi::MAX_DOMAINS];
-        let mut n = 0;
-        self.sched.expire(now, |slot| {
-            if n < woken.len() {
-                woken[n] = slot;
-                n += 1;
-            }
-        });
-        for &slot in &woken[..n] {
-            if let Some(id) = self.domains[slot].as_ref().map(|d| d.id) {
-                self.raise_virq(id, virq::TIMER);
-            }
-        }
-        n
     }
 
     fn notify_dom0(&mut self) {
@@ -421,112 +313,7 @@ impl Hv {
     }
 
     /// The live privileged domain, if any.
-    pub fn dom0_id(&self) -> Option<u32> {
+    pub fn dom0_id(&self) -> Option<DomId> {
         self.domains.iter().flatten().find(|d| d.privileged && d.live().is_some()).map(|d| d.id)
-    }
-
-    /// Entries marked `PERMIT_ACCESS` in a live domain's registered grant table.
-    pub fn grant_entries_in_use(&self, slot: usize) -> u64 {
-        let Some((_, n)) = self.domains[slot].as_ref().and_then(Domain::live).and_then(|l| l.grant_table) else {
-            return 0;
-        };
-        (0..n)
-            .filter_map(|gref| self.grant_flags(slot, gref))
-            .filter(|f| f.load(Ordering::Relaxed) & gtf::TYPE_MASK == gtf::PERMIT_ACCESS)
-            .count() as u64
-    }
-
-    /// Picks the first domain to run at boot and loads its address space.
-    pub fn schedule_first(&mut self) -> TrapFrame {
-        let slot = self.sched.pick(time::now_ns()).expect("dom0 is runnable");
-        self.load_context(slot)
-    }
-
-    fn load_context(&mut self, slot: usize) -> TrapFrame {
-        let live = self.domains[slot].as_ref().and_then(Domain::live).expect("scheduled domain is alive");
-        if self.loaded_pml4 != live.aspace.pml4 {
-            paging::load(live.aspace.pml4);
-            self.loaded_pml4 = live.aspace.pml4;
-        }
-        let ctx = live.ctx;
-        self.arm_timer();
-        ctx
-    }
-
-    pub fn arm_timer(&mut self) {
-        let now = time::now_ns();
-        let mut deadline = self.sched.next_deadline(now);
-        if super::log::pending() {
-            // Console output waits at most about a millisecond, even under a CPU hog.
-            let flush = self.armed_deadline.filter(|&d| d <= now + CONSOLE_FLUSH_NS).unwrap_or(now + CONSOLE_FLUSH_NS);
-            deadline = Some(deadline.map_or(flush, |d| d.min(flush)));
-        }
-        if let Some(poll) = self.control.deadline() {
-            // The control channel is polled: an idle CPU still looks at it every millisecond.
-            deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
-        }
-        // `armed_deadline` is cleared whenever the one-shot timer fires (see `trap`).
-        if deadline != self.armed_deadline {
-            apic::arm(deadline.map(time::ns_to_tsc_deadline));
-            self.armed_deadline = deadline;
-        }
-    }
-
-    fn charge(&mut self, now: u64) {
-        let slot = self.sched.current();
-        let ran = self.sched.account(now);
-        if let Some(d) = slot.and_then(|s| self.domains[s].as_mut()) {
-            d.cpu_ns += ran;
-        }
-    }
-}
-
-/// Decides what runs when the hypervisor returns to ring 3 and fills `frame` with it. Called at
-/// the end of every trap and hypercall from a domain, with `guard` holding the state lock. If
-/// nothing is runnable the CPU idles here (lock released, interrupts on) until something is.
-pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame) {
-    let hv = guard.as_mut().expect("hypervisor initialised");
-    let now = time::now_ns();
-    hv.charge(now);
-    hv.expire_timers(now);
-    hv.poll_control(now);
-    let cur = hv.sched.current();
-    let keep = cur.is_some_and(|c| hv.sched.is_runnable(c)) && !hv.need_resched && !hv.sched.slice_expired(now);
-    if keep {
-        hv.arm_timer();
-        return;
-    }
-    hv.need_resched = false;
-    // Save the outgoing domain (if it still exists).
-    if let Some(live) = cur.and_then(|c| hv.domains[c].as_mut()).and_then(Domain::live_mut) {
-        live.ctx = *frame;
-    }
-    loop {
-        let hv = guard.as_mut().expect("hypervisor initialised");
-        let now = time::now_ns();
-        hv.expire_timers(now);
-        hv.poll_control(now);
-        if let Some(next) = hv.sched.pick(now) {
-            *frame = hv.load_context(next);
-            return;
-        }
-        // Idle: nothing runnable. Sleep until the next deadline or interrupt.
-        if hv.loaded_pml4 != hv.ktables.pml4 {
-            paging::load(hv.ktables.pml4);
-            hv.loaded_pml4 = hv.ktables.pml4;
-        }
-        drop(guard);
-        super::log::drain();
-        guard = HV.lock();
-        let hv = guard.as_mut().expect("hypervisor initialised");
-        if hv.expire_timers(time::now_ns()) > 0 {
-            continue;
-        }
-        hv.arm_timer();
-        drop(guard);
-        trap::wait_for_interrupt();
-        guard = HV.lock();
-        // Whatever woke us, the one-shot timer may have fired: re-arm from scratch.
-        guard.as_mut().expect("hypervisor initialised").armed_deadline = None;
     }
 }

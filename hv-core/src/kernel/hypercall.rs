@@ -1,23 +1,17 @@
 //! Hypercall dispatch. Every argument from a domain is untrusted: pointers are checked against
 //! the caller's own memory map with the access the domain itself would need, and the data is
 //! copied in (or out) exactly once through the hypervisor's direct map.
-use super::domain::{Domain, Life, Spec};
-use super::{Hv, power_off, time};
-use crate::arch::{TrapFrame, paging};
+use super::user_memory::copy_out_value;
+use super::{Hv, time};
+use crate::arch::TrapFrame;
 use crate::hvlog;
-use crate::user_memory::Access;
-use alloc::string::String;
-use core::mem::size_of;
-use hv_abi::{
-    ConsoleRead, CreateDomain, DomainInfo, DomainListEntry, DomctlOp, Error, Hypercall, PhysInfo, ShutdownReason, end,
-    state,
-};
+use hv_abi::{DomainInfo, Error, Hypercall, ShutdownReason, end};
 
 pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
     let Some(slot) = hv.sched.current() else { return };
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-    let result = match Hypercall::from_u64(frame.rax) {
-        Some(Hypercall::ConsoleWrite) => console_write(hv, slot, args[0], args[1]),
+    let (nr, args) = frame.hypercall();
+    let result = match Hypercall::from_u64(nr) {
+        Some(Hypercall::ConsoleWrite) => super::console::write(hv, slot, args[0], args[1]),
         Some(Hypercall::Yield) => {
             hv.need_resched = true;
             Ok(0)
@@ -42,61 +36,21 @@ pub fn dispatch(hv: &mut Hv, frame: &mut TrapFrame) {
         Some(Hypercall::DomainInfo) => domain_info(hv, slot, args[0]),
         Some(Hypercall::Domctl) => {
             if hv.domains[slot].as_ref().is_some_and(|d| d.privileged) {
-                domctl(hv, slot, args)
+                super::domctl::dispatch(hv, slot, args)
             } else {
                 Err(Error::Perm)
             }
         }
-        Some(Hypercall::EvtchnOp) => super::event_channel_ops::dispatch(hv, slot, args),
-        Some(Hypercall::GrantTableOp) => super::grant_ops::dispatch(hv, slot, args),
-        Some(Hypercall::PciOp) => super::pci_devices::dispatch(hv, slot, args),
+        Some(Hypercall::EvtchnOp) => super::event_channel::dispatch(hv, slot, args),
+        Some(Hypercall::GrantTableOp) => super::grant_table::dispatch(hv, slot, args),
+        Some(Hypercall::PciOp) => super::pci::dispatch(hv, slot, args),
         Some(Hypercall::ControlIo) => super::control::dispatch(hv, slot, args),
         None => Err(Error::NoSys),
     };
-    frame.rax = match result {
+    frame.set_hypercall_result(match result {
         Ok(v) => v,
         Err(e) => e.to_raw(),
-    };
-}
-
-pub(super) fn live(hv: &Hv, slot: usize) -> Result<&super::domain::Live, Error> {
-    hv.domains[slot].as_ref().and_then(Domain::live).ok_or(Error::Srch)
-}
-
-/// Copies a `T` in from the domain (read access required).
-pub(super) fn copy_in<T: Copy>(hv: &Hv, slot: usize, ptr: u64) -> Result<T, Error> {
-    let pa = live(hv, slot)?.umap.check(ptr, size_of::<T>() as u64, Access::Read).map_err(|_| Error::Fault)?;
-    // SAFETY: `pa..pa+size_of::<T>()` lies in the domain's RAM (checked above), which the direct
-    // map covers; T is only instantiated with plain-old-data ABI structs valid for any bytes; the
-    // read is unaligned-safe and happens once.
-    Ok(unsafe { (paging::phys_to_virt(pa) as *const T).read_unaligned() })
-}
-
-/// Copies bytes out to the domain (write access required).
-pub(super) fn copy_out(hv: &Hv, slot: usize, ptr: u64, bytes: &[u8]) -> Result<(), Error> {
-    let pa = live(hv, slot)?.umap.check(ptr, bytes.len() as u64, Access::Write).map_err(|_| Error::Fault)?;
-    paging::copy_to_phys(pa, bytes);
-    Ok(())
-}
-
-pub(super) fn as_bytes<T>(v: &T) -> &[u8] {
-    // SAFETY: only used with the `#[repr(C)]` ABI structs, which have no padding bytes.
-    unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
-fn console_write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64, Error> {
-    let len = len.min(hv_abi::CONSOLE_WRITE_MAX as u64);
-    let pa = live(hv, slot)?.umap.check(ptr, len, Access::Read).map_err(|_| Error::Fault)?;
-    let mut buf = [0u8; hv_abi::CONSOLE_WRITE_MAX];
-    let buf = &mut buf[..len as usize];
-    paging::copy_from_phys(pa, buf);
-    let d = hv.domains[slot].as_mut().ok_or(Error::Srch)?;
-    d.history.write(buf);
-    let name = d.name.clone();
-    if let Life::Alive(l) = &mut d.life {
-        l.console.feed(buf, |line| super::log::line(&name, format_args!("{line}")));
-    }
-    Ok(len)
+    });
 }
 
 fn domain_info(hv: &mut Hv, slot: usize, ptr: u64) -> Result<u64, Error> {
@@ -108,149 +62,6 @@ fn domain_info(hv: &mut Hv, slot: usize, ptr: u64) -> Result<u64, Error> {
         cpu_time_ns: d.cpu_ns,
         name: hv_abi::name_to_array(&d.name),
     };
-    copy_out(hv, slot, ptr, as_bytes(&info))?;
+    copy_out_value(hv, slot, ptr, &info)?;
     Ok(0)
-}
-
-fn domctl(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64, Error> {
-    let op = DomctlOp::from_u64(args[0]).ok_or(Error::NoSys)?;
-    match op {
-        DomctlOp::Create => {
-            let spec: CreateDomain = copy_in(hv, caller, args[1])?;
-            let name = hv_abi::name_from_array(&spec.name).ok_or(Error::Inval)?;
-            let image = hv_abi::name_from_array(&spec.image).ok_or(Error::Inval)?;
-            let args_len = (spec.args_len as usize).min(hv_abi::ARGS_LEN);
-            let name = String::from(name);
-            let image = String::from(image);
-            let spec = Spec {
-                name: &name,
-                image: &image,
-                memory_mib: spec.memory_mib,
-                args: &spec.args[..args_len],
-                privileged: false,
-                paused: spec.flags & hv_abi::CREATE_PAUSED != 0,
-            };
-            hv.create_domain(&spec).map(u64::from)
-        }
-        DomctlOp::Destroy => {
-            let target = target_slot(hv, args[1])?;
-            if target == caller {
-                return Err(Error::Busy);
-            }
-            let d = hv.domains[target].as_ref().ok_or(Error::Srch)?;
-            if d.live().is_some() {
-                hvlog!("domain {} ({}) destroyed by dom0", d.id, d.name);
-                hv.end_domain(target, end::DESTROYED, 0);
-            }
-            hv.reap(target);
-            Ok(0)
-        }
-        DomctlOp::Pause | DomctlOp::Unpause => {
-            let target = target_slot(hv, args[1])?;
-            if target == caller {
-                return Err(Error::Inval);
-            }
-            live(hv, target)?;
-            hv.sched.set_paused(target, op == DomctlOp::Pause);
-            Ok(0)
-        }
-        DomctlOp::List => {
-            let max = (args[2] as usize).min(hv_abi::MAX_DOMAINS);
-            let mut n = 0;
-            for (slot, d) in hv.domains.iter().enumerate() {
-                let Some(d) = d else { continue };
-                if n == max {
-                    break;
-                }
-                let (st, e, detail) = match d.life {
-                    Life::Dead { end, detail } => (state::DEAD, end, detail),
-                    Life::Alive(_) if hv.sched.current() == Some(slot) => (state::RUNNING, end::NONE, 0),
-                    Life::Alive(_) if hv.sched.is_paused(slot) => (state::PAUSED, end::NONE, 0),
-                    Life::Alive(_) if hv.sched.is_blocked(slot) => (state::BLOCKED, end::NONE, 0),
-                    Life::Alive(_) => (state::RUNNABLE, end::NONE, 0),
-                };
-                let entry = DomainListEntry {
-                    domid: d.id,
-                    state: st,
-                    end: e,
-                    end_detail: detail,
-                    memory_bytes: if st == state::DEAD { 0 } else { d.memory_bytes },
-                    cpu_time_ns: d.cpu_ns,
-                    name: hv_abi::name_to_array(&d.name),
-                };
-                let at = args[1].checked_add((n * size_of::<DomainListEntry>()) as u64).ok_or(Error::Fault)?;
-                copy_out(hv, caller, at, as_bytes(&entry))?;
-                n += 1;
-            }
-            Ok(n as u64)
-        }
-        DomctlOp::Topology => {
-            let topo = &hv.bundle.index.topology;
-            if args[2] == 0 {
-                return Ok(topo.len() as u64);
-            }
-            if (args[2] as usize) < topo.len() {
-                return Err(Error::Range);
-            }
-            let topo = topo.clone();
-            copy_out(hv, caller, args[1], &topo)?;
-            Ok(topo.len() as u64)
-        }
-        DomctlOp::PhysInfo => {
-            let live = hv.domains.iter().flatten().filter(|d| d.live().is_some()).count() as u32;
-            let all = hv.domains.iter().flatten().count() as u32;
-            let grant_maps = hv.domains.iter().flatten().filter_map(Domain::live).map(|l| l.maps.live() as u64).sum();
-            let grant_entries = (0..hv.domains.len()).map(|s| hv.grant_entries_in_use(s)).sum();
-            let (present, rx, tx, dropped) = hv.control.counters();
-            let info = PhysInfo {
-                total_frames: hv.frames.total_frames() as u64,
-                free_frames: hv.frames.free_frames() as u64,
-                live_domains: live,
-                dead_domains: all - live,
-                grant_maps,
-                event_ports: hv.evtchn.ports_in_use() as u64,
-                grant_entries,
-                console_bytes: hv.domains.iter().flatten().map(|d| d.history.kept() as u64).sum(),
-                control_present: present as u64,
-                control_rx_bytes: rx,
-                control_tx_bytes: tx,
-                control_rx_dropped: dropped,
-                uptime_ns: time::now_ns(),
-            };
-            copy_out(hv, caller, args[1], as_bytes(&info))?;
-            Ok(0)
-        }
-        DomctlOp::ConsoleRead => console_read(hv, caller, args[1], args[2], args[3]),
-        DomctlOp::StoreConnect => super::grant_ops::store_connect(hv, caller, args[1], args[2]),
-        DomctlOp::AssignPci => hv.assign_pci(args[1], args[2]),
-        DomctlOp::Poweroff => {
-            let code = (args[1] & 0xf) as u8;
-            hvlog!("power off requested by dom0, code {code}");
-            power_off(code)
-        }
-    }
-}
-
-/// `domctl console_read(domid, from, io)`: copies recent console output of any domain the
-/// hypervisor still holds (live or dead-unreaped).
-fn console_read(hv: &mut Hv, caller: usize, domid: u64, from: u64, io: u64) -> Result<u64, Error> {
-    let target = u32::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::NoEnt)?;
-    let mut req: ConsoleRead = copy_in(hv, caller, io)?;
-    let len = req.len.min(hv_abi::CONSOLE_HISTORY as u64);
-    let pa = live(hv, caller)?.umap.check(req.buf, len, Access::Write).map_err(|_| Error::Fault)?;
-    // The result struct must be writable too: check before copying anything.
-    live(hv, caller)?.umap.check(io, size_of::<ConsoleRead>() as u64, Access::Write).map_err(|_| Error::Fault)?;
-    let d = hv.domains[target].as_ref().ok_or(Error::NoEnt)?;
-    let span = d.history.read(from, len as usize);
-    paging::copy_to_phys(pa, span.first);
-    paging::copy_to_phys(pa + span.first.len() as u64, span.second);
-    req.start = span.start;
-    req.copied = span.len() as u64;
-    req.end = span.end;
-    copy_out(hv, caller, io, as_bytes(&req))?;
-    Ok(req.copied)
-}
-
-fn target_slot(hv: &Hv, domid: u64) -> Result<usize, Error> {
-    u32::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::Srch)
 }

@@ -1,13 +1,22 @@
 //! The hypervisor proper: boot sequence, global state, domains, hypercalls, traps.
+//!
+//! Each concept with host-tested logic in `crate::<name>` has its kernel glue (hypercalls, the
+//! state it applies that logic to) in `kernel::<name>` of the same name: `console`,
+//! `event_channel`, `grant_table`, `pci`, `sched`, `user_memory`. `hypercall` decodes and routes
+//! every hypercall, `domctl` is Dom0's management call, `domain` the lifecycle. x86 details
+//! (registers, descriptor tables, page tables, devices) stay behind `crate::arch`.
+pub mod console;
 pub mod control;
 pub mod domain;
-pub mod event_channel_ops;
-pub mod grant_ops;
+pub mod domctl;
+pub mod event_channel;
+pub mod grant_table;
 pub mod hypercall;
-pub mod log;
-pub mod pci_devices;
+pub mod pci;
+pub mod sched;
 pub mod time;
 pub mod trap;
+pub mod user_memory;
 
 use crate::arch::{self, apic, boot_info, cpu, gdt, paging, percpu, serial};
 use crate::frames::FrameAllocator;
@@ -25,7 +34,7 @@ pub struct Hv {
     pub sched: Scheduler,
     /// Slot-indexed; a slot's number is also its scheduler id.
     pub domains: Vec<Option<Domain>>,
-    pub next_domid: u32,
+    pub next_domid: hv_abi::DomId,
     pub bundle: hv_bundle::Bundle<'static>,
     /// The PML4 currently in CR3.
     pub loaded_pml4: u64,
@@ -37,7 +46,7 @@ pub struct Hv {
     /// Pin counts of mapped grants (which busy bits each granter's entry must carry).
     pub pins: crate::grant_table::Pins,
     /// PCI endpoints found at boot, and who owns them.
-    pub pci: alloc::vec::Vec<pci_devices::PciDevice>,
+    pub pci: alloc::vec::Vec<pci::PciDevice>,
     /// The host control channel (COM2), for Dom0.
     pub control: control::Channel,
 }
@@ -56,7 +65,7 @@ static ALLOCATOR: talc::TalcLock<spin::Mutex<()>, talc::source::Claim> =
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    log::line_unlocked("hv", format_args!("PANIC: {info}"));
+    console::line_unlocked("hv", format_args!("PANIC: {info}"));
     serial::qemu_exit(0x7f);
     cpu::halt_forever()
 }
@@ -64,7 +73,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// Powers the machine off: under QEMU's isa-debug-exit the process exits with
 /// `((0x10 + code) << 1) | 1`; elsewhere the CPU halts.
 pub fn power_off(code: u8) -> ! {
-    log::drain();
+    console::drain();
     serial::qemu_exit(0x10 + (code as u32 & 0xf));
     cpu::halt_forever()
 }
@@ -139,7 +148,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         armed_deadline: None,
         evtchn: crate::event_channel::EventChannels::new(),
         pins: crate::grant_table::Pins::default(),
-        pci: pci_devices::enumerate(),
+        pci: pci::enumerate(),
         control: control::Channel::probe(),
     };
     hvlog!("control channel (COM2): {}", if hv.control.present() { "present" } else { "absent" });

@@ -1,13 +1,15 @@
-//! Rust side of every entry into the hypervisor: exceptions, interrupts and hypercalls.
-use super::domain::leave;
-use super::{HV, Hv, hypercall};
-use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS, SPURIOUS_VECTOR, SYSCALL_VECTOR, TIMER_VECTOR};
+//! Rust side of every entry into the hypervisor: exceptions, interrupts and hypercalls. The x86
+//! details (which registers carry what, what a frame may hold on return to ring 3, CR2) are the
+//! arch module's; this file decides what happens.
+use super::sched::leave;
+use super::{HV, Hv, console, hypercall};
+use crate::arch::trap::{
+    DEVICE_VECTOR_BASE, DEVICE_VECTORS, EXCEPTION_VECTORS, PAGE_FAULT_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
+    exception_name, fault_address,
+};
 use crate::arch::{TrapFrame, apic};
 use crate::hvlog;
 use hv_abi::end;
-
-/// Flags a domain may control; IF is always set on return to ring 3.
-const USER_RFLAGS: u64 = 0xcd5 | 0x100 | 0x4_0000;
 
 pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
@@ -27,7 +29,7 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
                 exception_name(vector),
                 frame.rip,
                 frame.error,
-                cr2()
+                fault_address()
             ),
         }
         return;
@@ -38,10 +40,10 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         TIMER_VECTOR => {
             apic::eoi();
             hv.armed_deadline = None;
-            super::log::drain();
+            console::drain();
         }
         SPURIOUS_VECTOR => {}
-        v if v < 32 => domain_fault(hv, frame),
+        v if v < EXCEPTION_VECTORS => domain_fault(hv, frame),
         v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
             apic::eoi();
             hv.device_interrupt(v);
@@ -49,7 +51,7 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         _ => {}
     }
     leave(guard, frame);
-    sanitise(frame);
+    frame.sanitise_for_user();
 }
 
 pub extern "C" fn syscall_handler(frame: &mut TrapFrame) {
@@ -61,23 +63,11 @@ pub extern "C" fn syscall_handler(frame: &mut TrapFrame) {
     let cur = hv.sched.current();
     if hv.need_resched || !cur.is_some_and(|c| hv.sched.is_runnable(c)) {
         leave(guard, frame);
-    } else if super::log::pending() {
+    } else if console::pending() {
         // Queued console output needs a flush deadline even if nothing else would wake us.
         hv.arm_timer();
     }
-    sanitise(frame);
-}
-
-fn sanitise(frame: &mut TrapFrame) {
-    frame.rflags = (frame.rflags & USER_RFLAGS) | 0x202;
-    // sysret to a non-canonical rip would fault in ring 0: such frames go out through iretq.
-    if frame.vector == SYSCALL_VECTOR && frame.rip >= 0x0000_8000_0000_0000 {
-        frame.vector = 0;
-    }
-}
-
-fn cr2() -> u64 {
-    x86_64::registers::control::Cr2::read_raw()
+    frame.sanitise_for_user();
 }
 
 /// A domain faulted: report it and destroy it. Other domains are unaffected.
@@ -88,21 +78,21 @@ fn domain_fault(hv: &mut Hv, frame: &TrapFrame) {
         None => return,
     };
     let vector = frame.vector as u8;
-    if vector == 14 {
-        let e = frame.error;
+    if vector == PAGE_FAULT_VECTOR {
+        let pf = frame.page_fault();
         hvlog!(
             "domain {id} ({name}) crashed: page fault at rip={:#x} accessing {:#x} ({} {}{})",
             frame.rip,
-            cr2(),
-            if e & 2 != 0 {
+            pf.addr,
+            if pf.write {
                 "write,"
-            } else if e & 16 != 0 {
+            } else if pf.execute {
                 "execute,"
             } else {
                 "read,"
             },
-            if e & 1 != 0 { "protection violation" } else { "not present" },
-            if cr2() < hv_abi::DOMAIN_BASE || cr2() >= hv_abi::DOMAIN_LIMIT { ", outside the domain" } else { "" }
+            if pf.protection { "protection violation" } else { "not present" },
+            if pf.addr < hv_abi::DOMAIN_BASE || pf.addr >= hv_abi::DOMAIN_LIMIT { ", outside the domain" } else { "" }
         );
     } else {
         hvlog!(
@@ -114,29 +104,4 @@ fn domain_fault(hv: &mut Hv, frame: &TrapFrame) {
         );
     }
     hv.end_domain(slot, end::FAULT, vector as u32);
-}
-
-pub fn exception_name(v: u8) -> &'static str {
-    match v {
-        0 => "divide error",
-        1 => "debug trap",
-        2 => "NMI",
-        3 => "breakpoint",
-        4 => "overflow",
-        5 => "bound range exceeded",
-        6 => "invalid opcode",
-        7 => "device not available",
-        8 => "double fault",
-        10 => "invalid TSS",
-        11 => "segment not present",
-        12 => "stack-segment fault",
-        13 => "general protection fault (privileged instruction or bad segment)",
-        14 => "page fault",
-        16 => "x87 floating-point error",
-        17 => "alignment check",
-        18 => "machine check",
-        19 => "SIMD floating-point error",
-        21 => "control protection fault",
-        _ => "exception",
-    }
 }

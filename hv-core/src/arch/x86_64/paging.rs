@@ -27,10 +27,28 @@ pub fn phys_to_virt(phys: u64) -> u64 {
     DIRECT_MAP + phys
 }
 
-fn table(phys: u64) -> &'static mut [u64; 512] {
-    // SAFETY: `phys` is a page-table frame this module allocated (or the shared kernel tables);
-    // the direct map covers it; the hypervisor is single-threaded with interrupts off here.
-    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+// Page-table entries are read and written by value, one at a time, through the direct map: no
+// reference into a table frame escapes, since the frames are scrubbed and freed with their
+// address space.
+
+/// Entry `index` (0..512) of the page table in frame `table`.
+fn entry(table: u64, index: usize) -> u64 {
+    assert!(index < 512);
+    // SAFETY: `table` is a page-table frame this module allocated (or the shared kernel tables),
+    // live while its address space is; the direct map covers it; index < 512 stays inside the
+    // frame; the hypervisor is single-threaded with interrupts off here.
+    unsafe { (phys_to_virt(table) as *const u64).add(index).read_volatile() }
+}
+
+/// Sets entry `index` (0..512) of the page table in frame `table`.
+fn set_entry(table: u64, index: usize, value: u64) {
+    assert!(index < 512);
+    // SAFETY: as in `entry`.
+    unsafe { (phys_to_virt(table) as *mut u64).add(index).write_volatile(value) }
+}
+
+fn index(va: u64, shift: u64) -> usize {
+    ((va >> shift) & 511) as usize
 }
 
 fn zeroed_frame(alloc: &mut FrameAllocator) -> Option<u64> {
@@ -39,24 +57,34 @@ fn zeroed_frame(alloc: &mut FrameAllocator) -> Option<u64> {
     Some(f)
 }
 
-/// Walks to the level-1 entry for `va`, creating tables (recorded in `owned`) as needed.
-fn walk(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut Vec<u64>) -> Option<&'static mut u64> {
+/// Walks to the level-1 entry for `va`, creating tables (recorded in `owned`) as needed, and
+/// sets it to `value`.
+fn set_leaf(
+    pml4: u64,
+    va: u64,
+    value: u64,
+    user: bool,
+    alloc: &mut FrameAllocator,
+    owned: &mut Vec<u64>,
+) -> Option<()> {
     let t = walk_to_table(pml4, va, user, alloc, owned)?;
-    Some(&mut table(t)[((va >> 12) & 511) as usize])
+    set_entry(t, index(va, 12), value);
+    Some(())
 }
 
 /// Walks to the page table (level 1) covering `va`; returns its physical address.
 fn walk_to_table(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut Vec<u64>) -> Option<u64> {
     let mut t = pml4;
     for shift in [39u64, 30, 21] {
-        let e = &mut table(t)[((va >> shift) & 511) as usize];
-        if *e & P == 0 {
+        let mut e = entry(t, index(va, shift));
+        if e & P == 0 {
             let f = zeroed_frame(alloc)?;
             owned.push(f);
-            *e = f | P | W | if user { U } else { 0 };
+            e = f | P | W | if user { U } else { 0 };
+            set_entry(t, index(va, shift), e);
         }
-        debug_assert!(*e & HUGE == 0, "walk through a huge page");
-        t = *e & ADDR;
+        debug_assert!(e & HUGE == 0, "walk through a huge page");
+        t = e & ADDR;
     }
     Some(t)
 }
@@ -99,23 +127,23 @@ pub fn build_kernel_tables(alloc: &mut FrameAllocator, ram_end: u64, use_nx: boo
         } else {
             P | W | nx()
         };
-        *walk(pml4, va, false, alloc, &mut owned)? = va | flags;
+        set_leaf(pml4, va, va | flags, false, alloc, &mut owned)?;
         va += FRAME_SIZE;
     }
     assert!(end <= 1 << 30, "hypervisor image must end below 1 GiB");
-    let low_pdpt = table(pml4)[0] & ADDR;
-    let low_pd = table(low_pdpt)[0] & ADDR;
+    let low_pdpt = entry(pml4, 0) & ADDR;
+    let low_pd = entry(low_pdpt, 0) & ADDR;
     // Direct map with 2 MiB pages.
     let limit = ram_end.max(1 << 32).next_multiple_of(1 << 30);
     let dm_pdpt = zeroed_frame(alloc)?;
-    table(pml4)[256] = dm_pdpt | P | W;
+    set_entry(pml4, 256, dm_pdpt | P | W);
     for gib in 0..limit >> 30 {
         let pd = zeroed_frame(alloc)?;
-        table(dm_pdpt)[gib as usize] = pd | P | W;
+        set_entry(dm_pdpt, gib as usize, pd | P | W);
         for i in 0..512u64 {
             let pa = (gib << 30) | (i << 21);
             let cache = if (0xc000_0000..0x1_0000_0000).contains(&pa) { PCD | PWT } else { 0 };
-            table(pd)[i as usize] = pa | P | W | HUGE | cache | nx();
+            set_entry(pd, i as usize, pa | P | W | HUGE | cache | nx());
         }
     }
     load(pml4);
@@ -152,10 +180,12 @@ impl AddressSpace {
             }
         };
         me.tables.push(pdpt);
-        table(pml4)[256..].copy_from_slice(&table(kernel.pml4)[256..]);
-        table(pml4)[0] = pdpt | P | W | U;
+        for i in 256..512 {
+            set_entry(pml4, i, entry(kernel.pml4, i));
+        }
+        set_entry(pml4, 0, pdpt | P | W | U);
         // The hypervisor image (supervisor-only) stays mapped so traps can run.
-        table(pdpt)[0] = kernel.low_pd | P | W;
+        set_entry(pdpt, 0, kernel.low_pd | P | W);
         Some(me)
     }
 
@@ -169,11 +199,9 @@ impl AddressSpace {
         alloc: &mut FrameAllocator,
     ) -> Option<()> {
         assert!(va >> 30 != 0 && va < 1 << 47, "user mapping outside the user half");
-        let e = walk(self.pml4, va, true, alloc, &mut self.tables)?;
         let write = if writable { W } else { 0 };
         let exec = if executable { 0 } else { nx() };
-        *e = pa | P | U | write | exec;
-        Some(())
+        set_leaf(self.pml4, va, pa | P | U | write | exec, true, alloc, &mut self.tables)
     }
 
     /// Maps `pages` consecutive user pages from `va` to `pa`, walking once per page table
@@ -193,10 +221,10 @@ impl AddressSpace {
         while done < pages {
             let v = va + done * FRAME_SIZE;
             let pt = walk_to_table(self.pml4, v, true, alloc, &mut self.tables)?;
-            let first = ((v >> 12) & 511) as usize;
+            let first = index(v, 12);
             let n = (512 - first as u64).min(pages - done);
-            for (k, e) in table(pt)[first..first + n as usize].iter_mut().enumerate() {
-                *e = (pa + (done + k as u64) * FRAME_SIZE) | flags;
+            for k in 0..n {
+                set_entry(pt, first + k as usize, (pa + (done + k) * FRAME_SIZE) | flags);
             }
             done += n;
         }
@@ -206,16 +234,14 @@ impl AddressSpace {
     /// Maps one page of device memory (an assigned device's BAR): user read-write, uncached,
     /// no-exec.
     pub fn map_device(&mut self, va: u64, pa: u64, alloc: &mut FrameAllocator) -> Option<()> {
-        let e = walk(self.pml4, va, true, alloc, &mut self.tables)?;
-        *e = pa | P | U | W | PCD | PWT | nx();
-        Some(())
+        set_leaf(self.pml4, va, pa | P | U | W | PCD | PWT | nx(), true, alloc, &mut self.tables)
     }
 
     /// Creates the page tables for `pages` user pages from `va` without mapping anything, so
     /// later `map_user` calls in that range need no memory.
     pub fn prepare_user_range(&mut self, va: u64, pages: u64, alloc: &mut FrameAllocator) -> Option<()> {
         for i in (0..pages).step_by(512) {
-            walk(self.pml4, va + i * FRAME_SIZE, true, alloc, &mut self.tables)?;
+            walk_to_table(self.pml4, va + i * FRAME_SIZE, true, alloc, &mut self.tables)?;
         }
         Some(())
     }
@@ -225,13 +251,13 @@ impl AddressSpace {
     pub fn unmap_user(&mut self, va: u64, loaded: bool) {
         let mut t = self.pml4;
         for shift in [39u64, 30, 21] {
-            let e = table(t)[((va >> shift) & 511) as usize];
+            let e = entry(t, index(va, shift));
             if e & P == 0 {
                 return;
             }
             t = e & ADDR;
         }
-        table(t)[((va >> 12) & 511) as usize] = 0;
+        set_entry(t, index(va, 12), 0);
         if loaded {
             flush(va);
         }

@@ -3,7 +3,7 @@
 //! frame with another domain's saved state (that is a context switch) before the common exit
 //! restores it. Exits use `sysretq` for frames saved by `syscall` (rcx/r11 are dead there) and
 //! `iretq` otherwise.
-use super::gdt::{IST_FATAL, KERNEL_CS};
+use super::gdt::{IST_FATAL, KERNEL_CS, USER_CS, USER_DS};
 use core::arch::{asm, global_asm};
 use x86_64::VirtAddr;
 use x86_64::structures::DescriptorTablePointer;
@@ -46,9 +46,104 @@ pub struct TrapFrame {
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
+/// RFLAGS bits a domain may control (CF, PF, AF, ZF, SF, DF, OF, TF, AC); IF is always set on
+/// return to ring 3 and IOPL stays 0.
+const USER_RFLAGS: u64 = 0xcd5 | 0x100 | 0x4_0000;
+/// RFLAGS of a fresh ring-3 context: IF and the always-one bit 1.
+const INITIAL_RFLAGS: u64 = 0x202;
+/// Vector of the page fault (its faulting address is in CR2).
+pub const PAGE_FAULT_VECTOR: u8 = 14;
+/// Vectors below this are CPU exceptions.
+pub const EXCEPTION_VECTORS: u8 = 32;
+
 impl TrapFrame {
+    /// A fresh ring-3 context that starts at `rip` with stack `rsp` and `arg` as its first
+    /// argument (System V: `rdi`), interrupts on.
+    pub fn user_entry(rip: u64, rsp: u64, arg: u64) -> Self {
+        TrapFrame {
+            rip,
+            rsp,
+            rdi: arg,
+            cs: USER_CS as u64,
+            ss: USER_DS as u64,
+            rflags: INITIAL_RFLAGS,
+            ..TrapFrame::default()
+        }
+    }
+
     pub fn from_user(&self) -> bool {
         self.cs & 3 == 3
+    }
+
+    /// The hypercall a `syscall` frame carries: the number (`rax`) and the six arguments
+    /// (`rdi, rsi, rdx, r10, r8, r9`; `rcx` and `r11` hold the return rip and rflags).
+    pub fn hypercall(&self) -> (u64, [u64; 6]) {
+        (self.rax, [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9])
+    }
+
+    /// Sets the hypercall result (`rax`).
+    pub fn set_hypercall_result(&mut self, value: u64) {
+        self.rax = value;
+    }
+
+    /// Makes the frame safe to return to ring 3: only the flags a domain may control survive
+    /// (IF set), and a `syscall` frame whose rip is not canonical goes out through `iretq`
+    /// instead of `sysretq`, which would fault in ring 0 (the fault then hits the domain).
+    pub fn sanitise_for_user(&mut self) {
+        self.rflags = (self.rflags & USER_RFLAGS) | INITIAL_RFLAGS;
+        if self.vector == SYSCALL_VECTOR && self.rip >= 0x0000_8000_0000_0000 {
+            self.vector = 0;
+        }
+    }
+
+    /// The page fault this frame records (meaningful when `vector` is [`PAGE_FAULT_VECTOR`]):
+    /// the error code decoded and the faulting address from CR2.
+    pub fn page_fault(&self) -> PageFault {
+        let e = self.error;
+        PageFault { addr: fault_address(), write: e & 2 != 0, execute: e & 16 != 0, protection: e & 1 != 0 }
+    }
+}
+
+/// A decoded page fault.
+#[derive(Debug, Clone, Copy)]
+pub struct PageFault {
+    /// The address accessed (CR2).
+    pub addr: u64,
+    /// The access was a write / an instruction fetch (else a read).
+    pub write: bool,
+    pub execute: bool,
+    /// A protection violation (else the page was not present).
+    pub protection: bool,
+}
+
+/// The address of the last page fault (CR2).
+pub fn fault_address() -> u64 {
+    x86_64::registers::control::Cr2::read_raw()
+}
+
+/// The name of a CPU exception vector, for crash reports.
+pub fn exception_name(v: u8) -> &'static str {
+    match v {
+        0 => "divide error",
+        1 => "debug trap",
+        2 => "NMI",
+        3 => "breakpoint",
+        4 => "overflow",
+        5 => "bound range exceeded",
+        6 => "invalid opcode",
+        7 => "device not available",
+        8 => "double fault",
+        10 => "invalid TSS",
+        11 => "segment not present",
+        12 => "stack-segment fault",
+        13 => "general protection fault (privileged instruction or bad segment)",
+        14 => "page fault",
+        16 => "x87 floating-point error",
+        17 => "alignment check",
+        18 => "machine check",
+        19 => "SIMD floating-point error",
+        21 => "control protection fault",
+        _ => "exception",
     }
 }
 

@@ -1,4 +1,6 @@
-//! The console: whole lines, each prefixed with who wrote it, in one ordered output ring.
+//! The console: whole lines, each prefixed with who wrote it, in one ordered output ring; and the
+//! console hypercalls (`console_write`, `domctl console_read`). The line discipline that turns a
+//! domain's bytes into sanitised lines is `crate::console` (host-tested).
 //!
 //! Lines are queued, not written: every UART access is an exit under virtualisation, so writing
 //! synchronously would make every log line and every domain `console_write` cost a millisecond of
@@ -6,8 +8,14 @@
 //! arms a flush deadline while output is pending), and synchronously before power-off or after a
 //! panic. Order is preserved because everything goes through the one ring; when it is full the
 //! writer drains it first (backpressure, nothing is dropped).
-use crate::arch::serial;
+use super::Hv;
+use super::domain::Life;
+use super::user_memory::{check, copy_in, copy_out_value};
+use crate::arch::{paging, serial};
+use crate::user_memory::Access;
 use core::fmt::{self, Write};
+use core::mem::size_of;
+use hv_abi::{ConsoleRead, DomId, Error};
 use spin::Mutex;
 
 const RING_SIZE: usize = 64 * 1024;
@@ -91,5 +99,41 @@ pub fn line_unlocked(who: &str, args: fmt::Arguments<'_>) {
 
 #[macro_export]
 macro_rules! hvlog {
-    ($($arg:tt)*) => { $crate::kernel::log::line("hv", format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::kernel::console::line("hv", format_args!($($arg)*)) };
+}
+
+/// `console_write(ptr, len)`: feeds the domain's line buffer and its history.
+pub(super) fn write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64, Error> {
+    let len = len.min(hv_abi::CONSOLE_WRITE_MAX as u64);
+    let pa = check(hv, slot, ptr, len, Access::Read)?;
+    let mut buf = [0u8; hv_abi::CONSOLE_WRITE_MAX];
+    let buf = &mut buf[..len as usize];
+    paging::copy_from_phys(pa, buf);
+    let d = hv.domains[slot].as_mut().ok_or(Error::Srch)?;
+    d.history.write(buf);
+    let name = d.name.clone();
+    if let Life::Alive(l) = &mut d.life {
+        l.console.feed(buf, |text| line(&name, format_args!("{text}")));
+    }
+    Ok(len)
+}
+
+/// `domctl console_read(domid, from, io)`: copies recent console output of any domain the
+/// hypervisor still holds (live or dead-unreaped).
+pub(super) fn read_history(hv: &mut Hv, caller: usize, domid: u64, from: u64, io: u64) -> Result<u64, Error> {
+    let target = DomId::try_from(domid).ok().and_then(|id| hv.slot_of(id)).ok_or(Error::NoEnt)?;
+    let mut req: ConsoleRead = copy_in(hv, caller, io)?;
+    let len = req.len.min(hv_abi::CONSOLE_HISTORY as u64);
+    let pa = check(hv, caller, req.buf, len, Access::Write)?;
+    // The result struct must be writable too: check before copying anything.
+    check(hv, caller, io, size_of::<ConsoleRead>() as u64, Access::Write)?;
+    let d = hv.domains[target].as_ref().ok_or(Error::NoEnt)?;
+    let span = d.history.read(from, len as usize);
+    paging::copy_to_phys(pa, span.first);
+    paging::copy_to_phys(pa + span.first.len() as u64, span.second);
+    req.start = span.start;
+    req.copied = span.len() as u64;
+    req.end = span.end;
+    copy_out_value(hv, caller, io, &req)?;
+    Ok(req.copied)
 }

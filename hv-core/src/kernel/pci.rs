@@ -3,14 +3,14 @@
 //! a filter, their memory BARs mapped uncached into the owner.
 use super::Hv;
 use super::domain::Domain;
-use super::hypercall::{as_bytes, copy_out};
+use super::user_memory::copy_out_value;
 use crate::arch::paging;
 use crate::arch::pci_config::{read32, write32};
 use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS};
 use crate::hvlog;
 use crate::pci::{Bar, BarKind, Bdf, ConfigWrite, MmioWindow, Selector, decode_bar, filter_write};
 use alloc::vec::Vec;
-use hv_abi::{Error, PciDeviceInfo, PciOp};
+use hv_abi::{DomId, Error, PciDeviceInfo, PciOp};
 
 pub struct PciDevice {
     pub bdf: Bdf,
@@ -18,7 +18,7 @@ pub struct PciDevice {
     pub device: u16,
     pub class: u32,
     pub bars: [Option<Bar>; 6],
-    pub owner: Option<u32>,
+    pub owner: Option<DomId>,
     /// Per BAR: the owner wrote all ones and reads now return the size mask.
     sizing: [bool; 6],
     /// Where each memory BAR is mapped in the owner.
@@ -165,7 +165,8 @@ impl Hv {
     /// maps its memory BARs uncached into it and enables memory decoding and bus mastering.
     pub fn assign_pci(&mut self, domid: u64, selector: u64) -> Result<u64, Error> {
         let sel = Selector::decode(selector).ok_or(Error::Inval)?;
-        let slot = u32::try_from(domid).ok().and_then(|id| self.slot_of(id)).ok_or(Error::Srch)?;
+        let id = DomId::try_from(domid).map_err(|_| Error::Srch)?;
+        let slot = self.slot_of(id).ok_or(Error::Srch)?;
         let i = self
             .pci
             .iter()
@@ -181,7 +182,6 @@ impl Hv {
             .find(|v| !self.pci.iter().any(|d| d.vector == Some(*v)))
             .ok_or(Error::NoSpc)?;
         let l = self.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
-        let id = domid as u32;
         let mut va = BAR_WINDOW
             + self
                 .pci
@@ -220,7 +220,7 @@ impl Hv {
     }
 
     /// Gives back every device a domain owned (MSI-X, decoding and bus mastering off).
-    pub fn release_pci(&mut self, domid: u32) {
+    pub fn release_pci(&mut self, domid: DomId) {
         for d in self.pci.iter_mut().filter(|d| d.owner == Some(domid)) {
             if let Some(m) = d.msix {
                 let ctrl = read32(d.bdf, m.cap);
@@ -283,7 +283,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             let mine: Vec<PciDeviceInfo> = hv.pci.iter().filter(|d| d.owner == Some(me)).map(info).collect();
             for (n, i) in mine.iter().take(max).enumerate() {
                 let at = args[1].checked_add((n * core::mem::size_of::<PciDeviceInfo>()) as u64).ok_or(Error::Fault)?;
-                copy_out(hv, slot, at, as_bytes(i))?;
+                copy_out_value(hv, slot, at, i)?;
             }
             Ok(mine.len() as u64)
         }
