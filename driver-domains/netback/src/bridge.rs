@@ -2,6 +2,10 @@
 //! connected vifs. [`Bridge::from_uplink`] takes a frame the device received; [`Bridge::round`]
 //! serves every vif once: its tx ring (frames through the switch to the uplink and to other
 //! vifs' rx queues), then every rx queue into the posted buffers.
+//!
+//! Each vif sends only from the MAC the toolstack assigned it ([`Bridge::add_vif`]): a frame
+//! with any other source address is dropped before the switch sees it and counted
+//! ([`Bridge::spoofed`]); a vif without an assigned MAC can send nothing.
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -9,7 +13,7 @@ use core::fmt;
 
 use shared_ring::SharedMemory;
 
-use crate::switch::{Forward, PortId, Switch, UPLINK};
+use crate::switch::{Forward, Mac, PortId, Switch, UPLINK, addresses};
 use crate::vif::{GrantCopier, MAX_FRAME, MIN_FRAME, SCRATCH_BYTES, Vif, VifError};
 
 /// The physical side: sends one frame (`false`: not sent, e.g. the device queue is full).
@@ -51,11 +55,20 @@ pub struct Round {
     pub more: bool,
 }
 
+/// A vif's port: its number, the vif, the MAC it may send from and how many frames it sent
+/// from others.
+struct VifPort<M: SharedMemory> {
+    port: PortId,
+    vif: Vif<M>,
+    mac: Option<Mac>,
+    spoofed: u64,
+}
+
 pub struct Bridge<M: SharedMemory> {
     pub switch: Switch,
     pub uplink: UplinkCounters,
     has_uplink: bool,
-    vifs: Vec<(PortId, Vif<M>)>,
+    vifs: Vec<VifPort<M>>,
     next_port: PortId,
     scratch: Box<[u8]>,
     frames: Vec<(usize, usize)>,
@@ -64,7 +77,7 @@ pub struct Bridge<M: SharedMemory> {
 /// Sends `frame` from `ingress` where the switch says.
 fn forward<M: SharedMemory, U: Uplink + ?Sized>(
     switch: &mut Switch,
-    vifs: &mut [(PortId, Vif<M>)],
+    vifs: &mut [VifPort<M>],
     uplink: Option<(&mut U, &mut UplinkCounters)>,
     ingress: PortId,
     frame: &[u8],
@@ -84,16 +97,16 @@ fn forward<M: SharedMemory, U: Uplink + ?Sized>(
         Forward::Drop => {}
         Forward::Port(UPLINK) => to_uplink(uplink),
         Forward::Port(p) => {
-            if let Some((_, v)) = vifs.iter_mut().find(|(q, _)| *q == p) {
-                v.enqueue(frame);
+            if let Some(v) = vifs.iter_mut().find(|v| v.port == p) {
+                v.vif.enqueue(frame);
             }
         }
         Forward::Flood => {
             if ingress != UPLINK {
                 to_uplink(uplink);
             }
-            for (_, v) in vifs.iter_mut().filter(|(q, _)| *q != ingress) {
-                v.enqueue(frame);
+            for v in vifs.iter_mut().filter(|v| v.port != ingress) {
+                v.vif.enqueue(frame);
             }
         }
     }
@@ -113,31 +126,39 @@ impl<M: SharedMemory> Bridge<M> {
         }
     }
 
-    /// Connects a vif; returns its port.
-    pub fn add_vif(&mut self, vif: Vif<M>) -> PortId {
+    /// Connects a vif that may send from `mac` only (the MAC the toolstack assigned it; `None`:
+    /// none could be read, so it may send nothing); returns its port. Frames to `mac` go to it
+    /// and nowhere else, whatever anyone sends from that address.
+    pub fn add_vif(&mut self, vif: Vif<M>, mac: Option<Mac>) -> PortId {
         let port = self.next_port;
         self.next_port = self.next_port.wrapping_add(1).max(UPLINK + 1);
-        self.vifs.push((port, vif));
+        let mac = mac.filter(|m| self.switch.static_port(m).is_none() && self.switch.set_static(m, port));
+        self.vifs.push(VifPort { port, vif, mac, spoofed: 0 });
         port
     }
 
-    /// Disconnects a vif (its learnt addresses are forgotten); returns it for its counters.
+    /// Disconnects a vif (its addresses are forgotten); returns it for its counters.
     pub fn remove_vif(&mut self, port: PortId) -> Option<Vif<M>> {
-        let i = self.vifs.iter().position(|(p, _)| *p == port)?;
+        let i = self.vifs.iter().position(|v| v.port == port)?;
         self.switch.forget_port(port);
-        Some(self.vifs.remove(i).1)
+        Some(self.vifs.remove(i).vif)
     }
 
     pub fn vif(&self, port: PortId) -> Option<&Vif<M>> {
-        self.vifs.iter().find(|(p, _)| *p == port).map(|(_, v)| v)
+        self.vifs.iter().find(|v| v.port == port).map(|v| &v.vif)
     }
 
     pub fn vif_mut(&mut self, port: PortId) -> Option<&mut Vif<M>> {
-        self.vifs.iter_mut().find(|(p, _)| *p == port).map(|(_, v)| v)
+        self.vifs.iter_mut().find(|v| v.port == port).map(|v| &mut v.vif)
+    }
+
+    /// Frames the vif on `port` sent from a source MAC other than its own (dropped).
+    pub fn spoofed(&self, port: PortId) -> Option<u64> {
+        self.vifs.iter().find(|v| v.port == port).map(|v| v.spoofed)
     }
 
     pub fn ports(&self) -> impl Iterator<Item = PortId> + '_ {
-        self.vifs.iter().map(|(p, _)| *p)
+        self.vifs.iter().map(|v| v.port)
     }
 
     /// A frame the uplink received.
@@ -162,11 +183,12 @@ impl<M: SharedMemory> Bridge<M> {
     ) -> Round {
         let mut out = Round::default();
         for i in 0..self.vifs.len() {
-            let port = self.vifs[i].0;
+            let port = self.vifs[i].port;
+            let mac = self.vifs[i].mac;
             if out.broken.iter().any(|(p, _)| *p == port) {
                 continue;
             }
-            let vif = &mut self.vifs[i].1;
+            let vif = &mut self.vifs[i].vif;
             match vif.tx_round(copier, &mut self.scratch, &mut self.frames) {
                 Ok(r) => {
                     out.more |= r.more;
@@ -185,11 +207,16 @@ impl<M: SharedMemory> Bridge<M> {
                 if captured {
                     capture(port, frame);
                 }
+                // Anti-spoofing: only the vif's own source address gets through.
+                if mac.is_none() || addresses(frame).map(|(_, src)| src) != mac {
+                    self.vifs[i].spoofed += 1;
+                    continue;
+                }
                 let up = if self.has_uplink { Some((&mut *uplink, &mut self.uplink)) } else { None };
                 forward(&mut self.switch, &mut self.vifs, up, port, frame, now_ns);
             }
         }
-        for (port, vif) in self.vifs.iter_mut() {
+        for VifPort { port, vif, .. } in self.vifs.iter_mut() {
             if out.broken.iter().any(|(p, _)| p == port) {
                 continue;
             }

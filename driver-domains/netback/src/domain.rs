@@ -157,6 +157,8 @@ struct Device {
     fe_dir: String,
     name: String,
     fe: u32,
+    /// The MAC the toolstack assigned (the only source address the vif may send from).
+    mac: Option<Mac>,
     /// The frontend entries are consistent (else the device is closed for good).
     usable: bool,
     capture: bool,
@@ -270,7 +272,7 @@ impl Device {
         if self.capture {
             pcap.start();
         }
-        let bridge_port = net.add_vif(vif);
+        let bridge_port = net.add_vif(vif, self.mac);
         self.conn = Some(Connection { tx_handle, rx_handle, port, bridge_port });
         self.printed = Counters::default();
         println!("{}: connected to domain {fe}: tx ring ref {tx_ref}, rx ring ref {rx_ref}, port {port}", self.name);
@@ -322,6 +324,7 @@ fn add_device(store: &mut Store, dir: String, fe: u32, n: &str) -> Device {
         fe_dir,
         name,
         fe,
+        mac: None,
         usable: false,
         capture: crate::wants_capture(&params),
         conn: None,
@@ -336,6 +339,7 @@ fn add_device(store: &mut Store, dir: String, fe: u32, n: &str) -> Device {
         return d;
     }
     let mac: Option<Mac> = store.read_string(&format!("{}/mac", d.dir)).ok().and_then(|m| parse_mac(&m));
+    d.mac = mac;
     let keys = [
         ("feature-rx-copy", "1"),
         ("feature-rx-flip", "0"),

@@ -1,11 +1,17 @@
-//! The L2 learning switch between the uplink and the vifs.
+//! The L2 switch between the uplink and the vifs.
 //!
-//! A bounded MAC table ([`TABLE_SIZE`] entries) learnt from source addresses: a frame to a known
-//! unicast MAC goes to that port only (and is dropped if that is the port it came from);
-//! broadcast, multicast and unknown destinations flood to every other port. Multicast/broadcast
-//! (and all-zero) source addresses are never learnt. An entry moves when its MAC is seen on
-//! another port, ages out after [`MAX_AGE_NS`], and a full table replaces its oldest entry, so a
-//! vif sending from thousands of forged addresses only churns the table (it never grows).
+//! Every vif has one MAC, assigned by the toolstack: it is a **static** entry
+//! ([`Switch::set_static`]) that never ages and that no frame can move, and the bridge drops
+//! (and counts) every frame a vif sends from any other source address (anti-spoofing, as Xen
+//! deployments do with `ebtables`/`vif-bridge` rules). Addresses behind the uplink are **learnt**
+//! — only from frames the uplink delivers ([`Switch::decide`] learns only on [`UPLINK`]) — into a
+//! bounded table ([`TABLE_SIZE`] entries): an entry moves when its MAC is seen again, ages out
+//! after [`MAX_AGE_NS`], and a full table replaces its oldest entry. Learning never touches a
+//! static MAC, so a flood of forged addresses from outside can only churn the learnt table,
+//! never take a vif's traffic or turn unicast into flooding. A frame to a known unicast MAC goes
+//! to that port only (and is dropped if that is the port it came from); broadcast, multicast and
+//! unknown destinations flood to every other port. Multicast/broadcast (and all-zero) source
+//! addresses are never learnt.
 //!
 //! The entries sit in a `Vec` in the order they were learnt (a replacement takes the replaced
 //! entry's slot), as in a plain linear table, and a [`hashbrown::HashMap`] indexes them by MAC:
@@ -109,6 +115,8 @@ pub struct Switch {
     entries: Vec<Entry>,
     /// Each entry's slot, by MAC.
     index: HashMap<Mac, Slot, FixedState>,
+    /// The vifs' assigned MACs (never aged, never moved by learning).
+    statics: HashMap<Mac, PortId, FixedState>,
 }
 
 impl Default for Switch {
@@ -131,13 +139,40 @@ fn table_seed() -> u64 {
 
 impl Switch {
     pub fn new() -> Self {
+        let seed = table_seed();
         Self {
             entries: Vec::with_capacity(TABLE_SIZE),
-            index: HashMap::with_capacity_and_hasher(TABLE_SIZE, FixedState::with_seed(table_seed())),
+            index: HashMap::with_capacity_and_hasher(TABLE_SIZE, FixedState::with_seed(seed)),
+            statics: HashMap::with_hasher(FixedState::with_seed(seed.rotate_left(17))),
         }
     }
 
-    /// Entries currently in the table (aged ones included until they are replaced).
+    /// Assigns `mac` to `port` for good (a vif's MAC): frames to it go to `port`, and learning
+    /// cannot move it. A learnt entry for it is dropped. A group or zero address is not
+    /// assigned (`false`).
+    pub fn set_static(&mut self, mac: &Mac, port: PortId) -> bool {
+        if is_group(mac) || *mac == [0; 6] {
+            return false;
+        }
+        if self.index.contains_key(mac) {
+            self.entries.retain(|e| e.mac != *mac);
+            self.reindex();
+        }
+        self.statics.insert(*mac, port);
+        true
+    }
+
+    /// The port `mac` is assigned to, if it is a static entry.
+    pub fn static_port(&self, mac: &Mac) -> Option<PortId> {
+        self.statics.get(mac).copied()
+    }
+
+    fn reindex(&mut self) {
+        self.index.clear();
+        self.index.extend(self.entries.iter().enumerate().map(|(slot, e)| (e.mac, slot as Slot)));
+    }
+
+    /// Learnt entries currently in the table (aged ones included until they are replaced).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -151,7 +186,7 @@ impl Switch {
     /// A new address in a full table replaces the least recently seen entry (among equally old
     /// ones, the one in the lowest slot: the choice never depends on the hasher's seed).
     pub fn learn(&mut self, src: &Mac, port: PortId, now_ns: u64) {
-        if is_group(src) || *src == [0; 6] {
+        if is_group(src) || *src == [0; 6] || self.statics.contains_key(src) {
             return;
         }
         if let Some(&slot) = self.index.get(src) {
@@ -171,26 +206,32 @@ impl Switch {
         }
     }
 
-    /// The port `dst` was last seen on, unless that is too long ago.
+    /// The port `dst` is assigned to, or was last seen on unless that is too long ago.
     pub fn lookup(&self, dst: &Mac, now_ns: u64) -> Option<PortId> {
+        if let Some(&port) = self.statics.get(dst) {
+            return Some(port);
+        }
         let e = &self.entries[*self.index.get(dst)? as usize];
         (now_ns.saturating_sub(e.seen_ns) <= MAX_AGE_NS).then_some(e.port)
     }
 
-    /// Forgets every address learnt on `port` (its vif went away).
+    /// Forgets every address of `port`, assigned or learnt (its vif went away).
     pub fn forget_port(&mut self, port: PortId) {
+        self.statics.retain(|_, p| *p != port);
         let before = self.entries.len();
         self.entries.retain(|e| e.port != port);
         if self.entries.len() != before {
-            self.index.clear();
-            self.index.extend(self.entries.iter().enumerate().map(|(slot, e)| (e.mac, slot as Slot)));
+            self.reindex();
         }
     }
 
-    /// Learns the frame's source on `ingress` and says where the frame goes.
+    /// Says where a frame that came in on `ingress` goes, learning its source if it came from
+    /// the uplink (a vif's source was checked against its assigned MAC by the bridge).
     pub fn decide(&mut self, ingress: PortId, frame: &[u8], now_ns: u64) -> Forward {
         let Some((dst, src)) = addresses(frame) else { return Forward::Drop };
-        self.learn(&src, ingress, now_ns);
+        if ingress == UPLINK {
+            self.learn(&src, ingress, now_ns);
+        }
         if is_group(&dst) {
             return Forward::Flood;
         }
@@ -220,24 +261,62 @@ mod tests {
     const BCAST: Mac = [0xff; 6];
     const MCAST: Mac = [0x01, 0x00, 0x5e, 0, 0, 1];
 
+    const OUTSIDE: Mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    const OTHER: Mac = [0x52, 0x54, 0, 0x12, 0x34, 0x57];
+
     #[test]
-    fn learns_and_forwards() {
+    fn learns_from_the_uplink_and_forwards() {
         let mut s = Switch::new();
-        // Unknown destination: flood; the source is learnt.
-        assert_eq!(s.decide(1, &frame(B, A), 0), Forward::Flood);
-        assert_eq!(s.lookup(&A, 0), Some(1));
-        // B answers: A is known on port 1.
+        s.set_static(&A, 1);
+        s.set_static(&B, 2);
+        // Vifs reach each other by their assigned MACs.
+        assert_eq!(s.decide(1, &frame(B, A), 0), Forward::Port(2));
         assert_eq!(s.decide(2, &frame(A, B), 1), Forward::Port(1));
-        assert_eq!(s.decide(1, &frame(B, A), 2), Forward::Port(2));
+        // Unknown destination: flood; nothing is learnt from a vif.
+        assert_eq!(s.decide(1, &frame(OUTSIDE, A), 2), Forward::Flood);
+        assert!(s.is_empty());
+        // The uplink's sources are learnt.
+        assert_eq!(s.decide(UPLINK, &frame(A, OUTSIDE), 3), Forward::Port(1));
+        assert_eq!(s.lookup(&OUTSIDE, 3), Some(UPLINK));
+        assert_eq!(s.decide(1, &frame(OUTSIDE, A), 4), Forward::Port(UPLINK));
         // Broadcast and multicast always flood.
-        assert_eq!(s.decide(1, &frame(BCAST, A), 3), Forward::Flood);
-        assert_eq!(s.decide(1, &frame(MCAST, A), 3), Forward::Flood);
+        assert_eq!(s.decide(1, &frame(BCAST, A), 5), Forward::Flood);
+        assert_eq!(s.decide(1, &frame(MCAST, A), 5), Forward::Flood);
         // A destination on the ingress port is not reflected.
-        assert_eq!(s.decide(1, &frame(A, B), 4), Forward::Drop);
-        // ... and B moved to port 1 by that frame.
-        assert_eq!(s.lookup(&B, 4), Some(1));
+        assert_eq!(s.decide(UPLINK, &frame(OUTSIDE, OTHER), 6), Forward::Drop);
         // Too short to be a frame.
-        assert_eq!(s.decide(1, &[0; 13], 5), Forward::Drop);
+        assert_eq!(s.decide(1, &[0; 13], 7), Forward::Drop);
+    }
+
+    #[test]
+    fn an_assigned_mac_cannot_be_moved_by_learning() {
+        let mut s = Switch::new();
+        s.set_static(&A, 1);
+        // A frame from outside claiming the vif's address does not take its traffic.
+        s.decide(UPLINK, &frame(BCAST, A), 0);
+        assert_eq!(s.lookup(&A, 0), Some(1));
+        s.learn(&A, 7, 1);
+        assert_eq!(s.lookup(&A, 1), Some(1));
+        // Assigned entries never age.
+        assert_eq!(s.lookup(&A, 10 * MAX_AGE_NS), Some(1));
+        // Group and zero addresses are never assigned.
+        assert!(!s.set_static(&BCAST, 3) && !s.set_static(&[0; 6], 3));
+        s.forget_port(1);
+        assert_eq!(s.lookup(&A, 2), None);
+    }
+
+    #[test]
+    fn a_flood_of_forged_sources_from_outside_leaves_unicast_to_vifs_intact() {
+        let mut s = Switch::new();
+        s.set_static(&A, 1);
+        s.set_static(&B, 2);
+        for i in 0..10 * TABLE_SIZE as u64 {
+            let b = i.to_be_bytes();
+            s.decide(UPLINK, &frame(BCAST, [0x02, b[3], b[4], b[5], b[6], b[7]]), i);
+            assert!(s.len() <= TABLE_SIZE);
+        }
+        assert_eq!(s.decide(2, &frame(A, B), 0), Forward::Port(1));
+        assert_eq!(s.decide(UPLINK, &frame(B, OUTSIDE), 0), Forward::Port(2));
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Net {
     }
     fn add(&mut self, domid: u32) -> (Front, PortId) {
         let f = Front::new(domid, &mut self.grants);
-        let port = self.bridge.add_vif(f.vif());
+        let port = self.bridge.add_vif(f.vif(), Some(f.mac));
         (f, port)
     }
     fn round(&mut self) -> Round {
@@ -273,7 +273,7 @@ fn frames_flow_between_vifs_and_the_uplink() {
     let (mut b, pb) = net.add(6);
     b.post_rx(8);
     a.post_rx(8);
-    // A → B, B unknown yet: flooded to B and the uplink.
+    // A → B: B's MAC is assigned to its port, so only B gets it.
     let f1 = frame(b.mac, a.mac, 60, 1);
     a.send(&mut net.grants, &f1, 7);
     let r = net.round();
@@ -281,8 +281,14 @@ fn frames_flow_between_vifs_and_the_uplink() {
     assert!(r.notify.contains(&pa) && r.notify.contains(&pb));
     assert_eq!(a.tx_responses(), [NetifTxResponse { id: 7, status: RSP_OKAY }]);
     assert_eq!(b.received(&mut net.grants), [Ok(f1.clone())]);
-    assert_eq!(net.uplink.sent, std::slice::from_ref(&f1));
-    // B → A: A is known, so only A gets it.
+    assert!(net.uplink.sent.is_empty());
+    // A → an address nobody has: flooded to B and the uplink.
+    let f0 = frame([0x02, 0, 0, 0, 0, 9], a.mac, 60, 9);
+    a.send(&mut net.grants, &f0, 8);
+    net.round();
+    assert_eq!(b.received(&mut net.grants), [Ok(f0.clone())]);
+    assert_eq!(net.uplink.sent, std::slice::from_ref(&f0));
+    // B → A: only A gets it.
     let f2 = frame(a.mac, b.mac, 1514, 2);
     b.send(&mut net.grants, &f2, 3);
     net.round();
@@ -298,15 +304,16 @@ fn frames_flow_between_vifs_and_the_uplink() {
     assert_eq!(a.received(&mut net.grants).len(), 2);
     assert_eq!(b.received(&mut net.grants), [Ok(frame(BCAST, UP_MAC, 42, 4))]);
     // A → uplink MAC (learnt on the uplink port): uplink only.
-    a.send(&mut net.grants, &frame(UP_MAC, a.mac, 80, 5), 8);
+    a.send(&mut net.grants, &frame(UP_MAC, a.mac, 80, 5), 9);
     net.round();
     assert_eq!(net.uplink.sent.len(), 2);
     assert!(b.received(&mut net.grants).is_empty());
     let ca = net.bridge.vif(pa).unwrap().counters;
-    assert_eq!((ca.tx_packets, ca.tx_bytes, ca.rx_packets, ca.rx_bytes), (2, 140, 3, 1514 + 100 + 42));
+    assert_eq!((ca.tx_packets, ca.tx_bytes, ca.rx_packets, ca.rx_bytes), (3, 200, 3, 1514 + 100 + 42));
     let u = net.bridge.uplink;
     assert_eq!((u.rx_packets, u.rx_errors, u.tx_packets), (2, 2, 2));
-    assert_eq!(alloc::format!("{ca}"), "tx 2 pkts 140 B, tx errors 0, rx 3 pkts 1656 B, rx drops 0");
+    assert_eq!(alloc::format!("{ca}"), "tx 3 pkts 200 B, tx errors 0, rx 3 pkts 1656 B, rx drops 0");
+    assert_eq!((net.bridge.spoofed(pa), net.bridge.spoofed(pb)), (Some(0), Some(0)));
     // No capture asked for.
     assert!(net.captured.is_empty());
 }
@@ -641,6 +648,7 @@ fn removed_vifs_are_forgotten_by_the_switch() {
     a.send(&mut net.grants, &frame(UP_MAC, a.mac, 60, 0), 0);
     net.round();
     assert_eq!(net.bridge.switch.lookup(&a.mac, net.now), Some(pa));
+    assert_eq!(net.bridge.switch.static_port(&a.mac), Some(pa));
     net.bridge.remove_vif(pa);
     assert_eq!(net.bridge.switch.lookup(&a.mac, net.now), None);
     // A frame for it from the uplink goes nowhere (and does not panic).
@@ -725,4 +733,84 @@ fn params_ask_for_capture() {
     assert!(!crate::wants_capture("pcap=0"));
     assert!(!crate::wants_capture("xpcap=1"));
     assert!(!crate::wants_capture(""));
+}
+
+/// Anti-spoofing: a DomU sending from its victim's MAC gets none of the victim's traffic (its
+/// forged frames are dropped and counted), and a flood of forged sources, from a vif or from
+/// outside, leaves unicast delivery to every vif intact.
+#[test]
+fn a_vif_sending_from_another_mac_is_dropped_and_steals_nothing() {
+    let mut net = Net::new(true);
+    let (mut victim, pv) = net.add(5);
+    let (mut spoofer, ps) = net.add(6);
+    let (mut peer, _) = net.add(7);
+    victim.post_rx(64);
+    spoofer.post_rx(64);
+    peer.post_rx(64);
+    // The spoofer claims the victim's address, then floods forged sources.
+    spoofer.send(&mut net.grants, &frame(BCAST, victim.mac, 60, 1), 0);
+    net.round();
+    for i in 0..600u32 {
+        let b = i.to_be_bytes();
+        spoofer.send(&mut net.grants, &frame(BCAST, [0x02, 0xee, b[0], b[1], b[2], b[3]], 60, 2), (i % 200) as u16);
+        if i % 50 == 49 {
+            for _ in 0..4 {
+                net.round();
+            }
+            spoofer.tx_responses();
+        }
+    }
+    net.round();
+    assert_eq!(net.bridge.spoofed(ps), Some(601));
+    assert_eq!(net.bridge.spoofed(pv), Some(0));
+    // None of the forged frames reached anyone.
+    assert!(victim.received(&mut net.grants).is_empty() && peer.received(&mut net.grants).is_empty());
+    assert!(net.uplink.sent.is_empty());
+    // The learnt table holds nothing of the spoofer's.
+    assert!(net.bridge.switch.is_empty());
+    // The peer and the outside still reach the victim, and only the victim.
+    let to_victim = frame(victim.mac, peer.mac, 100, 3);
+    peer.send(&mut net.grants, &to_victim, 0);
+    net.bridge.from_uplink(&frame(victim.mac, UP_MAC, 90, 4), net.now);
+    net.round();
+    assert_eq!(victim.received(&mut net.grants).len(), 2);
+    assert!(spoofer.received(&mut net.grants).is_empty());
+    // A flood of forged sources from outside, the victim's address among them, moves nothing.
+    net.bridge.from_uplink(&frame(BCAST, victim.mac, 60, 5), net.now);
+    for i in 0..1000u32 {
+        let b = i.to_be_bytes();
+        net.bridge.from_uplink(&frame(BCAST, [0x02, 0xdd, b[0], b[1], b[2], b[3]], 60, 6), net.now);
+        if i % 50 == 49 {
+            net.round();
+            victim.received(&mut net.grants);
+            spoofer.received(&mut net.grants);
+            peer.received(&mut net.grants);
+            victim.refill_rx();
+            spoofer.refill_rx();
+            peer.refill_rx();
+        }
+    }
+    net.round();
+    victim.received(&mut net.grants);
+    spoofer.received(&mut net.grants);
+    let to_victim = frame(victim.mac, peer.mac, 100, 7);
+    peer.send(&mut net.grants, &to_victim, 1);
+    net.round();
+    assert_eq!(victim.received(&mut net.grants), [Ok(to_victim)]);
+    assert!(spoofer.received(&mut net.grants).is_empty());
+    assert_eq!(net.bridge.switch.static_port(&victim.mac), Some(pv));
+}
+
+#[test]
+fn a_vif_without_an_assigned_mac_sends_nothing() {
+    let mut net = Net::new(true);
+    let f = Front::new(5, &mut net.grants);
+    let mut a = f;
+    let pa = net.bridge.add_vif(a.vif(), None);
+    a.send(&mut net.grants, &frame(BCAST, a.mac, 60, 1), 0);
+    net.round();
+    assert!(net.uplink.sent.is_empty());
+    assert_eq!(net.bridge.spoofed(pa), Some(1));
+    // Its request is still answered (the frame was taken off its ring).
+    assert_eq!(a.tx_responses().len(), 1);
 }
