@@ -160,7 +160,7 @@ impl Scenario {
     }
 
     /// Gives the run a control channel (COM2 as a Unix socket) and returns its path, for
-    /// [`xtask::xl::Client`].
+    /// [`xtask::control::Client`].
     pub fn control_socket(&mut self) -> PathBuf {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hv_control::{DeviceSpec, DomRef, DomainRow, DomainSpec, Totals};
 use hv_tests::Scenario;
-use xtask::xl::{Client, guest_spec};
+use xtask::control::{Client, guest_spec};
 
 /// Create/destroy cycles of a DomU with a vif and a disk.
 const CYCLES: usize = 1000;
