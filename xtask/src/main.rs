@@ -43,6 +43,7 @@ enum Cmd {
     /// Build and boot a topology in QEMU with the serial console on this terminal
     Run(run::RunArgs),
     /// Every check: rustfmt and clippy, host unit tests, shared-ring loom/miri/fuzz smoke, the QEMU scenarios
+    #[command(long_about = test::ABOUT)]
     Test(test::TestArgs),
     /// rustfmt --check and clippy -D warnings over the host and bare-metal crates (the first steps of `test`)
     Lint,

@@ -138,3 +138,14 @@ fn apt(args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_install_command_names_every_package() {
+        assert_eq!(install_command(&["linux-image-amd64", "gcc"]), "sudo apt-get install -y linux-image-amd64 gcc");
+        assert!(matches!(LINUX_IMAGE.probe, Probe::FileWithPrefix("/boot", "vmlinuz-")));
+    }
+}

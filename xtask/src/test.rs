@@ -28,18 +28,17 @@ const SCENARIOS: &str = "hv-tests";
 /// Environment variable the scenarios read to pick the accelerator (default tcg).
 pub const ACCEL_ENV: &str = "HV_TEST_ACCEL";
 
-const TEST_ABOUT: &str = "Every check, in order: rustfmt --check and clippy -D warnings (host crates, then the bare-metal \
+pub const ABOUT: &str = "Every check, in order: rustfmt --check and clippy -D warnings (host crates, then the bare-metal \
 crates), host unit tests, shared-ring loom, Miri and fuzz smoke, the bare-metal build with the bundle of every topology, \
 and the QEMU scenarios (package hv-tests). A failing step does not stop the later ones; the summary lists every step, \
 and a failed lint names the crates or files and the command that fixes them.
 
 With FILTER only the bare-metal build and the matching QEMU scenarios run: a scenario runs when its name contains one \
 of the FILTERs (as `cargo test -p hv-tests -- FILTER...`). The lints, host unit tests, loom, Miri and the fuzz smoke \
-are skipped (the summary says so): a FILTER is for iterating on scenarios, and the full run is what CI does. No \
-scenario matching is an error.";
+are skipped (the summary says so): a FILTER is for iterating on scenarios, and the full run is what CI does. A \
+FILTER that matches no scenario is an error.";
 
 #[derive(clap::Args)]
-#[command(long_about = TEST_ABOUT)]
 pub struct TestArgs {
     /// Run only the QEMU scenarios whose name contains one of these (skips lints, unit tests, loom, Miri, fuzz)
     #[arg(value_name = "FILTER")]
@@ -103,7 +102,8 @@ impl Steps {
                 }
                 Verdict::Skipped(why) => ("SKIP", format!(" — {why}")),
             };
-            eprintln!("  {tag}  {:<55} {:>6.1} s{note}", r.name, r.secs);
+            let secs = if matches!(r.verdict, Verdict::Skipped(_)) { "-".into() } else { format!("{:.1} s", r.secs) };
+            eprintln!("  {tag}  {:<55} {secs:>8}{note}", r.name);
         }
         let skipped = self.results.iter().filter(|r| matches!(r.verdict, Verdict::Skipped(_))).count();
         let passed = self.results.len() - failed - skipped;
@@ -198,7 +198,7 @@ pub fn run(paths: &Paths, args: TestArgs) -> Result<()> {
     }
 
     let host: Vec<String> = default_member_packages(root)?.into_iter().filter(|p| p != SCENARIOS).collect();
-    let name = format!("host unit tests ({})", host.join(", "));
+    let name = format!("host unit tests ({} default members)", host.len());
     if filtered {
         steps.skip(&name, skip_why);
     } else {
