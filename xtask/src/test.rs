@@ -1,10 +1,10 @@
 //! `cargo xtask test [FILTER]...`: every check we have, in order, with a summary.
 //!
 //! 1. lints ([`crate::lint`]): rustfmt --check, clippy -D warnings on the host and bare-metal crates
-//! 2. host unit tests: `cargo test -p <each default member except hv-tests>`
+//! 2. host unit tests: `cargo test --no-fail-fast -p <each default member except hv-tests>`
 //! 3. shared-ring: loom, Miri, fuzz smoke
 //! 4. bare-metal build and the bundle of every topology
-//! 5. QEMU scenarios: `cargo test -p hv-tests [-- FILTER...]`, told where the artifacts are
+//! 5. QEMU scenarios: `cargo test --no-fail-fast -p hv-tests [-- FILTER...]`, told where the artifacts are
 //!    (`HV_ARTIFACTS_DIR`)
 //!
 //! A failing step does not stop the later ones (a lint failure still lets the scenarios run);
@@ -140,14 +140,15 @@ pub fn default_member_packages(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `cargo test -p <packages> [-- <test_args>]`.
+/// `cargo test --no-fail-fast -p <packages> [-- <test_args>]`: every test binary runs even when
+/// an earlier one failed (a failing README check must not hide the QEMU scenarios' results).
 fn cargo_test(root: &Path, packages: &[String], test_args: &[String], envs: &[(&str, String)]) -> Result<Verdict> {
     let mut cmd = Command::new(paths::cargo());
-    cmd.current_dir(root).arg("test");
+    cmd.current_dir(root).args(["test", "--no-fail-fast"]);
     for p in packages {
         cmd.args(["-p", p]);
     }
-    let mut shown = format!("cargo test -p {}", packages.join(" -p "));
+    let mut shown = format!("cargo test --no-fail-fast -p {}", packages.join(" -p "));
     if !test_args.is_empty() {
         cmd.arg("--").args(test_args);
         shown.push_str(&format!(" -- {}", test_args.join(" ")));
