@@ -71,17 +71,15 @@ impl Steps {
         Self { results: Vec::new(), started: Instant::now() }
     }
 
-    /// Runs `f` as step `name` (an error is a failure); returns whether it did not fail.
-    pub fn run(&mut self, name: &str, f: impl FnOnce() -> Result<Verdict>) -> bool {
+    /// Runs `f` as step `name` (an error is a failure).
+    pub fn run(&mut self, name: &str, f: impl FnOnce() -> Result<Verdict>) {
         step(name);
         let t = Instant::now();
         let verdict = f().unwrap_or_else(|e| Verdict::Fail(format!("{e:#}")));
-        let ok = !matches!(verdict, Verdict::Fail(_));
         if let Verdict::Fail(why) = &verdict {
             eprintln!("==> FAILED: {name}: {why}");
         }
         self.results.push(Outcome { name: name.to_owned(), verdict, secs: t.elapsed().as_secs_f64() });
-        ok
     }
 
     /// Records step `name` as skipped, and why.
