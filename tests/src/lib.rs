@@ -160,7 +160,7 @@ impl Scenario {
     }
 
     /// Gives the run a control channel (COM2 as a Unix socket) and returns its path, for
-    /// [`xtask::xl::Client`].
+    /// [`xtask::control::Client`].
     pub fn control_socket(&mut self) -> PathBuf {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -335,11 +335,12 @@ impl Outcome {
         }
     }
 
-    /// The harness stopped QEMU at the stop line: it had not exited (nor crashed) by then.
+    /// The harness stopped QEMU (at the stop line, or when the watcher was done): QEMU had not
+    /// exited by then, so no hypervisor panic (exit status 255) and no triple fault (0).
     #[track_caller]
     pub fn expect_stopped(&self) {
         if !self.run.stopped {
-            self.fail("expected the run to reach the stop line while QEMU was still running");
+            self.fail("expected the harness to stop QEMU while it was still running (see the outcome)");
         }
     }
 

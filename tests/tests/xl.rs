@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hv_control::{DeviceSpec, DomRef, DomainRow, DomainSpec, Totals};
 use hv_tests::Scenario;
-use xtask::xl::{Client, guest_spec};
+use xtask::control::{Client, guest_spec};
 
 /// Create/destroy cycles of a DomU with a vif and a disk.
 const CYCLES: usize = 1000;
@@ -156,6 +156,10 @@ fn a_thousand_create_destroy_cycles_leave_no_trace_and_bad_configs_change_nothin
     for n in &r.notes {
         eprintln!("{n}");
     }
+    // The harness stopped QEMU once the host side was done: QEMU had not exited by itself (a
+    // hypervisor panic exits it with status 255, a triple fault with 0). Judged by the exit
+    // status, not by the wording of a panic message.
+    o.expect_stopped();
     if !r.done {
         o.fail("the host side did not finish");
     }
@@ -166,7 +170,6 @@ fn a_thousand_create_destroy_cycles_leave_no_trace_and_bad_configs_change_nothin
     if o.count("[blkback] vbd * removed") < CYCLES || o.count("[netback] vif * removed") < CYCLES {
         o.fail("the backends did not drop every destroyed guest's device");
     }
-    o.expect_no_line("[hv] * panic*");
     o.expect_no_line("[dom0] * UNEXPECTED*");
 }
 

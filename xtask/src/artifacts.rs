@@ -92,6 +92,37 @@ pub fn build_bare_metal(paths: &Paths, output: Output) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The domain images the bare-metal packages build: every `[[bin]]` (explicit or found by
+/// cargo) of the packages in [`PACKAGES`] but the hypervisor's, as (package, image), from
+/// `cargo metadata --no-deps`.
+pub fn domain_images(root: &Path) -> Result<Vec<(String, String)>> {
+    let out = Command::new(paths::cargo())
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata's JSON")?;
+    let mut images = Vec::new();
+    for package in meta["packages"].as_array().context("cargo metadata without packages")? {
+        let name = package["name"].as_str().unwrap_or_default();
+        if !PACKAGES.contains(&name) || name == paths::HYPERVISOR {
+            continue;
+        }
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let is_bin = target["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"));
+            if let (true, Some(bin)) = (is_bin, target["name"].as_str()) {
+                images.push((name.to_owned(), bin.to_owned()));
+            }
+        }
+    }
+    images.sort();
+    Ok(images)
+}
+
 /// Reads the images a topology references from `image_dir`, packs the bundle and writes it
 /// (atomically) to `target/bundles/<topology>.bundle`. Returns the bundle path.
 pub fn write_bundle(paths: &Paths, topology: &Loaded, image_dir: &Path) -> Result<PathBuf> {
@@ -189,5 +220,15 @@ mod tests {
         let e = format!("{:#}", write_bundle(&paths, &topo, &images).unwrap_err());
         assert!(e.contains("topologies/u.toml") && e.contains("\"helo\"") && e.contains("dom0, hello, spinner"), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn domain_images_are_the_bins_of_the_image_packages() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let images = domain_images(root).unwrap();
+        for (package, image) in [("dom0", "dom0"), ("demos", "hello"), ("test-domains", "attacker")] {
+            assert!(images.contains(&(package.into(), image.into())), "{images:?}");
+        }
+        assert!(images.iter().all(|(p, _)| p != "hv-core" && PACKAGES.contains(&p.as_str())), "{images:?}");
     }
 }

@@ -91,6 +91,11 @@ fn is_debian() -> bool {
     Path::new("/etc/debian_version").exists() && find_in_path("apt-get").is_some()
 }
 
+/// The command that installs `names` (what we tell a user who is not root).
+pub fn install_command(names: &[&str]) -> String {
+    format!("sudo apt-get install -y {}", names.join(" "))
+}
+
 static APT: Mutex<bool> = Mutex::new(false); // serialises apt; true once `apt-get update` ran
 
 /// Makes sure every package is installed (installing missing ones as root on Debian).
@@ -102,7 +107,7 @@ pub fn ensure(packages: &[Package]) -> Result<()> {
     let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
     let reasons: Vec<String> = missing.iter().map(|p| format!("{} ({})", p.name, p.why)).collect();
     if !(is_root() && is_debian()) {
-        bail!("missing system packages: {}\n  fix: sudo apt-get install -y {}", reasons.join(", "), names.join(" "));
+        bail!("missing system packages: {}\n  fix: {}", reasons.join(", "), install_command(&names));
     }
     let mut updated = APT.lock().unwrap_or_else(|e| e.into_inner());
     // Another thread may have installed them while we waited for the lock.
@@ -132,4 +137,15 @@ fn apt(args: &[&str]) -> Result<()> {
         bail!("apt-get {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_install_command_names_every_package() {
+        assert_eq!(install_command(&["linux-image-amd64", "gcc"]), "sudo apt-get install -y linux-image-amd64 gcc");
+        assert!(matches!(LINUX_IMAGE.probe, Probe::FileWithPrefix("/boot", "vmlinuz-")));
+    }
 }

@@ -1,189 +1,65 @@
-//! `cargo xtask xl <verb>`: Xen's `xl` surface against a running system. Talks to Dom0's
-//! toolstack over the control channel: COM2 of the QEMU that `cargo xtask run` started, exposed
-//! as a Unix socket (default `target/run/control.sock`). Messages: `hv-control` (postcard in
-//! COBS frames, versioned).
+//! `cargo xtask xl <verb>`: Xen's `xl` surface against a running system, through the
+//! control-channel client ([`xtask::control::Client`]).
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use hv_control::{DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, Request, Response, State, Totals};
+use anyhow::{Result, bail};
+use hv_control::{DomRef, DomainRow, Request, Response, State, Totals};
+use serde_json::json;
+use xtask::control::{Client, create_request, dom_ref};
+use xtask::paths::Paths;
 
-/// A connection to Dom0's toolstack.
-pub struct Client {
-    stream: UnixStream,
-    deframer: hv_control::Deframer,
-    pending: std::collections::VecDeque<Vec<u8>>,
-    next_id: u32,
+#[derive(clap::Args)]
+pub struct XlArgs {
+    /// The control socket of the running system
+    #[arg(long, default_value = "target/run/control.sock")]
+    socket: PathBuf,
+    #[command(subcommand)]
+    verb: Verb,
 }
 
-impl Client {
-    pub fn connect(socket: &Path) -> Result<Self> {
-        let stream = UnixStream::connect(socket).with_context(|| {
-            format!(
-                "cannot connect to {} (is a system running? start one with `cargo xtask run` in another terminal)",
-                socket.display()
-            )
-        })?;
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-        Ok(Self { stream, deframer: hv_control::Deframer::new(), pending: Default::default(), next_id: 1 })
-    }
-
-    /// Sends `req` and waits (up to `timeout`) for the response with its id.
-    pub fn call(&mut self, req: &Request, timeout: Duration) -> Result<Response> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        self.stream.write_all(&hv_control::encode(id, req)).context("writing to the control socket")?;
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Some(f) = self.pending.pop_front() {
-                match hv_control::decode::<Response>(&f) {
-                    Ok(env) if env.id == id => return Ok(env.body),
-                    Ok(_) => {} // a late answer to an earlier request
-                    Err(hv_control::DecodeError::Version { theirs, .. }) => bail!(
-                        "Dom0 speaks control protocol version {theirs}, this xtask {}: rebuild the image (cargo xtask run) from this tree",
-                        hv_control::VERSION
-                    ),
-                    Err(hv_control::DecodeError::Malformed) => {}
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("no answer from Dom0 within {:.0} s", timeout.as_secs_f64());
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) => bail!("the system closed the control channel (QEMU exited?)"),
-                Ok(n) => {
-                    let pending = &mut self.pending;
-                    self.deframer.push(&buf[..n], |f| pending.push_back(f.to_vec()));
-                }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(e) => return Err(e).context("reading the control socket"),
-            }
-        }
-    }
-
-    /// `call`, with `Response::Error` turned into an error.
-    pub fn ok(&mut self, req: &Request) -> Result<Response> {
-        match self.call(req, Duration::from_secs(20))? {
-            Response::Error(e) => bail!("{e}"),
-            r => Ok(r),
-        }
-    }
-
-    /// `xl list`.
-    pub fn list(&mut self) -> Result<Vec<DomainRow>> {
-        match self.ok(&Request::List)? {
-            Response::List(rows) => Ok(rows),
-            _ => bail!("unexpected answer to list"),
-        }
-    }
-
-    /// `xl info`.
-    pub fn info(&mut self) -> Result<Totals> {
-        match self.ok(&Request::Info)? {
-            Response::Info(t) => Ok(t),
-            _ => bail!("unexpected answer to info"),
-        }
-    }
-
-    /// `xl create`: the new domain's id.
-    pub fn create(&mut self, spec: DomainSpec) -> Result<u32> {
-        match self.ok(&Request::Create(spec))? {
-            Response::Created { id } => Ok(id),
-            _ => bail!("unexpected answer to create"),
-        }
-    }
-
-    /// The domain's split devices and, once all are Connected, how long after its creation
-    /// (Dom0's clock).
-    pub fn devices(&mut self, dom: DomRef) -> Result<(Vec<DeviceRow>, Option<u64>)> {
-        match self.ok(&Request::Devices(dom))? {
-            Response::Devices { rows, connected_after_ns } => Ok((rows, connected_after_ns)),
-            _ => bail!("unexpected answer to devices"),
-        }
-    }
-
-    /// Polls until every device of `dom` is Connected; returns Dom0's creation-to-connected
-    /// time. Fails after `timeout`, naming the devices still waiting.
-    pub fn wait_connected(&mut self, dom: DomRef, timeout: Duration) -> Result<Duration> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (rows, after) = self.devices(dom.clone())?;
-            if let Some(ns) = after
-                && rows.iter().all(DeviceRow::connected)
-            {
-                return Ok(Duration::from_nanos(ns));
-            }
-            if Instant::now() > deadline {
-                let waiting: Vec<String> = rows
-                    .iter()
-                    .filter(|r| !r.connected())
-                    .map(|r| {
-                        format!(
-                            "{}/{} (frontend state {}, backend state {})",
-                            r.kind, r.index, r.frontend_state, r.backend_state
-                        )
-                    })
-                    .collect();
-                bail!("devices not connected after {:.0} s: {}", timeout.as_secs_f64(), waiting.join(", "));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-/// A `guest` DomU (frontends/demos guest) named `name` with a vif on netback and a disk on
-/// blkback (8 MiB at 16 MiB), as the toolstack scenarios and `cargo xtask bench xl` create it.
-pub fn guest_spec(name: &str) -> DomainSpec {
-    DomainSpec {
-        name: name.to_owned(),
-        image: "guest".to_owned(),
-        memory_mib: 8,
-        args: "ip=10.0.2.30/24".to_owned(),
-        driver: false,
-        pci: vec![],
-        vifs: vec![DeviceSpec { backend: "netback".to_owned(), params: String::new() }],
-        disks: vec![DeviceSpec { backend: "blkback".to_owned(), params: "offset_mib=16 size_mib=8 mode=w".to_owned() }],
-        on_crash: hv_control::OnCrash::Destroy,
-    }
-}
-
-/// A domain argument: a number is an id, anything else a name.
-pub fn dom_ref(s: &str) -> DomRef {
-    s.parse().map(DomRef::Id).unwrap_or_else(|_| DomRef::Name(s.to_owned()))
-}
-
-/// The request `xl create <file>` sends.
-pub fn create_request(file: &Path) -> Result<Request> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let cfg = crate::topology::parse_domain_config(&file.display().to_string(), &text)?;
-    let dev = |kind: &str| {
-        cfg.devices
-            .iter()
-            .filter(|d| d.kind == kind)
-            .map(|d| DeviceSpec { backend: d.backend.clone(), params: d.params.clone() })
-            .collect::<Vec<_>>()
-    };
-    if let Some(d) = cfg.devices.iter().find(|d| d.kind != "vif" && d.kind != "vbd") {
-        bail!("{}: device kind {:?} cannot be created with xl (vif and disk only)", file.display(), d.kind);
-    }
-    Ok(Request::Create(DomainSpec {
-        name: cfg.name.clone(),
-        image: cfg.image.clone(),
-        memory_mib: cfg.memory_mib,
-        args: cfg.args.clone(),
-        driver: cfg.kind == hv_bundle::DomainKind::Driver,
-        pci: cfg.pci.clone(),
-        vifs: dev("vif"),
-        disks: dev("vbd"),
-        on_crash: match cfg.on_crash {
-            hv_bundle::OnCrash::Destroy => hv_control::OnCrash::Destroy,
-            hv_bundle::OnCrash::Restart => hv_control::OnCrash::Restart,
-        },
-    }))
+#[derive(clap::Subcommand)]
+enum Verb {
+    /// Domains: Name, ID, Mem (MiB), VCPUs, State, Time (s)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hypervisor totals: memory, domains, grants, event ports, store nodes
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a domain from a config file (a topology [[domain]] table at top level); waits
+    /// until its vifs and disks are Connected
+    Create {
+        config: PathBuf,
+        /// Return once the domain runs, without waiting for its devices to connect
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A domain's split devices (vif, vbd): backend and both ends' XenbusStates (4 = Connected)
+    Devices { dom: String },
+    /// Destroy a domain (by name or id)
+    Destroy {
+        dom: String,
+        /// Treat it as a crash: its on_crash policy applies (a restartable driver domain comes back)
+        #[arg(long)]
+        crash: bool,
+    },
+    /// Pause a domain
+    Pause { dom: String },
+    /// Unpause a domain
+    Unpause { dom: String },
+    /// A domain's recent console output, then a live tail (Ctrl-C to stop)
+    Console {
+        dom: String,
+        /// Print what is kept and exit instead of following
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 fn state_letters(s: State) -> &'static str {
@@ -195,38 +71,47 @@ fn state_letters(s: State) -> &'static str {
     }
 }
 
-pub enum Verb {
-    List { json: bool },
-    Info { json: bool },
-    Create { config: PathBuf, wait: bool },
-    Devices { dom: String },
-    Destroy { dom: String, crash: bool },
-    Pause { dom: String },
-    Unpause { dom: String },
-    Console { dom: String, once: bool },
+/// `xl list --json`: one object per domain (CPU time in seconds, one decimal).
+fn list_json(rows: &[DomainRow]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "id": r.id,
+                "mem": r.memory_mib,
+                "state": state_letters(r.state),
+                "time": (r.cpu_time_ns as f64 / 1e8).round() / 10.0,
+                "restarts": r.restarts,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items)
 }
 
-pub fn run(socket: &Path, verb: Verb) -> Result<()> {
-    let mut c = Client::connect(socket)?;
-    match verb {
+/// `xl info`'s fields: (key, value, unit).
+fn info_fields(t: &Totals) -> [(&'static str, u64, &'static str); 9] {
+    [
+        ("total_memory", t.total_mib, "MiB"),
+        ("free_memory", t.free_kib / 1024, "MiB"),
+        ("free_memory_kib", t.free_kib, "KiB"),
+        ("nr_domains", t.domains as u64, ""),
+        ("grant_entries", t.grant_entries, ""),
+        ("grant_maps", t.grant_maps, ""),
+        ("event_ports", t.event_ports, ""),
+        ("store_nodes", t.store_nodes, ""),
+        ("store_watches", t.store_watches, ""),
+    ]
+}
+
+pub fn run(paths: &Paths, args: XlArgs) -> Result<()> {
+    let socket = if args.socket.is_absolute() { args.socket.clone() } else { paths.root.join(&args.socket) };
+    let mut c = Client::connect(&socket)?;
+    match args.verb {
         Verb::List { json } => {
             let rows = c.list()?;
             if json {
-                let items: Vec<String> = rows
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{{\"name\": {}, \"id\": {}, \"mem\": {}, \"state\": {}, \"time\": {:.1}, \"restarts\": {}}}",
-                            crate::json_str(&r.name),
-                            r.id,
-                            r.memory_mib,
-                            crate::json_str(state_letters(r.state)),
-                            r.cpu_time_ns as f64 / 1e9,
-                            r.restarts
-                        )
-                    })
-                    .collect();
-                println!("[{}]", items.join(",\n "));
+                println!("{}", serde_json::to_string_pretty(&list_json(&rows))?);
             } else {
                 println!("{:<32} {:>5} {:>5} {:>5} {:>9} {:>10}", "Name", "ID", "Mem", "VCPUs", "State", "Time(s)");
                 for r in rows {
@@ -243,35 +128,24 @@ pub fn run(socket: &Path, verb: Verb) -> Result<()> {
             }
         }
         Verb::Info { json } => {
-            let t = c.info()?;
-            let fields = [
-                ("total_memory", t.total_mib, "MiB"),
-                ("free_memory", t.free_kib / 1024, "MiB"),
-                ("free_memory_kib", t.free_kib, "KiB"),
-                ("nr_domains", t.domains as u64, ""),
-                ("grant_entries", t.grant_entries, ""),
-                ("grant_maps", t.grant_maps, ""),
-                ("event_ports", t.event_ports, ""),
-                ("store_nodes", t.store_nodes, ""),
-                ("store_watches", t.store_watches, ""),
-            ];
+            let fields = info_fields(&c.info()?);
             if json {
-                let items: Vec<String> = fields.iter().map(|(k, v, _)| format!("\"{k}\": {v}")).collect();
-                println!("{{{}}}", items.join(", "));
+                let map: serde_json::Map<String, serde_json::Value> =
+                    fields.iter().map(|(k, v, _)| ((*k).to_owned(), json!(v))).collect();
+                println!("{}", serde_json::Value::Object(map));
             } else {
                 for (k, v, unit) in fields {
                     println!("{k:<20}: {v}{}{unit}", if unit.is_empty() { "" } else { " " });
                 }
             }
         }
-        Verb::Create { config, wait } => {
-            let req = create_request(&config)?;
-            let Request::Create(spec) = req else { unreachable!() };
+        Verb::Create { config, no_wait } => {
+            let Request::Create(spec) = create_request(&config)? else { unreachable!("create_request makes a Create") };
             let (name, devices) = (spec.name.clone(), spec.vifs.len() + spec.disks.len());
             let t0 = Instant::now();
             let id = c.create(spec)?;
             println!("created {name} as domain {id} ({:.1} ms)", t0.elapsed().as_secs_f64() * 1e3);
-            if wait && devices > 0 {
+            if !no_wait && devices > 0 {
                 let after = c.wait_connected(DomRef::Id(id), Duration::from_secs(30))?;
                 println!("{devices} devices connected {:.1} ms after create (Dom0's clock)", after.as_secs_f64() * 1e3);
             }
@@ -323,4 +197,23 @@ pub fn run(socket: &Path, verb: Verb) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_json_keeps_its_shape() {
+        let rows = [DomainRow {
+            name: "we\"b".into(),
+            id: 6,
+            memory_mib: 8,
+            state: State::Blocked,
+            cpu_time_ns: 1_260_000_000,
+            restarts: 1,
+        }];
+        let v = list_json(&rows);
+        assert_eq!(v, json!([{"name": "we\"b", "id": 6, "mem": 8, "state": "-b----", "time": 1.3, "restarts": 1}]));
+    }
 }

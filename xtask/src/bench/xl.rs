@@ -1,5 +1,5 @@
 //! `cargo xtask bench xl`: the toolstack's timings, on the `bench-xl` topology with its control
-//! channel, driven from a host thread with the `xl` client ([`xtask::xl::Client`]) while QEMU runs.
+//! channel, driven from a host thread with the `xl` client ([`xtask::control::Client`]) while QEMU runs.
 //!
 //! * `xl create` to Connected: a `guest` DomU with a vif (netback) and a disk (blkback) is
 //!   created, waited for until both devices are Connected at both ends, and destroyed,
@@ -26,10 +26,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hv_control::{DeviceSpec, DomRef, DomainSpec, OnCrash, Request};
+use serde::Serialize;
+use xtask::control::{Client, guest_spec};
 use xtask::paths::{Paths, show};
-use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Run, Spec};
-use xtask::xl::Client;
-use xtask::{json_str, packages, step};
+use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Spec};
+use xtask::{packages, step};
+
+use super::{failed_run as fail, median, percentile, print_columns, write_json};
 
 /// Create/destroy cycles not counted (the first ones warm caches and allocators).
 const WARMUP: usize = 3;
@@ -116,7 +119,7 @@ fn device_states(c: &mut Client, dom: &str) -> String {
 fn create_cycles(c: &mut Client, s: &mut Samples) -> Result<()> {
     for i in 0..WARMUP + CYCLES {
         let t0 = Instant::now();
-        let id = c.create(xtask::xl::guest_spec(GUEST)).with_context(|| format!("cycle {i}: xl create {GUEST}"))?;
+        let id = c.create(guest_spec(GUEST)).with_context(|| format!("cycle {i}: xl create {GUEST}"))?;
         let reply = t0.elapsed();
         let dom0 = c
             .wait_connected(DomRef::Id(id), CONNECT_TIMEOUT)
@@ -211,7 +214,7 @@ fn drive(socket: &std::path::Path, lines: &Mutex<Vec<String>>) -> Result<Samples
     create_cycles(&mut c, &mut s)?;
 
     // netback serves web's vif and the guest's.
-    let id = c.create(xtask::xl::guest_spec(GUEST)).context("xl create (for the netback crashes)")?;
+    let id = c.create(guest_spec(GUEST)).context("xl create (for the netback crashes)")?;
     c.wait_connected(DomRef::Id(id), CONNECT_TIMEOUT).with_context(|| format!("{GUEST} (domain {id})"))?;
     c.wait_connected(DomRef::Name("web".into()), CONNECT_TIMEOUT).context("web")?;
     step(format!("netback destroyed as crashed, restarted by Dom0, {CRASHES} times (frontends: web, {GUEST})"));
@@ -239,15 +242,6 @@ fn drive(socket: &std::path::Path, lines: &Mutex<Vec<String>>) -> Result<Samples
     Ok(s)
 }
 
-/// Nearest-rank percentile `p` (0..=100) of sorted `v`; NaN when empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 struct Row {
     metric: String,
     clock: &'static str,
@@ -263,7 +257,7 @@ impl Row {
     }
 
     fn median(&self) -> f64 {
-        crate::bench::median(&mut self.values.clone())
+        median(&mut self.values.clone())
     }
 
     fn met(&self) -> Option<bool> {
@@ -271,19 +265,9 @@ impl Row {
     }
 }
 
-fn fail(what: &str, run: &Run) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} ({}); command: {}\nserial:\n{}\nstderr:\n{}",
-        run.outcome(),
-        run.command,
-        run.lines.join("\n"),
-        run.stderr
-    )
-}
-
 pub fn run(paths: &Paths, accel: Accel, machine: Machine) -> Result<()> {
     packages::ensure(&[packages::QEMU])?;
-    let p = crate::prepare(paths, Some("bench-xl"))?;
+    let p = crate::build::prepare(paths, Some("bench-xl"))?;
     let mut spec = Spec {
         machine,
         accel,
@@ -363,12 +347,41 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine) -> Result<()> {
     print_and_save(paths, &rows, accel, machine)
 }
 
-fn fmt_ms(v: f64) -> String {
-    if v.is_finite() { format!("{v:.1} ms") } else { "-".into() }
+/// One row of `xl.json` (milliseconds).
+#[derive(Serialize)]
+struct XlMetric<'a> {
+    metric: &'a str,
+    clock: &'static str,
+    unit: &'static str,
+    n: usize,
+    median: f64,
+    p90: f64,
+    max: f64,
+    target_below: Option<f64>,
+    met: Option<bool>,
+    values: &'a [f64],
 }
 
-fn json_number(v: f64) -> String {
-    xtask::json_number(Some(v))
+impl<'a> XlMetric<'a> {
+    fn of(r: &'a Row) -> Self {
+        let sorted = r.sorted();
+        Self {
+            metric: &r.metric,
+            clock: r.clock,
+            unit: "ms",
+            n: r.values.len(),
+            median: r.median(),
+            p90: percentile(&sorted, 90.0),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+            target_below: r.target_ms,
+            met: r.met(),
+            values: &r.values,
+        }
+    }
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v.is_finite() { format!("{v:.1} ms") } else { "-".into() }
 }
 
 fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine) -> Result<()> {
@@ -400,37 +413,18 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine) -
             },
         ]);
     }
-    xtask::print_columns(&table);
+    print_columns(&table);
 
-    let mut json = format!(
-        "{{\n  \"accel\": {},\n  \"machine\": {},\n  \"create_cycles\": {CYCLES},\n  \"create_warmup\": {WARMUP},\n  \
-         \"crashes_per_driver_domain\": {CRASHES},\n  \"metrics\": [\n",
-        json_str(accel.name()),
-        json_str(machine.name())
-    );
-    for (i, r) in rows.iter().enumerate() {
-        let sorted = r.sorted();
-        let values: Vec<String> = r.values.iter().map(|v| json_number(*v)).collect();
-        json.push_str(&format!(
-            "    {{\"metric\": {}, \"clock\": {}, \"unit\": \"ms\", \"n\": {}, \"median\": {}, \"p90\": {}, \"max\": {}, \
-             \"target_below\": {}, \"met\": {}, \"values\": [{}]}}{}\n",
-            json_str(&r.metric),
-            json_str(r.clock),
-            r.values.len(),
-            json_number(r.median()),
-            json_number(percentile(&sorted, 90.0)),
-            json_number(sorted.last().copied().unwrap_or(f64::NAN)),
-            r.target_ms.map_or("null".into(), json_number),
-            r.met().map_or("null".into(), |m| m.to_string()),
-            values.join(", "),
-            if i + 1 < rows.len() { "," } else { "" }
-        ));
-    }
-    json.push_str("  ]\n}\n");
-    let out = paths.bench_dir().join("xl.json");
-    xtask::artifacts::write_atomically(&out, json.as_bytes())?;
-    println!("\nwrote {}", show(&out, &paths.root));
-    Ok(())
+    let metrics: Vec<XlMetric> = rows.iter().map(XlMetric::of).collect();
+    let report = serde_json::json!({
+        "accel": accel.name(),
+        "machine": machine.name(),
+        "create_cycles": CYCLES,
+        "create_warmup": WARMUP,
+        "crashes_per_driver_domain": CRASHES,
+        "metrics": metrics,
+    });
+    write_json(paths, "xl.json", &report)
 }
 
 #[cfg(test)]
@@ -450,14 +444,5 @@ mod tests {
         assert!(is_connect_line(l));
         assert!(is_connect_line("[xlbench-kvlog] found 0 records (0 keys) at start; log ends at sector 1"));
         assert!(!is_connect_line("[xlbench-kvlog] disk: 32768 sectors (16 MiB), read-write"));
-    }
-
-    #[test]
-    fn percentiles() {
-        let v: Vec<f64> = (1..=30).map(f64::from).collect();
-        assert_eq!(percentile(&v, 90.0), 27.0);
-        assert_eq!(percentile(&v, 100.0), 30.0);
-        assert_eq!(percentile(&[5.0], 90.0), 5.0);
-        assert!(percentile(&[], 90.0).is_nan());
     }
 }

@@ -1,12 +1,29 @@
-//! `cargo xtask` tasks for the `shared-ring` crate: fuzzing, the ring benchmark, loom and Miri.
-//!
-//! Each task checks its tools first and fails with the command that fixes a missing one.
+//! `cargo xtask fuzz`: the shared-ring cargo-fuzz targets (`shared-ring/fuzz`), and the short
+//! smoke run of every target that is a step of `cargo xtask test`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use xtask::paths::Paths;
+
+use crate::toolchain::{require_cargo_fuzz, require_nightly};
+
+#[derive(clap::Args)]
+pub struct FuzzArgs {
+    /// Fuzz target name [default: every target, one after the other]
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(FUZZ_TARGETS))]
+    target: Option<String>,
+    /// How long to fuzz each target, in seconds
+    #[arg(long = "time", value_name = "SECONDS", default_value_t = 60)]
+    seconds: u64,
+}
+
+/// `cargo xtask fuzz [TARGET] [--time SECONDS]`.
+pub fn run(paths: &Paths, args: FuzzArgs) -> Result<()> {
+    fuzz(&paths.root, args.target.as_deref(), args.seconds)
+}
 
 /// The cargo-fuzz targets in `shared-ring/fuzz/fuzz_targets/`.
 pub const FUZZ_TARGETS: [&str; 4] = ["ring_protocol", "blkif_decode", "netif_decode", "store_decode"];
@@ -83,92 +100,28 @@ pub fn fuzz_smoke(root: &Path) -> Result<()> {
     fuzz(root, None, SMOKE_SECONDS)
 }
 
-/// `cargo xtask bench ring`: our rings against Xen's ring.h macros in the same run; prints the
-/// table and writes `target/bench/ring.json`.
-pub fn bench_ring(root: &Path) -> Result<()> {
-    require_xen_headers()?;
-    let json = root.join("target/bench/ring.json");
-    let status = Command::new("cargo")
-        .args(["bench", "-p", "shared-ring", "--bench", "ring", "--", "--json"])
-        .arg(&json)
-        .current_dir(root)
-        .status()
-        .context("run `cargo bench -p shared-ring --bench ring`")?;
-    if !status.success() {
-        bail!("ring benchmark failed");
-    }
-    Ok(())
-}
-
-/// The loom model checks (`--cfg loom`, own target directory so normal builds stay cached).
-pub fn loom(root: &Path) -> Result<()> {
-    let status = Command::new("cargo")
-        .args(["test", "-p", "shared-ring", "--release", "--lib", "loom_tests"])
-        .env("RUSTFLAGS", "--cfg loom")
-        .env("CARGO_TARGET_DIR", root.join("target/loom"))
-        .current_dir(root)
-        .status()
-        .context("run the loom tests")?;
-    if !status.success() {
-        bail!("loom tests failed");
-    }
-    Ok(())
-}
-
-/// `cargo +nightly miri test -p shared-ring` (adds the miri component if it is missing).
-pub fn miri(root: &Path) -> Result<()> {
-    require_nightly()?;
-    if !succeeds(Command::new("cargo").args(["+nightly", "miri", "--version"])) {
-        println!("installing the miri component: rustup component add miri --toolchain nightly");
-        let added = succeeds(Command::new("rustup").args(["component", "add", "miri", "--toolchain", "nightly"]));
-        if !added {
-            bail!("Miri is missing and could not be added: run `rustup component add miri --toolchain nightly`");
-        }
-    }
-    let status = Command::new("cargo")
-        .args(["+nightly", "miri", "test", "-p", "shared-ring"])
-        .current_dir(root)
-        .status()
-        .context("run `cargo +nightly miri test -p shared-ring`")?;
-    if !status.success() {
-        bail!("Miri found a problem (or a test failed) in shared-ring");
-    }
-    Ok(())
-}
-
-fn require_nightly() -> Result<()> {
-    if !succeeds(Command::new("cargo").args(["+nightly", "--version"])) {
-        bail!(
-            "the nightly toolchain is missing (needed by cargo-fuzz and Miri): run \
-             `rustup toolchain install nightly` (RUSTUP_AUTO_INSTALL=0 stops rustup from doing it itself)"
-        );
-    }
-    Ok(())
-}
-
-fn require_cargo_fuzz() -> Result<()> {
-    if !succeeds(Command::new("cargo").args(["+nightly", "fuzz", "--version"])) {
-        bail!("cargo-fuzz is not installed: run `cargo install cargo-fuzz --locked`");
-    }
-    Ok(())
-}
-
-fn require_xen_headers() -> Result<()> {
-    let ring_h = PathBuf::from("/usr/include/xen/io/ring.h");
-    if !ring_h.exists() {
-        bail!("{} is missing (Xen's public headers): run `apt-get install libxen-dev`", ring_h.display());
-    }
-    if !succeeds(Command::new("cc").arg("--version")) {
-        bail!("no C compiler (`cc`) found: run `apt-get install gcc`");
-    }
-    Ok(())
-}
-
-fn succeeds(command: &mut Command) -> bool {
-    command.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
 /// libFuzzer's final `Done N runs in S second(s)` line.
 fn executions(log: &str) -> Option<u64> {
     log.lines().rev().find_map(|line| line.strip_prefix("Done ")?.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_the_fuzz_crate_s_and_executions_are_read_from_the_log() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared-ring/fuzz/fuzz_targets");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".rs").map(str::to_owned))
+            .collect();
+        on_disk.sort();
+        let mut ours = FUZZ_TARGETS.map(String::from).to_vec();
+        ours.sort();
+        assert_eq!(ours, on_disk, "FUZZ_TARGETS must list {}", dir.display());
+        assert_eq!(executions("#2 INITED\nDone 123456 runs in 5 second(s)\n"), Some(123456));
+        assert_eq!(executions("crashed"), None);
+    }
 }

@@ -21,10 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use xtask::packages;
-use xtask::paths::{Paths, show};
-use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Run, Spec};
-use xtask::{json_number, json_str, step};
+use xtask::paths::Paths;
+use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Spec};
+use xtask::step;
+
+use super::{failed_run as fail, median, print_columns, write_json};
+use crate::build::{Prepared, prepare};
 
 /// Bytes of each stream.
 const STREAM_BYTES: u64 = 32 * 1024 * 1024;
@@ -33,16 +37,6 @@ const WRK_SECONDS: u32 = 5;
 const WRK_CONNECTIONS: u32 = 4;
 /// The port the `bench-net-send` topology's sender aims at (replaced by a free one per run).
 const SEND_PORT_IN_TOPOLOGY: &str = "10.0.2.2:5001";
-
-fn fail(what: &str, run: &Run) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} ({}); command: {}\nserial:\n{}\nstderr:\n{}",
-        run.outcome(),
-        run.command,
-        run.lines.join("\n"),
-        run.stderr
-    )
-}
 
 /// Runs `wrk` against 127.0.0.1:`port` once `ready` matches a serial line; returns requests/s.
 fn wrk_when_ready(spec: &Spec, port: u16, ready: impl Fn(&str) -> bool) -> Result<f64> {
@@ -173,6 +167,39 @@ impl Row {
     }
 }
 
+/// One row of `net.json`.
+#[derive(Serialize)]
+struct NetMetric {
+    metric: &'static str,
+    unit: &'static str,
+    value: f64,
+    gbit_s: Option<f64>,
+    reference: Option<f64>,
+    reference_gbit_s: Option<f64>,
+    reference_is: &'static str,
+    ratio: Option<f64>,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+impl NetMetric {
+    fn of(r: &Row) -> Self {
+        let gbit = |v: Option<f64>| if r.unit == "Mbit/s" { v.map(|v| v / 1000.0) } else { None };
+        Self {
+            metric: r.metric,
+            unit: r.unit,
+            value: r.hv,
+            gbit_s: gbit(Some(r.hv)),
+            reference: r.linux,
+            reference_gbit_s: gbit(r.linux),
+            reference_is: r.reference,
+            ratio: r.ratio(),
+            target: r.target,
+            met: r.met(),
+        }
+    }
+}
+
 /// `value unit`, with Gbit/s for a throughput.
 fn show_value(v: f64, unit: &str) -> String {
     if !v.is_finite() {
@@ -190,9 +217,9 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     let mut linux: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
 
     // Linux reference.
-    let kernel = crate::linux_ref::find_kernel()?;
+    let kernel = super::linux::find_kernel()?;
     step(format!("Linux network reference: init + virtio-net modules of {}", kernel.display()));
-    let initramfs = crate::linux_net::build_initramfs(paths, &kernel)?;
+    let initramfs = super::linux_net::build_initramfs(paths, &kernel)?;
     let linux_spec = |mode: &str, forward: bool| -> Result<Spec> {
         let mut s = Spec {
             machine,
@@ -222,9 +249,9 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     }
 
     // hv-core.
-    let http = crate::prepare(paths, Some("bench-net-http"))?;
-    let pair = crate::prepare(paths, Some("bench-net-pair"))?;
-    let hv_spec = |p: &crate::Prepared| -> Result<Spec> {
+    let http = prepare(paths, Some("bench-net-http"))?;
+    let pair = prepare(paths, Some("bench-net-pair"))?;
+    let hv_spec = |p: &Prepared| -> Result<Spec> {
         let mut s = Spec {
             machine,
             accel,
@@ -244,7 +271,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         step(format!("hv-core: {} MiB from a DomU to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
         let sink = Sink::start()?;
         let send = send_topology(paths, sink.port)?;
-        let p = crate::prepare(paths, Some(send.to_str().context("non-UTF-8 path")?))?;
+        let p = prepare(paths, Some(send.to_str().context("non-UTF-8 path")?))?;
         hv.entry("to_host_mbit_s").or_default().push(stream_to_host(&hv_spec(&p)?, &sink)?);
 
         step(format!("hv-core: DomU to DomU through netback, run {}/{runs}", i + 1));
@@ -264,7 +291,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         }
     }
 
-    let med = |m: &mut BTreeMap<&str, Vec<f64>>, k: &str| m.get_mut(k).map(|v| crate::bench::median(v));
+    let med = |m: &mut BTreeMap<&str, Vec<f64>>, k: &str| m.get_mut(k).map(|v| median(v));
     let linux_up = med(&mut linux, "to_host_mbit_s");
     let rows = [
         Row {
@@ -338,29 +365,7 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine, r
             },
         ]);
     }
-    xtask::print_columns(&table);
-    let mut json = String::from("{\n  \"metrics\": [\n");
-    for (i, r) in rows.iter().enumerate() {
-        let gbit = |v: Option<f64>| if r.unit == "Mbit/s" { json_number(v.map(|v| v / 1000.0)) } else { "null".into() };
-        json.push_str(&format!(
-            "    {{\"metric\": {}, \"unit\": {}, \"value\": {}, \"gbit_s\": {}, \"reference\": {}, \
-             \"reference_gbit_s\": {}, \"reference_is\": {}, \"ratio\": {}, \"target\": {}, \"met\": {}}}{}\n",
-            json_str(r.metric),
-            json_str(r.unit),
-            json_number(Some(r.hv)),
-            gbit(Some(r.hv)),
-            json_number(r.linux),
-            gbit(r.linux),
-            json_str(r.reference),
-            json_number(r.ratio()),
-            json_str(r.target),
-            r.met().map_or("null".into(), |m| m.to_string()),
-            if i + 1 < rows.len() { "," } else { "" }
-        ));
-    }
-    json.push_str("  ]\n}\n");
-    let out = paths.bench_dir().join("net.json");
-    xtask::artifacts::write_atomically(&out, json.as_bytes())?;
-    println!("\nwrote {}", show(&out, &paths.root));
-    Ok(())
+    print_columns(&table);
+    let metrics: Vec<NetMetric> = rows.iter().map(NetMetric::of).collect();
+    write_json(paths, "net.json", &serde_json::json!({ "metrics": metrics }))
 }

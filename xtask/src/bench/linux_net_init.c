@@ -1,18 +1,8 @@
-//! The Linux reference guest of `cargo xtask bench net`: Debian's kernel in the same QEMU
-//! configuration (virtio-net on the user network, same forwards), with a tiny static init that
-//! loads the virtio-net modules, configures eth0 as 10.0.2.15/24 via 10.0.2.2, and then either
-//! serves the same kind of page as the `httpd` DomU (`netref=http`) or sends a stream to the host
-//! (`netref=send:PORT:BYTES`, to 10.0.2.2:PORT, which slirp maps to the host's 127.0.0.1:PORT).
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
-use xtask::paths::Paths;
-
-use crate::cpio;
-
-const INIT_C: &str = r#"// Linux network reference init for `cargo xtask bench net`.
+/* The Linux network reference guest's init for `cargo xtask bench net`
+ * (xtask/src/bench/linux_net.rs): loads the virtio-net modules from /m, configures eth0 as
+ * 10.0.2.15/24 via 10.0.2.2, then, by the kernel command line's `netref=`, serves HTTP on port 80
+ * (`netref=http`) or sends BYTES to 10.0.2.2:PORT (`netref=send:PORT:BYTES`) and powers off.
+ * Built by xtask with `gcc -static -O2`. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -200,62 +190,4 @@ int main(int argc, char **argv, char **envp) {
     sync();
     reboot(RB_POWER_OFF);
     for (;;) pause();
-}
-"#;
-
-/// The kernel modules the init loads, in dependency order (Debian builds virtio-net as modules).
-const MODULES: &[&str] = &[
-    "drivers/virtio/virtio_ring.ko",
-    "drivers/virtio/virtio.ko",
-    "drivers/virtio/virtio_pci_legacy_dev.ko",
-    "drivers/virtio/virtio_pci_modern_dev.ko",
-    "drivers/virtio/virtio_pci.ko",
-    "net/core/failover.ko",
-    "drivers/net/net_failover.ko",
-    "drivers/net/virtio_net.ko",
-];
-
-/// Compiles the init and packs `target/bench/linux-net/initramfs.cpio` with the modules of
-/// `kernel` (`/lib/modules/<version>/kernel/...`, uncompressed as Debian 12 ships them).
-pub fn build_initramfs(paths: &Paths, kernel: &Path) -> Result<PathBuf> {
-    let version = kernel
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .with_context(|| format!("{} is not named vmlinuz-<version>", kernel.display()))?;
-    let dir = paths.bench_dir().join("linux-net");
-    std::fs::create_dir_all(&dir)?;
-    let src = dir.join("init.c");
-    std::fs::write(&src, INIT_C)?;
-    let bin = dir.join("init");
-    let out = Command::new("gcc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src).output().context("running gcc")?;
-    if !out.status.success() {
-        bail!("gcc -static -O2 {} failed:\n{}", src.display(), String::from_utf8_lossy(&out.stderr));
-    }
-    let init = std::fs::read(&bin)?;
-    let mut modules = Vec::new();
-    for m in MODULES {
-        let path = Path::new("/lib/modules").join(version).join("kernel").join(m);
-        let data = std::fs::read(&path).with_context(|| {
-            format!(
-                "reading {} (the kernel's virtio-net modules)\n  fix: apt-get install linux-image-{version}",
-                path.display()
-            )
-        })?;
-        let name = Path::new(m).file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        modules.push((format!("m/{name}"), data));
-    }
-    let mut entries = vec![
-        cpio::Entry::Dir { path: "dev", mode: 0o755 },
-        cpio::Entry::CharDev { path: "dev/console", mode: 0o600, major: 5, minor: 1 },
-        cpio::Entry::Dir { path: "proc", mode: 0o755 },
-        cpio::Entry::Dir { path: "m", mode: 0o755 },
-        cpio::Entry::File { path: "init", mode: 0o755, data: &init },
-    ];
-    for (path, data) in &modules {
-        entries.push(cpio::Entry::File { path, mode: 0o644, data });
-    }
-    let cpio_path = dir.join("initramfs.cpio");
-    std::fs::write(&cpio_path, cpio::newc(&entries))?;
-    Ok(cpio_path)
 }
