@@ -90,7 +90,7 @@ fn list_json(rows: &[DomainRow]) -> serde_json::Value {
 }
 
 /// `xl info`'s fields: (key, value, unit).
-fn info_fields(t: &Totals) -> [(&'static str, u64, &'static str); 9] {
+fn info_fields(t: &Totals) -> [(&'static str, u64, &'static str); 10] {
     [
         ("total_memory", t.total_mib, "MiB"),
         ("free_memory", t.free_kib / 1024, "MiB"),
@@ -101,6 +101,7 @@ fn info_fields(t: &Totals) -> [(&'static str, u64, &'static str); 9] {
         ("event_ports", t.event_ports, ""),
         ("store_nodes", t.store_nodes, ""),
         ("store_watches", t.store_watches, ""),
+        ("store_bytes", t.store_bytes, ""),
     ]
 }
 
