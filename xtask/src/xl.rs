@@ -185,7 +185,7 @@ pub fn run(paths: &Paths, args: XlArgs) -> Result<()> {
                 if start > from && from != 0 {
                     writeln!(out, "[... {} bytes of output no longer kept ...]", start - from)?;
                 }
-                out.write_all(&data)?;
+                out.write_all(&terminal_safe(&data))?;
                 out.flush()?;
                 from = start + data.len() as u64;
                 if once && from >= end {
@@ -200,9 +200,36 @@ pub fn run(paths: &Paths, args: XlArgs) -> Result<()> {
     Ok(())
 }
 
+/// A domain's raw console bytes as the terminal may see them, by the rule the hypervisor's
+/// serial console applies (`hv-core/src/console.rs`): printable ASCII and newlines pass, a tab
+/// becomes a space, a carriage return is dropped, and every other byte (ESC and the other
+/// control characters, non-ASCII) becomes `?`, so a hostile domain cannot drive the user's
+/// terminal through `xl console`.
+pub fn terminal_safe(data: &[u8]) -> Vec<u8> {
+    data.iter()
+        .filter(|&&b| b != b'\r')
+        .map(|&b| match b {
+            b'\n' | 0x20..=0x7e => b,
+            b'\t' => b' ',
+            _ => b'?',
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_bytes_cannot_drive_the_terminal() {
+        // Clear screen, cursor moves, a bell, an OSC title and a carriage return that would
+        // overwrite a line: all neutralised; text, tabs and newlines survive.
+        let hostile = b"ok\x1b[2J\x1b[H\x07\x1b]0;pwned\x07line\rX\tend\n\xc3\xa9\x7f";
+        assert_eq!(terminal_safe(hostile), b"ok?[2J?[H??]0;pwned?lineX end\n???".to_vec());
+        assert!(
+            terminal_safe(&(0u8..=255).collect::<Vec<_>>()).iter().all(|&b| b == b'\n' || (0x20..=0x7e).contains(&b))
+        );
+    }
 
     #[test]
     fn list_json_keeps_its_shape() {
