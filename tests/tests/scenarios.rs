@@ -455,3 +455,23 @@ fn blkfront_reconnects_when_its_backend_restarts_and_no_acknowledged_write_is_lo
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A driver domain that crashes right after every start (`on_crash = "restart"`): Dom0 restarts
+/// it after a growing delay and, after five crashes in a row, leaves it down with a report
+/// instead of restarting it forever; the rest of the system finishes normally.
+#[test]
+fn a_crash_looping_driver_domain_backs_off_then_stays_down() {
+    let o = Scenario::new("crash-loop").run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[dom0] flaky (domain *) ended: crash; restarting it (on_crash = restart)",
+        "[dom0] flaky (domain *) ended: crash; 2 crashes in a row, restarting it in 100 ms*",
+        "[dom0] flaky (domain *) ended: crash; 3 crashes in a row, restarting it in 200 ms*",
+        "[dom0] flaky (domain *) ended: crash; 4 crashes in a row, restarting it in 400 ms*",
+        "[dom0] flaky (domain *) ended: crash; it crashed 5 times in a row, each within 10 s of starting: staying down*",
+    ]);
+    if o.count("[dom0] flaky restarted as domain *") != 4 {
+        o.fail("flaky was not restarted exactly four times");
+    }
+    o.expect_line("[hello] hello from domain *");
+}

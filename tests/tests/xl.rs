@@ -306,3 +306,81 @@ fn netback_killed_during_a_host_curl_loop_restarts_and_requests_succeed_again() 
     ]);
     eprintln!("{}", o.lines()[at[2]]);
 }
+
+/// Polls `dom`'s console history until it holds `needle` (or `timeout` passes).
+fn console_shows(c: &mut Client, dom: DomRef, needle: &str, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = c.ok(&hv_control::Request::Console { dom: dom.clone(), from: 0 }).map_err(|e| format!("{e:#}"))?;
+        let hv_control::Response::Console { data, .. } = r else { return Err("unexpected answer to console".into()) };
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return Ok(line.to_owned());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no {needle:?} on the console after {timeout:?}; it shows:\n{text}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue "no guest can take the system down", finding 1: a DomU that tries every way the audit
+/// found to exhaust Dom0's memory through the store (transactions of missing long paths,
+/// rewrites, long-path nodes, big watches; before the byte budgets this powered the machine
+/// off) gets ENOSPC, Dom0 stays up, an honest `xl create` with a vif and a disk still connects,
+/// and once the attacker is destroyed `xl info` (store_bytes included) is back at its baseline.
+#[test]
+fn a_store_attacker_is_refused_and_honest_domains_still_connect() {
+    let mut s = Scenario::new("toolstack").at_least(Duration::from_secs(240));
+    let socket = s.control_socket();
+    let ready = &[
+        "[dom0] control channel ready*",
+        "[dom0] web: 1 devices connected * ms after create",
+        "[blkback] blkback serving a virtio-blk disk*",
+    ];
+    let (s, report) = drive_when(s, socket, ready, |c, notes| {
+        let list0 = c.list().map_err(|e| format!("{e:#}"))?;
+        let info0 = c.info().map_err(|e| format!("{e:#}"))?;
+        notes.push(format!("totals at start: {info0:?}"));
+        let attacker = DomainSpec {
+            image: "store-attacker".into(),
+            args: "rounds=3".into(),
+            vifs: vec![],
+            disks: vec![],
+            ..guest_spec("store-attacker")
+        };
+        let id = c.create(attacker).map_err(|e| format!("create the attacker: {e:#}"))?;
+        let done = console_shows(c, DomRef::Id(id), "store-attacker: done", Duration::from_secs(120))?;
+        notes.push(done.clone());
+        if !done.contains("Dom0 still answering") || done.contains(" 0 requests refused") {
+            return Err(format!("the attacker was not refused: {done}"));
+        }
+        let during = c.info().map_err(|e| format!("{e:#}"))?;
+        notes.push(format!("store_bytes with the attacker: {} (baseline {})", during.store_bytes, info0.store_bytes));
+        // An honest guest connects both devices while the attacker is still there.
+        let g = c.create(guest_spec("honest")).map_err(|e| format!("create the honest guest: {e:#}"))?;
+        let after = c
+            .wait_connected(DomRef::Id(g), Duration::from_secs(20))
+            .map_err(|e| format!("the honest guest next to the attacker: {e:#}"))?;
+        notes.push(format!("honest guest connected {:.1} ms after create", after.as_secs_f64() * 1e3));
+        for dom in [g, id] {
+            c.ok(&hv_control::Request::Destroy { dom: DomRef::Id(dom), crash: false })
+                .map_err(|e| format!("destroy {dom}: {e:#}"))?;
+        }
+        check_unchanged(c, "the store attack", &list0, &info0)
+    });
+    let o = s.run();
+    let r = report.lock().unwrap();
+    for n in &r.notes {
+        eprintln!("{n}");
+    }
+    o.expect_stopped();
+    if !r.done {
+        o.fail("the host side did not finish");
+    }
+    if let Some(e) = &r.error {
+        o.fail(e);
+    }
+    o.expect_no_line("[dom0] * UNEXPECTED*");
+    o.expect_no_line("*memory allocation*failed*");
+}
