@@ -6,10 +6,12 @@
 //!   `write_sectors`, `flush`) and the RAM disk that implements it today.
 //! * [`vbd`]: one virtual block device: validates every request against blkif.h and the vdisk
 //!   (operation, segments, sector range, read-only) and moves data with batched grant copies
-//!   through the [`vbd::GrantCopier`] trait (never by mapping data pages).
+//!   through the [`xenbus_backend::GrantCopier`] trait shared with netback (never by mapping
+//!   data pages).
 //! * [`serve`]: one bounded round of a frontend's ring.
-//! * `domain` (bare metal only): the driver domain itself: store handshake, ring mapping, event
-//!   channels, teardown and reconnection. See `docs/blk.md`.
+//! * `domain` (bare metal only): the driver domain itself: the vbd's data path plugged into the
+//!   `xenbus-backend` skeleton (store handshake, ring mapping, event channels, teardown and
+//!   reconnection) and the domain's loop. See `docs/blk.md`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

@@ -3,7 +3,8 @@
 //!
 //! * [`switch`]: the L2 learning switch (bounded MAC table, ageing, flooding rules).
 //! * [`vif`]: one vif's tx and rx rings: slot-by-slot packet assembly and validation, batched
-//!   grant copies through the [`vif::GrantCopier`] trait, a bounded rx queue, counters.
+//!   grant copies through the [`xenbus_backend::GrantCopier`] trait (shared with blkback), a
+//!   bounded rx queue, counters.
 //! * [`bridge`]: the switch with its ports (uplink trait + vifs), one bounded round at a time.
 //! * [`pcap`]: the pcap file format as console hex lines.
 //! * `domain` (bare metal only): the driver domain itself: the virtio-net uplink, store
