@@ -12,8 +12,10 @@
 //! `BLKIF_OP_FLUSH_DISKCACHE` (or a barrier) and returns once the backend acknowledged it.
 //!
 //! If the backend goes Closing/Closed or vanishes while requests are in flight, the frontend
+//! goes Closing, waits for the backend to let go of the ring (it answers Closing or is Closed),
 //! tears its ring down, goes Closed, then Initialising, waits for a (new) backend's InitWait,
-//! sets up a new ring and re-issues every unfinished request.
+//! sets up a new ring and re-issues every unfinished request. Waiting on the backend's state is
+//! `xenstore::xenbus::frontend`'s.
 #![no_std]
 
 extern crate alloc;
