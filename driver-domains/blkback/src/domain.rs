@@ -13,85 +13,19 @@
 //! `xenbus-backend` skeleton's; this file is the vbd's data path and the domain's loop.
 use crate::device::DeviceError;
 use alloc::format;
-use alloc::string::String;
-use alloc::vec;
-use alloc::vec::Vec;
 
 use hv_rt::store::Store;
 use hv_rt::{evtchn, println, time};
-use shared_ring::wire::blkif::Blkif;
-use shared_ring::{BackRing, PageMemory};
+use xenbus_backend::Backend;
 use xenbus_backend::hv::{Hv, HvCopier};
-use xenbus_backend::{Backend, DataPath, Info, RingKey, read_string};
-use xenstore::StoreClient;
 
 use crate::device::{BlockDevice, RamDisk};
-use crate::params::Region;
 use crate::serve::{BUDGET, serve_round};
-use crate::vbd::Vbd;
+use crate::xenbus::Vdisk;
 
 const SECOND: u64 = 1_000_000_000;
 /// At most this many devices are served (each holds a 44 KiB buffer and a ring mapping).
 const MAX_DEVICES: usize = 16;
-
-/// One vdisk's data path: the vbd and, while connected, its ring.
-struct Vdisk {
-    vbd: Vbd,
-    ring: Option<BackRing<Blkif, PageMemory>>,
-}
-
-impl DataPath for Vdisk {
-    /// Sectors of the backing device.
-    type Shared = u64;
-    const KIND: &'static str = "vbd";
-    const RINGS: &'static [RingKey] = &[RingKey { key: "ring-ref", label: "ring ref" }];
-
-    fn probe(client: &mut impl StoreClient, info: &Info, device_sectors: &mut u64) -> Result<Self, String> {
-        let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
-        match crate::params::parse(&params, *device_sectors) {
-            Ok(region) => Ok(Vdisk { vbd: Vbd::new(info.fe, region), ring: None }),
-            Err(e) => Err(format!("bad params {params:?}: {e}; device closed")),
-        }
-    }
-
-    fn features(&self) -> Vec<(&'static str, String)> {
-        let Region { sectors, read_only: ro, .. } = self.vbd.region;
-        vec![
-            ("sectors", format!("{sectors}")),
-            ("sector-size", format!("{}", crate::SECTOR_SIZE)),
-            ("info", format!("{}", if ro { 4 } else { 0 })),
-            ("feature-flush-cache", String::from(if ro { "0" } else { "1" })),
-            ("feature-barrier", String::from(if ro { "0" } else { "1" })),
-        ]
-    }
-
-    fn describe(&self) -> String {
-        let r = &self.vbd.region;
-        format!(
-            "{} MiB at {} MiB, {}",
-            r.sectors / 2048,
-            r.start / 2048,
-            if r.read_only { "read-only" } else { "read-write" }
-        )
-    }
-
-    fn check_frontend(&self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
-        match read_string(client, &format!("{fe_dir}/protocol")) {
-            Ok(p) if p != "x86_64-abi" => Err(format!("unsupported protocol {p:?}")),
-            _ => Ok(()),
-        }
-    }
-
-    fn attach(&mut self, _: &mut u64, _fe: u32, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
-        let page = pages.into_iter().next().ok_or("no ring page")?;
-        self.ring = Some(BackRing::<Blkif, _>::attach(page).map_err(|e| format!("{e:?}"))?);
-        Ok(())
-    }
-
-    fn detach(&mut self, _: &mut u64) {
-        self.ring = None;
-    }
-}
 
 pub fn main() {
     // The virtio-blk device the toolstack assigned to us, if any; else a RAM disk.

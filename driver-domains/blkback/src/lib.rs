@@ -9,9 +9,11 @@
 //!   through the [`xenbus_backend::GrantCopier`] trait shared with netback (never by mapping
 //!   data pages).
 //! * [`serve`]: one bounded round of a frontend's ring.
-//! * `domain` (bare metal only): the driver domain itself: the vbd's data path plugged into the
-//!   `xenbus-backend` skeleton (store handshake, ring mapping, event channels, teardown and
-//!   reconnection) and the domain's loop. See `docs/blk.md`.
+//! * [`xenbus`]: the vbd device class plugged into the `xenbus-backend` skeleton (params,
+//!   published keys, protocol check, ring attach).
+//! * `domain` (bare metal only): the driver domain itself: the skeleton on the hypervisor
+//!   (store handshake, ring mapping, event channels, teardown and reconnection) with the vbds'
+//!   data path, and the domain's loop. See `docs/blk.md`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -20,6 +22,7 @@ pub mod device;
 pub mod params;
 pub mod serve;
 pub mod vbd;
+pub mod xenbus;
 
 #[cfg(target_os = "none")]
 pub mod bench;

@@ -12,6 +12,7 @@
 //!   console; `hv::Hv` on bare metal, a fake in the host tests.
 //! * [`GrantCopier`] — batched grant copy between a frontend's granted pages and the backend's
 //!   own memory, one status per element; `hv::HvCopier` on bare metal.
+//! * `testing::FakeHv` (host only) — a bookkeeping [`Platform`] for host tests.
 //!
 //! Everything read from the store is the frontend's or the toolstack's and is treated as
 //! hostile: bad values close the device with a message, nothing panics, every loop is bounded.
@@ -26,6 +27,8 @@ mod platform;
 
 #[cfg(target_os = "none")]
 pub mod hv;
+#[cfg(not(target_os = "none"))]
+pub mod testing;
 
 pub use backend::Backend;
 pub use copier::{GrantCopier, OutCopy, Seg};

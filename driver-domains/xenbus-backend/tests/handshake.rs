@@ -3,11 +3,9 @@
 //! states), the frontend closing and restarting, the frontend gone, the device removed, a
 //! backend restart followed by the frontend helper, and garbage in the frontend's nodes.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use hv_abi::Error;
 use shared_ring::{BackRing, NetifRx, NetifTx, PageMemory};
-use xenbus_backend::{Backend, DataPath, Info, MAX_LOGGED_REFUSALS, Platform, RefusalLog, RingKey, read_string};
+use xenbus_backend::testing::FakeHv;
+use xenbus_backend::{Backend, DataPath, Info, MAX_LOGGED_REFUSALS, RefusalLog, RingKey, read_string};
 use xenstore::xenbus::frontend::{peer_state, wait_for_state};
 use xenstore::xenbus::{XenbusState, frontend_next, read_state, state_path, switch_state};
 use xenstore::{Access, ClientError, Errno, Permissions, StoreClient};
@@ -19,62 +17,6 @@ const BE: u16 = 2;
 const FE: u16 = 3;
 const FE_DIR: &str = "/local/domain/3/device/vif/0";
 const BE_DIR: &str = "/local/domain/2/backend/vif/3/0";
-
-/// A page as the hypervisor maps it.
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-
-/// The hypervisor: mappings and ports, each call recorded; console lines kept.
-#[derive(Default)]
-struct FakeHv {
-    next: u32,
-    mapped: BTreeMap<u32, (u32, u32)>,
-    bound: BTreeSet<u32>,
-    /// Grant refs whose map fails.
-    bad_grefs: BTreeSet<u32>,
-    fail_bind: bool,
-    lines: Vec<String>,
-}
-
-impl FakeHv {
-    fn saw(&self, line: &str) -> bool {
-        self.lines.iter().any(|l| l == line)
-    }
-    fn saw_prefix(&self, prefix: &str) -> bool {
-        self.lines.iter().any(|l| l.starts_with(prefix))
-    }
-}
-
-// SAFETY: every page handed out is leaked, so it stays valid (and unused by anything else) for
-// the rest of the test process, longer than until its unmap.
-unsafe impl Platform for FakeHv {
-    fn map(&mut self, domid: u32, gref: u32) -> Result<(u32, u64), Error> {
-        if self.bad_grefs.contains(&gref) {
-            return Err(Error::NoEnt);
-        }
-        let page: &'static mut Page = Box::leak(Box::new(Page([0; 4096])));
-        self.next += 1;
-        self.mapped.insert(self.next, (domid, gref));
-        Ok((self.next, page.0.as_mut_ptr() as u64))
-    }
-    fn unmap(&mut self, handle: u32) -> Result<(), Error> {
-        self.mapped.remove(&handle).map(drop).ok_or(Error::Inval)
-    }
-    fn bind(&mut self, _domid: u32, _remote_port: u32) -> Result<u32, Error> {
-        if self.fail_bind {
-            return Err(Error::Inval);
-        }
-        self.next += 1;
-        self.bound.insert(self.next);
-        Ok(self.next)
-    }
-    fn close(&mut self, port: u32) -> Result<(), Error> {
-        self.bound.remove(&port).then_some(()).ok_or(Error::Inval)
-    }
-    fn log(&mut self, line: &str) {
-        self.lines.push(line.to_string());
-    }
-}
 
 /// What every device shares: attach refusals on demand, a count of live data paths.
 #[derive(Default)]
@@ -407,7 +349,7 @@ fn every_failed_connection_step_is_undone() {
     refresh(&mut w);
     assert!(w.hv.saw("vif 3/0: cannot connect: request-rx-copy = \"0\""));
     assert_released(&w);
-    assert_eq!(w.hv.next, 0, "nothing was mapped or bound");
+    assert_eq!(w.hv.issued, 0, "nothing was mapped or bound");
 }
 
 #[test]
