@@ -81,7 +81,13 @@ fn a_vdisk_publishes_its_geometry_and_connects_its_ring() {
     refresh(&mut w);
     assert!(w.hv.saw("vbd 5/0: 8 MiB at 0 MiB, read-write; InitWait"), "{:?}", w.hv.lines);
     assert_eq!(be_state(&mut w, 0), InitWait);
-    for (k, v) in [("sectors", "16384"), ("sector-size", "512"), ("info", "0"), ("feature-flush-cache", "1"), ("feature-barrier", "1")] {
+    for (k, v) in [
+        ("sectors", "16384"),
+        ("sector-size", "512"),
+        ("info", "0"),
+        ("feature-flush-cache", "1"),
+        ("feature-barrier", "1"),
+    ] {
         assert_eq!(be_key(&mut w, 0, k), v, "{k}");
     }
     fe_publish(&mut w, 0, "x86_64-abi");

@@ -29,19 +29,16 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
-use alloc::vec::Vec;
 
 use hv_rt::store::{Store, XenbusState, xenbus};
 use hv_rt::virtio::NetDevice;
 use hv_rt::{evtchn, println, time};
-use shared_ring::{BackRing, NetifRx, NetifTx, PageMemory};
 use xenbus_backend::hv::{Hv, HvCopier};
-use xenbus_backend::{Backend, DataPath, Info, RingKey, read_string};
-use xenstore::StoreClient;
+use xenbus_backend::{Backend, Device};
 
 use crate::bridge::{Bridge, Uplink, UplinkCounters};
-use crate::switch::{Mac, MacDisplay, PortId, parse_mac};
-use crate::vif::{Counters, Vif};
+use crate::switch::{MacDisplay, PortId};
+use crate::xenbus::{Shared, VifPath};
 
 const SECOND: u64 = 1_000_000_000;
 /// At most this many vifs are served.
@@ -80,123 +77,6 @@ impl Uplink for NoUplink {
     }
 }
 
-type Net = Bridge<PageMemory>;
-
-struct Pcap {
-    header_written: bool,
-}
-
-impl Pcap {
-    fn start(&mut self) {
-        if !self.header_written {
-            self.header_written = true;
-            crate::pcap::hex_lines(&[&crate::pcap::global_header()], |l| println!("pcap {l}"));
-        }
-    }
-}
-
-/// What every vif shares: the switch and the capture stream.
-struct Shared {
-    net: Net,
-    pcap: Pcap,
-}
-
-/// One vif's data path: its bridge port while connected, its counters as last printed.
-struct VifPath {
-    name: String,
-    mac: Option<Mac>,
-    capture: bool,
-    bridge_port: Option<PortId>,
-    printed: Counters,
-    /// The counters of the connection just torn down, printed after the disconnected line.
-    last: Option<Counters>,
-}
-
-impl VifPath {
-    fn print_counters(&mut self, c: Counters, suffix: &str) {
-        println!("{}: {c}{suffix}", self.name);
-        self.printed = c;
-    }
-}
-
-impl DataPath for VifPath {
-    type Shared = Shared;
-    const KIND: &'static str = "vif";
-    const RINGS: &'static [RingKey] =
-        &[RingKey { key: "tx-ring-ref", label: "tx ring ref" }, RingKey { key: "rx-ring-ref", label: "rx ring ref" }];
-
-    fn probe(client: &mut impl StoreClient, info: &Info, _: &mut Shared) -> Result<Self, String> {
-        let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
-        let mac = read_string(client, &format!("{}/mac", info.dir)).ok().and_then(|m| parse_mac(&m));
-        Ok(VifPath {
-            name: info.name.clone(),
-            mac,
-            capture: crate::wants_capture(&params),
-            bridge_port: None,
-            printed: Counters::default(),
-            last: None,
-        })
-    }
-
-    fn features(&self) -> Vec<(&'static str, String)> {
-        [
-            ("feature-rx-copy", "1"),
-            ("feature-rx-flip", "0"),
-            ("feature-sg", "0"),
-            ("feature-gso-tcpv4", "0"),
-            ("feature-split-event-channels", "0"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k, String::from(v)))
-        .collect()
-    }
-
-    fn describe(&self) -> String {
-        let mac = match &self.mac {
-            Some(m) => format!("{}", MacDisplay(m)),
-            None => String::from("unknown"),
-        };
-        format!("mac {mac}, pcap {}", if self.capture { "on" } else { "off" })
-    }
-
-    fn check_frontend(&self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
-        // We only copy into the frontend's buffers (no page flipping).
-        match read_string(client, &format!("{fe_dir}/request-rx-copy")) {
-            Ok(v) if v.trim() != "1" => Err(format!("request-rx-copy = {v:?} (only rx-copy is supported)")),
-            _ => Ok(()),
-        }
-    }
-
-    fn attach(&mut self, shared: &mut Shared, fe: u32, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
-        let mut pages = pages.into_iter();
-        let (Some(tx_mem), Some(rx_mem)) = (pages.next(), pages.next()) else {
-            return Err("two ring pages expected".into());
-        };
-        let tx = BackRing::<NetifTx, _>::attach(tx_mem).map_err(|e| format!("{e:?}"))?;
-        let rx = BackRing::<NetifRx, _>::attach(rx_mem).map_err(|e| format!("{e:?}"))?;
-        let mut vif = Vif::new(fe, tx, rx);
-        vif.capture = self.capture;
-        if self.capture {
-            shared.pcap.start();
-        }
-        self.bridge_port = Some(shared.net.add_vif(vif));
-        self.printed = Counters::default();
-        Ok(())
-    }
-
-    fn detach(&mut self, shared: &mut Shared) {
-        if let Some(port) = self.bridge_port.take() {
-            self.last = shared.net.remove_vif(port).map(|v| v.counters);
-        }
-    }
-
-    fn after_detach(&mut self, _: &mut Shared) {
-        if let Some(counters) = self.last.take() {
-            self.print_counters(counters, " (final)");
-        }
-    }
-}
-
 pub fn main() {
     let mut device = match NetDevice::open() {
         Ok(d) => {
@@ -222,7 +102,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
         Err(e) => panic!("store: {e}"),
     };
     let mut backend: Backend<VifPath> = Backend::new(hv_rt::domid(), MAX_VIFS);
-    let mut shared = Shared { net: Bridge::new(device.is_some()), pcap: Pcap { header_written: false } };
+    let mut shared = Shared::new(Bridge::new(device.is_some()), |line| println!("{line}"));
     let polling = device.as_ref().is_some_and(|d| !d.0.interrupt_driven());
     if let Err(e) = backend.watch(&mut store) {
         println!("cannot watch {}: {e}", backend.base());
@@ -265,8 +145,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
             }
         };
         more |= round.more;
-        let on_port =
-            |d: &xenbus_backend::Device<VifPath>, port: PortId| d.path().is_some_and(|v| v.bridge_port == Some(port));
+        let on_port = |d: &Device<VifPath>, port: PortId| d.path().is_some_and(|v| v.bridge_port == Some(port));
         for port in &round.notify {
             if let Some(p) = backend.devices().iter().find(|d| on_port(d, *port)).and_then(|d| d.port()) {
                 let _ = evtchn::send(p);
@@ -303,7 +182,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
                     continue;
                 };
                 if counters != c.path.printed {
-                    c.path.print_counters(counters, "");
+                    c.path.print_counters(shared.log, counters, "");
                 }
             }
             if shared.net.uplink != uplink_printed {

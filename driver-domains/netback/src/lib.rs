@@ -7,8 +7,11 @@
 //!   bounded rx queue, counters.
 //! * [`bridge`]: the switch with its ports (uplink trait + vifs), one bounded round at a time.
 //! * [`pcap`]: the pcap file format as console hex lines.
-//! * `domain` (bare metal only): the driver domain itself: the virtio-net uplink, store
-//!   handshake, ring mapping, event channels, teardown and reconnection.
+//! * [`xenbus`]: the vif device class plugged into the `xenbus-backend` skeleton (published
+//!   features, rx-copy check, a vif on the bridge per connection).
+//! * `domain` (bare metal only): the driver domain itself: the virtio-net uplink, the skeleton
+//!   on the hypervisor (store handshake, ring mapping, event channels, teardown and
+//!   reconnection) with the vifs' data path, and the domain's loop.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -17,6 +20,7 @@ pub mod bridge;
 pub mod pcap;
 pub mod switch;
 pub mod vif;
+pub mod xenbus;
 
 #[cfg(target_os = "none")]
 pub mod domain;
