@@ -2,7 +2,6 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::ptr::NonNull;
 
 use shared_ring::PageMemory;
@@ -10,6 +9,7 @@ use xenstore::xenbus::{self, XenbusState, backend_next, read_u32};
 use xenstore::{ClientError, Errno, StoreClient};
 
 use crate::platform::Platform;
+use crate::refusals::RefusalLog;
 
 /// Bytes of a ring page.
 const PAGE: u64 = 4096;
@@ -17,9 +17,6 @@ const PAGE: u64 = 4096;
 const MAX_MOVES: usize = 4;
 /// Watch token of the frontends' `state` nodes.
 pub(crate) const FE_TOKEN: &[u8] = b"fe";
-
-/// Refusals (bad requests) logged per device; later ones are only counted by the data path.
-pub const MAX_LOGGED_REFUSALS: u32 = 64;
 
 /// A frontend ring: its grant key in the frontend's directory and how the console names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,33 +67,6 @@ pub struct Info {
     pub name: String,
     /// The frontend's domain (from the path).
     pub fe: u32,
-}
-
-/// Logs a device's refusals, [`MAX_LOGGED_REFUSALS`] at most (a hostile frontend must not
-/// flood the console).
-#[derive(Debug, Default)]
-pub struct RefusalLog {
-    logged: u32,
-}
-
-impl RefusalLog {
-    /// Prints `<name>: <what>` unless the limit is reached; the last one says that further
-    /// refusals are only counted.
-    pub fn log(&mut self, platform: &mut impl Platform, name: &str, what: fmt::Arguments<'_>) {
-        if self.logged >= MAX_LOGGED_REFUSALS {
-            return;
-        }
-        self.logged += 1;
-        platform.log(&format!("{name}: {what}"));
-        if self.logged == MAX_LOGGED_REFUSALS {
-            platform.log(&format!("{name}: further refusals are only counted"));
-        }
-    }
-
-    /// Refusals printed so far.
-    pub fn logged(&self) -> u32 {
-        self.logged
-    }
 }
 
 struct Connection {

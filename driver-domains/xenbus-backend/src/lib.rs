@@ -5,7 +5,8 @@
 //!   finds the devices the toolstack adds, forgets the ones it removes, and runs each device's
 //!   handshake with [`xenstore::xenbus::backend_next`] (the tested transition function).
 //! * [`Device`] — one device: its store paths, its published state, its connection (mapped
-//!   ring pages and bound port, undone on any error), its [`RefusalLog`].
+//!   ring pages and bound port, undone on any error), its [`RefusalLog`] (at most
+//!   [`MAX_LOGGED_REFUSALS`] lines).
 //! * [`DataPath`] — what a device class plugs in: its store keys and its data path (blkback's
 //!   vbd and ring, netback's vif on the bridge).
 //! * [`Platform`] — the hypervisor calls a backend makes (map, unmap, bind, close) and its
@@ -24,6 +25,7 @@ mod backend;
 mod copier;
 mod device;
 mod platform;
+mod refusals;
 
 #[cfg(target_os = "none")]
 pub mod hv;
@@ -32,8 +34,9 @@ pub mod testing;
 
 pub use backend::Backend;
 pub use copier::{GrantCopier, OutCopy, Seg};
-pub use device::{Connected, DataPath, Device, Info, MAX_LOGGED_REFUSALS, RefusalLog, RingKey};
+pub use device::{Connected, DataPath, Device, Info, RingKey};
 pub use platform::Platform;
+pub use refusals::{MAX_LOGGED_REFUSALS, RefusalLog};
 
 use alloc::string::String;
 use xenstore::{ClientError, StoreClient};
