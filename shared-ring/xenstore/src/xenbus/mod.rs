@@ -10,7 +10,10 @@
 //! restarts from Closed → Initialising.
 //!
 //! [`frontend`] holds what a frontend (or any end waiting on its peer) needs besides: reading
-//! the peer's state as a frontend sees it and waiting for it to reach a given state.
+//! the peer's state as a frontend sees it and waiting for it to reach a given state. The
+//! backend's counterpart, which runs [`backend_next`] for every device of a driver domain, is
+//! the `xenbus-backend` crate (it needs the hypervisor's grant map, so it lives beside the
+//! driver domains).
 
 pub mod frontend;
 
