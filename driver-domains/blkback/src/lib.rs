@@ -6,10 +6,14 @@
 //!   `write_sectors`, `flush`) and the RAM disk that implements it today.
 //! * [`vbd`]: one virtual block device: validates every request against blkif.h and the vdisk
 //!   (operation, segments, sector range, read-only) and moves data with batched grant copies
-//!   through the [`vbd::GrantCopier`] trait (never by mapping data pages).
+//!   through the [`xenbus_backend::GrantCopier`] trait shared with netback (never by mapping
+//!   data pages).
 //! * [`serve`]: one bounded round of a frontend's ring.
-//! * `domain` (bare metal only): the driver domain itself: store handshake, ring mapping, event
-//!   channels, teardown and reconnection. See `docs/blk.md`.
+//! * [`xenbus`]: the vbd device class plugged into the `xenbus-backend` skeleton (params,
+//!   published keys, protocol check, ring attach).
+//! * `domain` (bare metal only): the driver domain itself: the skeleton on the hypervisor
+//!   (store handshake, ring mapping, event channels, teardown and reconnection) with the vbds'
+//!   data path, and the domain's loop. See `docs/blk.md`.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -18,6 +22,7 @@ pub mod device;
 pub mod params;
 pub mod serve;
 pub mod vbd;
+pub mod xenbus;
 
 #[cfg(target_os = "none")]
 pub mod bench;

@@ -3,7 +3,8 @@ use shared_ring::wire::blkif::{Blkif, BlkifResponse};
 use shared_ring::{BackRing, PeerError, PushError, SharedMemory};
 
 use crate::device::BlockDevice;
-use crate::vbd::{GrantCopier, Vbd};
+use crate::vbd::Vbd;
+use xenbus_backend::GrantCopier;
 
 /// Requests served per frontend per round, so one busy frontend cannot starve the others (the
 /// ring itself bounds unanswered requests to 32).

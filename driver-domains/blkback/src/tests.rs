@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use hv_abi::gntst;
+use hv_abi::GrantStatus;
 use shared_ring::wire::blkif::{
     Blkif, BlkifRequest, BlkifRequestSlot, BlkifResponse, BlkifSegment, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_READ,
     OP_RESERVED_1, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
@@ -13,7 +13,8 @@ use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 use crate::device::{BlockDevice, RamDisk};
 use crate::params::{Region, parse};
 use crate::serve::{ServeError, serve_round};
-use crate::vbd::{GrantCopier, Refusal, SegmentCopy, Vbd};
+use crate::vbd::{Refusal, Vbd};
+use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 const BACKEND: u32 = 1;
 const FE: u32 = 5;
@@ -32,50 +33,48 @@ impl Grants {
     fn grant(&mut self, gref: u32, to: u32, read_only: bool, fill: u8) {
         self.pages.insert(gref, (to, read_only, vec![fill; 4096]));
     }
-    fn check(&self, s: &SegmentCopy, write: bool) -> Result<(), i16> {
-        let Some((to, ro, _)) = self.pages.get(&s.gref) else { return Err(gntst::BAD_GNTREF) };
+    fn check(&self, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
+        let Some((to, ro, _)) = self.pages.get(&gref) else { return Err(GrantStatus::BadGntref) };
         if *to != BACKEND || (write && *ro) {
-            return Err(gntst::PERMISSION_DENIED);
+            return Err(GrantStatus::PermissionDenied);
         }
-        if usize::from(s.page_offset) + usize::from(s.len) > 4096 {
-            return Err(gntst::BAD_COPY_ARG);
+        if usize::from(offset) + len > 4096 {
+            return Err(GrantStatus::BadCopyArg);
         }
         Ok(())
     }
 }
 
 impl GrantCopier for Grants {
-    fn copy_in(&mut self, domid: u32, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16> {
+    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
         assert_eq!(domid, FE);
         self.batches += 1;
-        let mut result = Ok(());
-        for s in segs {
-            match self.check(s, false) {
+        for (s, st) in segs.iter().zip(status) {
+            *st = match self.check(s.gref, s.offset, usize::from(s.len), false) {
                 Ok(()) => {
                     let p = &self.pages[&s.gref].2;
-                    let o = usize::from(s.page_offset);
+                    let o = usize::from(s.offset);
                     buf[s.buf_offset..s.buf_offset + usize::from(s.len)].copy_from_slice(&p[o..o + usize::from(s.len)]);
+                    GrantStatus::Okay
                 }
-                Err(e) => result = Err(e),
-            }
+                Err(e) => e,
+            };
         }
-        result
     }
-    fn copy_out(&mut self, domid: u32, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16> {
+    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
         assert_eq!(domid, FE);
         self.batches += 1;
-        let mut result = Ok(());
-        for s in segs {
-            match self.check(s, true) {
+        for (c, st) in copies.iter().zip(status) {
+            *st = match self.check(c.gref, c.offset, c.data.len(), true) {
                 Ok(()) => {
-                    let p = &mut self.pages.get_mut(&s.gref).unwrap().2;
-                    let o = usize::from(s.page_offset);
-                    p[o..o + usize::from(s.len)].copy_from_slice(&buf[s.buf_offset..s.buf_offset + usize::from(s.len)]);
+                    let p = &mut self.pages.get_mut(&c.gref).unwrap().2;
+                    let o = usize::from(c.offset);
+                    p[o..o + c.data.len()].copy_from_slice(c.data);
+                    GrantStatus::Okay
                 }
-                Err(e) => result = Err(e),
-            }
+                Err(e) => e,
+            };
         }
-        result
     }
 }
 

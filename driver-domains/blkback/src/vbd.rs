@@ -3,10 +3,14 @@
 //! [`Vbd::handle`] takes a request slot the ring copied out of shared memory exactly once,
 //! validates it (blkif.h rules via `decode`, then the vdisk's own: sector range, read-only) and
 //! performs it. Data moves between the frontend's granted pages and the backend's own buffer by
-//! one batched grant copy per request ([`GrantCopier`]); a write reaches the device only after
-//! every segment was copied in, and is acknowledged only after the device completed it.
+//! one batched grant copy per request ([`GrantCopier`], the one both backends share); a write
+//! reaches the device only after every segment was copied in, and is acknowledged only after
+//! the device completed it.
 use alloc::boxed::Box;
 use core::fmt;
+
+use hv_abi::GrantStatus;
+use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 use shared_ring::wire::blkif::{
     BlkifError, BlkifRequest, BlkifRequestSlot, BlockRequest, MAX_SEGMENTS_PER_REQUEST, OP_FLUSH_DISKCACHE, OP_READ,
@@ -19,25 +23,6 @@ use crate::{PAGE_SIZE, SECTOR_SIZE};
 
 /// Bytes one direct request can carry.
 pub const MAX_REQUEST_BYTES: usize = MAX_SEGMENTS_PER_REQUEST * PAGE_SIZE;
-
-/// One segment's copy: `len` bytes at `page_offset` in the frontend's grant `gref`, to or from
-/// `buf_offset` in the backend's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SegmentCopy {
-    pub gref: u32,
-    pub page_offset: u16,
-    pub len: u16,
-    pub buf_offset: usize,
-}
-
-/// Batched grant copy with the frontend `domid` (the hypervisor's `grant_table_op(copy)`).
-/// Each call is one batch; it succeeds only if every element did.
-pub trait GrantCopier {
-    /// Frontend pages → `buf` (a write request's data).
-    fn copy_in(&mut self, domid: u32, segs: &[SegmentCopy], buf: &mut [u8]) -> Result<(), i16>;
-    /// `buf` → frontend pages (a read request's data).
-    fn copy_out(&mut self, domid: u32, segs: &[SegmentCopy], buf: &[u8]) -> Result<(), i16>;
-}
 
 /// Why a request was refused (for the backend's log and the tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +38,8 @@ pub enum Refusal {
     },
     /// A write, barrier or flush on a read-only vdisk.
     ReadOnly,
-    /// A grant copy element failed with this `GNTST_*` status.
-    Grant(i16),
+    /// A grant copy element failed with this status.
+    Grant(GrantStatus),
     Device(DeviceError),
 }
 
@@ -67,7 +52,7 @@ impl fmt::Display for Refusal {
                 write!(f, "sectors {sector}+{count} outside the vdisk of {size} sectors")
             }
             Refusal::ReadOnly => f.write_str("write to a read-only vdisk"),
-            Refusal::Grant(s) => write!(f, "grant copy failed (status {s})"),
+            Refusal::Grant(s) => write!(f, "grant copy failed (status {})", s.as_raw()),
             Refusal::Device(e) => write!(f, "{e}"),
         }
     }
@@ -161,7 +146,7 @@ impl Vbd {
         match req.operation {
             OP_READ => {
                 dev.read_sectors(at, buf).map_err(Refusal::Device)?;
-                copier.copy_out(self.frontend, segs, buf).map_err(Refusal::Grant)?;
+                copy_out(copier, self.frontend, segs, buf).map_err(Refusal::Grant)?;
                 self.stats.reads += 1;
                 self.stats.sectors_read += count;
             }
@@ -173,7 +158,7 @@ impl Vbd {
                 }
                 if count > 0 {
                     // All segments in, or nothing reaches the device.
-                    copier.copy_in(self.frontend, segs, buf).map_err(Refusal::Grant)?;
+                    copy_in(copier, self.frontend, segs, buf).map_err(Refusal::Grant)?;
                     dev.write_sectors(at, buf).map_err(Refusal::Device)?;
                     self.stats.writes += 1;
                     self.stats.sectors_written += count;
@@ -189,15 +174,42 @@ impl Vbd {
     }
 }
 
+/// One batch: every segment in from the frontend's pages, or the first failure.
+fn copy_in(copier: &mut impl GrantCopier, domid: u32, segs: &[Seg], buf: &mut [u8]) -> Result<(), GrantStatus> {
+    // An element the copier does not report on counts as failed.
+    let mut status = [GrantStatus::GeneralError; MAX_SEGMENTS_PER_REQUEST];
+    let status = &mut status[..segs.len().min(MAX_SEGMENTS_PER_REQUEST)];
+    copier.copy_in(domid, segs, buf, status);
+    first_failure(status)
+}
+
+/// One batch: every segment out to the frontend's pages, or the first failure.
+fn copy_out(copier: &mut impl GrantCopier, domid: u32, segs: &[Seg], buf: &[u8]) -> Result<(), GrantStatus> {
+    let mut copies = [OutCopy { gref: 0, offset: 0, data: &[] }; MAX_SEGMENTS_PER_REQUEST];
+    let n = segs.len().min(MAX_SEGMENTS_PER_REQUEST);
+    for (c, s) in copies.iter_mut().zip(segs) {
+        // Segments are packed inside `buf` (see `segments`); checked anyway.
+        let data = s.buf_offset.checked_add(usize::from(s.len)).and_then(|end| buf.get(s.buf_offset..end));
+        *c = OutCopy { gref: s.gref, offset: s.offset, data: data.ok_or(GrantStatus::BadCopyArg)? };
+    }
+    let mut status = [GrantStatus::GeneralError; MAX_SEGMENTS_PER_REQUEST];
+    copier.copy_out(domid, &copies[..n], &mut status[..n]);
+    first_failure(&status[..n])
+}
+
+fn first_failure(status: &[GrantStatus]) -> Result<(), GrantStatus> {
+    status.iter().copied().find(|s| !s.is_ok()).map_or(Ok(()), Err)
+}
+
 /// The copies of a validated direct request's segments, packed into the buffer, and its sectors.
-fn segments(req: &BlkifRequest) -> ([SegmentCopy; MAX_SEGMENTS_PER_REQUEST], u64) {
-    let mut out = [SegmentCopy { gref: 0, page_offset: 0, len: 0, buf_offset: 0 }; MAX_SEGMENTS_PER_REQUEST];
+fn segments(req: &BlkifRequest) -> ([Seg; MAX_SEGMENTS_PER_REQUEST], u64) {
+    let mut out = [Seg { gref: 0, offset: 0, len: 0, buf_offset: 0 }; MAX_SEGMENTS_PER_REQUEST];
     let mut sectors = 0u64;
     for (o, s) in out.iter_mut().zip(&req.seg[..usize::from(req.nr_segments).min(MAX_SEGMENTS_PER_REQUEST)]) {
         let n = s.sectors();
-        *o = SegmentCopy {
+        *o = Seg {
             gref: s.gref,
-            page_offset: u16::from(s.first_sect) * SECTOR_SIZE as u16,
+            offset: u16::from(s.first_sect) * SECTOR_SIZE as u16,
             len: (n as usize * SECTOR_SIZE) as u16,
             buf_offset: sectors as usize * SECTOR_SIZE,
         };

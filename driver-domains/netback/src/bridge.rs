@@ -14,7 +14,8 @@ use core::fmt;
 use shared_ring::SharedMemory;
 
 use crate::switch::{Forward, Mac, PortId, Switch, UPLINK, addresses};
-use crate::vif::{GrantCopier, MAX_FRAME, MIN_FRAME, SCRATCH_BYTES, Vif, VifError};
+use crate::vif::{MAX_FRAME, MIN_FRAME, SCRATCH_BYTES, Vif, VifError};
+use xenbus_backend::GrantCopier;
 
 /// The physical side: sends one frame (`false`: not sent, e.g. the device queue is full).
 pub trait Uplink {

@@ -3,11 +3,15 @@
 //!
 //! * [`switch`]: the L2 learning switch (bounded MAC table, ageing, flooding rules).
 //! * [`vif`]: one vif's tx and rx rings: slot-by-slot packet assembly and validation, batched
-//!   grant copies through the [`vif::GrantCopier`] trait, a bounded rx queue, counters.
+//!   grant copies through the [`xenbus_backend::GrantCopier`] trait (shared with blkback), a
+//!   bounded rx queue, counters.
 //! * [`bridge`]: the switch with its ports (uplink trait + vifs), one bounded round at a time.
 //! * [`pcap`]: the pcap file format as console hex lines.
-//! * `domain` (bare metal only): the driver domain itself: the virtio-net uplink, store
-//!   handshake, ring mapping, event channels, teardown and reconnection.
+//! * [`xenbus`]: the vif device class plugged into the `xenbus-backend` skeleton (published
+//!   features, rx-copy check, a vif on the bridge per connection).
+//! * `domain` (bare metal only): the driver domain itself: the virtio-net uplink, the skeleton
+//!   on the hypervisor (store handshake, ring mapping, event channels, teardown and
+//!   reconnection) with the vifs' data path, and the domain's loop.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -16,6 +20,7 @@ pub mod bridge;
 pub mod pcap;
 pub mod switch;
 pub mod vif;
+pub mod xenbus;
 
 #[cfg(target_os = "none")]
 pub mod domain;

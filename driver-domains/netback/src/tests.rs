@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::vec;
 use std::vec::Vec;
 
-use hv_abi::gntst;
+use hv_abi::GrantStatus;
 use shared_ring::layout::{REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD};
 use shared_ring::wire::netif::{
     EXTRA_FLAG_MORE, EXTRA_TYPE_MCAST_ADD, GSO_TYPE_TCPV4, NetifExtraInfo, NetifRxRequest, NetifRxResponse,
@@ -17,7 +17,8 @@ use shared_ring::{BackRing, CellMemory, SharedMemory};
 
 use crate::bridge::{Bridge, Round, Uplink};
 use crate::switch::{Mac, PortId};
-use crate::vif::{GrantCopier, OutCopy, RX_QUEUE_LEN, Seg, TX_PACKETS_PER_ROUND, TxRefusal, Vif};
+use crate::vif::{RX_QUEUE_LEN, TX_PACKETS_PER_ROUND, TxRefusal, Vif};
+use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 type Mem = CellMemory<'static>;
 
@@ -39,20 +40,20 @@ impl Grants {
     fn page(&mut self, domid: u32, gref: u32) -> &mut Vec<u8> {
         &mut self.pages.get_mut(&(domid, gref)).expect("granted").1
     }
-    fn check(&self, domid: u32, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), i16> {
-        let Some((ro, _)) = self.pages.get(&(domid, gref)) else { return Err(gntst::BAD_GNTREF) };
+    fn check(&self, domid: u32, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
+        let Some((ro, _)) = self.pages.get(&(domid, gref)) else { return Err(GrantStatus::BadGntref) };
         if write && *ro {
-            return Err(gntst::PERMISSION_DENIED);
+            return Err(GrantStatus::PermissionDenied);
         }
         if usize::from(offset) + len > 4096 {
-            return Err(gntst::BAD_COPY_ARG);
+            return Err(GrantStatus::BadCopyArg);
         }
         Ok(())
     }
 }
 
 impl GrantCopier for Grants {
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [i16]) {
+    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
         assert_eq!(segs.len(), status.len());
         self.batches_in += 1;
         for (s, st) in segs.iter().zip(status.iter_mut()) {
@@ -61,13 +62,13 @@ impl GrantCopier for Grants {
                     let p = &self.pages[&(domid, s.gref)].1;
                     let (o, n) = (usize::from(s.offset), usize::from(s.len));
                     buf[s.buf_offset..s.buf_offset + n].copy_from_slice(&p[o..o + n]);
-                    0
+                    GrantStatus::Okay
                 }
                 Err(e) => e,
             };
         }
     }
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [i16]) {
+    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
         assert_eq!(copies.len(), status.len());
         self.batches_out += 1;
         for (c, st) in copies.iter().zip(status.iter_mut()) {
@@ -76,7 +77,7 @@ impl GrantCopier for Grants {
                     let p = &mut self.pages.get_mut(&(domid, c.gref)).unwrap().1;
                     let o = usize::from(c.offset);
                     p[o..o + c.data.len()].copy_from_slice(c.data);
-                    0
+                    GrantStatus::Okay
                 }
                 Err(e) => e,
             };
@@ -448,7 +449,7 @@ fn every_malformed_request_gets_an_error() {
         let refusals = &net.bridge.vif(pa).unwrap().refusals;
         assert_eq!(refusals.len(), 1, "{name}");
         if name.contains("ungranted") {
-            assert_eq!(refusals[0], (1, TxRefusal::Grant(gntst::BAD_GNTREF)));
+            assert_eq!(refusals[0], (1, TxRefusal::Grant(GrantStatus::BadGntref)));
         }
     }
     assert_eq!(net.uplink.sent.len(), cases.len());

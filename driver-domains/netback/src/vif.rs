@@ -21,11 +21,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use hv_abi::GrantStatus;
 use shared_ring::wire::netif::{
     ExtraInfo, NR_SLOTS_MIN, NetifError, NetifRxResponse, NetifRxSlot, NetifTxRequest, NetifTxResponse, NetifTxSlot,
     RSP_ERROR, RSP_NULL, RSP_OKAY, TXF_CSUM_BLANK, TXF_EXTRA_INFO, TXF_MORE_DATA, TxPacketCheck,
 };
 use shared_ring::{BackRing, NetifRx, NetifTx, PeerError, PushError, SharedMemory};
+use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 /// Frames waiting for a vif's rx buffers; more are dropped.
 pub const RX_QUEUE_LEN: usize = 256;
@@ -48,34 +50,6 @@ pub const FRAME_STRIDE: usize = 2048;
 /// Bytes of the scratch buffer [`Vif::tx_round`] needs.
 pub const SCRATCH_BYTES: usize = TX_PACKETS_PER_ROUND * FRAME_STRIDE;
 
-/// One copy from a frontend's granted page into the backend's buffer: `len` bytes at `offset`
-/// in grant `gref`, to `buf_offset` in the buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seg {
-    pub gref: u32,
-    pub offset: u16,
-    pub len: u16,
-    pub buf_offset: usize,
-}
-
-/// One copy of `data` into a frontend's granted page `gref` at `offset`.
-#[derive(Debug, Clone, Copy)]
-pub struct OutCopy<'a> {
-    pub gref: u32,
-    pub offset: u16,
-    pub data: &'a [u8],
-}
-
-/// Batched grant copy with frontend `domid` (the hypervisor's `grant_table_op(copy)`). Each
-/// element's `GNTST_*` result goes to the same index of `status` (which has one entry per
-/// element); a failed element fails only itself.
-pub trait GrantCopier {
-    /// Frontend pages → `buf`. Every segment lies inside `buf`.
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [i16]);
-    /// Backend data → frontend pages.
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [i16]);
-}
-
 /// Why a tx packet was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxRefusal {
@@ -93,8 +67,8 @@ pub enum TxRefusal {
     ExtraOnFragment,
     /// Frame size outside `MIN_FRAME..=MAX_FRAME`.
     FrameSize(u32),
-    /// A grant copy element failed with this `GNTST_*` status.
-    Grant(i16),
+    /// A grant copy element failed with this status.
+    Grant(GrantStatus),
 }
 
 impl fmt::Display for TxRefusal {
@@ -107,7 +81,7 @@ impl fmt::Display for TxRefusal {
             TxRefusal::TooManyExtras => write!(f, "more than {MAX_EXTRAS} extra-info slots"),
             TxRefusal::ExtraOnFragment => f.write_str("extra info flagged on a fragment"),
             TxRefusal::FrameSize(n) => write!(f, "frame of {n} bytes (allowed {MIN_FRAME}..={MAX_FRAME})"),
-            TxRefusal::Grant(s) => write!(f, "grant copy failed (status {s})"),
+            TxRefusal::Grant(s) => write!(f, "grant copy failed (status {})", s.as_raw()),
         }
     }
 }
@@ -430,12 +404,13 @@ impl<M: SharedMemory> Vif<M> {
                 }
             }
         }
-        let mut status = vec![0i16; segs.len()];
+        // An element the copier does not report on counts as failed.
+        let mut status = vec![GrantStatus::GeneralError; segs.len()];
         if !segs.is_empty() {
             copier.copy_in(self.domid, &segs, scratch, &mut status);
         }
         for r in &ready {
-            let failed = status[r.segs.clone()].iter().copied().find(|s| *s != 0);
+            let failed = status.get(r.segs.clone()).unwrap_or_default().iter().copied().find(|s| !s.is_ok());
             let code = match failed {
                 None => {
                     self.counters.tx_packets += 1;
@@ -495,12 +470,12 @@ impl<M: SharedMemory> Vif<M> {
                 .zip(self.rx_queue.iter())
                 .map(|(r, f)| OutCopy { gref: r.gref, offset: 0, data: f })
                 .collect();
-            let mut status = vec![0i16; copies.len()];
+            let mut status = vec![GrantStatus::GeneralError; copies.len()];
             copier.copy_out(self.domid, &copies, &mut status);
             drop(copies);
             for (r, s) in requests.iter().zip(status) {
                 let Some(frame) = self.rx_queue.pop_front() else { break };
-                let code = if s == 0 {
+                let code = if s.is_ok() {
                     self.counters.rx_packets += 1;
                     self.counters.rx_bytes += frame.len() as u64;
                     round.delivered += 1;

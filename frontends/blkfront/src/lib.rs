@@ -12,8 +12,10 @@
 //! `BLKIF_OP_FLUSH_DISKCACHE` (or a barrier) and returns once the backend acknowledged it.
 //!
 //! If the backend goes Closing/Closed or vanishes while requests are in flight, the frontend
+//! goes Closing, waits for the backend to let go of the ring (it answers Closing or is Closed),
 //! tears its ring down, goes Closed, then Initialising, waits for a (new) backend's InitWait,
-//! sets up a new ring and re-issues every unfinished request.
+//! sets up a new ring and re-issues every unfinished request. Waiting on the backend's state is
+//! `xenstore::xenbus::frontend`'s.
 #![no_std]
 
 extern crate alloc;
@@ -33,6 +35,7 @@ use shared_ring::wire::blkif::{
     OP_WRITE, OP_WRITE_BARRIER, RSP_OKAY,
 };
 use shared_ring::{Blkif, FrontRing, PageMemory, PeerError};
+use xenbus::frontend::WaitError;
 use xenstore::{ClientError, Errno, StoreClient};
 
 pub const SECTOR_SIZE: usize = 512;
@@ -128,36 +131,24 @@ fn read_or_zero(store: &mut Store, path: &str) -> Result<u64, BlkError> {
 }
 
 fn backend_state(store: &mut Store, be_dir: &str) -> XenbusState {
-    match xenbus::read_state(store, be_dir.as_bytes()) {
-        Ok(XenbusState::Unknown) | Err(_) => XenbusState::Closed,
-        Ok(s) => s,
-    }
+    xenbus::frontend::peer_state(store, be_dir.as_bytes())
 }
 
-/// Watches the backend's state and waits until `done(state)`.
+/// Watches the backend's state and waits until `done(state)` ([`xenbus::frontend`]).
 fn wait_backend(
     store: &mut Store,
     be_dir: &str,
     timeout_ns: u64,
     done: impl Fn(XenbusState) -> bool,
 ) -> Result<XenbusState, BlkError> {
-    let path = format!("{be_dir}/state");
-    match store.watch(path.as_bytes(), b"blkfront") {
-        Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
-        Err(e) => return Err(setup_err("watch the backend's state", e)),
-    }
     let deadline = time::now_ns().saturating_add(timeout_ns);
-    loop {
-        let s = backend_state(store, be_dir);
-        if done(s) {
-            return Ok(s);
-        }
-        match store.wait_event(deadline) {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(BlkError::Setup(format!("timed out waiting for the backend (state {s:?})"))),
-            Err(e) => return Err(setup_err("store", e)),
-        }
-    }
+    xenbus::frontend::wait_for_state(store, be_dir.as_bytes(), b"blkfront", done, |s| s.wait_until(deadline)).map_err(
+        |e| match e {
+            WaitError::TimedOut(s) => BlkError::Setup(format!("timed out waiting for the backend (state {s:?})")),
+            WaitError::Watch(e) => setup_err("watch the backend's state", e),
+            WaitError::Store(e) => setup_err("store", e),
+        },
+    )
 }
 
 impl BlkFront {
@@ -289,8 +280,9 @@ impl BlkFront {
         println!("blkfront: {why}; reconnecting");
         let dir = self.dir.clone();
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
-        // The backend unmaps our ring when it sees us close (or it is gone).
-        let _ = wait_backend(&mut self.store, &self.be_dir, 10 * SECOND, |s| matches!(s, Closed | InitWait));
+        // The backend unmaps our ring before it answers our Closing with its own (Closing, or
+        // Closed if it had closed already), or it is gone.
+        let _ = wait_backend(&mut self.store, &self.be_dir, 10 * SECOND, |s| matches!(s, Closing | Closed | InitWait));
         if let Some(r) = self.ring.take() {
             let _ = evtchn::close(r.port);
             if grant::end_access(r.gref).is_err() {

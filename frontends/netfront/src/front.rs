@@ -12,6 +12,7 @@ use hv_rt::{evtchn, grant, println, time};
 use shared_ring::PageMemory;
 use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::time::Instant;
+use xenbus::frontend::WaitError;
 use xenstore::{ClientError, Errno, StoreClient};
 
 use crate::datapath::{self, DataPath, PAGE, Page, Stats};
@@ -89,30 +90,26 @@ impl VifDir {
     }
 
     pub fn backend_state(&mut self) -> XenbusState {
-        match xenbus::read_state(&mut self.store, self.be_dir.as_bytes()) {
-            Ok(XenbusState::Unknown) | Err(_) => XenbusState::Closed,
-            Ok(s) => s,
-        }
+        xenbus::frontend::peer_state(&mut self.store, self.be_dir.as_bytes())
     }
 
-    /// Waits until `done(backend state)` or the timeout.
+    /// Waits until `done(backend state)` or the timeout ([`xenbus::frontend`]; the state is
+    /// re-read at least every 200 ms, watch event or not).
     pub fn wait_backend(
         &mut self,
         timeout_ns: u64,
         done: impl Fn(XenbusState) -> bool,
     ) -> Result<XenbusState, NetError> {
         let deadline = time::now_ns().saturating_add(timeout_ns);
-        loop {
-            let s = self.backend_state();
-            if done(s) {
-                return Ok(s);
-            }
-            match self.store.wait_event(deadline.min(time::now_ns() + SECOND / 5)) {
-                Ok(_) if time::now_ns() < deadline => {}
-                Ok(_) => return Err(NetError(format!("timed out waiting for the backend (state {s:?})"))),
-                Err(e) => return Err(err("store", e)),
-            }
-        }
+        let wait =
+            |s: &mut Store| s.wait_until(deadline.min(time::now_ns() + SECOND / 5)).map(|_| time::now_ns() < deadline);
+        xenbus::frontend::wait_for_state(&mut self.store, self.be_dir.as_bytes(), b"netfront", done, wait).map_err(
+            |e| match e {
+                WaitError::TimedOut(s) => NetError(format!("timed out waiting for the backend (state {s:?})")),
+                WaitError::Watch(e) => err("watch the backend's state", e),
+                WaitError::Store(e) => err("store", e),
+            },
+        )
     }
 
     /// Follows our `backend` key until a backend is ready for a frontend (InitWait or later).
@@ -161,12 +158,13 @@ impl VifDir {
         xenbus::switch_state(&mut self.store, dir.as_bytes(), Connected).map(drop).map_err(|e| err("Connected", e))
     }
 
-    /// Goes Closing, gives the backend a moment to let go of the rings, goes Closed.
+    /// Goes Closing, gives the backend a moment to let go of the rings (it answers with
+    /// Closing once it has, or is Closed already), goes Closed.
     pub fn close(&mut self) {
         use XenbusState::*;
         let dir = self.dir.clone();
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
-        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closed | InitWait));
+        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closing | Closed | InitWait));
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closed);
     }
 

@@ -2,14 +2,14 @@
 //! blocking requests, watches, and the XenbusState helpers (re-exported from `xenstore`), with
 //! the split drivers' "wait for the peer's state".
 use crate::{evtchn, time};
-use alloc::format;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use shared_ring::PageMemory;
-use xenstore::{BlockingClient, ClientError, ClientPort, Errno, StoreClient, WatchEvent};
+use xenstore::{BlockingClient, ClientError, ClientPort, StoreClient, WatchEvent};
 
 pub use shared_ring::wire::xenbus_state::XenbusState;
 pub use xenstore::xenbus;
+use xenstore::xenbus::ReadError;
 
 /// How long one store request may take before the client gives up.
 const REPLY_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -114,9 +114,16 @@ impl Store {
         Ok(alloc::string::String::from_utf8_lossy(&v).into_owned())
     }
 
-    /// Reads a node as a decimal number.
-    pub fn read_u32(&mut self, path: &str) -> Result<u32, ClientError> {
-        self.read_string(path)?.trim().parse().map_err(|_| ClientError::NoReply)
+    /// Reads a node as a decimal number; a value that is not one is
+    /// [`ReadError::NotANumber`] (naming the path and the value), not a store failure.
+    pub fn read_u32(&mut self, path: &str) -> Result<u32, ReadError> {
+        xenbus::read_u32(self, path)
+    }
+
+    /// Waits for a watch event until `deadline_ns`: whether one came (the wait function of
+    /// [`xenbus::frontend::wait_for_state`]).
+    pub fn wait_until(&mut self, deadline_ns: u64) -> Result<bool, ClientError> {
+        self.wait_event(deadline_ns).map(|e| e.is_some())
     }
 }
 
@@ -126,38 +133,29 @@ impl StoreClient for Store {
     }
 }
 
-/// The peer's state, or Closed if its directory is gone (the peer domain was destroyed).
+/// The peer's state, or Closed if its directory is gone (the peer domain was destroyed) or
+/// holds no state ([`xenbus::frontend::peer_state`]).
 pub fn peer_state(store: &mut Store, dir: &str) -> XenbusState {
-    match xenbus::read_state(store, dir.as_bytes()) {
-        Ok(XenbusState::Unknown) | Err(_) => XenbusState::Closed,
-        Ok(s) => s,
-    }
+    xenbus::frontend::peer_state(store, dir.as_bytes())
 }
 
-/// Watches `dir/state` and waits until `done(state)` or `timeout_ns` passes.
+/// Watches `dir/state` and waits until `done(state)` or `timeout_ns` passes
+/// ([`xenbus::frontend::wait_for_state`]).
 pub fn wait_for_state(
     store: &mut Store,
     dir: &str,
     timeout_ns: u64,
     done: impl Fn(XenbusState) -> bool,
 ) -> Result<XenbusState, &'static str> {
-    let path = format!("{dir}/state");
-    match store.watch(path.as_bytes(), b"state") {
-        // Already watching it (an earlier wait): the watch keeps firing.
-        Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
-        Err(e) => {
-            crate::println!("watch {path}: {e}");
-            return Err("cannot watch the peer's state");
-        }
-    }
+    use xenbus::frontend::WaitError;
     let deadline = time::now_ns().saturating_add(timeout_ns);
-    loop {
-        let s = peer_state(store, dir);
-        if done(s) {
-            return Ok(s);
+    match xenbus::frontend::wait_for_state(store, dir.as_bytes(), b"state", done, |s| s.wait_until(deadline)) {
+        Ok(s) => Ok(s),
+        Err(WaitError::Watch(e)) => {
+            crate::println!("watch {dir}/state: {e}");
+            Err("cannot watch the peer's state")
         }
-        if store.wait_event(deadline).map_err(|_| "store connection failed")?.is_none() {
-            return Err("timed out waiting for the peer");
-        }
+        Err(WaitError::Store(_)) => Err("store connection failed"),
+        Err(WaitError::TimedOut(_)) => Err("timed out waiting for the peer"),
     }
 }

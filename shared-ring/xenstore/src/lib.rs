@@ -9,7 +9,9 @@
 //! * [`ClientPort`] — a domain's end of its store page (requests out, replies and watch events
 //!   in, nothing trusted); [`StoreClient`] — the blocking request/reply interface, with
 //!   [`BlockingClient`] over a port (Dom0's `LocalClient` is the in-process one);
-//! * [`xenbus`] — the XenbusState handshake for front and back ends.
+//! * [`xenbus`] — the XenbusState handshake for front and back ends (states, the checked
+//!   switch, the transition functions, [`xenbus::read_u32`]), with [`xenbus::frontend`]: wait
+//!   for the peer's state.
 //!
 //! Nothing here knows the server's tree, quotas or watches: a DomU image that links this crate
 //! links no store server (`cargo tree -p <image>` shows it).

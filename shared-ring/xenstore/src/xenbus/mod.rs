@@ -8,7 +8,16 @@
 //! the protocol allows. The normal run is Initialising → InitWait (backend) → Initialised
 //! (frontend) → Connected (both) → Closing → Closed, and a frontend that wants the device back
 //! restarts from Closed → Initialising.
+//!
+//! [`frontend`] holds what a frontend (or any end waiting on its peer) needs besides: reading
+//! the peer's state as a frontend sees it and waiting for it to reach a given state. The
+//! backend's counterpart, which runs [`backend_next`] for every device of a driver domain, is
+//! the `xenbus-backend` crate (it needs the hypervisor's grant map, so it lives beside the
+//! driver domains).
 
+pub mod frontend;
+
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -70,6 +79,52 @@ pub fn read_state(client: &mut impl StoreClient, dir: &[u8]) -> Result<XenbusSta
         Err(ClientError::Store(Errno::Enoent)) => Ok(XenbusState::Unknown),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Why [`read_u32`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The store refused or failed (a missing node is `Store(Errno::Enoent)`).
+    Store(ClientError),
+    /// The node holds something other than a decimal `u32` (a peer's garbage).
+    NotANumber {
+        /// The node.
+        path: String,
+        /// Its value (lossy UTF-8, at most [`SHOWN_VALUE`] characters of it).
+        value: String,
+    },
+}
+
+/// Characters of a bad value kept in [`ReadError::NotANumber`].
+pub const SHOWN_VALUE: usize = 32;
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Store(e) => write!(f, "{e}"),
+            ReadError::NotANumber { path, value } => write!(f, "{path} is not a number: {value:?}"),
+        }
+    }
+}
+
+impl core::error::Error for ReadError {}
+
+impl From<ClientError> for ReadError {
+    fn from(e: ClientError) -> Self {
+        ReadError::Store(e)
+    }
+}
+
+/// Reads `path` as a decimal `u32` (surrounding whitespace allowed, as the peers write it with
+/// or without a newline). Anything else is [`ReadError::NotANumber`], never mistaken for a
+/// store failure.
+pub fn read_u32(client: &mut impl StoreClient, path: &str) -> Result<u32, ReadError> {
+    let raw = client.read(path.as_bytes())?;
+    let text = String::from_utf8_lossy(&raw);
+    text.trim().parse().map_err(|_| ReadError::NotANumber {
+        path: String::from(path),
+        value: text.chars().take(SHOWN_VALUE).collect(),
+    })
 }
 
 /// Whether the toolstack removed the device directory `dir` (its domain was destroyed). Only a
@@ -143,16 +198,27 @@ pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) 
 /// Retries of a state switch whose transaction collided with another writer.
 const MAX_COLLISIONS: u32 = 16;
 
-/// What a backend in `own` should switch to, seeing its frontend in `frontend` (Linux
-/// blkback/netback `frontend_changed`). `None`: stay.
+/// What a backend in `own` should switch to, seeing its frontend in `frontend`, as Linux's
+/// blkback and netback (`frontend_changed`) do. `None`: stay.
+///
+/// The caller does the device work the result promises: connect the rings before `Connected`,
+/// tear them down before `Closing`, `Closed` or `InitWait`. A frontend that goes Closing is
+/// answered with Closing (the backend waits for the frontend's Closed before it closes, so the
+/// frontend knows the backend let go of its rings once it sees Closing); Closed or a vanished
+/// frontend closes the backend. A frontend seen Initialising while the backend is still Closing
+/// went Closed and restarted between two looks (coalesced watches): the backend closes first,
+/// and the next call says InitWait. Call again after each switch until it says `None` (at most
+/// two moves follow from one frontend state).
 pub fn backend_next(own: XenbusState, frontend: XenbusState) -> Option<XenbusState> {
     use XenbusState::*;
     let next = match frontend {
         // A (re)starting frontend: be ready for it.
         Initialising if matches!(own, Unknown | Initialising | Closed) => InitWait,
+        // It closed and restarted while we were Closing: close first.
+        Initialising if own == Closing => Closed,
         // Rings published (or the frontend skipped straight to Connected): connect.
         Initialised | Connected if matches!(own, Initialising | InitWait | Initialised) => Connected,
-        Closing if !matches!(own, Closing | Closed) => Closing,
+        Closing if !matches!(own, Unknown | Closing | Closed) => Closing,
         // Frontend closed or vanished.
         Closed | Unknown if own != Closed => Closed,
         _ => return None,
@@ -174,4 +240,55 @@ pub fn frontend_next(own: XenbusState, backend: XenbusState, want_connected: boo
         _ => return None,
     };
     (next != own).then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use XenbusState::*;
+
+    /// Runs `backend_next` until it settles, as the backend skeleton does.
+    fn settle(mut own: XenbusState, frontend: XenbusState) -> XenbusState {
+        for _ in 0..4 {
+            match backend_next(own, frontend) {
+                Some(next) => {
+                    assert!(transition_allowed(own, next), "{own:?} -> {next:?}");
+                    own = next;
+                }
+                None => return own,
+            }
+        }
+        panic!("no rest from {own:?} seeing {frontend:?}");
+    }
+
+    /// Linux's xen-blkback and xen-netback (`frontend_changed`): a frontend's Closing is
+    /// answered with Closing, its Closed (or its vanishing) with Closed.
+    #[test]
+    fn the_backend_answers_closing_with_closing_and_closes_on_closed() {
+        for own in [InitWait, Initialised, Connected] {
+            assert_eq!(backend_next(own, Closing), Some(Closing), "{own:?}");
+            assert_eq!(backend_next(own, Closed), Some(Closed), "{own:?}");
+            assert_eq!(backend_next(own, Unknown), Some(Closed), "{own:?}");
+        }
+        assert_eq!(backend_next(Closing, Closing), None);
+        assert_eq!(backend_next(Closing, Closed), Some(Closed));
+        assert_eq!(backend_next(Closed, Closing), None);
+    }
+
+    #[test]
+    fn every_frontend_state_settles_the_backend_in_a_few_legal_moves() {
+        let all =
+            [Unknown, Initialising, InitWait, Initialised, Connected, Closing, Closed, Reconfiguring, Reconfigured];
+        for own in all {
+            for fe in all {
+                settle(own, fe);
+            }
+        }
+        // A restart seen while still Closing (the frontend's Closed was missed): Closed, then
+        // InitWait.
+        assert_eq!(backend_next(Closing, Initialising), Some(Closed));
+        assert_eq!(settle(Closing, Initialising), InitWait);
+        assert_eq!(settle(Closed, Initialising), InitWait);
+        assert_eq!(settle(InitWait, Connected), Connected);
+    }
 }

@@ -1,0 +1,324 @@
+//! One backend device: its handshake with the frontend, its connection, its refusal log.
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+
+use shared_ring::PageMemory;
+use xenstore::xenbus::{self, XenbusState, backend_next, read_u32};
+use xenstore::{ClientError, Errno, StoreClient};
+
+use crate::platform::Platform;
+use crate::refusals::RefusalLog;
+
+/// Bytes of a ring page.
+const PAGE: u64 = 4096;
+/// Moves one look at the frontend's state can cause (Closing → Closed → InitWait is the most).
+const MAX_MOVES: usize = 4;
+/// Watch token of the frontends' `state` nodes.
+pub(crate) const FE_TOKEN: &[u8] = b"fe";
+
+/// A frontend ring: its grant key in the frontend's directory and how the console names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingKey {
+    /// `ring-ref`, `tx-ring-ref`, ...
+    pub key: &'static str,
+    /// `ring ref`, `tx ring ref`, ...
+    pub label: &'static str,
+}
+
+/// What a device class plugs into the skeleton: its store keys and its data path.
+pub trait DataPath: Sized {
+    /// State every device of the class shares (netback's bridge, blkback's device size).
+    type Shared;
+    /// The device class in the store: `vbd`, `vif`.
+    const KIND: &'static str;
+    /// The frontend's rings, in the order their pages are given to [`DataPath::attach`].
+    const RINGS: &'static [RingKey];
+
+    /// A device the toolstack added: reads its backend keys (`info.dir`). `Err(line)` closes
+    /// the device for good, with `<name>: <line>` printed.
+    fn probe(client: &mut impl StoreClient, info: &Info, shared: &mut Self::Shared) -> Result<Self, String>;
+    /// The keys to publish in the backend directory before InitWait.
+    fn features(&self) -> Vec<(&'static str, String)>;
+    /// What the InitWait line says between the name and `; InitWait`.
+    fn describe(&self) -> String;
+    /// Checks the frontend's other keys before anything is mapped (`protocol`, ...).
+    fn check_frontend(&self, _client: &mut impl StoreClient, _fe_dir: &str) -> Result<(), String> {
+        Ok(())
+    }
+    /// The rings are mapped (one page per [`DataPath::RINGS`] entry) and `port` is bound:
+    /// attach the data path. On `Err` the skeleton unmaps and closes everything.
+    fn attach(&mut self, shared: &mut Self::Shared, fe: u32, pages: Vec<PageMemory>, port: u32) -> Result<(), String>;
+    /// Drops the data path; its pages are unmapped right after.
+    fn detach(&mut self, shared: &mut Self::Shared);
+    /// After the `disconnected` line (netback prints the final counters).
+    fn after_detach(&mut self, _shared: &mut Self::Shared) {}
+}
+
+/// Where a device lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// `/local/domain/<me>/backend/<kind>/<fe>/<n>`.
+    pub dir: String,
+    /// The frontend's directory (its `frontend` key; empty if missing).
+    pub fe_dir: String,
+    /// `<kind> <fe>/<n>`, for the console.
+    pub name: String,
+    /// The frontend's domain (from the path).
+    pub fe: u32,
+}
+
+struct Connection {
+    handles: Vec<u32>,
+    port: u32,
+}
+
+/// A connected device's parts, borrowed apart for the data path.
+pub struct Connected<'a, D> {
+    pub path: &'a mut D,
+    /// Our end of the event channel.
+    pub port: u32,
+    pub name: &'a str,
+    pub refusals: &'a mut RefusalLog,
+}
+
+/// One device of a [`crate::Backend`].
+pub struct Device<D: DataPath> {
+    info: Info,
+    /// Our last published state.
+    state: XenbusState,
+    /// `None`: closed for good (bad backend keys or frontend entries).
+    path: Option<D>,
+    conn: Option<Connection>,
+    refusals: RefusalLog,
+}
+
+impl<D: DataPath> Device<D> {
+    /// Adds the device at `info.dir`: probe, features, watch the frontend, InitWait.
+    pub(crate) fn add<S: StoreClient, P: Platform>(
+        client: &mut S,
+        p: &mut P,
+        shared: &mut D::Shared,
+        info: Info,
+    ) -> Self {
+        let mut d =
+            Device { info, state: XenbusState::Initialising, path: None, conn: None, refusals: RefusalLog::default() };
+        let fe_id = read_u32(client, &format!("{}/frontend-id", d.info.dir));
+        let path = match D::probe(client, &d.info, shared) {
+            Err(line) => {
+                p.log(&format!("{}: {line}", d.info.name));
+                d.switch(client, p, XenbusState::Closed);
+                return d;
+            }
+            Ok(path) => path,
+        };
+        if fe_id.ok() != Some(d.info.fe) || d.info.fe_dir.is_empty() {
+            p.log(&format!("{}: frontend entries missing or inconsistent; device closed", d.info.name));
+            d.switch(client, p, XenbusState::Closed);
+            return d;
+        }
+        for (k, v) in path.features() {
+            if let Err(e) = client.write(format!("{}/{k}", d.info.dir).as_bytes(), v.as_bytes()) {
+                p.log(&format!("{}: cannot publish {k}: {e}", d.info.name));
+            }
+        }
+        let watch = format!("{}/state", d.info.fe_dir);
+        match client.watch(watch.as_bytes(), FE_TOKEN) {
+            Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
+            Err(e) => p.log(&format!("{}: cannot watch {watch}: {e}", d.info.name)),
+        }
+        p.log(&format!("{}: {}; InitWait", d.info.name, path.describe()));
+        d.path = Some(path);
+        d.switch(client, p, XenbusState::InitWait);
+        d
+    }
+
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Our last published state.
+    pub fn state(&self) -> XenbusState {
+        self.state
+    }
+
+    /// The data path (`None` for a device closed for good).
+    pub fn path(&self) -> Option<&D> {
+        self.path.as_ref()
+    }
+
+    /// Whether the rings are mapped and the port bound.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Our port, while connected.
+    pub fn port(&self) -> Option<u32> {
+        self.conn.as_ref().map(|c| c.port)
+    }
+
+    /// The parts the data path needs, while connected.
+    pub fn connected(&mut self) -> Option<Connected<'_, D>> {
+        let port = self.conn.as_ref()?.port;
+        let path = self.path.as_mut()?;
+        Some(Connected { path, port, name: &self.info.name, refusals: &mut self.refusals })
+    }
+
+    /// Writes our state; `false` if the store refused (the device keeps its last state). A
+    /// removed directory refuses with `Gone`: nothing is written back into it.
+    fn switch(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, to: XenbusState) -> bool {
+        match xenbus::switch_state(client, self.info.dir.as_bytes(), to) {
+            Ok(_) => {
+                self.state = to;
+                true
+            }
+            Err(e) => {
+                p.log(&format!("{}: cannot switch to {to:?}: {e}", self.info.name));
+                false
+            }
+        }
+    }
+
+    /// Reacts to the frontend's current state with [`backend_next`], doing the device work
+    /// each move promises first (connect before Connected, tear down before anything else).
+    /// A missing frontend or one whose `state` holds garbage counts as Closed.
+    pub fn step(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared) {
+        use XenbusState::*;
+        if self.path.is_none() {
+            return;
+        }
+        let fe = xenbus::read_state(client, self.info.fe_dir.as_bytes()).unwrap_or(Closed);
+        for _ in 0..MAX_MOVES {
+            let Some(next) = backend_next(self.state, fe) else { return };
+            match next {
+                Connected if self.conn.is_none() => {
+                    if let Err(e) = self.connect(client, p, shared) {
+                        p.log(&format!("{}: cannot connect: {e}", self.info.name));
+                        self.switch(client, p, Closing);
+                        self.switch(client, p, Closed);
+                        return;
+                    }
+                }
+                Connected => {}
+                InitWait => self.teardown(p, shared, "frontend restarting"),
+                _ => self.teardown(p, shared, &format!("frontend {fe:?}")),
+            }
+            if !self.switch(client, p, next) {
+                return;
+            }
+            if next == InitWait {
+                p.log(&format!("{}: frontend reconnecting; InitWait", self.info.name));
+            }
+        }
+    }
+
+    /// Disconnects the frontend on our side (it broke a ring): tear down, Closing, Closed. It
+    /// may come back by restarting from Initialising.
+    pub fn close(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared, why: &str) {
+        self.teardown(p, shared, why);
+        self.switch(client, p, XenbusState::Closing);
+        self.switch(client, p, XenbusState::Closed);
+    }
+
+    /// Reads the frontend's ring refs and port, maps, binds, attaches; undoes every step on
+    /// failure.
+    fn connect(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        shared: &mut D::Shared,
+    ) -> Result<(), String> {
+        let path = self.path.as_mut().ok_or("device closed")?;
+        let (fe, fe_dir) = (self.info.fe, &self.info.fe_dir);
+        let mut refs = Vec::with_capacity(D::RINGS.len());
+        for r in D::RINGS {
+            refs.push(read_u32(client, &format!("{fe_dir}/{}", r.key)).map_err(|e| format!("{}: {e}", r.key))?);
+        }
+        let remote = read_u32(client, &format!("{fe_dir}/event-channel")).map_err(|e| format!("event-channel: {e}"))?;
+        path.check_frontend(client, fe_dir)?;
+        let mut handles = Vec::with_capacity(refs.len());
+        let mut pages = Vec::with_capacity(refs.len());
+        for (r, &gref) in D::RINGS.iter().zip(&refs) {
+            let (handle, va) = match p.map(fe, gref) {
+                Ok(m) => m,
+                Err(e) => {
+                    undo(p, &handles, None);
+                    return Err(format!("map {} {gref}: {}", r.label, e.name()));
+                }
+            };
+            handles.push(handle);
+            match page(va) {
+                Some(m) => pages.push(m),
+                None => {
+                    undo(p, &handles, None);
+                    return Err(format!("map {} {gref}: not a page ({va:#x})", r.label));
+                }
+            }
+        }
+        let port = match p.bind(fe, remote) {
+            Ok(port) => port,
+            Err(e) => {
+                undo(p, &handles, None);
+                return Err(format!("bind port {remote}: {}", e.name()));
+            }
+        };
+        if let Err(e) = path.attach(shared, fe, pages, port) {
+            undo(p, &handles, Some(port));
+            return Err(format!("attach: {e}"));
+        }
+        self.conn = Some(Connection { handles, port });
+        let rings: Vec<String> = D::RINGS.iter().zip(&refs).map(|(r, g)| format!("{} {g}", r.label)).collect();
+        p.log(&format!("{}: connected to domain {fe}: {}, port {port}", self.info.name, rings.join(", ")));
+        Ok(())
+    }
+
+    /// Drops the data path, closes the port, unmaps the rings (if connected).
+    pub(crate) fn teardown(&mut self, p: &mut impl Platform, shared: &mut D::Shared, why: &str) {
+        let Some(c) = self.conn.take() else { return };
+        // The rings go first: they point into the mappings.
+        if let Some(path) = self.path.as_mut() {
+            path.detach(shared);
+        }
+        let _ = p.close(c.port);
+        let mut unmapped = true;
+        for h in c.handles {
+            unmapped &= p.unmap(h).is_ok();
+        }
+        p.log(&format!(
+            "{}: disconnected ({why}); {} unmapped: {}, port closed",
+            self.info.name,
+            if D::RINGS.len() == 1 { "ring" } else { "rings" },
+            if unmapped { "yes" } else { "no" }
+        ));
+        if let Some(path) = self.path.as_mut() {
+            path.after_detach(shared);
+        }
+    }
+}
+
+/// Undoes a partial connection: port (if bound) first, then the mappings.
+fn undo(p: &mut impl Platform, handles: &[u32], port: Option<u32>) {
+    if let Some(port) = port {
+        let _ = p.close(port);
+    }
+    for &h in handles {
+        let _ = p.unmap(h);
+    }
+}
+
+/// The shared memory of a mapped ring page; `None` unless `va` is a non-null page address.
+fn page(va: u64) -> Option<PageMemory> {
+    if !va.is_multiple_of(PAGE) {
+        return None;
+    }
+    let base = NonNull::new(va as usize as *mut u8)?;
+    // SAFETY: `va` came from `Platform::map`, whose contract makes it a page mapped read-write
+    // for us until we unmap it; we unmap only after the data path dropped its rings (`detach`),
+    // and only the ring built on this memory touches it, through PageMemory's atomic accesses.
+    Some(unsafe { PageMemory::new(base, PAGE as usize) })
+}
