@@ -181,6 +181,17 @@ fn a_hostile_domu_flooding_netback_does_not_disturb_the_others() {
     if number("tx errors ") == 0 {
         o.fail(&format!("netback refused none of the attacker's malformed requests: {counters}"));
     }
+    // The MAC spoofer posed as sink (its predictable address) and flooded forged sources: every
+    // forged frame was dropped and counted, none of sink's traffic reached it (sink's stream
+    // above is intact), and its flood did not turn the switch into a hub.
+    let spoofer = o.domain_id("spoofer");
+    let report = o.expect_line("[spoofer] mac-spoofer: sent * forged frames, received * frames for the victim's MAC*");
+    let line = &o.lines()[report];
+    if !line.contains(", received 0 frames for the victim's MAC") || line.contains("sent 0 forged") {
+        o.fail(&format!("the spoofer got some of sink's traffic (or sent nothing): {line}"));
+    }
+    o.expect_line(&format!("[netback] vif {spoofer}/0: * frames from forged source MACs dropped*"));
+    o.expect_no_line(&format!("[netback] vif {attacker}/0: * frames from forged source MACs dropped*"));
     for l in o.lines().iter().filter(|l| l.contains("netstream: received") || l.starts_with("[netback] vif ")) {
         eprintln!("{l}");
     }
