@@ -114,3 +114,41 @@ fn the_readers_of_this_test() {
     assert_eq!(names_in_backticks(section(text, "Shipped topologies:")), ["default", "blk*"]);
     assert!(matches("blk*", "blk-crash") && matches("blk*", "blk") && !matches("blk", "blk-crash"));
 }
+
+/// docs/architecture.md maps every concept to its files: each backticked repository path in it
+/// (`folder/…/file`, globs allowed, `{a,b}` alternatives cut off) must exist, so a file that
+/// moves cannot leave the map pointing at nothing.
+#[test]
+fn every_path_in_the_architecture_map_exists() {
+    let text = std::fs::read_to_string(root().join("docs/architecture.md")).expect("reading docs/architecture.md");
+    let mut missing = BTreeSet::new();
+    for (i, span) in text.split('`').enumerate() {
+        // Odd pieces are inside backticks.
+        if i % 2 == 0 || span.contains(' ') || !span.contains('/') || span.starts_with('/') || span.contains("://") {
+            continue;
+        }
+        let path = span.split('{').next().unwrap_or(span).trim_end_matches(['/', ':']);
+        let first = path.split('/').next().unwrap_or("");
+        if !root().join(first).is_dir() || path.contains("..") {
+            continue; // not a repository path (a store path, a URL part, …)
+        }
+        let exists = if path.contains('*') {
+            let (dir, pattern) = path.rsplit_once('/').unwrap_or(("", path));
+            std::fs::read_dir(root().join(dir))
+                .map(|entries| {
+                    entries.flatten().any(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let (prefix, suffix) = pattern.split_once('*').unwrap_or((pattern, ""));
+                        name.len() >= prefix.len() + suffix.len() && name.starts_with(prefix) && name.ends_with(suffix)
+                    })
+                })
+                .unwrap_or(false)
+        } else {
+            root().join(path).exists()
+        };
+        if !exists {
+            missing.insert(path.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "docs/architecture.md names paths that do not exist: {missing:?}");
+}
