@@ -50,7 +50,7 @@ impl Default for Limits {
             event_queue_bytes: 16 * 1024,
             node_bytes: 64 * 1024,
             transaction_bytes: 32 * 1024,
-            watch_bytes: 16 * 1024,
+            watch_bytes: 32 * 1024,
             total_bytes: usize::MAX,
         }
     }
