@@ -1,0 +1,26 @@
+//! QEMU scenarios for the hypervisor's hardening (issue 13): each plays an attacker against
+//! the hypervisor from inside a domain and judges by the serial console, like
+//! `tests/tests/scenarios.rs`.
+
+use hv_tests::Scenario;
+
+/// Finding 3: a driver domain writes to its device's capabilities (MSI-X control and table
+/// pointer, a virtio vendor-specific capability, the last dword of config space). Every write
+/// is refused with EPERM, and the device still works afterwards.
+#[test]
+fn a_driver_domain_cannot_write_its_devices_capabilities() {
+    let dir = std::env::temp_dir().join(format!("hv-pci-caps-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Scenario::new("pci").disks_in(&dir).run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[owner] device * 1af4:1001 class 010000",
+        "[owner] config write to the MSI-X control refused: EPERM",
+        "[owner] config write to the MSI-X table pointer refused: EPERM",
+        "[owner] config write to a virtio capability refused: EPERM",
+        "[owner] config write to the last dword (0xfc) refused: EPERM",
+        "[owner] virtio-blk read back sector 1: matches (Ok(())); completion interrupt delivered on the pirq port",
+    ]);
+    o.expect_no_line("* ALLOWED*");
+    let _ = std::fs::remove_dir_all(&dir);
+}
