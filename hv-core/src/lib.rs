@@ -15,6 +15,7 @@ pub mod frames;
 pub mod grant_table;
 pub mod pci;
 pub mod sched;
+pub mod trap;
 pub mod user_memory;
 
 #[cfg(target_os = "none")]

@@ -24,3 +24,21 @@ fn a_driver_domain_cannot_write_its_devices_capabilities() {
     o.expect_no_line("* ALLOWED*");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Finding 5: domains are soft-float and the hypervisor keeps no FPU state, so an x87 or SSE
+/// instruction stops the domain with a report; a second domain never reads the first one's x87
+/// registers. A domain that sets RFLAGS.AC keeps it, while every trap handler runs with AC
+/// clear (the hypervisor reports an entry that found it set).
+#[test]
+fn fpu_use_is_stopped_and_ac_does_not_reach_the_handlers() {
+    let o = Scenario::new("traps").run();
+    o.expect_clean_finish();
+    o.expect_line("[hv] domain * (x87-writer) crashed: device not available (an x87 instruction*");
+    o.expect_line("[hv] domain * (x87-reader) crashed: device not available (an x87 instruction*");
+    o.expect_line("[hv] domain * (sse) crashed: invalid opcode*");
+    o.expect_no_line("*state not switched per domain*");
+    o.expect_no_line("[x87-reader] read x87 st0*");
+    o.expect_line("[ac] after * yields, RFLAGS.AC is still set");
+    o.expect_no_line("[hv] RFLAGS.AC was set in a trap handler*");
+    o.expect_hellos_finished();
+}

@@ -125,6 +125,10 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     arch::trap::init();
     gdt::init_syscall(arch::trap::syscall_entry_addr());
     cpu::enable_protections(&features);
+    if features.smap {
+        arch::trap::enable_clac_on_entry();
+    }
+    cpu::disable_fpu();
     let khz = apic::init();
     time::init(khz);
     hvlog!("tsc {} MHz, local APIC timer calibrated", khz / 1000);
