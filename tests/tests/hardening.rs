@@ -42,3 +42,21 @@ fn fpu_use_is_stopped_and_ac_does_not_reach_the_handlers() {
     o.expect_no_line("[hv] RFLAGS.AC was set in a trap handler*");
     o.expect_hellos_finished();
 }
+
+/// Finding 3 with plain MSI: q35's AHCI controller has an MSI capability and no MSI-X. The
+/// hypervisor programs the message itself; the owner's writes to the capability are refused.
+#[test]
+fn a_driver_domain_cannot_aim_its_devices_msi() {
+    let o = Scenario::new("pci-msi").run();
+    o.expect_clean_finish();
+    o.expect_line("[hv] pci 00:1f.2 * assigned to domain *");
+    o.expect_in_order(&[
+        "[msi-owner] device 00:1f.2 *",
+        "[msi-owner] config write to the MSI control refused: EPERM",
+        "[msi-owner] config write to the MSI address refused: EPERM",
+        "[msi-owner] config write to the MSI data refused: EPERM",
+        "[msi-owner] MSI after the attack: address 0xfee00000, enabled",
+        "[msi-owner] config write to the last dword (0xfc) refused: EPERM",
+    ]);
+    o.expect_no_line("* ALLOWED*");
+}

@@ -89,6 +89,9 @@ fn capability_writes(bdf: Bdf) {
             refused("config write to the MSI control", write_back(c));
             refused("config write to the MSI address", write_back(c + 4));
             refused("config write to the MSI data", write_back(c + 8));
+            let addr = pci::config_read(bdf, c + 4).unwrap_or(0);
+            let enabled = pci::config_read(bdf, c).unwrap_or(0) & (1 << 16) != 0;
+            println!("MSI after the attack: address {addr:#010x}, {}", if enabled { "enabled" } else { "disabled" });
         }
         None => println!("no MSI capability"),
     }
