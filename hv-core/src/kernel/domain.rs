@@ -4,7 +4,7 @@
 use super::{Hv, console, time};
 use crate::arch::paging::{self, AddressSpace};
 use crate::arch::{TrapFrame, cpu};
-use crate::console::LineBuffer;
+use crate::console::DomainConsole;
 use crate::elf;
 use crate::frames::FRAME_SIZE;
 use crate::grant_table::MapTrack;
@@ -54,7 +54,7 @@ pub struct Live {
     pub umap: UserMap,
     /// Saved registers while not running.
     pub ctx: TrapFrame,
-    pub console: LineBuffer,
+    pub console: DomainConsole,
     /// The grant table the domain registered: physical address and entry count.
     pub grant_table: Option<(u64, u32)>,
     /// The domain's grant mappings (its mapping window).
@@ -216,7 +216,7 @@ impl Hv {
             ram,
             umap,
             ctx,
-            console: LineBuffer::default(),
+            console: DomainConsole::new(time::now_ns()),
             grant_table: None,
             maps: MapTrack::default(),
             scratch,
@@ -260,9 +260,7 @@ impl Hv {
             return;
         };
         let (id, name, memory_bytes, privileged) = (d.id, d.name.clone(), d.memory_bytes, d.privileged);
-        if !live.console.is_empty() {
-            live.console.flush(&mut |l| console::line(&name, format_args!("{l}")));
-        }
+        live.console.finish(|o| console::domain_output(&name, o));
         if self.loaded_pml4 == live.aspace.pml4 {
             paging::load(self.ktables.pml4);
             self.loaded_pml4 = self.ktables.pml4;

@@ -89,7 +89,7 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
                 apic::eoi();
                 hv.armed_deadline = None;
                 report_nmis();
-                console::drain();
+                console::drain_some(console::DRAIN_TICK);
             }
             v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
                 apic::eoi();
