@@ -102,3 +102,18 @@ fn a_console_flood_is_throttled_and_the_others_print_every_line() {
     }
     o.expect_no_line("[hv] good*: * bytes of console output dropped");
 }
+
+/// Finding 6: a domain whose grant mapping was revoked writes a secret into its scratch page
+/// (which the revoked mapping now shows) and crashes; Dom0 restarts it and the new incarnation
+/// gets the same frame as its scratch page. It must read zeros, not the secret.
+#[test]
+fn a_scratch_page_carries_nothing_to_its_next_owner() {
+    let o = Scenario::new("scratch").run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[mapper] first incarnation (domain 1): wrote a secret into my scratch page; crashing",
+        "[dom0] mapper (domain 1) ended: crash; restarting it*",
+        "[mapper] incarnation as domain *: mapping grant * of domain 3",
+        "[mapper] scratch page after revocation: 0 non-zero bytes, 0 copies of the previous incarnation's secret; 0 copies in my heap",
+    ]);
+}

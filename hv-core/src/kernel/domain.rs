@@ -178,6 +178,9 @@ impl Hv {
             self.frames.free(ram, frames);
             return Err(failure.unwrap_or(Error::NoMem));
         };
+        // The scratch page stands in for revoked grant mappings, writable ones included: a
+        // previous owner may have left data in it (zeroed on release too, see `end_domain`).
+        paging::zero_phys(scratch, PAGE_SIZE);
 
         let id = self.next_domid;
         self.next_domid += 1;
@@ -283,6 +286,9 @@ impl Hv {
         live.aspace.free(&mut self.frames);
         paging::zero_phys(live.ram, memory_bytes);
         self.frames.free(live.ram, frames);
+        // It showed revoked mappings, writable ones included: whatever the domain wrote there
+        // must not reach the frame's next owner.
+        paging::zero_phys(live.scratch, PAGE_SIZE);
         self.frames.free(live.scratch, 1);
         hvlog!(
             "domain {id} ({name}) released {} KiB and {tables} table frames{}; {} frames free",
