@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod byte_ring;
 pub mod console;
+pub mod domain_id;
 pub mod elf;
 pub mod event_channel;
 pub mod frames;

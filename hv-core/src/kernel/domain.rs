@@ -104,10 +104,9 @@ impl Hv {
         if self.domains.iter().flatten().any(|d| d.name == spec.name) {
             return Err(Error::Exist);
         }
-        // Grant entries carry 16-bit domids below DOMID_SELF; ids are never reused.
-        if self.next_domid >= hv_abi::DOMID_SELF_ID {
-            return Err(Error::NoSpc);
-        }
+        // 16-bit ids below DOMID_SELF, wrapping around past those still held (dead records too).
+        let id = crate::domain_id::allocate(self.next_domid, |i| self.domains.iter().flatten().any(|d| d.id == i))
+            .ok_or(Error::NoSpc)?;
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
         let image = self.bundle.image(spec.image).ok_or(Error::NoEnt)?;
         let mem = spec.memory_mib as u64 * 1024 * 1024;
@@ -182,8 +181,7 @@ impl Hv {
         // previous owner may have left data in it (zeroed on release too, see `end_domain`).
         paging::zero_phys(scratch, PAGE_SIZE);
 
-        let id = self.next_domid;
-        self.next_domid += 1;
+        self.next_domid = crate::domain_id::following(id);
         // The store port: unbound, waiting for the store server (Dom0, domain 0) to connect.
         self.evtchn.add_domain(id);
         let store_port = if spec.privileged { 0 } else { self.evtchn.alloc_unbound(id, 0).unwrap_or(0) };
@@ -303,7 +301,8 @@ impl Hv {
         self.notify_dom0();
     }
 
-    /// Removes a dead domain's record (its id is never reused).
+    /// Removes a dead domain's record (its id may come back after the ids wrap around: see
+    /// `crate::domain_id`).
     pub fn reap(&mut self, slot: usize) {
         if let Some(Domain { life: Life::Dead { .. }, .. }) = &self.domains[slot] {
             self.domains[slot] = None;

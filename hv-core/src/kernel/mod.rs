@@ -34,6 +34,7 @@ pub struct Hv {
     pub sched: Scheduler,
     /// Slot-indexed; a slot's number is also its scheduler id.
     pub domains: Vec<Option<Domain>>,
+    /// Where the search for the next domain id starts (`crate::domain_id`).
     pub next_domid: hv_abi::DomId,
     pub bundle: hv_bundle::Bundle<'static>,
     /// The PML4 currently in CR3.
