@@ -9,12 +9,14 @@ extern crate alloc;
 
 pub mod byte_ring;
 pub mod console;
+pub mod domain_id;
 pub mod elf;
 pub mod event_channel;
 pub mod frames;
 pub mod grant_table;
 pub mod pci;
 pub mod sched;
+pub mod trap;
 pub mod user_memory;
 
 #[cfg(target_os = "none")]

@@ -4,21 +4,30 @@
 //!
 //! Lines are queued, not written: every UART access is an exit under virtualisation, so writing
 //! synchronously would make every log line and every domain `console_write` cost a millisecond of
-//! the caller's time. The ring is drained when the CPU idles, on timer interrupts (the scheduler
-//! arms a flush deadline while output is pending), and synchronously before power-off or after a
-//! panic. Order is preserved because everything goes through the one ring; when it is full the
-//! writer drains it first (backpressure, nothing is dropped).
-use super::Hv;
+//! the caller's time. The ring is drained when the CPU idles and on timer interrupts (the
+//! scheduler arms a flush deadline while output is pending), a bounded amount each time and
+//! without waiting for the UART; synchronously only before power-off or after a panic. Order is
+//! preserved because everything goes through the one ring. A domain's lines are rate-limited
+//! (`crate::console::DomainConsole`) and, if the ring is full anyway, dropped and counted: a
+//! `console_write` never writes to the UART. The hypervisor's own lines wait for room
+//! (backpressure) instead.
 use super::domain::Life;
 use super::user_memory::{check, copy_in, copy_out_value};
+use super::{Hv, time};
 use crate::arch::{paging, serial};
+use crate::console::Output;
 use crate::user_memory::Access;
 use core::fmt::{self, Write};
 use core::mem::size_of;
 use hv_abi::{ConsoleRead, DomId, Error};
 use spin::Mutex;
 
-const RING_SIZE: usize = 64 * 1024;
+const RING_SIZE: usize = 256 * 1024;
+/// Most bytes one timer tick hands the UART (the idle loop drains more).
+pub const DRAIN_TICK: usize = 4 * 1024;
+pub const DRAIN_IDLE: usize = 64 * 1024;
+/// Room in the ring that domains' lines cannot take.
+const HV_RESERVE: usize = 16 * 1024;
 
 struct Ring {
     buf: [u8; RING_SIZE],
@@ -37,12 +46,46 @@ impl Ring {
         }
     }
 
+    /// Queues the concatenation of a domain's `parts` only if it fits and leaves [`HV_RESERVE`]
+    /// free for the hypervisor's own lines (so those never have to wait for the UART inside a
+    /// hypercall).
+    fn try_push_parts(&mut self, parts: &[&[u8]]) -> bool {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if RING_SIZE - self.len < total + HV_RESERVE {
+            return false;
+        }
+        for p in parts {
+            // At most two copies: up to the end of the buffer, then from its start.
+            let tail = (self.head + self.len) % RING_SIZE;
+            let first = p.len().min(RING_SIZE - tail);
+            self.buf[tail..tail + first].copy_from_slice(&p[..first]);
+            self.buf[..p.len() - first].copy_from_slice(&p[first..]);
+            self.len += p.len();
+        }
+        true
+    }
+
     fn drain(&mut self) {
         while self.len > 0 {
             let n = self.len.min(RING_SIZE - self.head);
             serial::write_bytes(&self.buf[self.head..self.head + n]);
             self.head = (self.head + n) % RING_SIZE;
             self.len -= n;
+        }
+    }
+
+    /// Hands the UART at most `max` bytes, as many as it takes without waiting.
+    fn drain_some(&mut self, max: usize) {
+        let mut budget = max;
+        while self.len > 0 && budget > 0 {
+            let n = self.len.min(RING_SIZE - self.head).min(budget);
+            let written = serial::write_some(&self.buf[self.head..self.head + n]);
+            self.head = (self.head + written) % RING_SIZE;
+            self.len -= written;
+            budget -= written;
+            if written < n {
+                break;
+            }
         }
     }
 }
@@ -79,9 +122,31 @@ pub fn line(who: &str, args: fmt::Arguments<'_>) {
     OUT.lock().push(&l.buf[..l.len]);
 }
 
-/// Writes everything queued to the UART.
+/// Writes everything queued to the UART, waiting for it (power-off, panic).
 pub fn drain() {
     OUT.lock().drain();
+}
+
+/// Hands the UART up to `max` queued bytes without waiting (timer and idle paths).
+pub fn drain_some(max: usize) {
+    OUT.lock().drain_some(max);
+}
+
+/// Queues one of a domain's lines (`[who] text`) if the ring has room.
+fn domain_line(who: &str, text: &str) -> bool {
+    OUT.lock().try_push_parts(&[b"[", who.as_bytes(), b"] ", text.as_bytes(), b"\n"])
+}
+
+/// Hands a domain console's output to the ring: its lines (dropped when there is no room) and
+/// its drop reports (hypervisor lines, always queued).
+pub fn domain_output(name: &str, o: Output<'_>) -> bool {
+    match o {
+        Output::Line(text) => domain_line(name, text),
+        Output::Dropped(n) => {
+            line("hv", format_args!("{name}: {n} bytes of console output dropped"));
+            true
+        }
+    }
 }
 
 /// Whether output is waiting to be written.
@@ -109,11 +174,14 @@ pub(super) fn write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64,
     let mut buf = [0u8; hv_abi::CONSOLE_WRITE_MAX];
     let buf = &mut buf[..len as usize];
     paging::copy_from_phys(pa, buf);
+    let now = time::now_ns();
     let d = hv.domains[slot].as_mut().ok_or(Error::Srch)?;
     d.history.write(buf);
     let name = d.name.clone();
     if let Life::Alive(l) = &mut d.life {
-        l.console.feed(buf, |text| line(&name, format_args!("{text}")));
+        // "[name] " and the newline.
+        let overhead = name.len() + 4;
+        l.console.write(now, buf, overhead, |o| domain_output(&name, o));
     }
     Ok(len)
 }

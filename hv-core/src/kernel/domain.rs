@@ -4,7 +4,7 @@
 use super::{Hv, console, time};
 use crate::arch::paging::{self, AddressSpace};
 use crate::arch::{TrapFrame, cpu};
-use crate::console::LineBuffer;
+use crate::console::DomainConsole;
 use crate::elf;
 use crate::frames::FRAME_SIZE;
 use crate::grant_table::MapTrack;
@@ -54,7 +54,7 @@ pub struct Live {
     pub umap: UserMap,
     /// Saved registers while not running.
     pub ctx: TrapFrame,
-    pub console: LineBuffer,
+    pub console: DomainConsole,
     /// The grant table the domain registered: physical address and entry count.
     pub grant_table: Option<(u64, u32)>,
     /// The domain's grant mappings (its mapping window).
@@ -104,10 +104,9 @@ impl Hv {
         if self.domains.iter().flatten().any(|d| d.name == spec.name) {
             return Err(Error::Exist);
         }
-        // Grant entries carry 16-bit domids below DOMID_SELF; ids are never reused.
-        if self.next_domid >= hv_abi::DOMID_SELF_ID {
-            return Err(Error::NoSpc);
-        }
+        // 16-bit ids below DOMID_SELF, wrapping around past those still held (dead records too).
+        let id = crate::domain_id::allocate(self.next_domid, |i| self.domains.iter().flatten().any(|d| d.id == i))
+            .ok_or(Error::NoSpc)?;
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
         let image = self.bundle.image(spec.image).ok_or(Error::NoEnt)?;
         let mem = spec.memory_mib as u64 * 1024 * 1024;
@@ -178,9 +177,11 @@ impl Hv {
             self.frames.free(ram, frames);
             return Err(failure.unwrap_or(Error::NoMem));
         };
+        // The scratch page stands in for revoked grant mappings, writable ones included: a
+        // previous owner may have left data in it (zeroed on release too, see `end_domain`).
+        paging::zero_phys(scratch, PAGE_SIZE);
 
-        let id = self.next_domid;
-        self.next_domid += 1;
+        self.next_domid = crate::domain_id::following(id);
         // The store port: unbound, waiting for the store server (Dom0, domain 0) to connect.
         self.evtchn.add_domain(id);
         let store_port = if spec.privileged { 0 } else { self.evtchn.alloc_unbound(id, 0).unwrap_or(0) };
@@ -216,7 +217,7 @@ impl Hv {
             ram,
             umap,
             ctx,
-            console: LineBuffer::default(),
+            console: DomainConsole::new(time::now_ns()),
             grant_table: None,
             maps: MapTrack::default(),
             scratch,
@@ -260,9 +261,7 @@ impl Hv {
             return;
         };
         let (id, name, memory_bytes, privileged) = (d.id, d.name.clone(), d.memory_bytes, d.privileged);
-        if !live.console.is_empty() {
-            live.console.flush(&mut |l| console::line(&name, format_args!("{l}")));
-        }
+        live.console.finish(|o| console::domain_output(&name, o));
         if self.loaded_pml4 == live.aspace.pml4 {
             paging::load(self.ktables.pml4);
             self.loaded_pml4 = self.ktables.pml4;
@@ -285,6 +284,9 @@ impl Hv {
         live.aspace.free(&mut self.frames);
         paging::zero_phys(live.ram, memory_bytes);
         self.frames.free(live.ram, frames);
+        // It showed revoked mappings, writable ones included: whatever the domain wrote there
+        // must not reach the frame's next owner.
+        paging::zero_phys(live.scratch, PAGE_SIZE);
         self.frames.free(live.scratch, 1);
         hvlog!(
             "domain {id} ({name}) released {} KiB and {tables} table frames{}; {} frames free",
@@ -299,7 +301,8 @@ impl Hv {
         self.notify_dom0();
     }
 
-    /// Removes a dead domain's record (its id is never reused).
+    /// Removes a dead domain's record (its id may come back after the ids wrap around: see
+    /// `crate::domain_id`).
     pub fn reap(&mut self, slot: usize) {
         if let Some(Domain { life: Life::Dead { .. }, .. }) = &self.domains[slot] {
             self.domains[slot] = None;

@@ -34,6 +34,7 @@ pub struct Hv {
     pub sched: Scheduler,
     /// Slot-indexed; a slot's number is also its scheduler id.
     pub domains: Vec<Option<Domain>>,
+    /// Where the search for the next domain id starts (`crate::domain_id`).
     pub next_domid: hv_abi::DomId,
     pub bundle: hv_bundle::Bundle<'static>,
     /// The PML4 currently in CR3.
@@ -125,6 +126,10 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     arch::trap::init();
     gdt::init_syscall(arch::trap::syscall_entry_addr());
     cpu::enable_protections(&features);
+    if features.smap {
+        arch::trap::enable_clac_on_entry();
+    }
+    cpu::disable_fpu();
     let khz = apic::init();
     time::init(khz);
     hvlog!("tsc {} MHz, local APIC timer calibrated", khz / 1000);

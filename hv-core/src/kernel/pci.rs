@@ -8,7 +8,10 @@ use crate::arch::paging;
 use crate::arch::pci_config::{read32, write32};
 use crate::arch::trap::{DEVICE_VECTOR_BASE, DEVICE_VECTORS};
 use crate::hvlog;
-use crate::pci::{Bar, BarKind, Bdf, ConfigWrite, MmioWindow, Selector, decode_bar, filter_write};
+use crate::pci::{
+    Bar, BarKind, Bdf, CAP_MSI, CAP_MSIX, ConfigWrite, MmioWindow, Msi, Msix, Selector, bar_isolation, capabilities,
+    decode_bar, filter_write,
+};
 use alloc::vec::Vec;
 use hv_abi::{DomId, Error, PciDeviceInfo, PciOp};
 
@@ -24,43 +27,25 @@ pub struct PciDevice {
     /// Where each memory BAR is mapped in the owner.
     mapped_at: [u64; 6],
     /// The MSI-X capability: its config offset, table BAR and offset, entries. The hypervisor
-    /// owns it: the table page is never mapped into the domain and writes to the capability are
+    /// owns it: the table page is never mapped into the domain and writes to any capability are
     /// refused, so a driver domain cannot aim interrupts at arbitrary vectors.
     msix: Option<Msix>,
+    /// The plain MSI capability, programmed by the hypervisor (only for a device without MSI-X)
+    /// and as unwritable for the domain as MSI-X.
+    msi: Option<Msi>,
+    /// Per BAR: the hypervisor placed it in its own window (it owns whole pages).
+    placed: [bool; 6],
     /// The interrupt vector the device's MSI-X entries raise, while assigned.
     pub vector: Option<u8>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Msix {
-    cap: u8,
-    bir: u8,
-    offset: u64,
-    entries: u16,
-}
-
-fn find_msix(bdf: Bdf) -> Option<Msix> {
-    if read32(bdf, 0x04) & (1 << 20) == 0 {
-        return None; // no capability list
-    }
-    let mut cap = (read32(bdf, 0x34) & 0xfc) as u8;
-    for _ in 0..48 {
-        if cap < 0x40 {
-            return None;
-        }
-        let head = read32(bdf, cap);
-        if head & 0xff == 0x11 {
-            let table = read32(bdf, cap + 4);
-            return Some(Msix {
-                cap,
-                bir: (table & 7) as u8,
-                offset: (table & !7) as u64,
-                entries: ((head >> 16) & 0x7ff) as u16 + 1,
-            });
-        }
-        cap = ((head >> 8) & 0xfc) as u8;
-    }
-    None
+/// The device's interrupt capabilities, read once at boot with a bounded, checked walk.
+fn find_interrupt_caps(bdf: Bdf) -> (Option<Msix>, Option<Msi>) {
+    let read = |off: u8| read32(bdf, off);
+    let caps = capabilities(read(0x04), read);
+    let msix = caps.iter().find(|c| c.id == CAP_MSIX).and_then(|c| Msix::read(c.offset, read));
+    let msi = caps.iter().find(|c| c.id == CAP_MSI).and_then(|c| Msi::layout(c.offset, read(c.offset)));
+    (msix, msi)
 }
 
 /// Where unassigned BARs go: above the q35 ECAM window, below the I/O APIC.
@@ -68,10 +53,11 @@ const MMIO_WINDOW: (u64, u64) = (0xe000_0000, 0xfe00_0000);
 /// Where a driver domain sees its devices' BARs.
 pub const BAR_WINDOW: u64 = 0xc000_0000;
 
-fn size_bars(bdf: Bdf, window: &mut MmioWindow) -> [Option<Bar>; 6] {
+fn size_bars(bdf: Bdf, window: &mut MmioWindow) -> ([Option<Bar>; 6], [bool; 6]) {
     let cmd = read32(bdf, 0x04);
     write32(bdf, 0x04, cmd & !0x3); // decoding off while sizing
     let mut bars = [None; 6];
+    let mut placed = [false; 6];
     let mut i = 0u8;
     while i < 6 {
         let off = 0x10 + i * 4;
@@ -99,13 +85,14 @@ fn size_bars(bdf: Bdf, window: &mut MmioWindow) -> [Option<Bar>; 6] {
                     write32(bdf, off + 4, (at >> 32) as u32);
                 }
                 bar.addr = at;
+                placed[i as usize] = true;
             }
             bars[i as usize] = Some(bar);
         }
         i += if is64 { 2 } else { 1 };
     }
     write32(bdf, 0x04, cmd);
-    bars
+    (bars, placed)
 }
 
 /// Scans every bus for endpoints (header type 0).
@@ -126,7 +113,8 @@ pub fn enumerate() -> Vec<PciDevice> {
                 let header = (read32(bdf, 0x0c) >> 16) as u8;
                 if header & 0x7f == 0 {
                     let class = read32(bdf, 0x08) >> 8;
-                    let bars = size_bars(bdf, &mut window);
+                    let (bars, placed) = size_bars(bdf, &mut window);
+                    let (msix, msi) = find_interrupt_caps(bdf);
                     out.push(PciDevice {
                         bdf,
                         vendor: id as u16,
@@ -136,7 +124,9 @@ pub fn enumerate() -> Vec<PciDevice> {
                         owner: None,
                         sizing: [false; 6],
                         mapped_at: [0; 6],
-                        msix: find_msix(bdf),
+                        msix,
+                        msi,
+                        placed,
                         vector: None,
                     });
                 }
@@ -178,6 +168,26 @@ impl Hv {
                     }
             })
             .ok_or(Error::NoEnt)?;
+        // A memory BAR that may share its page with another device's registers is never mapped
+        // into a domain: refuse the device (the firmware packed it; moving BARs the firmware
+        // placed could collide with its other placements).
+        {
+            let d = &self.pci[i];
+            if let Some((b, why)) =
+                d.bars.iter().flatten().find_map(|b| bar_isolation(b, d.placed[b.index as usize]).err().map(|e| (b, e)))
+            {
+                hvlog!(
+                    "pci {} {:04x}:{:04x} not assigned to domain {id}: bar{} ({} bytes at {:#x}) is {why}",
+                    d.bdf,
+                    d.vendor,
+                    d.device,
+                    b.index,
+                    b.size,
+                    b.addr
+                );
+                return Err(Error::Perm);
+            }
+        }
         let vector = (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS)
             .find(|v| !self.pci.iter().any(|d| d.vector == Some(*v)))
             .ok_or(Error::NoSpc)?;
@@ -193,12 +203,12 @@ impl Hv {
                 .sum::<u64>();
         let dev = &mut self.pci[i];
         // The MSI-X table's pages stay the hypervisor's.
-        let table =
-            dev.msix.map(|m| (m.bir, m.offset & !0xfff, (m.offset + m.entries as u64 * 16).next_multiple_of(4096)));
+        // An MSI-X table whose extent cannot be computed hides the whole BAR.
+        let table = dev.msix.map(|m| (m.bir, m.table_pages().unwrap_or((0, u64::MAX))));
         for b in dev.bars.iter().flatten().filter(|b| b.kind != BarKind::Io && b.addr != 0) {
             let pages = b.size.div_ceil(4096);
             for p in 0..pages {
-                if table.is_some_and(|(bir, lo, hi)| bir == b.index && (lo..hi).contains(&(p * 4096))) {
+                if table.is_some_and(|(bir, (lo, hi))| bir == b.index && (lo..hi).contains(&(p * 4096))) {
                     continue;
                 }
                 if l.aspace.map_device(va + p * 4096, b.addr + p * 4096, &mut self.frames).is_none() {
@@ -212,7 +222,14 @@ impl Hv {
         let cmd = read32(dev.bdf, 0x04);
         write32(dev.bdf, 0x04, (cmd & !0x1) | 0x2 | 0x4);
         if let Some(m) = dev.msix {
+            if let Some(msi) = dev.msi {
+                let ctrl = read32(dev.bdf, msi.cap);
+                write32(dev.bdf, msi.cap, ctrl & !(1 << 16)); // MSI-X only
+            }
             program_msix(dev.bdf, &dev.bars, m, vector);
+            dev.vector = Some(vector);
+        } else if let Some(m) = dev.msi {
+            program_msi(dev.bdf, m, vector);
             dev.vector = Some(vector);
         }
         hvlog!("pci {} {:04x}:{:04x} assigned to domain {id}", dev.bdf, dev.vendor, dev.device);
@@ -225,6 +242,10 @@ impl Hv {
             if let Some(m) = d.msix {
                 let ctrl = read32(d.bdf, m.cap);
                 write32(d.bdf, m.cap, ctrl & !(1 << 31));
+            }
+            if let Some(m) = d.msi {
+                let ctrl = read32(d.bdf, m.cap);
+                write32(d.bdf, m.cap, ctrl & !(1 << 16));
             }
             d.vector = None;
             let cmd = read32(d.bdf, 0x04);
@@ -254,6 +275,20 @@ fn program_msix(bdf: Bdf, bars: &[Option<Bar>; 6], m: Msix, vector: u8) {
     let ctrl = read32(bdf, m.cap);
     // Enable, not function-masked.
     write32(bdf, m.cap, (ctrl | 1 << 31) & !(1 << 30));
+}
+
+/// Points a device's plain MSI at `vector` on the boot CPU (one message) and enables it.
+fn program_msi(bdf: Bdf, m: Msi, vector: u8) {
+    let ctrl = read32(bdf, m.cap);
+    write32(bdf, m.cap, ctrl & !(1 << 16)); // off while reprogramming
+    write32(bdf, m.address, 0xfee0_0000);
+    if let Some(hi) = m.address_hi {
+        write32(bdf, hi, 0);
+    }
+    let data = read32(bdf, m.data);
+    write32(bdf, m.data, (data & 0xffff_0000) | vector as u32);
+    // Enable with one message (multiple message enable, bits 20-22, zero).
+    write32(bdf, m.cap, (ctrl & !(7 << 20)) | 1 << 16);
 }
 
 impl Hv {
@@ -308,17 +343,16 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             let off = u8::try_from(args[2]).ok().filter(|o| o % 4 == 0).ok_or(Error::Inval)?;
             let value = u32::try_from(args[3]).map_err(|_| Error::Inval)?;
             let bdf = hv.pci[i].bdf;
-            // The MSI-X capability is the hypervisor's.
-            if hv.pci[i].msix.is_some_and(|m| off >= m.cap && off < m.cap + 12) {
-                return Err(Error::Perm);
-            }
             let bars = hv.pci[i].bars;
             // A BAR register the device implements: a BAR, or the upper half of a 64-bit one.
             let implemented = |b: u8| {
                 bars[b as usize].is_some()
                     || (b > 0 && bars[b as usize - 1].is_some_and(|lo| lo.kind == BarKind::Mem64))
             };
-            match filter_write(off, value, |b| implemented(b).then(|| read32(bdf, 0x10 + b * 4))) {
+            // Default deny: only the command register's domain bits, BAR sizing and the interrupt
+            // line pass; MSI, MSI-X and every other capability are refused (`crate::pci`).
+            let current = if matches!(off, 0x04 | 0x3c) { read32(bdf, off) } else { 0 };
+            match filter_write(off, value, current, |b| implemented(b).then(|| read32(bdf, 0x10 + b * 4))) {
                 ConfigWrite::Pass(v) => write32(bdf, off, v),
                 ConfigWrite::StartSizing => hv.pci[i].sizing[((off - 0x10) / 4) as usize] = true,
                 ConfigWrite::EndSizing => hv.pci[i].sizing[((off - 0x10) / 4) as usize] = false,

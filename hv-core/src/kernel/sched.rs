@@ -108,7 +108,7 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
             hv.loaded_pml4 = hv.ktables.pml4;
         }
         drop(guard);
-        console::drain();
+        console::drain_some(console::DRAIN_IDLE);
         guard = HV.lock();
         let hv = guard.as_mut().expect("hypervisor initialised");
         if hv.expire_timers(time::now_ns()) > 0 {

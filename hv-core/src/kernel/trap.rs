@@ -5,15 +5,57 @@ use super::sched::leave;
 use super::{HV, Hv, console, hypercall};
 use crate::arch::trap::{
     DEVICE_VECTOR_BASE, DEVICE_VECTORS, EXCEPTION_VECTORS, PAGE_FAULT_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
-    exception_name, fault_address,
+    VECTOR_NO_ERROR_CODE, alignment_check_flag, exception_name, fault_address,
 };
 use crate::arch::{TrapFrame, apic};
 use crate::hvlog;
+use crate::trap::{Entry, NMI_VECTOR, TrapAction, classify};
+use core::sync::atomic::{AtomicU64, Ordering};
 use hv_abi::end;
+
+/// NMIs taken (they may arrive with any lock held, so the handler only counts them; the timer
+/// path reports them).
+static NMIS: AtomicU64 = AtomicU64::new(0);
+static NMIS_REPORTED: AtomicU64 = AtomicU64::new(0);
+/// Stray vectors ignored, and how many of them were logged (the first few only).
+static STRAYS: AtomicU64 = AtomicU64::new(0);
+const STRAYS_LOGGED: u64 = 16;
+/// Entries from ring 3 that found RFLAGS.AC still set in the handler (must stay 0).
+static AC_SEEN: AtomicU64 = AtomicU64::new(0);
 
 pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
-    if !frame.from_user() {
+    if vector == NMI_VECTOR && frame.vector & VECTOR_NO_ERROR_CODE == 0 {
+        // Non-maskable: it may have interrupted code holding the state or console lock.
+        NMIS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let from_user = frame.from_user();
+    if from_user && alignment_check_flag() && AC_SEEN.fetch_add(1, Ordering::Relaxed) == 0 {
+        hvlog!("RFLAGS.AC was set in a trap handler entered from ring 3 (SMAP off)");
+    }
+    let action = classify(Entry {
+        vector,
+        from_user,
+        in_service: vector < EXCEPTION_VECTORS && apic::in_service(vector),
+        missing_error_code: frame.vector & VECTOR_NO_ERROR_CODE != 0,
+    });
+    if action == TrapAction::Stray {
+        if apic::in_service(vector) {
+            apic::eoi();
+        }
+        let n = STRAYS.fetch_add(1, Ordering::Relaxed);
+        if n < STRAYS_LOGGED {
+            hvlog!(
+                "stray vector {vector:#x} ignored (raised by a device, the legacy PIC or the platform: no domain's fault){}",
+                if n + 1 == STRAYS_LOGGED { "; further ones are counted silently" } else { "" }
+            );
+        }
+        if !from_user {
+            return;
+        }
+    }
+    if !from_user {
         // Interrupted the hypervisor itself: only the idle loop runs with interrupts on.
         match vector {
             TIMER_VECTOR => apic::eoi(),
@@ -36,22 +78,37 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
     }
     let mut guard = HV.lock();
     let hv = guard.as_mut().expect("hypervisor initialised");
-    match vector {
-        TIMER_VECTOR => {
-            apic::eoi();
-            hv.armed_deadline = None;
-            console::drain();
+    match action {
+        TrapAction::DomainFault => domain_fault(hv, frame),
+        TrapAction::Fatal => {
+            panic!("{} while domain code ran at rip={:#x} error={:#x}", exception_name(vector), frame.rip, frame.error)
         }
-        SPURIOUS_VECTOR => {}
-        v if v < EXCEPTION_VECTORS => domain_fault(hv, frame),
-        v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
-            apic::eoi();
-            hv.device_interrupt(v);
-        }
-        _ => {}
+        TrapAction::Stray => {}
+        TrapAction::Interrupt => match vector {
+            TIMER_VECTOR => {
+                apic::eoi();
+                hv.armed_deadline = None;
+                report_nmis();
+                console::drain_some(console::DRAIN_TICK);
+            }
+            v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
+                apic::eoi();
+                hv.device_interrupt(v);
+            }
+            _ => {}
+        },
     }
     leave(guard, frame);
     frame.sanitise_for_user();
+}
+
+/// Logs NMIs taken since the last report (called from the timer path, where logging is safe).
+fn report_nmis() {
+    let n = NMIS.load(Ordering::Relaxed);
+    let before = NMIS_REPORTED.swap(n, Ordering::Relaxed);
+    if n != before {
+        hvlog!("{} NMI(s) ignored ({n} since boot)", n - before);
+    }
 }
 
 pub extern "C" fn syscall_handler(frame: &mut TrapFrame) {

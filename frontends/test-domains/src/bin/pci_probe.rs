@@ -52,6 +52,7 @@ fn main() {
             );
             refused("moving a BAR", pci::config_write(bdf, off, 0x1234_0000));
         }
+        capability_writes(bdf);
         if d.vendor == 0x1af4 {
             virtio_common(d, bdf);
             if matches!(d.device, 0x1001 | 0x1042) {
@@ -59,6 +60,53 @@ fn main() {
             }
         }
     }
+}
+
+/// Plays the attacker against the capabilities: writes each one's current value back (harmless
+/// if it passed, so the device keeps working either way) to MSI, MSI-X (control and table
+/// pointer), a virtio (vendor-specific) capability and the last dword of config space. Every
+/// write must be refused: a capability write that passes can aim the device's interrupts
+/// anywhere (MSI address/data) or reach its BARs (virtio's PCI-config-access window).
+fn capability_writes(bdf: Bdf) {
+    let byte = |off: u8| pci::config_read(bdf, off & !3).map(|w| (w >> ((off & 3) * 8)) as u8).unwrap_or(0);
+    let write_back = |off: u8| pci::config_write(bdf, off, pci::config_read(bdf, off).unwrap_or(0));
+    let mut cap = byte(0x34) & 0xfc;
+    let (mut msi, mut msix, mut vendor) = (None, None, None);
+    for _ in 0..48 {
+        if cap < 0x40 {
+            break;
+        }
+        match byte(cap) {
+            0x05 => msi = msi.or(Some(cap)),
+            0x11 => msix = msix.or(Some(cap)),
+            0x09 => vendor = vendor.or(Some(cap)),
+            _ => {}
+        }
+        cap = byte(cap + 1) & 0xfc;
+    }
+    match msi {
+        Some(c) => {
+            refused("config write to the MSI control", write_back(c));
+            refused("config write to the MSI address", write_back(c + 4));
+            refused("config write to the MSI data", write_back(c + 8));
+            let addr = pci::config_read(bdf, c + 4).unwrap_or(0);
+            let enabled = pci::config_read(bdf, c).unwrap_or(0) & (1 << 16) != 0;
+            println!("MSI after the attack: address {addr:#010x}, {}", if enabled { "enabled" } else { "disabled" });
+        }
+        None => println!("no MSI capability"),
+    }
+    match msix {
+        Some(c) => {
+            refused("config write to the MSI-X control", write_back(c));
+            refused("config write to the MSI-X table pointer", write_back(c + 4));
+        }
+        None => println!("no MSI-X capability"),
+    }
+    match vendor {
+        Some(c) => refused("config write to a virtio capability", write_back(c + 8)),
+        None => println!("no vendor-specific capability"),
+    }
+    refused("config write to the last dword (0xfc)", write_back(0xfc));
 }
 
 /// Finds the virtio common-configuration capability and reads the device features through the

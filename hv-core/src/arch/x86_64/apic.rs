@@ -33,13 +33,43 @@ fn read(off: usize) -> u32 {
     unsafe { reg(off).read_volatile() }
 }
 
-/// Masks the legacy PICs, enables the APIC, calibrates TSC and APIC timer (5 ms of PIT ch2).
+const REG_ISR: usize = 0x100;
+
+/// Remaps the legacy PICs to `PIC_VECTOR_BASE` (0x20-0x2f) and masks every line. Masked PICs
+/// still raise spurious IRQs 7 and 15; at their reset (or BIOS) vectors those would land on
+/// CPU exceptions (0x0f, 0x08-0x0f under SeaBIOS) and be blamed on the running domain.
+fn remap_and_mask_pics() {
+    let base = crate::trap::PIC_VECTOR_BASE;
+    let out = |port: u16, v: u8| {
+        // SAFETY: the 8259 command/data ports; the ICW sequence below is the standard
+        // initialisation (edge-triggered, cascaded, 8086 mode) and every line ends masked.
+        unsafe { Port::<u8>::new(port).write(v) }
+    };
+    out(0x21, 0xff);
+    out(0xa1, 0xff);
+    out(0x20, 0x11); // ICW1: init, ICW4 follows
+    out(0xa0, 0x11);
+    out(0x21, base); // ICW2: vector base
+    out(0xa1, base + 8);
+    out(0x21, 4); // ICW3: slave on IRQ2
+    out(0xa1, 2);
+    out(0x21, 1); // ICW4: 8086 mode
+    out(0xa1, 1);
+    out(0x21, 0xff);
+    out(0xa1, 0xff);
+}
+
+/// Whether the local APIC has `vector` in service: an external interrupt it delivered and that
+/// has not been acknowledged (an exception never sets this).
+pub fn in_service(vector: u8) -> bool {
+    let v = vector as usize;
+    read(REG_ISR + (v / 32) * 0x10) & (1 << (v % 32)) != 0
+}
+
+/// Masks and remaps the legacy PICs, enables the APIC, calibrates TSC and APIC timer (5 ms of
+/// PIT ch2).
 pub fn init() -> u64 {
-    // SAFETY: PIC data ports; masking every line is always safe.
-    unsafe {
-        Port::<u8>::new(0x21).write(0xff);
-        Port::<u8>::new(0xa1).write(0xff);
-    }
+    remap_and_mask_pics();
     write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);
     write(REG_TIMER_DIVIDE, 0x3); // divide by 16
     write(REG_LVT_TIMER, 1 << 16); // masked during calibration

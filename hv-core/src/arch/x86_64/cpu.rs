@@ -1,6 +1,6 @@
 //! CPU feature detection and control-register setup.
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
-use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
 
 pub const MSR_EFER: u32 = 0xc000_0080;
@@ -79,6 +79,24 @@ pub fn enable_protections(f: &Features) {
     // SAFETY: these bits only restrict what code may do; nothing in the hypervisor relies on
     // touching user pages (all domain memory is reached through the direct map).
     unsafe { Cr4::write(flags) };
+}
+
+/// Domains (and the hypervisor) are soft-float and the hypervisor keeps no FPU state per domain,
+/// so x87/MMX/SSE/AVX must trap rather than run on registers another domain left behind:
+/// CR0.EM makes x87 instructions raise #NM and MMX/SSE raise #UD; CR4.OSFXSR and OSXSAVE stay
+/// clear so SSE and AVX raise #UD too. The domain is then stopped with a report.
+pub fn disable_fpu() {
+    let mut cr0 = Cr0::read();
+    cr0.insert(Cr0Flags::EMULATE_COPROCESSOR);
+    cr0.remove(Cr0Flags::TASK_SWITCHED | Cr0Flags::MONITOR_COPROCESSOR);
+    let mut cr4 = Cr4::read();
+    cr4.remove(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE | Cr4Flags::OSXSAVE);
+    // SAFETY: nothing in the hypervisor uses x87/SSE (soft-float target); these bits only make
+    // such instructions trap.
+    unsafe {
+        Cr0::write(cr0);
+        Cr4::write(cr4);
+    }
 }
 
 pub fn halt_forever() -> ! {

@@ -14,22 +14,29 @@ pub const KERNEL_CS: u16 = 0x08;
 pub const KERNEL_DS: u16 = 0x10;
 pub const USER_DS: u16 = 0x18 | 3;
 pub const USER_CS: u16 = 0x20 | 3;
-/// IST slot for #DF and #MC (a known-good stack even if the hypervisor stack is gone).
-pub const IST_FATAL: u16 = 0;
+/// IST slots: double fault, NMI and machine check each run on a known-good stack of their own
+/// (an NMI can arrive between `syscall` and the stack switch, with the domain's rsp loaded).
+pub const IST_DOUBLE_FAULT: u16 = 0;
+pub const IST_NMI: u16 = 1;
+pub const IST_MACHINE_CHECK: u16 = 2;
+const IST_STACKS: usize = 3;
+const IST_STACK_SIZE: usize = 16384;
 
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<GlobalDescriptorTable> = Once::new();
 
 #[repr(C, align(16))]
-struct IstStack([u8; 16384]);
-static mut FATAL_STACK: IstStack = IstStack([0; 16384]);
+struct IstStack([u8; IST_STACK_SIZE]);
+static mut IST_STACK_AREA: [IstStack; IST_STACKS] = [const { IstStack([0; IST_STACK_SIZE]) }; IST_STACKS];
 
 pub fn init(kernel_stack_top: u64) {
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
         tss.privilege_stack_table[0] = VirtAddr::new(kernel_stack_top);
-        let fatal_top = (&raw const FATAL_STACK) as u64 + 16384;
-        tss.interrupt_stack_table[IST_FATAL as usize] = VirtAddr::new(fatal_top);
+        let base = (&raw const IST_STACK_AREA) as u64;
+        for i in 0..IST_STACKS {
+            tss.interrupt_stack_table[i] = VirtAddr::new(base + ((i + 1) * IST_STACK_SIZE) as u64);
+        }
         // No I/O permission bitmap: iomap_base past the limit denies every port to ring 3.
         tss.iomap_base = core::mem::size_of::<TaskStateSegment>() as u16;
         tss

@@ -38,6 +38,27 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
+/// Writes as much of `bytes` as the UART takes without waiting: 16 bytes (a FIFO's worth) each
+/// time the transmitter reports empty, stopping at the first time it does not. Returns how many
+/// bytes were written.
+pub fn write_some(bytes: &[u8]) -> usize {
+    let mut lsr = Port::<u8>::new(COM1 + 5);
+    let mut thr = Port::<u8>::new(COM1);
+    let mut written = 0;
+    for chunk in bytes.chunks(16) {
+        // SAFETY: reading the line status register has no side effects.
+        if unsafe { lsr.read() } & 0x20 == 0 {
+            break;
+        }
+        for &b in chunk {
+            // SAFETY: writing the transmit holding register queues one byte.
+            unsafe { thr.write(b) };
+        }
+        written += chunk.len();
+    }
+    written
+}
+
 /// isa-debug-exit (QEMU `-device isa-debug-exit,iobase=0xf4`): QEMU exits with `(v << 1) | 1`.
 /// On real hardware the write goes nowhere and the caller halts.
 pub fn qemu_exit(v: u32) {

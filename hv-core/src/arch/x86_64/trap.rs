@@ -3,8 +3,9 @@
 //! frame with another domain's saved state (that is a context switch) before the common exit
 //! restores it. Exits use `sysretq` for frames saved by `syscall` (rcx/r11 are dead there) and
 //! `iretq` otherwise.
-use super::gdt::{IST_FATAL, KERNEL_CS, USER_CS, USER_DS};
+use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CS, USER_CS, USER_DS};
 use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, Ordering};
 use x86_64::VirtAddr;
 use x86_64::structures::DescriptorTablePointer;
 
@@ -15,6 +16,19 @@ pub const TIMER_VECTOR: u8 = 0x40;
 pub const DEVICE_VECTOR_BASE: u8 = 0x50;
 pub const DEVICE_VECTORS: u8 = 8;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// Set in `TrapFrame::vector` by the stub of an exception that pushes an error code when the
+/// CPU pushed none: an external interrupt arrived on that vector (see `crate::trap`).
+pub const VECTOR_NO_ERROR_CODE: u64 = 0x200;
+
+/// Whether `clac` exists (CPUID SMAP): trap entry clears RFLAGS.AC with it, so a domain that
+/// set AC does not switch SMAP off for the hypervisor's handlers. Set once at boot.
+#[unsafe(no_mangle)]
+static HV_SMAP_CLAC: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later trap entry execute `clac` (call once, when SMAP is present).
+pub fn enable_clac_on_entry() {
+    HV_SMAP_CLAC.store(true, Ordering::Relaxed);
+}
 
 /// Saved register state, lowest address first (the stubs push in reverse).
 #[repr(C)]
@@ -130,8 +144,8 @@ pub fn exception_name(v: u8) -> &'static str {
         3 => "breakpoint",
         4 => "overflow",
         5 => "bound range exceeded",
-        6 => "invalid opcode",
-        7 => "device not available",
+        6 => "invalid opcode (MMX/SSE/AVX included: domains are soft-float)",
+        7 => "device not available (an x87 instruction: domains are soft-float)",
         8 => "double fault",
         10 => "invalid TSS",
         11 => "segment not present",
@@ -150,7 +164,7 @@ pub fn exception_name(v: u8) -> &'static str {
 unsafe extern "C" {
     fn trap_exit() -> !;
     fn syscall_entry();
-    static isr_table: [u64; 42];
+    static isr_table: [u64; 58];
 }
 
 macro_rules! stubs {
@@ -162,13 +176,22 @@ macro_rules! stubs {
             "    push \\n",
             "    jmp trap_common",
             ".endm",
+            // An exception with an error code. The CPU aligns rsp to 16 before pushing the frame
+            // in 64-bit mode: with an error code the stack is 16-aligned here, without one it is
+            // not, and that is an external interrupt on this vector (marked, error 0).
             ".macro ISR_ERR n",
             "isr_\\n:",
+            "    test spl, 8",
+            "    jnz 1f",
             "    push \\n",
+            "    jmp trap_common",
+            "1:",
+            "    push 0",
+            "    push (\\n | 0x200)",
             "    jmp trap_common",
             ".endm",
             ".section .text.trap, \"ax\"",
-            ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,80,81,82,83,84,85,86,87,255",
+            ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,64,80,81,82,83,84,85,86,87,255",
             "ISR_NOERR \\n",
             ".endr",
             ".irp n, 8,10,11,12,13,14,17,21,29,30",
@@ -178,6 +201,11 @@ macro_rules! stubs {
             "    test qword ptr [rsp + 24], 3",
             "    jz 1f",
             "    swapgs",
+            // From ring 3: RFLAGS.AC is the domain's (interrupt gates do not clear it) and would
+            // switch SMAP off in the handler. `syscall` clears it through SFMASK.
+            "    cmp byte ptr [rip + HV_SMAP_CLAC], 0",
+            "    je 1f",
+            "    clac",
             "1:",
             "    push rax", "push rbx", "push rcx", "push rdx", "push rsi", "push rdi", "push rbp",
             "    push r8", "push r9", "push r10", "push r11", "push r12", "push r13", "push r14", "push r15",
@@ -224,7 +252,7 @@ macro_rules! stubs {
             ".balign 8",
             ".global isr_table",
             "isr_table:",
-            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,64,80,81,82,83,84,85,86,87,255",
+            ".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,64,80,81,82,83,84,85,86,87,255",
             "    .quad isr_\\n",
             ".endr",
             ".text",
@@ -275,13 +303,18 @@ static mut IDT: Idt = Idt([Gate::MISSING; 256]);
 pub fn init() {
     // SAFETY: `isr_table` is the read-only address table emitted by the stubs above.
     let table = unsafe { &isr_table };
-    let vectors = (0u8..32)
+    let vectors = (0u8..48)
         .chain([TIMER_VECTOR])
         .chain(DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS)
         .chain([SPURIOUS_VECTOR]);
     for (i, v) in vectors.enumerate() {
-        // Double fault and machine check run on their own known-good stack.
-        let ist = matches!(v, 8 | 18).then_some(IST_FATAL);
+        // Double fault, NMI and machine check run on known-good stacks of their own.
+        let ist = match v {
+            8 => Some(IST_DOUBLE_FAULT),
+            2 => Some(IST_NMI),
+            18 => Some(IST_MACHINE_CHECK),
+            _ => None,
+        };
         // SAFETY: runs once at boot on CPU 0 before interrupts are enabled; nothing else touches
         // the IDT.
         unsafe { IDT.0[v as usize] = Gate::interrupt(table[i], ist) };
@@ -310,6 +343,11 @@ pub unsafe fn enter(frame: &TrapFrame, stack_top: u64) -> ! {
         dst.write(*frame);
         asm!("mov rsp, {0}", "jmp {1}", in(reg) dst, sym trap_exit, options(noreturn));
     }
+}
+
+/// Whether RFLAGS.AC is set now (it must never be inside the hypervisor).
+pub fn alignment_check_flag() -> bool {
+    x86_64::registers::rflags::read().contains(x86_64::registers::rflags::RFlags::ALIGNMENT_CHECK)
 }
 
 /// Waits for an interrupt with interrupts enabled, then disables them again.
