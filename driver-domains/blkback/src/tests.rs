@@ -17,7 +17,7 @@ use crate::vbd::{Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 const BACKEND: u32 = 1;
-const FE: u32 = 5;
+const FE: hv_abi::DomId = 5;
 
 /// The hypervisor's grant copy, reduced to what blkback relies on: a grant must exist, name the
 /// backend, and be writable for a copy into it; a bad element fails only itself (and the
@@ -46,7 +46,7 @@ impl Grants {
 }
 
 impl GrantCopier for Grants {
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
+    fn copy_in(&mut self, domid: hv_abi::DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
         assert_eq!(domid, FE);
         self.batches += 1;
         for (s, st) in segs.iter().zip(status) {
@@ -61,7 +61,7 @@ impl GrantCopier for Grants {
             };
         }
     }
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
+    fn copy_out(&mut self, domid: hv_abi::DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
         assert_eq!(domid, FE);
         self.batches += 1;
         for (c, st) in copies.iter().zip(status) {

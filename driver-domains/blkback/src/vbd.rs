@@ -81,7 +81,7 @@ pub struct Stats {
 
 /// A vdisk served to frontend `frontend`.
 pub struct Vbd {
-    pub frontend: u32,
+    pub frontend: hv_abi::DomId,
     pub region: Region,
     pub stats: Stats,
     /// The last refusal, for the log.
@@ -90,7 +90,7 @@ pub struct Vbd {
 }
 
 impl Vbd {
-    pub fn new(frontend: u32, region: Region) -> Self {
+    pub fn new(frontend: hv_abi::DomId, region: Region) -> Self {
         Self {
             frontend,
             region,
@@ -175,7 +175,12 @@ impl Vbd {
 }
 
 /// One batch: every segment in from the frontend's pages, or the first failure.
-fn copy_in(copier: &mut impl GrantCopier, domid: u32, segs: &[Seg], buf: &mut [u8]) -> Result<(), GrantStatus> {
+fn copy_in(
+    copier: &mut impl GrantCopier,
+    domid: hv_abi::DomId,
+    segs: &[Seg],
+    buf: &mut [u8],
+) -> Result<(), GrantStatus> {
     // An element the copier does not report on counts as failed.
     let mut status = [GrantStatus::GeneralError; MAX_SEGMENTS_PER_REQUEST];
     let status = &mut status[..segs.len().min(MAX_SEGMENTS_PER_REQUEST)];
@@ -184,7 +189,7 @@ fn copy_in(copier: &mut impl GrantCopier, domid: u32, segs: &[Seg], buf: &mut [u
 }
 
 /// One batch: every segment out to the frontend's pages, or the first failure.
-fn copy_out(copier: &mut impl GrantCopier, domid: u32, segs: &[Seg], buf: &[u8]) -> Result<(), GrantStatus> {
+fn copy_out(copier: &mut impl GrantCopier, domid: hv_abi::DomId, segs: &[Seg], buf: &[u8]) -> Result<(), GrantStatus> {
     let mut copies = [OutCopy { gref: 0, offset: 0, data: &[] }; MAX_SEGMENTS_PER_REQUEST];
     let n = segs.len().min(MAX_SEGMENTS_PER_REQUEST);
     for (c, s) in copies.iter_mut().zip(segs) {

@@ -62,7 +62,7 @@ impl DataPath for Vdisk {
         }
     }
 
-    fn attach(&mut self, _: &mut u64, _fe: u32, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
+    fn attach(&mut self, _: &mut u64, _fe: hv_abi::DomId, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
         let page = pages.into_iter().next().ok_or("no ring page")?;
         self.ring = Some(BackRing::<Blkif, _>::attach(page).map_err(|e| format!("{e:?}"))?);
         Ok(())

@@ -48,7 +48,7 @@ fn world() -> World {
     let mut server = StoreServer::new(Limits::default());
     server.introduce(BE).unwrap();
     server.introduce(FE).unwrap();
-    World { server, backend: Backend::new(u32::from(BE), 16), hv: FakeHv::default(), sectors: DEVICE_SECTORS }
+    World { server, backend: Backend::new(BE, 16), hv: FakeHv::default(), sectors: DEVICE_SECTORS }
 }
 
 fn refresh(w: &mut World) {

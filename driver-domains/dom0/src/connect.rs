@@ -50,7 +50,7 @@ pub fn devices_of(tracked: &[Tracked], i: usize, store: &StoreService) -> Vec<De
             kind: dev.kind.clone(),
             index,
             backend: dev.backend.clone(),
-            backend_id: be,
+            backend_id: be.map(u32::from),
             frontend_state: fe_state,
             backend_state: be_state,
         });

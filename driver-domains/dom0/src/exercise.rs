@@ -3,6 +3,7 @@
 use crate::store_service::StoreService;
 use crate::{Ending, Tracked};
 use alloc::format;
+use hv_abi::DomId;
 use hv_abi::{DomainListEntry, Error, state};
 use hv_bundle::Expect;
 use hv_rt::{domctl, println, time};
@@ -22,12 +23,12 @@ impl Checks {
     }
 }
 
-fn entry(domid: u32) -> Option<DomainListEntry> {
-    domctl::list().ok()?.into_iter().find(|e| e.domid == domid)
+fn entry(domid: DomId) -> Option<DomainListEntry> {
+    domctl::list().ok()?.into_iter().find(|e| e.id() == domid)
 }
 
 /// Runs the exercise; `victim` is a running domain that never blocks. Returns the failures.
-pub fn lifecycle(victim: Option<u32>) -> usize {
+pub fn lifecycle(victim: Option<DomId>) -> usize {
     let mut c = Checks { failed: 0 };
     c.check(
         "create with an unknown image -> ENOENT",
@@ -132,8 +133,8 @@ impl Counters {
 /// `exercise=kill-backend`: once the frontend reports it has streamed its messages (it writes
 /// `data/phase = streamed` in its own store directory), destroy its backend mid-stream.
 pub struct Killer {
-    frontend: u32,
-    backend: u32,
+    frontend: DomId,
+    backend: DomId,
     backend_name: alloc::string::String,
     done: bool,
 }
@@ -170,7 +171,7 @@ impl Killer {
 /// argument, default 300), destroy its backend driver domain and start a new instance with the
 /// same image, devices and PCI assignment; the frontend must reconnect and carry on.
 pub struct Restarter {
-    frontend: u32,
+    frontend: DomId,
     backend_name: alloc::string::String,
     at: u64,
     done: bool,

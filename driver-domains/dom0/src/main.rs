@@ -13,6 +13,7 @@ mod toolstack;
 mod xl;
 
 use alloc::vec::Vec;
+use hv_abi::DomId;
 use hv_abi::{DomainListEntry, ShutdownReason, end, state};
 use hv_bundle::restart::{RestartBackoff, RestartDecision};
 use hv_bundle::{DomainConfig, Expect, OnFinish, Topology};
@@ -64,7 +65,7 @@ fn expect_text(e: Expect) -> &'static str {
 
 pub struct Tracked {
     pub cfg: DomainConfig,
-    pub domid: Option<u32>,
+    pub domid: Option<DomId>,
     pub ending: Option<Ending>,
     /// Instances started by the restart policy so far.
     pub restarts: u32,
@@ -84,7 +85,7 @@ pub struct Tracked {
 
 impl Tracked {
     /// A domain just created (`domid` None: it failed to start); it waits for its devices.
-    pub fn new(cfg: DomainConfig, domid: Option<u32>, since_ns: u64, from_xl: bool) -> Self {
+    pub fn new(cfg: DomainConfig, domid: Option<DomId>, since_ns: u64, from_xl: bool) -> Self {
         let waiting = (domid.is_some() && !cfg.devices.is_empty()).then_some(connect::Wait::Create);
         let ending = if domid.is_none() { Some(Ending::FailedToStart) } else { None };
         Self {
@@ -239,11 +240,11 @@ fn main() {
         }
         let Ok(list) = domctl::list() else { continue };
         for e in list.iter().filter(|e| e.state == state::DEAD) {
-            if let Err(err) = domctl::destroy(e.domid) {
-                println!("cannot reap domain {}: {}", e.domid, err.name());
+            if let Err(err) = domctl::destroy(e.id()) {
+                println!("cannot reap domain {}: {}", e.id(), err.name());
             }
-            let how = tracked.iter().find(|t| t.domid == Some(e.domid)).and_then(|t| t.ending).unwrap_or(classify(e));
-            handle_death(&mut tracked, &mut store, e.domid, how);
+            let how = tracked.iter().find(|t| t.domid == Some(e.id())).and_then(|t| t.ending).unwrap_or(classify(e));
+            handle_death(&mut tracked, &mut store, e.id(), how);
         }
         let waiting = tracked.iter().any(|t| t.ending.is_none() && t.cfg.expect != Expect::Forever);
         if finished || waiting {
@@ -279,7 +280,7 @@ fn main() {
 /// Domain `id` is gone (reaped): stop serving its store connection, report how it ended, and
 /// apply its `on_crash` policy: a restartable domain that crashed (or was killed by anyone but
 /// `xl destroy`) comes back with the same devices.
-pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreService, id: u32, how: Ending) {
+pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreService, id: DomId, how: Ending) {
     store.disconnect(id);
     let Some(i) = tracked.iter().position(|t| t.domid == Some(id)) else { return };
     let restart =

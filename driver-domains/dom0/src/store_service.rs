@@ -3,12 +3,13 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use hv_abi::DomId;
 use hv_rt::{domctl, evtchn, grant, println};
 use shared_ring::PageMemory;
 use xenstored::{Limits, ServerPort, StoreServer};
 
 struct Connected {
-    domid: u32,
+    domid: DomId,
     port: u32,
     map_handle: u32,
     memory: *mut PageMemory,
@@ -49,7 +50,7 @@ impl StoreService {
 
     /// Starts serving a new domain.
     /// `Ok` also when the domain has already ended (nothing to serve).
-    pub fn connect(&mut self, domid: u32) -> Result<(), &'static str> {
+    pub fn connect(&mut self, domid: DomId) -> Result<(), &'static str> {
         let c = match domctl::store_connect(domid) {
             Ok(c) => c,
             Err(hv_abi::Error::Srch) => return Ok(()),
@@ -62,12 +63,12 @@ impl StoreService {
         let memory = Box::into_raw(Box::new(unsafe { PageMemory::new(base, 4096) }));
         // SAFETY: `memory` is a leaked box, freed only in `disconnect` after its last user.
         let mem_ref: &'static PageMemory = unsafe { &*memory };
-        let Some(server_port) = ServerPort::attach(mem_ref, domid as u16) else {
+        let Some(server_port) = ServerPort::attach(mem_ref, domid) else {
             // SAFETY: `memory` came from Box::into_raw above and has no other user.
             drop(unsafe { Box::from_raw(memory) });
             return Err("store page too small");
         };
-        self.server.introduce(domid as u16).map_err(|e| match e {
+        self.server.introduce(domid).map_err(|e| match e {
             xenstored::StoreError::QuotaExceeded(xenstored::Quota::Memory) => {
                 "the store has no memory left for another domain (give Dom0 more memory_mib)"
             }
@@ -78,10 +79,10 @@ impl StoreService {
     }
 
     /// Stops serving a domain that is gone: its nodes, watches and mapping are released.
-    pub fn disconnect(&mut self, domid: u32) {
+    pub fn disconnect(&mut self, domid: DomId) {
         let Some(i) = self.domains.iter().position(|d| d.domid == domid) else { return };
         let d = self.domains.swap_remove(i);
-        let _ = self.server.release(domid as u16);
+        let _ = self.server.release(domid);
         let (port, map_handle, memory) = d.into_parts();
         // SAFETY: the only user of `memory`, the ServerPort, is gone.
         drop(unsafe { Box::from_raw(memory) });
@@ -101,7 +102,7 @@ impl StoreService {
     pub fn pump(&mut self) -> bool {
         let mut any_more = false;
         for d in self.domains.iter_mut() {
-            let (a, b) = self.server.output(d.domid as u16);
+            let (a, b) = self.server.output(d.domid);
             if !d.more && a.is_empty() && b.is_empty() {
                 continue;
             }

@@ -2,14 +2,15 @@
 //! owned by its domain and readable by the other, cross-linked, both in state Initialising.
 use alloc::format;
 use alloc::string::String;
+use hv_abi::DomId;
 use xenstore::{Access, ClientError, Permissions, StoreClient};
 use xenstored::{LocalClient, StoreServer};
 
-pub fn frontend_dir(fe: u32, kind: &str, index: u32) -> String {
+pub fn frontend_dir(fe: DomId, kind: &str, index: u32) -> String {
     format!("/local/domain/{fe}/device/{kind}/{index}")
 }
 
-pub fn backend_dir(be: u32, kind: &str, fe: u32, index: u32) -> String {
+pub fn backend_dir(be: DomId, kind: &str, fe: DomId, index: u32) -> String {
     format!("/local/domain/{be}/backend/{kind}/{fe}/{index}")
 }
 
@@ -18,9 +19,9 @@ fn err(what: &str, e: ClientError) -> String {
 }
 
 /// A directory owned by `owner` and readable by `reader`.
-fn private_dir(c: &mut LocalClient<'_>, dir: &str, owner: u32, reader: u32) -> Result<(), String> {
+fn private_dir(c: &mut LocalClient<'_>, dir: &str, owner: DomId, reader: DomId) -> Result<(), String> {
     c.mkdir(dir.as_bytes()).map_err(|e| err("mkdir", e))?;
-    c.set_perms(dir.as_bytes(), Permissions::new(owner as u16, Access::None).with(reader as u16, Access::Read))
+    c.set_perms(dir.as_bytes(), Permissions::new(owner, Access::None).with(reader, Access::Read))
         .map_err(|e| err("perms", e))
 }
 
@@ -36,7 +37,7 @@ pub fn index_in_kind<T>(devices: &[T], i: usize, kind: impl Fn(&T) -> &str) -> u
 
 /// A vif's MAC: `mac=xx:xx:xx:xx:xx:xx` from its params, else `00:16:3e:00:<fe>:<index>`
 /// (Xen's OUI, locally unique per frontend and device).
-pub fn vif_mac(params: &str, fe: u32, index: u32) -> Result<String, String> {
+pub fn vif_mac(params: &str, fe: DomId, index: u32) -> Result<String, String> {
     match params.split_whitespace().find_map(|w| w.strip_prefix("mac=")) {
         Some(m) => {
             let parts: alloc::vec::Vec<&str> = m.split(':').collect();
@@ -55,7 +56,7 @@ pub fn vif_mac(params: &str, fe: u32, index: u32) -> Result<String, String> {
 fn class_keys(
     kind: &str,
     params: &str,
-    fe: u32,
+    fe: DomId,
     index: u32,
 ) -> Result<alloc::vec::Vec<(&'static str, String)>, String> {
     Ok(match kind {
@@ -69,8 +70,8 @@ fn write_backend(
     c: &mut LocalClient<'_>,
     f: &str,
     b: &str,
-    fe: u32,
-    be: u32,
+    fe: DomId,
+    be: DomId,
     params: &str,
     extra: &[(&str, String)],
 ) -> Result<(), String> {
@@ -90,8 +91,8 @@ pub fn add_device(
     server: &mut StoreServer,
     kind: &str,
     index: u32,
-    fe: u32,
-    be: u32,
+    fe: DomId,
+    be: DomId,
     params: &str,
 ) -> Result<(), String> {
     let (f, b) = (frontend_dir(fe, kind, index), backend_dir(be, kind, fe, index));
@@ -114,8 +115,8 @@ pub fn move_backend(
     server: &mut StoreServer,
     kind: &str,
     index: u32,
-    fe: u32,
-    be: u32,
+    fe: DomId,
+    be: DomId,
     params: &str,
 ) -> Result<(), String> {
     let (f, b) = (frontend_dir(fe, kind, index), backend_dir(be, kind, fe, index));
@@ -124,7 +125,7 @@ pub fn move_backend(
     write_backend(&mut c, &f, &b, fe, be, params, &extra)?;
     // The frontend's directory and every node in it (state, ring-ref, ...) grant the new backend
     // read access (the old backend's entries went with it), then the directory names it.
-    let perms = Permissions::new(fe as u16, Access::None).with(be as u16, Access::Read);
+    let perms = Permissions::new(fe, Access::None).with(be, Access::Read);
     let children = c.directory(f.as_bytes()).map_err(|e| err("list frontend", e))?;
     c.set_perms(f.as_bytes(), perms.clone()).map_err(|e| err("frontend perms", e))?;
     for child in children {
@@ -142,7 +143,7 @@ pub fn move_backend(
 /// tears it down) and the frontend's own home.
 fn remove_device_entries(
     store: &mut crate::store_service::StoreService,
-    fe: u32,
+    fe: DomId,
     devices: &[hv_bundle::DeviceConfig],
     tracked: &[crate::Tracked],
 ) {
@@ -165,7 +166,7 @@ fn remove_device_entries(
 }
 
 /// Removes the store entries of every device tracked frontend `fe` had.
-pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: u32, tracked: &[crate::Tracked]) {
+pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: DomId, tracked: &[crate::Tracked]) {
     let devices = tracked.iter().find(|t| t.domid == Some(fe)).map(|t| t.cfg.devices.as_slice()).unwrap_or(&[]);
     remove_device_entries(store, fe, devices, tracked);
 }
@@ -177,7 +178,7 @@ pub fn start(
     cfg: &hv_bundle::DomainConfig,
     tracked: &[crate::Tracked],
     store: &mut crate::store_service::StoreService,
-) -> Result<u32, String> {
+) -> Result<DomId, String> {
     use hv_rt::domctl;
     let id = domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED)
         .map_err(|e| crate::xl::err_text(&format!("create {}", cfg.name), e))?;
@@ -222,7 +223,7 @@ pub fn restart(
     tracked: &mut [crate::Tracked],
     i: usize,
     store: &mut crate::store_service::StoreService,
-) -> Result<u32, String> {
+) -> Result<DomId, String> {
     use hv_rt::domctl;
     let crashed_ns = hv_rt::time::now_ns();
     let cfg = tracked[i].cfg.clone();

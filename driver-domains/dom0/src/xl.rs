@@ -6,6 +6,7 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use hv_abi::DomId;
 
 use hv_abi::{Error, state};
 use hv_bundle::{DeviceConfig, DomainConfig, DomainKind, Expect, OnCrash};
@@ -87,14 +88,14 @@ fn name_of(e: &hv_abi::DomainListEntry) -> String {
 }
 
 /// The domain `r` names, as (id, name), among live ones.
-fn resolve(r: &DomRef) -> Result<(u32, String), String> {
+fn resolve(r: &DomRef) -> Result<(DomId, String), String> {
     let list = domctl::list().map_err(|e| format!("cannot list domains: {}", e.name()))?;
     let found = list.iter().filter(|e| e.state != state::DEAD).find(|e| match r {
-        DomRef::Id(id) => e.domid == *id,
+        DomRef::Id(id) => e.domid == *id && e.id() != hv_abi::DOMID_SELF_ID,
         DomRef::Name(n) => name_of(e) == *n,
     });
     match found {
-        Some(e) => Ok((e.domid, name_of(e))),
+        Some(e) => Ok((e.id(), name_of(e))),
         None => Err(match r {
             DomRef::Id(id) => format!("unknown domain {id} (see xl list)"),
             DomRef::Name(n) => format!("unknown domain {n:?} (see xl list)"),
@@ -120,7 +121,7 @@ pub fn serve(req: Request, tracked: &mut Vec<Tracked>, store: &mut StoreService)
         Request::List => list(tracked),
         Request::Info => info(store),
         Request::Create(spec) => match create(spec, tracked, store) {
-            Ok(id) => Response::Created { id },
+            Ok(id) => Response::Created { id: id.into() },
             Err(e) => Response::Error(e),
         },
         Request::Destroy { dom, crash } => match destroy(&dom, crash, tracked, store) {
@@ -149,7 +150,7 @@ pub fn serve(req: Request, tracked: &mut Vec<Tracked>, store: &mut StoreService)
     }
 }
 
-fn simple(dom: &DomRef, what: &str, f: fn(u32) -> Result<(), Error>) -> Response {
+fn simple(dom: &DomRef, what: &str, f: fn(DomId) -> Result<(), Error>) -> Response {
     match resolve(dom) {
         Ok((0, _)) => Response::Error(format!("cannot {what} Dom0")),
         Ok((id, name)) => match f(id) {
@@ -175,7 +176,7 @@ fn list(tracked: &[Tracked]) -> Response {
                 _ => State::Dying,
             },
             cpu_time_ns: e.cpu_time_ns,
-            restarts: tracked.iter().find(|t| t.domid == Some(e.domid)).map_or(0, |t| t.restarts),
+            restarts: tracked.iter().find(|t| t.domid == Some(e.id())).map_or(0, |t| t.restarts),
         })
         .collect();
     Response::List(rows)
@@ -242,7 +243,7 @@ fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, Str
 
 /// `xl create`: builds the domain paused, connects it to the store, assigns its PCI devices,
 /// writes its devices' store entries, then runs it. Any failure undoes all of it.
-fn create(spec: DomainSpec, tracked: &mut Vec<Tracked>, store: &mut StoreService) -> Result<u32, String> {
+fn create(spec: DomainSpec, tracked: &mut Vec<Tracked>, store: &mut StoreService) -> Result<DomId, String> {
     let cfg = config_of(&spec, tracked)?;
     let since = hv_rt::time::now_ns();
     let id = toolstack::start(&cfg, tracked, store)?;

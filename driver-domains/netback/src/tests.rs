@@ -28,19 +28,19 @@ type Mem = CellMemory<'static>;
 #[derive(Default)]
 struct Grants {
     /// (domid, gref) → (read-only, page)
-    pages: HashMap<(u32, u32), (bool, Vec<u8>)>,
+    pages: HashMap<(hv_abi::DomId, u32), (bool, Vec<u8>)>,
     batches_in: usize,
     batches_out: usize,
 }
 
 impl Grants {
-    fn grant(&mut self, domid: u32, gref: u32, read_only: bool) {
+    fn grant(&mut self, domid: hv_abi::DomId, gref: u32, read_only: bool) {
         self.pages.insert((domid, gref), (read_only, vec![0; 4096]));
     }
-    fn page(&mut self, domid: u32, gref: u32) -> &mut Vec<u8> {
+    fn page(&mut self, domid: hv_abi::DomId, gref: u32) -> &mut Vec<u8> {
         &mut self.pages.get_mut(&(domid, gref)).expect("granted").1
     }
-    fn check(&self, domid: u32, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
+    fn check(&self, domid: hv_abi::DomId, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
         let Some((ro, _)) = self.pages.get(&(domid, gref)) else { return Err(GrantStatus::BadGntref) };
         if write && *ro {
             return Err(GrantStatus::PermissionDenied);
@@ -53,7 +53,7 @@ impl Grants {
 }
 
 impl GrantCopier for Grants {
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
+    fn copy_in(&mut self, domid: hv_abi::DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
         assert_eq!(segs.len(), status.len());
         self.batches_in += 1;
         for (s, st) in segs.iter().zip(status.iter_mut()) {
@@ -68,7 +68,7 @@ impl GrantCopier for Grants {
             };
         }
     }
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
+    fn copy_out(&mut self, domid: hv_abi::DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
         assert_eq!(copies.len(), status.len());
         self.batches_out += 1;
         for (c, st) in copies.iter().zip(status.iter_mut()) {
@@ -107,7 +107,7 @@ fn page() -> &'static [Cell<u8>] {
 
 /// A frontend driving its rings by hand (so it can also write anything it likes).
 struct Front {
-    domid: u32,
+    domid: hv_abi::DomId,
     mac: Mac,
     tx: Mem,
     rx: Mem,
@@ -124,7 +124,7 @@ const TX_BASE: u32 = 100;
 const RX_BASE: u32 = 1000;
 
 impl Front {
-    fn new(domid: u32, grants: &mut Grants) -> Self {
+    fn new(domid: hv_abi::DomId, grants: &mut Grants) -> Self {
         let (tx, rx) = (CellMemory::from_cells(page()), CellMemory::from_cells(page()));
         for m in [&tx, &rx] {
             m.store_release(REQ_EVENT, 1);
@@ -247,7 +247,7 @@ impl Net {
             now: 0,
         }
     }
-    fn add(&mut self, domid: u32) -> (Front, PortId) {
+    fn add(&mut self, domid: hv_abi::DomId) -> (Front, PortId) {
         let f = Front::new(domid, &mut self.grants);
         let port = self.bridge.add_vif(f.vif(), Some(f.mac));
         (f, port)

@@ -197,7 +197,7 @@ pub struct RxRound {
 /// A connected vif.
 pub struct Vif<M: SharedMemory> {
     /// The frontend domain.
-    pub domid: u32,
+    pub domid: hv_abi::DomId,
     pub tx: BackRing<NetifTx, M>,
     pub rx: BackRing<NetifRx, M>,
     pub counters: Counters,
@@ -223,7 +223,7 @@ struct Ready {
 }
 
 impl<M: SharedMemory> Vif<M> {
-    pub fn new(domid: u32, tx: BackRing<NetifTx, M>, rx: BackRing<NetifRx, M>) -> Self {
+    pub fn new(domid: hv_abi::DomId, tx: BackRing<NetifTx, M>, rx: BackRing<NetifRx, M>) -> Self {
         Self {
             domid,
             tx,

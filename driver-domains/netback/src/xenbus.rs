@@ -121,7 +121,13 @@ impl DataPath for VifPath {
         }
     }
 
-    fn attach(&mut self, shared: &mut Shared, fe: u32, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
+    fn attach(
+        &mut self,
+        shared: &mut Shared,
+        fe: hv_abi::DomId,
+        pages: Vec<PageMemory>,
+        _port: u32,
+    ) -> Result<(), String> {
         let mut pages = pages.into_iter();
         let (Some(tx_mem), Some(rx_mem)) = (pages.next(), pages.next()) else {
             return Err("two ring pages expected".into());

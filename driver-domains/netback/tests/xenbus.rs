@@ -52,12 +52,7 @@ fn world(params: &str) -> World {
     for (k, v) in [("frontend", FE_DIR), ("frontend-id", "5"), ("params", params), ("mac", "00:16:3e:00:05:00")] {
         d.write(format!("{BE_DIR}/{k}").as_bytes(), v.as_bytes()).unwrap();
     }
-    World {
-        server,
-        backend: Backend::new(u32::from(BE), 32),
-        hv: FakeHv::default(),
-        shared: Shared::new(Bridge::new(false), log),
-    }
+    World { server, backend: Backend::new(BE, 32), hv: FakeHv::default(), shared: Shared::new(Bridge::new(false), log) }
 }
 
 fn refresh(w: &mut World) {

@@ -2,6 +2,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use hv_abi::DomId;
 
 use xenstore::xenbus::device_removed;
 use xenstore::{ClientError, StoreClient};
@@ -26,7 +27,7 @@ pub struct Backend<D: DataPath> {
 
 impl<D: DataPath> Backend<D> {
     /// The devices of backend domain `me`, at most `max_devices` of them.
-    pub fn new(me: u32, max_devices: usize) -> Self {
+    pub fn new(me: DomId, max_devices: usize) -> Self {
         Self { base: format!("/local/domain/{me}/backend/{}", D::KIND), max_devices, devices: Vec::new() }
     }
 
@@ -61,7 +62,13 @@ impl<D: DataPath> Backend<D> {
         self.prune(client, p, shared);
         let Ok(fes) = client.directory(self.base.as_bytes()) else { return };
         for fe_name in fes {
-            let Some(fe) = core::str::from_utf8(&fe_name).ok().and_then(|t| t.parse::<u32>().ok()) else { continue };
+            let Some(fe) = core::str::from_utf8(&fe_name)
+                .ok()
+                .and_then(|t| t.parse::<DomId>().ok())
+                .filter(|d| *d < xenstore::DOMID_FIRST_RESERVED)
+            else {
+                continue;
+            };
             let Ok(ns) = client.directory(format!("{}/{fe}", self.base).as_bytes()) else { continue };
             for n in ns {
                 let Ok(n) = core::str::from_utf8(&n) else { continue };

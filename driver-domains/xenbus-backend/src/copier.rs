@@ -1,5 +1,6 @@
 //! Batched grant copy between a frontend's granted pages and the backend's own memory: the one
 //! way both backends move data (data pages are never mapped).
+use hv_abi::DomId;
 use hv_abi::GrantStatus;
 
 /// One copy between a frontend's grant `gref` (`len` bytes at `offset` in its page) and
@@ -26,7 +27,7 @@ pub struct OutCopy<'a> {
 /// `buf`) gets [`GrantStatus::BadCopyArg`].
 pub trait GrantCopier {
     /// Frontend pages → `buf`.
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]);
+    fn copy_in(&mut self, domid: DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]);
     /// Backend data → frontend pages.
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]);
+    fn copy_out(&mut self, domid: DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]);
 }

@@ -3,9 +3,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use hv_abi::DomId;
 
 use shared_ring::PageMemory;
-use xenstore::xenbus::{self, XenbusState, backend_next, read_u32};
+use xenstore::xenbus::{self, XenbusState, backend_next, read_domid, read_u32};
 use xenstore::{ClientError, Errno, StoreClient};
 
 use crate::platform::Platform;
@@ -49,7 +50,8 @@ pub trait DataPath: Sized {
     }
     /// The rings are mapped (one page per [`DataPath::RINGS`] entry) and `port` is bound:
     /// attach the data path. On `Err` the skeleton unmaps and closes everything.
-    fn attach(&mut self, shared: &mut Self::Shared, fe: u32, pages: Vec<PageMemory>, port: u32) -> Result<(), String>;
+    fn attach(&mut self, shared: &mut Self::Shared, fe: DomId, pages: Vec<PageMemory>, port: u32)
+    -> Result<(), String>;
     /// Drops the data path; its pages are unmapped right after.
     fn detach(&mut self, shared: &mut Self::Shared);
     /// After the `disconnected` line (netback prints the final counters).
@@ -66,7 +68,7 @@ pub struct Info {
     /// `<kind> <fe>/<n>`, for the console.
     pub name: String,
     /// The frontend's domain (from the path).
-    pub fe: u32,
+    pub fe: DomId,
 }
 
 struct Connection {
@@ -104,7 +106,7 @@ impl<D: DataPath> Device<D> {
     ) -> Self {
         let mut d =
             Device { info, state: XenbusState::Initialising, path: None, conn: None, refusals: RefusalLog::default() };
-        let fe_id = read_u32(client, &format!("{}/frontend-id", d.info.dir));
+        let fe_id = read_domid(client, &format!("{}/frontend-id", d.info.dir));
         let path = match D::probe(client, &d.info, shared) {
             Err(line) => {
                 p.log(&format!("{}: {line}", d.info.name));

@@ -1,5 +1,6 @@
 //! The skeleton on hv-core: the hypervisor's grant map/unmap, event channels and grant copy,
 //! and the console.
+use hv_abi::DomId;
 use hv_abi::{Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GrantCopy, GrantCopyPtr, GrantStatus};
 use hv_rt::{evtchn, grant};
 
@@ -13,13 +14,13 @@ pub struct Hv;
 // mapped until `grant::unmap` of its handle (a frontend that dies leaves a scratch page in its
 // place, never an unmapped hole), and nothing else of ours uses that address.
 unsafe impl Platform for Hv {
-    fn map(&mut self, domid: u32, gref: u32) -> Result<(u32, u64), Error> {
+    fn map(&mut self, domid: DomId, gref: u32) -> Result<(u32, u64), Error> {
         grant::map(domid, gref, false)
     }
     fn unmap(&mut self, handle: u32) -> Result<(), Error> {
         grant::unmap(handle)
     }
-    fn bind(&mut self, domid: u32, remote_port: u32) -> Result<u32, Error> {
+    fn bind(&mut self, domid: DomId, remote_port: u32) -> Result<u32, Error> {
         evtchn::bind_interdomain(domid, remote_port)
     }
     fn close(&mut self, port: u32) -> Result<(), Error> {
@@ -47,8 +48,8 @@ fn run_batch(ops: &mut [GrantCopy], status: &mut [GrantStatus]) {
     }
 }
 
-fn remote(domid: u32, gref: u32, offset: u16) -> GrantCopyPtr {
-    GrantCopyPtr { ref_or_addr: u64::from(gref), domid: domid as u16, offset, _pad: 0 }
+fn remote(domid: DomId, gref: u32, offset: u16) -> GrantCopyPtr {
+    GrantCopyPtr { ref_or_addr: u64::from(gref), domid, offset, _pad: 0 }
 }
 
 fn local(addr: u64) -> GrantCopyPtr {
@@ -56,7 +57,7 @@ fn local(addr: u64) -> GrantCopyPtr {
 }
 
 impl GrantCopier for HvCopier {
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
+    fn copy_in(&mut self, domid: DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
         let base = buf.as_mut_ptr() as u64;
         let inside = |s: &Seg| s.buf_offset.checked_add(usize::from(s.len)).is_some_and(|end| end <= buf.len());
         for (segs, status) in segs.chunks(CHUNK).zip(status.chunks_mut(CHUNK)) {
@@ -83,7 +84,7 @@ impl GrantCopier for HvCopier {
         }
     }
 
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
+    fn copy_out(&mut self, domid: DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
         for (copies, status) in copies.chunks(CHUNK).zip(status.chunks_mut(CHUNK)) {
             let mut ops = [GrantCopy::default(); CHUNK];
             for (op, c) in ops.iter_mut().zip(copies) {

@@ -4,6 +4,7 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use hv_abi::DomId;
 
 use hv_abi::Error;
 
@@ -20,7 +21,7 @@ pub struct FakeHv {
     /// Handles and ports handed out so far.
     pub issued: u32,
     /// handle → (domid, gref).
-    pub mapped: BTreeMap<u32, (u32, u32)>,
+    pub mapped: BTreeMap<u32, (DomId, u32)>,
     /// Our bound ports.
     pub bound: BTreeSet<u32>,
     /// Grant refs whose map fails with `ENOENT`.
@@ -49,7 +50,7 @@ impl FakeHv {
 // SAFETY: every page handed out is leaked, so it stays valid (and unused by anything else) for
 // the rest of the process, longer than until its unmap.
 unsafe impl Platform for FakeHv {
-    fn map(&mut self, domid: u32, gref: u32) -> Result<(u32, u64), Error> {
+    fn map(&mut self, domid: DomId, gref: u32) -> Result<(u32, u64), Error> {
         if self.bad_grefs.contains(&gref) {
             return Err(Error::NoEnt);
         }
@@ -61,7 +62,7 @@ unsafe impl Platform for FakeHv {
     fn unmap(&mut self, handle: u32) -> Result<(), Error> {
         self.mapped.remove(&handle).map(drop).ok_or(Error::Inval)
     }
-    fn bind(&mut self, _domid: u32, _remote_port: u32) -> Result<u32, Error> {
+    fn bind(&mut self, _domid: DomId, _remote_port: u32) -> Result<u32, Error> {
         if self.fail_bind {
             return Err(Error::Inval);
         }

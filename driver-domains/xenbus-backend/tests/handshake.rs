@@ -55,7 +55,13 @@ impl DataPath for TestPath {
             _ => Ok(()),
         }
     }
-    fn attach(&mut self, shared: &mut Shared, _fe: u32, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
+    fn attach(
+        &mut self,
+        shared: &mut Shared,
+        _fe: hv_abi::DomId,
+        pages: Vec<PageMemory>,
+        _port: u32,
+    ) -> Result<(), String> {
         if shared.refuse_attach {
             return Err("refused".into());
         }
@@ -96,8 +102,7 @@ fn world_with(params: &str, frontend_id: &str) -> World {
     let mut server = StoreServer::new(Limits::default());
     server.introduce(BE).unwrap();
     server.introduce(FE).unwrap();
-    let mut w =
-        World { server, backend: Backend::new(u32::from(BE), 4), hv: FakeHv::default(), shared: Shared::default() };
+    let mut w = World { server, backend: Backend::new(BE, 4), hv: FakeHv::default(), shared: Shared::default() };
     let mut d = dom0(&mut w);
     for (dir, owner, peer) in [(FE_DIR, FE, BE), (BE_DIR, BE, FE)] {
         d.mkdir(dir.as_bytes()).unwrap();

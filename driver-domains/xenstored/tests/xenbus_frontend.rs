@@ -3,7 +3,7 @@
 //! and garbage in the peer's nodes.
 
 use xenstore::xenbus::frontend::{WaitError, peer_state, wait_for_state};
-use xenstore::xenbus::{ReadError, SHOWN_VALUE, XenbusState, read_u32, state_path, switch_state};
+use xenstore::xenbus::{ReadError, SHOWN_VALUE, XenbusState, read_domid, read_u32, state_path, switch_state};
 use xenstore::{Access, ClientError, Errno, Permissions, Request, StoreClient};
 use xenstored::{Limits, LocalClient, StoreServer};
 
@@ -118,4 +118,30 @@ fn read_u32_names_a_value_that_is_not_a_number() {
         read_u32(&mut be, &format!("{BE_DIR}/missing")),
         Err(ReadError::Store(ClientError::Store(Errno::Enoent)))
     );
+}
+
+/// A peer's `backend-id`/`frontend-id` is read as a domain id: a number at or above
+/// `DOMID_FIRST_RESERVED` (or beyond 16 bits, which an unchecked `as u16` would have wrapped
+/// onto a real domain) names no domain and is refused as such.
+#[test]
+fn read_domid_refuses_numbers_that_name_no_domain() {
+    let mut server = setup();
+    let mut be = LocalClient::new(&mut server, BE);
+    let path = format!("{BE_DIR}/frontend-id");
+    for (value, want) in [(&b"3"[..], 3u16), (b"0", 0), (b"32751", 0x7fef)] {
+        be.write(path.as_bytes(), value).unwrap();
+        assert_eq!(read_domid(&mut be, &path), Ok(want), "{value:?}");
+    }
+    for (value, number) in
+        [(&b"32752"[..], 0x7ff0u32), (b"65535", 0xffff), (b"65539", 65539), (b"4294967295", u32::MAX)]
+    {
+        be.write(path.as_bytes(), value).unwrap();
+        assert_eq!(
+            read_domid(&mut be, &path),
+            Err(ReadError::NotADomain { path: path.clone(), value: number }),
+            "{value:?}"
+        );
+    }
+    be.write(path.as_bytes(), b"dom3").unwrap();
+    assert!(matches!(read_domid(&mut be, &path), Err(ReadError::NotANumber { .. })));
 }

@@ -111,7 +111,7 @@ pub struct BlkFront {
     store: Store,
     dir: String,
     be_dir: String,
-    be: u32,
+    be: hv_abi::DomId,
     ring: Option<Ring>,
     pool: Option<GrantedPages>,
     pool_pages: usize,
@@ -157,7 +157,7 @@ impl BlkFront {
         let me = hv_rt::domid();
         let dir = format!("/local/domain/{me}/device/vbd/{index}");
         let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| setup_err("backend path", e))?;
-        let be = store.read_u32(&format!("{dir}/backend-id")).map_err(|e| setup_err("backend-id", e))?;
+        let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| setup_err("backend-id", e))?;
         let info = DiskInfo { sectors: 0, sector_size: 512, read_only: true, flush: false, barrier: false };
         let mut f = Self {
             store,
@@ -185,7 +185,7 @@ impl BlkFront {
     }
 
     /// The backend's domain id.
-    pub fn backend(&self) -> u32 {
+    pub fn backend(&self) -> hv_abi::DomId {
         self.be
     }
 
@@ -222,7 +222,7 @@ impl BlkFront {
             });
         }
         // The backend may be a new domain.
-        self.be = self.store.read_u32(&format!("{}/backend-id", self.dir)).map_err(|e| setup_err("backend-id", e))?;
+        self.be = self.store.read_domid(&format!("{}/backend-id", self.dir)).map_err(|e| setup_err("backend-id", e))?;
         if self.pool.as_ref().is_none_or(|p| p.peer() != self.be) {
             if let Some(old) = self.pool.take() {
                 old.end_all();

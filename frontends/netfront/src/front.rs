@@ -66,7 +66,7 @@ pub(crate) struct VifDir {
     pub index: u32,
     pub dir: String,
     pub be_dir: String,
-    pub be: u32,
+    pub be: hv_abi::DomId,
     pub mac: [u8; 6],
 }
 
@@ -75,7 +75,7 @@ impl VifDir {
         let me = hv_rt::domid();
         let dir = format!("/local/domain/{me}/device/vif/{index}");
         let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| err("backend path", e))?;
-        let be = store.read_u32(&format!("{dir}/backend-id")).map_err(|e| err("backend-id", e))?;
+        let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| err("backend-id", e))?;
         let mac_s = store.read_string(&format!("{dir}/mac")).map_err(|e| err("mac", e))?;
         let mac = parse_mac(&mac_s).ok_or_else(|| NetError(format!("mac: not a MAC address: {mac_s:?}")))?;
         let mut v = Self { store, index, dir, be_dir, be, mac };
@@ -132,7 +132,7 @@ impl VifDir {
             }
             let _ = self.wait_backend(SECOND / 5, |s| matches!(s, InitWait | Initialised | Connected));
         }
-        self.be = self.store.read_u32(&format!("{}/backend-id", self.dir)).map_err(|e| err("backend-id", e))?;
+        self.be = self.store.read_domid(&format!("{}/backend-id", self.dir)).map_err(|e| err("backend-id", e))?;
         Ok(())
     }
 
@@ -208,7 +208,7 @@ pub(crate) struct RingPages {
 impl RingPages {
     /// Fresh pages (a backend still mapping old ones never sees them reused), granted to `be`,
     /// and an unbound port for it.
-    pub fn new(be: u32) -> Result<Self, NetError> {
+    pub fn new(be: hv_abi::DomId) -> Result<Self, NetError> {
         let (tx, rx) = (alloc_page()?, alloc_page()?);
         let tx_gref = grant::grant_access(be, tx.as_ptr() as u64, false).map_err(|e| err("grant", e.name()))?;
         let rx_gref = match grant::grant_access(be, rx.as_ptr() as u64, false) {
@@ -248,7 +248,7 @@ impl RingPages {
 }
 
 /// Grants `pages` to `be`; on failure ends what was granted.
-pub(crate) fn grant_pool(be: u32, pages: &[NonNull<u8>], readonly: bool) -> Result<Vec<Page>, NetError> {
+pub(crate) fn grant_pool(be: hv_abi::DomId, pages: &[NonNull<u8>], readonly: bool) -> Result<Vec<Page>, NetError> {
     let mut out = Vec::with_capacity(pages.len());
     for &ptr in pages {
         match grant::grant_access(be, ptr.as_ptr() as u64, readonly) {
@@ -490,7 +490,7 @@ impl NetFront {
     }
 
     /// The backend's domain id.
-    pub fn backend(&self) -> u32 {
+    pub fn backend(&self) -> hv_abi::DomId {
         self.vif.be
     }
 

@@ -91,7 +91,7 @@ impl RawVif {
         self.vif.mac
     }
 
-    pub fn backend(&self) -> u32 {
+    pub fn backend(&self) -> hv_abi::DomId {
         self.vif.be
     }
 

@@ -202,6 +202,14 @@ pub struct DomainListEntry {
     pub name: [u8; super::NAME_LEN],
 }
 
+impl DomainListEntry {
+    /// The domain's id (the `u32` field holds a [`crate::DomId`], below `DOMID_SELF_ID`; a
+    /// value that is not one reads as `DOMID_SELF_ID`, which names no listed domain).
+    pub fn id(&self) -> crate::DomId {
+        crate::DomId::try_from(self.domid).unwrap_or(crate::DOMID_SELF_ID)
+    }
+}
+
 // The layout's invariants, checked at compile time.
 const _: () = assert!(STORE_RING_OFFSET + PAGE_SIZE <= IMAGE_OFFSET);
 const _: () = assert!(core::mem::size_of::<SharedInfo>() as u64 <= PAGE_SIZE);

@@ -1,7 +1,7 @@
 //! Console output through the `console_write` hypercall. The hypervisor assembles lines and
 //! prefixes them with the domain's name, so partial writes are fine.
 use core::fmt::{self, Write};
-use hv_abi::Hypercall;
+use hv_abi::{DomId, Hypercall};
 
 /// Writes raw bytes to the console; returns how many the hypervisor accepted.
 pub fn write_bytes(mut bytes: &[u8]) -> Result<(), hv_abi::Error> {
@@ -66,7 +66,7 @@ macro_rules! println {
 /// the first byte returned, the bytes, end offset); pass the end offset as `from` next time to
 /// tail. A start beyond `from` means older output was overwritten. `Err(NoEnt)` for an unknown
 /// domain.
-pub fn history(domid: u32, from: u64) -> Result<(u64, alloc::vec::Vec<u8>, u64), hv_abi::Error> {
+pub fn history(domid: DomId, from: u64) -> Result<(u64, alloc::vec::Vec<u8>, u64), hv_abi::Error> {
     let mut buf = alloc::vec![0u8; hv_abi::CONSOLE_HISTORY];
     let mut io = hv_abi::ConsoleRead { buf: buf.as_mut_ptr() as u64, len: buf.len() as u64, ..Default::default() };
     // SAFETY: `buf` is writable for `len` bytes and `io` readable and writable for the duration

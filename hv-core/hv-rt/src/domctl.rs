@@ -2,7 +2,7 @@
 use crate::hypercall::{call, raw};
 use alloc::vec;
 use alloc::vec::Vec;
-use hv_abi::{CreateDomain, DomainListEntry, DomctlOp, Error, Hypercall, decode_result};
+use hv_abi::{CreateDomain, DomId, DomainListEntry, DomctlOp, Error, Hypercall, decode_result};
 
 /// A `domctl` whose arguments are plain values (this module's callers pass only such ops).
 fn domctl(op: DomctlOp, a: u64, b: u64, c: u64) -> Result<u64, Error> {
@@ -12,12 +12,12 @@ fn domctl(op: DomctlOp, a: u64, b: u64, c: u64) -> Result<u64, Error> {
 }
 
 /// Creates a domain from a bundle image and runs it; returns its id.
-pub fn create(name: &str, image: &str, memory_mib: u32, args: &str) -> Result<u32, Error> {
+pub fn create(name: &str, image: &str, memory_mib: u32, args: &str) -> Result<DomId, Error> {
     create_with(name, image, memory_mib, args, 0)
 }
 
 /// Creates a domain; `flags` may hold [`hv_abi::CREATE_PAUSED`].
-pub fn create_with(name: &str, image: &str, memory_mib: u32, args: &str, flags: u64) -> Result<u32, Error> {
+pub fn create_with(name: &str, image: &str, memory_mib: u32, args: &str, flags: u64) -> Result<DomId, Error> {
     if args.len() > hv_abi::ARGS_LEN || name.len() > hv_abi::NAME_LEN || image.len() > hv_abi::NAME_LEN {
         return Err(Error::TooBig);
     }
@@ -32,18 +32,18 @@ pub fn create_with(name: &str, image: &str, memory_mib: u32, args: &str, flags: 
     spec.args[..args.len()].copy_from_slice(args.as_bytes());
     // SAFETY: `spec` is a live, readable CreateDomain for the duration of the call.
     let r = unsafe { raw(Hypercall::Domctl, DomctlOp::Create as u64, (&raw const spec) as u64, 0, 0) };
-    decode_result(r).map(|id| id as u32)
+    decode_result(r).and_then(|id| DomId::try_from(id).map_err(|_| Error::Inval))
 }
 
-pub fn destroy(domid: u32) -> Result<(), Error> {
+pub fn destroy(domid: DomId) -> Result<(), Error> {
     domctl(DomctlOp::Destroy, domid as u64, 0, 0).map(drop)
 }
 
-pub fn pause(domid: u32) -> Result<(), Error> {
+pub fn pause(domid: DomId) -> Result<(), Error> {
     domctl(DomctlOp::Pause, domid as u64, 0, 0).map(drop)
 }
 
-pub fn unpause(domid: u32) -> Result<(), Error> {
+pub fn unpause(domid: DomId) -> Result<(), Error> {
     domctl(DomctlOp::Unpause, domid as u64, 0, 0).map(drop)
 }
 
@@ -77,7 +77,7 @@ pub fn physinfo() -> Result<hv_abi::PhysInfo, Error> {
 }
 
 /// Maps domain `domid`'s store page and connects to its store port (the store server's call).
-pub fn store_connect(domid: u32) -> Result<hv_abi::StoreConnection, Error> {
+pub fn store_connect(domid: DomId) -> Result<hv_abi::StoreConnection, Error> {
     let mut c = hv_abi::StoreConnection::default();
     // SAFETY: `c` is writable for the duration of the call.
     let r = unsafe { raw(Hypercall::Domctl, DomctlOp::StoreConnect as u64, domid as u64, (&raw mut c) as u64, 0) };
@@ -85,7 +85,7 @@ pub fn store_connect(domid: u32) -> Result<hv_abi::StoreConnection, Error> {
 }
 
 /// Assigns the first free PCI device matching `sel` to `domid`; returns its address.
-pub fn assign_pci(domid: u32, sel: hv_abi::pci::Selector) -> Result<u16, Error> {
+pub fn assign_pci(domid: DomId, sel: hv_abi::pci::Selector) -> Result<u16, Error> {
     domctl(DomctlOp::AssignPci, domid as u64, sel.encode(), 0).map(|b| b as u16)
 }
 

@@ -1,7 +1,9 @@
 //! Event channels: ports, notifications, and waiting for them.
 use crate::hypercall::{call, raw};
 use core::sync::atomic::Ordering;
-use hv_abi::{DOMID_SELF, Error, EvtchnOp, EvtchnStatus, Hypercall, MAX_PORTS, Port, SharedInfo, decode_result};
+use hv_abi::{
+    DOMID_SELF_ID, DomId, Error, EvtchnOp, EvtchnStatus, Hypercall, MAX_PORTS, Port, SharedInfo, decode_result,
+};
 
 /// An `evtchn_op` whose arguments are plain values (every op but `status`, which uses `raw`).
 fn op(o: EvtchnOp, a: u64, b: u64) -> Result<u64, Error> {
@@ -11,12 +13,12 @@ fn op(o: EvtchnOp, a: u64, b: u64) -> Result<u64, Error> {
 }
 
 /// A port that `remote` may bind to (publish it in the store for the peer).
-pub fn alloc_unbound(remote: u32) -> Result<Port, Error> {
+pub fn alloc_unbound(remote: DomId) -> Result<Port, Error> {
     op(EvtchnOp::AllocUnbound, remote as u64, 0).map(|p| p as u32)
 }
 
 /// Connects to `remote`'s unbound port; the new port starts pending.
-pub fn bind_interdomain(remote: u32, remote_port: u32) -> Result<Port, Error> {
+pub fn bind_interdomain(remote: DomId, remote_port: u32) -> Result<Port, Error> {
     op(EvtchnOp::BindInterdomain, remote as u64, remote_port as u64).map(|p| p as u32)
 }
 
@@ -49,7 +51,7 @@ pub fn status(port: Port) -> Result<EvtchnStatus, Error> {
 }
 
 /// The caller's own domid, for `alloc_unbound(SELF)` loopback.
-pub const SELF: u32 = DOMID_SELF as u32;
+pub const SELF: DomId = DOMID_SELF_ID;
 
 fn shared() -> &'static SharedInfo {
     // SAFETY: the hypervisor maps our shared_info page read-write for our whole life; it holds

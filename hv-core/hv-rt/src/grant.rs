@@ -7,7 +7,7 @@ use crate::hypercall::{call, raw};
 use alloc::alloc::{Layout, alloc_zeroed};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use hv_abi::{Error, GrantCopy, GrantEntry, GrantOp, GrantRef, Hypercall, decode_result, gfn_of, gtf};
+use hv_abi::{DomId, Error, GrantCopy, GrantEntry, GrantOp, GrantRef, Hypercall, decode_result, gfn_of, gtf};
 use spin::Mutex;
 
 /// Grant refs 0..8 are reserved, as in Xen.
@@ -51,8 +51,8 @@ fn flags(t: &Table, gref: GrantRef) -> &AtomicU16 {
 }
 
 /// Grants `domid` access to our page at `va` (page-aligned); returns the grant ref.
-pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<GrantRef, Error> {
-    if !va.is_multiple_of(4096) || domid >= hv_abi::DOMID_SELF as u32 {
+pub fn grant_access(domid: DomId, va: u64, readonly: bool) -> Result<GrantRef, Error> {
+    if !va.is_multiple_of(4096) || domid >= hv_abi::DOMID_SELF_ID {
         return Err(Error::Inval);
     }
     with_table(|t| {
@@ -61,7 +61,7 @@ pub fn grant_access(domid: u32, va: u64, readonly: bool) -> Result<GrantRef, Err
         // valid (the hypervisor reads the entry only after it sees PERMIT_ACCESS).
         unsafe {
             let e = t.entries.add(gref as usize);
-            (&raw mut (*e).domid).write_volatile(domid as u16);
+            (&raw mut (*e).domid).write_volatile(domid);
             (*(&raw mut (*e).frame).cast::<AtomicU32>()).store(gfn_of(va), Ordering::Release);
         }
         let ro = if readonly { gtf::READONLY } else { 0 };
@@ -91,7 +91,7 @@ pub fn end_access(gref: GrantRef) -> Result<(), Error> {
 }
 
 /// Maps `granter`'s grant `gref`; returns (handle, address).
-pub fn map(granter: u32, gref: GrantRef, readonly: bool) -> Result<(u32, u64), Error> {
+pub fn map(granter: DomId, gref: GrantRef, readonly: bool) -> Result<(u32, u64), Error> {
     let flags = if readonly { hv_abi::GNTMAP_READONLY } else { 0 };
     // SAFETY: `map` takes values only (a domid, a ref, flags).
     let h = unsafe { call(Hypercall::GrantTableOp, GrantOp::Map as u64, granter as u64, gref as u64, flags) }? as u32;
@@ -117,14 +117,14 @@ pub fn copy(ops: &mut [GrantCopy]) -> Result<(), Error> {
 
 /// Pages granted once to one peer and reused, instead of granting and ending access per use.
 pub struct GrantedPages {
-    peer: u32,
+    peer: DomId,
     free: Vec<(GrantRef, u64)>,
     all: Vec<(GrantRef, u64)>,
 }
 
 impl GrantedPages {
     /// Allocates and grants `count` writable pages to `peer`.
-    pub fn new(peer: u32, count: usize) -> Result<Self, Error> {
+    pub fn new(peer: DomId, count: usize) -> Result<Self, Error> {
         let mut all = Vec::with_capacity(count);
         let layout = Layout::from_size_align(4096, 4096).map_err(|_| Error::Inval)?;
         for _ in 0..count {
@@ -138,7 +138,7 @@ impl GrantedPages {
         Ok(Self { peer, free: all.clone(), all })
     }
 
-    pub fn peer(&self) -> u32 {
+    pub fn peer(&self) -> DomId {
         self.peer
     }
 

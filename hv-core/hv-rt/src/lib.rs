@@ -27,7 +27,7 @@ pub mod virtio;
 pub use hv_abi as abi;
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use hv_abi::{Hypercall, ShutdownReason, StartInfo};
+use hv_abi::{DomId, Hypercall, ShutdownReason, StartInfo};
 
 static START_INFO: AtomicPtr<StartInfo> = AtomicPtr::new(core::ptr::null_mut());
 static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
@@ -82,8 +82,8 @@ pub fn entry_tsc() -> u64 {
     ENTRY_TSC.load(Ordering::Relaxed)
 }
 
-pub fn domid() -> u32 {
-    start_info().domid as u32
+pub fn domid() -> DomId {
+    start_info().domid as DomId
 }
 
 pub fn name() -> &'static str {

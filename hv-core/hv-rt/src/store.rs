@@ -120,6 +120,12 @@ impl Store {
         xenbus::read_u32(self, path)
     }
 
+    /// Reads a node as a domain id (a peer's `backend-id`/`frontend-id`); a number that names
+    /// no domain is [`ReadError::NotADomain`].
+    pub fn read_domid(&mut self, path: &str) -> Result<hv_abi::DomId, ReadError> {
+        xenbus::read_domid(self, path)
+    }
+
     /// Waits for a watch event until `deadline_ns`: whether one came (the wait function of
     /// [`xenbus::frontend::wait_for_state`]).
     pub fn wait_until(&mut self, deadline_ns: u64) -> Result<bool, ClientError> {

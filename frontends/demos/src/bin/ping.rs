@@ -34,7 +34,7 @@ fn run() -> Result<(), String> {
     let me = hv_rt::domid();
     let dir = format!("/local/domain/{me}/device/pingpong/0");
     let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| format!("backend path: {e}"))?;
-    let be = store.read_u32(&format!("{dir}/backend-id")).map_err(|e| format!("backend-id: {e}"))?;
+    let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| format!("backend-id: {e}"))?;
     wait_for_state(&mut store, &be_dir, 30 * SECOND, |s| {
         matches!(s, XenbusState::InitWait | XenbusState::Initialised | XenbusState::Connected)
     })?;

@@ -32,7 +32,7 @@ fn serve() -> Result<(), alloc::string::String> {
     let fe_name = fe_dirs.first().ok_or("no pingpong frontend")?;
     let dir = format!("{base}/{}/0", core::str::from_utf8(fe_name).unwrap_or("?"));
     let fe_dir = store.read_string(&format!("{dir}/frontend")).map_err(|e| format!("frontend path: {e}"))?;
-    let fe = store.read_u32(&format!("{dir}/frontend-id")).map_err(|e| format!("frontend-id: {e}"))?;
+    let fe = store.read_domid(&format!("{dir}/frontend-id")).map_err(|e| format!("frontend-id: {e}"))?;
     xenbus::switch_state(&mut store, dir.as_bytes(), XenbusState::InitWait).map_err(|e| format!("InitWait: {e}"))?;
     println!("backend for domain {fe} waiting in InitWait");
 
@@ -84,7 +84,7 @@ fn serve() -> Result<(), alloc::string::String> {
 /// The ring stopped making sense. A frontend that closed or whose domain ended (its ring page
 /// is then our scratch page) is not an error: say so and idle until destroyed. Anything else is
 /// a broken frontend.
-fn broken(store: &mut Store, fe_dir: &str, fe: u32, what: &str) -> Result<(), alloc::string::String> {
+fn broken(store: &mut Store, fe_dir: &str, fe: hv_abi::DomId, what: &str) -> Result<(), alloc::string::String> {
     let state = xenbus::read_state(store, fe_dir.as_bytes()).unwrap_or(XenbusState::Unknown);
     if !matches!(state, XenbusState::Closing | XenbusState::Closed | XenbusState::Unknown) {
         return Err(format!("frontend broke the ring {what}"));

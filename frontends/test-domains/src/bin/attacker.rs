@@ -37,7 +37,7 @@ fn n<T>(r: Result<T, hv_abi::Error>) -> Result<T, Named> {
 
 /// Writes READ requests into our store request ring (bypassing the client), never consuming
 /// responses. Returns the bytes the server took.
-fn flood_store(store: &Store, me: u32) -> usize {
+fn flood_store(store: &Store, me: hv_abi::DomId) -> usize {
     use core::sync::atomic::{AtomicU32, Ordering};
     let page = hv_rt::start_info().store_ring as *mut u8;
     // SAFETY: our own store page; the layout is xenstore_domain_interface (req ring at 0,
@@ -85,7 +85,7 @@ fn run() -> Result<(), String> {
     let me = hv_rt::domid();
     let mut store = Store::connect().map_err(|e| format!("store: {e}"))?;
     let dir = format!("/local/domain/{me}/device/victim/0");
-    let victim = store.read_u32(&format!("{dir}/backend-id")).map_err(|e| format!("{e}"))?;
+    let victim = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| format!("{e}"))?;
     let vdir = store.read_string(&format!("{dir}/backend")).map_err(|e| format!("{e}"))?;
     wait_for_state(&mut store, &vdir, 30_000_000_000, |s| s == XenbusState::Connected)?;
     let ro_ref = store.read_u32(&format!("{vdir}/ro-ref")).map_err(|e| format!("{e}"))?;
@@ -96,7 +96,7 @@ fn run() -> Result<(), String> {
     // Grants that are not ours: every other domain's refs 8..16.
     let mut attempts = 0;
     let mut allowed = 0;
-    for dom in 0..8u32 {
+    for dom in 0..8u16 {
         for gref in 8..16u32 {
             if dom == victim && (gref == ro_ref || gref == rw_ref) || dom == me {
                 continue;

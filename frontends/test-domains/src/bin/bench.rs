@@ -73,7 +73,7 @@ fn wait_port(port: u32, deadline: u64) {
 fn front() -> Result<(), String> {
     let mut store = Store::connect().map_err(|e| format!("{e}"))?;
     let dir = format!("/local/domain/{}/device/bench/0", hv_rt::domid());
-    let be = store.read_u32(&format!("{dir}/backend-id")).map_err(|e| format!("{e}"))?;
+    let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| format!("{e}"))?;
     let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| format!("{e}"))?;
     let mut pages = grant::GrantedPages::new(be, PAGES).map_err(|e| e.name())?;
     let mut refs = Vec::new();
@@ -110,7 +110,7 @@ fn peer() -> Result<(), String> {
     let base = format!("/local/domain/{}/backend/bench", hv_rt::domid());
     let fes = store.directory(base.as_bytes()).map_err(|e| format!("{e}"))?;
     let dir = format!("{base}/{}/0", core::str::from_utf8(fes.first().ok_or("no frontend")?).unwrap_or("?"));
-    let fe = store.read_u32(&format!("{dir}/frontend-id")).map_err(|e| format!("{e}"))?;
+    let fe = store.read_domid(&format!("{dir}/frontend-id")).map_err(|e| format!("{e}"))?;
     let fe_dir = store.read_string(&format!("{dir}/frontend")).map_err(|e| format!("{e}"))?;
     xenbus::switch_state(&mut store, dir.as_bytes(), XenbusState::InitWait).map_err(|e| format!("{e}"))?;
     wait_for_state(&mut store, &fe_dir, 30 * SECOND, |s| s == XenbusState::Initialised)?;

@@ -31,7 +31,7 @@ fn main() {
 
 fn granter() {
     let (from, to) = hv_rt::arg("to").and_then(|r| r.split_once("..")).unwrap_or(("0", "0"));
-    let (from, to): (u32, u32) = (from.parse().unwrap_or(0), to.parse().unwrap_or(0));
+    let (from, to): (hv_abi::DomId, hv_abi::DomId) = (from.parse().unwrap_or(0), to.parse().unwrap_or(0));
     // SAFETY: a non-zero-size, page-aligned layout.
     let page = unsafe { alloc_zeroed(Layout::from_size_align(4096, 4096).expect("layout")) } as u64;
     for id in from..to {
@@ -45,7 +45,7 @@ fn granter() {
 
 /// Maps grant `gref` of `granter` and waits until the granter has ended (the hypervisor then
 /// points the mapping at our scratch page). Returns the mapping's address.
-fn map_until_revoked(granter: u32, gref: u32) -> Option<u64> {
+fn map_until_revoked(granter: hv_abi::DomId, gref: u32) -> Option<u64> {
     let mut mapped = None;
     for _ in 0..200 {
         match grant::map(granter, gref, false) {
@@ -81,9 +81,9 @@ fn map_until_revoked(granter: u32, gref: u32) -> Option<u64> {
 
 fn mapper() {
     let me = hv_rt::domid();
-    let first = hv_rt::arg_u64("first_id", 0) as u32;
+    let first = hv_rt::arg_u64("first_id", 0) as hv_abi::DomId;
     if me == first {
-        let granter = hv_rt::arg_u64("granter", 0) as u32;
+        let granter = hv_rt::arg_u64("granter", 0) as hv_abi::DomId;
         let Some(va) = map_until_revoked(granter, 8) else { return };
         // SAFETY: `va` is our mapping, now of our own writable scratch page.
         let page = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, 4096) };
@@ -94,10 +94,10 @@ fn mapper() {
         // SAFETY: deliberately faulting; Dom0 restarts this domain.
         unsafe { core::arch::asm!("ud2") };
     }
-    let granter2 = hv_rt::arg_u64("granter2", 0) as u32;
-    let gref = 8 + me.saturating_sub(hv_rt::arg_u64("second_id", 0) as u32);
+    let granter2 = hv_rt::arg_u64("granter2", 0) as hv_abi::DomId;
+    let gref = 8 + me.saturating_sub(hv_rt::arg_u64("second_id", 0) as hv_abi::DomId);
     println!("incarnation as domain {me}: mapping grant {gref} of domain {granter2}");
-    let Some(va) = map_until_revoked(granter2, gref) else { return };
+    let Some(va) = map_until_revoked(granter2, u32::from(gref)) else { return };
     // SAFETY: `va` is our mapping, now of our own scratch page.
     let page = unsafe { core::slice::from_raw_parts(va as *const u8, 4096) };
     let secret = page.chunks(16).filter(|c| *c == SECRET).count();

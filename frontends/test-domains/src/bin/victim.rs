@@ -37,7 +37,7 @@ fn run() -> Result<(), String> {
     let base = format!("/local/domain/{}/backend/victim", hv_rt::domid());
     let fe_dirs = store.directory(base.as_bytes()).map_err(|e| format!("no device: {e}"))?;
     let dir = format!("{base}/{}/0", core::str::from_utf8(fe_dirs.first().ok_or("no peer")?).unwrap_or("?"));
-    let peer = store.read_u32(&format!("{dir}/frontend-id")).map_err(|e| format!("{e}"))?;
+    let peer = store.read_domid(&format!("{dir}/frontend-id")).map_err(|e| format!("{e}"))?;
     let peer_dir = store.read_string(&format!("{dir}/frontend")).map_err(|e| format!("{e}"))?;
 
     let ro = page()?;

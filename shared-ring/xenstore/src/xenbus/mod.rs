@@ -93,6 +93,13 @@ pub enum ReadError {
         /// Its value (lossy UTF-8, at most [`SHOWN_VALUE`] characters of it).
         value: String,
     },
+    /// The node holds a number that names no domain (at or above `DOMID_FIRST_RESERVED`).
+    NotADomain {
+        /// The node.
+        path: String,
+        /// The number.
+        value: u32,
+    },
 }
 
 /// Characters of a bad value kept in [`ReadError::NotANumber`].
@@ -103,6 +110,7 @@ impl fmt::Display for ReadError {
         match self {
             ReadError::Store(e) => write!(f, "{e}"),
             ReadError::NotANumber { path, value } => write!(f, "{path} is not a number: {value:?}"),
+            ReadError::NotADomain { path, value } => write!(f, "{path} names no domain: {value}"),
         }
     }
 }
@@ -125,6 +133,16 @@ pub fn read_u32(client: &mut impl StoreClient, path: &str) -> Result<u32, ReadEr
         path: String::from(path),
         value: text.chars().take(SHOWN_VALUE).collect(),
     })
+}
+
+/// Reads `path` as a domain id (as [`read_u32`], then below `DOMID_FIRST_RESERVED`): a peer's
+/// `backend-id` or `frontend-id`.
+pub fn read_domid(client: &mut impl StoreClient, path: &str) -> Result<crate::DomId, ReadError> {
+    let value = read_u32(client, path)?;
+    match crate::DomId::try_from(value) {
+        Ok(id) if id < crate::DOMID_FIRST_RESERVED => Ok(id),
+        _ => Err(ReadError::NotADomain { path: String::from(path), value }),
+    }
 }
 
 /// Whether the toolstack removed the device directory `dir` (its domain was destroyed). Only a
