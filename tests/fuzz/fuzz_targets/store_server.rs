@@ -159,8 +159,13 @@ fuzz_target!(|data: &[u8]| {
         GUESTS.iter().zip(&memories).map(|(&d, &m)| ServerPort::attach(m, d).unwrap()).collect();
     check(&server);
 
+    // `FUZZ_TRACE=1 target crash-file` prints each step (triage).
+    let trace = std::env::var_os("FUZZ_TRACE").is_some();
     for _ in 0..MAX_OPS {
         let Some(op) = script.byte() else { break };
+        if trace {
+            eprintln!("op {} (kind {}), {} bytes left", op, op % 9, script.0.len());
+        }
         match op % 9 {
             0 => {
                 // Raw bytes on a connection.
@@ -299,6 +304,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while server.take_host_request().is_some() {}
+        if trace {
+            eprintln!(
+                "  domains {:?}, invariants {:?}",
+                server.domains().collect::<Vec<_>>(),
+                server.check_invariants()
+            );
+        }
         check(&server);
     }
 });
