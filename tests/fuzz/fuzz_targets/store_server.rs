@@ -121,7 +121,7 @@ fn guest(b: u8) -> DomId {
 }
 
 fn domain(b: u8) -> DomId {
-    if b % 8 == 0 { 0 } else { guest(b) }
+    if b.is_multiple_of(8) { 0 } else { guest(b) }
 }
 
 fn access(b: u8) -> Access {
