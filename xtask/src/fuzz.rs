@@ -53,8 +53,9 @@ const INPUT_TIMEOUT_SECONDS: u64 = 20;
 
 /// Run one fuzz target (or all) for `seconds` each, starting from the committed seed corpus
 /// (`tests/fuzz/corpus/<target>`, read-only) and growing a scratch corpus under
-/// `target/fuzz/corpus/<target>`. Built with debug assertions (`-a`: integer overflow panics, as
-/// it should be found). Prints the executions each target made.
+/// `target/fuzz/corpus/<target>`. Built with debug assertions (`-a`), so an integer overflow
+/// in the code under test panics (and is reported) instead of wrapping silently. Prints the
+/// executions each target made.
 pub fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
     let targets: Vec<&str> = match target {
         Some(name) if FUZZ_TARGETS.contains(&name) => vec![name],

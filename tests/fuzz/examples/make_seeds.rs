@@ -240,6 +240,18 @@ fn store() {
     s.extend([3, 3, 6, 0x80, 6, 0, 3, 0]);
     write("store_server", "transaction_release", &s);
 
+    // Dom0 gives its node to domain 1 inside a transaction, domain 1 is released, the
+    // transaction commits (it must fail with EAGAIN: the node would be owned by a gone domain).
+    let mut s = vec![0];
+    s.extend(framed(0, XsType::Write, 0, 0, b"", 4 * 1 + 1, b"x"));
+    s.extend(framed(0, XsType::TransactionStart, 0, 17, b"", 0, b""));
+    s.extend([3, 0]);
+    s.extend(framed(0, XsType::SetPerms, 2, 0, b"", 4 * 1 + 3, &[25])); // "n1"
+    s.extend([6, 0x81]); // release domain 1
+    s.extend(framed(0, XsType::TransactionEnd, 2, 33, b"T", 0, b""));
+    s.extend([3, 0]);
+    write("store_server", "transaction_across_release", &s);
+
     // A Read in the domain's page, pumped; and a message split over two receives.
     let mut s = vec![1];
     let msg = xs(XsType::Read, 7, 0, b"/local/domain/1\0");

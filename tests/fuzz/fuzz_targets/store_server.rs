@@ -219,6 +219,9 @@ fuzz_target!(|data: &[u8]| {
                         break;
                     }
                     let bytes = [a, b].concat();
+                    if trace {
+                        eprintln!("  output of {d}: {:?}", String::from_utf8_lossy(&bytes));
+                    }
                     readers.entry(d).or_default().take(&bytes);
                     server.consume_output(d, bytes.len());
                 }
