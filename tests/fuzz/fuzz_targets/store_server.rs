@@ -265,6 +265,7 @@ fuzz_target!(|data: &[u8]| {
                     if server.release(d).is_ok() {
                         readers.remove(&d);
                         assert!(server.connection(d).is_none());
+                        assert_eq!(server.memory_of(d), 0, "a released domain still holds memory");
                         let home = xenstored::path::domain_path(d);
                         for (p, node) in server.store().iter() {
                             assert_ne!(node.perms.owner, d, "released domain still owns {p:?}");
