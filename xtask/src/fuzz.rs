@@ -1,5 +1,5 @@
-//! `cargo xtask fuzz`: the shared-ring cargo-fuzz targets (`shared-ring/fuzz`), and the short
-//! smoke run of every target that is a step of `cargo xtask test`.
+//! `cargo xtask fuzz`: the cargo-fuzz targets of every parser of hostile input (`tests/fuzz`),
+//! and the short smoke run of every target that is a step of `cargo xtask test`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,15 +25,38 @@ pub fn run(paths: &Paths, args: FuzzArgs) -> Result<()> {
     fuzz(&paths.root, args.target.as_deref(), args.seconds)
 }
 
-/// The cargo-fuzz targets in `shared-ring/fuzz/fuzz_targets/`.
-pub const FUZZ_TARGETS: [&str; 4] = ["ring_protocol", "blkif_decode", "netif_decode", "store_decode"];
+/// The fuzz crate (its own workspace, excluded from the main one; built with `cargo +nightly fuzz`).
+pub const FUZZ_DIR: &str = "tests/fuzz";
 
-/// Seconds per target in [`fuzz_smoke`].
-const SMOKE_SECONDS: u64 = 5;
+/// The cargo-fuzz targets in `tests/fuzz/fuzz_targets/`: the ring and the wire decoders
+/// (shared-ring), the ELF loader (hv-core), the boot bundle, control-channel frames, blkback's
+/// requests, netback's tx/rx rounds, and the store server.
+pub const FUZZ_TARGETS: [&str; 10] = [
+    "ring_protocol",
+    "blkif_decode",
+    "netif_decode",
+    "store_decode",
+    "elf_parse",
+    "bundle_parse",
+    "control_frames",
+    "blkback_requests",
+    "netback_tx",
+    "store_server",
+];
+
+/// Seconds per target in [`fuzz_smoke`] (10 targets: about a minute in CI, with cargo-fuzz's
+/// start-up per target; each target still makes thousands to hundreds of thousands of runs).
+const SMOKE_SECONDS: u64 = 4;
+
+/// Seconds one input may take before libFuzzer reports a hang (every target bounds its work
+/// per input, so an input this slow is a bug in the code under test).
+const INPUT_TIMEOUT_SECONDS: u64 = 20;
 
 /// Run one fuzz target (or all) for `seconds` each, starting from the committed seed corpus
-/// (`shared-ring/fuzz/corpus/<target>`, read-only) and growing a scratch corpus under
-/// `target/fuzz/corpus/<target>`. Prints the executions each target made.
+/// (`tests/fuzz/corpus/<target>`, read-only) and growing a scratch corpus under
+/// `target/fuzz/corpus/<target>`. Built with debug assertions (`-a`), so an integer overflow
+/// in the code under test panics (and is reported) instead of wrapping silently. Prints the
+/// executions each target made.
 pub fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
     let targets: Vec<&str> = match target {
         Some(name) if FUZZ_TARGETS.contains(&name) => vec![name],
@@ -42,12 +65,12 @@ pub fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
     };
     require_nightly()?;
     require_cargo_fuzz()?;
-    let fuzz_dir = root.join("shared-ring/fuzz");
+    let fuzz_dir = root.join(FUZZ_DIR);
     let target_dir = root.join("target/fuzz");
 
-    println!("building fuzz targets (cargo +nightly fuzz build)");
+    println!("building fuzz targets (cargo +nightly fuzz build -a)");
     let status = Command::new("cargo")
-        .args(["+nightly", "fuzz", "build", "--target-dir"])
+        .args(["+nightly", "fuzz", "build", "--debug-assertions", "--target-dir"])
         .arg(&target_dir)
         .current_dir(&fuzz_dir)
         .status()
@@ -64,13 +87,14 @@ pub fn fuzz(root: &Path, target: Option<&str>, seconds: u64) -> Result<()> {
         println!("fuzzing {name} for {seconds} s");
         let started = Instant::now();
         let output = Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", "--target-dir"])
+            .args(["+nightly", "fuzz", "run", "--debug-assertions", "--target-dir"])
             .arg(&target_dir)
             .arg(name)
             .arg(&scratch)
             .arg(&seeds)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-timeout={INPUT_TIMEOUT_SECONDS}"))
             .current_dir(&fuzz_dir)
             .stdin(Stdio::null())
             .output()
@@ -111,7 +135,7 @@ mod tests {
 
     #[test]
     fn targets_are_the_fuzz_crate_s_and_executions_are_read_from_the_log() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared-ring/fuzz/fuzz_targets");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(FUZZ_DIR).join("fuzz_targets");
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
@@ -121,6 +145,11 @@ mod tests {
         let mut ours = FUZZ_TARGETS.map(String::from).to_vec();
         ours.sort();
         assert_eq!(ours, on_disk, "FUZZ_TARGETS must list {}", dir.display());
+        for name in FUZZ_TARGETS {
+            let seeds = dir.join("../corpus").join(name);
+            let count = std::fs::read_dir(&seeds).map(|d| d.count()).unwrap_or(0);
+            assert!(count > 0, "{name} has no committed seeds in {}", seeds.display());
+        }
         assert_eq!(executions("#2 INITED\nDone 123456 runs in 5 second(s)\n"), Some(123456));
         assert_eq!(executions("crashed"), None);
     }

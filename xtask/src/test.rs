@@ -2,7 +2,7 @@
 //!
 //! 1. lints ([`crate::lint`]): rustfmt --check, clippy -D warnings on the host and bare-metal crates
 //! 2. host unit tests: `cargo test --no-fail-fast -p <each default member except hv-tests>`
-//! 3. shared-ring: loom, Miri, fuzz smoke
+//! 3. shared-ring: loom, Miri; then the fuzz smoke of every target in `tests/fuzz`
 //! 4. bare-metal build and the bundle of every topology
 //! 5. QEMU scenarios: `cargo test --no-fail-fast -p hv-tests [-- FILTER...]`, told where the artifacts are
 //!    (`HV_ARTIFACTS_DIR`)
@@ -29,7 +29,7 @@ const SCENARIOS: &str = "hv-tests";
 pub const ACCEL_ENV: &str = "HV_TEST_ACCEL";
 
 pub const ABOUT: &str = "Every check, in order: rustfmt --check and clippy -D warnings (host crates, then the bare-metal \
-crates), host unit tests, shared-ring loom, Miri and fuzz smoke, the bare-metal build with the bundle of every topology, \
+crates), host unit tests, shared-ring loom and Miri, the fuzz smoke of every hostile-input parser, the bare-metal build with the bundle of every topology, \
 and the QEMU scenarios (package hv-tests). A failing step does not stop the later ones; the summary lists every step, \
 and a failed lint names the crates or files and the command that fixes them.
 
@@ -208,7 +208,7 @@ pub fn run(paths: &Paths, args: TestArgs) -> Result<()> {
     let ring_tasks: [(&str, RingTask); 3] = [
         ("shared-ring: loom", ring_checks::loom),
         ("shared-ring: miri", ring_checks::miri),
-        ("shared-ring: fuzz smoke", fuzz::fuzz_smoke),
+        ("fuzz smoke (every target in tests/fuzz)", fuzz::fuzz_smoke),
     ];
     for (name, task) in ring_tasks {
         if filtered {

@@ -236,6 +236,11 @@ impl StoreServer {
             Err(e) => return Err(e),
         }
         self.store.forget_domain(domid);
+        for conn in self.connections.values_mut() {
+            for tx in conn.transactions.values_mut() {
+                tx.forget_domain(domid);
+            }
+        }
         self.introduce_perms.forget_domain(domid);
         self.release_perms.forget_domain(domid);
         self.fire(DOM0, &changes);
@@ -389,6 +394,13 @@ impl StoreServer {
                     Reply::Ok
                 }
                 None => {
+                    // Only Dom0 may change an owner (`tree::set_perms`), and only to itself or a
+                    // domain the store serves: a node owned by a domain that does not exist
+                    // would count against no budget, and the domain that later gets that id
+                    // would inherit it (XSA-322). Xen answers ENOENT for such a domain.
+                    if domid == DOM0 && perms.owner != DOM0 && !self.connections.contains_key(&perms.owner) {
+                        return Err(StoreError::NotFound);
+                    }
                     let path = resolve(domid, path)?;
                     self.with_view(domid, tx_id, |map, limits, changes| {
                         tree::set_perms(map, domid, limits, &path, perms, changes)

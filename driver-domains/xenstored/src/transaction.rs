@@ -40,6 +40,8 @@ pub struct Transaction {
     poisoned: bool,
     /// Most nodes it may look at (`None` for Dom0).
     node_limit: Option<usize>,
+    /// A domain its changes name was released since (the commit fails with `EAGAIN`).
+    names_released: bool,
 }
 
 impl Transaction {
@@ -56,6 +58,18 @@ impl Transaction {
             domid,
             poisoned: false,
             node_limit: (domid != DOM0).then_some(node_limit),
+            names_released: false,
+        }
+    }
+
+    /// Domain `domid` was released: if a node this transaction changed names it (as owner or in
+    /// an entry), committing would bring it back into the tree after the release stripped it
+    /// (a node owned by a domain that is gone, or rights a later domain with that id would
+    /// inherit), so the commit fails with `EAGAIN` and the retry sees the domain gone.
+    pub(crate) fn forget_domain(&mut self, domid: DomId) {
+        let names = |node: &Node| node.perms.owner == domid || node.perms.entries.iter().any(|(d, _)| *d == domid);
+        if self.overlay.values().flatten().any(names) {
+            self.names_released = true;
         }
     }
 
@@ -197,7 +211,7 @@ pub(crate) fn commit(store: &mut Store, tx: Transaction, limits: &Limits) -> Res
         return Err(StoreError::QuotaExceeded(Quota::TransactionSize));
     }
     let stale = tx.observed.iter().any(|(path, generation)| store.generation_of(path) != *generation);
-    if stale {
+    if stale || tx.names_released {
         return Err(StoreError::Conflict);
     }
     if tx.domid != DOM0 {

@@ -380,3 +380,57 @@ fn a_guest_writing_in_a_loop_does_not_starve_other_transactions() {
     assert_eq!(committed, 500, "the attacker's writes made the backend's transactions conflict");
     s.check_invariants().unwrap();
 }
+
+/// Found by the `store_server` fuzz target: Dom0 could make a domain the store does not serve
+/// (never introduced, or already released) the owner of a node. The node then counted against
+/// no live domain's budget and the domain that later got that id would inherit it (XSA-322).
+/// Like Xen, the store answers ENOENT for such a domain.
+#[test]
+fn dom0_cannot_give_a_node_to_a_domain_the_store_does_not_serve() {
+    let mut s = server_with(&[5]);
+    write(&mut s, 0, b"/local/domain/0/a", b"x").unwrap();
+    let give = |s: &mut StoreServer, to: &[u8]| ask(s, 0, XsType::SetPerms, 0, &fields(&[b"/local/domain/0/a", to]));
+    assert_eq!(give(&mut s, b"n3"), err("ENOENT"));
+    s.check_invariants().unwrap();
+    // Inside a transaction too.
+    let tx = ask(&mut s, 0, XsType::TransactionStart, 0, b"\0").unwrap();
+    let tx: u32 = std::str::from_utf8(tx.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap();
+    assert_eq!(ask(&mut s, 0, XsType::SetPerms, tx, &fields(&[b"/local/domain/0/a", b"n3"])), err("ENOENT"));
+    ask(&mut s, 0, XsType::TransactionEnd, tx, b"T\0").unwrap();
+    s.check_invariants().unwrap();
+    // A served domain may be given it (and entries may name anyone), Dom0 may take it back.
+    assert_eq!(give(&mut s, b"n5\0r3"), ok());
+    s.release(5).unwrap();
+    assert_eq!(give(&mut s, b"n5"), err("ENOENT"));
+    assert_eq!(give(&mut s, b"n0"), ok());
+    s.check_invariants().unwrap();
+}
+
+/// Found while triaging the `store_server` fuzz finding above: a transaction open when a domain
+/// was released could commit nodes naming that domain (as owner, or in an entry), undoing the
+/// release's cleanup. Such a commit now fails with EAGAIN; the retry sees the domain gone.
+#[test]
+fn a_transaction_cannot_bring_back_a_released_domain() {
+    let mut s = server_with(&[5, 6]);
+    let start = |s: &mut StoreServer, d: u16| -> u32 {
+        let tx = ask(s, d, XsType::TransactionStart, 0, b"\0").unwrap();
+        std::str::from_utf8(tx.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap()
+    };
+    write(&mut s, 0, b"/local/domain/0/a", b"x").unwrap();
+    write(&mut s, 6, b"g", b"x").unwrap();
+    write(&mut s, 6, b"h", b"x").unwrap();
+    let dom0_tx = start(&mut s, 0);
+    assert_eq!(ask(&mut s, 0, XsType::SetPerms, dom0_tx, &fields(&[b"/local/domain/0/a", b"n5", b"r6"])), ok());
+    let guest_tx = start(&mut s, 6);
+    assert_eq!(ask(&mut s, 6, XsType::SetPerms, guest_tx, &fields(&[b"g", b"n6", b"r5"])), ok());
+    let unrelated_tx = start(&mut s, 6);
+    assert_eq!(ask(&mut s, 6, XsType::SetPerms, unrelated_tx, &fields(&[b"h", b"n6", b"r0"])), ok());
+    s.release(5).unwrap();
+    assert_eq!(ask(&mut s, 0, XsType::TransactionEnd, dom0_tx, b"T\0"), err("EAGAIN"));
+    assert_eq!(ask(&mut s, 6, XsType::TransactionEnd, guest_tx, b"T\0"), err("EAGAIN"));
+    assert_eq!(ask(&mut s, 6, XsType::TransactionEnd, unrelated_tx, b"T\0"), ok());
+    s.check_invariants().unwrap();
+    for (path, node) in s.store().iter() {
+        assert!(node.perms.owner != 5 && node.perms.entries.iter().all(|(d, _)| *d != 5), "{path:?} names 5");
+    }
+}

@@ -1,0 +1,275 @@
+//! Writes the seed corpus of the targets added with finding 8 (`corpus/<target>/<seed>`), so the
+//! seeds can be regenerated when a format changes. Run from `tests/fuzz`:
+//!
+//! ```text
+//! strip -s target/x86_64-unknown-none/release/{spinner,hello} (into /tmp)
+//! cargo +nightly run --example make_seeds -- ../../target/bundles/spin.bundle \
+//!     ../../target/bundles/pingpong.bundle /tmp/spinner /tmp/hello
+//! ```
+//!
+//! The ELF seeds are real domain images from the build (stripped, so libFuzzer's input length
+//! stays small); the bundle seeds carry the real `spin` and `pingpong` topologies read back from
+//! real bundles, `spin` with real (stripped) images, `pingpong` with 64-byte stand-ins.
+// `4 * 1 + 1`: the scripts spell out how their selector bytes are built.
+#![allow(clippy::identity_op)]
+
+use std::path::Path;
+
+use hv_bundle::{Bundle, Topology};
+use hv_control::{DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, OnCrash, Request, Response, State, encode};
+use shared_ring::wire::blkif::{BlkifRequest, BlkifRequestSlot, BlkifSegment, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE};
+use shared_ring::wire::netif::{
+    EXTRA_FLAG_MORE, EXTRA_TYPE_MCAST_ADD, NetifExtraInfo, NetifRxRequest, NetifTxRequest, TXF_EXTRA_INFO,
+    TXF_MORE_DATA,
+};
+use shared_ring::wire::xenstore::{XsType, XsdSockmsg};
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+    println!("corpus/{target}/{name}: {} bytes", bytes.len());
+}
+
+fn topology_of(bundle: &str) -> Topology {
+    let raw = std::fs::read(bundle).unwrap_or_else(|e| panic!("{bundle}: {e}"));
+    Bundle::parse(&raw).unwrap().topology().unwrap()
+}
+
+fn elf_and_bundles(args: &[String]) {
+    let [spin, pingpong, spinner, hello] = args else {
+        panic!("usage: make_seeds SPIN_BUNDLE PINGPONG_BUNDLE SPINNER_ELF HELLO_ELF");
+    };
+    let spinner = std::fs::read(spinner).unwrap();
+    let hello = std::fs::read(hello).unwrap();
+    write("elf_parse", "spinner", &spinner);
+    write("elf_parse", "hello", &hello);
+
+    let topology = topology_of(spin);
+    let images: Vec<(String, Vec<u8>)> = ["dom0", "spinner", "hello"]
+        .iter()
+        .map(|n| (n.to_string(), if *n == "spinner" { spinner.clone() } else { hello.clone() }))
+        .collect();
+    write("bundle_parse", "spin", &hv_bundle::build(&topology, &images).unwrap());
+    let topology = topology_of(pingpong);
+    let mut names: Vec<String> = topology.domains.iter().map(|d| d.image.clone()).collect();
+    names.sort();
+    names.dedup();
+    let images: Vec<(String, Vec<u8>)> = names.into_iter().map(|n| (n, hello[..64].to_vec())).collect();
+    write("bundle_parse", "pingpong", &hv_bundle::build(&topology, &images).unwrap());
+}
+
+fn control() {
+    let spec = DomainSpec {
+        name: "web".into(),
+        image: "httpd".into(),
+        memory_mib: 8,
+        args: "ip=10.0.2.15/24".into(),
+        driver: false,
+        pci: vec!["1af4:1000".into()],
+        vifs: vec![DeviceSpec { backend: "netback".into(), params: "pcap=1".into() }],
+        disks: vec![DeviceSpec { backend: "blkback".into(), params: "offset_mib=0 size_mib=16 mode=w".into() }],
+        on_crash: OnCrash::Restart,
+    };
+    // Four chunk sizes, then the stream.
+    let mut requests = vec![7, 255, 1, 30];
+    for (i, r) in [
+        Request::Ping,
+        Request::List,
+        Request::Info,
+        Request::Create(spec),
+        Request::Destroy { dom: DomRef::Name("web".into()), crash: true },
+        Request::Pause(DomRef::Id(3)),
+        Request::Unpause(DomRef::Id(3)),
+        Request::Console { dom: DomRef::Id(3), from: 1 << 40 },
+        Request::Devices(DomRef::Name("web".into())),
+    ]
+    .iter()
+    .enumerate()
+    {
+        requests.extend(encode(i as u32, r));
+    }
+    write("control_frames", "requests", &requests);
+    let mut responses = vec![255, 255, 255, 255];
+    let row =
+        DomainRow { id: 1, name: "netback".into(), memory_mib: 8, state: State::Blocked, cpu_time_ns: 5, restarts: 1 };
+    let dev = DeviceRow {
+        kind: "vif".into(),
+        index: 0,
+        backend: "netback".into(),
+        backend_id: Some(1),
+        frontend_state: 4,
+        backend_state: 4,
+    };
+    for (i, r) in [
+        Response::Pong { version: hv_control::VERSION },
+        Response::Ok,
+        Response::Error("no such domain".into()),
+        Response::List(vec![row]),
+        Response::Info(Default::default()),
+        Response::Created { id: 4 },
+        Response::Devices { rows: vec![dev], connected_after_ns: Some(1000) },
+        Response::Console { start: 0, data: b"[web] hello\n\0".to_vec(), end: 13 },
+    ]
+    .iter()
+    .enumerate()
+    {
+        responses.extend(encode(i as u32, r));
+    }
+    write("control_frames", "responses", &responses);
+    let mut garbage = vec![3, 3, 3, 3, 0x41, 0x42, 0xff, 0x13, 0];
+    let other = hv_control::Envelope { version: hv_control::VERSION + 1, id: 42, body: Request::List };
+    garbage.extend(postcard::to_allocvec_cobs(&other).unwrap());
+    garbage.extend(encode(7, &Request::Ping));
+    write("control_frames", "garbage_and_other_version", &garbage);
+}
+
+/// blkback script ops: 0 push slot, 1 serve (budget), 2 rewrite header, 3 read responses.
+fn blkback() {
+    let request = |operation, id, sector_number, segs: &[(u32, u8, u8)]| {
+        let mut r = BlkifRequest { operation, nr_segments: segs.len() as u8, id, sector_number, ..Default::default() };
+        for (s, &(gref, first_sect, last_sect)) in r.seg.iter_mut().zip(segs) {
+            *s = BlkifSegment { gref, first_sect, last_sect };
+        }
+        let mut op = vec![0u8];
+        op.extend_from_slice(BlkifRequestSlot::from(&r).as_raw());
+        op
+    };
+    let mut s = b"offset_mib=1 size_mib=1 mode=w\n".to_vec();
+    s.extend(request(OP_WRITE, 1, 0, &[(2, 0, 7), (4, 1, 3)]));
+    s.extend([1, 31, 3]);
+    s.extend(request(OP_READ, 2, 0, &[(6, 0, 7), (8, 0, 2)]));
+    s.extend(request(OP_FLUSH_DISKCACHE, 3, 0, &[]));
+    s.extend(request(OP_READ, 4, 2047, &[(10, 0, 0)]));
+    s.extend([1, 31, 3]);
+    write("blkback_requests", "write_read_flush", &s);
+
+    let mut s = b"offset_mib=0 size_mib=2 mode=r\n".to_vec();
+    s.extend(request(OP_WRITE, 9, 0, &[(2, 0, 7)]));
+    s.extend(request(OP_READ, 10, 4095, &[(2, 0, 1)]));
+    s.extend(request(OP_READ, 11, 0, &[(3, 0, 7)]));
+    s.extend(request(OP_READ, 12, 0, &[(99, 0, 7)]));
+    s.extend(request(OP_READ, 13, 0, &[(2, 7, 0)]));
+    s.extend([1, 31, 3]);
+    write("blkback_requests", "read_only_and_bad_requests", &s);
+
+    let mut s = b"\n".to_vec();
+    s.extend(request(OP_READ, 5, 0, &[(2, 0, 7)]));
+    s.extend([2, 0, 200, 0, 0, 0, 1, 31, 3]); // req_prod far ahead: the ring breaks
+    write("blkback_requests", "req_prod_overrun", &s);
+}
+
+/// netback script ops: 0 tx slot, 1 tx round, 2 tx rewrite, 3 tx responses, 4 enqueue (u16),
+/// 5 rx request, 6 rx round, 7 rx responses (byte < 0x80) or rx rewrite.
+fn netback() {
+    let tx = |gref, offset, flags, id, size| {
+        let mut op = vec![0u8];
+        op.extend(NetifTxRequest { gref, offset, flags, id, size }.to_raw());
+        op
+    };
+    let mut s = Vec::new();
+    s.extend(tx(2, 0, 0, 1, 60));
+    s.extend(tx(4, 100, TXF_MORE_DATA, 2, 1000));
+    s.extend(tx(6, 0, TXF_MORE_DATA, 3, 600));
+    s.extend(tx(8, 2000, 0, 4, 300));
+    s.extend([1, 3]);
+    write("netback_tx", "single_and_multi_slot", &s);
+
+    let mut s = Vec::new();
+    s.extend(tx(2, 0, TXF_EXTRA_INFO | TXF_MORE_DATA, 5, 200));
+    let mut extra = [0u8; 12];
+    let mcast = NetifExtraInfo { extra_type: EXTRA_TYPE_MCAST_ADD, flags: EXTRA_FLAG_MORE, u: [1, 0, 0x5e, 0, 0, 1] };
+    extra[..8].copy_from_slice(&mcast.to_raw());
+    s.push(0);
+    s.extend(extra);
+    let gso = NetifExtraInfo::gso(1448, 1, 0, false);
+    extra[..8].copy_from_slice(&gso.to_raw());
+    s.push(0);
+    s.extend(extra);
+    s.extend(tx(4, 0, 0, 6, 100));
+    s.extend([1, 3]);
+    write("netback_tx", "extra_info_chain", &s);
+
+    let mut s = Vec::new();
+    s.extend([4, 60, 0, 4, 0xea, 5]); // a 60-byte and a 1514-byte frame
+    for (id, gref) in [(1u16, 2u32), (2, 3)] {
+        s.push(5);
+        s.extend(NetifRxRequest { id, pad: 0, gref }.to_raw());
+    }
+    s.extend([6, 7, 0, 0, 0, 0, 0]);
+    write("netback_tx", "rx_delivery", &s);
+}
+
+fn xs(kind: XsType, req_id: u32, tx_id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = XsdSockmsg { msg_type: kind as u32, req_id, tx_id, len: payload.len() as u32 }.to_raw().to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// store_server script: first byte picks the limits; ops 0 raw, 1/2 framed, 3 drain, 4 partial
+/// read, 5 page + pump, 6 introduce/release, 7 Dom0 request, 8 split message. Domain bytes: 3 →
+/// domain 1, 1 → domain 2, 2 → domain 3, 0 → Dom0.
+fn store() {
+    // Framed: op, domain, kind, tx selector, req_id, path pick (index or raw length), second
+    // field selector.
+    let framed = |d: u8, kind: XsType, tx: u8, pick: u8, raw_path: &[u8], second: u8, rest: &[u8]| {
+        let mut v = vec![1, d, kind as u8, tx, 1, pick];
+        v.extend_from_slice(raw_path);
+        v.push(second);
+        v.extend_from_slice(rest);
+        v
+    };
+    let mut s = vec![0];
+    s.extend(framed(3, XsType::Write, 0, 3, b"", 4 * 1 + 1, b"1"));
+    s.extend(framed(3, XsType::Read, 0, 3, b"", 0, b""));
+    s.extend(framed(3, XsType::Mkdir, 0, 0, b"", 0, b""));
+    s.extend(framed(3, XsType::Directory, 0, 9, b"", 0, b""));
+    s.extend(framed(3, XsType::Watch, 0, 10, b"", 4 * 3 + 2, b"tok"));
+    s.extend(framed(1, XsType::Write, 0, 10, b"", 4 * 2 + 1, b"hi"));
+    s.extend(framed(3, XsType::SetPerms, 0, 1, b"", 4 * 2 + 3, &[3 * 8 + 1, 1 * 8 + 1]));
+    s.extend(framed(3, XsType::GetPerms, 0, 1, b"", 0, b""));
+    s.extend([3, 3, 3, 1]);
+    write("store_server", "write_read_watch_perms", &s);
+
+    let mut s = vec![0];
+    s.extend(framed(3, XsType::TransactionStart, 0, 17, b"", 0, b""));
+    s.extend([3, 3]);
+    s.extend(framed(3, XsType::Write, 2, 0, b"", 4 * 1 + 1, b"v"));
+    s.extend(framed(3, XsType::Read, 2, 0, b"", 0, b""));
+    s.extend(framed(3, XsType::TransactionEnd, 2, 32 + 1, b"T", 0, b""));
+    s.extend([3, 3, 6, 0x80, 6, 0, 3, 0]);
+    write("store_server", "transaction_release", &s);
+
+    // Dom0 gives its node to domain 1 inside a transaction, domain 1 is released, the
+    // transaction commits (it must fail with EAGAIN: the node would be owned by a gone domain).
+    let mut s = vec![0];
+    s.extend(framed(0, XsType::Write, 0, 0, b"", 4 * 1 + 1, b"x"));
+    s.extend(framed(0, XsType::TransactionStart, 0, 17, b"", 0, b""));
+    s.extend([3, 0]);
+    s.extend(framed(0, XsType::SetPerms, 2, 0, b"", 4 * 1 + 3, &[25])); // "n1"
+    s.extend([6, 0x81]); // release domain 1
+    s.extend(framed(0, XsType::TransactionEnd, 2, 33, b"T", 0, b""));
+    s.extend([3, 0]);
+    write("store_server", "transaction_across_release", &s);
+
+    // A Read in the domain's page, pumped; and a message split over two receives.
+    let mut s = vec![1];
+    let msg = xs(XsType::Read, 7, 0, b"/local/domain/1\0");
+    s.extend([5, 0, msg.len() as u8]);
+    s.extend(&msg);
+    s.extend([8, 3, 10, 0]);
+    s.extend(b"a/b\0value\0");
+    s.extend([7, 0, 3, 4]);
+    s.extend(b"xy");
+    s.extend([3, 3]);
+    write("store_server", "page_pump_and_split", &s);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    elf_and_bundles(&args);
+    control();
+    blkback();
+    netback();
+    store();
+}

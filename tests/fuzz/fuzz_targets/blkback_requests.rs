@@ -1,0 +1,144 @@
+//! blkback's data path against a hostile frontend: the vdisk's `params` (the first input line,
+//! through `params::parse`; a fixed region if it does not parse), then a script that writes raw
+//! 112-byte request slots into the ring page, rewrites the ring's header words, and runs
+//! `serve_round` (which polls each slot once, validates it in `Vbd::handle` and performs it
+//! against a RAM disk through a fake grant copier). No panic; the backend touches no sector
+//! outside its region and writes nothing to a read-only vdisk; it asks for no copy outside a
+//! granted page or its own buffer; responses answer the requests in ring order with a status
+//! blkif defines.
+#![no_main]
+
+use std::collections::VecDeque;
+
+use blkback::device::{BlockDevice, DeviceError, RamDisk};
+use blkback::params::{self, Region};
+use blkback::serve::serve_round;
+use blkback::vbd::Vbd;
+use fuzz::{FakeGrants, HostileFront, Script, page};
+use libfuzzer_sys::fuzz_target;
+use shared_ring::layout::HEADER_SIZE;
+use shared_ring::wire::blkif::{
+    Blkif, BlkifRequestSlot, BlkifResponse, REQUEST_SIZE, RESPONSE_SIZE, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
+};
+use shared_ring::{BackRing, SharedMemory};
+
+const FRONTEND: u32 = 7;
+/// A 2 MiB backing device.
+const DEVICE_SECTORS: u64 = 4096;
+/// Rounds served per input (each serves at most 32 requests).
+const MAX_ROUNDS: usize = 64;
+
+/// The RAM disk, checking that every access stays inside the vdisk's region.
+struct Guarded {
+    disk: RamDisk,
+    region: Region,
+}
+
+impl Guarded {
+    fn inside(&self, sector: u64, bytes: usize) {
+        let end = sector + (bytes / 512) as u64;
+        assert!(
+            sector >= self.region.start && end <= self.region.start + self.region.sectors,
+            "access to sectors {sector}..{end} outside the vdisk {:?}",
+            self.region
+        );
+    }
+}
+
+impl BlockDevice for Guarded {
+    fn capacity(&self) -> u64 {
+        self.disk.capacity()
+    }
+    fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
+        self.inside(sector, buf.len());
+        self.disk.read_sectors(sector, buf)
+    }
+    fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError> {
+        self.inside(sector, buf.len());
+        assert!(!self.region.read_only, "write to a read-only vdisk");
+        self.disk.write_sectors(sector, buf)
+    }
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        self.disk.flush()
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut script = Script(data);
+    let line_len = data.iter().take(64).position(|&b| b == b'\n').unwrap_or(0);
+    let line = script.bytes(line_len);
+    let _ = script.byte(); // the newline
+    let region = std::str::from_utf8(line).ok().and_then(|p| params::parse(p, DEVICE_SECTORS).ok()).unwrap_or(Region {
+        start: 2048,
+        sectors: 2048,
+        read_only: line.first().is_some_and(|b| b & 1 == 1),
+    });
+    assert!(region.sectors > 0 && region.start + region.sectors <= DEVICE_SECTORS);
+
+    let cells = page();
+    let mut front = HostileFront::new(&cells, REQUEST_SIZE);
+    let mut ring = BackRing::<Blkif, _>::attach(front.memory).unwrap();
+    let mut vbd = Vbd::new(FRONTEND, region);
+    let mut dev = Guarded { disk: RamDisk::new(DEVICE_SECTORS), region };
+    let mut grants = FakeGrants::new(FRONTEND);
+    // Ids of the requests pushed, in order, while the frontend has not tampered with the header.
+    let mut pushed: VecDeque<u64> = VecDeque::new();
+    let mut tampered = false;
+    let mut rsp_cons = 0u32;
+    let mut rounds = 0;
+
+    while let Some(op) = script.byte() {
+        match op % 4 {
+            0 => {
+                let slot = script.bytes(REQUEST_SIZE);
+                let mut raw = [0u8; REQUEST_SIZE];
+                raw[..slot.len()].copy_from_slice(slot);
+                // More than a ring's worth outstanding overwrites unread slots: that is
+                // tampering too (the backend may then break the ring).
+                tampered |= pushed.len() >= front.slots as usize;
+                pushed.push_back(BlkifRequestSlot::from_raw(raw).id());
+                front.push(&raw);
+            }
+            1 => {
+                if rounds == MAX_ROUNDS {
+                    break;
+                }
+                rounds += 1;
+                let budget = u32::from(script.byte().unwrap_or(31) % 32) + 1;
+                match serve_round(&mut ring, &mut vbd, &mut dev, &mut grants, budget, |_, _| {}) {
+                    Ok(round) => {
+                        assert!(round.served <= budget && round.refused <= round.served);
+                    }
+                    Err(e) => {
+                        let _ = e.to_string();
+                    }
+                }
+                if let Some(r) = vbd.last_refusal {
+                    let _ = r.to_string();
+                }
+            }
+            2 => {
+                let (Some(which), Some(value)) = (script.byte(), script.u32()) else { break };
+                front.rewrite_header(which, value);
+                tampered = true;
+            }
+            _ => {
+                // The frontend reads the responses published since it last looked.
+                let rsp_prod = front.rsp_prod();
+                let new = rsp_prod.wrapping_sub(rsp_cons);
+                assert!(tampered || new <= front.slots, "backend published {new} responses at once");
+                for _ in 0..new.min(front.slots) {
+                    let at = HEADER_SIZE + (rsp_cons % front.slots) as usize * REQUEST_SIZE;
+                    let mut raw = [0u8; RESPONSE_SIZE];
+                    front.memory.read(at, &mut raw);
+                    let response = BlkifResponse::from_raw(&raw);
+                    if !tampered {
+                        assert!([RSP_OKAY, RSP_ERROR, RSP_EOPNOTSUPP].contains(&response.status));
+                        assert_eq!(Some(response.id), pushed.pop_front(), "responses out of request order");
+                    }
+                    rsp_cons = rsp_cons.wrapping_add(1);
+                }
+            }
+        }
+    }
+});
