@@ -52,7 +52,7 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Xen's xl verbs against the system `cargo xtask run` is running (over its control channel)
     Xl(xl::XlArgs),
-    /// Run a shared-ring fuzz target (cargo +nightly fuzz)
+    /// Run a fuzz target (tests/fuzz: the ring, the wire formats, the ELF loader, the bundle, control frames, both backends, the store server) (cargo +nightly fuzz)
     Fuzz(fuzz::FuzzArgs),
 }
 
