@@ -22,7 +22,7 @@ use shared_ring::wire::blkif::{
 };
 use shared_ring::{BackRing, SharedMemory};
 
-const FRONTEND: u32 = 7;
+const FRONTEND: hv_abi::DomId = 7;
 /// A 2 MiB backing device.
 const DEVICE_SECTORS: u64 = 4096;
 /// Rounds served per input (each serves at most 32 requests).

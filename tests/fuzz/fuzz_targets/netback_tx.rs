@@ -17,7 +17,7 @@ use shared_ring::layout::HEADER_SIZE;
 use shared_ring::wire::netif::{NetifRxResponse, NetifTxResponse, RSP_ERROR, RSP_NULL, RSP_OKAY};
 use shared_ring::{BackRing, SharedMemory};
 
-const FRONTEND: u32 = 9;
+const FRONTEND: hv_abi::DomId = 9;
 /// Rounds per input (each takes at most 256 slots).
 const MAX_ROUNDS: usize = 64;
 

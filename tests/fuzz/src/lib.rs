@@ -91,7 +91,7 @@ impl<'a> HostileFront<'a> {
 /// never ask for: a range outside the granted page or outside its own buffer (the hv-rt copier
 /// refuses both, but a backend that asks has validated or packed something wrong).
 pub struct FakeGrants {
-    pub domid: u32,
+    pub domid: hv_abi::DomId,
     pub pages: Vec<[u8; PAGE_SIZE]>,
     pub batches: usize,
     pub elements: usize,
@@ -101,7 +101,7 @@ pub struct FakeGrants {
 pub const GRANTS: u32 = 24;
 
 impl FakeGrants {
-    pub fn new(domid: u32) -> Self {
+    pub fn new(domid: hv_abi::DomId) -> Self {
         Self { domid, pages: (0..GRANTS).map(|g| [g as u8; PAGE_SIZE]).collect(), batches: 0, elements: 0 }
     }
     fn check(&self, gref: u32, offset: u16, len: usize, write: bool) -> Result<usize, GrantStatus> {
@@ -117,7 +117,7 @@ impl FakeGrants {
 }
 
 impl GrantCopier for FakeGrants {
-    fn copy_in(&mut self, domid: u32, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
+    fn copy_in(&mut self, domid: hv_abi::DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
         assert_eq!(domid, self.domid, "copy from another domain's grants");
         self.batches += 1;
         for (s, st) in segs.iter().zip(status.iter_mut()) {
@@ -134,7 +134,7 @@ impl GrantCopier for FakeGrants {
             };
         }
     }
-    fn copy_out(&mut self, domid: u32, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
+    fn copy_out(&mut self, domid: hv_abi::DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
         assert_eq!(domid, self.domid, "copy to another domain's grants");
         self.batches += 1;
         for (c, st) in copies.iter().zip(status.iter_mut()) {
