@@ -69,6 +69,60 @@ impl PageMemory {
         }
     }
 
+    /// The copy behind [`read`](SharedMemory::read) and
+    /// [`read_in_bounds`](SharedMemory::read_in_bounds), without the bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `offset + dst.len() <= self.len`.
+    #[inline]
+    unsafe fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        if offset.is_multiple_of(8) && dst.len().is_multiple_of(8) {
+            // The ring's slot copies: one relaxed u64 load per word (a plain `mov` on x86).
+            for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
+                // SAFETY: in bounds (the caller's promise) and 8-aligned (base 8-aligned, offset
+                // and i*8 multiples of 8); the shared area is only ever accessed atomically.
+                let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
+                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+            }
+        } else if offset.is_multiple_of(4) && dst.len().is_multiple_of(4) {
+            for (i, chunk) in dst.chunks_exact_mut(4).enumerate() {
+                // SAFETY: as above, with 4-byte alignment.
+                let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };
+                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+            }
+        } else {
+            self.read_bytes(offset, dst);
+        }
+    }
+
+    /// The copy behind [`write`](SharedMemory::write) and
+    /// [`write_in_bounds`](SharedMemory::write_in_bounds), without the bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `offset + src.len() <= self.len`.
+    #[inline]
+    unsafe fn copy_in(&self, offset: usize, src: &[u8]) {
+        if offset.is_multiple_of(8) && src.len().is_multiple_of(8) {
+            for (i, chunk) in src.chunks_exact(8).enumerate() {
+                // SAFETY: in bounds (the caller's promise) and 8-aligned; only atomic accesses.
+                let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
+                let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+                word.store(value, Ordering::Relaxed);
+            }
+        } else if offset.is_multiple_of(4) && src.len().is_multiple_of(4) {
+            for (i, chunk) in src.chunks_exact(4).enumerate() {
+                // SAFETY: in bounds (the caller's promise) and 4-aligned; only atomic accesses.
+                let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };
+                let value = u32::from_ne_bytes(chunk.try_into().unwrap_or([0; 4]));
+                word.store(value, Ordering::Relaxed);
+            }
+        } else {
+            self.write_bytes(offset, src);
+        }
+    }
+
     #[inline]
     fn word(&self, offset: usize) -> &AtomicU32 {
         check_bounds(offset, 4, self.len);
@@ -92,45 +146,29 @@ unsafe impl SharedMemory for PageMemory {
     #[inline]
     fn read(&self, offset: usize, dst: &mut [u8]) {
         check_bounds(offset, dst.len(), self.len);
-        if offset.is_multiple_of(8) && dst.len().is_multiple_of(8) {
-            // The ring's slot copies: one relaxed u64 load per word (a plain `mov` on x86).
-            for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
-                // SAFETY: in bounds (checked above) and 8-aligned (base 8-aligned, offset and i*8
-                // multiples of 8); the shared area is only ever accessed atomically.
-                let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
-                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-            }
-        } else if offset.is_multiple_of(4) && dst.len().is_multiple_of(4) {
-            for (i, chunk) in dst.chunks_exact_mut(4).enumerate() {
-                // SAFETY: as above, with 4-byte alignment.
-                let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };
-                chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-            }
-        } else {
-            self.read_bytes(offset, dst);
-        }
+        // SAFETY: in bounds (checked above).
+        unsafe { self.copy_out(offset, dst) }
     }
 
     #[inline]
     fn write(&self, offset: usize, src: &[u8]) {
         check_bounds(offset, src.len(), self.len);
-        if offset.is_multiple_of(8) && src.len().is_multiple_of(8) {
-            for (i, chunk) in src.chunks_exact(8).enumerate() {
-                // SAFETY: in bounds (checked above) and 8-aligned; only atomic accesses.
-                let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
-                let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-                word.store(value, Ordering::Relaxed);
-            }
-        } else if offset.is_multiple_of(4) && src.len().is_multiple_of(4) {
-            for (i, chunk) in src.chunks_exact(4).enumerate() {
-                // SAFETY: in bounds (checked above) and 4-aligned; only atomic accesses.
-                let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };
-                let value = u32::from_ne_bytes(chunk.try_into().unwrap_or([0; 4]));
-                word.store(value, Ordering::Relaxed);
-            }
-        } else {
-            self.write_bytes(offset, src);
-        }
+        // SAFETY: in bounds (checked above).
+        unsafe { self.copy_in(offset, src) }
+    }
+
+    #[inline]
+    unsafe fn read_in_bounds(&self, offset: usize, dst: &mut [u8]) {
+        debug_assert!(offset <= self.len && dst.len() <= self.len - offset, "shared-ring bug: unproven bound");
+        // SAFETY: in bounds (the caller's promise).
+        unsafe { self.copy_out(offset, dst) }
+    }
+
+    #[inline]
+    unsafe fn write_in_bounds(&self, offset: usize, src: &[u8]) {
+        debug_assert!(offset <= self.len && src.len() <= self.len - offset, "shared-ring bug: unproven bound");
+        // SAFETY: in bounds (the caller's promise).
+        unsafe { self.copy_in(offset, src) }
     }
 
     #[inline]
