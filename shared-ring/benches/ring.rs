@@ -129,7 +129,9 @@ fn rust_front(shared: &SharedPages, mode: Mode, count: u64) -> u64 {
             // pushed since the last decision.
             notifies += u64::from(front.publish_requests().is_needed());
         }
-        while let Some(response) = front.poll_response().unwrap() {
+        // One snapshot of `rsp_prod` per pass, as ring.h's `rp = rsp_prod; while (rsp_cons != rp)`.
+        front.unconsumed_responses().unwrap();
+        while let Some(response) = front.take_response().unwrap() {
             assert_eq!(response.id, done % slots);
             done += 1;
         }
@@ -141,17 +143,18 @@ fn rust_back(shared: &SharedPages, count: u64) -> u64 {
     let mut back = BackRing::<Blkif, _>::attach(shared.memory()).unwrap();
     let (mut done, mut notifies) = (0u64, 0u64);
     while done < count {
-        let mut answered = false;
-        while let Some(slot) = back.poll_request().unwrap() {
+        // One validated snapshot of `req_prod` per batch, as ring.h's `rp = req_prod; xen_rmb();
+        // RING_REQUEST_PROD_OVERFLOW; while (req_cons != rp)`.
+        if back.unconsumed_requests().unwrap() == 0 {
+            continue;
+        }
+        while let Some(slot) = back.take_request().unwrap() {
             let raw = slot.as_raw();
             assert!(raw[1] <= 11);
             back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status: 0 }).unwrap();
             done += 1;
-            answered = true;
         }
-        if answered {
-            notifies += u64::from(back.publish_responses().is_needed());
-        }
+        notifies += u64::from(back.publish_responses().is_needed());
     }
     notifies
 }
@@ -176,12 +179,14 @@ fn rust_pingpong(front_memory: PageMemory, back_memory: PageMemory, batch: u32, 
             sent += 1;
         }
         notifies += u64::from(front.publish_requests().is_needed());
-        while let Some(slot) = back.poll_request().unwrap() {
+        back.unconsumed_requests().unwrap();
+        while let Some(slot) = back.take_request().unwrap() {
             assert!(slot.as_raw()[1] <= 11);
             back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status: 0 }).unwrap();
         }
         notifies += u64::from(back.publish_responses().is_needed());
-        while let Some(response) = front.poll_response().unwrap() {
+        front.unconsumed_responses().unwrap();
+        while let Some(response) = front.take_response().unwrap() {
             assert_eq!(response.id, done % slots);
             done += 1;
         }

@@ -86,31 +86,65 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
 
     /// Take the next request, if the front end has published one: a private copy, decoded from
     /// that copy. Validate it with the wire type's `validate` before acting on it.
+    ///
+    /// When every request seen so far has been taken this reads `req_prod` again, so the call
+    /// that ends a `while let` loop costs a load of the shared index. A loop over one snapshot
+    /// ([`unconsumed_requests`](Self::unconsumed_requests), then
+    /// [`take_request`](Self::take_request) until `None`) reads it once per batch, as ring.h's
+    /// `rp = req_prod; xen_rmb(); while (req_cons != rp)` does.
     #[inline]
     pub fn poll_request(&mut self) -> Result<Option<P::Request>, PeerError> {
-        if !self.has_unconsumed_requests()? {
-            return Ok(None);
+        if self.req_cons == self.req_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_req_prod()?;
         }
-        let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
-        self.read_slot(self.req_cons, bytes.as_mut());
-        self.req_cons = self.req_cons.wrapping_add(1);
-        Ok(Some(P::Request::from_bytes(&bytes)))
+        self.take_request()
     }
 
     /// Whether a request is waiting (re-reading `req_prod` only when everything seen so far has
     /// been consumed).
     #[inline]
     pub fn has_unconsumed_requests(&mut self) -> Result<bool, PeerError> {
+        Ok(self.unconsumed_requests()? != 0)
+    }
+
+    /// How many requests are waiting (`RING_HAS_UNCONSUMED_REQUESTS`): those seen but not yet
+    /// taken, after re-reading `req_prod` (one acquire load, validated) if every request seen
+    /// so far has been taken. [`take_request`](Self::take_request) then takes exactly that
+    /// many without touching the shared index.
+    #[inline]
+    pub fn unconsumed_requests(&mut self) -> Result<u32, PeerError> {
         // Requests already seen are waiting: never the case once broken (`fail` empties the
         // seen range), so `broken` is only checked when `req_prod` must be read again.
-        if self.req_cons != self.req_prod_seen {
-            return Ok(true);
+        if self.req_cons == self.req_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_req_prod()?;
         }
-        if let Some(error) = self.broken {
-            return Err(error);
+        Ok(self.req_prod_seen.wrapping_sub(self.req_cons))
+    }
+
+    /// Take the next of the requests already seen (counted by
+    /// [`unconsumed_requests`](Self::unconsumed_requests), or by the last
+    /// [`poll_request`](Self::poll_request) or final check), without reading `req_prod`:
+    /// `Ok(None)` once they are all taken. Each slot is copied out exactly once, as by
+    /// `poll_request`. The bound was validated when the index was read (at most `size`
+    /// unanswered requests), so a loop of these runs at most `size` times per batch.
+    #[inline]
+    pub fn take_request(&mut self) -> Result<Option<P::Request>, PeerError> {
+        if self.req_cons == self.req_prod_seen {
+            return match self.broken {
+                Some(error) => Err(error),
+                None => Ok(None),
+            };
         }
-        self.refresh_req_prod()?;
-        Ok(self.req_cons != self.req_prod_seen)
+        let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
+        self.read_slot(self.req_cons, bytes.as_mut());
+        self.req_cons = self.req_cons.wrapping_add(1);
+        Ok(Some(P::Request::from_bytes(&bytes)))
     }
 
     /// Write the response to the oldest unanswered request into its slot. Not visible to the
@@ -190,26 +224,35 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Ok(self.req_cons != self.req_prod_seen)
     }
 
+    /// Read `req_prod` (acquire) and check it. Called only when every request seen has been
+    /// taken (`req_cons == req_prod_seen`), so one comparison covers both rules: the new
+    /// requests must fit in the slots not holding an unanswered request
+    /// (`RING_REQUEST_PROD_OVERFLOW`: `req_prod - rsp_prod_pvt <= size`), and an index that
+    /// moved backwards wraps to a huge count that fails the same test.
     #[inline]
     fn refresh_req_prod(&mut self) -> Result<(), PeerError> {
+        debug_assert_eq!(self.req_cons, self.req_prod_seen);
         let now = self.memory.load_acquire(REQ_PROD);
-        if (now.wrapping_sub(self.req_prod_seen) as i32) < 0 {
-            return Err(self.fail(PeerError::ProducerWentBackwards {
-                index: SharedIndex::RequestProducer,
-                previous: self.req_prod_seen,
-                now,
-            }));
-        }
-        // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
-        if now.wrapping_sub(self.rsp_prod_pvt) > self.layout.slots() {
-            return Err(self.fail(PeerError::TooManyRequests {
-                req_prod: now,
-                rsp_prod: self.rsp_prod_pvt,
-                slots: self.layout.slots(),
-            }));
+        // `unanswered() <= size` always holds: every request taken was validated this way.
+        let room = self.layout.slots() - self.unanswered();
+        if now.wrapping_sub(self.req_cons) > room {
+            return Err(self.bad_req_prod(now));
         }
         self.req_prod_seen = now;
         Ok(())
+    }
+
+    /// Which rule a rejected `req_prod` broke.
+    #[cold]
+    #[inline(never)]
+    fn bad_req_prod(&mut self, now: u32) -> PeerError {
+        let error = if (now.wrapping_sub(self.req_prod_seen) as i32) < 0 {
+            PeerError::ProducerWentBackwards { index: SharedIndex::RequestProducer, previous: self.req_prod_seen, now }
+        } else {
+            // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
+            PeerError::TooManyRequests { req_prod: now, rsp_prod: self.rsp_prod_pvt, slots: self.layout.slots() }
+        };
+        self.fail(error)
     }
 
     /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built

@@ -186,10 +186,57 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
 
     /// Take the next response, if the back end has published one. The slot is copied out once
     /// and decoded from the copy.
+    ///
+    /// When every response seen so far has been taken this reads `rsp_prod` again; a loop over
+    /// one snapshot ([`unconsumed_responses`](Self::unconsumed_responses), then
+    /// [`take_response`](Self::take_response) until `None`) reads it once per batch.
     #[inline]
     pub fn poll_response(&mut self) -> Result<Option<P::Response>, PeerError> {
-        if !self.has_unconsumed_responses()? {
-            return Ok(None);
+        if self.rsp_cons == self.rsp_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_rsp_prod()?;
+        }
+        self.take_response()
+    }
+
+    /// Whether a response is waiting (re-reading `rsp_prod` only when everything seen so far
+    /// has been consumed).
+    #[inline]
+    pub fn has_unconsumed_responses(&mut self) -> Result<bool, PeerError> {
+        Ok(self.unconsumed_responses()? != 0)
+    }
+
+    /// How many responses are waiting (`RING_HAS_UNCONSUMED_RESPONSES`): those seen but not yet
+    /// taken, after re-reading `rsp_prod` (one acquire load, validated) if every response seen
+    /// so far has been taken. [`take_response`](Self::take_response) then takes them without
+    /// touching the shared index.
+    #[inline]
+    pub fn unconsumed_responses(&mut self) -> Result<u32, PeerError> {
+        // Responses already seen are waiting: never the case once broken (`fail` empties the
+        // seen range), so `broken` is only checked when `rsp_prod` must be read again.
+        if self.rsp_cons == self.rsp_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_rsp_prod()?;
+        }
+        Ok(self.rsp_prod_seen.wrapping_sub(self.rsp_cons))
+    }
+
+    /// Take the next of the responses already seen (counted by
+    /// [`unconsumed_responses`](Self::unconsumed_responses), or by the last
+    /// [`poll_response`](Self::poll_response) or final check), without reading `rsp_prod`:
+    /// `Ok(None)` once they are all taken. Copied out once and id-checked as by
+    /// `poll_response`.
+    #[inline]
+    pub fn take_response(&mut self) -> Result<Option<P::Response>, PeerError> {
+        if self.rsp_cons == self.rsp_prod_seen {
+            return match self.broken {
+                Some(error) => Err(error),
+                None => Ok(None),
+            };
         }
         let mut bytes = <P::Response as RingEntry>::Bytes::ZEROED;
         self.read_slot(self.rsp_cons, bytes.as_mut());
@@ -201,22 +248,6 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
             return Err(self.fail(PeerError::UnknownResponseId { id }));
         }
         Ok(Some(response))
-    }
-
-    /// Whether a response is waiting (re-reading `rsp_prod` only when everything seen so far
-    /// has been consumed).
-    #[inline]
-    pub fn has_unconsumed_responses(&mut self) -> Result<bool, PeerError> {
-        // Responses already seen are waiting: never the case once broken (`fail` empties the
-        // seen range), so `broken` is only checked when `rsp_prod` must be read again.
-        if self.rsp_cons != self.rsp_prod_seen {
-            return Ok(true);
-        }
-        if let Some(error) = self.broken {
-            return Err(error);
-        }
-        self.refresh_rsp_prod()?;
-        Ok(self.rsp_cons != self.rsp_prod_seen)
     }
 
     /// `RING_FINAL_CHECK_FOR_RESPONSES`: call before sleeping. If nothing is waiting, ask the
@@ -238,23 +269,33 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         Ok(self.rsp_cons != self.rsp_prod_seen)
     }
 
+    /// Read `rsp_prod` (acquire) and check it. Called only when every response seen has been
+    /// taken (`rsp_cons == rsp_prod_seen`), so one comparison covers both rules: responses may
+    /// answer only requests the back end could see (flushed or published), and an index that
+    /// moved backwards wraps to a huge count that fails the same test.
     #[inline]
     fn refresh_rsp_prod(&mut self) -> Result<(), PeerError> {
+        debug_assert_eq!(self.rsp_cons, self.rsp_prod_seen);
         let now = self.memory.load_acquire(RSP_PROD);
-        if (now.wrapping_sub(self.rsp_prod_seen) as i32) < 0 {
-            return Err(self.fail(PeerError::ProducerWentBackwards {
-                index: SharedIndex::ResponseProducer,
-                previous: self.rsp_prod_seen,
-                now,
-            }));
-        }
-        // Responses may answer any request the back end could see, flushed or published.
         let in_flight = self.req_prod_visible.wrapping_sub(self.rsp_cons);
         if now.wrapping_sub(self.rsp_cons) > in_flight {
-            return Err(self.fail(PeerError::TooManyResponses { rsp_prod: now, rsp_cons: self.rsp_cons, in_flight }));
+            return Err(self.bad_rsp_prod(now));
         }
         self.rsp_prod_seen = now;
         Ok(())
+    }
+
+    /// Which rule a rejected `rsp_prod` broke.
+    #[cold]
+    #[inline(never)]
+    fn bad_rsp_prod(&mut self, now: u32) -> PeerError {
+        let error = if (now.wrapping_sub(self.rsp_prod_seen) as i32) < 0 {
+            PeerError::ProducerWentBackwards { index: SharedIndex::ResponseProducer, previous: self.rsp_prod_seen, now }
+        } else {
+            let in_flight = self.req_prod_visible.wrapping_sub(self.rsp_cons);
+            PeerError::TooManyResponses { rsp_prod: now, rsp_cons: self.rsp_cons, in_flight }
+        };
+        self.fail(error)
     }
 
     /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built
