@@ -2,7 +2,7 @@
 //! domain, or a host allocation in tests and benchmarks).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::shared_memory::{SharedMemory, check_bounds};
 
@@ -134,9 +134,9 @@ impl PageMemory {
 }
 
 // SAFETY: index stores are release stores, index loads SeqCst (at least acquire),
-// `store_fenced` is a SeqCst swap (release store + full barrier; ordered before every later
-// SeqCst load), and slot copies use relaxed atomics only, so concurrent peer writes are never
-// undefined behaviour.
+// `store_fenced` is a release store followed by a SeqCst fence (a full barrier: no later load
+// is satisfied before the store is visible), and slot copies use relaxed atomics only, so
+// concurrent peer writes are never undefined behaviour.
 unsafe impl SharedMemory for PageMemory {
     #[inline]
     fn len(&self) -> usize {
@@ -173,10 +173,10 @@ unsafe impl SharedMemory for PageMemory {
 
     #[inline]
     fn load_acquire(&self, offset: usize) -> u32 {
-        // SeqCst (stronger than the acquire the trait asks for): with `store_fenced`'s SeqCst
-        // swap this makes the notify/final-check pairs a store-buffering pattern of SeqCst
-        // operations, which the Rust memory model forbids from losing both stores. On x86 a
-        // SeqCst load is a plain `mov`; on Arm64 it is `ldar`.
+        // SeqCst (stronger than the acquire the trait asks for; on x86 a plain `mov`, on Arm64
+        // `ldar`). The notify/final-check pairs are a store-buffering pattern in which each side
+        // stores, runs `store_fenced`'s SeqCst fence, then loads: the Rust memory model forbids
+        // both loads from missing the other side's store.
         u32::from_le(self.word(offset).load(Ordering::SeqCst))
     }
 
@@ -187,9 +187,14 @@ unsafe impl SharedMemory for PageMemory {
 
     #[inline]
     fn store_fenced(&self, offset: usize, value: u32) {
-        // A SeqCst swap is a release store plus a full barrier (x86 `xchg`, cheaper than
-        // `mfence`); later loads of this thread are SeqCst (see `load_acquire`).
-        self.word(offset).swap(value.to_le(), Ordering::SeqCst);
+        // A release store, then a SeqCst fence: x86 `mov` + `lock or $0` on the stack, which is
+        // Xen's own `idx = v; xen_mb()` (xenctrl.h's `lock addl $0, -32(%rsp)`), and what the
+        // loom model (`LoomMemory`) checks. It replaced a SeqCst swap (`xchg` on the index): a
+        // locked RMW on the shared header line is likely to ask for that line only after the
+        // earlier slot stores have drained, serialising two cache-line transfers that a plain
+        // store lets overlap (docs/shared-ring.md, "Benchmark").
+        self.word(offset).store(value.to_le(), Ordering::Release);
+        fence(Ordering::SeqCst);
     }
 }
 
