@@ -236,23 +236,11 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         // `unanswered() <= size` always holds: every request taken was validated this way.
         let room = self.layout.slots() - self.unanswered();
         if now.wrapping_sub(self.req_cons) > room {
-            return Err(self.bad_req_prod(now));
+            let error = bad_req_prod(now, self.req_prod_seen, self.rsp_prod_pvt, self.layout.slots());
+            return Err(self.fail(error));
         }
         self.req_prod_seen = now;
         Ok(())
-    }
-
-    /// Which rule a rejected `req_prod` broke.
-    #[cold]
-    #[inline(never)]
-    fn bad_req_prod(&mut self, now: u32) -> PeerError {
-        let error = if (now.wrapping_sub(self.req_prod_seen) as i32) < 0 {
-            PeerError::ProducerWentBackwards { index: SharedIndex::RequestProducer, previous: self.req_prod_seen, now }
-        } else {
-            // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
-            PeerError::TooManyRequests { req_prod: now, rsp_prod: self.rsp_prod_pvt, slots: self.layout.slots() }
-        };
-        self.fail(error)
     }
 
     /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built
@@ -292,5 +280,18 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         self.broken = Some(error);
         self.req_prod_seen = self.req_cons;
         error
+    }
+}
+
+/// Which rule a rejected `req_prod` broke. Out of line and given values, not the ring: a
+/// reference to the ring escaping into a call would keep its fields in memory on the hot path.
+#[cold]
+#[inline(never)]
+fn bad_req_prod(now: u32, seen: u32, rsp_prod_pvt: u32, slots: u32) -> PeerError {
+    if (now.wrapping_sub(seen) as i32) < 0 {
+        PeerError::ProducerWentBackwards { index: SharedIndex::RequestProducer, previous: seen, now }
+    } else {
+        // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
+        PeerError::TooManyRequests { req_prod: now, rsp_prod: rsp_prod_pvt, slots }
     }
 }

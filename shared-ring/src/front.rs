@@ -279,23 +279,11 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         let now = self.memory.load_acquire(RSP_PROD);
         let in_flight = self.req_prod_visible.wrapping_sub(self.rsp_cons);
         if now.wrapping_sub(self.rsp_cons) > in_flight {
-            return Err(self.bad_rsp_prod(now));
+            let error = bad_rsp_prod(now, self.rsp_prod_seen, self.rsp_cons, in_flight);
+            return Err(self.fail(error));
         }
         self.rsp_prod_seen = now;
         Ok(())
-    }
-
-    /// Which rule a rejected `rsp_prod` broke.
-    #[cold]
-    #[inline(never)]
-    fn bad_rsp_prod(&mut self, now: u32) -> PeerError {
-        let error = if (now.wrapping_sub(self.rsp_prod_seen) as i32) < 0 {
-            PeerError::ProducerWentBackwards { index: SharedIndex::ResponseProducer, previous: self.rsp_prod_seen, now }
-        } else {
-            let in_flight = self.req_prod_visible.wrapping_sub(self.rsp_cons);
-            PeerError::TooManyResponses { rsp_prod: now, rsp_cons: self.rsp_cons, in_flight }
-        };
-        self.fail(error)
     }
 
     /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built
@@ -341,5 +329,17 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     #[inline]
     pub fn is_outstanding(&self, id: u32) -> bool {
         id < self.layout.slots() && self.outstanding.contains(id)
+    }
+}
+
+/// Which rule a rejected `rsp_prod` broke. Out of line and given values, not the ring: a
+/// reference to the ring escaping into a call would keep its fields in memory on the hot path.
+#[cold]
+#[inline(never)]
+fn bad_rsp_prod(now: u32, seen: u32, rsp_cons: u32, in_flight: u32) -> PeerError {
+    if (now.wrapping_sub(seen) as i32) < 0 {
+        PeerError::ProducerWentBackwards { index: SharedIndex::ResponseProducer, previous: seen, now }
+    } else {
+        PeerError::TooManyResponses { rsp_prod: now, rsp_cons, in_flight }
     }
 }
