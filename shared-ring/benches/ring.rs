@@ -139,7 +139,7 @@ fn rust_front(shared: &SharedPages, mode: Mode, count: u64) -> u64 {
     notifies
 }
 
-fn rust_back(shared: &SharedPages, count: u64) -> u64 {
+fn rust_back(shared: &SharedPages, mode: Mode, count: u64) -> u64 {
     let mut back = BackRing::<Blkif, _>::attach(shared.memory()).unwrap();
     let (mut done, mut notifies) = (0u64, 0u64);
     while done < count {
@@ -148,7 +148,13 @@ fn rust_back(shared: &SharedPages, count: u64) -> u64 {
         if back.unconsumed_requests().unwrap() == 0 {
             continue;
         }
-        while let Some(slot) = back.take_request().unwrap() {
+        // push-each compares the APIs: there the back end keeps taking requests while the
+        // front end's flushes reveal more (`poll_request` re-reads `req_prod` at the end of
+        // each snapshot) and decides once for all of them; in latency and batched it serves
+        // exactly one snapshot per decision, as the C back end does.
+        loop {
+            let next = if mode == Mode::PushEach { back.poll_request() } else { back.take_request() };
+            let Some(slot) = next.unwrap() else { break };
             let raw = slot.as_raw();
             assert!(raw[1] <= 11);
             back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status: 0 }).unwrap();
@@ -229,7 +235,7 @@ fn run_once(c: &XenC, implementation: Implementation, copy: XenCopy, mode: Mode,
             match implementation {
                 // SAFETY: the area lives until the scope ends; the C function only touches it.
                 Implementation::XenRingH => unsafe { (c.back)(base_address as *mut c_void, bytes, count, copy as i32) },
-                Implementation::SharedRing => rust_back(&shared, count),
+                Implementation::SharedRing => rust_back(&shared, mode, count),
             }
         });
         pin_to_cpu(0);
