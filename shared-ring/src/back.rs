@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 
-use crate::entry::{EntryBytes, RingEntry, RingProtocol};
+use crate::entry::{EntryBytes, RingEntry, RingProtocol, entry_size};
 use crate::error::{LayoutError, PeerError, PushError, SharedIndex};
 use crate::layout::{HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout};
 use crate::notify::Notify;
@@ -16,6 +16,8 @@ use crate::shared_memory::SharedMemory;
 pub struct BackRing<P: RingProtocol, M: SharedMemory> {
     memory: M,
     layout: RingLayout,
+    /// `layout.slots() - 1`: free-running index to slot number.
+    mask: u32,
     /// Next request index to consume.
     req_cons: u32,
     /// Last validated value of the shared `req_prod`.
@@ -46,6 +48,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Ok(Self {
             memory,
             layout,
+            mask: layout.slots() - 1,
             req_cons: start,
             req_prod_seen: start,
             rsp_prod_pvt: start,
@@ -83,28 +86,65 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
 
     /// Take the next request, if the front end has published one: a private copy, decoded from
     /// that copy. Validate it with the wire type's `validate` before acting on it.
+    ///
+    /// When every request seen so far has been taken this reads `req_prod` again, so the call
+    /// that ends a `while let` loop costs a load of the shared index. A loop over one snapshot
+    /// ([`unconsumed_requests`](Self::unconsumed_requests), then
+    /// [`take_request`](Self::take_request) until `None`) reads it once per batch, as ring.h's
+    /// `rp = req_prod; xen_rmb(); while (req_cons != rp)` does.
     #[inline]
     pub fn poll_request(&mut self) -> Result<Option<P::Request>, PeerError> {
-        if !self.has_unconsumed_requests()? {
-            return Ok(None);
+        if self.req_cons == self.req_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_req_prod()?;
         }
-        let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
-        self.memory.read(self.slot_offset(self.req_cons), bytes.as_mut());
-        self.req_cons = self.req_cons.wrapping_add(1);
-        Ok(Some(P::Request::from_bytes(&bytes)))
+        self.take_request()
     }
 
     /// Whether a request is waiting (re-reading `req_prod` only when everything seen so far has
     /// been consumed).
     #[inline]
     pub fn has_unconsumed_requests(&mut self) -> Result<bool, PeerError> {
-        if let Some(error) = self.broken {
-            return Err(error);
-        }
+        Ok(self.unconsumed_requests()? != 0)
+    }
+
+    /// How many requests are waiting (`RING_HAS_UNCONSUMED_REQUESTS`): those seen but not yet
+    /// taken, after re-reading `req_prod` (one acquire load, validated) if every request seen
+    /// so far has been taken. [`take_request`](Self::take_request) then takes exactly that
+    /// many without touching the shared index.
+    #[inline]
+    pub fn unconsumed_requests(&mut self) -> Result<u32, PeerError> {
+        // Requests already seen are waiting: never the case once broken (`fail` empties the
+        // seen range), so `broken` is only checked when `req_prod` must be read again.
         if self.req_cons == self.req_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
             self.refresh_req_prod()?;
         }
-        Ok(self.req_cons != self.req_prod_seen)
+        Ok(self.req_prod_seen.wrapping_sub(self.req_cons))
+    }
+
+    /// Take the next of the requests already seen (counted by
+    /// [`unconsumed_requests`](Self::unconsumed_requests), or by the last
+    /// [`poll_request`](Self::poll_request) or final check), without reading `req_prod`:
+    /// `Ok(None)` once they are all taken. Each slot is copied out exactly once, as by
+    /// `poll_request`. The bound was validated when the index was read (at most `size`
+    /// unanswered requests), so a loop of these runs at most `size` times per batch.
+    #[inline]
+    pub fn take_request(&mut self) -> Result<Option<P::Request>, PeerError> {
+        if self.req_cons == self.req_prod_seen {
+            return match self.broken {
+                Some(error) => Err(error),
+                None => Ok(None),
+            };
+        }
+        let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
+        self.read_slot(self.req_cons, bytes.as_mut());
+        self.req_cons = self.req_cons.wrapping_add(1);
+        Ok(Some(P::Request::from_bytes(&bytes)))
     }
 
     /// Write the response to the oldest unanswered request into its slot. Not visible to the
@@ -116,7 +156,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         }
         let bytes = response.to_bytes();
         let len = response.encoded_len().min(bytes.as_ref().len());
-        self.memory.write(self.slot_offset(self.rsp_prod_pvt), &bytes.as_ref()[..len]);
+        self.write_slot(self.rsp_prod_pvt, &bytes.as_ref()[..len]);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
         Ok(())
     }
@@ -184,23 +224,20 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Ok(self.req_cons != self.req_prod_seen)
     }
 
+    /// Read `req_prod` (acquire) and check it. Called only when every request seen has been
+    /// taken (`req_cons == req_prod_seen`), so one comparison covers both rules: the new
+    /// requests must fit in the slots not holding an unanswered request
+    /// (`RING_REQUEST_PROD_OVERFLOW`: `req_prod - rsp_prod_pvt <= size`), and an index that
+    /// moved backwards wraps to a huge count that fails the same test.
     #[inline]
     fn refresh_req_prod(&mut self) -> Result<(), PeerError> {
+        debug_assert_eq!(self.req_cons, self.req_prod_seen);
         let now = self.memory.load_acquire(REQ_PROD);
-        if (now.wrapping_sub(self.req_prod_seen) as i32) < 0 {
-            return Err(self.fail(PeerError::ProducerWentBackwards {
-                index: SharedIndex::RequestProducer,
-                previous: self.req_prod_seen,
-                now,
-            }));
-        }
-        // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
-        if now.wrapping_sub(self.rsp_prod_pvt) > self.layout.slots() {
-            return Err(self.fail(PeerError::TooManyRequests {
-                req_prod: now,
-                rsp_prod: self.rsp_prod_pvt,
-                slots: self.layout.slots(),
-            }));
+        // `unanswered() <= size` always holds: every request taken was validated this way.
+        let room = self.layout.slots() - self.unanswered();
+        if now.wrapping_sub(self.req_cons) > room {
+            let error = bad_req_prod(now, self.req_prod_seen, self.rsp_prod_pvt, self.layout.slots());
+            return Err(self.fail(error));
         }
         self.req_prod_seen = now;
         Ok(())
@@ -211,12 +248,50 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
     /// compiler also sees that every slot is 8-byte aligned when the slot size is.
     #[inline]
     fn slot_offset(&self, index: u32) -> usize {
-        HEADER_SIZE + (index & (self.layout.slots() - 1)) as usize * P::SLOT_SIZE
+        HEADER_SIZE + (index & self.mask) as usize * P::SLOT_SIZE
     }
 
+    /// Copy the slot of `index` out into `dst` (one entry), without a bounds check per copy.
+    #[inline]
+    fn read_slot(&self, index: u32, dst: &mut [u8]) {
+        const { assert!(entry_size::<P::Request>() <= P::SLOT_SIZE && entry_size::<P::Response>() <= P::SLOT_SIZE) };
+        debug_assert!(dst.len() <= P::SLOT_SIZE);
+        // SAFETY: the slot lies in the area: `slot_offset` is `HEADER_SIZE + k * SLOT_SIZE` with
+        // `k < slots`, `RingLayout::for_memory` checked `HEADER_SIZE + slots * SLOT_SIZE <=
+        // memory.len()` at attach (`len` is constant by the trait's contract), and `dst` is one
+        // entry, at most `SLOT_SIZE` bytes (asserted at compile time above).
+        unsafe { self.memory.read_in_bounds(self.slot_offset(index), dst) }
+    }
+
+    /// Copy one entry's bytes into the slot of `index`, without a bounds check per copy.
+    #[inline]
+    fn write_slot(&self, index: u32, src: &[u8]) {
+        const { assert!(entry_size::<P::Request>() <= P::SLOT_SIZE && entry_size::<P::Response>() <= P::SLOT_SIZE) };
+        debug_assert!(src.len() <= P::SLOT_SIZE);
+        // SAFETY: as in `read_slot`; callers pass at most one entry (`encoded_len` is clamped
+        // to the entry size), at most `SLOT_SIZE` bytes.
+        unsafe { self.memory.write_in_bounds(self.slot_offset(index), src) }
+    }
+
+    /// Record a broken peer. Emptying the seen range sends every later poll to the slow path,
+    /// which returns the error: the fast path (entries already seen) needs no check of `broken`.
     #[inline]
     fn fail(&mut self, error: PeerError) -> PeerError {
         self.broken = Some(error);
+        self.req_prod_seen = self.req_cons;
         error
+    }
+}
+
+/// Which rule a rejected `req_prod` broke. Out of line and given values, not the ring: a
+/// reference to the ring escaping into a call would keep its fields in memory on the hot path.
+#[cold]
+#[inline(never)]
+fn bad_req_prod(now: u32, seen: u32, rsp_prod_pvt: u32, slots: u32) -> PeerError {
+    if (now.wrapping_sub(seen) as i32) < 0 {
+        PeerError::ProducerWentBackwards { index: SharedIndex::RequestProducer, previous: seen, now }
+    } else {
+        // RING_REQUEST_PROD_OVERFLOW: each published request needs a slot for its response.
+        PeerError::TooManyRequests { req_prod: now, rsp_prod: rsp_prod_pvt, slots }
     }
 }

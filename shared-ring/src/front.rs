@@ -2,7 +2,7 @@
 
 use core::marker::PhantomData;
 
-use crate::entry::{EntryBytes, RingEntry, RingProtocol};
+use crate::entry::{EntryBytes, RingEntry, RingProtocol, entry_size};
 use crate::error::{LayoutError, PeerError, PushError, SharedIndex};
 use crate::id_set::IdSet;
 use crate::layout::{HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout, init_header};
@@ -19,6 +19,8 @@ use crate::shared_memory::SharedMemory;
 pub struct FrontRing<P: RingProtocol, M: SharedMemory> {
     memory: M,
     layout: RingLayout,
+    /// `layout.slots() - 1`: free-running index to slot number.
+    mask: u32,
     /// Next request index to fill (`req_prod_pvt`).
     req_prod_pvt: u32,
     /// Last value stored to the shared `req_prod` (by a flush or a publish).
@@ -59,6 +61,7 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         Self {
             memory,
             layout,
+            mask: layout.slots() - 1,
             req_prod_pvt: start,
             req_prod_visible: start,
             req_prod_decided: start,
@@ -133,7 +136,7 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         }
         let bytes = request.to_bytes();
         let len = request.encoded_len().min(bytes.as_ref().len());
-        self.memory.write(self.slot_offset(self.req_prod_pvt), &bytes.as_ref()[..len]);
+        self.write_slot(self.req_prod_pvt, &bytes.as_ref()[..len]);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
@@ -183,13 +186,60 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
 
     /// Take the next response, if the back end has published one. The slot is copied out once
     /// and decoded from the copy.
+    ///
+    /// When every response seen so far has been taken this reads `rsp_prod` again; a loop over
+    /// one snapshot ([`unconsumed_responses`](Self::unconsumed_responses), then
+    /// [`take_response`](Self::take_response) until `None`) reads it once per batch.
     #[inline]
     pub fn poll_response(&mut self) -> Result<Option<P::Response>, PeerError> {
-        if !self.has_unconsumed_responses()? {
-            return Ok(None);
+        if self.rsp_cons == self.rsp_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_rsp_prod()?;
+        }
+        self.take_response()
+    }
+
+    /// Whether a response is waiting (re-reading `rsp_prod` only when everything seen so far
+    /// has been consumed).
+    #[inline]
+    pub fn has_unconsumed_responses(&mut self) -> Result<bool, PeerError> {
+        Ok(self.unconsumed_responses()? != 0)
+    }
+
+    /// How many responses are waiting (`RING_HAS_UNCONSUMED_RESPONSES`): those seen but not yet
+    /// taken, after re-reading `rsp_prod` (one acquire load, validated) if every response seen
+    /// so far has been taken. [`take_response`](Self::take_response) then takes them without
+    /// touching the shared index.
+    #[inline]
+    pub fn unconsumed_responses(&mut self) -> Result<u32, PeerError> {
+        // Responses already seen are waiting: never the case once broken (`fail` empties the
+        // seen range), so `broken` is only checked when `rsp_prod` must be read again.
+        if self.rsp_cons == self.rsp_prod_seen {
+            if let Some(error) = self.broken {
+                return Err(error);
+            }
+            self.refresh_rsp_prod()?;
+        }
+        Ok(self.rsp_prod_seen.wrapping_sub(self.rsp_cons))
+    }
+
+    /// Take the next of the responses already seen (counted by
+    /// [`unconsumed_responses`](Self::unconsumed_responses), or by the last
+    /// [`poll_response`](Self::poll_response) or final check), without reading `rsp_prod`:
+    /// `Ok(None)` once they are all taken. Copied out once and id-checked as by
+    /// `poll_response`.
+    #[inline]
+    pub fn take_response(&mut self) -> Result<Option<P::Response>, PeerError> {
+        if self.rsp_cons == self.rsp_prod_seen {
+            return match self.broken {
+                Some(error) => Err(error),
+                None => Ok(None),
+            };
         }
         let mut bytes = <P::Response as RingEntry>::Bytes::ZEROED;
-        self.memory.read(self.slot_offset(self.rsp_cons), bytes.as_mut());
+        self.read_slot(self.rsp_cons, bytes.as_mut());
         let response = P::Response::from_bytes(&bytes);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
         if let Some(id) = response.tracking_id()
@@ -198,19 +248,6 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
             return Err(self.fail(PeerError::UnknownResponseId { id }));
         }
         Ok(Some(response))
-    }
-
-    /// Whether a response is waiting (re-reading `rsp_prod` only when everything seen so far
-    /// has been consumed).
-    #[inline]
-    pub fn has_unconsumed_responses(&mut self) -> Result<bool, PeerError> {
-        if let Some(error) = self.broken {
-            return Err(error);
-        }
-        if self.rsp_cons == self.rsp_prod_seen {
-            self.refresh_rsp_prod()?;
-        }
-        Ok(self.rsp_cons != self.rsp_prod_seen)
     }
 
     /// `RING_FINAL_CHECK_FOR_RESPONSES`: call before sleeping. If nothing is waiting, ask the
@@ -232,20 +269,18 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
         Ok(self.rsp_cons != self.rsp_prod_seen)
     }
 
+    /// Read `rsp_prod` (acquire) and check it. Called only when every response seen has been
+    /// taken (`rsp_cons == rsp_prod_seen`), so one comparison covers both rules: responses may
+    /// answer only requests the back end could see (flushed or published), and an index that
+    /// moved backwards wraps to a huge count that fails the same test.
     #[inline]
     fn refresh_rsp_prod(&mut self) -> Result<(), PeerError> {
+        debug_assert_eq!(self.rsp_cons, self.rsp_prod_seen);
         let now = self.memory.load_acquire(RSP_PROD);
-        if (now.wrapping_sub(self.rsp_prod_seen) as i32) < 0 {
-            return Err(self.fail(PeerError::ProducerWentBackwards {
-                index: SharedIndex::ResponseProducer,
-                previous: self.rsp_prod_seen,
-                now,
-            }));
-        }
-        // Responses may answer any request the back end could see, flushed or published.
         let in_flight = self.req_prod_visible.wrapping_sub(self.rsp_cons);
         if now.wrapping_sub(self.rsp_cons) > in_flight {
-            return Err(self.fail(PeerError::TooManyResponses { rsp_prod: now, rsp_cons: self.rsp_cons, in_flight }));
+            let error = bad_rsp_prod(now, self.rsp_prod_seen, self.rsp_cons, in_flight);
+            return Err(self.fail(error));
         }
         self.rsp_prod_seen = now;
         Ok(())
@@ -256,12 +291,37 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     /// compiler also sees that every slot is 8-byte aligned when the slot size is.
     #[inline]
     fn slot_offset(&self, index: u32) -> usize {
-        HEADER_SIZE + (index & (self.layout.slots() - 1)) as usize * P::SLOT_SIZE
+        HEADER_SIZE + (index & self.mask) as usize * P::SLOT_SIZE
     }
 
+    /// Copy the slot of `index` out into `dst` (one entry), without a bounds check per copy.
+    #[inline]
+    fn read_slot(&self, index: u32, dst: &mut [u8]) {
+        const { assert!(entry_size::<P::Request>() <= P::SLOT_SIZE && entry_size::<P::Response>() <= P::SLOT_SIZE) };
+        debug_assert!(dst.len() <= P::SLOT_SIZE);
+        // SAFETY: the slot lies in the area: `slot_offset` is `HEADER_SIZE + k * SLOT_SIZE` with
+        // `k < slots`, `RingLayout::for_memory` checked `HEADER_SIZE + slots * SLOT_SIZE <=
+        // memory.len()` at attach (`len` is constant by the trait's contract), and `dst` is one
+        // entry, at most `SLOT_SIZE` bytes (asserted at compile time above).
+        unsafe { self.memory.read_in_bounds(self.slot_offset(index), dst) }
+    }
+
+    /// Copy one entry's bytes into the slot of `index`, without a bounds check per copy.
+    #[inline]
+    fn write_slot(&self, index: u32, src: &[u8]) {
+        const { assert!(entry_size::<P::Request>() <= P::SLOT_SIZE && entry_size::<P::Response>() <= P::SLOT_SIZE) };
+        debug_assert!(src.len() <= P::SLOT_SIZE);
+        // SAFETY: as in `read_slot`; callers pass at most one entry (`encoded_len` is clamped
+        // to the entry size), at most `SLOT_SIZE` bytes.
+        unsafe { self.memory.write_in_bounds(self.slot_offset(index), src) }
+    }
+
+    /// Record a broken peer. Emptying the seen range sends every later poll to the slow path,
+    /// which returns the error: the fast path (entries already seen) needs no check of `broken`.
     #[inline]
     fn fail(&mut self, error: PeerError) -> PeerError {
         self.broken = Some(error);
+        self.rsp_prod_seen = self.rsp_cons;
         error
     }
 
@@ -269,5 +329,17 @@ impl<P: RingProtocol, M: SharedMemory> FrontRing<P, M> {
     #[inline]
     pub fn is_outstanding(&self, id: u32) -> bool {
         id < self.layout.slots() && self.outstanding.contains(id)
+    }
+}
+
+/// Which rule a rejected `rsp_prod` broke. Out of line and given values, not the ring: a
+/// reference to the ring escaping into a call would keep its fields in memory on the hot path.
+#[cold]
+#[inline(never)]
+fn bad_rsp_prod(now: u32, seen: u32, rsp_cons: u32, in_flight: u32) -> PeerError {
+    if (now.wrapping_sub(seen) as i32) < 0 {
+        PeerError::ProducerWentBackwards { index: SharedIndex::ResponseProducer, previous: seen, now }
+    } else {
+        PeerError::TooManyResponses { rsp_prod: now, rsp_cons, in_flight }
     }
 }

@@ -19,7 +19,10 @@ impl IdSet {
     /// Insert `id` (< MAX_SLOTS); `false` if it was already present.
     #[inline]
     pub(crate) fn insert(&mut self, id: u32) -> bool {
-        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+        debug_assert!(id < MAX_SLOTS);
+        // `% WORDS` changes nothing for ids below MAX_SLOTS and lets the compiler drop the
+        // index check (the caller checked `id < slots <= MAX_SLOTS`, which it cannot see).
+        let (word, bit) = (id as usize / 64 % WORDS, 1u64 << (id % 64));
         let fresh = self.bits[word] & bit == 0;
         self.bits[word] |= bit;
         fresh

@@ -2,7 +2,7 @@
 //! domain, or a host allocation in tests and benchmarks).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::shared_memory::{SharedMemory, check_bounds};
 
@@ -69,34 +69,19 @@ impl PageMemory {
         }
     }
 
+    /// The copy behind [`read`](SharedMemory::read) and
+    /// [`read_in_bounds`](SharedMemory::read_in_bounds), without the bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `offset + dst.len() <= self.len`.
     #[inline]
-    fn word(&self, offset: usize) -> &AtomicU32 {
-        check_bounds(offset, 4, self.len);
-        assert!(offset.is_multiple_of(4), "shared-ring bug: unaligned index offset {offset}");
-        // SAFETY: in bounds (checked above), 4-byte aligned (base is 8-aligned, offset % 4 == 0),
-        // valid for the lifetime of `self` (contract of `new`) and only ever accessed atomically.
-        unsafe { AtomicU32::from_ptr(self.at(offset).cast()) }
-    }
-}
-
-// SAFETY: index stores are release stores, index loads SeqCst (at least acquire),
-// `store_fenced` is a SeqCst swap (release store + full barrier; ordered before every later
-// SeqCst load), and slot copies use relaxed atomics only, so concurrent peer writes are never
-// undefined behaviour.
-unsafe impl SharedMemory for PageMemory {
-    #[inline]
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    #[inline]
-    fn read(&self, offset: usize, dst: &mut [u8]) {
-        check_bounds(offset, dst.len(), self.len);
+    unsafe fn copy_out(&self, offset: usize, dst: &mut [u8]) {
         if offset.is_multiple_of(8) && dst.len().is_multiple_of(8) {
             // The ring's slot copies: one relaxed u64 load per word (a plain `mov` on x86).
             for (i, chunk) in dst.chunks_exact_mut(8).enumerate() {
-                // SAFETY: in bounds (checked above) and 8-aligned (base 8-aligned, offset and i*8
-                // multiples of 8); the shared area is only ever accessed atomically.
+                // SAFETY: in bounds (the caller's promise) and 8-aligned (base 8-aligned, offset
+                // and i*8 multiples of 8); the shared area is only ever accessed atomically.
                 let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
                 chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
             }
@@ -111,19 +96,24 @@ unsafe impl SharedMemory for PageMemory {
         }
     }
 
+    /// The copy behind [`write`](SharedMemory::write) and
+    /// [`write_in_bounds`](SharedMemory::write_in_bounds), without the bounds check.
+    ///
+    /// # Safety
+    ///
+    /// `offset + src.len() <= self.len`.
     #[inline]
-    fn write(&self, offset: usize, src: &[u8]) {
-        check_bounds(offset, src.len(), self.len);
+    unsafe fn copy_in(&self, offset: usize, src: &[u8]) {
         if offset.is_multiple_of(8) && src.len().is_multiple_of(8) {
             for (i, chunk) in src.chunks_exact(8).enumerate() {
-                // SAFETY: in bounds (checked above) and 8-aligned; only atomic accesses.
+                // SAFETY: in bounds (the caller's promise) and 8-aligned; only atomic accesses.
                 let word = unsafe { AtomicU64::from_ptr(self.at(offset + i * 8).cast()) };
                 let value = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
                 word.store(value, Ordering::Relaxed);
             }
         } else if offset.is_multiple_of(4) && src.len().is_multiple_of(4) {
             for (i, chunk) in src.chunks_exact(4).enumerate() {
-                // SAFETY: in bounds (checked above) and 4-aligned; only atomic accesses.
+                // SAFETY: in bounds (the caller's promise) and 4-aligned; only atomic accesses.
                 let word = unsafe { AtomicU32::from_ptr(self.at(offset + i * 4).cast()) };
                 let value = u32::from_ne_bytes(chunk.try_into().unwrap_or([0; 4]));
                 word.store(value, Ordering::Relaxed);
@@ -134,11 +124,59 @@ unsafe impl SharedMemory for PageMemory {
     }
 
     #[inline]
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        check_bounds(offset, 4, self.len);
+        assert!(offset.is_multiple_of(4), "shared-ring bug: unaligned index offset {offset}");
+        // SAFETY: in bounds (checked above), 4-byte aligned (base is 8-aligned, offset % 4 == 0),
+        // valid for the lifetime of `self` (contract of `new`) and only ever accessed atomically.
+        unsafe { AtomicU32::from_ptr(self.at(offset).cast()) }
+    }
+}
+
+// SAFETY: index stores are release stores, index loads SeqCst (at least acquire),
+// `store_fenced` is a release store followed by a SeqCst fence (a full barrier: no later load
+// is satisfied before the store is visible), and slot copies use relaxed atomics only, so
+// concurrent peer writes are never undefined behaviour.
+unsafe impl SharedMemory for PageMemory {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn read(&self, offset: usize, dst: &mut [u8]) {
+        check_bounds(offset, dst.len(), self.len);
+        // SAFETY: in bounds (checked above).
+        unsafe { self.copy_out(offset, dst) }
+    }
+
+    #[inline]
+    fn write(&self, offset: usize, src: &[u8]) {
+        check_bounds(offset, src.len(), self.len);
+        // SAFETY: in bounds (checked above).
+        unsafe { self.copy_in(offset, src) }
+    }
+
+    #[inline]
+    unsafe fn read_in_bounds(&self, offset: usize, dst: &mut [u8]) {
+        debug_assert!(offset <= self.len && dst.len() <= self.len - offset, "shared-ring bug: unproven bound");
+        // SAFETY: in bounds (the caller's promise).
+        unsafe { self.copy_out(offset, dst) }
+    }
+
+    #[inline]
+    unsafe fn write_in_bounds(&self, offset: usize, src: &[u8]) {
+        debug_assert!(offset <= self.len && src.len() <= self.len - offset, "shared-ring bug: unproven bound");
+        // SAFETY: in bounds (the caller's promise).
+        unsafe { self.copy_in(offset, src) }
+    }
+
+    #[inline]
     fn load_acquire(&self, offset: usize) -> u32 {
-        // SeqCst (stronger than the acquire the trait asks for): with `store_fenced`'s SeqCst
-        // swap this makes the notify/final-check pairs a store-buffering pattern of SeqCst
-        // operations, which the Rust memory model forbids from losing both stores. On x86 a
-        // SeqCst load is a plain `mov`; on Arm64 it is `ldar`.
+        // SeqCst (stronger than the acquire the trait asks for; on x86 a plain `mov`, on Arm64
+        // `ldar`). The notify/final-check pairs are a store-buffering pattern in which each side
+        // stores, runs `store_fenced`'s SeqCst fence, then loads: the Rust memory model forbids
+        // both loads from missing the other side's store.
         u32::from_le(self.word(offset).load(Ordering::SeqCst))
     }
 
@@ -149,9 +187,14 @@ unsafe impl SharedMemory for PageMemory {
 
     #[inline]
     fn store_fenced(&self, offset: usize, value: u32) {
-        // A SeqCst swap is a release store plus a full barrier (x86 `xchg`, cheaper than
-        // `mfence`); later loads of this thread are SeqCst (see `load_acquire`).
-        self.word(offset).swap(value.to_le(), Ordering::SeqCst);
+        // A release store, then a SeqCst fence: x86 `mov` + `lock or $0` on the stack, which is
+        // Xen's own `idx = v; xen_mb()` (xenctrl.h's `lock addl $0, -32(%rsp)`), and what the
+        // loom model (`LoomMemory`) checks. It replaced a SeqCst swap (`xchg` on the index): a
+        // locked RMW on the shared header line is likely to ask for that line only after the
+        // earlier slot stores have drained, serialising two cache-line transfers that a plain
+        // store lets overlap (docs/shared-ring.md, "Benchmark").
+        self.word(offset).store(value.to_le(), Ordering::Release);
+        fence(Ordering::SeqCst);
     }
 }
 

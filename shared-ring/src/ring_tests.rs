@@ -362,6 +362,68 @@ fn every_request_slot_is_copied_exactly_once_before_use() {
     assert_eq!(counting.reads.borrow().iter().map(|&n| n as usize).sum::<usize>(), 8 * 112);
 }
 
+/// `unconsumed_*` reads the producer index once (only when everything seen is taken) and
+/// `take_*` walks that snapshot without touching the index again, each slot copied once; the
+/// hostile-peer rules hold as for `poll_*`.
+#[test]
+fn snapshot_take_reads_the_index_once_per_batch() {
+    let mut page = vec![0u8; PAGE_SIZE];
+    let cells = Cell::from_mut(&mut page[..]).as_slice_of_cells();
+    let attacker = CellMemory::from_cells(cells);
+    let counting = CountingMemory { inner: CellMemory::from_cells(cells), reads: RefCell::new(vec![0; PAGE_SIZE]) };
+    let mut front = FrontRing::<Blkif, _>::init(CellMemory::from_cells(cells)).unwrap();
+    let mut back = BackRing::<Blkif, _>::attach(&counting).unwrap();
+    for id in 0..5u64 {
+        let request = BlkifRequest { operation: OP_READ, nr_segments: 1, id, ..Default::default() };
+        front.push_request(BlkifRequestSlot::from(&request)).unwrap();
+    }
+    let _ = front.publish_requests();
+    assert_eq!(back.unconsumed_requests(), Ok(5));
+    // Requests published after the snapshot wait for the next one.
+    for id in 5..7u64 {
+        let request = BlkifRequest { operation: OP_READ, nr_segments: 1, id, ..Default::default() };
+        front.push_request(BlkifRequestSlot::from(&request)).unwrap();
+    }
+    let _ = front.publish_requests();
+    // A lie written to req_prod now is not seen until the snapshot is used up.
+    attacker.store_release(REQ_PROD, 1000);
+    let mut taken = Vec::new();
+    while let Some(slot) = back.take_request().unwrap() {
+        taken.push(slot.id());
+        back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status: 0 }).unwrap();
+    }
+    assert_eq!(taken, [0, 1, 2, 3, 4], "the snapshot, untouched by the later lie");
+    let reads = counting.reads.borrow().clone();
+    for id in 0..5u32 {
+        let offset = back.layout().slot_offset(id);
+        assert!(reads[offset..offset + 112].iter().all(|&n| n == 1), "slot {id} copied exactly once");
+    }
+    assert_eq!(reads.iter().map(|&n| n as usize).sum::<usize>(), 5 * 112);
+    // Everything seen is taken, so the next count re-reads req_prod, which is a lie: broken,
+    // and broken for good, also for take_request.
+    let error = back.unconsumed_requests().unwrap_err();
+    assert_eq!(error, PeerError::TooManyRequests { req_prod: 1000, rsp_prod: 5, slots: 32 });
+    assert_eq!(back.take_request(), Err(error));
+    assert_eq!(back.poll_request(), Err(error));
+
+    // The front end: the same on responses, and an unknown id breaks it.
+    let _ = back.publish_responses();
+    assert_eq!(front.unconsumed_responses(), Ok(5));
+    for id in 0..5 {
+        assert_eq!(front.take_response().unwrap().unwrap().id, id);
+    }
+    assert_eq!(front.take_response(), Ok(None));
+    let offset = back.layout().slot_offset(5);
+    attacker.write(offset, &BlkifResponse { id: 3, operation: 0, status: 0 }.to_raw());
+    attacker.store_release(RSP_PROD, 6);
+    assert_eq!(front.unconsumed_responses(), Ok(1));
+    let error = PeerError::UnknownResponseId { id: 3 };
+    assert_eq!(front.take_response(), Err(error));
+    assert_eq!(front.take_response(), Err(error));
+    assert_eq!(front.unconsumed_responses(), Err(error));
+    assert_eq!(front.poll_response(), Err(error));
+}
+
 /// `flush_*` makes entries visible at once without a decision; the next `publish_*` decides for
 /// everything flushed since the previous decision, so a peer that armed its event in that range
 /// is kicked exactly once.

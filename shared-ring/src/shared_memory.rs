@@ -29,8 +29,12 @@
 /// `read` and `write` need no ordering of their own but must be free of undefined behaviour
 /// even while the peer writes the same bytes concurrently (e.g. relaxed atomics or volatile
 /// accesses, never plain Rust references into the shared page).
+///
+/// [`len`](Self::len) must return the same value for as long as the value exists: the rings
+/// check their layout against it once, when they attach, and rely on that check for every slot
+/// access after it (see [`read_in_bounds`](Self::read_in_bounds)).
 pub unsafe trait SharedMemory {
-    /// Size of the shared area in bytes.
+    /// Size of the shared area in bytes (constant, see the trait's safety section).
     fn len(&self) -> usize;
 
     /// Whether the area is empty (never true for a usable ring).
@@ -44,6 +48,29 @@ pub unsafe trait SharedMemory {
 
     /// Copy `src` into the shared area at `offset`.
     fn write(&self, offset: usize, src: &[u8]);
+
+    /// [`read`](Self::read) for a range the caller has proven to lie inside the area: the
+    /// rings' slot copies, whose bounds follow from the layout checked once at attach. An
+    /// implementation may skip its bounds check here; the default keeps it.
+    ///
+    /// # Safety
+    ///
+    /// `offset + dst.len() <= self.len()` (without overflow).
+    #[inline]
+    unsafe fn read_in_bounds(&self, offset: usize, dst: &mut [u8]) {
+        self.read(offset, dst)
+    }
+
+    /// [`write`](Self::write) for a range the caller has proven to lie inside the area (see
+    /// [`read_in_bounds`](Self::read_in_bounds)).
+    ///
+    /// # Safety
+    ///
+    /// `offset + src.len() <= self.len()` (without overflow).
+    #[inline]
+    unsafe fn write_in_bounds(&self, offset: usize, src: &[u8]) {
+        self.write(offset, src)
+    }
 
     /// Load the little-endian `u32` at the 4-byte aligned `offset` with acquire ordering.
     fn load_acquire(&self, offset: usize) -> u32;
@@ -68,6 +95,16 @@ unsafe impl<T: SharedMemory + ?Sized> SharedMemory for &T {
     #[inline]
     fn write(&self, offset: usize, src: &[u8]) {
         (**self).write(offset, src)
+    }
+    #[inline]
+    unsafe fn read_in_bounds(&self, offset: usize, dst: &mut [u8]) {
+        // SAFETY: the caller's promise, about the same area.
+        unsafe { (**self).read_in_bounds(offset, dst) }
+    }
+    #[inline]
+    unsafe fn write_in_bounds(&self, offset: usize, src: &[u8]) {
+        // SAFETY: the caller's promise, about the same area.
+        unsafe { (**self).write_in_bounds(offset, src) }
     }
     #[inline]
     fn load_acquire(&self, offset: usize) -> u32 {

@@ -81,7 +81,21 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 let before = counting.bytes_read.get();
-                let result = back.poll_request();
+                // Op bytes >= 128 take from the last snapshot (`take_request`, which never reads
+                // req_prod) after counting it (`unconsumed_requests`) every other time.
+                let result = if op < 128 {
+                    back.poll_request()
+                } else if op & 1 == 0 {
+                    back.take_request()
+                } else {
+                    back.unconsumed_requests().and_then(|_| {
+                        let before_take = counting.bytes_read.get();
+                        let taken = back.take_request();
+                        // Counting reads no slot.
+                        assert_eq!(before_take, before, "counting requests reads no slot");
+                        taken
+                    })
+                };
                 let read = counting.bytes_read.get() - before;
                 match result {
                     Ok(Some(slot)) => {
@@ -115,7 +129,7 @@ fuzz_target!(|data: &[u8]| {
             6 => {
                 let _ = front.publish_requests();
             }
-            7 => match front.poll_response() {
+            7 => match if op < 128 { front.poll_response() } else { front.take_response() } {
                 Ok(_) => assert!(front_broken.is_none()),
                 Err(e) => {
                     assert!(front_broken.is_none_or(|b| b == e));
@@ -126,6 +140,18 @@ fuzz_target!(|data: &[u8]| {
                 Ok(_) => assert!(front_broken.is_none()),
                 Err(e) => front_broken = Some(e),
             },
+            _ if op >= 128 => {
+                // Drain one snapshot as ring.h's `while (req_cons != rp)` loop: at most the count,
+                // at most `size`.
+                let waiting = back.unconsumed_requests().unwrap_or(0);
+                assert!(waiting <= slots, "a snapshot of more than `size` requests");
+                let mut taken = 0u32;
+                while let Ok(Some(slot)) = back.take_request() {
+                    taken += 1;
+                    let _ = slot.decode();
+                }
+                assert_eq!(taken, waiting, "take_request takes exactly the snapshot");
+            }
             _ => {
                 // Drain the back end as a real backend loop would: it must terminate.
                 let mut polled = 0u32;
