@@ -58,6 +58,30 @@ fn drive_when(
     (s, report)
 }
 
+/// The toolstack topology is up: Dom0 takes xl verbs and both driver domains serve.
+const TOOLSTACK_READY: &[&str] = &[
+    "[dom0] control channel ready*",
+    "[dom0] web: 1 devices connected * ms after create",
+    "[blkback] blkback serving a virtio-blk disk*",
+];
+
+/// Prints the host side's notes and fails unless it finished without error and the harness
+/// stopped QEMU (QEMU had not exited by itself: a hypervisor panic exits it with status 255, a
+/// triple fault with 0; judged by the exit status, not by the wording of a panic message).
+fn finished_by_the_host(o: &hv_tests::Outcome, report: &Mutex<Report>) {
+    let r = report.lock().unwrap();
+    for n in &r.notes {
+        eprintln!("{n}");
+    }
+    o.expect_stopped();
+    if !r.done {
+        o.fail("the host side did not finish");
+    }
+    if let Some(e) = &r.error {
+        o.fail(e);
+    }
+}
+
 fn names(rows: &[DomainRow]) -> Vec<(u32, String)> {
     rows.iter().map(|r| (r.id, r.name.clone())).collect()
 }
@@ -90,12 +114,7 @@ fn check_unchanged(c: &mut Client, what: &str, list0: &[DomainRow], info0: &Tota
 fn a_thousand_create_destroy_cycles_leave_no_trace_and_bad_configs_change_nothing() {
     let mut s = Scenario::new("toolstack").at_least(Duration::from_secs(900));
     let socket = s.control_socket();
-    let ready = &[
-        "[dom0] control channel ready*",
-        "[dom0] web: 1 devices connected * ms after create",
-        "[blkback] blkback serving a virtio-blk disk*",
-    ];
-    let (s, report) = drive_when(s, socket, ready, |c, notes| {
+    let (s, report) = drive_when(s, socket, TOOLSTACK_READY, |c, notes| {
         let list0 = c.list().map_err(|e| format!("{e:#}"))?;
         let info0 = c.info().map_err(|e| format!("{e:#}"))?;
         notes.push(format!("totals at start: {info0:?}"));
@@ -152,20 +171,7 @@ fn a_thousand_create_destroy_cycles_leave_no_trace_and_bad_configs_change_nothin
         Ok(())
     });
     let o = s.run();
-    let r = report.lock().unwrap();
-    for n in &r.notes {
-        eprintln!("{n}");
-    }
-    // The harness stopped QEMU once the host side was done: QEMU had not exited by itself (a
-    // hypervisor panic exits it with status 255, a triple fault with 0). Judged by the exit
-    // status, not by the wording of a panic message.
-    o.expect_stopped();
-    if !r.done {
-        o.fail("the host side did not finish");
-    }
-    if let Some(e) = &r.error {
-        o.fail(e);
-    }
+    finished_by_the_host(&o, &report);
     // Every guest's devices were torn down in the backends, none left behind.
     if o.count("[blkback] vbd * removed") < CYCLES || o.count("[netback] vif * removed") < CYCLES {
         o.fail("the backends did not drop every destroyed guest's device");
@@ -333,12 +339,7 @@ fn console_shows(c: &mut Client, dom: DomRef, needle: &str, timeout: Duration) -
 fn a_store_attacker_is_refused_and_honest_domains_still_connect() {
     let mut s = Scenario::new("toolstack").at_least(Duration::from_secs(240));
     let socket = s.control_socket();
-    let ready = &[
-        "[dom0] control channel ready*",
-        "[dom0] web: 1 devices connected * ms after create",
-        "[blkback] blkback serving a virtio-blk disk*",
-    ];
-    let (s, report) = drive_when(s, socket, ready, |c, notes| {
+    let (s, report) = drive_when(s, socket, TOOLSTACK_READY, |c, notes| {
         let list0 = c.list().map_err(|e| format!("{e:#}"))?;
         let info0 = c.info().map_err(|e| format!("{e:#}"))?;
         notes.push(format!("totals at start: {info0:?}"));
@@ -370,17 +371,7 @@ fn a_store_attacker_is_refused_and_honest_domains_still_connect() {
         check_unchanged(c, "the store attack", &list0, &info0)
     });
     let o = s.run();
-    let r = report.lock().unwrap();
-    for n in &r.notes {
-        eprintln!("{n}");
-    }
-    o.expect_stopped();
-    if !r.done {
-        o.fail("the host side did not finish");
-    }
-    if let Some(e) = &r.error {
-        o.fail(e);
-    }
+    finished_by_the_host(&o, &report);
     o.expect_no_line("[dom0] * UNEXPECTED*");
     o.expect_no_line("*memory allocation*failed*");
 }
