@@ -2,11 +2,12 @@
 
 use core::marker::PhantomData;
 
-use crate::entry::{EntryBytes, RingEntry, RingProtocol, entry_size};
+use crate::entry::{EntryBytes, RingEntry, RingProtocol};
 use crate::error::{LayoutError, PeerError, PushError, SharedIndex};
-use crate::layout::{HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout};
+use crate::layout::{REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, RingLayout};
 use crate::notify::Notify;
 use crate::shared_memory::SharedMemory;
+use crate::slots::Slots;
 
 /// The back end of a ring (blkback, netback, ...), facing a possibly hostile front end.
 ///
@@ -16,8 +17,8 @@ use crate::shared_memory::SharedMemory;
 pub struct BackRing<P: RingProtocol, M: SharedMemory> {
     memory: M,
     layout: RingLayout,
-    /// `layout.slots() - 1`: free-running index to slot number.
-    mask: u32,
+    /// The slot array (index to slot, the copy in and out).
+    slots: Slots<P>,
     /// Next request index to consume.
     req_cons: u32,
     /// Last validated value of the shared `req_prod`.
@@ -48,7 +49,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Ok(Self {
             memory,
             layout,
-            mask: layout.slots() - 1,
+            slots: Slots::new(layout),
             req_cons: start,
             req_prod_seen: start,
             rsp_prod_pvt: start,
@@ -142,7 +143,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
             };
         }
         let mut bytes = <P::Request as RingEntry>::Bytes::ZEROED;
-        self.read_slot(self.req_cons, bytes.as_mut());
+        self.slots.read(&self.memory, self.req_cons, bytes.as_mut());
         self.req_cons = self.req_cons.wrapping_add(1);
         Ok(Some(P::Request::from_bytes(&bytes)))
     }
@@ -156,7 +157,7 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         }
         let bytes = response.to_bytes();
         let len = response.encoded_len().min(bytes.as_ref().len());
-        self.write_slot(self.rsp_prod_pvt, &bytes.as_ref()[..len]);
+        self.slots.write(&self.memory, self.rsp_prod_pvt, &bytes.as_ref()[..len]);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
         Ok(())
     }
@@ -241,36 +242,6 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         }
         self.req_prod_seen = now;
         Ok(())
-    }
-
-    /// Byte offset of the slot for `index`. `P::SLOT_SIZE` is a constant (the layout was built
-    /// from it), so this is a mask, a shift-and-add and no multiply by a loaded value; the
-    /// compiler also sees that every slot is 8-byte aligned when the slot size is.
-    #[inline]
-    fn slot_offset(&self, index: u32) -> usize {
-        HEADER_SIZE + (index & self.mask) as usize * P::SLOT_SIZE
-    }
-
-    /// Copy the slot of `index` out into `dst` (one entry), without a bounds check per copy.
-    #[inline]
-    fn read_slot(&self, index: u32, dst: &mut [u8]) {
-        const { assert!(entry_size::<P::Request>() <= P::SLOT_SIZE && entry_size::<P::Response>() <= P::SLOT_SIZE) };
-        debug_assert!(dst.len() <= P::SLOT_SIZE);
-        // SAFETY: the slot lies in the area: `slot_offset` is `HEADER_SIZE + k * SLOT_SIZE` with
-        // `k < slots`, `RingLayout::for_memory` checked `HEADER_SIZE + slots * SLOT_SIZE <=
-        // memory.len()` at attach (`len` is constant by the trait's contract), and `dst` is one
-        // entry, at most `SLOT_SIZE` bytes (asserted at compile time above).
-        unsafe { self.memory.read_in_bounds(self.slot_offset(index), dst) }
-    }
-
-    /// Copy one entry's bytes into the slot of `index`, without a bounds check per copy.
-    #[inline]
-    fn write_slot(&self, index: u32, src: &[u8]) {
-        const { assert!(entry_size::<P::Request>() <= P::SLOT_SIZE && entry_size::<P::Response>() <= P::SLOT_SIZE) };
-        debug_assert!(src.len() <= P::SLOT_SIZE);
-        // SAFETY: as in `read_slot`; callers pass at most one entry (`encoded_len` is clamped
-        // to the entry size), at most `SLOT_SIZE` bytes.
-        unsafe { self.memory.write_in_bounds(self.slot_offset(index), src) }
     }
 
     /// Record a broken peer. Emptying the seen range sends every later poll to the slow path,

@@ -24,6 +24,7 @@ pub mod layout;
 mod notify;
 mod page_memory;
 mod shared_memory;
+mod slots;
 pub mod wire;
 
 #[cfg(all(test, loom))]
