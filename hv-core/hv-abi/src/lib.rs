@@ -11,6 +11,7 @@
 
 pub mod layout;
 pub mod pci;
+pub mod xen;
 
 pub use layout::*;
 
