@@ -15,6 +15,7 @@ pub mod event_channel;
 pub mod frames;
 pub mod grant_table;
 pub mod pci;
+pub mod pvh;
 pub mod sched;
 pub mod trap;
 pub mod user_memory;
