@@ -242,3 +242,154 @@ pub fn plan(p: &PlanInput) -> Result<Plan, PlanError> {
         hole_start: p.ram_bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// A Debian-like kernel (16 MiB .. 74 MiB) or a small one.
+    fn input(ram_mib: u64, kernel: Range<u64>, initrd_len: u64) -> PlanInput {
+        PlanInput {
+            ram_bytes: ram_mib * MIB,
+            kernel,
+            cmdline_len: 40,
+            initrd_len,
+            acpi_len: crate::pvh::acpi::len(1),
+            special_pages: 2,
+        }
+    }
+
+    /// Every invariant the guest relies on.
+    fn check(p: &PlanInput, plan: &Plan) {
+        // The memory map is sorted, contiguous, exactly covers 0..ram_bytes, and only RAM,
+        // reserved and ACPI types appear.
+        let m = &plan.memmap_entries;
+        assert_eq!(m[0].addr, 0);
+        assert!(m.windows(2).all(|w| w[0].addr + w[0].size == w[1].addr));
+        assert_eq!(m.last().map(|e| e.addr + e.size), Some(p.ram_bytes));
+        assert!(m.iter().all(|e| e.size > 0 && e.reserved == 0 && (1..=3).contains(&e.kind)));
+        assert!(m.windows(2).all(|w| w[0].kind != w[1].kind), "neighbours merged");
+        let kind_of = |r: Range<u64>| -> Option<u32> {
+            m.iter().find(|e| e.addr <= r.start && r.end <= e.addr + e.size).map(|e| e.kind)
+        };
+        use memmap_type::*;
+        // The kernel and initrd are in RAM, nothing the guest must keep is.
+        assert_eq!(kind_of(plan.kernel.clone()), Some(RAM));
+        if let Some(i) = plan.initrd {
+            assert_eq!(kind_of(i.gpa..i.end()), Some(RAM));
+            assert!(i.gpa >= plan.kernel.end && i.gpa.is_multiple_of(INITRD_ALIGN));
+            assert!(i.end() <= 1 << 32 && i.len == p.initrd_len);
+        }
+        assert_eq!(kind_of(plan.start_info..plan.start_info + plan.boot_info_len), Some(RESERVED));
+        assert_eq!(kind_of(plan.acpi.gpa..plan.acpi.end()), Some(ACPI));
+        if p.special_pages > 0 {
+            assert_eq!(kind_of(plan.special.gpa..plan.special.end()), Some(RESERVED));
+        }
+        assert_eq!(kind_of(LOW_RAM_END..LOW_MEM_END), Some(RESERVED));
+        assert_eq!(kind_of(0..LOW_RAM_END), Some(RAM));
+        // Page-aligned, in order, inside the carved-out area, below 1 GiB.
+        let area = [Region { gpa: plan.start_info, len: plan.boot_info_len }, plan.acpi, plan.special];
+        assert_eq!(area[0].gpa, plan.reserved.gpa);
+        assert_eq!(area[2].end(), plan.reserved.end());
+        for r in area {
+            assert!(r.gpa.is_multiple_of(PAGE_SIZE) && r.len.is_multiple_of(PAGE_SIZE));
+            assert!(r.end() <= EARLY_MAP_LIMIT && r.end() <= p.ram_bytes);
+        }
+        assert!(area.windows(2).all(|w| w[0].end() == w[1].gpa));
+        assert!(plan.acpi.len >= p.acpi_len && plan.rsdp == plan.acpi.gpa);
+        assert_eq!(plan.special.len, p.special_pages * PAGE_SIZE);
+        // The boot-info fields are in order inside their pages.
+        let info_end = plan.start_info + plan.boot_info_len;
+        assert!(plan.start_info + 56 <= plan.modlist && plan.modlist + 32 <= plan.memmap);
+        assert!(plan.memmap + 24 * m.len() as u64 <= plan.cmdline.gpa && plan.cmdline.end() <= info_end);
+        assert_eq!(plan.cmdline.len, p.cmdline_len + 1);
+        assert_eq!(plan.hole_start, p.ram_bytes);
+    }
+
+    #[test]
+    fn lays_out_common_sizes() {
+        for ram in [64, 128, 256, 512, 1024] {
+            for initrd in [0, 1, 5 * MIB + 3, 30 * MIB] {
+                let p = input(ram, 16 * MIB..20 * MIB + 0x123, initrd);
+                let plan = plan(&p).unwrap_or_else(|e| panic!("{ram} MiB, initrd {initrd}: {e}"));
+                check(&p, &plan);
+                assert_eq!(plan.reserved.end(), ram * MIB);
+                assert_eq!(plan.initrd.map(|i| i.gpa), (initrd > 0).then_some(22 * MIB));
+                assert_eq!(plan.memmap_entries.len(), 6);
+            }
+        }
+    }
+
+    #[test]
+    fn debian_kernel_with_a_large_initrd() {
+        // Debian 6.1's vmlinux occupies 16 MiB .. 0x4a00000 (74 MiB, see kernel.rs).
+        let p = input(512, 16 * MIB..0x4a0_0000, 300 * MIB);
+        let layout = plan(&p).unwrap();
+        check(&p, &layout);
+        assert_eq!(layout.initrd, Some(Region { gpa: 74 * MIB, len: 300 * MIB }));
+        assert_eq!(plan(&input(128, 16 * MIB..0x4a0_0000, 60 * MIB)), Err(PlanError::InitrdDoesNotFit));
+        assert_eq!(plan(&input(64, 16 * MIB..0x4a0_0000, 0)), Err(PlanError::KernelDoesNotFit));
+    }
+
+    #[test]
+    fn ram_above_one_gib_stays_ram_after_the_area() {
+        let p = input(2048, 16 * MIB..0x4a0_0000, 100 * MIB);
+        let plan = plan(&p).unwrap();
+        check(&p, &plan);
+        assert_eq!(plan.reserved.end(), EARLY_MAP_LIMIT);
+        let last = plan.memmap_entries.last().unwrap();
+        assert_eq!((last.addr, last.size, last.kind), (EARLY_MAP_LIMIT, EARLY_MAP_LIMIT, memmap_type::RAM));
+    }
+
+    #[test]
+    fn no_special_pages_and_a_maximal_command_line() {
+        let mut p = input(128, 16 * MIB..17 * MIB, 0);
+        p.special_pages = 0;
+        p.cmdline_len = MAX_CMDLINE;
+        let plan = plan(&p).unwrap();
+        check(&p, &plan);
+        assert_eq!(plan.boot_info_len, PAGE_SIZE);
+        assert_eq!(plan.special_page(0), None);
+        assert_eq!(plan.memmap_entries.len(), 5);
+    }
+
+    #[test]
+    fn rejects_what_does_not_fit() {
+        let ok = input(64, 16 * MIB..20 * MIB, 0);
+        let with = |f: &dyn Fn(&mut PlanInput)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            plan(&p)
+        };
+        assert!(with(&|_| ()).is_ok());
+        assert_eq!(with(&|p| p.ram_bytes += 1), Err(PlanError::BadRamSize));
+        assert_eq!(with(&|p| p.ram_bytes = MAX_RAM + PAGE_SIZE), Err(PlanError::BadRamSize));
+        assert_eq!(with(&|p| p.cmdline_len = MAX_CMDLINE + 1), Err(PlanError::CmdlineTooLong));
+        assert_eq!(with(&|p| p.acpi_len = 0), Err(PlanError::BadAcpiLen));
+        assert_eq!(with(&|p| p.acpi_len = MAX_ACPI + 1), Err(PlanError::BadAcpiLen));
+        assert_eq!(with(&|p| p.special_pages = MAX_SPECIAL_PAGES + 1), Err(PlanError::TooManySpecialPages));
+        assert_eq!(with(&|p| p.kernel = 0x1000..0x2000), Err(PlanError::KernelDoesNotFit));
+        let reversed = Range { start: 20 * MIB, end: 16 * MIB };
+        assert_eq!(with(&|p| p.kernel = reversed.clone()), Err(PlanError::KernelDoesNotFit));
+        assert_eq!(with(&|p| p.kernel = 16 * MIB..64 * MIB), Err(PlanError::KernelDoesNotFit));
+        assert_eq!(with(&|p| p.ram_bytes = 16 * MIB), Err(PlanError::KernelDoesNotFit));
+        assert_eq!(with(&|p| p.ram_bytes = 4 * PAGE_SIZE), Err(PlanError::KernelDoesNotFit));
+        assert_eq!(with(&|p| p.ram_bytes = 0), Err(PlanError::KernelDoesNotFit));
+        assert_eq!(with(&|p| p.initrd_len = 44 * MIB), Err(PlanError::InitrdDoesNotFit));
+        assert_eq!(with(&|p| p.initrd_len = u64::MAX), Err(PlanError::InitrdDoesNotFit));
+        // The largest initrd that fits ends exactly at the reserved area.
+        let area = plan(&ok).unwrap().reserved.gpa;
+        let largest = with(&|p| p.initrd_len = area - 20 * MIB).unwrap();
+        assert_eq!(largest.initrd.map(|i| i.end()), Some(area));
+    }
+
+    #[test]
+    fn special_pages_are_numbered_from_the_bottom() {
+        let plan = plan(&input(256, 16 * MIB..20 * MIB, 0)).unwrap();
+        assert_eq!(plan.special_page(0), Some(256 * MIB - 2 * PAGE_SIZE));
+        assert_eq!(plan.special_page(1), Some(256 * MIB - PAGE_SIZE));
+        assert_eq!(plan.special_page(2), None);
+    }
+}
