@@ -14,7 +14,7 @@
 //! payload with `xz -d`): four `PT_LOAD` segments at 0x1000000 (R-X, 0x18eacdc bytes), 0x2a00000
 //! (RW, 0x644000), 0x3044000 (RW, `.data..percpu`, whose *virtual* address is 0, hence
 //! `p_paddr`) and 0x3079000 (RWX, 0x1987000, `.init.*` through `.bss`/`.brk`), image end
-//! 0x4a00000; one `PT_NOTE` segment with 18 notes; PHYS32_ENTRY = 0x1000850 as an 8-byte desc.
+//! 0x4a00000; one `PT_NOTE` segment with 19 notes (Xen, GNU, Linux); PHYS32_ENTRY = 0x1000850 as an 8-byte desc.
 
 use alloc::vec::Vec;
 
