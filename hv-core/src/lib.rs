@@ -1,8 +1,8 @@
 //! hv-core: a bare-metal x86_64 hypervisor for paravirtual unikernel domains.
 //!
 //! The plain-Rust logic (scheduling policy, frame allocator, ELF validation, console line
-//! discipline, user-pointer checks) is compiled and tested on the host; the arch code and the
-//! kernel proper exist only for the bare-metal target.
+//! discipline, user-pointer checks, the PVH guest builder) is compiled and tested on the host;
+//! the arch code and the kernel proper exist only for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -15,6 +15,7 @@ pub mod event_channel;
 pub mod frames;
 pub mod grant_table;
 pub mod pci;
+pub mod pvh;
 pub mod sched;
 pub mod trap;
 pub mod user_memory;
