@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+use crate::linux_guest;
 use crate::paths::{self, BARE_METAL_TARGET, Paths, show};
 use crate::topology::Loaded;
 
@@ -123,24 +124,42 @@ pub fn domain_images(root: &Path) -> Result<Vec<(String, String)>> {
     Ok(images)
 }
 
-/// Reads the images a topology references from `image_dir`, packs the bundle and writes it
-/// (atomically) to `target/bundles/<topology>.bundle`. Returns the bundle path.
+/// Reads the images a topology references from `image_dir` (the Linux guest's
+/// [`KERNEL_IMAGE`](linux_guest::KERNEL_IMAGE) and [`RAMDISK_IMAGE`](linux_guest::RAMDISK_IMAGE)
+/// from [`linux_guest::prepare`] instead), packs the bundle and writes it (atomically) to
+/// `target/bundles/<topology>.bundle`. Returns the bundle path.
 pub fn write_bundle(paths: &Paths, topology: &Loaded, image_dir: &Path) -> Result<PathBuf> {
     let mut images = Vec::new();
+    let mut linux = None;
     for image in topology.images() {
+        if image == linux_guest::KERNEL_IMAGE || image == linux_guest::RAMDISK_IMAGE {
+            if linux.is_none() {
+                let prepared = linux_guest::prepare(paths, true).with_context(|| {
+                    format!("{}: preparing the Linux guest's {image:?}", show(&topology.path, &paths.root))
+                })?;
+                linux = Some(prepared);
+            }
+            let bytes = linux_guest::image_bytes(linux.as_ref().expect("prepared above"), &image)?;
+            images.push((image, bytes));
+            continue;
+        }
         let file = image_dir.join(&image);
         let bytes = match std::fs::read(&file) {
             Ok(b) => b,
             Err(e) => {
-                let user = match topology.topology.domains.iter().find(|d| d.image == image) {
+                let user = match topology.topology.domains.iter().find(|d| d.images().any(|i| *i == image)) {
+                    Some(d) if d.domain_type == hv_bundle::DomainType::Pvh => format!("PVH domain {} uses", d.name),
                     Some(d) => format!("domain {} uses", d.name),
                     None => "images = [...] lists".to_owned(),
                 };
                 bail!(
-                    "{}: {user} image {image:?}, but {} cannot be read ({e})\n  fix: use one of the built images ({}) or add a binary named {image:?}",
+                    "{}: {user} image {image:?}, but {} cannot be read ({e})\n  fix: use one of the built images ({}, \
+                     or {:?} and {:?} for Debian's Linux) or add a binary named {image:?}",
                     show(&topology.path, &paths.root),
                     file.display(),
-                    built_images(image_dir).join(", ")
+                    built_images(image_dir).join(", "),
+                    linux_guest::KERNEL_IMAGE,
+                    linux_guest::RAMDISK_IMAGE,
                 );
             }
         };
@@ -219,6 +238,23 @@ mod tests {
         let topo = crate::topology::load(&root, Some("u")).unwrap();
         let e = format!("{:#}", write_bundle(&paths, &topo, &images).unwrap_err());
         assert!(e.contains("topologies/u.toml") && e.contains("\"helo\"") && e.contains("dom0, hello, spinner"), "{e}");
+
+        // A PVH domain's kernel is an image like the others (here a stand-in for pvh-probe).
+        let mut elf = b"\x7fELF".to_vec();
+        elf.resize(777, 7);
+        std::fs::write(images.join("pvh-probe"), elf).unwrap();
+        let pvh = "\n[[domain]]\nname = \"p\"\ntype = \"pvh\"\nkernel = \"pvh-probe\"\nmemory_mib = 16\n";
+        std::fs::write(root.join("topologies/v.toml"), format!("{toml}{pvh}")).unwrap();
+        let topo = crate::topology::load(&root, Some("v")).unwrap();
+        let raw = std::fs::read(write_bundle(&paths, &topo, &images).unwrap()).unwrap();
+        let b = hv_bundle::Bundle::parse(&raw).unwrap();
+        assert_eq!(b.topology().unwrap().domains[3].kernel.as_deref(), Some("pvh-probe"));
+        assert_eq!(b.image("pvh-probe").unwrap().len(), 777);
+        std::fs::write(root.join("topologies/w.toml"), format!("{toml}{}", pvh.replace("pvh-probe", "pvh-prob")))
+            .unwrap();
+        let topo = crate::topology::load(&root, Some("w")).unwrap();
+        let e = format!("{:#}", write_bundle(&paths, &topo, &images).unwrap_err());
+        assert!(e.contains("PVH domain p uses image \"pvh-prob\"") && e.contains("\"linux\""), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

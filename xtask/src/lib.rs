@@ -4,6 +4,8 @@
 //! - [`artifacts`]: the bare-metal build (hypervisor + domain images) and the boot bundles.
 //! - [`iso`]: the GRUB rescue ISO (multiboot2 + the bundle as `module2`).
 //! - [`disks`]: the raw disk images of a topology's `[[disk]]` tables.
+//! - [`linux_guest`]: Debian's kernel as a PVH guest: its ELF vmlinux, an initramfs, the cache.
+//! - [`cpio`]: the newc archive writer of the initramfs images.
 //! - [`qemu`]: QEMU command lines, accelerator choice, and a captured run with a deadline.
 //! - [`packages`]: the Debian packages the host needs, installed when running as root.
 //! - [`paths`]: where everything lives.
@@ -11,8 +13,10 @@
 
 pub mod artifacts;
 pub mod control;
+pub mod cpio;
 pub mod disks;
 pub mod iso;
+pub mod linux_guest;
 pub mod packages;
 pub mod paths;
 pub mod qemu;

@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, boot, test, lint, benchmark and fuzz hv-core. See `cargo xtask --help`.
 //!
 //! One module per command: [`build`] (`build`, `image`), [`run`], [`test`], [`lint`], [`bench`],
-//! [`xl`], [`fuzz`]; [`ring_checks`] (loom, Miri) and [`toolchain`] serve them. What the
+//! [`xl`], [`fuzz`], [`linux_guest_cmd`] (`linux-guest`); [`ring_checks`] (loom, Miri) and [`toolchain`] serve them. What the
 //! `hv-tests` scenarios share with the commands (topologies, the bare-metal build, bundles, the
 //! ISO, QEMU, apt packages, the control-channel client) is the xtask library (`src/lib.rs`).
 
@@ -9,6 +9,7 @@ mod bench;
 mod build;
 mod fuzz;
 mod lint;
+mod linux_guest_cmd;
 mod ring_checks;
 mod run;
 mod test;
@@ -54,6 +55,9 @@ enum Cmd {
     Xl(xl::XlArgs),
     /// Run a fuzz target (tests/fuzz: the ring, the wire formats, the ELF loader, the bundle, control frames, both backends, the store server) (cargo +nightly fuzz)
     Fuzz(fuzz::FuzzArgs),
+    /// Prepare Debian's kernel as a Xen PVH guest: the ELF vmlinux (with its PVH entry) and a busybox
+    /// initramfs, cached in target/linux-guest/
+    LinuxGuest(linux_guest_cmd::LinuxGuestArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,6 +129,7 @@ fn main() {
         Cmd::Bench(args) => bench::run(&paths, args),
         Cmd::Xl(args) => xl::run(&paths, args),
         Cmd::Fuzz(args) => fuzz::run(&paths, args),
+        Cmd::LinuxGuest(args) => linux_guest_cmd::run(&paths, args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

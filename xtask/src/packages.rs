@@ -48,6 +48,11 @@ pub const LINUX_IMAGE: Package = Package {
     probe: Probe::FileWithPrefix("/boot", "vmlinuz-"),
     why: "the Linux reference guest of the benchmark",
 };
+pub const BUSYBOX_STATIC: Package = Package {
+    name: "busybox-static",
+    probe: Probe::File("/bin/busybox"),
+    why: "the shell and tools of the PVH Linux guest's initramfs (a static binary: no libc in there)",
+};
 pub const GCC: Package = Package { name: "gcc", probe: Probe::Command("gcc"), why: "builds the Linux reference init" };
 pub const LIBC_DEV: Package = Package {
     name: "libc6-dev",

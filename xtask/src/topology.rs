@@ -6,11 +6,18 @@
 //! images = ["guest"]        # optional: more images for the bundle, for `xl create` at run time
 //! [[domain]]
 //! name = "dom0"
-//! image = "dom0"
+//! image = "dom0"            # PV: a domain binary
 //! memory_mib = 4
 //! kind = "dom0"             # "dom0" | "domu" (default) | "driver"
 //! expect = "exit"           # "exit" (default) | "crash" | "forever"
 //! args = "..."              # optional, default ""
+//! [[domain]]                # a PVH guest, with xl.cfg's keys
+//! name = "linux"
+//! type = "pvh"              # "pv" (default: our unikernels, `image`) | "pvh" (`kernel`)
+//! kernel = "linux"          # a bundle image: "linux" is Debian's kernel (xtask::linux_guest)
+//! ramdisk = "linux-initramfs"  # optional: "linux-initramfs" is the busybox initramfs
+//! cmdline = "..."           # optional; for kernel "linux" it defaults to linux_guest::DEFAULT_CMDLINE
+//! memory_mib = 256
 //! [[domain.device]]         # optional: a split device this domain is the frontend of
 //! kind = "pingpong"
 //! backend = "pong"
@@ -26,7 +33,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use hv_bundle::{DomainConfig, DomainKind, Expect, OnFinish, Topology};
+use hv_bundle::{DomainConfig, DomainKind, DomainType, Expect, OnFinish, Topology};
 use serde::Deserialize;
 
 use crate::paths::show;
@@ -107,8 +114,20 @@ enum FileOnFinish {
 #[serde(deny_unknown_fields)]
 struct FileDomain {
     name: String,
+    /// PV only; a PVH domain names its `kernel` instead.
+    #[serde(default)]
     image: String,
     memory_mib: u32,
+    /// xl.cfg's `type`.
+    #[serde(default, rename = "type")]
+    domain_type: FileType,
+    /// PVH: the kernel image.
+    kernel: Option<String>,
+    /// PVH: the initial ramdisk image.
+    ramdisk: Option<String>,
+    /// PVH: the kernel command line (default: [`crate::linux_guest::DEFAULT_CMDLINE`] for kernel
+    /// "linux", else empty).
+    cmdline: Option<String>,
     #[serde(default)]
     kind: FileKind,
     #[serde(default)]
@@ -127,6 +146,14 @@ struct FileDomain {
     disk: Vec<String>,
     #[serde(default)]
     on_crash: FileOnCrash,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum FileType {
+    #[default]
+    Pv,
+    Pvh,
 }
 
 #[derive(Deserialize, Default)]
@@ -203,7 +230,7 @@ impl Loaded {
     /// The distinct image names the topology references, in first-use order.
     pub fn images(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for image in self.topology.domains.iter().map(|d| &d.image).chain(&self.extra_images) {
+        for image in self.topology.domains.iter().flat_map(DomainConfig::images).chain(&self.extra_images) {
             if !out.contains(image) {
                 out.push(image.clone());
             }
@@ -341,6 +368,19 @@ fn convert_domain(d: FileDomain) -> DomainConfig {
             FileOnCrash::Destroy => hv_bundle::OnCrash::Destroy,
             FileOnCrash::Restart => hv_bundle::OnCrash::Restart,
         },
+        domain_type: match d.domain_type {
+            FileType::Pv => DomainType::Pv,
+            FileType::Pvh => DomainType::Pvh,
+        },
+        cmdline: match d.cmdline {
+            Some(c) => c,
+            None if d.kernel.as_deref() == Some(crate::linux_guest::KERNEL_IMAGE) => {
+                crate::linux_guest::DEFAULT_CMDLINE.to_owned()
+            }
+            None => String::new(),
+        },
+        kernel: d.kernel,
+        ramdisk: d.ramdisk,
     }
 }
 
@@ -363,10 +403,20 @@ pub fn parse_domain_config(file: &str, text: &str) -> Result<DomainConfig> {
     if matches!(d.kind, FileKind::Dom0) {
         bail!("{file}: kind = \"dom0\": there is one Dom0 and it is running\n  fix: use kind = \"domu\" or \"driver\"");
     }
+    if matches!(d.domain_type, FileType::Pvh) {
+        bail!(
+            "{file}: type = \"pvh\": xl create does not start PVH domains yet\n  fix: put the domain in a topology \
+             (see topologies/linux.toml)"
+        );
+    }
     if d.memory_mib == 0 {
         bail!("{file}: memory_mib = 0\n  fix: give the domain at least 1 MiB");
     }
-    Ok(convert_domain(d))
+    let cfg = convert_domain(d);
+    if let Err(e) = cfg.check_type() {
+        bail!("{file}: {e}\n  fix: give name, image and memory_mib (image: a domain binary of the bundle)");
+    }
+    Ok(cfg)
 }
 
 /// Parses the text of a topology file; `file` names it in errors, `stem` is the default name.
@@ -376,7 +426,8 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
             "{file}: invalid topology: {}\n  fix: top-level keys are name, on_finish (\"stay\" | \"shutdown\"), images, and [[domain]] \
              tables; each [[domain]] has name, image, memory_mib (required), kind (\"dom0\" | \"domu\" | \"driver\"), \
              expect (\"exit\" | \"crash\" | \"forever\" | \"destroyed\"), args (optional) and [[domain.device]] \
-             tables (kind, backend)",
+             tables (kind, backend); a PVH guest has type = \"pvh\", kernel, ramdisk and cmdline (optional) \
+             instead of image and args",
             e.to_string().trim_end()
         )
     })?;
@@ -404,7 +455,7 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
         );
     }
     // Structural rules (Dom0 first, names, memory); image existence is checked when bundling.
-    let images = topology.domains.iter().map(|d| d.image.as_str());
+    let images = topology.domains.iter().flat_map(DomainConfig::images).map(String::as_str);
     if let Err(e) = topology.validate(images) {
         let fix = match &e {
             hv_bundle::BundleError::NoDom0 | hv_bundle::BundleError::Dom0NotFirst => {
@@ -416,6 +467,10 @@ pub fn parse(file: &str, text: &str, stem: &str) -> Result<Topology> {
             hv_bundle::BundleError::DuplicateName(_) => "give every domain a distinct name".to_owned(),
             hv_bundle::BundleError::ZeroMemory(_) => "set memory_mib to at least 1".to_owned(),
             hv_bundle::BundleError::TooManyDomains(_) => format!("list at most {} domains", hv_bundle::MAX_DOMAINS),
+            hv_bundle::BundleError::BadType { .. } => "a PV domain (type = \"pv\", the default) has image and args; a \
+                 PVH domain (type = \"pvh\") has kernel (e.g. \"linux\"), optional ramdisk (e.g. \"linux-initramfs\") \
+                 and cmdline, and is a plain domu without pci; see topologies/linux.toml"
+                .to_owned(),
             _ => "see topologies/default.toml for a working example".to_owned(),
         };
         bail!("{file}: {e}\n  fix: {fix}");
@@ -506,6 +561,86 @@ mod tests {
         assert!(e.contains("letters, digits"), "{e}");
         let e = err("on_finish = \"stay\"\n");
         assert!(e.contains("no domain of kind dom0"), "{e}");
+    }
+
+    const PVH: &str = r#"
+        [[domain]]
+        name = "dom0"
+        image = "dom0"
+        memory_mib = 4
+        kind = "dom0"
+        [[domain]]
+        name = "linux"
+        type = "pvh"
+        kernel = "linux"
+        ramdisk = "linux-initramfs"
+        memory_mib = 256
+        on_crash = "restart"
+        [[domain]]
+        name = "probe"
+        type = "pvh"
+        kernel = "pvh-probe"
+        cmdline = "probe=all"
+        memory_mib = 16
+        [[domain]]
+        name = "hello"
+        type = "pv"
+        image = "hello"
+        memory_mib = 4
+    "#;
+
+    #[test]
+    fn parses_pvh_domains_with_xl_keys() {
+        let t = parse("topologies/t.toml", PVH, "t").unwrap();
+        let linux = &t.domains[1];
+        assert_eq!(linux.domain_type, DomainType::Pvh);
+        assert_eq!(linux.kernel.as_deref(), Some("linux"));
+        assert_eq!(linux.ramdisk.as_deref(), Some("linux-initramfs"));
+        assert_eq!(linux.cmdline, crate::linux_guest::DEFAULT_CMDLINE, "kernel linux gets the default cmdline");
+        assert_eq!(linux.image, "");
+        assert_eq!(linux.on_crash, hv_bundle::OnCrash::Restart);
+        let probe = &t.domains[2];
+        assert_eq!((probe.kernel.as_deref(), probe.ramdisk.as_deref()), (Some("pvh-probe"), None));
+        assert_eq!(probe.cmdline, "probe=all");
+        assert_eq!(t.domains[3].domain_type, DomainType::Pv);
+        assert_eq!(t.domains[0].domain_type, DomainType::Pv, "type defaults to pv");
+        assert_eq!(t.domains[0].cmdline, "");
+        let own = parse("f", &PVH.replace("ramdisk = \"linux-initramfs\"", "cmdline = \"quiet\""), "t").unwrap();
+        assert_eq!(own.domains[1].cmdline, "quiet", "a given cmdline replaces the default");
+        let dir = std::env::temp_dir().join(format!("xtask-topo-pvh-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("topologies")).unwrap();
+        std::fs::write(dir.join("topologies/p.toml"), PVH).unwrap();
+        let loaded = load(&dir, Some("p")).unwrap();
+        assert_eq!(loaded.images(), ["dom0", "linux", "linux-initramfs", "pvh-probe", "hello"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pvh_rules_are_errors_naming_the_fix() {
+        let e = err(&PVH.replace("kernel = \"pvh-probe\"", ""));
+        assert!(e.contains("domain probe: a PVH domain needs a kernel") && e.contains("fix:"), "{e}");
+        let e = err(&PVH.replace("kernel = \"pvh-probe\"", "kernel = \"pvh-probe\"\npci = [\"1af4:1000\"]"));
+        assert!(e.contains("pci") && e.contains("topologies/linux.toml"), "{e}");
+        let e = err(&PVH.replace("kernel = \"pvh-probe\"", "kernel = \"pvh-probe\"\nkind = \"driver\""));
+        assert!(e.contains("dom0 and driver domains are PV only"), "{e}");
+        let e = err(&PVH.replace("image = \"hello\"", "image = \"hello\"\nramdisk = \"linux-initramfs\""));
+        assert!(e.contains("domain hello: ramdisk is for type pvh only"), "{e}");
+        let e = err(&PVH.replace("kernel = \"pvh-probe\"", "kernel = \"pvh-probe\"\nimage = \"hello\""));
+        assert!(e.contains("image is for PV domains"), "{e}");
+        let e = err(&PVH.replace("kernel = \"pvh-probe\"", "kernel = \"pvh-probe\"\nargs = \"x=1\""));
+        assert!(e.contains("takes cmdline"), "{e}");
+        let e = err(&PVH.replace("image = \"hello\"", ""));
+        assert!(e.contains("domain hello: a PV domain needs an image"), "{e}");
+        let e = err(&PVH.replace("type = \"pv\"", "type = \"hvm\""));
+        assert!(e.contains("hvm") && e.contains("type = \"pvh\""), "{e}");
+        let e = format!(
+            "{:#}",
+            parse_domain_config("g.cfg", "name = \"g\"\ntype = \"pvh\"\nkernel = \"linux\"\nmemory_mib = 64\n")
+                .unwrap_err()
+        );
+        assert!(e.contains("xl create does not start PVH domains") && e.contains("fix:"), "{e}");
+        let e = format!("{:#}", parse_domain_config("g.cfg", "name = \"g\"\nmemory_mib = 64\n").unwrap_err());
+        assert!(e.contains("needs an image") && e.contains("fix:"), "{e}");
     }
 
     #[test]

@@ -72,11 +72,22 @@ pub enum OnFinish {
     Shutdown,
 }
 
+/// How a domain is virtualised: Xen's xl.cfg `type`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DomainType {
+    /// Paravirtualised: one of our unikernels (an `image` in the bundle), in ring 3.
+    #[default]
+    Pv,
+    /// PVH: an unmodified kernel (Linux) entered at its `XEN_ELFNOTE_PHYS32_ENTRY` in a hardware
+    /// container; its ELF is the bundle image `kernel`, with an optional `ramdisk` and a `cmdline`.
+    Pvh,
+}
+
 /// One domain of a topology (see `topologies/*.toml`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct DomainConfig {
     pub name: String,
-    /// Name of an image in the bundle (a domain binary's name).
+    /// PV: name of an image in the bundle (a domain binary's name). Empty for PVH domains.
     pub image: String,
     pub memory_mib: u32,
     pub kind: DomainKind,
@@ -88,6 +99,18 @@ pub struct DomainConfig {
     /// PCI devices assigned to this (driver) domain: `vendor:device` (hex) or `bb:dd.f`.
     pub pci: Vec<String>,
     pub on_crash: OnCrash,
+    /// PV (default) or PVH.
+    #[serde(default)]
+    pub domain_type: DomainType,
+    /// PVH: name of the kernel image in the bundle (an ELF with a PVH entry note).
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// PVH: name of the initial ramdisk image in the bundle, if any.
+    #[serde(default)]
+    pub ramdisk: Option<String>,
+    /// PVH: the kernel command line.
+    #[serde(default)]
+    pub cmdline: String,
 }
 
 /// A split device: this domain is the frontend, `backend` (a domain of the same topology) serves
@@ -145,6 +168,10 @@ pub enum BundleError {
     MissingImage { domain: String, image: String },
     BadDevice { domain: String, why: &'static str },
     ZeroMemory(String),
+    // A key that does not fit the domain's type (PV or PVH), or a PVH domain without a kernel.
+    BadType { domain: String, why: &'static str },
+    // The bundle would pass 4 GiB, past its 32-bit offsets.
+    TooLarge { image: String },
 }
 
 impl core::fmt::Display for BundleError {
@@ -168,7 +195,61 @@ impl core::fmt::Display for BundleError {
                 write!(f, "domain {domain} names image {image:?}, which the bundle lacks")
             }
             Self::ZeroMemory(n) => write!(f, "domain {n} has memory_mib = 0"),
+            Self::BadType { domain, why } => write!(f, "domain {domain}: {why}"),
+            Self::TooLarge { image } => write!(f, "image {image} ends past 4 GiB, beyond the bundle's 32-bit offsets"),
         }
+    }
+}
+
+impl DomainConfig {
+    /// The bundle images this domain boots from: its `image` (PV), or its `kernel` and `ramdisk`
+    /// (PVH).
+    pub fn images(&self) -> impl Iterator<Item = &String> + Clone {
+        let pv = (self.domain_type == DomainType::Pv).then_some(&self.image);
+        pv.into_iter().chain(&self.kernel).chain(&self.ramdisk)
+    }
+
+    /// The rules of [`DomainType`]: a PV domain has an `image` and none of the PVH keys; a PVH
+    /// domain has a `kernel`, no `image`, `args`, `pci`, and is a plain DomU.
+    pub fn check_type(&self) -> Result<(), BundleError> {
+        let bad = |why| Err(BundleError::BadType { domain: self.name.clone(), why });
+        match self.domain_type {
+            DomainType::Pv => {
+                if self.image.is_empty() {
+                    return bad("a PV domain needs an image");
+                }
+                if self.kernel.is_some() {
+                    return bad("kernel is for type pvh; a PV domain boots its image");
+                }
+                if self.ramdisk.is_some() {
+                    return bad("ramdisk is for type pvh only");
+                }
+                if !self.cmdline.is_empty() {
+                    return bad("cmdline is for type pvh; a PV domain takes args");
+                }
+            }
+            DomainType::Pvh => {
+                if self.kernel.as_ref().is_none_or(String::is_empty) {
+                    return bad("a PVH domain needs a kernel");
+                }
+                if !self.image.is_empty() {
+                    return bad("image is for PV domains; a PVH domain boots its kernel");
+                }
+                if self.ramdisk.as_ref().is_some_and(String::is_empty) {
+                    return bad("ramdisk is empty");
+                }
+                if self.kind != DomainKind::DomU {
+                    return bad("dom0 and driver domains are PV only");
+                }
+                if !self.pci.is_empty() {
+                    return bad("pci passthrough is for PV (driver) domains only");
+                }
+                if !self.args.is_empty() {
+                    return bad("args is for PV domains; a PVH domain takes cmdline");
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -190,7 +271,7 @@ impl Topology {
             if d.name.is_empty() {
                 return Err(BundleError::EmptyName);
             }
-            for n in [&d.name, &d.image] {
+            for n in [&d.name, &d.image].into_iter().chain(&d.kernel).chain(&d.ramdisk) {
                 if n.len() > MAX_NAME_LEN {
                     return Err(BundleError::NameTooLong(n.clone()));
                 }
@@ -216,8 +297,15 @@ impl Topology {
                     return bad("backend names no domain of this topology");
                 }
             }
-            if !images.clone().any(|n| n == d.image) {
-                return Err(BundleError::MissingImage { domain: d.name.clone(), image: d.image.clone() });
+            d.check_type()?;
+            let wanted = match d.domain_type {
+                DomainType::Pv => Some(&d.image),
+                DomainType::Pvh => d.kernel.as_ref(),
+            };
+            for image in wanted.into_iter().chain(&d.ramdisk) {
+                if !images.clone().any(|n| n == image) {
+                    return Err(BundleError::MissingImage { domain: d.name.clone(), image: image.clone() });
+                }
             }
         }
         Ok(())
@@ -243,9 +331,13 @@ pub fn build(topology: &Topology, images: &[(String, Vec<u8>)]) -> Result<Vec<u8
     let mut index_len = 0usize;
     for _ in 0..4 {
         let mut off = align16(12 + index_len);
-        for (r, (_, b)) in refs.iter_mut().zip(images) {
+        for (r, (name, b)) in refs.iter_mut().zip(images) {
+            let end = off + b.len();
+            if u32::try_from(end).is_err() {
+                return Err(BundleError::TooLarge { image: name.clone() });
+            }
             r.offset = off as u32;
-            off = align16(off + b.len());
+            off = align16(end);
         }
         let enc = postcard::to_allocvec(&Index { topology: topo.clone(), images: refs.clone() }).unwrap();
         if enc.len() == index_len {
@@ -328,6 +420,22 @@ mod tests {
             devices: Vec::new(),
             pci: Vec::new(),
             on_crash: OnCrash::Destroy,
+            domain_type: DomainType::Pv,
+            kernel: None,
+            ramdisk: None,
+            cmdline: String::new(),
+        }
+    }
+
+    fn pvh(name: &str, kernel: &str, ramdisk: Option<&str>) -> DomainConfig {
+        DomainConfig {
+            image: String::new(),
+            memory_mib: 256,
+            domain_type: DomainType::Pvh,
+            kernel: Some(kernel.into()),
+            ramdisk: ramdisk.map(Into::into),
+            cmdline: "console=hvc0 guest.mode=poweroff".into(),
+            ..dom(name, "", DomainKind::DomU)
         }
     }
 
@@ -381,6 +489,80 @@ mod tests {
         let mut t = topo();
         t.domains[1].devices.push(DeviceConfig { kind: "vbd".into(), backend: "dom0".into(), params: String::new() });
         assert!(build(&t, &images).is_ok());
+    }
+
+    #[test]
+    fn carries_pvh_kernels_and_ramdisks() {
+        let mut t = topo();
+        t.domains.push(pvh("linux", "linux", Some("linux-initramfs")));
+        t.domains.push(pvh("probe", "pvh-probe", None));
+        let images = vec![
+            ("dom0".to_string(), vec![1u8; 33]),
+            ("hello".to_string(), vec![2u8; 50]),
+            ("linux".to_string(), vec![3u8; 70_001]),
+            ("linux-initramfs".to_string(), vec![4u8; 9_999]),
+            ("pvh-probe".to_string(), vec![5u8; 100]),
+        ];
+        let b = build(&t, &images).unwrap();
+        let p = Bundle::parse(&b).unwrap();
+        let back = p.topology().unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.domains[2].domain_type, DomainType::Pvh);
+        assert_eq!(back.domains[2].cmdline, "console=hvc0 guest.mode=poweroff");
+        let names: Vec<&String> = back.domains[2].images().collect();
+        assert_eq!(names, ["linux", "linux-initramfs"]);
+        assert_eq!(p.image("linux").unwrap(), &vec![3u8; 70_001][..]);
+        assert_eq!(p.image("linux-initramfs").unwrap(), &vec![4u8; 9_999][..]);
+        assert_eq!(p.image("pvh-probe").unwrap(), &[5u8; 100][..]);
+        assert_eq!(back.domains[1].images().collect::<Vec<_>>(), ["hello"]);
+        assert!(p.index.images.iter().all(|r| r.offset % 16 == 0));
+        // The kernel and the ramdisk must be in the bundle.
+        assert_eq!(
+            build(&t, &images[..3]),
+            Err(BundleError::MissingImage { domain: "linux".into(), image: "linux-initramfs".into() })
+        );
+        let without_probe: Vec<_> = images.iter().filter(|(n, _)| n != "pvh-probe").cloned().collect();
+        assert_eq!(
+            build(&t, &without_probe),
+            Err(BundleError::MissingImage { domain: "probe".into(), image: "pvh-probe".into() })
+        );
+    }
+
+    #[test]
+    fn pvh_and_pv_keys_do_not_mix() {
+        let images =
+            vec![("dom0".to_string(), vec![1u8]), ("hello".to_string(), vec![2u8]), ("k".to_string(), vec![3u8])];
+        let why = |d: DomainConfig| {
+            let mut t = topo();
+            t.domains.push(d);
+            match build(&t, &images) {
+                Err(BundleError::BadType { domain, why }) => {
+                    assert_eq!(domain, "g");
+                    why
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(why(DomainConfig { kernel: None, ..pvh("g", "k", None) }).contains("needs a kernel"));
+        assert!(why(DomainConfig { image: "hello".into(), ..pvh("g", "k", None) }).contains("image is for PV"));
+        assert!(why(DomainConfig { kind: DomainKind::Driver, ..pvh("g", "k", None) }).contains("PV only"));
+        assert!(why(DomainConfig { pci: vec!["1af4:1000".into()], ..pvh("g", "k", None) }).contains("pci"));
+        assert!(why(DomainConfig { args: "x=1".into(), ..pvh("g", "k", None) }).contains("cmdline"));
+        assert!(
+            why(DomainConfig { ramdisk: Some("k".into()), ..dom("g", "hello", DomainKind::DomU) }).contains("pvh only")
+        );
+        assert!(
+            why(DomainConfig { kernel: Some("k".into()), ..dom("g", "hello", DomainKind::DomU) })
+                .contains("kernel is for")
+        );
+        assert!(why(DomainConfig { cmdline: "quiet".into(), ..dom("g", "hello", DomainKind::DomU) }).contains("args"));
+        assert!(why(dom("g", "", DomainKind::DomU)).contains("needs an image"));
+        let mut t = topo();
+        t.domains.push(pvh("g", "a-kernel-name-too-long", None));
+        assert!(matches!(build(&t, &images), Err(BundleError::NameTooLong(_))));
+        let mut t = topo();
+        t.domains.push(pvh("g", "k", None));
+        assert!(build(&t, &images).is_ok(), "a PVH domain without a ramdisk is fine");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use xtask::packages::{self, Package};
 use xtask::paths::Paths;
 use xtask::qemu::{self, Accel, Machine, Media, Spec};
 
-use super::{cpio, failed_run, median};
+use xtask::cpio;
+use xtask::linux_guest::find_kernel;
+
+use super::{failed_run, median};
 
 /// The init's source.
 const INIT_C: &str = include_str!("linux_init.c");
@@ -33,29 +36,6 @@ pub struct LinuxRef {
     pub pipe_roundtrip_ns: f64,
     /// From QEMU start to the init's first line.
     pub boot_to_init_ms: f64,
-}
-
-/// The newest /boot/vmlinuz-*.
-pub fn find_kernel() -> Result<PathBuf> {
-    newest_kernel(Path::new("/boot"))?.with_context(|| {
-        format!("no /boot/vmlinuz-* found\n  fix: {}", packages::install_command(&[packages::LINUX_IMAGE.name]))
-    })
-}
-
-fn newest_kernel(boot: &Path) -> Result<Option<PathBuf>> {
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir(boot)
-        .with_context(|| format!("reading {}", boot.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .collect();
-    kernels.sort_by_key(|k| version_key(k));
-    Ok(kernels.pop())
-}
-
-fn version_key(p: &Path) -> Vec<u64> {
-    let name = p.file_name().unwrap_or_default().to_string_lossy();
-    name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0)).collect()
 }
 
 /// Compiles a C init with `gcc -static -O2 [-D...]` into `dir/init`; returns its bytes.
@@ -177,18 +157,6 @@ mod tests {
         assert_eq!(field(l, "null_syscall_cycles").unwrap(), 210.5);
         assert_eq!(field(l, "null_syscall_ns").unwrap(), 98.0);
         assert!(field(l, "pipe_roundtrip_ns").is_err());
-    }
-
-    #[test]
-    fn newest_kernel_by_version() {
-        let dir = std::env::temp_dir().join(format!("xtask-boot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(newest_kernel(&dir).unwrap(), None, "an empty /boot: find_kernel says what to install");
-        for k in ["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-28-amd64", "config-6.1.0-30-amd64"] {
-            std::fs::write(dir.join(k), b"").unwrap();
-        }
-        assert_eq!(newest_kernel(&dir).unwrap(), Some(dir.join("vmlinuz-6.1.0-28-amd64")));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The C sources are real files: they compile where gcc is installed.

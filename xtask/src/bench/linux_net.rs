@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xtask::paths::Paths;
 
-use super::cpio;
+use xtask::cpio;
+use xtask::linux_guest::kernel_version;
 
 /// The init's source.
 pub const INIT_C: &str = include_str!("linux_net_init.c");
@@ -30,11 +31,7 @@ const MODULES: &[&str] = &[
 /// Compiles the init and packs `target/bench/linux-net/initramfs.cpio` with the modules of
 /// `kernel` (`/lib/modules/<version>/kernel/...`, uncompressed as Debian 12 ships them).
 pub fn build_initramfs(paths: &Paths, kernel: &Path) -> Result<PathBuf> {
-    let version = kernel
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .with_context(|| format!("{} is not named vmlinuz-<version>", kernel.display()))?;
+    let version = kernel_version(kernel)?;
     let dir = paths.bench_dir().join("linux-net");
     let init = super::linux::compile_init(&dir, INIT_C, &[])?;
     let mut modules = Vec::new();

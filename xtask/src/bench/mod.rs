@@ -12,7 +12,6 @@
 //! `target/bench/<name>.json`.
 
 mod blk;
-mod cpio;
 mod hv;
 mod linux;
 mod linux_net;

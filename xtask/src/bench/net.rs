@@ -217,7 +217,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     let mut linux: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
 
     // Linux reference.
-    let kernel = super::linux::find_kernel()?;
+    let kernel = xtask::linux_guest::find_kernel()?;
     step(format!("Linux network reference: init + virtio-net modules of {}", kernel.display()));
     let initramfs = super::linux_net::build_initramfs(paths, &kernel)?;
     let linux_spec = |mode: &str, forward: bool| -> Result<Spec> {

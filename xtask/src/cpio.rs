@@ -1,16 +1,35 @@
-//! A minimal writer of `newc` cpio archives (the Linux initramfs format), so the benchmark's
-//! reference initramfs can hold a /dev/console device node without root or the cpio tool.
+//! A minimal writer of `newc` cpio archives (the Linux initramfs format), so the initramfs of
+//! the benchmark's reference guests and of the PVH Linux guest ([`crate::linux_guest`]) can hold
+//! device nodes and symlinks without root or the cpio tool.
 
 /// One archive member.
 pub enum Entry<'a> {
-    Dir { path: &'a str, mode: u32 },
-    File { path: &'a str, mode: u32, data: &'a [u8] },
-    CharDev { path: &'a str, mode: u32, major: u32, minor: u32 },
+    Dir {
+        path: &'a str,
+        mode: u32,
+    },
+    File {
+        path: &'a str,
+        mode: u32,
+        data: &'a [u8],
+    },
+    CharDev {
+        path: &'a str,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    /// A symbolic link at `path` pointing to `target` (stored as the member's data, as newc does).
+    Symlink {
+        path: &'a str,
+        target: &'a str,
+    },
 }
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
+const S_IFLNK: u32 = 0o120000;
 
 /// Serialises the entries followed by the `TRAILER!!!` record.
 pub fn newc(entries: &[Entry]) -> Vec<u8> {
@@ -24,6 +43,9 @@ pub fn newc(entries: &[Entry]) -> Vec<u8> {
             }
             Entry::CharDev { path, mode, major, minor } => {
                 header(&mut out, ino, S_IFCHR | mode, 1, 0, (major, minor), path, &[])
+            }
+            Entry::Symlink { path, target } => {
+                header(&mut out, ino, S_IFLNK | 0o777, 1, target.len(), (0, 0), path, target.as_bytes())
             }
         }
     }
@@ -65,6 +87,7 @@ mod tests {
             Entry::Dir { path: "dev", mode: 0o755 },
             Entry::CharDev { path: "dev/console", mode: 0o600, major: 5, minor: 1 },
             Entry::File { path: "init", mode: 0o755, data: b"hello" },
+            Entry::Symlink { path: "sh", target: "busybox" },
         ]);
         assert_eq!(&a[..6], b"070701");
         assert_eq!(a.len() % 4, 0);
@@ -83,23 +106,31 @@ mod tests {
                 assert_eq!(field(rec, 1), S_IFCHR | 0o600);
                 assert_eq!((field(rec, 9), field(rec, 10)), (5, 1));
             }
+            if name == "sh" {
+                assert_eq!(field(rec, 1), S_IFLNK | 0o777);
+                assert_eq!(&rec[data_off..data_off + size], b"busybox");
+            }
             if name == "init" {
                 assert_eq!(&rec[data_off..data_off + size], b"hello");
             }
             names.push(name);
             off += (data_off + size).next_multiple_of(4);
         }
-        assert_eq!(names, ["dev", "dev/console", "init", "TRAILER!!!"]);
+        assert_eq!(names, ["dev", "dev/console", "init", "sh", "TRAILER!!!"]);
         assert_eq!(off, a.len());
     }
 
     #[test]
     fn cpio_tool_reads_it_when_installed() {
-        let Some(cpio) = xtask::packages::find_in_path("cpio") else {
+        let Some(cpio) = crate::packages::find_in_path("cpio") else {
             eprintln!("cpio(1) is not installed: cross-check skipped (the layout test above still runs)");
             return;
         };
-        let a = newc(&[Entry::Dir { path: "d", mode: 0o755 }, Entry::File { path: "d/f", mode: 0o644, data: b"abc" }]);
+        let a = newc(&[
+            Entry::Dir { path: "d", mode: 0o755 },
+            Entry::File { path: "d/f", mode: 0o644, data: b"abc" },
+            Entry::Symlink { path: "d/l", target: "f" },
+        ]);
         let out = std::process::Command::new(cpio)
             .args(["-t", "--quiet"])
             .stdin(std::process::Stdio::piped())
@@ -112,6 +143,6 @@ mod tests {
             })
             .unwrap();
         assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "d\nd/f\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "d\nd/f\nd/l\n");
     }
 }

@@ -1,0 +1,214 @@
+//! Debian's Linux kernel as a Xen PVH guest of the hypervisor: the host side.
+//!
+//! - [`find_kernel`]: the newest `/boot/vmlinuz-*` (also the benchmarks' Linux reference guests).
+//! - [`vmlinux`]: the ELF `vmlinux` out of the bzImage (PVH loads an ELF, not a bzImage) and its
+//!   `XEN_ELFNOTE_PHYS32_ENTRY`.
+//! - [`initramfs`]: busybox, a shell-script `/init` and optionally the Xen frontend modules.
+//! - [`prepare`]: both, cached under `target/linux-guest/` per kernel file (name, size, mtime),
+//!   for `cargo xtask linux-guest` and for bundles whose topology names `kernel = "linux"` or
+//!   `ramdisk = "linux-initramfs"`.
+
+pub mod initramfs;
+pub mod vmlinux;
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, Result, bail};
+
+pub use initramfs::build_initramfs;
+pub use vmlinux::{extract_vmlinux, pvh_entry};
+
+use crate::artifacts::write_atomically;
+use crate::packages::{self, Package};
+use crate::paths::Paths;
+
+/// The bundle image name of the prepared kernel (`kernel = "linux"` in a topology).
+pub const KERNEL_IMAGE: &str = "linux";
+/// The bundle image name of the prepared initramfs (`ramdisk = "linux-initramfs"`).
+pub const RAMDISK_IMAGE: &str = "linux-initramfs";
+/// The kernel command line of a `kernel = "linux"` domain that gives no `cmdline`: the console
+/// on Xen's PV console (hvc0), early messages through the hypervisor's console hypercall.
+pub const DEFAULT_CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 mitigations=off";
+
+/// What preparing the guest needs on the host: Debian's kernel and a static busybox.
+pub const PACKAGES: &[Package] = &[packages::LINUX_IMAGE, packages::BUSYBOX_STATIC];
+
+/// The newest /boot/vmlinuz-*.
+pub fn find_kernel() -> Result<PathBuf> {
+    newest_kernel(Path::new("/boot"))?.with_context(|| {
+        format!("no /boot/vmlinuz-* found\n  fix: {}", packages::install_command(&[packages::LINUX_IMAGE.name]))
+    })
+}
+
+/// The `vmlinuz-*` in `boot` with the highest version (compared number by number).
+pub fn newest_kernel(boot: &Path) -> Result<Option<PathBuf>> {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir(boot)
+        .with_context(|| format!("reading {}", boot.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .collect();
+    kernels.sort_by_key(|k| version_key(k));
+    Ok(kernels.pop())
+}
+
+fn version_key(p: &Path) -> Vec<u64> {
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    name.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0)).collect()
+}
+
+/// `6.1.0-57-amd64` of `/boot/vmlinuz-6.1.0-57-amd64`: the name of its `/lib/modules` directory.
+pub fn kernel_version(kernel: &Path) -> Result<&str> {
+    kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("{} is not named vmlinuz-<version>", kernel.display()))
+}
+
+/// The prepared guest: where its files are and what the kernel's ELF says.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The bzImage it came from (`/boot/vmlinuz-<version>`).
+    pub bzimage: PathBuf,
+    /// The kernel's version (`6.1.0-57-amd64`).
+    pub version: String,
+    /// The ELF kernel (`target/linux-guest/<key>/vmlinux`).
+    pub vmlinux: PathBuf,
+    /// Its `XEN_ELFNOTE_PHYS32_ENTRY`.
+    pub pvh_entry: u64,
+    /// The gzip-compressed cpio.
+    pub initramfs: PathBuf,
+    /// Whether the initramfs carries the Xen frontend modules.
+    pub with_modules: bool,
+    /// Whether the vmlinux and the initramfs both came from the cache.
+    pub cached: bool,
+}
+
+/// `target/linux-guest/<file name>-<size>-<mtime>`: one directory per kernel file, so an upgraded
+/// or reinstalled kernel is extracted anew.
+pub fn cache_dir(paths: &Paths, kernel: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(kernel).with_context(|| format!("reading {}", kernel.display()))?;
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    let name = kernel.file_name().unwrap_or_default().to_string_lossy();
+    Ok(paths.target.join("linux-guest").join(format!("{name}-{}-{mtime}", meta.len())))
+}
+
+/// FNV-1a over the inputs of the initramfs (the script, the applets, busybox's size and mtime,
+/// the module choice), naming its cache file.
+fn initramfs_key(busybox: &Path, with_modules: bool) -> Result<String> {
+    let meta = std::fs::metadata(busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let inputs = [
+        initramfs::INIT_SCRIPT.as_bytes(),
+        initramfs::APPLETS.join(" ").as_bytes(),
+        &meta.len().to_le_bytes(),
+        &mtime.to_le_bytes(),
+        &[with_modules as u8],
+    ]
+    .concat();
+    for b in inputs {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Installs what is missing (as root on Debian; otherwise fails with the `sudo apt-get install`
+/// line), finds the newest kernel, extracts its vmlinux and builds the initramfs (with the Xen
+/// frontend modules when `with_modules`), reusing `target/linux-guest/` when it is up to date.
+pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
+    packages::ensure(PACKAGES).context("the PVH Linux guest needs these packages")?;
+    let bzimage = find_kernel()?;
+    let version = kernel_version(&bzimage)?.to_owned();
+    let dir = cache_dir(paths, &bzimage)?;
+    let vmlinux = dir.join("vmlinux");
+    let mut cached = true;
+    let pvh_entry = match std::fs::read(&vmlinux).ok().and_then(|elf| vmlinux::pvh_entry(&elf).ok()) {
+        Some(entry) => entry,
+        None => {
+            cached = false;
+            crate::step(format!("extracting the ELF vmlinux from {}", bzimage.display()));
+            let raw = std::fs::read(&bzimage).with_context(|| format!("reading {}", bzimage.display()))?;
+            let elf = extract_vmlinux(&raw).with_context(|| format!("{}", bzimage.display()))?;
+            write_atomically(&vmlinux, &elf)?;
+            vmlinux::pvh_entry(&elf)?
+        }
+    };
+    let busybox = Path::new(initramfs::BUSYBOX);
+    let key = initramfs_key(busybox, with_modules)?;
+    let initramfs = dir.join(format!("initramfs-{key}.cpio.gz"));
+    if !initramfs.is_file() {
+        cached = false;
+        crate::step(format!(
+            "building the initramfs (busybox, /init{})",
+            if with_modules { ", xen-blkfront and xen-netfront" } else { "" }
+        ));
+        let bytes = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
+        let modules =
+            if with_modules { initramfs::read_modules(Path::new("/lib/modules"), &version)? } else { Vec::new() };
+        write_atomically(&initramfs, &build_initramfs(&bytes, &modules)?)?;
+    }
+    Ok(Prepared { bzimage, version, vmlinux, pvh_entry, initramfs, with_modules, cached })
+}
+
+/// The bytes of a prepared image by its bundle name ([`KERNEL_IMAGE`] or [`RAMDISK_IMAGE`]).
+pub fn image_bytes(prepared: &Prepared, name: &str) -> Result<Vec<u8>> {
+    let file = match name {
+        KERNEL_IMAGE => &prepared.vmlinux,
+        RAMDISK_IMAGE => &prepared.initramfs,
+        other => bail!("{other:?} is not an image of the Linux guest ({KERNEL_IMAGE}, {RAMDISK_IMAGE})"),
+    };
+    std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_kernel_by_version() {
+        let dir = std::env::temp_dir().join(format!("xtask-boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(newest_kernel(&dir).unwrap(), None, "an empty /boot: find_kernel says what to install");
+        for k in ["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-28-amd64", "config-6.1.0-30-amd64"] {
+            std::fs::write(dir.join(k), b"").unwrap();
+        }
+        assert_eq!(newest_kernel(&dir).unwrap(), Some(dir.join("vmlinuz-6.1.0-28-amd64")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kernel_versions_come_from_the_file_name() {
+        assert_eq!(kernel_version(Path::new("/boot/vmlinuz-6.1.0-57-amd64")).unwrap(), "6.1.0-57-amd64");
+        let e = format!("{:#}", kernel_version(Path::new("/boot/bzImage")).unwrap_err());
+        assert!(e.contains("vmlinuz-<version>"), "{e}");
+    }
+
+    #[test]
+    fn the_cache_key_follows_the_kernel_file_and_the_initramfs_inputs() {
+        let root = std::env::temp_dir().join(format!("xtask-lgcache-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let kernel = root.join("vmlinuz-6.1.0-9-amd64");
+        std::fs::write(&kernel, b"12345").unwrap();
+        let paths = Paths { root: root.clone(), target: root.join("target") };
+        let dir = cache_dir(&paths, &kernel).unwrap();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(dir.starts_with(root.join("target/linux-guest")), "{dir:?}");
+        assert!(name.starts_with("vmlinuz-6.1.0-9-amd64-5-"), "{name}");
+        std::fs::write(&kernel, b"123456").unwrap();
+        assert_ne!(cache_dir(&paths, &kernel).unwrap(), dir, "a changed kernel gets a new directory");
+        assert_ne!(initramfs_key(&kernel, true).unwrap(), initramfs_key(&kernel, false).unwrap());
+        assert_eq!(initramfs_key(&kernel, true).unwrap(), initramfs_key(&kernel, true).unwrap());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_guest_needs_the_kernel_and_a_static_busybox() {
+        assert!(PACKAGES.iter().any(|p| p.name == "linux-image-amd64"));
+        assert!(PACKAGES.iter().any(|p| p.name == "busybox-static"));
+        assert!(KERNEL_IMAGE.len() <= hv_bundle::MAX_NAME_LEN && RAMDISK_IMAGE.len() <= hv_bundle::MAX_NAME_LEN);
+    }
+}
