@@ -21,3 +21,5 @@
 //! relies on emulating memory-mapped I/O.
 
 pub mod cpuid;
+pub mod exit;
+pub mod ioport;
