@@ -23,3 +23,4 @@
 pub mod cpuid;
 pub mod exit;
 pub mod ioport;
+pub mod x2apic;
