@@ -23,4 +23,5 @@
 pub mod cpuid;
 pub mod exit;
 pub mod ioport;
+pub mod msr;
 pub mod x2apic;
