@@ -35,7 +35,7 @@
 pub struct CpuidConfig {
     /// The guest's TSC frequency in kHz (Xen time leaf, `0x4000_0003`).
     pub tsc_khz: u64,
-    /// The vCPU's x2APIC id (leaf 1 EBX[31:24], leaf 0xB EDX).
+    /// The vCPU's x2APIC id (leaf 1 EBX bits 31:24, leaf 0xB EDX).
     pub apic_id: u32,
     /// The Xen vCPU id (leaf `0x4000_0004` EBX).
     pub vcpu_id: u32,

@@ -14,7 +14,7 @@
 //!   when the console hypercall fails, and the hypervisor's own probes use it.
 //!
 //! String instructions are decoded by the caller (which reads the bytes from guest memory);
-//! it applies [`write`] to each element.
+//! it applies [`write()`] to each element.
 
 /// The debug-console port.
 pub const DEBUG_CONSOLE_PORT: u16 = 0xE9;

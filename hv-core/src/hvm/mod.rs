@@ -24,4 +24,5 @@ pub mod cpuid;
 pub mod exit;
 pub mod ioport;
 pub mod msr;
+pub mod page_walk;
 pub mod x2apic;

@@ -4,7 +4,7 @@
 //! Everything is intercepted except the MSRs that SVM itself switches between host and guest
 //! with VMLOAD/VMSAVE (the segment bases and the SYSCALL/SYSENTER MSRs; see [`passthrough`]):
 //! the arch code runs VMLOAD guest / VMRUN / VMSAVE guest / VMLOAD host, so the guest's values
-//! live in the VMCB. An intercepted access is answered by [`read`] / [`write`] with an
+//! live in the VMCB. An intercepted access is answered by [`read()`] / [`write()`] with an
 //! [`MsrResult`] that the arch code applies.
 //!
 //! | MSR | Read | Write |
@@ -176,7 +176,7 @@ impl MsrState {
 
     /// Refreshes the guest's EFER from the VMCB. The processor sets and clears LMA itself when
     /// the guest toggles CR0.PG, which does not exit, so the arch code calls this after every
-    /// #VMEXIT that is an MSR access (before [`read`] or [`write`]).
+    /// #VMEXIT that is an MSR access (before [`read()`] or [`write()`]).
     pub fn sync_efer(&mut self, vmcb_efer: u64) {
         self.efer = vmcb_efer & !EFER_SVME;
     }
