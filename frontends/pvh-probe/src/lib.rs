@@ -1,0 +1,261 @@
+//! The host-testable half of `pvh-probe`: what the kernel reads from its boot information (the
+//! command line and the `hvm_start_info` memory map) and the fixed-size line buffer it prints
+//! through. The kernel itself (boot code, hypercalls, probes) is `main.rs`, built only for
+//! `x86_64-unknown-none`.
+#![cfg_attr(not(test), no_std)]
+
+use hv_abi::xen::{HvmMemmapEntry, memmap_type};
+
+/// The longest command line read from guest memory (Linux's x86 `COMMAND_LINE_SIZE`).
+pub const CMDLINE_MAX: usize = 2048;
+
+/// What the first word of the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Print a greeting with the Xen version, then power off.
+    Hello,
+    /// Attack the hypervisor's ABI and print each outcome.
+    Hostile,
+    /// Time `xen_version` round trips.
+    Bench,
+    /// Shut down with reason crash.
+    Panic,
+    /// Make the CPU triple-fault.
+    TripleFault,
+    /// Without Xen (plain QEMU): print to port 0xe9 and exit via isa-debug-exit.
+    Selftest,
+}
+
+impl Mode {
+    /// Every mode with its command-line word.
+    pub const ALL: [(Mode, &'static str); 6] = [
+        (Mode::Hello, "hello"),
+        (Mode::Hostile, "hostile"),
+        (Mode::Bench, "bench"),
+        (Mode::Panic, "panic"),
+        (Mode::TripleFault, "triple-fault"),
+        (Mode::Selftest, "selftest"),
+    ];
+
+    /// The command-line word.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(m, _)| *m == self).map(|(_, n)| *n).unwrap_or("?")
+    }
+}
+
+/// The parsed command line: `<mode> [oob] [grant <domid>] [hold=<yields>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub mode: Mode,
+    /// `oob`: end the hostile run by reading guest-physical memory above RAM.
+    pub oob: bool,
+    /// `grant <domid>`: grant a marked page to this domain during the hostile run.
+    pub grant_to: Option<u16>,
+    /// `hold=<n>`: yield `n` times before shutting down (time for a peer to use the grant).
+    pub hold: u64,
+}
+
+/// Why a command line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// No words at all.
+    Empty,
+    /// The first word names no mode.
+    UnknownMode(&'a str),
+    /// `grant` without a valid domid after it.
+    BadGrant,
+    /// `hold=` without a number.
+    BadHold,
+    /// A word that means nothing.
+    UnknownWord(&'a str),
+}
+
+impl core::fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CmdlineError::Empty => write!(f, "empty command line"),
+            CmdlineError::UnknownMode(w) => write!(f, "unknown mode {w:?}"),
+            CmdlineError::BadGrant => write!(f, "`grant` needs a domid below 0x7ff0"),
+            CmdlineError::BadHold => write!(f, "`hold=` needs a decimal count"),
+            CmdlineError::UnknownWord(w) => write!(f, "unknown word {w:?}"),
+        }
+    }
+}
+
+/// Parses a decimal or `0x` hexadecimal number.
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Parses the command line (words separated by ASCII whitespace).
+pub fn parse_cmdline(line: &str) -> Result<Options, CmdlineError<'_>> {
+    let mut words = line.split_ascii_whitespace();
+    let first = words.next().ok_or(CmdlineError::Empty)?;
+    let mode = Mode::ALL.iter().find(|(_, n)| *n == first).map(|(m, _)| *m).ok_or(CmdlineError::UnknownMode(first))?;
+    let mut options = Options { mode, oob: false, grant_to: None, hold: 0 };
+    while let Some(word) = words.next() {
+        if word == "oob" {
+            options.oob = true;
+        } else if word == "grant" {
+            let domid = words.next().and_then(parse_number).ok_or(CmdlineError::BadGrant)?;
+            let domid = u16::try_from(domid).ok().filter(|d| *d < hv_abi::xen::domid::FIRST_RESERVED);
+            options.grant_to = Some(domid.ok_or(CmdlineError::BadGrant)?);
+        } else if let Some(count) = word.strip_prefix("hold=") {
+            options.hold = parse_number(count).ok_or(CmdlineError::BadHold)?;
+        } else {
+            return Err(CmdlineError::UnknownWord(word));
+        }
+    }
+    Ok(options)
+}
+
+/// The command line as text: the bytes up to the first NUL (or all of them), cut at the first
+/// invalid UTF-8 byte.
+pub fn cmdline_text(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let bytes = &bytes[..end];
+    match core::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+    }
+}
+
+/// One past the highest RAM byte in a memory map (0 if it has no RAM).
+pub fn ram_end(map: &[HvmMemmapEntry]) -> u64 {
+    map.iter().filter(|e| e.kind == memmap_type::RAM).map(|e| e.addr.saturating_add(e.size)).max().unwrap_or(0)
+}
+
+/// Total RAM bytes in a memory map.
+pub fn ram_bytes(map: &[HvmMemmapEntry]) -> u64 {
+    map.iter().filter(|e| e.kind == memmap_type::RAM).fold(0u64, |sum, e| sum.saturating_add(e.size))
+}
+
+/// A 4 KiB-aligned guest frame at or above `ram_end` that no memory-map entry covers, at least
+/// `gap` bytes above the end of RAM: where to ask the hypervisor to place a special page.
+pub fn free_frame_above_ram(map: &[HvmMemmapEntry], gap: u64) -> u64 {
+    let mut candidate = ram_end(map).saturating_add(gap).next_multiple_of(4096);
+    // Skip anything the map describes (reserved holes for console/xenstore pages, ACPI, ...).
+    loop {
+        let hit = map.iter().find(|e| e.addr <= candidate && candidate < e.addr.saturating_add(e.size));
+        match hit {
+            Some(e) => candidate = e.addr.saturating_add(e.size).next_multiple_of(4096),
+            None => return candidate >> 12,
+        }
+    }
+}
+
+/// A fixed-capacity line buffer: formatted text accumulates until a newline (or a full buffer),
+/// then goes to the sink in one piece (one `console_io` hypercall per line).
+pub struct LineBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for LineBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> LineBuf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self { buf: [0; N], len: 0 }
+    }
+
+    /// Appends `s`, calling `flush` with each completed line (newline included) and with the
+    /// whole buffer whenever it fills up.
+    pub fn push(&mut self, s: &[u8], mut flush: impl FnMut(&[u8])) {
+        for &b in s {
+            self.buf[self.len] = b;
+            self.len += 1;
+            if b == b'\n' || self.len == N {
+                flush(&self.buf[..self.len]);
+                self.len = 0;
+            }
+        }
+    }
+
+    /// Hands any partial line to `flush`.
+    pub fn flush(&mut self, mut flush: impl FnMut(&[u8])) {
+        if self.len > 0 {
+            flush(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(addr: u64, size: u64, kind: u32) -> HvmMemmapEntry {
+        HvmMemmapEntry { addr, size, kind, reserved: 0 }
+    }
+
+    #[test]
+    fn modes_and_options() {
+        assert_eq!(parse_cmdline("hello").unwrap().mode, Mode::Hello);
+        assert_eq!(parse_cmdline("  bench  ").unwrap().mode, Mode::Bench);
+        assert_eq!(parse_cmdline("triple-fault").unwrap().mode, Mode::TripleFault);
+        let o = parse_cmdline("hostile grant 3 oob hold=100").unwrap();
+        assert_eq!(o, Options { mode: Mode::Hostile, oob: true, grant_to: Some(3), hold: 100 });
+        assert_eq!(parse_cmdline("hostile grant 0x10").unwrap().grant_to, Some(16));
+        for mode in Mode::ALL {
+            assert_eq!(parse_cmdline(mode.1).unwrap().mode.name(), mode.1);
+        }
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        assert_eq!(parse_cmdline(""), Err(CmdlineError::Empty));
+        assert_eq!(parse_cmdline("   "), Err(CmdlineError::Empty));
+        assert_eq!(parse_cmdline("helo"), Err(CmdlineError::UnknownMode("helo")));
+        assert_eq!(parse_cmdline("hostile grant"), Err(CmdlineError::BadGrant));
+        assert_eq!(parse_cmdline("hostile grant x"), Err(CmdlineError::BadGrant));
+        assert_eq!(parse_cmdline("hostile grant 32752"), Err(CmdlineError::BadGrant));
+        assert_eq!(parse_cmdline("hostile grant 70000"), Err(CmdlineError::BadGrant));
+        assert_eq!(parse_cmdline("bench hold=z"), Err(CmdlineError::BadHold));
+        assert_eq!(parse_cmdline("hello world"), Err(CmdlineError::UnknownWord("world")));
+    }
+
+    #[test]
+    fn cmdline_bytes() {
+        assert_eq!(cmdline_text(b"hello\0junk"), "hello");
+        assert_eq!(cmdline_text(b"hello"), "hello");
+        assert_eq!(cmdline_text(b"ok\xffbad\0"), "ok");
+        assert_eq!(cmdline_text(b""), "");
+    }
+
+    #[test]
+    fn memory_map() {
+        let map = [
+            entry(0, 0xa0000, memmap_type::RAM),
+            entry(0xf0000, 0x10000, memmap_type::RESERVED),
+            entry(0x100000, 0x7f00000, memmap_type::RAM),
+            entry(0x8000000, 0x2000, memmap_type::RESERVED),
+            entry(0xfee00000, 0x1000, memmap_type::RESERVED),
+        ];
+        assert_eq!(ram_end(&map), 0x8000000);
+        assert_eq!(ram_bytes(&map), 0xa0000 + 0x7f00000);
+        // The reserved pages right after RAM are skipped.
+        assert_eq!(free_frame_above_ram(&map, 0), 0x8002);
+        assert_eq!(free_frame_above_ram(&map, 0x10000), 0x8010);
+        assert_eq!(ram_end(&[]), 0);
+        assert_eq!(free_frame_above_ram(&[], 1), 1);
+    }
+
+    #[test]
+    fn line_buffer_flushes_lines_and_full_buffers() {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut lb = LineBuf::<8>::new();
+        lb.push(b"ab\ncdefghijk", |l| out.push(l.to_vec()));
+        assert_eq!(out, vec![b"ab\n".to_vec(), b"cdefghij".to_vec()]);
+        lb.flush(|l| out.push(l.to_vec()));
+        assert_eq!(out.last().unwrap(), b"k");
+        lb.flush(|_| panic!("nothing left"));
+    }
+}
