@@ -20,6 +20,9 @@ pub enum PortState {
     Virq(u32),
     /// A physical device's interrupt (the device's bus/device/function).
     Pirq(u32),
+    /// An inter-processor interrupt of an HVM guest to itself (one vCPU: `send` sets the same
+    /// port pending).
+    Ipi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,10 @@ pub enum EvtchnError {
     VirqBound,
     BadVirq,
 }
+
+/// Virq numbers the table accepts: the paravirtual ABI's (`hv_abi::virq`, below
+/// `virq::COUNT`) and those HVM guests bind under Xen's numbers (`kernel::hvm::xen`).
+pub const VIRQ_LIMIT: u32 = 32;
 
 /// "Set this port of this domain pending": what the kernel must do after an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +171,7 @@ impl EventChannels {
     }
 
     pub fn bind_virq(&mut self, dom: DomId, virq: u32) -> Result<Port, EvtchnError> {
-        if virq as u64 >= hv_abi::virq::COUNT {
+        if virq >= VIRQ_LIMIT {
             return Err(EvtchnError::BadVirq);
         }
         let t = self.table(dom)?;
@@ -179,6 +186,7 @@ impl EventChannels {
         match self.table(dom)?.get(port)? {
             PortState::Interdomain { remote_dom, remote_port } => Ok(Some(Pend { dom: remote_dom, port: remote_port })),
             PortState::Unbound { .. } => Ok(None),
+            PortState::Ipi => Ok(Some(Pend { dom, port })),
             _ => Err(EvtchnError::WrongState),
         }
     }
@@ -192,6 +200,11 @@ impl EventChannels {
         }
         self.table(dom)?.set(port, PortState::Free);
         Ok(())
+    }
+
+    /// Binds an IPI port (HVM guests: a port `send` raises on the sender itself).
+    pub fn bind_ipi(&mut self, dom: DomId) -> Result<Port, EvtchnError> {
+        self.table(dom)?.alloc(PortState::Ipi)
     }
 
     /// Binds a device interrupt (`pirq` = the device's bdf; the caller checked ownership).

@@ -11,7 +11,7 @@ use crate::paths::{self, BARE_METAL_TARGET, Paths, show};
 use crate::topology::Loaded;
 
 /// The packages `cargo xtask build` compiles for the bare-metal target.
-pub const PACKAGES: &[&str] = &["hv-core", "dom0", "blkback", "netback", "demos", "test-domains"];
+pub const PACKAGES: &[&str] = &["hv-core", "dom0", "blkback", "netback", "demos", "test-domains", "pvh-probe"];
 
 /// Output handling of the cargo subprocess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

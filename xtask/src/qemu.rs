@@ -162,15 +162,34 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Machine memory when nothing needs more.
+const BASE_MEMORY_MIB: u64 = 256;
+/// Room for the hypervisor, its tables and heap beside the domains and the bundle.
+const HYPERVISOR_MIB: u64 = 64;
+
+/// The machine memory a boot bundle needs: every domain of its topology at once, plus the bundle
+/// itself (it stays in memory) and the hypervisor; never less than [`BASE_MEMORY_MIB`].
+pub fn memory_for_bundle(bundle: &std::path::Path) -> u64 {
+    let Ok(raw) = std::fs::read(bundle) else { return BASE_MEMORY_MIB };
+    let Ok(b) = hv_bundle::Bundle::parse(&raw) else { return BASE_MEMORY_MIB };
+    let Ok(t) = b.topology() else { return BASE_MEMORY_MIB };
+    let domains: u64 = t.domains.iter().map(|d| d.memory_mib as u64).sum();
+    (domains + (raw.len() as u64).div_ceil(1 << 20) + HYPERVISOR_MIB).max(BASE_MEMORY_MIB)
+}
+
 impl Spec {
     pub fn new(media: Media) -> Self {
         let firmware = Firmware::default_for(&media);
+        let memory = match &media {
+            Media::Direct { initrd, .. } => memory_for_bundle(initrd),
+            Media::Iso(_) => BASE_MEMORY_MIB,
+        };
         Self {
             machine: Machine::Q35,
             accel: Accel::Tcg,
             media,
             gdb: false,
-            memory: "256M".into(),
+            memory: format!("{memory}M"),
             firmware,
             disks: Vec::new(),
             nics: Vec::new(),

@@ -141,7 +141,7 @@ fn main() {
         let paused = in_devices(&cfg.name) || !cfg.pci.is_empty();
         let flags = if paused { hv_abi::CREATE_PAUSED } else { 0 };
         let since = time::now_ns();
-        let t = match domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, flags) {
+        let t = match toolstack::create(cfg, flags) {
             Ok(id) => {
                 if let Err(e) = store.connect(id) {
                     println!("cannot connect {} to the store: {e}", cfg.name);

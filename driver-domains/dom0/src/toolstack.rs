@@ -171,6 +171,23 @@ pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: Dom
     remove_device_entries(store, fe, devices, tracked);
 }
 
+/// Creates domain `cfg` (a PV unikernel from its image, or a PVH guest from its kernel,
+/// ramdisk and command line) with `flags`.
+pub fn create(cfg: &hv_bundle::DomainConfig, flags: u64) -> Result<DomId, hv_abi::Error> {
+    use hv_rt::domctl;
+    match cfg.domain_type {
+        hv_bundle::DomainType::Pv => domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, flags),
+        hv_bundle::DomainType::Pvh => domctl::create_pvh(
+            &cfg.name,
+            cfg.kernel.as_deref().unwrap_or_default(),
+            cfg.ramdisk.as_deref().unwrap_or_default(),
+            cfg.memory_mib,
+            &cfg.cmdline,
+            flags,
+        ),
+    }
+}
+
 /// Builds domain `cfg` paused, connects it to the store, assigns its PCI devices, writes its
 /// devices' store entries (backends looked up by name among `tracked`), then runs it. On any
 /// failure everything done so far is undone and the error names the problem.
@@ -180,8 +197,7 @@ pub fn start(
     store: &mut crate::store_service::StoreService,
 ) -> Result<DomId, String> {
     use hv_rt::domctl;
-    let id = domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED)
-        .map_err(|e| crate::xl::err_text(&format!("create {}", cfg.name), e))?;
+    let id = create(cfg, hv_abi::CREATE_PAUSED).map_err(|e| crate::xl::err_text(&format!("create {}", cfg.name), e))?;
     let undo = |store: &mut crate::store_service::StoreService, why: String| {
         let _ = domctl::destroy(id);
         store.disconnect(id);
@@ -231,7 +247,7 @@ pub fn restart(
         let _ = domctl::destroy(old);
         store.disconnect(old);
     }
-    let new = domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, hv_abi::CREATE_PAUSED)
+    let new = create(&cfg, hv_abi::CREATE_PAUSED)
         .map_err(|e| crate::xl::err_text(&format!("start {} again", cfg.name), e))?;
     let _ = store.connect(new);
     for sel in &cfg.pci {

@@ -238,6 +238,10 @@ fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, Str
             hv_control::OnCrash::Destroy => OnCrash::Destroy,
             hv_control::OnCrash::Restart => OnCrash::Restart,
         },
+        domain_type: Default::default(),
+        kernel: None,
+        ramdisk: None,
+        cmdline: String::new(),
     })
 }
 

@@ -162,11 +162,16 @@ pub struct CreateDomain {
     pub args_len: u32,
     pub args: [u8; super::ARGS_LEN],
     /// [`CREATE_PAUSED`]: build the domain but do not run it until `unpause` (so the toolstack
-    /// can write its store entries first, as Xen's does).
+    /// can write its store entries first, as Xen's does). [`CREATE_PVH`]: an HVM domain booting
+    /// `image` as a PVH kernel with `args` as its command line.
     pub flags: u64,
+    /// PVH only: the initramfs image name in the boot bundle (NUL-padded; empty = none).
+    pub ramdisk: [u8; super::NAME_LEN],
 }
 
 pub const CREATE_PAUSED: u64 = 1;
+/// The domain is an HVM guest OS booted through the PVH entry (Xen's HVM guest ABI).
+pub const CREATE_PVH: u64 = 2;
 
 /// Scheduling state in [`DomainListEntry::state`].
 pub mod state {
@@ -648,7 +653,7 @@ mod tests {
         assert_eq!(size_of::<GrantCopy>(), 40);
         assert_eq!(size_of::<EvtchnStatus>(), 16);
         assert_eq!(size_of::<StoreConnection>(), 16);
-        assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256 + 8);
+        assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256 + 8 + 16);
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
         assert_eq!(size_of::<PhysInfo>(), 96);

@@ -18,7 +18,28 @@ pub fn create(name: &str, image: &str, memory_mib: u32, args: &str) -> Result<Do
 
 /// Creates a domain; `flags` may hold [`hv_abi::CREATE_PAUSED`].
 pub fn create_with(name: &str, image: &str, memory_mib: u32, args: &str, flags: u64) -> Result<DomId, Error> {
-    if args.len() > hv_abi::ARGS_LEN || name.len() > hv_abi::NAME_LEN || image.len() > hv_abi::NAME_LEN {
+    create_raw(name, image, "", memory_mib, args, flags)
+}
+
+/// Creates a PVH (HVM) domain booting `kernel` with `ramdisk` (may be empty) and `cmdline`;
+/// `flags` may hold [`hv_abi::CREATE_PAUSED`].
+pub fn create_pvh(
+    name: &str,
+    kernel: &str,
+    ramdisk: &str,
+    memory_mib: u32,
+    cmdline: &str,
+    flags: u64,
+) -> Result<DomId, Error> {
+    create_raw(name, kernel, ramdisk, memory_mib, cmdline, flags | hv_abi::CREATE_PVH)
+}
+
+fn create_raw(name: &str, image: &str, ramdisk: &str, memory_mib: u32, args: &str, flags: u64) -> Result<DomId, Error> {
+    if args.len() > hv_abi::ARGS_LEN
+        || name.len() > hv_abi::NAME_LEN
+        || image.len() > hv_abi::NAME_LEN
+        || ramdisk.len() > hv_abi::NAME_LEN
+    {
         return Err(Error::TooBig);
     }
     let mut spec = CreateDomain {
@@ -28,6 +49,7 @@ pub fn create_with(name: &str, image: &str, memory_mib: u32, args: &str, flags: 
         args_len: args.len() as u32,
         args: [0; hv_abi::ARGS_LEN],
         flags,
+        ramdisk: hv_abi::name_to_array(ramdisk),
     };
     spec.args[..args.len()].copy_from_slice(args.as_bytes());
     // SAFETY: `spec` is a live, readable CreateDomain for the duration of the call.

@@ -174,8 +174,15 @@ pub(super) fn write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64,
     let mut buf = [0u8; hv_abi::CONSOLE_WRITE_MAX];
     let buf = &mut buf[..len as usize];
     paging::copy_from_phys(pa, buf);
+    feed(hv, slot, buf);
+    Ok(len)
+}
+
+/// Feeds bytes a domain wrote (by hypercall or through its console ring) to its history and its
+/// line discipline.
+pub(super) fn feed(hv: &mut Hv, slot: usize, buf: &[u8]) {
     let now = time::now_ns();
-    let d = hv.domains[slot].as_mut().ok_or(Error::Srch)?;
+    let Some(d) = hv.domains[slot].as_mut() else { return };
     d.history.write(buf);
     let name = d.name.clone();
     if let Life::Alive(l) = &mut d.life {
@@ -183,7 +190,6 @@ pub(super) fn write(hv: &mut Hv, slot: usize, ptr: u64, len: u64) -> Result<u64,
         let overhead = name.len() + 4;
         l.console.write(now, buf, overhead, |o| domain_output(&name, o));
     }
-    Ok(len)
 }
 
 /// `domctl console_read(domid, from, io)`: copies recent console output of any domain the

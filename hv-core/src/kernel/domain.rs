@@ -62,6 +62,18 @@ pub struct Live {
     /// A private frame that revoked grant mappings point at, so a mapper whose granter died
     /// keeps running (reads garbage of its own, never freed memory).
     pub scratch: u64,
+    /// The HVM part of an HVM domain (`None`: a paravirtual domain).
+    pub hvm: Option<Box<super::hvm::Hvm>>,
+}
+
+impl Live {
+    /// Host-physical address of the domain's store ring page.
+    pub fn store_ring_phys(&self) -> u64 {
+        match &self.hvm {
+            Some(h) => self.ram + h.store_gfn * PAGE_SIZE,
+            None => self.ram + STORE_RING_OFFSET,
+        }
+    }
 }
 
 impl Domain {
@@ -88,26 +100,31 @@ impl Hv {
         self.domains.iter().position(|d| d.as_ref().is_some_and(|d| d.id == domid))
     }
 
-    /// Creates a domain from a bundle image; it becomes runnable at once.
-    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<DomId, Error> {
-        let create_tsc = cpu::rdtsc();
-        if spec.name.is_empty()
-            || spec.name.len() > hv_abi::NAME_LEN
-            || spec.name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    /// Checks a new domain's name, memory and argument length, and finds its id and slot.
+    pub(super) fn new_domain_id(&self, name: &str, memory_mib: u32, args_len: usize) -> Result<(DomId, usize), Error> {
+        if name.is_empty()
+            || name.len() > hv_abi::NAME_LEN
+            || name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         {
             return Err(Error::Inval);
         }
-        if spec.memory_mib == 0 || spec.memory_mib > hv_abi::MAX_DOMAIN_MEMORY_MIB || spec.args.len() > hv_abi::ARGS_LEN
-        {
+        if memory_mib == 0 || memory_mib > hv_abi::MAX_DOMAIN_MEMORY_MIB || args_len > hv_abi::ARGS_LEN {
             return Err(Error::Inval);
         }
-        if self.domains.iter().flatten().any(|d| d.name == spec.name) {
+        if self.domains.iter().flatten().any(|d| d.name == name) {
             return Err(Error::Exist);
         }
         // 16-bit ids below DOMID_SELF, wrapping around past those still held (dead records too).
         let id = crate::domain_id::allocate(self.next_domid, |i| self.domains.iter().flatten().any(|d| d.id == i))
             .ok_or(Error::NoSpc)?;
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
+        Ok((id, slot))
+    }
+
+    /// Creates a domain from a bundle image; it becomes runnable at once.
+    pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<DomId, Error> {
+        let create_tsc = cpu::rdtsc();
+        let (id, slot) = self.new_domain_id(spec.name, spec.memory_mib, spec.args.len())?;
         let image = self.bundle.image(spec.image).ok_or(Error::NoEnt)?;
         let mem = spec.memory_mib as u64 * 1024 * 1024;
         let stack_bottom = DOMAIN_BASE + mem - STACK_SIZE;
@@ -221,6 +238,7 @@ impl Hv {
             grant_table: None,
             maps: MapTrack::default(),
             scratch,
+            hvm: None,
         };
         self.domains[slot] = Some(Domain {
             id,
@@ -280,8 +298,13 @@ impl Hv {
         self.evtchn.remove_domain(id);
         self.release_pci(id);
         let frames = (memory_bytes / FRAME_SIZE) as usize;
-        let tables = live.aspace.table_frames();
+        let mut tables = live.aspace.table_frames();
         live.aspace.free(&mut self.frames);
+        if let Some(h) = live.hvm.take() {
+            super::hvm::run::forget_fpu(slot);
+            tables += h.npt.table_frames();
+            h.free(&mut self.frames);
+        }
         paging::zero_phys(live.ram, memory_bytes);
         self.frames.free(live.ram, frames);
         // It showed revoked mappings, writable ones included: whatever the domain wrote there
@@ -309,7 +332,7 @@ impl Hv {
         }
     }
 
-    fn notify_dom0(&mut self) {
+    pub(super) fn notify_dom0(&mut self) {
         if let Some(id) = self.dom0_id() {
             self.raise_virq(id, virq::DOM_EXC);
         }

@@ -20,13 +20,27 @@ pub(super) fn dispatch(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64
             let args_len = (spec.args_len as usize).min(hv_abi::ARGS_LEN);
             let name = String::from(name);
             let image = String::from(image);
+            let paused = spec.flags & hv_abi::CREATE_PAUSED != 0;
+            if spec.flags & hv_abi::CREATE_PVH != 0 {
+                let ramdisk = hv_abi::name_from_array(&spec.ramdisk).ok_or(Error::Inval)?;
+                let ramdisk = String::from(ramdisk);
+                let pvh = super::hvm::build::PvhSpec {
+                    name: &name,
+                    kernel: &image,
+                    ramdisk: (!ramdisk.is_empty()).then_some(ramdisk.as_str()),
+                    cmdline: &spec.args[..args_len],
+                    memory_mib: spec.memory_mib,
+                    paused,
+                };
+                return hv.create_pvh_domain(&pvh).map(u64::from);
+            }
             let spec = Spec {
                 name: &name,
                 image: &image,
                 memory_mib: spec.memory_mib,
                 args: &spec.args[..args_len],
                 privileged: false,
-                paused: spec.flags & hv_abi::CREATE_PAUSED != 0,
+                paused,
             };
             hv.create_domain(&spec).map(u64::from)
         }

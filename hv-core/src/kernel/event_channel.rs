@@ -6,32 +6,85 @@ use super::user_memory::copy_out_value;
 use super::{Hv, time};
 use crate::arch::paging;
 use crate::event_channel::{EvtchnError, PortState};
+use core::mem::offset_of;
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
+use hv_abi::xen;
 use hv_abi::{DOMID_SELF, DomId, Error, EvtchnOp, EvtchnStatus, Port, SHARED_INFO_OFFSET, SharedInfo, evtchn_state};
 
+/// A domain's event-channel bitmaps: in its own shared_info page (paravirtual layout) or in
+/// Xen's shared_info (HVM), first `MAX_PORTS` ports.
+pub struct EventWords<'a> {
+    pub pending: &'a [AtomicU64; hv_abi::MAX_PORTS / 64],
+    pub mask: &'a [AtomicU64; hv_abi::MAX_PORTS / 64],
+}
+
 impl Live {
-    /// The domain's shared_info page (event-channel bitmaps), borrowed for as long as the live
-    /// domain, which owns the RAM it lies in.
-    pub fn shared_info(&self) -> &SharedInfo {
-        // SAFETY: the shared_info page is RAM of this live domain, allocated until the domain
-        // ends (which needs `&mut` of the domain, so not while this borrow lasts); SharedInfo is
-        // atomics only, valid for any bit pattern, and the domain may change them concurrently.
-        unsafe { &*(paging::phys_to_virt(self.ram + SHARED_INFO_OFFSET) as *const SharedInfo) }
+    /// The domain's event bitmaps, borrowed for as long as the live domain, which owns the
+    /// frame they lie in.
+    pub fn event_words(&self) -> EventWords<'_> {
+        let (pending, mask) = match &self.hvm {
+            Some(h) => {
+                (h.shared_info + xen::EVTCHN_PENDING_OFFSET as u64, h.shared_info + xen::EVTCHN_MASK_OFFSET as u64)
+            }
+            None => {
+                let base = self.ram + SHARED_INFO_OFFSET;
+                (
+                    base + offset_of!(SharedInfo, evtchn_pending) as u64,
+                    base + offset_of!(SharedInfo, evtchn_mask) as u64,
+                )
+            }
+        };
+        // SAFETY: both arrays lie inside a frame of this live domain (its shared_info page, or
+        // the hypervisor frame that is its Xen shared_info), allocated until the domain ends
+        // (which needs `&mut` of the domain, so not while this borrow lasts); atomics are valid
+        // for any bit pattern, and the domain may change them concurrently.
+        unsafe {
+            EventWords {
+                pending: &*(paging::phys_to_virt(pending) as *const [AtomicU64; hv_abi::MAX_PORTS / 64]),
+                mask: &*(paging::phys_to_virt(mask) as *const [AtomicU64; hv_abi::MAX_PORTS / 64]),
+            }
+        }
     }
 }
 
 impl Hv {
     /// Sets `port` of domain `dom` pending; wakes the domain if the port is unmasked and it was
-    /// blocked (and asks for a reschedule if it should preempt the running domain).
+    /// blocked (and asks for a reschedule if it should preempt the running domain). For an HVM
+    /// domain the vCPU's upcall is raised as well (Xen's 2-level delivery).
     pub fn set_pending(&mut self, dom: DomId, port: Port) {
         let Some(slot) = self.slot_of(dom) else { return };
-        let Some(si) = self.domains[slot].as_ref().and_then(|d| d.live()).map(Live::shared_info) else { return };
+        let Some(l) = self.domains[slot].as_ref().and_then(|d| d.live()) else { return };
+        let w = l.event_words();
         let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
-        let Some(pending) = si.evtchn_pending.get(word) else { return };
+        let Some(pending) = w.pending.get(word) else { return };
         let was = pending.fetch_or(bit, Ordering::SeqCst);
-        let masked = si.evtchn_mask[word].load(Ordering::SeqCst) & bit != 0;
-        if was & bit == 0 && !masked && self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
-            self.need_resched = true;
+        let masked = w.mask[word].load(Ordering::SeqCst) & bit != 0;
+        if was & bit == 0 && !masked {
+            if let Some(h) = l.hvm.as_deref() {
+                super::hvm::xen::mark_pending(h, word as u32);
+            }
+            if self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
+                self.need_resched = true;
+            }
+        }
+    }
+
+    /// Clears a port's mask bit; a port pending under the mask is delivered now (HVM: the
+    /// upcall is raised, as Xen's unmask does).
+    pub fn unmask(&mut self, slot: usize, port: Port) {
+        let Some(l) = self.domains[slot].as_ref().and_then(|d| d.live()) else { return };
+        let w = l.event_words();
+        let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+        let Some(mask) = w.mask.get(word) else { return };
+        mask.fetch_and(!bit, Ordering::SeqCst);
+        if w.pending[word].load(Ordering::SeqCst) & bit != 0
+            && let Some(h) = l.hvm.as_deref()
+        {
+            super::hvm::xen::mark_pending(h, word as u32);
+            if self.sched.is_blocked(slot) && self.sched.wake(slot, time::now_ns()) {
+                self.need_resched = true;
+            }
         }
     }
 
@@ -44,11 +97,8 @@ impl Hv {
 
     /// Whether a domain has an unmasked port pending (each word read once).
     pub fn events_pending(&self, slot: usize) -> bool {
-        self.domains[slot].as_ref().and_then(|d| d.live()).map(Live::shared_info).is_some_and(|si| {
-            si.evtchn_pending
-                .iter()
-                .zip(&si.evtchn_mask)
-                .any(|(p, m)| p.load(Ordering::SeqCst) & !m.load(Ordering::SeqCst) != 0)
+        self.domains[slot].as_ref().and_then(|d| d.live()).map(Live::event_words).is_some_and(|w| {
+            w.pending.iter().zip(w.mask).any(|(p, m)| p.load(Ordering::SeqCst) & !m.load(Ordering::SeqCst) != 0)
         })
     }
 }
@@ -90,7 +140,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             Ok(port as u64)
         }
         EvtchnOp::BindVirq => {
-            let virq = u32::try_from(args[1]).map_err(|_| Error::Inval)?;
+            let virq = u32::try_from(args[1]).ok().filter(|&v| (v as u64) < hv_abi::virq::COUNT).ok_or(Error::Inval)?;
             let dom0_only = matches!(virq as u64, hv_abi::virq::DOM_EXC | hv_abi::virq::CONTROL);
             if dom0_only && !hv.domains[slot].as_ref().is_some_and(|d| d.privileged) {
                 return Err(Error::Perm);
@@ -114,17 +164,15 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
             let port = port_arg(args[1])?;
             hv.evtchn.close(me, port).map_err(errno)?;
             // A closed port must not stay pending.
-            if let Some(si) = hv.domains[slot].as_ref().and_then(|d| d.live()).map(Live::shared_info) {
-                si.evtchn_pending[(port / 64) as usize].fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
+            if let Some(w) = hv.domains[slot].as_ref().and_then(|d| d.live()).map(Live::event_words) {
+                w.pending[(port / 64) as usize].fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
             }
             Ok(0)
         }
         EvtchnOp::Unmask => {
             let port = port_arg(args[1])?;
             hv.evtchn.check_port(me, port).map_err(errno)?;
-            if let Some(si) = hv.domains[slot].as_ref().and_then(|d| d.live()).map(Live::shared_info) {
-                si.evtchn_mask[(port / 64) as usize].fetch_and(!(1u64 << (port % 64)), Ordering::SeqCst);
-            }
+            hv.unmask(slot, port);
             Ok(0)
         }
         EvtchnOp::Status => {
@@ -142,6 +190,7 @@ pub fn dispatch(hv: &mut Hv, slot: usize, args: [u64; 6]) -> Result<u64, Error> 
                 },
                 PortState::Virq(v) => EvtchnStatus { state: evtchn_state::VIRQ, remote_dom: v, ..Default::default() },
                 PortState::Pirq(p) => EvtchnStatus { state: evtchn_state::PIRQ, remote_dom: p, ..Default::default() },
+                PortState::Ipi => EvtchnStatus { state: evtchn_state::CLOSED, ..Default::default() },
             };
             copy_out_value(hv, slot, args[2], &st)?;
             Ok(0)

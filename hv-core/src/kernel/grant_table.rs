@@ -15,8 +15,8 @@ use core::mem::size_of;
 use core::sync::atomic::{AtomicU16, Ordering};
 use hv_abi::{
     DOMAIN_BASE, DomId, Error, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_READONLY, GrantCopy, GrantEntry, GrantOp,
-    GrantRef, GrantStatus, MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, STORE_RING_OFFSET,
-    StoreConnection, gtf, map_va,
+    GrantRef, GrantStatus, MAX_GRANT_COPY_BATCH, MAX_GRANT_ENTRIES, MAX_GRANT_MAPS, PAGE_SIZE, StoreConnection, gtf,
+    map_va,
 };
 
 /// Map-track `gref` marking the store page mapped by `store_connect` (not a grant: no pins).
@@ -150,9 +150,14 @@ fn read_entry(hv: &Hv, granter: u64, gref: u64) -> Result<(usize, GrantRef, Gran
 fn granted_page(hv: &Hv, g: usize, e: GrantEntry, caller: DomId, write: bool) -> Result<u64, GrantStatus> {
     let gd = hv.domains[g].as_ref().ok_or(GrantStatus::BadDomain)?;
     let gl = gd.live().ok_or(GrantStatus::BadDomain)?;
-    let frame = check_entry(e, caller, write, gd.pages(), |f, w| {
-        let access = if w { Access::Write } else { Access::Read };
-        gl.umap.check(DOMAIN_BASE + f as u64 * PAGE_SIZE, PAGE_SIZE, access).is_ok()
+    // A paravirtual granter names pages of its RAM by index (its own memory map decides which
+    // it may grant); an HVM granter names guest frames, which must be its ordinary RAM.
+    let frame = check_entry(e, caller, write, gd.pages(), |f, w| match gl.hvm.as_deref() {
+        Some(h) => h.ram_frame(gl.ram, f as u64).is_some(),
+        None => {
+            let access = if w { Access::Write } else { Access::Read };
+            gl.umap.check(DOMAIN_BASE + f as u64 * PAGE_SIZE, PAGE_SIZE, access).is_ok()
+        }
     })?;
     Ok(gl.ram + frame as u64 * PAGE_SIZE)
 }
@@ -262,7 +267,7 @@ pub fn store_connect(hv: &mut Hv, caller: usize, target: u64, out: u64) -> Resul
         return Err(Error::Inval);
     }
     let td = hv.domains[t].as_ref().ok_or(Error::Srch)?;
-    let (tid, tram) = (td.id, td.live().ok_or(Error::Srch)?.ram);
+    let (tid, tring) = (td.id, td.live().ok_or(Error::Srch)?.store_ring_phys());
     // The domain's store port is the one still unbound for us (created with the domain).
     let store_port = (1..hv_abi::MAX_PORTS as u32)
         .find(|&p| hv.evtchn.status(tid, p) == Ok(crate::event_channel::PortState::Unbound { remote: me }))
@@ -274,7 +279,7 @@ pub fn store_connect(hv: &mut Hv, caller: usize, target: u64, out: u64) -> Resul
         let _ = hv.evtchn.close(me, port);
         return Err(Error::NoSpc);
     };
-    if l.aspace.map_user(map_va(handle), tram + STORE_RING_OFFSET, true, false, &mut hv.frames).is_none() {
+    if l.aspace.map_user(map_va(handle), tring, true, false, &mut hv.frames).is_none() {
         l.maps.remove(handle);
         let _ = hv.evtchn.close(me, port);
         return Err(Error::NoMem);

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod domctl;
 pub mod event_channel;
 pub mod grant_table;
+pub mod hvm;
 pub mod hypercall;
 pub mod pci;
 pub mod sched;
@@ -121,6 +122,15 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
 
     cpu::enable_nx(&features);
     let ktables = paging::build_kernel_tables(&mut frames, ram_end, features.nx).expect("no memory for page tables");
+    hvm::init(&mut frames);
+    match hvm::host() {
+        Ok(h) => hvlog!(
+            "svm: nested paging, {} ASIDs{}: HVM domains available",
+            h.support.asids,
+            if h.support.nrip_save { ", next-RIP save" } else { "" }
+        ),
+        Err(e) => hvlog!("svm: {e}: HVM (PVH) domains are unavailable"),
+    }
     let stack_top = percpu::init_cpu0();
     gdt::init(stack_top);
     arch::trap::init();

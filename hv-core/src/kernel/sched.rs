@@ -35,6 +35,9 @@ impl Hv {
             let flush = self.armed_deadline.filter(|&d| d <= now + CONSOLE_FLUSH_NS).unwrap_or(now + CONSOLE_FLUSH_NS);
             deadline = Some(deadline.map_or(flush, |d| d.min(flush)));
         }
+        if let Some(t) = self.hvm_timer_deadline() {
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        }
         if let Some(poll) = self.control.deadline() {
             // The control channel is polled: an idle CPU still looks at it every millisecond.
             deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
@@ -69,6 +72,32 @@ impl Hv {
                 self.raise_virq(id, virq::TIMER);
             }
         }
+        n + self.expire_hvm_timers(now)
+    }
+
+    /// The earliest single-shot timer of an HVM vCPU.
+    fn hvm_timer_deadline(&self) -> Option<u64> {
+        self.domains.iter().flatten().filter_map(Domain::live).filter_map(|l| l.hvm.as_ref()?.timer).min()
+    }
+
+    /// Fires the HVM vCPUs' single-shot timers that are due (their TIMER virq).
+    fn expire_hvm_timers(&mut self, now: u64) -> usize {
+        let mut due = [0 as hv_abi::DomId; hv_abi::MAX_DOMAINS];
+        let mut n = 0;
+        for d in self.domains.iter_mut().flatten() {
+            let id = d.id;
+            if let Some(h) = d.live_mut().and_then(|l| l.hvm.as_deref_mut())
+                && h.timer.is_some_and(|t| t <= now)
+                && n < due.len()
+            {
+                h.timer = None;
+                due[n] = id;
+                n += 1;
+            }
+        }
+        for &id in &due[..n] {
+            self.raise_virq(id, virq::TIMER);
+        }
         n
     }
 }
@@ -76,7 +105,7 @@ impl Hv {
 /// Decides what runs when the hypervisor returns to ring 3 and fills `frame` with it. Called at
 /// the end of every trap and hypercall from a domain, with `guard` holding the state lock. If
 /// nothing is runnable the CPU idles here (lock released, interrupts on) until something is.
-pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame) {
+pub fn leave(mut guard: spin::MutexGuard<'static, Option<Hv>>, frame: &mut TrapFrame) {
     let hv = guard.as_mut().expect("hypervisor initialised");
     let now = time::now_ns();
     hv.charge(now);
@@ -99,6 +128,15 @@ pub fn leave(mut guard: spin::MutexGuard<'_, Option<Hv>>, frame: &mut TrapFrame)
         hv.expire_timers(now);
         hv.poll_control(now);
         if let Some(next) = hv.sched.pick(now) {
+            if hv.domains[next].as_ref().and_then(Domain::live).is_some_and(|l| l.hvm.is_some()) {
+                // An HVM vCPU runs here, inside the hypervisor, until it gives up the CPU.
+                if hv.loaded_pml4 != hv.ktables.pml4 {
+                    paging::load(hv.ktables.pml4);
+                    hv.loaded_pml4 = hv.ktables.pml4;
+                }
+                guard = super::hvm::run::run(guard, next);
+                continue;
+            }
             *frame = hv.load_context(next);
             return;
         }

@@ -8,86 +8,14 @@
 
 use alloc::vec::Vec;
 
-use bytemuck::{Pod, Zeroable};
-
 use super::layout::{Plan, PlanError};
 
-/// `XEN_HVM_START_MAGIC_VALUE`.
-pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+// The structures themselves are the ABI's (one home: `hv_abi::xen`, checked against Xen's
+// header there); this file builds them.
+pub use hv_abi::xen::{HVM_START_MAGIC, HvmMemmapEntry, HvmModlistEntry, HvmStartInfo, memmap_type};
+
 /// The structure version we produce (adds the memory map).
 pub const HVM_START_VERSION: u32 = 1;
-
-/// Memory map entry types (`XEN_HVM_MEMMAP_TYPE_*`, the E820 numbering).
-pub mod memmap_type {
-    /// Usable RAM.
-    pub const RAM: u32 = 1;
-    /// Reserved: not to be used by the guest.
-    pub const RESERVED: u32 = 2;
-    /// ACPI tables (reclaimable once parsed).
-    pub const ACPI: u32 = 3;
-    /// ACPI non-volatile storage.
-    pub const NVS: u32 = 4;
-    /// Memory with errors.
-    pub const UNUSABLE: u32 = 5;
-    /// Disabled memory.
-    pub const DISABLED: u32 = 6;
-    /// Persistent memory.
-    pub const PMEM: u32 = 7;
-}
-
-/// `struct hvm_start_info` (56 bytes); the guest receives its address in `ebx`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
-#[repr(C)]
-pub struct HvmStartInfo {
-    /// [`HVM_START_MAGIC`].
-    pub magic: u32,
-    /// [`HVM_START_VERSION`].
-    pub version: u32,
-    /// `SIF_*` flags; 0 for an unprivileged guest.
-    pub flags: u32,
-    /// Number of [`HvmModlistEntry`] at `modlist_paddr`.
-    pub nr_modules: u32,
-    /// Guest-physical address of the module list.
-    pub modlist_paddr: u64,
-    /// Guest-physical address of the NUL-terminated command line (0: none).
-    pub cmdline_paddr: u64,
-    /// Guest-physical address of the ACPI RSDP.
-    pub rsdp_paddr: u64,
-    /// Guest-physical address of the [`HvmMemmapEntry`] array (version 1).
-    pub memmap_paddr: u64,
-    /// Number of memory map entries (version 1).
-    pub memmap_entries: u32,
-    /// Must be zero.
-    pub reserved: u32,
-}
-
-/// `struct hvm_modlist_entry` (32 bytes). Linux takes module 0 as its initrd.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
-#[repr(C)]
-pub struct HvmModlistEntry {
-    /// Guest-physical address of the module.
-    pub paddr: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Guest-physical address of the module's command line (0: none).
-    pub cmdline_paddr: u64,
-    /// Zero.
-    pub reserved: u64,
-}
-
-/// `struct hvm_memmap_table_entry` (24 bytes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Pod, Zeroable)]
-#[repr(C)]
-pub struct HvmMemmapEntry {
-    /// Base guest-physical address.
-    pub addr: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// One of [`memmap_type`].
-    pub kind: u32,
-    /// Must be zero.
-    pub reserved: u32,
-}
 
 /// The boot-info page(s): copy `bytes` to guest-physical `gpa`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,10 +3,12 @@ pub mod apic;
 pub mod boot_info;
 pub mod cpu;
 pub mod gdt;
+pub mod npt;
 pub mod paging;
 pub mod pci_config;
 pub mod percpu;
 pub mod serial;
+pub mod svm;
 pub mod trap;
 pub mod uart;
 

@@ -7,14 +7,14 @@ use core::arch::asm;
 
 pub const DIRECT_MAP: u64 = 0xffff_8000_0000_0000;
 
-const P: u64 = 1;
-const W: u64 = 1 << 1;
-const U: u64 = 1 << 2;
+pub(super) const P: u64 = 1;
+pub(super) const W: u64 = 1 << 1;
+pub(super) const U: u64 = 1 << 2;
 const PWT: u64 = 1 << 3;
 const PCD: u64 = 1 << 4;
 const HUGE: u64 = 1 << 7;
 const NX: u64 = 1 << 63;
-const ADDR: u64 = 0x000f_ffff_ffff_f000;
+pub(super) const ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 static mut NX_BIT: u64 = 0;
 
@@ -32,7 +32,7 @@ pub fn phys_to_virt(phys: u64) -> u64 {
 // address space.
 
 /// Entry `index` (0..512) of the page table in frame `table`.
-fn entry(table: u64, index: usize) -> u64 {
+pub(super) fn entry(table: u64, index: usize) -> u64 {
     assert!(index < 512);
     // SAFETY: `table` is a page-table frame this module allocated (or the shared kernel tables),
     // live while its address space is; the direct map covers it; index < 512 stays inside the
@@ -41,17 +41,17 @@ fn entry(table: u64, index: usize) -> u64 {
 }
 
 /// Sets entry `index` (0..512) of the page table in frame `table`.
-fn set_entry(table: u64, index: usize, value: u64) {
+pub(super) fn set_entry(table: u64, index: usize, value: u64) {
     assert!(index < 512);
     // SAFETY: as in `entry`.
     unsafe { (phys_to_virt(table) as *mut u64).add(index).write_volatile(value) }
 }
 
-fn index(va: u64, shift: u64) -> usize {
+pub(super) fn index(va: u64, shift: u64) -> usize {
     ((va >> shift) & 511) as usize
 }
 
-fn zeroed_frame(alloc: &mut FrameAllocator) -> Option<u64> {
+pub(super) fn zeroed_frame(alloc: &mut FrameAllocator) -> Option<u64> {
     let f = alloc.alloc()?;
     zero_phys(f, FRAME_SIZE);
     Some(f)
@@ -73,7 +73,13 @@ fn set_leaf(
 }
 
 /// Walks to the page table (level 1) covering `va`; returns its physical address.
-fn walk_to_table(pml4: u64, va: u64, user: bool, alloc: &mut FrameAllocator, owned: &mut Vec<u64>) -> Option<u64> {
+pub(super) fn walk_to_table(
+    pml4: u64,
+    va: u64,
+    user: bool,
+    alloc: &mut FrameAllocator,
+    owned: &mut Vec<u64>,
+) -> Option<u64> {
     let mut t = pml4;
     for shift in [39u64, 30, 21] {
         let mut e = entry(t, index(va, shift));

@@ -355,3 +355,11 @@ pub fn wait_for_interrupt() {
     x86_64::instructions::interrupts::enable_and_hlt();
     x86_64::instructions::interrupts::disable();
 }
+
+/// Opens a one-instruction interrupt window (a pending interrupt is taken now), then disables
+/// interrupts again. Used after an HVM guest exited for a host interrupt.
+pub fn wait_for_interrupt_window() {
+    // SAFETY: the caller holds no lock an interrupt handler takes; the handlers run on this stack
+    // and return here.
+    unsafe { asm!("sti", "nop", "cli", options(nomem, nostack)) }
+}

@@ -1,0 +1,40 @@
+//! QEMU scenarios for HVM domains (issue 14): guests on AMD SVM with nested paging that speak
+//! Xen's HVM ABI, beside the paravirtual unikernels, judged by the serial console.
+
+use hv_tests::Scenario;
+
+/// Our own PVH kernel (`frontends/pvh-probe`) boots through the PVH entry, finds Xen's CPUID
+/// leaves, makes hypercalls by `vmmcall` and prints through `console_io`; hostile instances
+/// throw garbage at every hypercall, MSR and port, and the ones that read outside their memory,
+/// report a crash or triple-fault are ended alone, with a report naming them. A PV domain runs
+/// to its end through all of it.
+#[test]
+fn pvh_guests_run_and_hostile_ones_hurt_nobody() {
+    let o = Scenario::new("pvh").run();
+    o.expect_clean_finish();
+    o.expect_line("[hv] svm: nested paging, * ASIDs*: HVM domains available");
+    o.expect_in_order(&[
+        "[hv] domain * (probe) created in * us: PVH, 16 MiB at *, kernel pvh-probe entry 0x100000*",
+        "[probe] pvh-probe: hello from an HVM guest, Xen 4.17.0-hv-rust",
+        "[probe] pvh-probe: Xen CPUID leaves at 0x40000000, xen_version returned 0x40011",
+        "[hv] domain * (probe) shut down: poweroff",
+        "[hv] domain * (probe) released 16384 KiB and * table frames*",
+    ]);
+    // Bad guest addresses in every hypercall's arguments are -EFAULT, not a fault anywhere.
+    assert!(o.count("[hostile] probe *-unmapped: -EFAULT") >= 10, "unmapped pointers are -EFAULT");
+    assert!(o.count("[hostile] probe *-noncanonical: -EFAULT") >= 10, "non-canonical pointers are -EFAULT");
+    o.expect_line("[hostile] probe rdmsr-vm_hsave_pa: gp(0x0)");
+    o.expect_line("[hostile] probe wrmsr-vm_cr-svmdis-lock: gp(0x0)");
+    o.expect_line("[hostile] probe inb-0x42: 0x0");
+    o.expect_line("[hostile] probe add_to_physmap-other-domain: -EPERM");
+    o.expect_line("[hostile] probe evtchn_alloc_unbound-in-dom0: -EPERM");
+    o.expect_in_order(&["[hostile] pvh-probe: hostile done", "[hv] domain * (hostile) shut down: poweroff"]);
+    o.expect_in_order(&[
+        "[oob] probe oob-read-*: reading (the hypervisor should end this domain)",
+        "[hv] domain * (oob) crashed: accessed guest-physical 0x*, outside its memory (rip=0x*)",
+    ]);
+    o.expect_line("[hv] domain * (crasher) shut down: crash (reported by the guest)");
+    o.expect_line("[hv] domain * (tripler) crashed: triple fault (shutdown) at rip=0x*");
+    o.expect_line("[hello] goodbye*");
+    o.expect_no_line("*PANIC*");
+}
