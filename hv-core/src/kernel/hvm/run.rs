@@ -16,6 +16,7 @@ use spin::MutexGuard;
 static mut FPU_OWNER: Option<usize> = None;
 
 const GP: u8 = 13;
+const RFLAGS_IF: u64 = 1 << 9;
 const UD: u8 = 6;
 
 /// Runs HVM domain `slot` (picked by the scheduler, current) until it must give up the CPU.
@@ -175,6 +176,15 @@ fn handle(hv: &mut Hv, slot: usize, exit: Exit) {
         Exit::Hlt => {
             h.exits.hlt += 1;
             advance(h, len);
+            if h.vcpu.rflags() & RFLAGS_IF == 0 {
+                // Halted with interrupts off: nothing can wake it. As on Xen, a domain whose
+                // vCPUs are all down is powered off (Linux's halt and poweroff end this way).
+                if let Some(d) = hv.domains[slot].as_ref() {
+                    hvlog!("domain {} ({}) shut down: poweroff (vCPU halted with interrupts off)", d.id, d.name);
+                }
+                hv.end_domain(slot, end::SHUTDOWN, hv_abi::xen::shutdown_reason::POWEROFF);
+                return;
+            }
             let idle = !super::xen::upcall_pending(h) && h.apic.pending().is_none() && h.vcpu.virq_pending().is_none();
             if idle {
                 hv.sched.block(slot, u64::MAX, time::now_ns());
