@@ -38,3 +38,53 @@ fn pvh_guests_run_and_hostile_ones_hurt_nobody() {
     o.expect_line("[hello] goodbye*");
     o.expect_no_line("*PANIC*");
 }
+
+/// Debian's unmodified kernel boots as a PVH DomU: Xen detected, events through the callback
+/// vector, the Xen clock and timer, hvc0 as its console; its `/init` runs and shows the Xen
+/// interrupts, then powers off, and its memory is released. The unikernel beside it keeps
+/// running meanwhile.
+#[test]
+fn linux_boots_to_init_and_powers_off_beside_a_unikernel() {
+    let o = Scenario::new("linux").run();
+    o.expect_clean_finish();
+    let created = o.expect_line("[hv] domain * (linux) created in * us: PVH, 256 MiB at *, kernel linux entry 0x*");
+    let lines = o.expect_in_order(&[
+        "[linux] [*] Linux version 6.1.*",
+        "[linux] [*] Hypervisor detected: Xen HVM",
+        "[linux] [*] Booting kernel on Xen PVH",
+        "[linux] [*] xen:events: Xen HVM callback vector for event delivery is enabled",
+        "[linux] [*] printk: console [hvc0] enabled",
+        "[linux] [*] clocksource: Switched to clocksource xen",
+        "[linux] [*] Run /init as init process",
+        "[linux] linux-guest: init started",
+        "[linux] linux-guest: kernel 6.1.*",
+        "[linux] *xen-percpu*virq*timer0",
+        "[linux] *xen-dyn*event*hvc_console",
+        "[linux] linux-guest: powering off",
+        "[hv] domain * (linux) shut down: poweroff*",
+        "[hv] domain * (linux) released 262144 KiB and * table frames*",
+    ]);
+    let ended = lines[lines.len() - 2];
+    // The unikernel ran while Linux booted.
+    let hello_steps =
+        o.lines()[created..ended].iter().filter(|l| hv_tests::glob("[hello] step */* done at * ms", l)).count();
+    assert!(hello_steps >= 1, "hello made no progress while Linux ran");
+    o.expect_no_line("[linux] *BUG*");
+    o.expect_no_line("[linux] *Oops*");
+    o.expect_no_line("*PANIC*");
+}
+
+/// A Linux guest that panics reports it (SCHEDOP_shutdown crash) and is ended alone; a second
+/// Linux guest and a unikernel finish normally.
+#[test]
+fn a_panicking_linux_guest_ends_alone() {
+    let o = Scenario::new("linux-panic").run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[panicker] *Kernel panic - not syncing: sysrq triggered crash*",
+        "[hv] domain * (panicker) shut down: crash (reported by the guest)",
+    ]);
+    o.expect_line("[hv] domain * (calm) shut down: poweroff*");
+    o.expect_line("[hello] goodbye*");
+    o.expect_no_line("*PANIC*");
+}

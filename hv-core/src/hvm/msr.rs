@@ -16,7 +16,7 @@
 //! | 0x800-0x8FF x2APIC | [`MsrResult::X2Apic`] while x2APIC is enabled, else #GP | same |
 //! | 0x4000_0000 Xen hypercall page | #GP | page-aligned GPA: [`MsrResult::HypercallPage`] |
 //! | 0xC000_0080 EFER | the guest's EFER (without SVME) | SCE, LME, NXE writable: [`MsrResult::EferChanged`] |
-//! | 0xC001_0010 SYSCFG, 0xC001_001F NB_CFG | 0 | ignored |
+//! | 0xC001_0010 SYSCFG, 0xC001_001F NB_CFG, 0xC001_0055 INT_PENDING_MSG | 0 | ignored |
 //! | 0xC001_0015 HWCR | TscFreqSel (bit 24) set: the TSC counts at the P0 frequency | ignored |
 //! | 0xC001_1029 DE_CFG | LFENCE-serialising (bit 1) set | stored, bit 1 stays set |
 //! | passthrough MSRs | [`MsrResult::Vmcb`] (only if the map was not applied) | same |
@@ -79,6 +79,9 @@ pub mod index {
     pub const HWCR: u32 = 0xC001_0015;
     /// AMD northbridge configuration.
     pub const NB_CFG: u32 = 0xC001_001F;
+    /// AMD interrupt-pending message (C1E on family 0xF/0x10; Linux reads it when the CPU
+    /// model has the E400 erratum, which QEMU's "max" family 0xF does). Reads 0: no C1E.
+    pub const INT_PENDING_MSG: u32 = 0xC001_0055;
     /// AMD decode configuration.
     pub const DE_CFG: u32 = 0xC001_1029;
 }
@@ -248,7 +251,7 @@ pub fn read(state: &MsrState, msr: u32) -> MsrResult {
     match msr {
         TSC => MsrResult::Tsc,
         APIC_BASE => MsrResult::Value(state.apic_base),
-        PATCH_LEVEL | SYSCFG | NB_CFG => MsrResult::Value(0),
+        PATCH_LEVEL | SYSCFG | NB_CFG | INT_PENDING_MSG => MsrResult::Value(0),
         PAT => MsrResult::Value(state.pat),
         0x800..=0x8FF if state.x2apic_enabled() => MsrResult::X2Apic(msr),
         EFER => MsrResult::Value(state.efer),
@@ -265,7 +268,7 @@ pub fn write(state: &mut MsrState, msr: u32, value: u64) -> MsrResult {
     match msr {
         TSC => MsrResult::TscWrite(value),
         APIC_BASE => write_apic_base(state, value),
-        PATCH_LEVEL | SYSCFG | NB_CFG | HWCR => MsrResult::Done,
+        PATCH_LEVEL | SYSCFG | NB_CFG | HWCR | INT_PENDING_MSG => MsrResult::Done,
         PAT => {
             // Each byte is a memory type: UC, WC, WT, WP, WB or UC- (0, 1, 4, 5, 6, 7).
             if value.to_le_bytes().iter().all(|&t| matches!(t, 0 | 1 | 4..=7)) {
@@ -387,6 +390,7 @@ mod tests {
         assert_eq!(read(&s, NB_CFG), MsrResult::Value(0));
         assert_eq!(read(&s, SYSCFG), MsrResult::Value(0));
         assert_eq!(read(&s, PATCH_LEVEL), MsrResult::Value(0));
+        assert_eq!(read(&s, INT_PENDING_MSG), MsrResult::Value(0), "Linux reads it on family 0xF (E400)");
         assert_eq!(read(&s, TSC), MsrResult::Tsc);
         assert_eq!(s.hypercall_page(), None);
     }

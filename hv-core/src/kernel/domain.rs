@@ -279,6 +279,7 @@ impl Hv {
             return;
         };
         let (id, name, memory_bytes, privileged) = (d.id, d.name.clone(), d.memory_bytes, d.privileged);
+        let d_cpu_ns = d.cpu_ns;
         live.console.finish(|o| console::domain_output(&name, o));
         if self.loaded_pml4 == live.aspace.pml4 {
             paging::load(self.ktables.pml4);
@@ -302,6 +303,19 @@ impl Hv {
         live.aspace.free(&mut self.frames);
         if let Some(h) = live.hvm.take() {
             super::hvm::run::forget_fpu(slot);
+            let e = h.exits;
+            hvlog!(
+                "domain {id} ({name}) VM exits: {} in {} ms of CPU ({} hypercalls, {} I/O, {} MSR, {} CPUID, {} HLT, {} host interrupts, {} nested page faults)",
+                e.total,
+                d_cpu_ns / 1_000_000,
+                e.hypercalls,
+                e.io,
+                e.msr,
+                e.cpuid,
+                e.hlt,
+                e.intr,
+                e.npf
+            );
             tables += h.npt.table_frames();
             h.free(&mut self.frames);
         }

@@ -49,7 +49,7 @@ impl Hv {
         }
     }
 
-    fn charge(&mut self, now: u64) {
+    pub(super) fn charge(&mut self, now: u64) {
         let slot = self.sched.current();
         let ran = self.sched.account(now);
         if let Some(d) = slot.and_then(|s| self.domains[s].as_mut()) {

@@ -28,8 +28,10 @@ pub const KERNEL_IMAGE: &str = "linux";
 /// The bundle image name of the prepared initramfs (`ramdisk = "linux-initramfs"`).
 pub const RAMDISK_IMAGE: &str = "linux-initramfs";
 /// The kernel command line of a `kernel = "linux"` domain that gives no `cmdline`: the console
-/// on Xen's PV console (hvc0), early messages through the hypervisor's console hypercall.
-pub const DEFAULT_CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 mitigations=off";
+/// on Xen's PV console (hvc0), early messages through the hypervisor's console hypercall, and
+/// no PCI (a PVH DomU has none: without `pci=off` Linux's early AMD aperture check probes every
+/// bus, device and function through ports 0xcf8/0xcfc, 33,000 exits that cost 1.2 s under TCG).
+pub const DEFAULT_CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 mitigations=off pci=off";
 
 /// What preparing the guest needs on the host: Debian's kernel and a static busybox.
 pub const PACKAGES: &[Package] = &[packages::LINUX_IMAGE, packages::BUSYBOX_STATIC];

@@ -35,6 +35,8 @@ pub fn run(mut guard: MutexGuard<'static, Option<Hv>>, slot: usize) -> MutexGuar
         let (code, info1, info2) = h.vcpu.run(host);
         h.exits.total += 1;
         after_exit(h);
+        hv.charge(time::now_ns());
+        let h = hvm_mut(hv, slot).expect("checked above");
         let exit = exit::decode(code, info1, info2);
         if matches!(exit, Exit::Intr) {
             h.exits.intr += 1;
