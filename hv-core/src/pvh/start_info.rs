@@ -87,7 +87,7 @@ mod tests {
     }
 
     /// Reads a `T` at guest-physical `gpa` out of the page.
-    fn read<T: Pod>(page: &BootInfoPages, gpa: u64) -> T {
+    fn read<T: bytemuck::Pod>(page: &BootInfoPages, gpa: u64) -> T {
         let at = (gpa - page.gpa) as usize;
         bytemuck::pod_read_unaligned(&page.bytes[at..at + size_of::<T>()])
     }
