@@ -3,15 +3,15 @@
 use alloc::format;
 use alloc::string::String;
 use hv_abi::DomId;
-use xenstore::{Access, ClientError, Permissions, StoreClient};
+use xenstore::{Access, ClientError, Permissions, StoreClient, xenbus};
 use xenstored::{LocalClient, StoreServer};
 
 pub fn frontend_dir(fe: DomId, kind: &str, index: u32) -> String {
-    format!("/local/domain/{fe}/device/{kind}/{index}")
+    format!("/local/domain/{fe}/device/{kind}/{}", xenbus::device_id(kind, index))
 }
 
 pub fn backend_dir(be: DomId, kind: &str, fe: DomId, index: u32) -> String {
-    format!("/local/domain/{be}/backend/{kind}/{fe}/{index}")
+    format!("/local/domain/{be}/backend/{kind}/{fe}/{}", xenbus::device_id(kind, index))
 }
 
 fn err(what: &str, e: ClientError) -> String {
@@ -103,6 +103,11 @@ pub fn add_device(
     write(&mut c, &f, "backend-id", format!("{be}").as_bytes())?;
     for (k, v) in &extra {
         write(&mut c, &f, k, v.as_bytes())?;
+    }
+    if kind == "vbd" {
+        // What Linux's blkfront reads: without `device-type` it refuses a PVH/HVM disk (ENODEV).
+        write(&mut c, &f, "virtual-device", format!("{}", xenbus::device_id(kind, index)).as_bytes())?;
+        write(&mut c, &f, "device-type", b"disk")?;
     }
     write(&mut c, &f, "state", b"1")?;
     write_backend(&mut c, &f, &b, fe, be, params, &extra)

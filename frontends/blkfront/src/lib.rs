@@ -155,7 +155,7 @@ impl BlkFront {
     /// Connects device `vbd/<index>` with a pool of `pool_pages` granted pages (at least 11).
     pub fn connect(mut store: Store, index: u32, pool_pages: usize) -> Result<Self, BlkError> {
         let me = hv_rt::domid();
-        let dir = format!("/local/domain/{me}/device/vbd/{index}");
+        let dir = format!("/local/domain/{me}/device/vbd/{}", xenstore::xenbus::device_id("vbd", index));
         let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| setup_err("backend path", e))?;
         let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| setup_err("backend-id", e))?;
         let info = DiskInfo { sectors: 0, sector_size: 512, read_only: true, flush: false, barrier: false };

@@ -64,6 +64,22 @@ impl From<ClientError> for XenbusError {
 }
 
 /// `<dir>/state`.
+/// The first virtual-device number of Xen's `xvd` disks: major 202, 16 minors per disk (xvda is
+/// 51712, xvdb 51728, ...).
+pub const XVD_FIRST: u32 = 202 << 8;
+/// Minors per `xvd` disk (partitions).
+pub const XVD_MINORS: u32 = 16;
+
+/// Xen's id of the `index`th device of class `kind` (its directory name under `device/<kind>/`
+/// and `backend/<kind>/<frontend>/`): a vbd is named by its virtual-device number, as Xen's
+/// toolstack names it and Linux's blkfront expects (`xvda` = 51712); other classes by index.
+pub fn device_id(kind: &str, index: u32) -> u32 {
+    match kind {
+        "vbd" => XVD_FIRST + XVD_MINORS * index.min((u32::MAX - XVD_FIRST) / XVD_MINORS),
+        _ => index,
+    }
+}
+
 pub fn state_path(dir: &[u8]) -> Vec<u8> {
     let mut path = Vec::with_capacity(dir.len() + 6);
     path.extend_from_slice(dir);
@@ -262,6 +278,14 @@ pub fn frontend_next(own: XenbusState, backend: XenbusState, want_connected: boo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vbds_are_named_by_virtual_device_number() {
+        assert_eq!(super::device_id("vbd", 0), 51712, "xvda");
+        assert_eq!(super::device_id("vbd", 1), 51728, "xvdb");
+        assert_eq!(super::device_id("vif", 3), 3);
+        assert!(super::device_id("vbd", u32::MAX) >= 51712, "no overflow");
+    }
+
     use super::*;
     use XenbusState::*;
 
