@@ -17,6 +17,7 @@
 extern crate alloc;
 
 pub mod bridge;
+pub mod checksum;
 pub mod pcap;
 pub mod switch;
 pub mod vif;

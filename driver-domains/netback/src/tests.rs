@@ -393,7 +393,7 @@ fn every_malformed_request_gets_an_error() {
         ("too short", vec![Ok(req(1, 0, 13))]),
         ("too long", vec![Ok(req(1, 0, 1515))]),
         ("empty", vec![Ok(req(1, 0, 0))]),
-        ("checksum blank", vec![Ok(req(1, TXF_CSUM_BLANK, 60))]),
+        ("checksum blank on a frame that is not TCP/UDP", vec![Ok(req(1, TXF_CSUM_BLANK, 60))]),
         (
             "fragment past page",
             vec![Ok(req(1, TXF_MORE_DATA, 60)), Ok(NetifTxRequest { offset: 4000, ..req(2, 0, 100) })],

@@ -59,8 +59,9 @@ pub enum TxRefusal {
     BadExtra(NetifError),
     /// GSO extra info: segmentation offload was not offered.
     Gso,
-    /// `NETTXF_csum_blank`: checksum offload was not offered.
-    ChecksumBlank,
+    /// `NETTXF_csum_blank` on a frame whose checksum cannot be completed (not TCP/UDP over IP,
+    /// or malformed).
+    ChecksumBlank(crate::checksum::ChecksumError),
     /// More than [`MAX_EXTRAS`] extra-info slots.
     TooManyExtras,
     /// `NETTXF_extra_info` on a slot other than the first.
@@ -77,7 +78,7 @@ impl fmt::Display for TxRefusal {
             TxRefusal::Malformed(e) => write!(f, "malformed: {e}"),
             TxRefusal::BadExtra(e) => write!(f, "bad extra info: {e}"),
             TxRefusal::Gso => f.write_str("GSO extra info (not offered)"),
-            TxRefusal::ChecksumBlank => f.write_str("checksum offload requested (not offered)"),
+            TxRefusal::ChecksumBlank(e) => write!(f, "checksum offload on a frame it cannot apply to: {e:?}"),
             TxRefusal::TooManyExtras => write!(f, "more than {MAX_EXTRAS} extra-info slots"),
             TxRefusal::ExtraOnFragment => f.write_str("extra info flagged on a fragment"),
             TxRefusal::FrameSize(n) => write!(f, "frame of {n} bytes (allowed {MIN_FRAME}..={MAX_FRAME})"),
@@ -214,6 +215,8 @@ pub struct Vif<M: SharedMemory> {
 /// A completed, valid packet of this round: its frame's place in the scratch buffer and its
 /// copies' place in the round's batch.
 struct Ready {
+    /// The frontend left the TCP/UDP checksum to us (`NETTXF_csum_blank`).
+    csum_blank: bool,
     staged_from: usize,
     staged_to: usize,
     first_id: u16,
@@ -306,9 +309,6 @@ impl<M: SharedMemory> Vif<M> {
                     Ok(c) => p.check = Some(c),
                     Err(e) => p.fail(TxRefusal::Malformed(e)),
                 }
-                if req.flags & TXF_CSUM_BLANK != 0 {
-                    p.fail(TxRefusal::ChecksumBlank);
-                }
                 self.packet = Some(p);
                 if req.flags & TXF_EXTRA_INFO != 0 {
                     self.expect = Expect::Extra;
@@ -388,6 +388,7 @@ impl<M: SharedMemory> Vif<M> {
                         }
                     }
                     ready.push(Ready {
+                        csum_blank: p.first.flags & TXF_CSUM_BLANK != 0,
                         staged_from: p.staged_from,
                         staged_to,
                         first_id: p.first.id,
@@ -411,17 +412,23 @@ impl<M: SharedMemory> Vif<M> {
         }
         for r in &ready {
             let failed = status.get(r.segs.clone()).unwrap_or_default().iter().copied().find(|s| !s.is_ok());
-            let code = match failed {
-                None => {
+            let completed = match failed {
+                None if r.csum_blank => crate::checksum::fill(&mut scratch[r.buf_offset..r.buf_offset + r.len])
+                    .map_err(TxRefusal::ChecksumBlank),
+                None => Ok(()),
+                Some(s) => Err(TxRefusal::Grant(s)),
+            };
+            let code = match completed {
+                Ok(()) => {
                     self.counters.tx_packets += 1;
                     self.counters.tx_bytes += r.len as u64;
                     frames.push((r.buf_offset, r.len));
                     RSP_OKAY
                 }
-                Some(s) => {
+                Err(refusal) => {
                     round.refused += 1;
                     self.counters.tx_errors += 1;
-                    self.refusals.push((r.first_id, TxRefusal::Grant(s)));
+                    self.refusals.push((r.first_id, refusal));
                     RSP_ERROR
                 }
             };

@@ -5,6 +5,7 @@
 #   panic:              crash the kernel through sysrq (the domain ends as crashed)
 #   shell:              a shell on the console, then power off
 #   stay:               sleep forever
+#   net:                eth0 up (guest.ip, guest.gw), ping (guest.ping), httpd on port 80, stay up
 # `guest.modules=1` loads the Xen block and network frontends from /lib/modules first.
 export PATH=/bin
 mount -t proc proc /proc
@@ -20,6 +21,9 @@ for word in $(cat /proc/cmdline); do
 	case "$word" in
 	guest.mode=*) mode="${word#guest.mode=}" ;;
 	guest.modules=*) modules="${word#guest.modules=}" ;;
+	guest.ip=*) ip="${word#guest.ip=}" ;;
+	guest.gw=*) gw="${word#guest.gw=}" ;;
+	guest.ping=*) ping="${word#guest.ping=}" ;;
 	esac
 done
 if [ "$modules" = 1 ]; then
@@ -38,6 +42,25 @@ panic)
 shell)
 	busybox --install -s /bin
 	setsid cttyhack sh
+	;;
+net)
+	# eth0 (xen-netfront) up with guest.ip/guest.gw, ping guest.ping (default: the gateway),
+	# then serve /www over HTTP on port 80 and stay up.
+	ip link set lo up
+	ip link set eth0 up
+	ip addr add "${ip:-10.0.2.15/24}" dev eth0
+	ip route add default via "${gw:-10.0.2.2}"
+	echo "linux-guest: eth0 $(cat /sys/class/net/eth0/address) ${ip:-10.0.2.15/24}"
+	if ping -c 3 -W 5 "${ping:-${gw:-10.0.2.2}}" > /tmp/ping; then
+		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} ok: $(tail -1 /tmp/ping)"
+	else
+		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} failed"
+	fi
+	mkdir -p /www
+	echo "hello from Linux on xen-netfront and the Rust netback" > /www/index.html
+	httpd -p 80 -h /www
+	echo "linux-guest: httpd serving on port 80"
+	while :; do sleep 3600; done
 	;;
 stay)
 	echo "linux-guest: staying up"
