@@ -41,7 +41,12 @@ pub fn fill(frame: &mut [u8]) -> Result<(), ChecksumError> {
     }
 }
 
-fn fill_transport(proto: IpProtocol, payload: &mut [u8], src: &IpAddress, dst: &IpAddress) -> Result<(), ChecksumError> {
+fn fill_transport(
+    proto: IpProtocol,
+    payload: &mut [u8],
+    src: &IpAddress,
+    dst: &IpAddress,
+) -> Result<(), ChecksumError> {
     match proto {
         IpProtocol::Tcp => {
             let mut tcp = TcpPacket::new_checked(payload).map_err(|_| ChecksumError::BadTransportHeader)?;
@@ -81,7 +86,13 @@ mod tests {
             timestamp: None,
             payload,
         };
-        let ip = Ipv4Repr { src_addr: src, dst_addr: dst, next_header: IpProtocol::Tcp, payload_len: tcp.header_len() + payload.len(), hop_limit: 64 };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.header_len() + payload.len(),
+            hop_limit: 64,
+        };
         let mut f = alloc::vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
         let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
         eth.set_ethertype(EthernetProtocol::Ipv4);
