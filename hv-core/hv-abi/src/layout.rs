@@ -167,11 +167,19 @@ pub struct CreateDomain {
     pub flags: u64,
     /// PVH only: the initramfs image name in the boot bundle (NUL-padded; empty = none).
     pub ramdisk: [u8; super::NAME_LEN],
+    /// [`CREATE_DOMID`]: the id the new domain must get (free: no live or unreaped domain holds
+    /// it). Dom0 restarts a crashed driver domain under its old id, so its frontends' backend
+    /// paths, grants and unbound ports still name it.
+    pub domid: u32,
+    pub _pad: u32,
 }
 
 pub const CREATE_PAUSED: u64 = 1;
 /// The domain is an HVM guest OS booted through the PVH entry (Xen's HVM guest ABI).
 pub const CREATE_PVH: u64 = 2;
+/// The domain gets [`CreateDomain::domid`] (`EEXIST` if it is taken, `EINVAL` if it is not a
+/// domain id).
+pub const CREATE_DOMID: u64 = 4;
 
 /// Scheduling state in [`DomainListEntry::state`].
 pub mod state {
@@ -653,7 +661,7 @@ mod tests {
         assert_eq!(size_of::<GrantCopy>(), 40);
         assert_eq!(size_of::<EvtchnStatus>(), 16);
         assert_eq!(size_of::<StoreConnection>(), 16);
-        assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256 + 8 + 16);
+        assert_eq!(size_of::<CreateDomain>(), 16 + 16 + 8 + 256 + 8 + 16 + 8);
         assert_eq!(size_of::<DomainListEntry>(), 48);
         assert_eq!(size_of::<DomainInfo>(), 48);
         assert_eq!(size_of::<PhysInfo>(), 96);

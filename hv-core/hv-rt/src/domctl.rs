@@ -34,7 +34,23 @@ pub fn create_pvh(
     create_raw(name, kernel, ramdisk, memory_mib, cmdline, flags | hv_abi::CREATE_PVH)
 }
 
+/// Options of [`create_raw`] beyond the image: a PVH ramdisk, a required domain id.
 fn create_raw(name: &str, image: &str, ramdisk: &str, memory_mib: u32, args: &str, flags: u64) -> Result<DomId, Error> {
+    create_full(name, image, ramdisk, memory_mib, args, flags, None)
+}
+
+/// Creates a domain like [`create_with`] (PV) or [`create_pvh`] (`flags` with
+/// [`hv_abi::CREATE_PVH`]), under domain id `domid` when given (Dom0 restarting a driver domain
+/// in place).
+pub fn create_full(
+    name: &str,
+    image: &str,
+    ramdisk: &str,
+    memory_mib: u32,
+    args: &str,
+    flags: u64,
+    domid: Option<DomId>,
+) -> Result<DomId, Error> {
     if args.len() > hv_abi::ARGS_LEN
         || name.len() > hv_abi::NAME_LEN
         || image.len() > hv_abi::NAME_LEN
@@ -50,7 +66,13 @@ fn create_raw(name: &str, image: &str, ramdisk: &str, memory_mib: u32, args: &st
         args: [0; hv_abi::ARGS_LEN],
         flags,
         ramdisk: hv_abi::name_to_array(ramdisk),
+        domid: 0,
+        _pad: 0,
     };
+    if let Some(id) = domid {
+        spec.domid = id as u32;
+        spec.flags |= hv_abi::CREATE_DOMID;
+    }
     spec.args[..args.len()].copy_from_slice(args.as_bytes());
     // SAFETY: `spec` is a live, readable CreateDomain for the duration of the call.
     let r = unsafe { raw(Hypercall::Domctl, DomctlOp::Create as u64, (&raw const spec) as u64, 0, 0) };

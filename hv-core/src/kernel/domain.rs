@@ -26,6 +26,8 @@ pub struct Spec<'a> {
     pub privileged: bool,
     /// Build it paused (it runs only after `unpause`).
     pub paused: bool,
+    /// The id it must get (`None`: the next free one).
+    pub domid: Option<DomId>,
 }
 
 pub struct Domain {
@@ -101,7 +103,13 @@ impl Hv {
     }
 
     /// Checks a new domain's name, memory and argument length, and finds its id and slot.
-    pub(super) fn new_domain_id(&self, name: &str, memory_mib: u32, args_len: usize) -> Result<(DomId, usize), Error> {
+    pub(super) fn new_domain_id(
+        &self,
+        name: &str,
+        memory_mib: u32,
+        args_len: usize,
+        want: Option<DomId>,
+    ) -> Result<(DomId, usize), Error> {
         if name.is_empty()
             || name.len() > hv_abi::NAME_LEN
             || name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
@@ -114,9 +122,15 @@ impl Hv {
         if self.domains.iter().flatten().any(|d| d.name == name) {
             return Err(Error::Exist);
         }
-        // 16-bit ids below DOMID_SELF, wrapping around past those still held (dead records too).
-        let id = crate::domain_id::allocate(self.next_domid, |i| self.domains.iter().flatten().any(|d| d.id == i))
-            .ok_or(Error::NoSpc)?;
+        let taken = |i: DomId| self.domains.iter().flatten().any(|d| d.id == i);
+        let id = match want {
+            // A required id must be free (its old holder ended and was reaped).
+            Some(i) if taken(i) => return Err(Error::Exist),
+            Some(i) => i,
+            // 16-bit ids below DOMID_SELF, wrapping around past those still held (dead records
+            // too).
+            None => crate::domain_id::allocate(self.next_domid, taken).ok_or(Error::NoSpc)?,
+        };
         let slot = self.domains.iter().position(Option::is_none).ok_or(Error::NoSpc)?;
         Ok((id, slot))
     }
@@ -124,7 +138,7 @@ impl Hv {
     /// Creates a domain from a bundle image; it becomes runnable at once.
     pub fn create_domain(&mut self, spec: &Spec<'_>) -> Result<DomId, Error> {
         let create_tsc = cpu::rdtsc();
-        let (id, slot) = self.new_domain_id(spec.name, spec.memory_mib, spec.args.len())?;
+        let (id, slot) = self.new_domain_id(spec.name, spec.memory_mib, spec.args.len(), spec.domid)?;
         let image = self.bundle.image(spec.image).ok_or(Error::NoEnt)?;
         let mem = spec.memory_mib as u64 * 1024 * 1024;
         let stack_bottom = DOMAIN_BASE + mem - STACK_SIZE;
@@ -198,7 +212,9 @@ impl Hv {
         // previous owner may have left data in it (zeroed on release too, see `end_domain`).
         paging::zero_phys(scratch, PAGE_SIZE);
 
-        self.next_domid = crate::domain_id::following(id);
+        if spec.domid.is_none() {
+            self.next_domid = crate::domain_id::following(id);
+        }
         // The store port: unbound, waiting for the store server (Dom0, domain 0) to connect.
         self.evtchn.add_domain(id);
         let store_port = if spec.privileged { 0 } else { self.evtchn.alloc_unbound(id, 0).unwrap_or(0) };

@@ -21,6 +21,11 @@ pub(super) fn dispatch(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64
             let name = String::from(name);
             let image = String::from(image);
             let paused = spec.flags & hv_abi::CREATE_PAUSED != 0;
+            let want = if spec.flags & hv_abi::CREATE_DOMID != 0 {
+                Some(DomId::try_from(spec.domid).ok().filter(|&d| d < hv_abi::DOMID_SELF_ID).ok_or(Error::Inval)?)
+            } else {
+                None
+            };
             if spec.flags & hv_abi::CREATE_PVH != 0 {
                 let ramdisk = hv_abi::name_from_array(&spec.ramdisk).ok_or(Error::Inval)?;
                 let ramdisk = String::from(ramdisk);
@@ -31,6 +36,7 @@ pub(super) fn dispatch(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64
                     cmdline: &spec.args[..args_len],
                     memory_mib: spec.memory_mib,
                     paused,
+                    domid: want,
                 };
                 return hv.create_pvh_domain(&pvh).map(u64::from);
             }
@@ -41,6 +47,7 @@ pub(super) fn dispatch(hv: &mut Hv, caller: usize, args: [u64; 6]) -> Result<u64
                 args: &spec.args[..args_len],
                 privileged: false,
                 paused,
+                domid: want,
             };
             hv.create_domain(&spec).map(u64::from)
         }

@@ -174,6 +174,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         args: dom0.args.as_bytes(),
         privileged: true,
         paused: false,
+        domid: None,
     };
     if let Err(e) = hv.create_domain(&spec) {
         panic!("cannot start dom0: {}", e.name());

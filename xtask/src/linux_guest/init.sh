@@ -62,6 +62,22 @@ net)
 	echo "linux-guest: httpd serving on port 80"
 	while :; do sleep 3600; done
 	;;
+blk-loop)
+	# Writes and reads back xvda's first MiB in a loop (O_DIRECT), one line per round.
+	n=0
+	while :; do
+		n=$((n + 1))
+		dd if=/dev/urandom of=/tmp/blk bs=4k count=256 2>/dev/null
+		if dd if=/tmp/blk of=/dev/xvda bs=4k count=256 oflag=direct 2>/dev/null &&
+			dd if=/dev/xvda of=/tmp/back bs=4k count=256 iflag=direct 2>/dev/null &&
+			[ "$(md5sum < /tmp/blk)" = "$(md5sum < /tmp/back)" ]; then
+			echo "linux-guest: blk round $n ok"
+		else
+			echo "linux-guest: blk round $n FAILED"
+		fi
+		sleep 1
+	done
+	;;
 stay)
 	echo "linux-guest: staying up"
 	while :; do sleep 3600; done

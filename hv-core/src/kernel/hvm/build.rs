@@ -29,6 +29,8 @@ pub struct PvhSpec<'a> {
     pub cmdline: &'a [u8],
     pub memory_mib: u32,
     pub paused: bool,
+    /// The id it must get (`None`: the next free one).
+    pub domid: Option<DomId>,
 }
 
 /// Special pages in the reserved hole, in this order.
@@ -45,7 +47,7 @@ impl Hv {
             hvlog!("create {}: no HVM domains on this machine: {e}", spec.name);
             Error::NoSys
         })?;
-        let (id, slot) = self.new_domain_id(spec.name, spec.memory_mib, 0)?;
+        let (id, slot) = self.new_domain_id(spec.name, spec.memory_mib, 0, spec.domid)?;
         let kernel_file = self.bundle.image(spec.kernel).ok_or(Error::NoEnt)?;
         let initrd = match spec.ramdisk {
             Some(r) => self.bundle.image(r).ok_or(Error::NoEnt)?,
@@ -139,7 +141,9 @@ impl Hv {
         let store_gfn = plan.special_page(STORE_PAGE).ok_or(Error::Inval)? / FRAME_SIZE;
         vcpu.set_pvh_entry(img.entry as u64, plan.start_info);
 
-        self.next_domid = crate::domain_id::following(id);
+        if spec.domid.is_none() {
+            self.next_domid = crate::domain_id::following(id);
+        }
         self.evtchn.add_domain(id);
         let store_port = self.evtchn.alloc_unbound(id, 0).unwrap_or(0);
         let console_port = self.evtchn.alloc_unbound(id, id).unwrap_or(0);
