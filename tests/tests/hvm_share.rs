@@ -27,7 +27,7 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
         &format!("[hvm] pvh-probe: granted ref 8 (read-only, gfn 0x*) and ref 9 (writable, gfn 0x*) to domain {peer}"),
         "[hvm] pvh-probe: waiting for an event on port 3 (callback vector 0xf3)",
         &format!("[hvm] pvh-probe: event on port 3 from the PV peer; writable page now says \"{text}\""),
-        "[hvm] pvh-probe: answered on port 3",
+        "[hvm] pvh-probe: answering on port 3",
         "[hvm] pvh-probe: both grants ended (no mapping left)",
         "[hv] domain * (hvm) shut down: poweroff",
     ]);
@@ -38,11 +38,12 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
         &format!("[peer] hvm-peer: bound local port * to port 3 of domain {hvm}; notifying"),
         "[peer] hvm-peer: answer from the HVM guest on port *",
     ]);
-    // Across the two: the peer wrote and notified before the HVM guest saw the text, and the HVM
-    // guest answered before the peer got the answer.
+    // Across the two (each side prints before it sends and after it sees the event): the peer
+    // wrote and notified before the HVM guest saw the text, the HVM guest answered before the
+    // peer got the answer.
     let notified = peer_lines[3];
     let seen = o.expect_line("[hvm] pvh-probe: event on port 3 from the PV peer*");
-    let answered = o.expect_line("[hvm] pvh-probe: answered on port 3");
+    let answered = o.expect_line("[hvm] pvh-probe: answering on port 3");
     assert!(notified < seen, "the HVM guest saw the text before the peer notified it");
     assert!(answered < peer_lines[4], "the peer got an answer before the HVM guest sent it");
     // The event reached the HVM guest as Xen delivers it: an upcall on the callback vector.

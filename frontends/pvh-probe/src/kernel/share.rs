@@ -226,12 +226,13 @@ pub fn run(console: &mut Console, boot: &Boot, options: &Options) -> ! {
     );
     say!(console, "pvh-probe: {upcalls} upcall(s) on vector {CALLBACK_VECTOR:#x}, {others} event(s) on other ports");
 
+    // Said before sending: the peer may run (and print) as soon as the event is sent.
+    say!(console, "pvh-probe: answering on port {port}");
     let send = EvtchnSend { port };
     let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::SEND, addr(&send), 0, 0, 0]);
     if !matches!(result, Ok(0)) {
         fail(console, format_args!("EVTCHNOP_send({port}): {}", Outcome(result)));
     }
-    say!(console, "pvh-probe: answered on port {port}");
 
     // The peer unmapped both pages before it notified us: no busy bits left, and ending access
     // (clearing the flags) takes both pages back.
