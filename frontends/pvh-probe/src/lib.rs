@@ -24,17 +24,20 @@ pub enum Mode {
     TripleFault,
     /// Without Xen (plain QEMU): print to port 0xe9 and exit via isa-debug-exit.
     Selftest,
+    /// Share a port and two grants with a paravirtual peer domain, wait for its event, answer.
+    Share,
 }
 
 impl Mode {
     /// Every mode with its command-line word.
-    pub const ALL: [(Mode, &'static str); 6] = [
+    pub const ALL: [(Mode, &'static str); 7] = [
         (Mode::Hello, "hello"),
         (Mode::Hostile, "hostile"),
         (Mode::Bench, "bench"),
         (Mode::Panic, "panic"),
         (Mode::TripleFault, "triple-fault"),
         (Mode::Selftest, "selftest"),
+        (Mode::Share, "share"),
     ];
 
     /// The command-line word.
@@ -43,7 +46,8 @@ impl Mode {
     }
 }
 
-/// The parsed command line: `<mode> [oob] [grant <domid>] [hold=<yields>]`.
+/// The parsed command line: `<mode> [oob] [grant <domid>] [hold=<yields>]`, where `share` is
+/// followed by its peer's domid (`share <domid>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     pub mode: Mode,
@@ -53,6 +57,8 @@ pub struct Options {
     pub grant_to: Option<u16>,
     /// `hold=<n>`: yield `n` times before shutting down (time for a peer to use the grant).
     pub hold: u64,
+    /// `share <domid>`: the paravirtual peer to share a port and grants with.
+    pub peer: Option<u16>,
 }
 
 /// Why a command line was rejected.
@@ -66,6 +72,8 @@ pub enum CmdlineError<'a> {
     BadGrant,
     /// `hold=` without a number.
     BadHold,
+    /// `share` without a valid peer domid after it.
+    BadPeer,
     /// A word that means nothing.
     UnknownWord(&'a str),
 }
@@ -77,6 +85,7 @@ impl core::fmt::Display for CmdlineError<'_> {
             CmdlineError::UnknownMode(w) => write!(f, "unknown mode {w:?}"),
             CmdlineError::BadGrant => write!(f, "`grant` needs a domid below 0x7ff0"),
             CmdlineError::BadHold => write!(f, "`hold=` needs a decimal count"),
+            CmdlineError::BadPeer => write!(f, "`share` needs a peer domid below 0x7ff0"),
             CmdlineError::UnknownWord(w) => write!(f, "unknown word {w:?}"),
         }
     }
@@ -90,19 +99,25 @@ fn parse_number(s: &str) -> Option<u64> {
     }
 }
 
+/// Parses an ordinary domid (below Xen's reserved ids).
+fn parse_domid(s: &str) -> Option<u16> {
+    parse_number(s).and_then(|d| u16::try_from(d).ok()).filter(|d| *d < hv_abi::xen::domid::FIRST_RESERVED)
+}
+
 /// Parses the command line (words separated by ASCII whitespace).
 pub fn parse_cmdline(line: &str) -> Result<Options, CmdlineError<'_>> {
     let mut words = line.split_ascii_whitespace();
     let first = words.next().ok_or(CmdlineError::Empty)?;
     let mode = Mode::ALL.iter().find(|(_, n)| *n == first).map(|(m, _)| *m).ok_or(CmdlineError::UnknownMode(first))?;
-    let mut options = Options { mode, oob: false, grant_to: None, hold: 0 };
+    let mut options = Options { mode, oob: false, grant_to: None, hold: 0, peer: None };
+    if mode == Mode::Share {
+        options.peer = Some(words.next().and_then(parse_domid).ok_or(CmdlineError::BadPeer)?);
+    }
     while let Some(word) = words.next() {
         if word == "oob" {
             options.oob = true;
         } else if word == "grant" {
-            let domid = words.next().and_then(parse_number).ok_or(CmdlineError::BadGrant)?;
-            let domid = u16::try_from(domid).ok().filter(|d| *d < hv_abi::xen::domid::FIRST_RESERVED);
-            options.grant_to = Some(domid.ok_or(CmdlineError::BadGrant)?);
+            options.grant_to = Some(words.next().and_then(parse_domid).ok_or(CmdlineError::BadGrant)?);
         } else if let Some(count) = word.strip_prefix("hold=") {
             options.hold = parse_number(count).ok_or(CmdlineError::BadHold)?;
         } else {
@@ -145,6 +160,35 @@ pub fn free_frame_above_ram(map: &[HvmMemmapEntry], gap: u64) -> u64 {
             None => return candidate >> 12,
         }
     }
+}
+
+/// `share` mode: the grant ref of the page the peer may only read (Linux keeps refs 0..8 for the
+/// toolstack, so the first two free ones).
+pub const SHARE_READONLY_REF: u32 = 8;
+/// `share` mode: the grant ref of the page the peer may write.
+pub const SHARE_WRITABLE_REF: u32 = 9;
+/// `share` mode: what the read-only page says (NUL-terminated in the page).
+pub const SHARE_MARKER: &str = "hello from the HVM guest through a read-only grant";
+/// `share` mode: the callback vector events arrive on (Linux's `HYPERVISOR_CALLBACK_VECTOR`).
+pub const CALLBACK_VECTOR: u8 = 0xf3;
+
+/// Xen's 2-level event scan over one snapshot: for each selector bit (lowest first), the ports
+/// of that word that are pending and not masked, lowest first, at most `out.len()` of them.
+/// Returns how many were written.
+pub fn pending_ports(selector: u64, pending: &[u64], mask: &[u64], out: &mut [u32]) -> usize {
+    let mut n = 0;
+    let mut sel = selector;
+    while sel != 0 && n < out.len() {
+        let word = sel.trailing_zeros() as usize;
+        sel &= sel - 1;
+        let mut bits = pending.get(word).copied().unwrap_or(0) & !mask.get(word).copied().unwrap_or(0);
+        while bits != 0 && n < out.len() {
+            out[n] = word as u32 * 64 + bits.trailing_zeros();
+            bits &= bits - 1;
+            n += 1;
+        }
+    }
+    n
 }
 
 /// A fixed-capacity line buffer: formatted text accumulates until a newline (or a full buffer),
@@ -202,10 +246,13 @@ mod tests {
         assert_eq!(parse_cmdline("  bench  ").unwrap().mode, Mode::Bench);
         assert_eq!(parse_cmdline("triple-fault").unwrap().mode, Mode::TripleFault);
         let o = parse_cmdline("hostile grant 3 oob hold=100").unwrap();
-        assert_eq!(o, Options { mode: Mode::Hostile, oob: true, grant_to: Some(3), hold: 100 });
+        assert_eq!(o, Options { mode: Mode::Hostile, oob: true, grant_to: Some(3), hold: 100, peer: None });
+        let o = parse_cmdline("share 2 hold=5").unwrap();
+        assert_eq!(o, Options { mode: Mode::Share, oob: false, grant_to: None, hold: 5, peer: Some(2) });
         assert_eq!(parse_cmdline("hostile grant 0x10").unwrap().grant_to, Some(16));
         for mode in Mode::ALL {
-            assert_eq!(parse_cmdline(mode.1).unwrap().mode.name(), mode.1);
+            let line = if mode.0 == Mode::Share { format!("{} 1", mode.1) } else { mode.1.to_owned() };
+            assert_eq!(parse_cmdline(&line).unwrap().mode.name(), mode.1);
         }
     }
 
@@ -220,6 +267,9 @@ mod tests {
         assert_eq!(parse_cmdline("hostile grant 70000"), Err(CmdlineError::BadGrant));
         assert_eq!(parse_cmdline("bench hold=z"), Err(CmdlineError::BadHold));
         assert_eq!(parse_cmdline("hello world"), Err(CmdlineError::UnknownWord("world")));
+        assert_eq!(parse_cmdline("share"), Err(CmdlineError::BadPeer));
+        assert_eq!(parse_cmdline("share hold=3"), Err(CmdlineError::BadPeer));
+        assert_eq!(parse_cmdline("share 32752"), Err(CmdlineError::BadPeer));
     }
 
     #[test]
@@ -246,6 +296,26 @@ mod tests {
         assert_eq!(free_frame_above_ram(&map, 0x10000), 0x8010);
         assert_eq!(ram_end(&[]), 0);
         assert_eq!(free_frame_above_ram(&[], 1), 1);
+    }
+
+    #[test]
+    fn pending_ports_follow_the_selector_and_skip_masked_ones() {
+        let mut pending = [0u64; 64];
+        let mut mask = [0u64; 64];
+        pending[0] = (1 << 3) | (1 << 1);
+        pending[1] = 1 << 5;
+        pending[2] = 1 << 7;
+        mask[0] = 1 << 1;
+        let mut out = [0u32; 8];
+        // Word 2 is pending but not in the selector: not looked at.
+        let n = pending_ports(0b11, &pending, &mask, &mut out);
+        assert_eq!(&out[..n], &[3, 69]);
+        let n = pending_ports(0b111, &pending, &mask, &mut out[..1]);
+        assert_eq!(n, 1);
+        assert_eq!(out[0], 3);
+        // A selector bit past the bitmap finds nothing rather than failing.
+        assert_eq!(pending_ports(1 << 63, &pending[..2], &mask[..2], &mut out), 0);
+        assert_eq!(pending_ports(0, &pending, &mask, &mut out), 0);
     }
 
     #[test]

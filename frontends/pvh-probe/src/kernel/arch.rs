@@ -13,8 +13,14 @@ static RECOVER: AtomicU64 = AtomicU64::new(0);
 static FAULT: AtomicU64 = AtomicU64::new(0);
 /// Its error code (0 for vectors without one).
 static FAULT_ERROR: AtomicU64 = AtomicU64::new(0);
-/// The IDT: 32 gates of 16 bytes (two words each), vectors 0..31.
-static IDT: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+/// The IDT: 256 gates of 16 bytes (two words each); vectors 0..31 are the exception stubs, the
+/// rest not present until [`set_interrupt_gate`] fills one.
+static IDT: [AtomicU64; 512] = [const { AtomicU64::new(0) }; 512];
+/// Guest-physical (= virtual) address of the `vcpu_info` whose `evtchn_upcall_pending` the
+/// event upcall stub clears (0: none yet).
+pub static UPCALL_VCPU_INFO: AtomicU64 = AtomicU64::new(0);
+/// Event upcalls taken (incremented by the stub).
+pub static UPCALLS: AtomicU64 = AtomicU64::new(0);
 
 /// An exception raised by a guarded instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +91,24 @@ global_asm!(
     "3:",
     "hlt",
     "jmp 3b",
+    // The Xen event upcall (callback vector): acknowledge it the way Xen's guests do, by
+    // clearing `evtchn_upcall_pending`, count it, and return; the interrupted code scans the
+    // pending bitmaps itself. No APIC EOI: the callback vector does not go through the APIC.
+    ".balign 16",
+    ".global pvh_upcall_entry",
+    "pvh_upcall_entry:",
+    "push rax",
+    "mov rax, qword ptr [rip + {vcpu_info}]",
+    "test rax, rax",
+    "jz 4f",
+    "mov byte ptr [rax], 0",
+    "4:",
+    "lock inc qword ptr [rip + {upcalls}]",
+    "pop rax",
+    "iretq",
     ".text",
+    vcpu_info = sym UPCALL_VCPU_INFO,
+    upcalls = sym UPCALLS,
     recover = sym RECOVER,
     fault = sym FAULT,
     error = sym FAULT_ERROR,
@@ -98,12 +121,37 @@ pub fn install_idt() {
     // SAFETY: takes the address of the stub block; no memory is accessed.
     unsafe { asm!("lea {}, [rip + pvh_isr_base]", out(reg) base, options(nomem, nostack, preserves_flags)) };
     for vector in 0..32 {
-        let handler = base + vector as u64 * 16;
-        let low = (handler & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((handler >> 16) & 0xffff) << 48;
-        IDT[vector * 2].store(low, Ordering::Relaxed);
-        IDT[vector * 2 + 1].store(handler >> 32, Ordering::Relaxed);
+        write_gate(vector, base + vector as u64 * 16);
     }
     load_idt(IDT.as_ptr() as u64, (IDT.len() * 8 - 1) as u16);
+}
+
+/// An interrupt gate (kernel code segment 0x08, DPL 0) for `vector` to `handler`.
+fn write_gate(vector: usize, handler: u64) {
+    let low = (handler & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((handler >> 16) & 0xffff) << 48;
+    IDT[vector * 2].store(low, Ordering::Relaxed);
+    IDT[vector * 2 + 1].store(handler >> 32, Ordering::Relaxed);
+}
+
+/// Points `vector` (an interrupt, 32..=255) at the event upcall stub, which clears
+/// `evtchn_upcall_pending` of the vcpu_info at `vcpu_info` and counts the upcall in [`UPCALLS`].
+pub fn install_upcall(vector: u8, vcpu_info: u64) {
+    assert!(vector >= 32, "vectors below 32 are exceptions");
+    UPCALL_VCPU_INFO.store(vcpu_info, Ordering::SeqCst);
+    let handler: u64;
+    // SAFETY: takes the address of the stub; no memory is accessed.
+    unsafe { asm!("lea {}, [rip + pvh_upcall_entry]", out(reg) handler, options(nomem, nostack, preserves_flags)) };
+    write_gate(vector as usize, handler);
+}
+
+/// `sti; hlt; cli`: waits with interrupts enabled for the next one (the `sti` shadow keeps an
+/// interrupt that is already pending from slipping in before the `hlt`), then disables them
+/// again.
+pub fn wait_for_interrupt() {
+    // SAFETY: interrupts are only enabled for the `hlt`; the only gates beside the exception
+    // stubs are the ones `install_upcall` set, whose stub preserves every register. Not
+    // `nomem`: the stub writes memory the caller reads afterwards.
+    unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
 }
 
 /// `lidt` of a table at `base` with `limit`.

@@ -2,6 +2,7 @@
 
 mod arch;
 mod hostile;
+mod share;
 mod xen;
 
 use core::fmt::Write;
@@ -160,7 +161,8 @@ extern "C" fn pvh_probe_main(start_info: u64) -> ! {
             say!(console, "pvh-probe: command line {text:?}: {e}");
             say!(
                 console,
-                "pvh-probe: usage: hello | hostile [grant <domid>] [hold=<n>] [oob] | bench | panic | triple-fault | selftest"
+                "pvh-probe: usage: hello | hostile [grant <domid>] [hold=<n>] [oob] | share <domid> [hold=<n>] | bench \
+                 | panic | triple-fault | selftest"
             );
             finish_failed(&mut console, on_xen.is_some())
         }
@@ -177,6 +179,7 @@ extern "C" fn pvh_probe_main(start_info: u64) -> ! {
     match options.mode {
         Mode::Hello => hello(&mut console, base),
         Mode::Hostile => hostile::run(&mut console, &boot, &options),
+        Mode::Share => share::run(&mut console, &boot, &options),
         Mode::Bench => bench(&mut console),
         Mode::Panic => {
             say!(console, "pvh-probe: panic mode, shutting down (crash)");

@@ -407,6 +407,11 @@ impl Vcpu {
     pub fn interrupt_shadow(&self) -> bool {
         self.r64(off::INTERRUPT_SHADOW) & 1 != 0
     }
+    /// Ends an interrupt shadow: for when the hypervisor completes the intercepted instruction
+    /// (the shadow covered that instruction only, not the next one).
+    pub fn clear_interrupt_shadow(&self) {
+        self.w64(off::INTERRUPT_SHADOW, self.r64(off::INTERRUPT_SHADOW) & !1)
+    }
     pub fn set_tlb_flush(&self, flush: bool) {
         self.w8(off::TLB_CONTROL, flush as u8)
     }
@@ -493,6 +498,11 @@ global_asm!(
     "    push rdi", // [rsp+8]: guest VMCB
     "    push rdx", // [rsp]: host VMCB
     "    clgi",
+    // IF=1 so that host interrupts end the guest's run (GIF=0 holds them until VMRUN). Not
+    // right before VMRUN: QEMU's TCG carries the STI interrupt shadow over VMRUN into the
+    // guest's first instruction, which then cannot take the virtual interrupt requested for it
+    // (e.g. the event that ends its `sti; hlt`) until it enables interrupts again.
+    "    sti",
     "    mov rax, rdx",
     "    vmsave rax",
     "    mov rax, rdi",
@@ -511,7 +521,6 @@ global_asm!(
     "    mov r14, [rsi + 96]",
     "    mov r15, [rsi + 104]",
     "    mov rsi, [rsi + 24]",
-    "    sti",
     "    vmrun rax",
     // #VMEXIT: rax and rsp are the host's again (rax = guest VMCB), GIF = 0.
     "    cli",

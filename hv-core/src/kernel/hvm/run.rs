@@ -221,9 +221,12 @@ fn handle(hv: &mut Hv, slot: usize, exit: Exit) {
     }
 }
 
+/// Completes the intercepted instruction: past it, and out of any interrupt shadow it was in
+/// (`sti; hlt` must take the interrupt that ends the `hlt` before the instruction after it).
 fn advance(h: &mut Hvm, len: Option<u64>) {
     if let Some(n) = len {
         h.vcpu.set_rip(h.vcpu.rip().wrapping_add(n));
+        h.vcpu.clear_interrupt_shadow();
     }
 }
 
@@ -268,6 +271,8 @@ fn msr_exit(hv: &mut Hv, slot: usize, write: bool, len: Option<u64>) {
 
 fn io_exit(hv: &mut Hv, slot: usize, io: exit::IoExit) {
     let Some(h) = hvm_mut(hv, slot) else { return };
+    // Every path below completes the instruction (see `advance`).
+    h.vcpu.clear_interrupt_shadow();
     let size = io.size;
     if io.string {
         // String I/O is not emulated (no device needs it); it completes as a no-op.

@@ -1,0 +1,251 @@
+//! `share` mode: an HVM guest and a paravirtual unikernel on the same event channel and grant
+//! table. In order: allocate an unbound port for the peer (the first port this domain allocates,
+//! so its number is fixed: after the store and console ports the hypervisor made), map
+//! shared_info and grant frame 0 above RAM, grant one page read-only (with
+//! [`SHARE_MARKER`] in it) and one writable to the peer, take events on the callback vector and
+//! wait with `sti; hlt` until the peer has written into the writable page and notified the port;
+//! then answer on the port, check the peer let go of both grants, end them and power off.
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::xen::{self, Outcome, addr, addr_mut, call};
+use super::{Boot, Console, arch, say, shutdown};
+use hv_abi::xen::{BITS_PER_WORD, EVTCHN_MASK_OFFSET, EVTCHN_PENDING_OFFSET, VCPU_INFO_PENDING_SEL, vcpu_info_offset};
+use hv_abi::xen::{
+    EvtchnAllocUnbound, EvtchnSend, EvtchnUnmask, GrantEntryV1, XenAddToPhysmap, XenHvmParam, errno, evtchnop, gtf,
+    hvm_param, hvmop, nr, shutdown_reason, xenmapspace, xenmem,
+};
+use pvh_probe::{CALLBACK_VECTOR, Options, SHARE_MARKER, SHARE_READONLY_REF, SHARE_WRITABLE_REF};
+
+/// A page this domain grants (4 KiB-aligned static; identity map, so address = guest-physical).
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+static mut READONLY_PAGE: Page = Page([0; 4096]);
+static mut WRITABLE_PAGE: Page = Page([0; 4096]);
+
+/// Yields while the peer does not exist yet (`alloc_unbound` says `-ESRCH`), at most this often.
+const PEER_WAIT_YIELDS: u32 = 1_000_000;
+/// How much of the writable page is shown.
+const TEXT_MAX: usize = 96;
+
+/// Ends the domain with a crash after saying why.
+fn fail(console: &mut Console, what: core::fmt::Arguments<'_>) -> ! {
+    say!(console, "pvh-probe: share FAILED: {what}");
+    shutdown(console, shutdown_reason::CRASH)
+}
+
+/// `XENMEM_add_to_physmap(space, idx, gpfn)` for this domain.
+fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> xen::HcResult {
+    let arg = XenAddToPhysmap { domid: hv_abi::xen::domid::SELF, size: 0, space, idx, gpfn };
+    call(nr::MEMORY_OP, [xenmem::ADD_TO_PHYSMAP, addr(&arg), 0, 0, 0])
+}
+
+/// `EVTCHNOP_alloc_unbound` for `peer`, yielding while the peer does not exist yet.
+fn alloc_unbound(console: &mut Console, peer: u16) -> u32 {
+    let mut yields = 0;
+    loop {
+        let mut alloc = EvtchnAllocUnbound { dom: hv_abi::xen::domid::SELF, remote_dom: peer, port: 0 };
+        let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::ALLOC_UNBOUND, addr_mut(&mut alloc), 0, 0, 0]);
+        match result.map(errno::result) {
+            Ok(Ok(0)) => return alloc.port,
+            Ok(Err(errno::ESRCH)) if yields < PEER_WAIT_YIELDS => {
+                yields += 1;
+                let _ = xen::yield_now();
+            }
+            _ => fail(console, format_args!("EVTCHNOP_alloc_unbound for domain {peer}: {}", Outcome(result))),
+        }
+    }
+}
+
+/// Writes grant entry `gref` of the table mapped at `table`: domid and frame first, flags last.
+///
+/// # Safety
+/// `table` must be the guest address of a grant-table frame mapped by the hypervisor (identity
+/// mapped), `gref` below the entries of one frame.
+unsafe fn write_grant(table: u64, gref: u32, domid: u16, frame: u64, flags: u16) {
+    let slot = (table as *mut GrantEntryV1).wrapping_add(gref as usize);
+    // SAFETY: the caller's contract; volatile writes the compiler keeps in order, as the grant
+    // protocol requires (the hypervisor reads the entry only once the flags say it is valid).
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*slot).domid, domid);
+        core::ptr::write_volatile(&raw mut (*slot).frame, frame as u32);
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        core::ptr::write_volatile(&raw mut (*slot).flags, flags);
+    }
+}
+
+/// Ends access to grant entry `gref` unless the peer still maps it (the hypervisor's busy bits
+/// are set): returns the flags it found.
+///
+/// # Safety
+/// As for [`write_grant`].
+unsafe fn end_grant(table: u64, gref: u32) -> Result<u16, u16> {
+    let slot = (table as *mut GrantEntryV1).wrapping_add(gref as usize);
+    // SAFETY: the caller's contract; the flags word is 2-aligned (8-byte entries in a
+    // page-aligned frame) and any bit pattern is a valid AtomicU16. Compare-and-swap, so busy
+    // bits set between the check and the write are not lost (as Linux's gnttab_end_foreign_access).
+    let flags = unsafe { &*(&raw mut (*slot).flags).cast::<core::sync::atomic::AtomicU16>() };
+    let current = flags.load(Ordering::SeqCst);
+    if current & (gtf::READING | gtf::WRITING) != 0 {
+        return Err(current);
+    }
+    flags.compare_exchange(current, 0, Ordering::SeqCst, Ordering::SeqCst)
+}
+
+/// A word of shared_info at `offset`, as an atomic (the hypervisor changes it concurrently).
+fn shared_word(shared_info: u64, offset: usize) -> &'static AtomicU64 {
+    // SAFETY: shared_info is mapped at `shared_info` (identity map, below 4 GiB, checked by the
+    // caller of `run`) for the rest of this domain's life; the offsets used are 8-aligned words
+    // inside the page; any bit pattern is a valid AtomicU64.
+    unsafe { &*((shared_info + offset as u64) as *const AtomicU64) }
+}
+
+/// Takes the pending, unmasked ports (Xen's 2-level scan: selector word, then bitmap words),
+/// clearing each one's pending bit, and calls `f` for each.
+fn take_pending(shared_info: u64, mut f: impl FnMut(u32)) {
+    let selector = shared_word(shared_info, vcpu_info_offset(0) + VCPU_INFO_PENDING_SEL).swap(0, Ordering::SeqCst);
+    let mut pending = [0u64; BITS_PER_WORD];
+    let mut mask = [0u64; BITS_PER_WORD];
+    for w in 0..BITS_PER_WORD {
+        pending[w] = shared_word(shared_info, EVTCHN_PENDING_OFFSET + w * 8).load(Ordering::SeqCst);
+        mask[w] = shared_word(shared_info, EVTCHN_MASK_OFFSET + w * 8).load(Ordering::SeqCst);
+    }
+    let mut ports = [0u32; 16];
+    let n = pvh_probe::pending_ports(selector, &pending, &mask, &mut ports);
+    for &port in &ports[..n] {
+        let word = port as usize / BITS_PER_WORD;
+        shared_word(shared_info, EVTCHN_PENDING_OFFSET + word * 8).fetch_and(!(1 << (port % 64)), Ordering::SeqCst);
+        f(port);
+    }
+}
+
+/// The writable page's text: up to its first NUL, at most `TEXT_MAX` bytes, valid UTF-8.
+fn writable_text(buf: &mut [u8; TEXT_MAX]) -> &str {
+    let page = (&raw const WRITABLE_PAGE).cast::<u8>();
+    for (i, b) in buf.iter_mut().enumerate() {
+        // SAFETY: inside our own static page, which the peer may write concurrently: volatile
+        // byte reads, no reference to the page is created.
+        *b = unsafe { core::ptr::read_volatile(page.add(i)) };
+    }
+    pvh_probe::cmdline_text(buf)
+}
+
+pub fn run(console: &mut Console, boot: &Boot, options: &Options) -> ! {
+    let Some(peer) = options.peer else { fail(console, format_args!("no peer domain")) };
+    say!(console, "pvh-probe: share mode with domain {peer}");
+
+    // The port first: its number is the first free one after the store and console ports.
+    let port = alloc_unbound(console, peer);
+    say!(console, "pvh-probe: allocated unbound port {port} for domain {peer}");
+
+    // shared_info and grant frame 0, 16 MiB above RAM (above any special page right after it).
+    let map = boot.memmap();
+    let shared_gfn = pvh_probe::free_frame_above_ram(map, 16 << 20);
+    let table_gfn = pvh_probe::free_frame_above_ram(map, (16 << 20) + 4096);
+    if table_gfn == shared_gfn || table_gfn.max(shared_gfn) >= (1 << 32) >> 12 {
+        fail(console, format_args!("no room below 4 GiB for shared_info and the grant table"));
+    }
+    for (what, space, gfn) in
+        [("shared_info", xenmapspace::SHARED_INFO, shared_gfn), ("grant frame 0", xenmapspace::GRANT_TABLE, table_gfn)]
+    {
+        let result = add_to_physmap(space, 0, gfn);
+        if !matches!(result, Ok(0)) {
+            fail(console, format_args!("XENMEM_add_to_physmap({what}) at gfn {gfn:#x}: {}", Outcome(result)));
+        }
+    }
+    let shared_info = shared_gfn << 12;
+    let table = table_gfn << 12;
+
+    // The two pages: the marker in the read-only one, the writable one empty.
+    let ro = &raw mut READONLY_PAGE;
+    // SAFETY: our own static page, not granted yet; raw pointer writes, no reference created.
+    unsafe {
+        core::ptr::copy_nonoverlapping(SHARE_MARKER.as_ptr(), ro.cast::<u8>(), SHARE_MARKER.len());
+        ro.cast::<u8>().add(SHARE_MARKER.len()).write_volatile(0);
+    }
+    let ro_frame = (&raw const READONLY_PAGE as u64) >> 12;
+    let rw_frame = (&raw const WRITABLE_PAGE as u64) >> 12;
+    // SAFETY: grant frame 0 is mapped at `table` (checked below 4 GiB above); both refs are
+    // below the 512 entries of a frame.
+    unsafe {
+        write_grant(table, SHARE_READONLY_REF, peer, ro_frame, gtf::PERMIT_ACCESS | gtf::READONLY);
+        write_grant(table, SHARE_WRITABLE_REF, peer, rw_frame, gtf::PERMIT_ACCESS);
+    }
+    say!(
+        console,
+        "pvh-probe: granted ref {SHARE_READONLY_REF} (read-only, gfn {ro_frame:#x}) and ref {SHARE_WRITABLE_REF} \
+         (writable, gfn {rw_frame:#x}) to domain {peer}"
+    );
+
+    // Events: the callback vector, vcpu_info 0 in shared_info, the port unmasked.
+    arch::install_upcall(CALLBACK_VECTOR, shared_info + vcpu_info_offset(0) as u64);
+    let mut param = XenHvmParam {
+        domid: hv_abi::xen::domid::SELF,
+        pad: 0,
+        index: hvm_param::CALLBACK_IRQ,
+        value: (hvm_param::CALLBACK_TYPE_VECTOR << hvm_param::CALLBACK_TYPE_SHIFT) | CALLBACK_VECTOR as u64,
+    };
+    let result = call(nr::HVM_OP, [hvmop::SET_PARAM, addr_mut(&mut param), 0, 0, 0]);
+    if !matches!(result, Ok(0)) {
+        fail(console, format_args!("HVM_PARAM_CALLBACK_IRQ: {}", Outcome(result)));
+    }
+    let unmask = EvtchnUnmask { port };
+    let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::UNMASK, addr(&unmask), 0, 0, 0]);
+    if !matches!(result, Ok(0)) {
+        fail(console, format_args!("EVTCHNOP_unmask({port}): {}", Outcome(result)));
+    }
+    say!(console, "pvh-probe: waiting for an event on port {port} (callback vector {CALLBACK_VECTOR:#x})");
+
+    // Wait: scan with interrupts off, sleep with them on; until our port fired and the peer's
+    // text is in the writable page.
+    let mut text = [0u8; TEXT_MAX];
+    let mut others = 0u32;
+    loop {
+        let mut ours = false;
+        take_pending(shared_info, |p| {
+            if p == port {
+                ours = true;
+            } else {
+                others += 1;
+            }
+        });
+        if ours {
+            if !writable_text(&mut text).is_empty() {
+                break;
+            }
+            say!(console, "pvh-probe: event on port {port} but the writable page is still empty; waiting on");
+        }
+        arch::wait_for_interrupt();
+    }
+    let upcalls = arch::UPCALLS.load(Ordering::SeqCst);
+    say!(
+        console,
+        "pvh-probe: event on port {port} from the PV peer; writable page now says \"{}\"",
+        writable_text(&mut text)
+    );
+    say!(console, "pvh-probe: {upcalls} upcall(s) on vector {CALLBACK_VECTOR:#x}, {others} event(s) on other ports");
+
+    // Said before sending: the peer may run (and print) as soon as the event is sent.
+    say!(console, "pvh-probe: answering on port {port}");
+    let send = EvtchnSend { port };
+    let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::SEND, addr(&send), 0, 0, 0]);
+    if !matches!(result, Ok(0)) {
+        fail(console, format_args!("EVTCHNOP_send({port}): {}", Outcome(result)));
+    }
+
+    // The peer unmapped both pages before it notified us: no busy bits left, and ending access
+    // (clearing the flags) takes both pages back.
+    for gref in [SHARE_READONLY_REF, SHARE_WRITABLE_REF] {
+        // SAFETY: as for the writes above.
+        if let Err(flags) = unsafe { end_grant(table, gref) } {
+            fail(console, format_args!("grant {gref} still mapped by the peer (flags {flags:#x})"));
+        }
+    }
+    say!(console, "pvh-probe: both grants ended (no mapping left)");
+    for _ in 0..options.hold {
+        let _ = xen::yield_now();
+    }
+    say!(console, "pvh-probe: share done, shutting down (poweroff)");
+    shutdown(console, shutdown_reason::POWEROFF)
+}
