@@ -42,6 +42,17 @@ impl<P: RingProtocol, M: SharedMemory> BackRing<P, M> {
         Self::attach_at(memory, 0)
     }
 
+    /// Attach where the responses published so far end (`rsp_prod`): on a ring the frontend
+    /// just initialised that is index 0, as [`attach`](Self::attach); on a ring a previous
+    /// backend served (a driver domain restarted in place) the requests it took but never
+    /// answered are served again. `rsp_prod` is the frontend's to corrupt: a bad value only
+    /// makes the ring report itself broken.
+    #[inline]
+    pub fn resume(memory: M) -> Result<Self, LayoutError> {
+        let start = memory.load_acquire(crate::layout::RSP_PROD);
+        Self::attach_at(memory, start)
+    }
+
     /// Attach with every index at `start` (`BACK_RING_ATTACH`, for reconnecting).
     #[inline]
     pub fn attach_at(memory: M, start: u32) -> Result<Self, LayoutError> {

@@ -195,6 +195,18 @@ fn flush_and_barrier_reach_the_device_flush() {
     assert!(s.disk.bytes()[8 * 512..24 * 512].iter().all(|&b| b == 0x55));
 }
 
+/// Linux's empty flush (no segments) carries sector u64::MAX, the block layer's "no sector":
+/// it touches no sector and must not be refused as out of range (blkfront would turn flushes off).
+#[test]
+fn an_empty_flush_at_sector_max_is_a_flush() {
+    let mut s = Setup::new(region(0, 1, false));
+    assert_eq!(s.run(req(OP_FLUSH_DISKCACHE, 1, u64::MAX, &[])), RSP_OKAY);
+    assert_eq!((s.disk.writes, s.disk.flushes), (0, 1));
+    // With data, the range still counts.
+    s.grants.grant(10, BACKEND, true, 0x55);
+    assert_eq!(s.run(req(OP_FLUSH_DISKCACHE, 2, u64::MAX, &[(10, 0, 7)])), RSP_ERROR);
+}
+
 #[test]
 fn two_vdisks_on_one_device_stay_apart() {
     let mut disk = RamDisk::with_mib(4);

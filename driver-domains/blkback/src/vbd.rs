@@ -134,7 +134,10 @@ impl Vbd {
         let (segs, count) = segments(&req);
         let segs = &segs[..usize::from(req.nr_segments)];
         let size = self.region.sectors;
-        if req.sector_number.checked_add(count).is_none_or(|end| end > size) {
+        // A request without data (Linux's empty flush carries sector u64::MAX, the block layer's
+        // "no sector") touches no sector: only requests with data are range-checked, as Xen's
+        // blkback does.
+        if count > 0 && req.sector_number.checked_add(count).is_none_or(|end| end > size) {
             return Err(Refusal::OutOfRange { sector: req.sector_number, count, size });
         }
         if req.operation != OP_READ && self.region.read_only {

@@ -64,7 +64,8 @@ impl DataPath for Vdisk {
 
     fn attach(&mut self, _: &mut u64, _fe: hv_abi::DomId, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
         let page = pages.into_iter().next().ok_or("no ring page")?;
-        self.ring = Some(BackRing::<Blkif, _>::attach(page).map_err(|e| format!("{e:?}"))?);
+        // `resume`: a restarted blkback serves again what its predecessor left unanswered.
+        self.ring = Some(BackRing::<Blkif, _>::resume(page).map_err(|e| format!("{e:?}"))?);
         Ok(())
     }
 

@@ -81,6 +81,9 @@ pub struct Tracked {
     pub backoff: hv_bundle::restart::RestartBackoff,
     /// A restart waiting for its back-off delay to pass (Dom0's clock).
     pub restart_at: Option<u64>,
+    /// The id of the instance that crashed, while a delayed restart waits: the new one gets it
+    /// back (restart in place, see `toolstack::restart`).
+    pub previous_id: Option<DomId>,
 }
 
 impl Tracked {
@@ -99,6 +102,7 @@ impl Tracked {
             connected_after_ns: None,
             backoff: Default::default(),
             restart_at: None,
+            previous_id: None,
         }
     }
 
@@ -281,10 +285,19 @@ fn main() {
 /// apply its `on_crash` policy: a restartable domain that crashed (or was killed by anyone but
 /// `xl destroy`) comes back with the same devices.
 pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreService, id: DomId, how: Ending) {
-    store.disconnect(id);
-    let Some(i) = tracked.iter().position(|t| t.domid == Some(id)) else { return };
+    let Some(i) = tracked.iter().position(|t| t.domid == Some(id)) else {
+        store.disconnect(id);
+        return;
+    };
     let restart =
         tracked[i].cfg.on_crash == hv_bundle::OnCrash::Restart && matches!(how, Ending::Crashed | Ending::Destroyed);
+    // A domain that comes back is restarted in place: its store nodes (a driver domain's backend
+    // directories) stay for the new instance.
+    if restart {
+        store.disconnect_keeping_nodes(id);
+    } else {
+        store.disconnect(id);
+    }
     if !restart {
         tracked[i].ending = Some(how);
         report(&tracked[i], how);
@@ -307,7 +320,7 @@ pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreSer
                 how.text(),
                 delay_ns / 1_000_000
             );
-            tracked[i].domid = None;
+            tracked[i].previous_id = tracked[i].domid.take();
             tracked[i].restart_at = Some(time::now_ns().saturating_add(delay_ns));
         }
         RestartDecision::GiveUp { in_a_row } => {
@@ -317,6 +330,8 @@ pub fn handle_death(tracked: &mut alloc::vec::Vec<Tracked>, store: &mut StoreSer
                 RestartBackoff::STABLE_NS / 1_000_000_000
             );
             tracked[i].ending = Some(how);
+            // Staying down: nothing will use its nodes again.
+            store.release_nodes(id);
         }
     }
 }

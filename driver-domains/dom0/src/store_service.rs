@@ -80,9 +80,25 @@ impl StoreService {
 
     /// Stops serving a domain that is gone: its nodes, watches and mapping are released.
     pub fn disconnect(&mut self, domid: DomId) {
+        self.disconnect_keeping(domid, false);
+    }
+
+    /// Stops serving a domain that is being restarted in place: its connection and mapping
+    /// go, its nodes stay for the new instance (same id).
+    pub fn disconnect_keeping_nodes(&mut self, domid: DomId) {
+        self.disconnect_keeping(domid, true);
+    }
+
+    /// Removes the nodes of a domain whose connection `disconnect_keeping_nodes` dropped and
+    /// that will not come back.
+    pub fn release_nodes(&mut self, domid: DomId) {
+        let _ = self.server.release_nodes(domid);
+    }
+
+    fn disconnect_keeping(&mut self, domid: DomId, keep_nodes: bool) {
         let Some(i) = self.domains.iter().position(|d| d.domid == domid) else { return };
         let d = self.domains.swap_remove(i);
-        let _ = self.server.release(domid);
+        let _ = if keep_nodes { self.server.drop_connection(domid) } else { self.server.release(domid) };
         let (port, map_handle, memory) = d.into_parts();
         // SAFETY: the only user of `memory`, the ServerPort, is gone.
         drop(unsafe { Box::from_raw(memory) });

@@ -179,16 +179,24 @@ pub fn remove_devices_of(store: &mut crate::store_service::StoreService, fe: Dom
 /// Creates domain `cfg` (a PV unikernel from its image, or a PVH guest from its kernel,
 /// ramdisk and command line) with `flags`.
 pub fn create(cfg: &hv_bundle::DomainConfig, flags: u64) -> Result<DomId, hv_abi::Error> {
+    create_as(cfg, flags, None)
+}
+
+/// [`create`] under domain id `domid` when given.
+pub fn create_as(cfg: &hv_bundle::DomainConfig, flags: u64, domid: Option<DomId>) -> Result<DomId, hv_abi::Error> {
     use hv_rt::domctl;
     match cfg.domain_type {
-        hv_bundle::DomainType::Pv => domctl::create_with(&cfg.name, &cfg.image, cfg.memory_mib, &cfg.args, flags),
-        hv_bundle::DomainType::Pvh => domctl::create_pvh(
+        hv_bundle::DomainType::Pv => {
+            domctl::create_full(&cfg.name, &cfg.image, "", cfg.memory_mib, &cfg.args, flags, domid)
+        }
+        hv_bundle::DomainType::Pvh => domctl::create_full(
             &cfg.name,
             cfg.kernel.as_deref().unwrap_or_default(),
             cfg.ramdisk.as_deref().unwrap_or_default(),
             cfg.memory_mib,
             &cfg.cmdline,
-            flags,
+            flags | hv_abi::CREATE_PVH,
+            domid,
         ),
     }
 }
@@ -248,12 +256,30 @@ pub fn restart(
     use hv_rt::domctl;
     let crashed_ns = hv_rt::time::now_ns();
     let cfg = tracked[i].cfg.clone();
-    if let Some(old) = tracked[i].domid.take() {
+    // In place: the new instance gets the old one's domain id, so every frontend's backend path,
+    // grant entries and unbound port still name it; its store nodes (the backend directories)
+    // stay. Each device's backend state goes back to Initialising, which frontends ignore (Linux's
+    // included); the new instance resumes the devices whose frontend is still Connected.
+    let old = tracked[i].domid.take().or(tracked[i].previous_id.take());
+    if let Some(old) = old {
         let _ = domctl::destroy(old);
-        store.disconnect(old);
+        store.disconnect_keeping_nodes(old);
+        let mut c = LocalClient::dom0(&mut store.server);
+        for t in tracked.iter() {
+            for (j, dev) in t.cfg.devices.iter().enumerate().filter(|(_, d)| d.backend == cfg.name) {
+                let n = index_in_kind(&t.cfg.devices, j, |d| &d.kind);
+                if let Some(fe) = t.domid {
+                    let _ = write(&mut c, &backend_dir(old, &dev.kind, fe, n), "state", b"1");
+                }
+            }
+        }
     }
-    let new = create(&cfg, hv_abi::CREATE_PAUSED)
-        .map_err(|e| crate::xl::err_text(&format!("start {} again", cfg.name), e))?;
+    let new = match create_as(&cfg, hv_abi::CREATE_PAUSED, old) {
+        // The old id cannot be had (taken meanwhile): a fresh one, and the frontends are moved.
+        Err(hv_abi::Error::Exist) => create(&cfg, hv_abi::CREATE_PAUSED),
+        r => r,
+    }
+    .map_err(|e| crate::xl::err_text(&format!("start {} again", cfg.name), e))?;
     let _ = store.connect(new);
     for sel in &cfg.pci {
         if let Some(s) = hv_abi::pci::Selector::parse(sel)
@@ -267,6 +293,7 @@ pub fn restart(
             let n = index_in_kind(&t.cfg.devices, j, |d| &d.kind);
             if let Some(fe) = t.domid
                 && t.is_live()
+                && Some(new) != old
                 && let Err(e) = move_backend(&mut store.server, &dev.kind, n, fe, new, &dev.params)
             {
                 hv_rt::println!("cannot move {}/{n} of {} to the new backend: {e}", dev.kind, t.cfg.name);

@@ -132,8 +132,9 @@ impl DataPath for VifPath {
         let (Some(tx_mem), Some(rx_mem)) = (pages.next(), pages.next()) else {
             return Err("two ring pages expected".into());
         };
-        let tx = BackRing::<NetifTx, _>::attach(tx_mem).map_err(|e| format!("{e:?}"))?;
-        let rx = BackRing::<NetifRx, _>::attach(rx_mem).map_err(|e| format!("{e:?}"))?;
+        // `resume`: a restarted netback takes over where its predecessor's responses ended.
+        let tx = BackRing::<NetifTx, _>::resume(tx_mem).map_err(|e| format!("{e:?}"))?;
+        let rx = BackRing::<NetifRx, _>::resume(rx_mem).map_err(|e| format!("{e:?}"))?;
         let mut vif = Vif::new(fe, tx, rx);
         vif.capture = self.capture;
         if self.capture {

@@ -130,8 +130,29 @@ impl<D: DataPath> Device<D> {
             Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
             Err(e) => p.log(&format!("{}: cannot watch {watch}: {e}", d.info.name)),
         }
-        p.log(&format!("{}: {}; InitWait", d.info.name, path.describe()));
         d.path = Some(path);
+        let resumable = xenbus::read_state(client, d.info.fe_dir.as_bytes()) == Ok(XenbusState::Connected);
+        if resumable {
+            // A frontend already Connected was served by a previous instance of this backend
+            // (restarted in place, same domain id): take over its rings and port without a
+            // handshake, so a frontend that cannot reconnect (Linux's) carries on.
+            match d.connect(client, p, shared) {
+                Ok(()) => {
+                    p.log(&format!("{}: resumed the connection of a previous instance", d.info.name));
+                    d.state = XenbusState::Connected;
+                    // Written even though a predecessor may have left it: the toolstack took it
+                    // away at the restart and watches for it.
+                    let _ = xenbus::switch_state(client, d.info.dir.as_bytes(), XenbusState::Connected);
+                    return d;
+                }
+                Err(e) => p.log(&format!("{}: cannot resume: {e}; handshake from InitWait", d.info.name)),
+            }
+        }
+        p.log(&format!(
+            "{}: {}; InitWait",
+            d.info.name,
+            d.path.as_ref().map(DataPath::describe).unwrap_or_default()
+        ));
         d.switch(client, p, XenbusState::InitWait);
         d
     }

@@ -230,6 +230,16 @@ impl StoreServer {
             return Err(StoreError::InvalidRequest);
         }
         self.connections.remove(&domid).ok_or(StoreError::NotFound)?;
+        self.release_nodes(domid)
+    }
+
+    /// Removes the nodes of a domain that has no connection any more (its home, its
+    /// accounting, its special-path permissions) and fires `@releaseDomain`. `release` is
+    /// `drop_connection` then this.
+    pub fn release_nodes(&mut self, domid: DomId) -> Result<(), StoreError> {
+        if domid == DOM0 || self.connections.contains_key(&domid) {
+            return Err(StoreError::InvalidRequest);
+        }
         let mut changes = Vec::new();
         match tree::rm(&mut self.store, DOM0, &domain_path(domid), &mut changes) {
             Ok(()) | Err(StoreError::NotFound) => {}
@@ -246,6 +256,18 @@ impl StoreServer {
         self.fire(DOM0, &changes);
         self.fire_special(DOM0, SpecialPath::ReleaseDomain);
         self.flush(DOM0);
+        Ok(())
+    }
+
+    /// Stops serving `domid`'s connection (its watches, transactions and queued output go) but
+    /// keeps its nodes and their accounting: the toolstack is restarting the domain in place
+    /// under the same id, and its home (a backend's device directories) must outlive the old
+    /// instance. `introduce` serves the new one.
+    pub fn drop_connection(&mut self, domid: DomId) -> Result<(), StoreError> {
+        if domid == DOM0 {
+            return Err(StoreError::InvalidRequest);
+        }
+        self.connections.remove(&domid).ok_or(StoreError::NotFound)?;
         Ok(())
     }
 
