@@ -8,8 +8,9 @@ use xtask::paths::{Paths, show};
 
 #[derive(clap::Args)]
 pub struct LinuxGuestArgs {
-    /// Leave xen-blkfront.ko and xen-netfront.ko out of the initramfs (they are loaded only with
-    /// `guest.modules=1` on the kernel command line)
+    /// Leave the modules (xen-blkfront, xen-netfront, ext4 and its dependencies) and mke2fs out
+    /// of the initramfs (the modules are loaded only with `guest.modules=1` on the kernel command
+    /// line)
     #[arg(long)]
     pub no_modules: bool,
 }
@@ -30,7 +31,7 @@ pub fn run(paths: &Paths, args: LinuxGuestArgs) -> Result<()> {
         show(&p.initramfs, &paths.root),
         rd,
         mib(rd),
-        if p.with_modules { ", xen-blkfront.ko, xen-netfront.ko" } else { "" }
+        if p.with_modules { ", xen-blkfront, xen-netfront, ext4 and its modules, mke2fs" } else { "" }
     );
     println!("cmdline:   {} (the default of kernel = \"linux\" domains)", linux_guest::DEFAULT_CMDLINE);
     println!("cache:     {}", if p.cached { "up to date (nothing rebuilt)" } else { "written" });

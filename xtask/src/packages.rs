@@ -53,6 +53,11 @@ pub const BUSYBOX_STATIC: Package = Package {
     probe: Probe::File("/bin/busybox"),
     why: "the shell and tools of the PVH Linux guest's initramfs (a static binary: no libc in there)",
 };
+pub const E2FSPROGS: Package = Package {
+    name: "e2fsprogs",
+    probe: Probe::File("/sbin/mke2fs"),
+    why: "mke2fs for the PVH Linux guest's initramfs; e2fsck and debugfs check its disk from the host",
+};
 pub const GCC: Package = Package { name: "gcc", probe: Probe::Command("gcc"), why: "builds the Linux reference init" };
 pub const LIBC_DEV: Package = Package {
     name: "libc6-dev",

@@ -6,7 +6,13 @@
 #   shell:              a shell on the console, then power off
 #   stay:               sleep forever
 #   net:                eth0 up (guest.ip, guest.gw), ping (guest.ping), httpd on port 80, stay up
-# `guest.modules=1` loads the Xen block and network frontends from /lib/modules first.
+#   blk-loop:           write and read back xvda's first MiB (O_DIRECT) once a second, forever
+#   disk-write:         mke2fs -t ext4 on /dev/xvda, write files of known content, print
+#                       "linux-guest: wrote <name> <md5>" each (kept in /MD5SUMS), sync, umount
+#   disk-verify:        mount /dev/xvda, check every file of /MD5SUMS: "linux-guest: verified
+#                       <name> <md5>" or "linux-guest: MISMATCH <name> <md5> (wrote <md5>)"
+# `guest.modules=1` loads the modules of /lib/modules first, in modules.order (dependencies first):
+# the Xen block and network frontends, ext4.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -27,13 +33,39 @@ for word in $(cat /proc/cmdline); do
 	esac
 done
 if [ "$modules" = 1 ]; then
-	for m in /lib/modules/*.ko; do
-		[ -e "$m" ] || continue
-		if insmod "$m"; then echo "linux-guest: loaded $m"; else echo "linux-guest: insmod $m failed"; fi
+	for m in $(cat /lib/modules/modules.order); do
+		if insmod "/lib/modules/$m"; then echo "linux-guest: loaded $m"; else echo "linux-guest: insmod $m failed"; fi
 	done
 fi
 echo "linux-guest: mode $mode"
+disk_wait() { # xen-blkfront connects after insmod returns: wait for xvda (up to 10 s)
+	i=0
+	while [ ! -b /dev/xvda ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+	[ -b /dev/xvda ] || { echo "linux-guest: no /dev/xvda"; return 1; }
+}
+disk_mount() { disk_wait && mount -t ext4 /dev/xvda /mnt && cd /mnt; }
+disk_files() { # deterministic content; in seq.txt and lcg.txt every 4 KiB block differs
+	mkdir -p dir && seq 1 200000 > seq.txt && echo "ext4 on xvda, Rust blkback underneath" > dir/note.txt &&
+		awk 'BEGIN { x = 42; for (i = 0; i < 50000; i++) { x = (x * 69069 + 1) % 4294967296; print i, x } }' > lcg.txt &&
+		find . -type f | sed 's|^\./||' | sort | xargs md5sum > /tmp/sums && cp /tmp/sums MD5SUMS
+}
+disk_check() {
+	while read -r sum name; do
+		now=$(md5sum "$name") && now=${now%% *}
+		if [ "$now" = "$sum" ]; then echo "linux-guest: verified $name $now"; else echo "linux-guest: MISMATCH $name $now (wrote $sum)"; fi
+	done < MD5SUMS
+}
+disk_done() { cd / && sync && umount /mnt && echo "linux-guest: disk $mode done"; }
 case "$mode" in
+disk-write)
+	if disk_wait && /sbin/mke2fs -t ext4 -F /dev/xvda && disk_mount && disk_files; then
+		while read -r sum name; do echo "linux-guest: wrote $name $sum"; done < /tmp/sums
+		disk_done
+	else echo "linux-guest: disk-write FAILED"; fi
+	;;
+disk-verify)
+	if disk_mount; then disk_check && disk_done; else echo "linux-guest: disk-verify FAILED (mount)"; fi
+	;;
 panic)
 	echo "linux-guest: panicking through sysrq"
 	echo 1 > /proc/sys/kernel/sysrq
@@ -83,7 +115,7 @@ stay)
 	while :; do sleep 3600; done
 	;;
 poweroff) ;;
-*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell or stay); powering off" ;;
+*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, disk-write or disk-verify); powering off" ;;
 esac
 echo "linux-guest: powering off"
 poweroff -f

@@ -3,7 +3,8 @@
 //! - [`find_kernel`]: the newest `/boot/vmlinuz-*` (also the benchmarks' Linux reference guests).
 //! - [`vmlinux`]: the ELF `vmlinux` out of the bzImage (PVH loads an ELF, not a bzImage) and its
 //!   `XEN_ELFNOTE_PHYS32_ENTRY`.
-//! - [`initramfs`]: busybox, a shell-script `/init` and optionally the Xen frontend modules.
+//! - [`initramfs`]: busybox, a shell-script `/init` and optionally the modules (Xen frontends,
+//!   ext4) and the host's `mke2fs` with its libraries.
 //! - [`prepare`]: both, cached under `target/linux-guest/` per kernel file (name, size, mtime),
 //!   for `cargo xtask linux-guest` and for bundles whose topology names `kernel = "linux"` or
 //!   `ramdisk = "linux-initramfs"`.
@@ -33,8 +34,8 @@ pub const RAMDISK_IMAGE: &str = "linux-initramfs";
 /// bus, device and function through ports 0xcf8/0xcfc, 33,000 exits that cost 1.2 s under TCG).
 pub const DEFAULT_CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 mitigations=off pci=off";
 
-/// What preparing the guest needs on the host: Debian's kernel and a static busybox.
-pub const PACKAGES: &[Package] = &[packages::LINUX_IMAGE, packages::BUSYBOX_STATIC];
+/// What preparing the guest needs on the host: Debian's kernel, a static busybox and e2fsprogs.
+pub const PACKAGES: &[Package] = &[packages::LINUX_IMAGE, packages::BUSYBOX_STATIC, packages::E2FSPROGS];
 
 /// The newest /boot/vmlinuz-*.
 pub fn find_kernel() -> Result<PathBuf> {
@@ -83,7 +84,7 @@ pub struct Prepared {
     pub pvh_entry: u64,
     /// The gzip-compressed cpio.
     pub initramfs: PathBuf,
-    /// Whether the initramfs carries the Xen frontend modules.
+    /// Whether the initramfs carries the modules (Xen frontends, ext4) and mke2fs.
     pub with_modules: bool,
     /// Whether the vmlinux and the initramfs both came from the cache.
     pub cached: bool,
@@ -98,24 +99,14 @@ pub fn cache_dir(paths: &Paths, kernel: &Path) -> Result<PathBuf> {
     Ok(paths.target.join("linux-guest").join(format!("{name}-{}-{mtime}", meta.len())))
 }
 
-/// FNV-1a over the inputs of the initramfs (the script, the applets, busybox's size and mtime,
-/// the module choice), naming its cache file.
-fn initramfs_key(busybox: &Path, with_modules: bool) -> Result<String> {
-    let meta = std::fs::metadata(busybox).with_context(|| format!("reading {}", busybox.display()))?;
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+/// FNV-1a over the uncompressed archive, naming its cache file: any change of what goes in (the
+/// script, busybox, the module list and files, the host programs and libraries) is a new file.
+fn initramfs_key(archive: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let inputs = [
-        initramfs::INIT_SCRIPT.as_bytes(),
-        initramfs::APPLETS.join(" ").as_bytes(),
-        &meta.len().to_le_bytes(),
-        &mtime.to_le_bytes(),
-        &[with_modules as u8],
-    ]
-    .concat();
-    for b in inputs {
+    for &b in archive {
         h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
     }
-    Ok(format!("{h:016x}"))
+    format!("{h:016x}")
 }
 
 /// Installs what is missing (as root on Debian; otherwise fails with the `sudo apt-get install`
@@ -139,19 +130,24 @@ pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
             vmlinux::pvh_entry(&elf)?
         }
     };
-    let busybox = Path::new(initramfs::BUSYBOX);
-    let key = initramfs_key(busybox, with_modules)?;
-    let initramfs = dir.join(format!("initramfs-{key}.cpio.gz"));
+    let busybox = std::fs::read(initramfs::BUSYBOX).with_context(|| format!("reading {}", initramfs::BUSYBOX))?;
+    let extras = if with_modules {
+        initramfs::Extras {
+            modules: initramfs::read_modules(Path::new("/lib/modules"), &version)?,
+            files: initramfs::read_programs(initramfs::PROGRAMS)?,
+        }
+    } else {
+        initramfs::Extras::default()
+    };
+    let archive = build_initramfs(&busybox, &extras)?;
+    let initramfs = dir.join(format!("initramfs-{}.cpio.gz", initramfs_key(&archive)));
     if !initramfs.is_file() {
         cached = false;
         crate::step(format!(
             "building the initramfs (busybox, /init{})",
-            if with_modules { ", xen-blkfront and xen-netfront" } else { "" }
+            if with_modules { ", modules, mke2fs" } else { "" }
         ));
-        let bytes = std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?;
-        let modules =
-            if with_modules { initramfs::read_modules(Path::new("/lib/modules"), &version)? } else { Vec::new() };
-        write_atomically(&initramfs, &build_initramfs(&bytes, &modules)?)?;
+        write_atomically(&initramfs, &initramfs::gzip(&archive)?)?;
     }
     Ok(Prepared { bzimage, version, vmlinux, pvh_entry, initramfs, with_modules, cached })
 }
@@ -202,15 +198,17 @@ mod tests {
         assert!(name.starts_with("vmlinuz-6.1.0-9-amd64-5-"), "{name}");
         std::fs::write(&kernel, b"123456").unwrap();
         assert_ne!(cache_dir(&paths, &kernel).unwrap(), dir, "a changed kernel gets a new directory");
-        assert_ne!(initramfs_key(&kernel, true).unwrap(), initramfs_key(&kernel, false).unwrap());
-        assert_eq!(initramfs_key(&kernel, true).unwrap(), initramfs_key(&kernel, true).unwrap());
+        assert_eq!(initramfs_key(b"070701a"), initramfs_key(b"070701a"));
+        assert_ne!(initramfs_key(b"070701a"), initramfs_key(b"070701b"), "any content change is a new file");
+        assert_ne!(initramfs_key(b"070701a"), initramfs_key(b"070701a\0"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
-    fn the_guest_needs_the_kernel_and_a_static_busybox() {
+    fn the_guest_needs_the_kernel_a_static_busybox_and_e2fsprogs() {
         assert!(PACKAGES.iter().any(|p| p.name == "linux-image-amd64"));
         assert!(PACKAGES.iter().any(|p| p.name == "busybox-static"));
+        assert!(PACKAGES.iter().any(|p| p.name == "e2fsprogs"));
         assert!(KERNEL_IMAGE.len() <= hv_bundle::MAX_NAME_LEN && RAMDISK_IMAGE.len() <= hv_bundle::MAX_NAME_LEN);
     }
 }
