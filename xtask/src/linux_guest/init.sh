@@ -5,6 +5,8 @@
 #   panic:              crash the kernel through sysrq (the domain ends as crashed)
 #   shell:              a shell on the console, then power off
 #   stay:               sleep forever
+#   idle:               print "linux-guest: idling <n> s", sleep `guest.idle_secs=` (default 5),
+#                       print "linux-guest: idle done" and power off (`cargo xtask bench pvh`)
 # `guest.modules=1` loads the Xen block and network frontends from /lib/modules first.
 export PATH=/bin
 mount -t proc proc /proc
@@ -16,10 +18,12 @@ dmesg | grep -i -E 'xen|hvc' | head -20
 grep -i xen /proc/interrupts
 mode=poweroff
 modules=0
+idle_secs=5
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	guest.mode=*) mode="${word#guest.mode=}" ;;
 	guest.modules=*) modules="${word#guest.modules=}" ;;
+	guest.idle_secs=*) idle_secs="${word#guest.idle_secs=}" ;;
 	esac
 done
 if [ "$modules" = 1 ]; then
@@ -43,8 +47,16 @@ stay)
 	echo "linux-guest: staying up"
 	while :; do sleep 3600; done
 	;;
+idle)
+	echo "linux-guest: idling $idle_secs s"
+	if sleep "$idle_secs"; then
+		echo "linux-guest: idle done"
+	else
+		echo "linux-guest: bad guest.idle_secs=$idle_secs (give whole seconds, e.g. guest.idle_secs=5)"
+	fi
+	;;
 poweroff) ;;
-*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell or stay); powering off" ;;
+*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay or idle); powering off" ;;
 esac
 echo "linux-guest: powering off"
 poweroff -f

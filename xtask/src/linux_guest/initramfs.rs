@@ -189,6 +189,8 @@ mod tests {
             "linux-guest: powering off",
             "guest.mode=",
             "guest.modules=",
+            "guest.idle_secs=",
+            "idle)",
             "poweroff -f",
             "echo c > /proc/sysrq-trigger",
             "echo 1 > /proc/sys/kernel/sysrq",
