@@ -148,6 +148,11 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     let linux_runs = runs.min(3);
     let linux = linux_ref.measure(accel, machine, linux_runs)?;
 
+    // Every run's figure too: shared hosts make single boots vary widely.
+    let per_run: Vec<String> = s
+        .iter()
+        .map(|(m, (v, _))| format!("  {m}: {}", v.iter().map(|x| super::fmt_num(*x)).collect::<Vec<_>>().join(", ")))
+        .collect();
     let mut value = |m: &str| s.get_mut(m).map_or(f64::NAN, |(v, _)| median(v));
     let direct_boot = value("direct_boot_to_init_ms");
     let direct_kernel = value("direct_kernel_clock_at_run_init_ms");
@@ -182,6 +187,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     });
     hv::print_table(&rows, accel, machine);
     println!("(reference command line: {})", reference_cmdline(&domu.cmdline));
+    println!("\nper run, in run order:\n{}", per_run.join("\n"));
     write_json(paths, "pvh.json", &hv::report(&rows, accel, machine, runs, Some(&linux)))
 }
 
