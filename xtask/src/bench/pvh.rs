@@ -26,7 +26,11 @@
 //! <total> in <ms> ms of CPU (...)`. During boot: `bench-linux`'s total over its CPU time (boot,
 //! `/init` and poweroff). While idle: within one run, the idle guest's total minus the boot
 //! guest's (everything but the sleep is the same), over the sleep's wall time as seen on the
-//! serial line (from `idling` to `idle done`).
+//! serial line (from `idling` to `idle done`). The boot's own count varies by a few hundred
+//! exits between runs (host interrupts and timer hypercalls follow its CPU time, which follows
+//! the host's load), so the idle figure resolves only rates of tens of exits per second; every
+//! run's figures are printed under the table to judge the spread. Exact idle counts need the
+//! hypervisor to report the counters while the domain lives, which it does not yet.
 //!
 //! The DomU's boot is also split, to show where time goes: QEMU start to the hypervisor's
 //! `domain N (linux) created` line, the hypervisor's own figure for building the domain
