@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(
             bare,
             "cargo clippy --release --target x86_64-unknown-none -p hv-core -p dom0 -p blkback -p netback -p demos \
-             -p test-domains --keep-going -- -D warnings"
+             -p test-domains -p pvh-probe --keep-going -- -D warnings"
         );
         for p in PACKAGES {
             assert!(bare.contains(&format!(" -p {p} ")), "{p} is built, so it is linted");

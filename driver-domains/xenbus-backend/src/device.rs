@@ -148,11 +148,7 @@ impl<D: DataPath> Device<D> {
                 Err(e) => p.log(&format!("{}: cannot resume: {e}; handshake from InitWait", d.info.name)),
             }
         }
-        p.log(&format!(
-            "{}: {}; InitWait",
-            d.info.name,
-            d.path.as_ref().map(DataPath::describe).unwrap_or_default()
-        ));
+        p.log(&format!("{}: {}; InitWait", d.info.name, d.path.as_ref().map(DataPath::describe).unwrap_or_default()));
         d.switch(client, p, XenbusState::InitWait);
         d
     }

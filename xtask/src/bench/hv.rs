@@ -76,7 +76,7 @@ impl Row {
 }
 
 /// The reference and target of a hypervisor metric.
-fn judge(
+pub(super) fn judge(
     metric: &str,
     linux: Option<&LinuxRef>,
     local_copy_ns: Option<f64>,

@@ -6,6 +6,8 @@
 //! - [`blk`]: block I/O through blkback against blkback on the device, `blk.json`
 //! - [`net`]: networking through netback against a Linux guest ([`linux_net`]), `net.json`
 //! - [`xl`]: the toolstack (create to Connected, driver-domain crash to reconnected), `xl.json`
+//! - [`pvh`]: HVM domains: Linux as a PVH DomU against the same kernel booted directly, the HVM
+//!   hypercall round trip, VM exits per second, `pvh.json`
 //!
 //! In-QEMU timings measure the emulator as much as us, so each figure stands next to a reference
 //! measured in the same run and QEMU configuration, and the ratio is what counts. Results go to
@@ -16,6 +18,7 @@ mod hv;
 mod linux;
 mod linux_net;
 mod net;
+mod pvh;
 mod ring;
 mod xl;
 
@@ -40,6 +43,10 @@ pub enum BenchWhat {
     Net,
     /// The toolstack: xl create to the DomU's devices Connected, driver-domain crash to reconnected
     Xl,
+    /// HVM domains: Linux as a PVH DomU against the same kernel and initramfs booted directly
+    /// (QEMU start to /init), the HVM xen_version round trip beside the PV null hypercall and
+    /// Linux's null syscall, VM exits per second during Linux's boot and while it idles
+    Pvh,
     /// Every benchmark above, one after the other (slow)
     All,
 }
@@ -71,15 +78,17 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
         BenchWhat::Blk => blk::run(paths, accel(), machine, runs),
         BenchWhat::Net => net::run(paths, accel(), machine, runs.min(3)),
         BenchWhat::Xl => xl::run(paths, accel(), machine),
+        BenchWhat::Pvh => pvh::run(paths, accel(), machine, runs),
         BenchWhat::All => {
             let accel = accel();
             let mut failed = Vec::new();
-            let benches: [(&str, &dyn Fn() -> Result<()>); 5] = [
+            let benches: [(&str, &dyn Fn() -> Result<()>); 6] = [
                 ("hv", &|| hv::run(paths, hv::Options { hv: true, accel, machine, runs })),
                 ("ring", &|| ring::run(&paths.root)),
                 ("blk", &|| blk::run(paths, accel, machine, runs)),
                 ("net", &|| net::run(paths, accel, machine, runs.min(3))),
                 ("xl", &|| xl::run(paths, accel, machine)),
+                ("pvh", &|| pvh::run(paths, accel, machine, runs)),
             ];
             for (name, bench) in benches {
                 xtask::step(format!("bench {name}"));

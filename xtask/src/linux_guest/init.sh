@@ -11,6 +11,8 @@
 #                       "linux-guest: wrote <name> <md5>" each (kept in /MD5SUMS), sync, umount
 #   disk-verify:        mount /dev/xvda, check every file of /MD5SUMS: "linux-guest: verified
 #                       <name> <md5>" or "linux-guest: MISMATCH <name> <md5> (wrote <md5>)"
+#   idle:               print "linux-guest: idling <n> s", sleep `guest.idle_secs=` (default 5),
+#                       print "linux-guest: idle done" and power off (`cargo xtask bench pvh`)
 # `guest.modules=1` loads the modules of /lib/modules first, in modules.order (dependencies first):
 # the Xen block and network frontends, ext4.
 export PATH=/bin
@@ -23,6 +25,7 @@ dmesg | grep -i -E 'xen|hvc' | head -20
 grep -i xen /proc/interrupts
 mode=poweroff
 modules=0
+idle_secs=5
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	guest.mode=*) mode="${word#guest.mode=}" ;;
@@ -30,6 +33,7 @@ for word in $(cat /proc/cmdline); do
 	guest.ip=*) ip="${word#guest.ip=}" ;;
 	guest.gw=*) gw="${word#guest.gw=}" ;;
 	guest.ping=*) ping="${word#guest.ping=}" ;;
+	guest.idle_secs=*) idle_secs="${word#guest.idle_secs=}" ;;
 	esac
 done
 if [ "$modules" = 1 ]; then
@@ -114,8 +118,16 @@ stay)
 	echo "linux-guest: staying up"
 	while :; do sleep 3600; done
 	;;
+idle)
+	echo "linux-guest: idling $idle_secs s"
+	if sleep "$idle_secs"; then
+		echo "linux-guest: idle done"
+	else
+		echo "linux-guest: bad guest.idle_secs=$idle_secs (give whole seconds, e.g. guest.idle_secs=5)"
+	fi
+	;;
 poweroff) ;;
-*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, disk-write or disk-verify); powering off" ;;
+*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, blk-loop, disk-write or disk-verify); powering off" ;;
 esac
 echo "linux-guest: powering off"
 poweroff -f

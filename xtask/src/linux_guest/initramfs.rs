@@ -24,7 +24,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const APPLETS: &[&str] = &[
     "sh", "mount", "umount", "uname", "dmesg", "grep", "head", "cat", "insmod", "lsmod", "setsid", "cttyhack", "sleep",
     "poweroff", "reboot", "ls", "ps", "free", "usleep", "mkdir", "seq", "awk", "find", "sed", "sort", "xargs",
-    "md5sum", "sync", "cp",
+    "md5sum", "sync", "cp", "ip", "ping", "httpd", "tail", "dd", "nc", "wc", "tee",
 ];
 
 /// The modules `guest.modules=1` asks for, as `/lib/modules/<version>/modules.dep` names them:
@@ -367,6 +367,8 @@ mod tests {
             "linux-guest: powering off",
             "guest.mode=",
             "guest.modules=",
+            "guest.idle_secs=",
+            "idle)",
             "poweroff -f",
             "echo c > /proc/sysrq-trigger",
             "echo 1 > /proc/sys/kernel/sysrq",
@@ -376,12 +378,15 @@ mod tests {
         ] {
             assert!(INIT_SCRIPT.contains(needle), "init.sh lacks {needle:?}");
         }
-        for mode in ["panic)", "shell)", "stay)", "poweroff)", "disk-write)", "disk-verify)"] {
+        for mode in
+            ["panic)", "shell)", "stay)", "poweroff)", "disk-write)", "disk-verify)", "net)", "blk-loop)", "idle)"]
+        {
             assert!(INIT_SCRIPT.contains(mode), "init.sh lacks the {mode} case");
         }
         for applet in [
             "mount", "umount", "uname", "dmesg", "grep", "head", "cat", "insmod", "setsid", "cttyhack", "sleep",
-            "usleep", "mkdir", "seq", "awk", "find", "sed", "sort", "xargs", "md5sum", "sync", "cp",
+            "usleep", "mkdir", "seq", "awk", "find", "sed", "sort", "xargs", "md5sum", "sync", "cp", "ip", "ping",
+            "httpd", "tail", "dd",
         ] {
             assert!(APPLETS.contains(&applet), "{applet} is used by init.sh but not linked");
         }

@@ -1,8 +1,8 @@
 //! Debian's Linux kernel as a Xen PVH guest of the hypervisor: the host side.
 //!
 //! - [`find_kernel`]: the newest `/boot/vmlinuz-*` (also the benchmarks' Linux reference guests).
-//! - [`vmlinux`]: the ELF `vmlinux` out of the bzImage (PVH loads an ELF, not a bzImage) and its
-//!   `XEN_ELFNOTE_PHYS32_ENTRY`.
+//! - [`vmlinux`]: the ELF `vmlinux` out of the bzImage (PVH loads an ELF, not a bzImage), its
+//!   `XEN_ELFNOTE_PHYS32_ENTRY`, and its segments' zero tails left out of the file.
 //! - [`initramfs`]: busybox, a shell-script `/init` and optionally the modules (Xen frontends,
 //!   ext4) and the host's `mke2fs` with its libraries.
 //! - [`prepare`]: both, cached under `target/linux-guest/` per kernel file (name, size, mtime),
@@ -18,7 +18,7 @@ use std::time::UNIX_EPOCH;
 use anyhow::{Context, Result, bail};
 
 pub use initramfs::build_initramfs;
-pub use vmlinux::{extract_vmlinux, pvh_entry};
+pub use vmlinux::{extract_vmlinux, pvh_entry, trim_zero_tails};
 
 use crate::artifacts::write_atomically;
 use crate::packages::{self, Package};
@@ -33,6 +33,10 @@ pub const RAMDISK_IMAGE: &str = "linux-initramfs";
 /// no PCI (a PVH DomU has none: without `pci=off` Linux's early AMD aperture check probes every
 /// bus, device and function through ports 0xcf8/0xcfc, 33,000 exits that cost 1.2 s under TCG).
 pub const DEFAULT_CMDLINE: &str = "console=hvc0 earlyprintk=xen loglevel=7 mitigations=off pci=off";
+
+/// The cached kernel's file name (not `vmlinux`, the name of the untrimmed ELF in older caches,
+/// which must not be picked up).
+const VMLINUX_FILE: &str = "vmlinux-trimmed";
 
 /// What preparing the guest needs on the host: Debian's kernel, a static busybox and e2fsprogs.
 pub const PACKAGES: &[Package] = &[packages::LINUX_IMAGE, packages::BUSYBOX_STATIC, packages::E2FSPROGS];
@@ -78,7 +82,8 @@ pub struct Prepared {
     pub bzimage: PathBuf,
     /// The kernel's version (`6.1.0-57-amd64`).
     pub version: String,
-    /// The ELF kernel (`target/linux-guest/<key>/vmlinux`).
+    /// The ELF kernel (`target/linux-guest/<key>/vmlinux-trimmed`: zero tails left out, see
+    /// [`vmlinux::trim_zero_tails`]).
     pub vmlinux: PathBuf,
     /// Its `XEN_ELFNOTE_PHYS32_ENTRY`.
     pub pvh_entry: u64,
@@ -117,7 +122,7 @@ pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
     let bzimage = find_kernel()?;
     let version = kernel_version(&bzimage)?.to_owned();
     let dir = cache_dir(paths, &bzimage)?;
-    let vmlinux = dir.join("vmlinux");
+    let vmlinux = dir.join(VMLINUX_FILE);
     let mut cached = true;
     let pvh_entry = match std::fs::read(&vmlinux).ok().and_then(|elf| vmlinux::pvh_entry(&elf).ok()) {
         Some(entry) => entry,
@@ -125,7 +130,8 @@ pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
             cached = false;
             crate::step(format!("extracting the ELF vmlinux from {}", bzimage.display()));
             let raw = std::fs::read(&bzimage).with_context(|| format!("reading {}", bzimage.display()))?;
-            let elf = extract_vmlinux(&raw).with_context(|| format!("{}", bzimage.display()))?;
+            let elf = extract_vmlinux(&raw).and_then(|elf| trim_zero_tails(&elf));
+            let elf = elf.with_context(|| format!("{}", bzimage.display()))?;
             write_atomically(&vmlinux, &elf)?;
             vmlinux::pvh_entry(&elf)?
         }

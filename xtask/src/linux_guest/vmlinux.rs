@@ -24,6 +24,8 @@ const PAYLOAD_LENGTH: usize = 0x24c;
 /// The first protocol version with `payload_offset`/`payload_length`.
 const MIN_VERSION: u16 = 0x0208;
 
+/// `PT_LOAD`.
+const PT_LOAD: u32 = 1;
 /// `PT_NOTE`.
 const PT_NOTE: u32 = 4;
 /// `EM_X86_64`.
@@ -192,6 +194,44 @@ pub fn pvh_entry(elf: &[u8]) -> Result<u64> {
     );
 }
 
+/// The ELF with each `PT_LOAD` segment's trailing zero bytes left out of the file: `p_filesz`
+/// shrinks, `p_memsz` stays (a loader zeroes `p_memsz - p_filesz`, as for any `.bss`), no offset
+/// moves (the `PT_NOTE` inside the text segment stays where its header says), the file ends after
+/// the last byte a program header still covers, and the section headers are dropped (a PVH
+/// loader reads only program headers). Debian's vmlinux.bin stores `.bss`, `.brk` and
+/// `.init.scratch` as about 24 MB of zeros at the end of its last segment, which every domain
+/// creation would otherwise copy.
+pub fn trim_zero_tails(elf: &[u8]) -> Result<Vec<u8>> {
+    pvh_entry(elf)?;
+    let phoff = u64_at(elf, 0x20).context("ELF header truncated")? as usize;
+    let phentsize = u16_at(elf, 0x36).context("ELF header truncated")? as usize;
+    let phnum = u16_at(elf, 0x38).context("ELF header truncated")? as usize;
+    let mut out = elf.to_vec();
+    let mut end = phoff + phnum * phentsize;
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let p_type = u32_at(elf, ph).context("ELF program headers run past the file's end")?;
+        let offset = u64_at(elf, ph + 8).context("ELF program header truncated")? as usize;
+        let filesz = u64_at(elf, ph + 0x20).context("ELF program header truncated")? as usize;
+        let bytes = elf
+            .get(offset..offset.saturating_add(filesz))
+            .with_context(|| format!("ELF program header {i} names bytes past the file's end"))?;
+        let keep =
+            if p_type == PT_LOAD { bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1) } else { filesz };
+        if p_type == PT_LOAD {
+            out[ph + 0x20..ph + 0x28].copy_from_slice(&(keep as u64).to_le_bytes());
+        }
+        if keep > 0 {
+            end = end.max(offset + keep);
+        }
+    }
+    // e_shoff, then (after e_shentsize) e_shnum and e_shstrndx.
+    out[0x28..0x30].fill(0);
+    out[0x3c..0x40].fill(0);
+    out.truncate(end);
+    Ok(out)
+}
+
 /// Walks one PT_NOTE segment for the `Xen` note of type 18; its descriptor is the entry address,
 /// 4 or 8 bytes (Linux writes it with `_ASM_PTR`, a quad on x86_64).
 fn xen_phys32_entry(mut notes: &[u8]) -> Result<Option<u64>> {
@@ -314,6 +354,78 @@ pub(crate) mod tests {
             assert_eq!(pvh_entry(&out).unwrap(), 0x100_01a0, "{what}");
         }
         assert_eq!(payload(&bzimage(&xz_bcj(&elf), 0x020f)).unwrap().1, Compression::Xz);
+    }
+
+    /// What a loader puts in memory for each `PT_LOAD`: (paddr, file bytes padded to memsz).
+    fn loaded(elf: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let (phoff, phnum) = (u64_at(elf, 0x20).unwrap() as usize, u16_at(elf, 0x38).unwrap() as usize);
+        (0..phnum)
+            .map(|i| phoff + i * 56)
+            .filter(|&ph| u32_at(elf, ph) == Some(PT_LOAD))
+            .map(|ph| {
+                let (off, filesz) = (u64_at(elf, ph + 8).unwrap() as usize, u64_at(elf, ph + 0x20).unwrap() as usize);
+                let mut mem = elf[off..off + filesz].to_vec();
+                mem.resize(u64_at(elf, ph + 0x28).unwrap() as usize, 0);
+                (u64_at(elf, ph + 0x18).unwrap(), mem)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trims_the_zero_tails_of_load_segments_and_keeps_the_note() {
+        // A PT_NOTE inside a text PT_LOAD (as in Linux), then a data PT_LOAD ending in zeros,
+        // then section headers.
+        let mut elf = pvh_elf(0x100_0850);
+        let note_off = u64_at(&elf, 64 + 8).unwrap() as usize;
+        let note_len = elf.len() - note_off;
+        elf.resize(0x200, 0);
+        elf[0x1f0..0x1f8].copy_from_slice(&[0xab; 8]); // text after the note, then zeros to 0x200
+        let data = [&[7u8; 16][..], &[0; 0x70]].concat();
+        elf.extend_from_slice(&data);
+        let shoff = elf.len();
+        elf.extend_from_slice(&[0x55; 64]);
+        elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&1u16.to_le_bytes());
+        // Three program headers (64..232): the note's first, then the two loads.
+        elf[0x38..0x3a].copy_from_slice(&3u16.to_le_bytes());
+        let ph = |kind: u32, off: u64, size: u64, paddr: u64| {
+            let mut h = vec![0u8; 56];
+            h[..4].copy_from_slice(&kind.to_le_bytes());
+            h[8..16].copy_from_slice(&off.to_le_bytes());
+            h[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
+            h[0x20..0x28].copy_from_slice(&size.to_le_bytes());
+            h[0x28..0x30].copy_from_slice(&(size + 0x40).to_le_bytes()); // and some .bss
+            h
+        };
+        // The loads' headers take the note's old place: the note moves to 0x100, inside the text.
+        assert!(note_off < 0x100 && note_off + note_len <= 0x100);
+        let note = elf[note_off..note_off + note_len].to_vec();
+        elf[note_off..note_off + note_len].fill(0);
+        elf[0x100..0x100 + note_len].copy_from_slice(&note);
+        elf[64 + 8..64 + 16].copy_from_slice(&0x100u64.to_le_bytes());
+        elf[120..176].copy_from_slice(&ph(PT_LOAD, 0x100, 0x100, 0x100_0000));
+        elf[176..232].copy_from_slice(&ph(PT_LOAD, 0x200, data.len() as u64, 0x200_0000));
+        assert_eq!(pvh_entry(&elf).unwrap(), 0x100_0850);
+
+        let trimmed = trim_zero_tails(&elf).unwrap();
+        assert_eq!(trimmed.len(), 0x210, "the file ends after the data's last non-zero byte");
+        assert_eq!(u64_at(&trimmed, 120 + 0x20), Some(0xf8), "the text keeps up to its last non-zero byte");
+        assert_eq!(u64_at(&trimmed, 176 + 0x20), Some(16));
+        assert_eq!(u64_at(&trimmed, 176 + 0x28), u64_at(&elf, 176 + 0x28), "p_memsz stays");
+        assert_eq!(u64_at(&trimmed, 0x28), Some(0), "no section headers");
+        assert_eq!(u16_at(&trimmed, 0x3c), Some(0));
+        assert_eq!(pvh_entry(&trimmed).unwrap(), 0x100_0850, "the note is where its header says");
+        assert_eq!(loaded(&trimmed), loaded(&elf), "memory gets the same bytes");
+        assert_eq!(trim_zero_tails(&trimmed).unwrap(), trimmed, "trimming twice changes nothing");
+    }
+
+    #[test]
+    fn trimming_refuses_what_is_not_a_pvh_kernel() {
+        assert!(trim_zero_tails(b"not an elf").is_err());
+        let mut elf = pvh_elf(0x1000);
+        elf[64 + 0x20..64 + 0x28].copy_from_slice(&0x10_0000u64.to_le_bytes()); // note past the end
+        assert!(trim_zero_tails(&elf).is_err());
     }
 
     #[test]
