@@ -41,6 +41,23 @@ if [ "$modules" = 1 ]; then
 		if insmod "/lib/modules/$m"; then echo "linux-guest: loaded $m"; else echo "linux-guest: insmod $m failed"; fi
 	done
 fi
+# eth0 up (guest.ip, guest.gw), one ping (guest.ping, default the gateway), httpd on port 80.
+net_up() {
+	ip link set lo up
+	ip link set eth0 up
+	ip addr add "${ip:-10.0.2.15/24}" dev eth0
+	ip route add default via "${gw:-10.0.2.2}"
+	echo "linux-guest: eth0 $(cat /sys/class/net/eth0/address) ${ip:-10.0.2.15/24}"
+	if ping -c 3 -W 5 "${ping:-${gw:-10.0.2.2}}" > /tmp/ping; then
+		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} ok: $(tail -1 /tmp/ping)"
+	else
+		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} failed"
+	fi
+	mkdir -p /www
+	echo "hello from Linux on xen-netfront and the Rust netback" > /www/index.html
+	httpd -p 80 -h /www
+	echo "linux-guest: httpd serving on port 80"
+}
 echo "linux-guest: mode $mode"
 disk_wait() { # xen-blkfront connects after insmod returns: wait for xvda (up to 10 s)
 	i=0
@@ -82,24 +99,13 @@ shell)
 net)
 	# eth0 (xen-netfront) up with guest.ip/guest.gw, ping guest.ping (default: the gateway),
 	# then serve /www over HTTP on port 80 and stay up.
-	ip link set lo up
-	ip link set eth0 up
-	ip addr add "${ip:-10.0.2.15/24}" dev eth0
-	ip route add default via "${gw:-10.0.2.2}"
-	echo "linux-guest: eth0 $(cat /sys/class/net/eth0/address) ${ip:-10.0.2.15/24}"
-	if ping -c 3 -W 5 "${ping:-${gw:-10.0.2.2}}" > /tmp/ping; then
-		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} ok: $(tail -1 /tmp/ping)"
-	else
-		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} failed"
-	fi
-	mkdir -p /www
-	echo "hello from Linux on xen-netfront and the Rust netback" > /www/index.html
-	httpd -p 80 -h /www
-	echo "linux-guest: httpd serving on port 80"
+	net_up
 	while :; do sleep 3600; done
 	;;
 blk-loop)
-	# Writes and reads back xvda's first MiB in a loop (O_DIRECT), one line per round.
+	# Writes and reads back xvda's first MiB in a loop (O_DIRECT), one line per round; with
+	# guest.ip also the network of `net` (httpd) beside it.
+	[ -n "$ip" ] && net_up
 	n=0
 	while :; do
 		n=$((n + 1))
