@@ -566,8 +566,8 @@ fn xl_create_boots_a_linux_pvh_guest_that_pauses_shows_its_console_and_is_destro
     let o = s.run();
     finished_by_the_host(&o, &report);
     o.expect_in_order(&[
-        "[dom0] xl create: linux1 is domain *",
         "[hv] domain * (linux1) created in * us: PVH, 128 MiB at *, kernel linux entry 0x*",
+        "[dom0] xl create: linux1 is domain *",
         "[linux1] linux-guest: init started",
         "[linux1] linux-guest: staying up",
         "[dom0] xl destroy: linux1 (domain *) destroyed",

@@ -304,7 +304,7 @@ pub fn create_error(cfg: &DomainConfig, e: Error) -> String {
     match (cfg.domain_type, e) {
         (DomainType::Pvh, Error::NoEnt) => format!(
             "{what}: kernel {:?}{} is not an image of the running bundle; a bundle carries {PVH_IMAGES} when its \
-             topology names them (a domain's kernel/ramdisk, or images = [...]; topologies/toolstack.toml does) \
+             topology names them (a domain's kernel/ramdisk, or images = [...] as in topologies/xl-linux.toml) \
              (ENOENT)",
             cfg.kernel.as_deref().unwrap_or_default(),
             cfg.ramdisk.as_deref().map(|r| format!(" or ramdisk {r:?}")).unwrap_or_default(),
