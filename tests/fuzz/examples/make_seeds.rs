@@ -19,7 +19,9 @@
 use std::path::Path;
 
 use hv_bundle::{Bundle, Topology};
-use hv_control::{DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, DomainType, OnCrash, Request, Response, State, encode};
+use hv_control::{
+    DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, DomainType, OnCrash, Request, Response, State, encode,
+};
 use shared_ring::wire::blkif::{BlkifRequest, BlkifRequestSlot, BlkifSegment, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE};
 use shared_ring::wire::netif::{
     EXTRA_FLAG_MORE, EXTRA_TYPE_MCAST_ADD, NetifExtraInfo, NetifRxRequest, NetifTxRequest, TXF_EXTRA_INFO,
