@@ -231,7 +231,8 @@ impl Scenario {
             },
             Boot::Iso => Media::Iso(iso(&self.topology)),
         };
-        let mut spec = Spec { machine: self.machine, accel: accel(), ..Spec::new(media) };
+        let mut spec = Spec { machine: self.machine, accel: accel(), ..Spec::new(media) }
+            .with_xl_memory(self.topology.xl_memory_mib);
         if let Some(f) = self.firmware {
             spec.firmware = f;
         }

@@ -375,3 +375,251 @@ fn a_store_attacker_is_refused_and_honest_domains_still_connect() {
     o.expect_no_line("[dom0] * UNEXPECTED*");
     o.expect_no_line("*memory allocation*failed*");
 }
+
+/// The xl-linux topology is up: Dom0 takes xl verbs (nothing else runs).
+const XL_LINUX_READY: &[&str] = &["[dom0] control channel ready*", "[dom0] system idle*"];
+
+/// A domain's `xl list` row, if it is listed.
+fn row_of(c: &mut Client, name: &str) -> Result<Option<DomainRow>, String> {
+    Ok(c.list().map_err(|e| format!("{e:#}"))?.into_iter().find(|r| r.name == name))
+}
+
+/// `xl console` of one domain followed from its first byte, as `cargo xtask xl console` does
+/// (the hypervisor keeps only the last `CONSOLE_HISTORY` bytes; a Linux boot writes more).
+struct Tail {
+    dom: DomRef,
+    from: u64,
+    text: String,
+    /// Bytes no longer kept when asked for (a gap in `text`).
+    lost: u64,
+}
+
+impl Tail {
+    fn new(dom: DomRef) -> Self {
+        Self { dom, from: 0, text: String::new(), lost: 0 }
+    }
+
+    /// Reads what is new; returns where the output ends now.
+    fn poll(&mut self, c: &mut Client) -> Result<u64, String> {
+        let r = c.ok(&hv_control::Request::Console { dom: self.dom.clone(), from: self.from });
+        let hv_control::Response::Console { start, data, end } = r.map_err(|e| format!("xl console: {e:#}"))? else {
+            return Err("unexpected answer to console".into());
+        };
+        self.lost += start.saturating_sub(self.from);
+        self.text.push_str(&String::from_utf8_lossy(&data));
+        self.from = start + data.len() as u64;
+        Ok(end)
+    }
+
+    /// Follows the output until a line holds `needle`; returns that line.
+    fn wait_for(&mut self, c: &mut Client, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll(c)?;
+            if let Some(line) = self.text.lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no {needle:?} on {:?}'s console after {timeout:?}; it shows:\n{}",
+                    self.dom, self.text
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn destroy(c: &mut Client, dom: DomRef) -> Result<(), String> {
+    c.ok(&hv_control::Request::Destroy { dom: dom.clone(), crash: false })
+        .map(drop)
+        .map_err(|e| format!("xl destroy {dom:?}: {e:#}"))
+}
+
+/// Issue 14, items 5 and 7: `xl create` of a Linux PVH config at run time (the config file goes
+/// through the same parser as `cargo xtask xl create`). Bad PVH configs are refused with errors
+/// naming the fix and leave nothing behind; the guest boots to its init, `xl pause` stops it
+/// (state p, no CPU time, no console output while paused) and `xl unpause` lets it go on, `xl
+/// console` shows its boot lines, `xl destroy` ends it and `xl info` is back where it started.
+#[test]
+fn xl_create_boots_a_linux_pvh_guest_that_pauses_shows_its_console_and_is_destroyed() {
+    let mut s = Scenario::new("xl-linux").at_least(Duration::from_secs(300));
+    let socket = s.control_socket();
+    let (s, report) = drive_when(s, socket, XL_LINUX_READY, |c, notes| {
+        let list0 = c.list().map_err(|e| format!("{e:#}"))?;
+        let info0 = c.info().map_err(|e| format!("{e:#}"))?;
+        notes.push(format!("totals at start: {info0:?}"));
+        let linux = xtask::control::linux_spec;
+        let bad: [(&str, DomainSpec, &[&str]); 5] = [
+            (
+                "a kernel the bundle lacks",
+                DomainSpec { kernel: Some("vmlinuz".into()), ..linux("bad1", 128, "stay") },
+                &["kernel \"vmlinuz\"", "not an image of the running bundle", "linux-initramfs", "pvh-probe"],
+            ),
+            (
+                "a ramdisk the bundle lacks",
+                DomainSpec { ramdisk: Some("initrd".into()), ..linux("bad2", 128, "stay") },
+                &["ramdisk \"initrd\"", "not an image of the running bundle"],
+            ),
+            (
+                "a PV image as kernel",
+                DomainSpec { kernel: Some("dom0".into()), ..linux("bad3", 128, "stay") },
+                &["kernel \"dom0\" is not a PVH kernel", "XEN_ELFNOTE_PHYS32_ENTRY"],
+            ),
+            ("too little memory", linux("bad4", 2, "stay"), &["do not fit in 2 MiB", "more memory"]),
+            (
+                "PV args on a PVH guest",
+                DomainSpec { args: "x=1".into(), ..linux("bad5", 128, "stay") },
+                &["takes cmdline", "kernel = \"linux\""],
+            ),
+        ];
+        for (what, spec, expect) in bad {
+            match c.create(spec) {
+                Ok(id) => return Err(format!("create with {what} succeeded (domain {id})")),
+                Err(e) if expect.iter().all(|x| format!("{e:#}").contains(x)) => notes.push(format!("{what}: {e:#}")),
+                Err(e) => return Err(format!("create with {what}: error {e:#} does not say all of {expect:?}")),
+            }
+            check_unchanged(c, &format!("create with {what}"), &list0, &info0)?;
+        }
+
+        // The config file, as a user writes it for `cargo xtask xl create`.
+        let cfg = std::env::temp_dir().join(format!("hv-xl-linux-{}.cfg", std::process::id()));
+        let text = "name = \"linux1\"\ntype = \"pvh\"\nkernel = \"linux\"\nramdisk = \"linux-initramfs\"\n\
+                    cmdline = \"console=hvc0 loglevel=7 mitigations=off pci=off guest.mode=stay\"\nmemory_mib = 128\n";
+        std::fs::write(&cfg, text).map_err(|e| format!("writing {}: {e}", cfg.display()))?;
+        let req = xtask::control::create_request(&cfg).map_err(|e| format!("{e:#}"));
+        let _ = std::fs::remove_file(&cfg);
+        let hv_control::Request::Create(spec) = req? else { return Err("create_request made no Create".into()) };
+        let t0 = Instant::now();
+        let id = c.create(spec).map_err(|e| format!("xl create linux1: {e:#}"))?;
+        let dom = DomRef::Id(id);
+        notes.push(format!("linux1 is domain {id}"));
+
+        // Pause it mid-boot: no CPU time, no console output until unpaused.
+        let mut tail = Tail::new(dom.clone());
+        tail.wait_for(c, "Linux version 6.1", Duration::from_secs(60))?;
+        c.ok(&hv_control::Request::Pause(DomRef::Name("linux1".into()))).map_err(|e| format!("xl pause: {e:#}"))?;
+        let paused = row_of(c, "linux1")?.ok_or("linux1 is not in xl list")?;
+        if paused.state != hv_control::State::Paused {
+            return Err(format!("after xl pause, xl list shows linux1 as {paused:?}"));
+        }
+        let end0 = tail.poll(c)?;
+        std::thread::sleep(Duration::from_millis(1500));
+        let (still, end1) = (row_of(c, "linux1")?.ok_or("linux1 vanished while paused")?, tail.poll(c)?);
+        if still.state != hv_control::State::Paused || still.cpu_time_ns != paused.cpu_time_ns || end1 != end0 {
+            return Err(format!("linux1 ran while paused: {paused:?} then {still:?}, console end {end0} then {end1}"));
+        }
+        notes.push(format!(
+            "paused 1.5 s mid-boot at console byte {end0}, {} ms CPU: nothing moved",
+            paused.cpu_time_ns / 1_000_000
+        ));
+        c.ok(&hv_control::Request::Unpause(dom.clone())).map_err(|e| format!("xl unpause: {e:#}"))?;
+
+        // It boots on to its init and stays.
+        let line = tail.wait_for(c, "linux-guest: staying up", Duration::from_secs(120))?;
+        notes.push(format!("{line} {:.1} s after xl create (host clock)", t0.elapsed().as_secs_f64()));
+        let row = row_of(c, "linux1")?.ok_or("linux1 is not in xl list")?;
+        if row.id != id
+            || row.memory_mib < 128
+            || row.state == hv_control::State::Paused
+            || row.cpu_time_ns <= paused.cpu_time_ns
+        {
+            return Err(format!("xl list shows linux1 as {row:?}"));
+        }
+        notes.push(format!("xl list: {row:?}"));
+        // `xl console` showed the whole boot, in order.
+        let mut at = 0;
+        for want in [
+            "Linux version 6.1",
+            "Booting kernel on Xen PVH",
+            "printk: console [hvc0] enabled",
+            "Run /init as init process",
+            "linux-guest: init started",
+            "linux-guest: staying up",
+        ] {
+            match tail.text[at..].find(want) {
+                Some(i) => at += i + want.len(),
+                None => {
+                    return Err(format!("xl console did not show {want:?} after the lines before it:\n{}", tail.text));
+                }
+            }
+        }
+        notes.push(format!(
+            "xl console: {} bytes of boot lines, {} lost to the history ring",
+            tail.text.len(),
+            tail.lost
+        ));
+        if tail.lost != 0 {
+            return Err(format!("xl console lost {} bytes while following linux1", tail.lost));
+        }
+
+        destroy(c, DomRef::Name("linux1".into()))?;
+        if let Some(r) = row_of(c, "linux1")? {
+            return Err(format!("after xl destroy, xl list still shows {r:?}"));
+        }
+        match c.ok(&hv_control::Request::Console { dom: dom.clone(), from: 0 }) {
+            Err(e) if format!("{e:#}").contains("unknown domain") => {}
+            other => return Err(format!("xl console of the destroyed linux1 answered {other:?}")),
+        }
+        check_unchanged(c, "a Linux guest's life", &list0, &info0)
+    });
+    let o = s.run();
+    finished_by_the_host(&o, &report);
+    o.expect_in_order(&[
+        "[hv] domain * (linux1) created in * us: PVH, 128 MiB at *, kernel linux entry 0x*",
+        "[dom0] xl create: linux1 is domain *",
+        "[linux1] linux-guest: init started",
+        "[linux1] linux-guest: staying up",
+        "[dom0] xl destroy: linux1 (domain *) destroyed",
+    ]);
+    o.expect_no_line("[linux1] *BUG*");
+    o.expect_no_line("[linux1] *Oops*");
+    o.expect_no_line("[dom0] * UNEXPECTED*");
+}
+
+/// Linux guests created and destroyed 20 times: most destroyed right after `xl create` (at
+/// different points of their boot), every fifth after a full boot to its init. `xl list` and
+/// `xl info` (free memory, grants, event ports, store nodes, watches and bytes) end where they
+/// started.
+#[test]
+fn twenty_linux_create_destroy_cycles_leave_xl_info_where_it_started() {
+    const LINUX_CYCLES: u64 = 20;
+    let mut s = Scenario::new("xl-linux").at_least(Duration::from_secs(300));
+    let socket = s.control_socket();
+    let (s, report) = drive_when(s, socket, XL_LINUX_READY, |c, notes| {
+        let list0 = c.list().map_err(|e| format!("{e:#}"))?;
+        let info0 = c.info().map_err(|e| format!("{e:#}"))?;
+        notes.push(format!("totals at start: {info0:?}"));
+        let t0 = Instant::now();
+        let mut booted = 0;
+        for i in 0..LINUX_CYCLES {
+            let spec = xtask::control::linux_spec("cycler", 128, "stay");
+            let id = c.create(spec).map_err(|e| format!("cycle {i}: xl create: {e:#}"))?;
+            if i % 5 == 4 {
+                console_shows(c, DomRef::Id(id), "linux-guest: init started", Duration::from_secs(120))
+                    .map_err(|e| format!("cycle {i} (domain {id}): {e}"))?;
+                booted += 1;
+            } else {
+                // Somewhere in its first 0.3 s of boot.
+                std::thread::sleep(Duration::from_millis(i * 20));
+            }
+            destroy(c, DomRef::Id(id)).map_err(|e| format!("cycle {i}: {e}"))?;
+        }
+        notes.push(format!(
+            "{LINUX_CYCLES} Linux create/destroy cycles ({booted} to init) in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        ));
+        check_unchanged(c, &format!("{LINUX_CYCLES} Linux create/destroy cycles"), &list0, &info0)?;
+        // And one more still boots.
+        let id = c.create(xtask::control::linux_spec("last", 128, "stay")).map_err(|e| format!("{e:#}"))?;
+        console_shows(c, DomRef::Id(id), "linux-guest: init started", Duration::from_secs(120))
+            .map_err(|e| format!("after the cycles: {e}"))?;
+        Ok(())
+    });
+    let o = s.run();
+    finished_by_the_host(&o, &report);
+    if o.count("[dom0] xl destroy: cycler (domain *) destroyed") < LINUX_CYCLES as usize {
+        o.fail("not every cycle's guest was destroyed by xl destroy");
+    }
+    o.expect_no_line("[dom0] * UNEXPECTED*");
+}

@@ -140,13 +140,38 @@ impl Client {
 pub fn guest_spec(name: &str) -> DomainSpec {
     DomainSpec {
         name: name.to_owned(),
+        domain_type: hv_control::DomainType::Pv,
         image: "guest".to_owned(),
         memory_mib: 8,
         args: "ip=10.0.2.30/24".to_owned(),
+        kernel: None,
+        ramdisk: None,
+        cmdline: String::new(),
         driver: false,
         pci: vec![],
         vifs: vec![DeviceSpec { backend: "netback".to_owned(), params: String::new() }],
         disks: vec![DeviceSpec { backend: "blkback".to_owned(), params: "offset_mib=16 size_mib=8 mode=w".to_owned() }],
+        on_crash: hv_control::OnCrash::Destroy,
+    }
+}
+
+/// A PVH Linux guest (Debian's kernel, the busybox initramfs, bundle images `linux` and
+/// `linux-initramfs`) named `name` with `memory_mib` and the init's `guest.mode` (`stay` keeps it
+/// running, `poweroff` ends it after its boot lines), as the xl Linux scenarios create it.
+pub fn linux_spec(name: &str, memory_mib: u32, mode: &str) -> DomainSpec {
+    DomainSpec {
+        name: name.to_owned(),
+        domain_type: hv_control::DomainType::Pvh,
+        image: String::new(),
+        memory_mib,
+        args: String::new(),
+        kernel: Some(crate::linux_guest::KERNEL_IMAGE.to_owned()),
+        ramdisk: Some(crate::linux_guest::RAMDISK_IMAGE.to_owned()),
+        cmdline: format!("{} guest.mode={mode}", crate::linux_guest::DEFAULT_CMDLINE),
+        driver: false,
+        pci: vec![],
+        vifs: vec![],
+        disks: vec![],
         on_crash: hv_control::OnCrash::Destroy,
     }
 }
@@ -172,9 +197,16 @@ pub fn create_request(file: &Path) -> Result<Request> {
     }
     Ok(Request::Create(DomainSpec {
         name: cfg.name.clone(),
+        domain_type: match cfg.domain_type {
+            hv_bundle::DomainType::Pv => hv_control::DomainType::Pv,
+            hv_bundle::DomainType::Pvh => hv_control::DomainType::Pvh,
+        },
         image: cfg.image.clone(),
         memory_mib: cfg.memory_mib,
         args: cfg.args.clone(),
+        kernel: cfg.kernel.clone(),
+        ramdisk: cfg.ramdisk.clone(),
+        cmdline: cfg.cmdline.clone(),
         driver: cfg.kind == hv_bundle::DomainKind::Driver,
         pci: cfg.pci.clone(),
         vifs: dev("vif"),
@@ -184,4 +216,41 @@ pub fn create_request(file: &Path) -> Result<Request> {
             hv_bundle::OnCrash::Restart => hv_control::OnCrash::Restart,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_for(name: &str, text: &str) -> Result<Request> {
+        let file = std::env::temp_dir().join(format!("xtask-xl-{}-{name}.cfg", std::process::id()));
+        std::fs::write(&file, text).unwrap();
+        let r = create_request(&file);
+        std::fs::remove_file(&file).unwrap();
+        r
+    }
+
+    #[test]
+    fn a_pvh_config_becomes_a_pvh_create() {
+        let text = "name = \"linux1\"\ntype = \"pvh\"\nkernel = \"linux\"\nramdisk = \"linux-initramfs\"\n\
+                    cmdline = \"console=hvc0 guest.mode=stay\"\nmemory_mib = 128\n";
+        let Request::Create(spec) = request_for("pvh", text).unwrap() else { panic!("not a create") };
+        let want = DomainSpec { cmdline: "console=hvc0 guest.mode=stay".into(), ..linux_spec("linux1", 128, "stay") };
+        assert_eq!(spec, want);
+        let Request::Create(pv) = request_for("pv", "name = \"g\"\nimage = \"guest\"\nmemory_mib = 8\n").unwrap()
+        else {
+            panic!("not a create")
+        };
+        assert_eq!(
+            (pv.domain_type, pv.kernel, pv.ramdisk, pv.cmdline.as_str()),
+            (hv_control::DomainType::Pv, None, None, "")
+        );
+    }
+
+    #[test]
+    fn a_bad_pvh_config_is_refused_before_sending() {
+        let e =
+            format!("{:#}", request_for("nokernel", "name = \"l\"\ntype = \"pvh\"\nmemory_mib = 128\n").unwrap_err());
+        assert!(e.contains("a PVH domain needs a kernel") && e.contains("fix:"), "{e}");
+    }
 }

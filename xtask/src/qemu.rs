@@ -177,13 +177,18 @@ pub fn memory_for_bundle(bundle: &std::path::Path) -> u64 {
     (domains + (raw.len() as u64).div_ceil(1 << 20) + HYPERVISOR_MIB).max(BASE_MEMORY_MIB)
 }
 
+/// The machine memory `media` needs for its topology's own domains.
+fn memory_for_media(media: &Media) -> u64 {
+    match media {
+        Media::Direct { initrd, .. } => memory_for_bundle(initrd),
+        Media::Iso(_) => BASE_MEMORY_MIB,
+    }
+}
+
 impl Spec {
     pub fn new(media: Media) -> Self {
         let firmware = Firmware::default_for(&media);
-        let memory = match &media {
-            Media::Direct { initrd, .. } => memory_for_bundle(initrd),
-            Media::Iso(_) => BASE_MEMORY_MIB,
-        };
+        let memory = memory_for_media(&media);
         Self {
             machine: Machine::Q35,
             accel: Accel::Tcg,
@@ -195,6 +200,13 @@ impl Spec {
             nics: Vec::new(),
             control: None,
         }
+    }
+
+    /// Adds `mib` of machine memory for the domains `xl create` makes at run time (a topology's
+    /// `xl_memory_mib`).
+    pub fn with_xl_memory(mut self, mib: u32) -> Self {
+        self.memory = format!("{}M", memory_for_media(&self.media) + u64::from(mib));
+        self
     }
 
     pub fn args(&self) -> Vec<String> {

@@ -39,7 +39,8 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
     } else {
         Media::Direct { kernel: p.hypervisor(), initrd: p.bundle.clone(), append: None }
     };
-    let mut spec = Spec { machine: args.machine.into(), accel, gdb: args.gdb, ..Spec::new(media) };
+    let mut spec = Spec { machine: args.machine.into(), accel, gdb: args.gdb, ..Spec::new(media) }
+        .with_xl_memory(p.topology.xl_memory_mib);
     if let Some(f) = args.firmware {
         spec.firmware = f.into();
     }

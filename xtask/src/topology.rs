@@ -4,6 +4,7 @@
 //! name = "default"          # optional, defaults to the file stem
 //! on_finish = "stay"        # "stay" (default) | "shutdown"
 //! images = ["guest"]        # optional: more images for the bundle, for `xl create` at run time
+//! xl_memory_mib = 192       # optional: machine memory beyond the topology's domains, for `xl create`
 //! [[domain]]
 //! name = "dom0"
 //! image = "dom0"            # PV: a domain binary
@@ -56,7 +57,13 @@ struct FileTopology {
     /// Images bundled for `xl create` beyond those the domains use.
     #[serde(default)]
     images: Vec<String>,
+    /// Machine memory for domains `xl create` makes at run time, beyond the topology's own.
+    #[serde(default)]
+    xl_memory_mib: u32,
 }
+
+/// Most machine memory a topology may set aside for `xl create` (`xl_memory_mib`).
+pub const MAX_XL_MEMORY_MIB: u32 = 16 * 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +227,8 @@ pub struct Loaded {
     pub nics: Vec<Nic>,
     /// Images bundled for `xl create` at run time (top-level `images = [...]`).
     pub extra_images: Vec<String>,
+    /// Machine memory set aside for domains `xl create` makes at run time (`xl_memory_mib`).
+    pub xl_memory_mib: u32,
 }
 
 impl Loaded {
@@ -290,7 +299,14 @@ pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
     let disks = parse_disks(&file, &text)?;
     let nics = parse_nics(&file, &text)?;
     let raw: FileTopology = toml::from_str(&text).with_context(|| format!("{file}: invalid topology"))?;
-    Ok(Loaded { path, topology, disks, nics, extra_images: raw.images })
+    if raw.xl_memory_mib > MAX_XL_MEMORY_MIB {
+        bail!(
+            "{file}: xl_memory_mib = {} is more than a test machine has\n  fix: use at most {MAX_XL_MEMORY_MIB} \
+             (the memory of the domains you mean to xl create at once)",
+            raw.xl_memory_mib
+        );
+    }
+    Ok(Loaded { path, topology, disks, nics, extra_images: raw.images, xl_memory_mib: raw.xl_memory_mib })
 }
 
 /// The `[[disk]]` tables of a topology file (already syntax-checked by [`parse`]).
@@ -386,12 +402,16 @@ fn convert_domain(d: FileDomain) -> DomainConfig {
 
 /// Parses an `xl create` config: one domain, with the keys of a topology's `[[domain]]`
 /// table at the top level (`name`, `image`, `memory_mib`, `args`, `kind`, `pci`, `vif`, `disk`,
-/// `on_crash`).
+/// `on_crash`; a PVH guest has `type = "pvh"`, `kernel`, `ramdisk` and `cmdline` instead of
+/// `image` and `args`). Image, kernel and ramdisk name images of the running bundle; Dom0 says
+/// which it lacks.
 pub fn parse_domain_config(file: &str, text: &str) -> Result<DomainConfig> {
     let d: FileDomain = toml::from_str(text).map_err(|e| {
         anyhow::anyhow!(
             "{file}: not a domain config: {}\n  fix: give name, image and memory_mib (and optionally args, kind, pci, \
-             vif = [\"backend=netback\"], disk = [\"backend=blkback,size_mib=8\"], on_crash = \"restart\")",
+             vif = [\"backend=netback\"], disk = [\"backend=blkback,size_mib=8\"], on_crash = \"restart\"); for a \
+             PVH guest type = \"pvh\", kernel (e.g. \"linux\"), ramdisk (e.g. \"linux-initramfs\") and cmdline \
+             instead of image and args",
             e.to_string().trim_end()
         )
     })?;
@@ -403,18 +423,19 @@ pub fn parse_domain_config(file: &str, text: &str) -> Result<DomainConfig> {
     if matches!(d.kind, FileKind::Dom0) {
         bail!("{file}: kind = \"dom0\": there is one Dom0 and it is running\n  fix: use kind = \"domu\" or \"driver\"");
     }
-    if matches!(d.domain_type, FileType::Pvh) {
-        bail!(
-            "{file}: type = \"pvh\": xl create does not start PVH domains yet\n  fix: put the domain in a topology \
-             (see topologies/linux.toml)"
-        );
-    }
     if d.memory_mib == 0 {
         bail!("{file}: memory_mib = 0\n  fix: give the domain at least 1 MiB");
     }
     let cfg = convert_domain(d);
     if let Err(e) = cfg.check_type() {
-        bail!("{file}: {e}\n  fix: give name, image and memory_mib (image: a domain binary of the bundle)");
+        let fix = match cfg.domain_type {
+            DomainType::Pv => "give name, image and memory_mib (image: a domain binary of the bundle)",
+            DomainType::Pvh => {
+                "a PVH guest (type = \"pvh\") gives kernel (e.g. \"linux\"), optional ramdisk (e.g. \
+                 \"linux-initramfs\") and cmdline, no image, args or pci, and is a domu"
+            }
+        };
+        bail!("{file}: {e}\n  fix: {fix}");
     }
     Ok(cfg)
 }
@@ -633,14 +654,76 @@ mod tests {
         assert!(e.contains("domain hello: a PV domain needs an image"), "{e}");
         let e = err(&PVH.replace("type = \"pv\"", "type = \"hvm\""));
         assert!(e.contains("hvm") && e.contains("type = \"pvh\""), "{e}");
-        let e = format!(
-            "{:#}",
-            parse_domain_config("g.cfg", "name = \"g\"\ntype = \"pvh\"\nkernel = \"linux\"\nmemory_mib = 64\n")
-                .unwrap_err()
-        );
-        assert!(e.contains("xl create does not start PVH domains") && e.contains("fix:"), "{e}");
         let e = format!("{:#}", parse_domain_config("g.cfg", "name = \"g\"\nmemory_mib = 64\n").unwrap_err());
         assert!(e.contains("needs an image") && e.contains("fix:"), "{e}");
+    }
+
+    const XL_LINUX: &str = r#"
+        name = "linux1"
+        type = "pvh"
+        kernel = "linux"
+        ramdisk = "linux-initramfs"
+        cmdline = "console=hvc0 guest.mode=stay"
+        memory_mib = 128
+        on_crash = "restart"
+    "#;
+
+    fn xl_err(text: &str) -> String {
+        format!("{:#}", parse_domain_config("g.cfg", text).unwrap_err())
+    }
+
+    #[test]
+    fn xl_configs_of_pvh_guests_parse() {
+        let c = parse_domain_config("g.cfg", XL_LINUX).unwrap();
+        assert_eq!((c.name.as_str(), c.domain_type, c.memory_mib), ("linux1", DomainType::Pvh, 128));
+        assert_eq!((c.kernel.as_deref(), c.ramdisk.as_deref()), (Some("linux"), Some("linux-initramfs")));
+        assert_eq!(c.cmdline, "console=hvc0 guest.mode=stay");
+        assert_eq!((c.image.as_str(), c.args.as_str(), c.kind), ("", "", DomainKind::DomU));
+        assert_eq!(c.on_crash, hv_bundle::OnCrash::Restart);
+        let c =
+            parse_domain_config("g.cfg", &XL_LINUX.replace("cmdline = \"console=hvc0 guest.mode=stay\"", "")).unwrap();
+        assert_eq!(c.cmdline, crate::linux_guest::DEFAULT_CMDLINE, "kernel linux gets the default cmdline");
+        let c = parse_domain_config("g.cfg", "name = \"p\"\ntype = \"pvh\"\nkernel = \"pvh-probe\"\nmemory_mib = 16\n")
+            .unwrap();
+        assert_eq!((c.kernel.as_deref(), c.ramdisk, c.cmdline.as_str()), (Some("pvh-probe"), None, ""));
+    }
+
+    #[test]
+    fn bad_xl_configs_of_pvh_guests_name_the_fix() {
+        let e = xl_err(&XL_LINUX.replace("kernel = \"linux\"", ""));
+        assert!(e.contains("g.cfg: domain linux1: a PVH domain needs a kernel") && e.contains("fix:"), "{e}");
+        assert!(e.contains("kernel (e.g. \"linux\")"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("kernel = \"linux\"", "kernel = \"linux\"\nimage = \"guest\""));
+        assert!(e.contains("image is for PV domains") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("kernel = \"linux\"", "kernel = \"linux\"\nargs = \"x=1\""));
+        assert!(e.contains("takes cmdline") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("kernel = \"linux\"", "kernel = \"linux\"\nkind = \"driver\""));
+        assert!(e.contains("PV only") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("kernel = \"linux\"", "kernel = \"linux\"\npci = [\"1af4:1000\"]"));
+        assert!(e.contains("pci passthrough") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("ramdisk = \"linux-initramfs\"", "ramdisk = \"\""));
+        assert!(e.contains("ramdisk is empty") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("type = \"pvh\"", "type = \"hvm\""));
+        assert!(e.contains("hvm") && e.contains("type = \"pvh\"") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("memory_mib = 128", "memory_mib = 0"));
+        assert!(e.contains("memory_mib = 0") && e.contains("fix:"), "{e}");
+        let e = xl_err(&XL_LINUX.replace("cmdline", "command_line"));
+        assert!(e.contains("command_line") && e.contains("fix:"), "{e}");
+    }
+
+    #[test]
+    fn xl_memory_mib_sets_room_for_xl_create_and_is_bounded() {
+        let dir = std::env::temp_dir().join(format!("xtask-topo-xlmem-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("topologies")).unwrap();
+        std::fs::write(dir.join("topologies/x.toml"), format!("xl_memory_mib = 192\nimages = [\"linux\"]\n{GOOD}"))
+            .unwrap();
+        let loaded = load(&dir, Some("x")).unwrap();
+        assert_eq!(loaded.xl_memory_mib, 192);
+        assert_eq!(loaded.images(), ["dom0", "hello", "crasher", "linux"]);
+        std::fs::write(dir.join("topologies/y.toml"), format!("xl_memory_mib = 100000\n{GOOD}")).unwrap();
+        let e = format!("{:#}", load(&dir, Some("y")).unwrap_err());
+        assert!(e.contains("xl_memory_mib = 100000") && e.contains("fix: use at most"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -32,8 +32,10 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
-    /// Create a domain from a config file (a topology [[domain]] table at top level); waits
-    /// until its vifs and disks are Connected
+    /// Create a domain from a config file (a topology [[domain]] table at top level: PV with
+    /// image and args, or type = "pvh" with kernel, ramdisk and cmdline naming images of the
+    /// running bundle, e.g. "linux" and "linux-initramfs"); waits until its vifs and disks are
+    /// Connected
     Create {
         config: PathBuf,
         /// Return once the domain runs, without waiting for its devices to connect

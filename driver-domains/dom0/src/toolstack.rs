@@ -210,7 +210,7 @@ pub fn start(
     store: &mut crate::store_service::StoreService,
 ) -> Result<DomId, String> {
     use hv_rt::domctl;
-    let id = create(cfg, hv_abi::CREATE_PAUSED).map_err(|e| crate::xl::err_text(&format!("create {}", cfg.name), e))?;
+    let id = create(cfg, hv_abi::CREATE_PAUSED).map_err(|e| crate::xl::create_error(cfg, e))?;
     let undo = |store: &mut crate::store_service::StoreService, why: String| {
         let _ = domctl::destroy(id);
         store.disconnect(id);

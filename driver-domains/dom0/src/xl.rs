@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use hv_abi::DomId;
 
 use hv_abi::{Error, state};
-use hv_bundle::{DeviceConfig, DomainConfig, DomainKind, Expect, OnCrash};
+use hv_bundle::{DeviceConfig, DomainConfig, DomainKind, DomainType, Expect, OnCrash};
 use hv_control::{DecodeError, Deframer, DomRef, DomainRow, DomainSpec, Request, Response, State, Totals};
 use hv_rt::{domctl, println};
 
@@ -199,13 +199,54 @@ fn info(store: &StoreService) -> Response {
     }
 }
 
+/// The bundle images a PVH domain boots from when its topology carries them (a topology
+/// bundles an image when one of its domains or its `images = [...]` names it).
+const PVH_IMAGES: &str = "linux (Debian's kernel), linux-initramfs (its busybox initramfs), pvh-probe";
+
+/// A bundle image name as `xl create` may give it: 1 to `NAME_LEN` letters, digits, '-', '_'.
+fn check_image_name(key: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= hv_abi::NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad {key} {name:?}: name an image of the running bundle (letters, digits, '-' and '_', at most {} bytes)",
+            hv_abi::NAME_LEN
+        ))
+    }
+}
+
 /// The domain config `spec` describes, checked against what runs now.
 fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, String> {
     if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(format!("bad domain name {:?}: use letters, digits, '-' and '_'", spec.name));
     }
+    if spec.name.len() > hv_abi::NAME_LEN {
+        return Err(format!("domain name {:?} is too long: use at most {} bytes", spec.name, hv_abi::NAME_LEN));
+    }
     if spec.memory_mib == 0 {
         return Err("memory = 0: give the domain at least 1 MiB".to_string());
+    }
+    let boot_text = match spec.domain_type {
+        hv_control::DomainType::Pv => ("args", &spec.args),
+        hv_control::DomainType::Pvh => ("cmdline", &spec.cmdline),
+    };
+    if boot_text.1.len() > hv_abi::ARGS_LEN {
+        return Err(format!(
+            "{} is {} bytes long: shorten it to at most {} bytes",
+            boot_text.0,
+            boot_text.1.len(),
+            hv_abi::ARGS_LEN
+        ));
+    }
+    for (key, image) in
+        [("image", Some(&spec.image)), ("kernel", spec.kernel.as_ref()), ("ramdisk", spec.ramdisk.as_ref())]
+    {
+        if let Some(image) = image.filter(|i| !i.is_empty() || key != "image") {
+            check_image_name(key, image)?;
+        }
     }
     let live_backend = |name: &str| tracked.iter().any(|t| t.cfg.name == name && t.is_live());
     let mut devices = Vec::new();
@@ -225,7 +266,7 @@ fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, Str
             return Err(format!("bad pci selector {sel:?}: use vendor:device (hex) or bb:dd.f"));
         }
     }
-    Ok(DomainConfig {
+    let cfg = DomainConfig {
         name: spec.name.clone(),
         image: spec.image.clone(),
         memory_mib: spec.memory_mib,
@@ -238,11 +279,48 @@ fn config_of(spec: &DomainSpec, tracked: &[Tracked]) -> Result<DomainConfig, Str
             hv_control::OnCrash::Destroy => OnCrash::Destroy,
             hv_control::OnCrash::Restart => OnCrash::Restart,
         },
-        domain_type: Default::default(),
-        kernel: None,
-        ramdisk: None,
-        cmdline: String::new(),
-    })
+        domain_type: match spec.domain_type {
+            hv_control::DomainType::Pv => DomainType::Pv,
+            hv_control::DomainType::Pvh => DomainType::Pvh,
+        },
+        kernel: spec.kernel.clone(),
+        ramdisk: spec.ramdisk.clone(),
+        cmdline: spec.cmdline.clone(),
+    };
+    // The rules of each type (a PVH domain: a kernel, no image, args or pci, not a driver).
+    cfg.check_type().map_err(|e| match cfg.domain_type {
+        DomainType::Pv => format!("{e}: a PV domain has image and args"),
+        DomainType::Pvh => format!(
+            "{e}: a PVH domain has kernel, optional ramdisk and cmdline, and is a plain domu without pci \
+             (e.g. kernel = \"linux\", ramdisk = \"linux-initramfs\")"
+        ),
+    })?;
+    Ok(cfg)
+}
+
+/// Why creating `cfg` failed, in the terms of its config.
+pub fn create_error(cfg: &DomainConfig, e: Error) -> String {
+    let what = format!("create {}", cfg.name);
+    match (cfg.domain_type, e) {
+        (DomainType::Pvh, Error::NoEnt) => format!(
+            "{what}: kernel {:?}{} is not an image of the running bundle; a bundle carries {PVH_IMAGES} when its \
+             topology names them (a domain's kernel/ramdisk, or images = [...] as in topologies/xl-linux.toml) \
+             (ENOENT)",
+            cfg.kernel.as_deref().unwrap_or_default(),
+            cfg.ramdisk.as_deref().map(|r| format!(" or ramdisk {r:?}")).unwrap_or_default(),
+        ),
+        (DomainType::Pvh, Error::Inval) => format!(
+            "{what}: kernel {:?} is not a PVH kernel (an ELF with a XEN_ELFNOTE_PHYS32_ENTRY note) or it and its \
+             ramdisk do not fit in {} MiB: give a kernel such as \"linux\" and more memory (the hypervisor's log \
+             says which) (EINVAL)",
+            cfg.kernel.as_deref().unwrap_or_default(),
+            cfg.memory_mib
+        ),
+        (DomainType::Pvh, Error::NoSys) => {
+            format!("{what}: this machine runs no HVM domains (PVH needs AMD SVM with nested paging) (ENOSYS)")
+        }
+        _ => err_text(&what, e),
+    }
 }
 
 /// `xl create`: builds the domain paused, connects it to the store, assigns its PCI devices,

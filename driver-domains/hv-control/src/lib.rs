@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; bump on any change to the types below.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Largest frame either side accepts (encoded bytes, delimiter excluded).
 pub const MAX_FRAME: usize = 64 * 1024;
 
@@ -43,13 +43,33 @@ pub struct DeviceSpec {
     pub params: String,
 }
 
-/// `xl create`: a domain to build from an image of the boot bundle.
+/// How a domain boots (xl.cfg's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum DomainType {
+    /// One of our unikernels: `image` with `args`.
+    #[default]
+    Pv,
+    /// An unmodified kernel (Linux) in a hardware container: `kernel`, `ramdisk`, `cmdline`.
+    Pvh,
+}
+
+/// `xl create`: a domain to build from images of the boot bundle. Dom0 checks every field
+/// (names, lengths, the rules of each [`DomainType`]) before it creates anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainSpec {
     pub name: String,
+    pub domain_type: DomainType,
+    /// PV: the domain binary's image; empty for PVH.
     pub image: String,
     pub memory_mib: u32,
+    /// PV: the argument string; empty for PVH.
     pub args: String,
+    /// PVH: the kernel's image (an ELF with a PVH entry, e.g. `linux`).
+    pub kernel: Option<String>,
+    /// PVH: the initial ramdisk's image (e.g. `linux-initramfs`).
+    pub ramdisk: Option<String>,
+    /// PVH: the kernel command line.
+    pub cmdline: String,
     /// A driver domain (may be given PCI devices, serves backends).
     pub driver: bool,
     pub pci: Vec<String>,
@@ -255,14 +275,36 @@ mod tests {
     fn spec() -> DomainSpec {
         DomainSpec {
             name: "web".to_string(),
+            domain_type: DomainType::Pv,
             image: "httpd".to_string(),
             memory_mib: 8,
             args: "ip=10.0.2.15/24".to_string(),
+            kernel: None,
+            ramdisk: None,
+            cmdline: String::new(),
             driver: false,
             pci: vec![],
             vifs: vec![DeviceSpec { backend: "netback".to_string(), params: String::new() }],
             disks: vec![],
             on_crash: OnCrash::Restart,
+        }
+    }
+
+    fn linux_spec() -> DomainSpec {
+        DomainSpec {
+            name: "linux".to_string(),
+            domain_type: DomainType::Pvh,
+            image: String::new(),
+            memory_mib: 128,
+            args: String::new(),
+            kernel: Some("linux".to_string()),
+            ramdisk: Some("linux-initramfs".to_string()),
+            cmdline: "console=hvc0 guest.mode=stay".to_string(),
+            driver: false,
+            pci: vec![],
+            vifs: vec![],
+            disks: vec![],
+            on_crash: OnCrash::Destroy,
         }
     }
 
@@ -279,6 +321,8 @@ mod tests {
             Request::Ping,
             Request::List,
             Request::Create(spec()),
+            Request::Create(linux_spec()),
+            Request::Create(DomainSpec { ramdisk: None, ..linux_spec() }),
             Request::Destroy { dom: DomRef::Name("web".into()), crash: true },
             Request::Console { dom: DomRef::Id(3), from: 1 << 40 },
         ];
@@ -337,6 +381,56 @@ mod tests {
             assert_eq!(decode::<Request>(f).unwrap().body, Request::Ping)
         });
         assert_eq!((n, d.dropped), (10, 1));
+    }
+
+    #[test]
+    fn a_version_3_create_is_refused_by_version_not_misread() {
+        // What a version-3 host sent for `xl create` (no domain_type, kernel, ramdisk, cmdline):
+        // the header says 3, so the answer names the versions instead of decoding a PV spec's
+        // bytes as a PVH one.
+        #[derive(Serialize)]
+        struct OldSpec<'a> {
+            name: &'a str,
+            image: &'a str,
+            memory_mib: u32,
+            args: &'a str,
+            driver: bool,
+            pci: Vec<String>,
+            vifs: Vec<DeviceSpec>,
+            disks: Vec<DeviceSpec>,
+            on_crash: OnCrash,
+        }
+        #[derive(Serialize)]
+        enum OldRequest<'a> {
+            _Ping,
+            _List,
+            _Info,
+            Create(OldSpec<'a>),
+        }
+        let old = OldSpec {
+            name: "g",
+            image: "guest",
+            memory_mib: 8,
+            args: "",
+            driver: false,
+            pci: vec![],
+            vifs: vec![],
+            disks: vec![],
+            on_crash: OnCrash::Destroy,
+        };
+        let env = Envelope { version: 3, id: 5, body: OldRequest::Create(old) };
+        let bytes = postcard::to_allocvec_cobs(&env).unwrap();
+        assert_eq!(decode::<Request>(&frames(&bytes)[0]), Err(DecodeError::Version { theirs: 3, id: 5 }));
+    }
+
+    #[test]
+    fn a_pvh_spec_cut_anywhere_is_malformed() {
+        let bytes = encode(8, &Request::Create(linux_spec()));
+        let frame = &frames(&bytes)[0];
+        assert_eq!(decode::<Request>(frame).unwrap().body, Request::Create(linux_spec()));
+        for cut in 1..frame.len() {
+            assert!(decode::<Request>(&frame[..cut]).is_err(), "a frame cut at {cut} decoded");
+        }
     }
 
     #[test]

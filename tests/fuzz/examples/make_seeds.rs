@@ -7,6 +7,9 @@
 //!     ../../target/bundles/pingpong.bundle /tmp/spinner /tmp/hello
 //! ```
 //!
+//! `cargo +nightly run --example make_seeds -- control` rewrites only `corpus/control_frames`
+//! (after a control protocol change).
+//!
 //! The ELF seeds are real domain images from the build (stripped, so libFuzzer's input length
 //! stays small); the bundle seeds carry the real `spin` and `pingpong` topologies read back from
 //! real bundles, `spin` with real (stripped) images, `pingpong` with 64-byte stand-ins.
@@ -16,7 +19,9 @@
 use std::path::Path;
 
 use hv_bundle::{Bundle, Topology};
-use hv_control::{DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, OnCrash, Request, Response, State, encode};
+use hv_control::{
+    DeviceRow, DeviceSpec, DomRef, DomainRow, DomainSpec, DomainType, OnCrash, Request, Response, State, encode,
+};
 use shared_ring::wire::blkif::{BlkifRequest, BlkifRequestSlot, BlkifSegment, OP_FLUSH_DISKCACHE, OP_READ, OP_WRITE};
 use shared_ring::wire::netif::{
     EXTRA_FLAG_MORE, EXTRA_TYPE_MCAST_ADD, NetifExtraInfo, NetifRxRequest, NetifTxRequest, TXF_EXTRA_INFO,
@@ -62,14 +67,33 @@ fn elf_and_bundles(args: &[String]) {
 fn control() {
     let spec = DomainSpec {
         name: "web".into(),
+        domain_type: DomainType::Pv,
         image: "httpd".into(),
         memory_mib: 8,
         args: "ip=10.0.2.15/24".into(),
+        kernel: None,
+        ramdisk: None,
+        cmdline: String::new(),
         driver: false,
         pci: vec!["1af4:1000".into()],
         vifs: vec![DeviceSpec { backend: "netback".into(), params: "pcap=1".into() }],
         disks: vec![DeviceSpec { backend: "blkback".into(), params: "offset_mib=0 size_mib=16 mode=w".into() }],
         on_crash: OnCrash::Restart,
+    };
+    let linux = DomainSpec {
+        name: "linux1".into(),
+        domain_type: DomainType::Pvh,
+        image: String::new(),
+        memory_mib: 128,
+        args: String::new(),
+        kernel: Some("linux".into()),
+        ramdisk: Some("linux-initramfs".into()),
+        cmdline: "console=hvc0 loglevel=7 mitigations=off pci=off guest.mode=stay".into(),
+        driver: false,
+        pci: vec![],
+        vifs: vec![],
+        disks: vec![],
+        on_crash: OnCrash::Destroy,
     };
     // Four chunk sizes, then the stream.
     let mut requests = vec![7, 255, 1, 30];
@@ -78,6 +102,7 @@ fn control() {
         Request::List,
         Request::Info,
         Request::Create(spec),
+        Request::Create(linux),
         Request::Destroy { dom: DomRef::Name("web".into()), crash: true },
         Request::Pause(DomRef::Id(3)),
         Request::Unpause(DomRef::Id(3)),
@@ -267,6 +292,11 @@ fn store() {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `make_seeds control`: only the control-channel seeds (they need no build artifacts).
+    if args == ["control"] {
+        control();
+        return;
+    }
     elf_and_bundles(&args);
     control();
     blkback();

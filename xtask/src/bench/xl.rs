@@ -82,9 +82,13 @@ struct Samples {
 fn kvlog_spec() -> DomainSpec {
     DomainSpec {
         name: KVLOG.to_owned(),
+        domain_type: hv_control::DomainType::Pv,
         image: "kvlog".to_owned(),
         memory_mib: 8,
         args: format!("put={KVLOG_RECORDS}"),
+        kernel: None,
+        ramdisk: None,
+        cmdline: String::new(),
         driver: false,
         pci: vec![],
         vifs: vec![],
