@@ -6,6 +6,9 @@
 #   shell:              a shell on the console, then power off
 #   stay:               sleep forever
 #   net:                eth0 up (guest.ip, guest.gw), ping (guest.ping), httpd on port 80, stay up
+#   stream:             eth0 up and ping as net, then receive one TCP stream on port guest.port,
+#                       forwarding it as it arrives to guest.peer=IP:PORT (if given); print its
+#                       length and md5, then power off
 # `guest.modules=1` loads the Xen block and network frontends from /lib/modules first.
 export PATH=/bin
 mount -t proc proc /proc
@@ -24,6 +27,8 @@ for word in $(cat /proc/cmdline); do
 	guest.ip=*) ip="${word#guest.ip=}" ;;
 	guest.gw=*) gw="${word#guest.gw=}" ;;
 	guest.ping=*) ping="${word#guest.ping=}" ;;
+	guest.port=*) port="${word#guest.port=}" ;;
+	guest.peer=*) peer="${word#guest.peer=}" ;;
 	esac
 done
 if [ "$modules" = 1 ]; then
@@ -43,9 +48,9 @@ shell)
 	busybox --install -s /bin
 	setsid cttyhack sh
 	;;
-net)
+net|stream)
 	# eth0 (xen-netfront) up with guest.ip/guest.gw, ping guest.ping (default: the gateway),
-	# then serve /www over HTTP on port 80 and stay up.
+	# then (net) serve /www over HTTP on port 80 and stay up, or (stream) relay one stream.
 	ip link set lo up
 	ip link set eth0 up
 	ip addr add "${ip:-10.0.2.15/24}" dev eth0
@@ -56,11 +61,28 @@ net)
 	else
 		echo "linux-guest: ping ${ping:-${gw:-10.0.2.2}} failed"
 	fi
-	mkdir -p /www
-	echo "hello from Linux on xen-netfront and the Rust netback" > /www/index.html
-	httpd -p 80 -h /www
-	echo "linux-guest: httpd serving on port 80"
-	while :; do sleep 3600; done
+	if [ "$mode" = stream ]; then
+		# One connection on guest.port (nc's stdin is empty: it half-closes at once); tee feeds
+		# wc and md5sum through fifos and the rest to guest.peer (or nowhere).
+		mkfifo /tmp/len /tmp/sum
+		wc -c < /tmp/len > /tmp/n &
+		md5sum < /tmp/sum > /tmp/md5 &
+		echo "linux-guest: listening on port ${port:-5001}"
+		if [ -n "$peer" ]; then
+			nc -l -p "${port:-5001}" < /dev/null | tee /tmp/len /tmp/sum | nc "${peer%:*}" "${peer#*:}"
+			echo "linux-guest: forwarded to $peer, nc exit $?"
+		else
+			nc -l -p "${port:-5001}" < /dev/null | tee /tmp/len /tmp/sum > /dev/null
+		fi
+		wait
+		echo "linux-guest: received $(cat /tmp/n) bytes, md5 $(cut -d ' ' -f 1 /tmp/md5)"
+	else
+		mkdir -p /www
+		echo "hello from Linux on xen-netfront and the Rust netback" > /www/index.html
+		httpd -p 80 -h /www
+		echo "linux-guest: httpd serving on port 80"
+		while :; do sleep 3600; done
+	fi
 	;;
 stay)
 	echo "linux-guest: staying up"
