@@ -11,6 +11,9 @@
 #                       "linux-guest: wrote <name> <md5>" each (kept in /MD5SUMS), sync, umount
 #   disk-verify:        mount /dev/xvda, check every file of /MD5SUMS: "linux-guest: verified
 #                       <name> <md5>" or "linux-guest: MISMATCH <name> <md5> (wrote <md5>)"
+#   stream:             eth0 up and ping as net, then receive one TCP stream on port guest.port,
+#                       forwarding it as it arrives to guest.peer=IP:PORT (if given); print its
+#                       length and md5, then power off
 #   idle:               print "linux-guest: idling <n> s", sleep `guest.idle_secs=` (default 5),
 #                       print "linux-guest: idle done" and power off (`cargo xtask bench pvh`)
 # `guest.modules=1` loads the modules of /lib/modules first, in modules.order (dependencies first):
@@ -34,6 +37,8 @@ for word in $(cat /proc/cmdline); do
 	guest.gw=*) gw="${word#guest.gw=}" ;;
 	guest.ping=*) ping="${word#guest.ping=}" ;;
 	guest.idle_secs=*) idle_secs="${word#guest.idle_secs=}" ;;
+	guest.port=*) port="${word#guest.port=}" ;;
+	guest.peer=*) peer="${word#guest.peer=}" ;;
 	esac
 done
 if [ "$modules" = 1 ]; then
@@ -102,6 +107,23 @@ net)
 	net_up
 	while :; do sleep 3600; done
 	;;
+stream)
+	net_up
+	# One connection on guest.port (nc's stdin is empty: it half-closes at once); tee feeds
+	# wc and md5sum through fifos and the rest to guest.peer (or nowhere).
+	mkfifo /tmp/len /tmp/sum
+	wc -c < /tmp/len > /tmp/n &
+	md5sum < /tmp/sum > /tmp/md5 &
+	echo "linux-guest: listening on port ${port:-5001}"
+	if [ -n "$peer" ]; then
+		nc -l -p "${port:-5001}" < /dev/null | tee /tmp/len /tmp/sum | nc "${peer%:*}" "${peer#*:}"
+		echo "linux-guest: forwarded to $peer, nc exit $?"
+	else
+		nc -l -p "${port:-5001}" < /dev/null | tee /tmp/len /tmp/sum > /dev/null
+	fi
+	wait
+	echo "linux-guest: received $(cat /tmp/n) bytes, md5 $(cut -d ' ' -f 1 /tmp/md5)"
+	;;
 blk-loop)
 	# Writes and reads back xvda's first MiB in a loop (O_DIRECT), one line per round; with
 	# guest.ip also the network of `net` (httpd) beside it.
@@ -133,7 +155,7 @@ idle)
 	fi
 	;;
 poweroff) ;;
-*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, blk-loop, disk-write or disk-verify); powering off" ;;
+*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, stream, blk-loop, disk-write or disk-verify); powering off" ;;
 esac
 echo "linux-guest: powering off"
 poweroff -f

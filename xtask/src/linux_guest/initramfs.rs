@@ -24,7 +24,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const APPLETS: &[&str] = &[
     "sh", "mount", "umount", "uname", "dmesg", "grep", "head", "cat", "insmod", "lsmod", "setsid", "cttyhack", "sleep",
     "poweroff", "reboot", "ls", "ps", "free", "usleep", "mkdir", "seq", "awk", "find", "sed", "sort", "xargs",
-    "md5sum", "sync", "cp", "ip", "ping", "httpd", "tail", "dd", "nc", "wc", "tee",
+    "md5sum", "sync", "cp", "ip", "ping", "httpd", "tail", "dd", "nc", "wc", "tee", "mkfifo", "cut",
 ];
 
 /// The modules `guest.modules=1` asks for, as `/lib/modules/<version>/modules.dep` names them:
@@ -378,9 +378,18 @@ mod tests {
         ] {
             assert!(INIT_SCRIPT.contains(needle), "init.sh lacks {needle:?}");
         }
-        for mode in
-            ["panic)", "shell)", "stay)", "poweroff)", "disk-write)", "disk-verify)", "net)", "blk-loop)", "idle)"]
-        {
+        for mode in [
+            "panic)",
+            "shell)",
+            "stay)",
+            "poweroff)",
+            "disk-write)",
+            "disk-verify)",
+            "net)",
+            "stream)",
+            "blk-loop)",
+            "idle)",
+        ] {
             assert!(INIT_SCRIPT.contains(mode), "init.sh lacks the {mode} case");
         }
         for applet in [
