@@ -17,9 +17,14 @@ use hv_abi::{CONTROL_IO_MAX, ControlOp, ControlStatus, Error, virq};
 
 /// Receive and transmit ring sizes.
 const RING: usize = 16 * 1024;
-/// Poll period while nothing moves, and while bytes are flowing.
-const IDLE_POLL_NS: u64 = 1_000_000;
+/// Poll period while bytes are flowing, for a while after the last byte, and once the channel
+/// has been quiet for [`QUIET_AFTER_NS`]. Every poll is a timer interrupt, and under
+/// virtualisation an interrupt that hits a running HVM guest is a VM exit (under QEMU's TCG a
+/// full TLB flush for the guest): a quiet channel is looked at 100 times a second, not 1000.
 const BUSY_POLL_NS: u64 = 200_000;
+const IDLE_POLL_NS: u64 = 1_000_000;
+const QUIET_POLL_NS: u64 = 10_000_000;
+const QUIET_AFTER_NS: u64 = 200_000_000;
 /// Most bytes one poll moves in each direction (each byte is a port access, i.e. an exit under
 /// virtualisation): bounds the time a poll takes.
 const POLL_BUDGET: usize = 512;
@@ -33,6 +38,8 @@ pub struct Channel {
     rx_dropped: u64,
     /// System time of the next poll.
     next_poll: u64,
+    /// When a byte last moved (ns).
+    last_traffic: u64,
 }
 
 impl Channel {
@@ -48,6 +55,7 @@ impl Channel {
             tx_bytes: 0,
             rx_dropped: 0,
             next_poll: 0,
+            last_traffic: 0,
         }
     }
 
@@ -114,7 +122,17 @@ impl Hv {
         }
         let arrived = self.control.pump();
         let busy = arrived > 0 || !self.control.tx.is_empty();
-        self.control.next_poll = now + if busy { BUSY_POLL_NS } else { IDLE_POLL_NS };
+        if busy {
+            self.control.last_traffic = now;
+        }
+        let period = if busy {
+            BUSY_POLL_NS
+        } else if now.saturating_sub(self.control.last_traffic) < QUIET_AFTER_NS {
+            IDLE_POLL_NS
+        } else {
+            QUIET_POLL_NS
+        };
+        self.control.next_poll = now + period;
         if arrived > 0 {
             self.raise_control_virq();
         }
