@@ -5,15 +5,16 @@ use std::collections::HashMap;
 
 use hv_abi::GrantStatus;
 use shared_ring::wire::blkif::{
-    Blkif, BlkifRequest, BlkifRequestSlot, BlkifResponse, BlkifSegment, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_READ,
-    OP_RESERVED_1, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
+    Blkif, BlkifError, BlkifRequest, BlkifRequestIndirect, BlkifRequestSlot, BlkifResponse, BlkifSegment, OP_DISCARD,
+    OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_RESERVED_1, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR,
+    RSP_OKAY,
 };
 use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 
 use crate::device::{BlockDevice, RamDisk};
 use crate::params::{Region, parse};
 use crate::serve::{ServeError, serve_round};
-use crate::vbd::{Refusal, Vbd};
+use crate::vbd::{MAX_INDIRECT_SEGMENTS, Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 const BACKEND: u32 = 1;
@@ -32,6 +33,14 @@ struct Grants {
 impl Grants {
     fn grant(&mut self, gref: u32, to: u32, read_only: bool, fill: u8) {
         self.pages.insert(gref, (to, read_only, vec![fill; 4096]));
+    }
+    /// A granted page holding `segs` as an indirect segment page (the rest zero).
+    fn grant_segments(&mut self, gref: u32, to: u32, segs: &[BlkifSegment]) {
+        let mut page = vec![0; 4096];
+        for (raw, s) in page.chunks_exact_mut(8).zip(segs) {
+            raw.copy_from_slice(&s.to_raw());
+        }
+        self.pages.insert(gref, (to, true, page));
     }
     fn check(&self, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
         let Some((to, ro, _)) = self.pages.get(&gref) else { return Err(GrantStatus::BadGntref) };
@@ -276,4 +285,163 @@ fn a_lying_req_prod_breaks_only_that_ring() {
     let e = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap_err();
     assert!(matches!(e, ServeError::Peer(_)), "{e:?}");
     assert_eq!(s.disk.writes + s.disk.reads, 0);
+}
+
+fn indirect(op: u8, id: u64, sector: u64, nr_segments: u16, grefs: &[u32]) -> BlkifRequestSlot {
+    let mut r = BlkifRequestIndirect {
+        operation: OP_INDIRECT,
+        indirect_op: op,
+        nr_segments,
+        id,
+        sector_number: sector,
+        ..Default::default()
+    };
+    r.indirect_grefs[..grefs.len()].copy_from_slice(grefs);
+    BlkifRequestSlot::from(&r)
+}
+
+/// `n` whole-page segments on grants `first..first+n`.
+fn whole_pages(first: u32, n: u32) -> Vec<BlkifSegment> {
+    (first..first + n).map(|gref| BlkifSegment { gref, first_sect: 0, last_sect: 7 }).collect()
+}
+
+#[test]
+fn indirect_requests_carry_more_than_eleven_segments() {
+    let mut s = Setup::new(region(1, 2, false));
+    // 20 data pages (grants 100..120, page i filled with i), listed in indirect page 50; the
+    // last segment only covers sectors 2..=4 of its page.
+    for i in 0..20u32 {
+        s.grants.grant(100 + i, BACKEND, true, i as u8 + 1);
+    }
+    let mut segs = whole_pages(100, 20);
+    segs[19] = BlkifSegment { gref: 119, first_sect: 2, last_sect: 4 };
+    s.grants.grant_segments(50, BACKEND, &segs);
+    assert_eq!(s.run(indirect(OP_WRITE, 1, 16, 20, &[50])), RSP_OKAY, "{:?}", s.vbd.last_refusal);
+    assert_eq!(s.grants.batches, 2, "one copy of the segment page, one of the data");
+    let base = (2048 + 16) * 512;
+    for i in 0..19 {
+        let page = &s.disk.bytes()[base + i * 4096..base + (i + 1) * 4096];
+        assert!(page.iter().all(|&b| b == i as u8 + 1), "page {i}");
+    }
+    let tail = &s.disk.bytes()[base + 19 * 4096..];
+    assert!(tail[..3 * 512].iter().all(|&b| b == 20));
+    assert!(tail[3 * 512..4 * 512].iter().all(|&b| b == 0), "nothing past the last sector");
+    assert_eq!(s.disk.writes, 1, "one device write for the whole request");
+    assert_eq!(s.vbd.stats.sectors_written, 19 * 8 + 3);
+
+    // Read the 32 pages from sector 16 into 32 fresh grants through an indirect page.
+    for i in 0..32u32 {
+        s.grants.grant(200 + i, BACKEND, false, 0xee);
+    }
+    s.grants.grant_segments(51, BACKEND, &whole_pages(200, 32));
+    assert_eq!(s.run(indirect(OP_READ, 2, 16, 32, &[51])), RSP_OKAY, "{:?}", s.vbd.last_refusal);
+    for i in 0..19u32 {
+        assert!(s.grants.pages[&(200 + i)].2.iter().all(|&b| b == i as u8 + 1), "page {i}");
+    }
+    let p = &s.grants.pages[&219].2;
+    assert!(p[..3 * 512].iter().all(|&b| b == 20) && p[3 * 512..].iter().all(|&b| b == 0));
+    assert!(s.grants.pages[&231].2.iter().all(|&b| b == 0));
+    assert_eq!((s.vbd.stats.reads, s.vbd.stats.writes, s.vbd.stats.indirect), (1, 1, 2));
+    assert_eq!(s.vbd.stats.sectors_read, 32 * 8);
+}
+
+#[test]
+fn every_bad_indirect_request_gets_an_error_and_changes_nothing() {
+    let mut s = Setup::new(region(1, 1, false));
+    for i in 0..40u32 {
+        s.grants.grant(100 + i, BACKEND, true, 0x5a);
+    }
+    let max = MAX_INDIRECT_SEGMENTS as u16;
+    s.grants.grant_segments(50, BACKEND, &whole_pages(100, 40));
+    s.grants.grant_segments(51, 99, &whole_pages(100, 4)); // granted to someone else
+    let mut bad = whole_pages(100, 4);
+    bad[2].last_sect = 8;
+    s.grants.grant_segments(52, BACKEND, &bad);
+    bad[2] = BlkifSegment { gref: 100, first_sect: 6, last_sect: 5 };
+    s.grants.grant_segments(53, BACKEND, &bad);
+    bad[2] = BlkifSegment { gref: 7777, first_sect: 0, last_sect: 7 };
+    s.grants.grant_segments(54, BACKEND, &bad);
+    let garbage = BlkifSegment { gref: u32::MAX, first_sect: 0xff, last_sect: 0xff };
+    s.grants.grant_segments(55, BACKEND, &[garbage; 4]);
+    let cases: Vec<(BlkifRequestSlot, Refusal)> = vec![
+        (
+            indirect(OP_WRITE, 1, 0, max + 1, &[50]),
+            Refusal::TooManySegments { nr_segments: max + 1, max: MAX_INDIRECT_SEGMENTS },
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4096, &[50; 8]),
+            Refusal::TooManySegments { nr_segments: 4096, max: MAX_INDIRECT_SEGMENTS },
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4097, &[50; 8]),
+            Refusal::Malformed(BlkifError::BadIndirectSegmentCount { nr_segments: 4097 }),
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 0, &[50]),
+            Refusal::Malformed(BlkifError::BadIndirectSegmentCount { nr_segments: 0 }),
+        ),
+        (
+            indirect(OP_FLUSH_DISKCACHE, 1, 0, 4, &[50]),
+            Refusal::Malformed(BlkifError::BadIndirectOperation { indirect_op: OP_FLUSH_DISKCACHE }),
+        ),
+        (
+            indirect(OP_INDIRECT, 1, 0, 4, &[50]),
+            Refusal::Malformed(BlkifError::BadIndirectOperation { indirect_op: OP_INDIRECT }),
+        ),
+        (indirect(OP_WRITE, 1, 0, 4, &[4444]), Refusal::IndirectPage(GrantStatus::BadGntref)),
+        (indirect(OP_WRITE, 1, 0, 4, &[51]), Refusal::IndirectPage(GrantStatus::PermissionDenied)),
+        (
+            indirect(OP_WRITE, 1, 0, 4, &[52]),
+            Refusal::Malformed(BlkifError::SectorPastPage { segment: 2, last_sect: 8 }),
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4, &[53]),
+            Refusal::Malformed(BlkifError::SectorsReversed { segment: 2, first_sect: 6, last_sect: 5 }),
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4, &[55]),
+            Refusal::Malformed(BlkifError::SectorPastPage { segment: 0, last_sect: 0xff }),
+        ),
+        (indirect(OP_WRITE, 1, 0, 4, &[54]), Refusal::Grant(GrantStatus::BadGntref)),
+        (indirect(OP_WRITE, 1, 2048 - 31, 4, &[50]), Refusal::OutOfRange { sector: 2048 - 31, count: 32, size: 2048 }),
+        (
+            indirect(OP_WRITE, 1, u64::MAX - 3, 4, &[50]),
+            Refusal::Malformed(BlkifError::SectorRangeOverflow { sector_number: u64::MAX - 3 }),
+        ),
+    ];
+    for (slot, refusal) in cases {
+        assert_eq!(s.run(slot), RSP_ERROR, "{refusal:?}");
+        assert_eq!(s.vbd.last_refusal, Some(refusal));
+    }
+    assert!(s.disk.bytes().iter().all(|&b| b == 0), "no bad request reached the disk");
+    assert_eq!((s.disk.writes, s.disk.reads), (0, 0));
+    // The honest request on the same pages goes through; and on a read-only vdisk only reads do.
+    assert_eq!(s.run(indirect(OP_WRITE, 2, 2048 - 32, 4, &[50])), RSP_OKAY);
+    let mut ro = Setup::new(region(0, 1, true));
+    ro.grants = s.grants;
+    assert_eq!(ro.run(indirect(OP_WRITE, 3, 0, 4, &[50])), RSP_ERROR);
+    assert_eq!(ro.vbd.last_refusal, Some(Refusal::ReadOnly));
+    assert_eq!(ro.disk.writes, 0);
+}
+
+/// blkfront checks a response's operation against the request's, taking `indirect_op` for an
+/// indirect request.
+#[test]
+fn indirect_responses_carry_the_inner_operation() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::new(region(0, 1, false));
+    for i in 0..12u32 {
+        s.grants.grant(100 + i, BACKEND, false, 0x42);
+    }
+    s.grants.grant_segments(50, BACKEND, &whole_pages(100, 12));
+    front.push_request(indirect(OP_WRITE, 1, 0, 12, &[50])).unwrap();
+    front.push_request(indirect(OP_READ, 2, 0, 12, &[50])).unwrap();
+    front.push_request(indirect(OP_READ, 3, 0, 12, &[9999])).unwrap();
+    let _ = front.publish_requests();
+    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap();
+    assert_eq!((r.served, r.refused), (3, 1));
+    let got: Vec<_> =
+        std::iter::from_fn(|| front.poll_response().unwrap()).map(|r| (r.id, r.operation, r.status)).collect();
+    assert_eq!(got, [(1, OP_WRITE, RSP_OKAY), (2, OP_READ, RSP_OKAY), (3, OP_READ, RSP_ERROR)]);
 }

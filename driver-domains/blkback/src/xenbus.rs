@@ -42,6 +42,7 @@ impl DataPath for Vdisk {
             ("info", format!("{}", if ro { 4 } else { 0 })),
             ("feature-flush-cache", String::from(if ro { "0" } else { "1" })),
             ("feature-barrier", String::from(if ro { "0" } else { "1" })),
+            ("feature-max-indirect-segments", format!("{}", crate::vbd::MAX_INDIRECT_SEGMENTS)),
         ]
     }
 

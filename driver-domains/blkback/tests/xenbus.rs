@@ -87,6 +87,7 @@ fn a_vdisk_publishes_its_geometry_and_connects_its_ring() {
         ("info", "0"),
         ("feature-flush-cache", "1"),
         ("feature-barrier", "1"),
+        ("feature-max-indirect-segments", "32"),
     ] {
         assert_eq!(be_key(&mut w, 0, k), v, "{k}");
     }
@@ -112,7 +113,14 @@ fn a_read_only_vdisk_offers_no_flush() {
     add_vbd(&mut w.server, 1, "offset_mib=8 size_mib=4 mode=r");
     refresh(&mut w);
     assert!(w.hv.saw("vbd 5/1: 4 MiB at 8 MiB, read-only; InitWait"));
-    for (k, v) in [("sectors", "8192"), ("info", "4"), ("feature-flush-cache", "0"), ("feature-barrier", "0")] {
+    for (k, v) in [
+        ("sectors", "8192"),
+        ("info", "4"),
+        ("feature-flush-cache", "0"),
+        ("feature-barrier", "0"),
+        // Reads use indirect requests too.
+        ("feature-max-indirect-segments", "32"),
+    ] {
         assert_eq!(be_key(&mut w, 1, k), v, "{k}");
     }
 }
