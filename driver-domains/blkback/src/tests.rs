@@ -13,6 +13,7 @@ use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 
 use crate::device::{BlockDevice, RamDisk};
 use crate::params::{Region, parse};
+use crate::persistent::{MAX_PERSISTENT_GRANTS, PersistentGrants};
 use crate::serve::{ServeError, serve_round};
 use crate::vbd::{MAX_INDIRECT_SEGMENTS, Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
@@ -26,21 +27,65 @@ const FE: hv_abi::DomId = 5;
 #[derive(Default)]
 struct Grants {
     /// gref → (granted to, read-only, page)
-    pages: HashMap<u32, (u32, bool, Vec<u8>)>,
+    pages: HashMap<u32, (u32, bool, Box<Page>)>,
     batches: usize,
+    /// Platform side (persistent grants): handle → gref of live mappings, handles issued.
+    mapped: HashMap<u32, u32>,
+    issued: u32,
+}
+
+/// A granted page (page-aligned, as a mapping must be).
+#[repr(align(4096))]
+struct Page([u8; 4096]);
+
+impl std::ops::Deref for Page {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Page {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+// SAFETY: a mapping is the granted page's own memory (boxed, so it does not move); tests never
+// drop a page that is mapped (`grant` refuses to replace one).
+unsafe impl xenbus_backend::Platform for Grants {
+    fn map(&mut self, domid: hv_abi::DomId, gref: u32) -> Result<(u32, u64), hv_abi::Error> {
+        assert_eq!(domid, FE);
+        // Read-write, like hv-core: the grant must name us and allow writing.
+        self.check(gref, 0, 4096, true).map_err(|_| hv_abi::Error::Perm)?;
+        self.issued += 1;
+        self.mapped.insert(self.issued, gref);
+        Ok((self.issued, self.pages.get_mut(&gref).unwrap().2.0.as_mut_ptr() as u64))
+    }
+    fn unmap(&mut self, handle: u32) -> Result<(), hv_abi::Error> {
+        self.mapped.remove(&handle).map(drop).ok_or(hv_abi::Error::Inval)
+    }
+    fn bind(&mut self, _: hv_abi::DomId, _: u32) -> Result<u32, hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn close(&mut self, _: u32) -> Result<(), hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn log(&mut self, _: &str) {}
 }
 
 impl Grants {
     fn grant(&mut self, gref: u32, to: u32, read_only: bool, fill: u8) {
-        self.pages.insert(gref, (to, read_only, vec![fill; 4096]));
+        assert!(!self.mapped.values().any(|&g| g == gref), "grant {gref} is mapped");
+        self.pages.insert(gref, (to, read_only, Box::new(Page([fill; 4096]))));
     }
     /// A granted page holding `segs` as an indirect segment page (the rest zero).
     fn grant_segments(&mut self, gref: u32, to: u32, segs: &[BlkifSegment]) {
-        let mut page = vec![0; 4096];
-        for (raw, s) in page.chunks_exact_mut(8).zip(segs) {
+        let mut page = Box::new(Page([0; 4096]));
+        for (raw, s) in page.0.chunks_exact_mut(8).zip(segs) {
             raw.copy_from_slice(&s.to_raw());
         }
-        self.pages.insert(gref, (to, true, page));
+        self.pages.insert(gref, (to, false, page));
     }
     fn check(&self, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
         let Some((to, ro, _)) = self.pages.get(&gref) else { return Err(GrantStatus::BadGntref) };
@@ -444,4 +489,143 @@ fn indirect_responses_carry_the_inner_operation() {
     let got: Vec<_> =
         std::iter::from_fn(|| front.poll_response().unwrap()).map(|r| (r.id, r.operation, r.status)).collect();
     assert_eq!(got, [(1, OP_WRITE, RSP_OKAY), (2, OP_READ, RSP_OKAY), (3, OP_READ, RSP_ERROR)]);
+}
+
+/// The grants as both the grant copier and the platform that maps them (persistent grants).
+struct ViaCell<'a>(&'a std::cell::RefCell<Grants>);
+
+impl GrantCopier for ViaCell<'_> {
+    fn copy_in(&mut self, domid: hv_abi::DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
+        self.0.borrow_mut().copy_in(domid, segs, buf, status);
+    }
+    fn copy_out(&mut self, domid: hv_abi::DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
+        self.0.borrow_mut().copy_out(domid, copies, status);
+    }
+}
+
+// SAFETY: delegates to `Grants`' platform.
+unsafe impl xenbus_backend::Platform for ViaCell<'_> {
+    fn map(&mut self, domid: hv_abi::DomId, gref: u32) -> Result<(u32, u64), hv_abi::Error> {
+        xenbus_backend::Platform::map(&mut *self.0.borrow_mut(), domid, gref)
+    }
+    fn unmap(&mut self, handle: u32) -> Result<(), hv_abi::Error> {
+        xenbus_backend::Platform::unmap(&mut *self.0.borrow_mut(), handle)
+    }
+    fn bind(&mut self, _: hv_abi::DomId, _: u32) -> Result<u32, hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn close(&mut self, _: u32) -> Result<(), hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn log(&mut self, _: &str) {}
+}
+
+/// A vdisk served with persistent grants on.
+struct Persistent {
+    disk: RamDisk,
+    grants: std::cell::RefCell<Grants>,
+    vbd: Vbd,
+    pg: PersistentGrants,
+}
+
+impl Persistent {
+    fn new(r: Region) -> Self {
+        let mut pg = PersistentGrants::new();
+        pg.set_enabled(true);
+        Self { disk: RamDisk::with_mib(4), grants: Default::default(), vbd: Vbd::new(FE, r), pg }
+    }
+    fn run(&mut self, slot: BlkifRequestSlot) -> i16 {
+        let (mut inner, mut platform) = (ViaCell(&self.grants), ViaCell(&self.grants));
+        let mut copier = self.pg.copier(&mut inner, &mut platform);
+        self.vbd.handle(&slot, &mut self.disk, &mut copier)
+    }
+}
+
+#[test]
+fn persistent_grants_map_each_page_once_and_need_no_grant_copy_after() {
+    let mut s = Persistent::new(region(1, 1, false));
+    s.grants.borrow_mut().grant(10, BACKEND, false, 0xaa);
+    s.grants.borrow_mut().grant(11, BACKEND, false, 0);
+    for id in 0..3u64 {
+        assert_eq!(s.run(req(OP_WRITE, id, id * 8, &[(10, 0, 7)])), RSP_OKAY);
+        assert_eq!(s.run(req(OP_READ, id, id * 8 + 1, &[(11, 2, 3)])), RSP_OKAY);
+    }
+    assert_eq!(s.grants.borrow().batches, 0, "no grant copy once the pages are mapped");
+    assert_eq!((s.pg.stats.maps, s.pg.stats.hits, s.pg.stats.fallbacks), (2, 6, 0));
+    assert_eq!(s.pg.len(), 2);
+    let base = 2048 * 512;
+    assert!(s.disk.bytes()[base..base + 24 * 512].iter().all(|&b| b == 0xaa));
+    assert!(s.disk.bytes()[base + 24 * 512..].iter().all(|&b| b == 0));
+    // The read landed in the frontend's page itself, at sectors 2..=3 only.
+    {
+        let g = s.grants.borrow();
+        let p = &g.pages[&11].2;
+        assert!(p[..1024].iter().all(|&b| b == 0) && p[1024..2048].iter().all(|&b| b == 0xaa));
+        assert!(p[2048..].iter().all(|&b| b == 0));
+    }
+    // The frontend rewrites its page: the next write sees the new bytes (no stale copy).
+    s.grants.borrow_mut().pages.get_mut(&10).unwrap().2.fill(0x5c);
+    assert_eq!(s.run(req(OP_WRITE, 9, 100, &[(10, 0, 0)])), RSP_OKAY);
+    assert!(s.disk.bytes()[base + 100 * 512..base + 101 * 512].iter().all(|&b| b == 0x5c));
+    // Disconnect: everything is unmapped.
+    let mut p = ViaCell(&s.grants);
+    assert!(s.pg.unmap_all(&mut p));
+    assert!(s.pg.is_empty() && s.grants.borrow().mapped.is_empty());
+}
+
+#[test]
+fn persistent_grants_are_bounded_and_fall_back_to_grant_copy() {
+    let mut s = Persistent::new(region(0, 1, false));
+    let n = MAX_PERSISTENT_GRANTS as u32 + 8;
+    for g in 0..n {
+        s.grants.borrow_mut().grant(100 + g, BACKEND, false, g as u8);
+    }
+    for g in 0..n {
+        assert_eq!(s.run(req(OP_WRITE, 1, u64::from(g) * 8, &[(100 + g, 0, 7)])), RSP_OKAY);
+    }
+    assert_eq!(s.pg.len(), MAX_PERSISTENT_GRANTS);
+    assert_eq!(s.grants.borrow().mapped.len(), MAX_PERSISTENT_GRANTS);
+    assert_eq!(s.pg.stats.fallbacks, 8);
+    assert_eq!(s.grants.borrow().batches, 8, "the pages past the bound went by grant copy");
+    for g in 0..n as usize {
+        assert!(s.disk.bytes()[g * 4096..(g + 1) * 4096].iter().all(|&b| b == g as u8), "page {g}");
+    }
+}
+
+#[test]
+fn persistent_grants_refuse_what_grant_copy_refuses() {
+    let mut s = Persistent::new(region(0, 1, false));
+    s.grants.borrow_mut().grant(10, BACKEND, false, 0x11);
+    s.grants.borrow_mut().grant(12, 99, false, 0x22); // granted to someone else
+    s.grants.borrow_mut().grant(13, BACKEND, true, 0x33); // read-only: not mappable, copy works
+    assert_eq!(s.run(req(OP_WRITE, 1, 0, &[(10, 0, 7), (777, 0, 7)])), RSP_ERROR);
+    assert_eq!(s.vbd.last_refusal, Some(Refusal::Grant(GrantStatus::BadGntref)));
+    assert_eq!(s.run(req(OP_WRITE, 2, 0, &[(12, 0, 7)])), RSP_ERROR);
+    assert_eq!(s.vbd.last_refusal, Some(Refusal::Grant(GrantStatus::PermissionDenied)));
+    assert_eq!(s.run(req(OP_READ, 3, 0, &[(13, 0, 7)])), RSP_ERROR, "read into a read-only grant");
+    assert_eq!(s.disk.writes, 0, "nothing reached the disk");
+    assert_eq!(s.pg.len(), 1, "only the good page is mapped");
+    // A read-only grant still serves writes, by grant copy.
+    assert_eq!(s.run(req(OP_WRITE, 4, 0, &[(13, 0, 7)])), RSP_OKAY);
+    assert!(s.disk.bytes()[..4096].iter().all(|&b| b == 0x33));
+    // Indirect: the segment page is mapped, and its list is still copied once and validated.
+    for i in 0..16u32 {
+        s.grants.borrow_mut().grant(200 + i, BACKEND, false, 0x77);
+    }
+    let mut segs = whole_pages(200, 16);
+    s.grants.borrow_mut().grant_segments(50, BACKEND, &segs);
+    assert_eq!(s.run(indirect(OP_WRITE, 5, 64, 16, &[50])), RSP_OKAY);
+    assert!(s.disk.bytes()[64 * 512..(64 + 128) * 512].iter().all(|&b| b == 0x77));
+    segs[3].last_sect = 9;
+    let mut g = s.grants.borrow_mut();
+    g.pages.get_mut(&50).unwrap().2[3 * 8..4 * 8].copy_from_slice(&segs[3].to_raw());
+    drop(g);
+    assert_eq!(s.run(indirect(OP_WRITE, 6, 64, 16, &[50])), RSP_ERROR);
+    assert_eq!(s.vbd.last_refusal, Some(Refusal::Malformed(BlkifError::SectorPastPage { segment: 3, last_sect: 9 })));
+    // Off: nothing is mapped.
+    let mut off = Persistent::new(region(0, 1, false));
+    off.pg.set_enabled(false);
+    off.grants.borrow_mut().grant(10, BACKEND, false, 0x11);
+    assert_eq!(off.run(req(OP_WRITE, 1, 0, &[(10, 0, 7)])), RSP_OKAY);
+    assert_eq!((off.pg.len(), off.grants.borrow().batches), (0, 1));
 }
