@@ -101,8 +101,7 @@ fuzz_target!(|data: &[u8]| {
                     Ok(Some(slot)) => {
                         assert_eq!(read, 112, "a request slot must be copied exactly once");
                         let status = if slot.decode().is_ok() { RSP_OKAY } else { RSP_ERROR };
-                        back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status })
-                            .unwrap();
+                        back.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status }).unwrap();
                     }
                     Ok(None) => assert_eq!(read, 0),
                     Err(e) => {
