@@ -115,9 +115,11 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
         for d in backend.devices_mut() {
             let result = {
                 let Some(c) = d.connected() else { continue };
-                let Vdisk { vbd, ring } = &mut *c.path;
+                let Vdisk { vbd, ring, pgrants } = &mut *c.path;
                 let Some(ring) = ring.as_mut() else { continue };
                 let (name, refusals) = (c.name, c.refusals);
+                let mut platform = Hv;
+                let mut copier = pgrants.copier(&mut copier, &mut platform);
                 let round = serve_round(ring, vbd, disk, &mut copier, BUDGET, |v, id| {
                     if let Some(r) = v.last_refusal {
                         refusals.log(&mut Hv, name, format_args!("request {id:#x} refused: {r}"));

@@ -8,6 +8,8 @@
 //!   (operation, segments, sector range, read-only) and moves data with batched grant copies
 //!   through the [`xenbus_backend::GrantCopier`] trait shared with netback (never by mapping
 //!   data pages).
+//! * [`persistent`]: persistent grants (`feature-persistent`): a bounded table of mapped
+//!   frontend pages per vdisk, copied with plain loads and stores, grant copy for the rest.
 //! * [`serve`]: one bounded round of a frontend's ring.
 //! * [`xenbus`]: the vbd device class plugged into the `xenbus-backend` skeleton (params,
 //!   published keys, protocol check, ring attach).
@@ -20,6 +22,7 @@ extern crate alloc;
 
 pub mod device;
 pub mod params;
+pub mod persistent;
 pub mod serve;
 pub mod vbd;
 pub mod xenbus;

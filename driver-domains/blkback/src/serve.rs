@@ -3,7 +3,7 @@ use shared_ring::wire::blkif::{Blkif, BlkifResponse};
 use shared_ring::{BackRing, PeerError, PushError, SharedMemory};
 
 use crate::device::BlockDevice;
-use crate::vbd::Vbd;
+use crate::vbd::{Vbd, response_operation};
 use xenbus_backend::GrantCopier;
 
 /// Requests served per frontend per round, so one busy frontend cannot starve the others (the
@@ -56,7 +56,7 @@ pub fn serve_round<M: SharedMemory>(
             round.refused += 1;
             on_refusal(vbd, slot.id());
         }
-        ring.push_response(BlkifResponse { id: slot.id(), operation: slot.operation(), status })
+        ring.push_response(BlkifResponse { id: slot.id(), operation: response_operation(&slot), status })
             .map_err(ServeError::Push)?;
     }
     round.notify = round.served > 0 && ring.publish_responses().is_needed();

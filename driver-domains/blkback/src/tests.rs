@@ -5,15 +5,17 @@ use std::collections::HashMap;
 
 use hv_abi::GrantStatus;
 use shared_ring::wire::blkif::{
-    Blkif, BlkifRequest, BlkifRequestSlot, BlkifResponse, BlkifSegment, OP_DISCARD, OP_FLUSH_DISKCACHE, OP_READ,
-    OP_RESERVED_1, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
+    Blkif, BlkifError, BlkifRequest, BlkifRequestIndirect, BlkifRequestSlot, BlkifResponse, BlkifSegment, OP_DISCARD,
+    OP_FLUSH_DISKCACHE, OP_INDIRECT, OP_READ, OP_RESERVED_1, OP_WRITE, OP_WRITE_BARRIER, RSP_EOPNOTSUPP, RSP_ERROR,
+    RSP_OKAY,
 };
 use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 
 use crate::device::{BlockDevice, RamDisk};
 use crate::params::{Region, parse};
+use crate::persistent::{MAX_PERSISTENT_GRANTS, PersistentGrants};
 use crate::serve::{ServeError, serve_round};
-use crate::vbd::{Refusal, Vbd};
+use crate::vbd::{MAX_INDIRECT_SEGMENTS, Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 const BACKEND: u32 = 1;
@@ -25,13 +27,65 @@ const FE: hv_abi::DomId = 5;
 #[derive(Default)]
 struct Grants {
     /// gref → (granted to, read-only, page)
-    pages: HashMap<u32, (u32, bool, Vec<u8>)>,
+    pages: HashMap<u32, (u32, bool, Box<Page>)>,
     batches: usize,
+    /// Platform side (persistent grants): handle → gref of live mappings, handles issued.
+    mapped: HashMap<u32, u32>,
+    issued: u32,
+}
+
+/// A granted page (page-aligned, as a mapping must be).
+#[repr(align(4096))]
+struct Page([u8; 4096]);
+
+impl std::ops::Deref for Page {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Page {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+// SAFETY: a mapping is the granted page's own memory (boxed, so it does not move); tests never
+// drop a page that is mapped (`grant` refuses to replace one).
+unsafe impl xenbus_backend::Platform for Grants {
+    fn map(&mut self, domid: hv_abi::DomId, gref: u32) -> Result<(u32, u64), hv_abi::Error> {
+        assert_eq!(domid, FE);
+        // Read-write, like hv-core: the grant must name us and allow writing.
+        self.check(gref, 0, 4096, true).map_err(|_| hv_abi::Error::Perm)?;
+        self.issued += 1;
+        self.mapped.insert(self.issued, gref);
+        Ok((self.issued, self.pages.get_mut(&gref).unwrap().2.0.as_mut_ptr() as u64))
+    }
+    fn unmap(&mut self, handle: u32) -> Result<(), hv_abi::Error> {
+        self.mapped.remove(&handle).map(drop).ok_or(hv_abi::Error::Inval)
+    }
+    fn bind(&mut self, _: hv_abi::DomId, _: u32) -> Result<u32, hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn close(&mut self, _: u32) -> Result<(), hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn log(&mut self, _: &str) {}
 }
 
 impl Grants {
     fn grant(&mut self, gref: u32, to: u32, read_only: bool, fill: u8) {
-        self.pages.insert(gref, (to, read_only, vec![fill; 4096]));
+        assert!(!self.mapped.values().any(|&g| g == gref), "grant {gref} is mapped");
+        self.pages.insert(gref, (to, read_only, Box::new(Page([fill; 4096]))));
+    }
+    /// A granted page holding `segs` as an indirect segment page (the rest zero).
+    fn grant_segments(&mut self, gref: u32, to: u32, segs: &[BlkifSegment]) {
+        let mut page = Box::new(Page([0; 4096]));
+        for (raw, s) in page.0.chunks_exact_mut(8).zip(segs) {
+            raw.copy_from_slice(&s.to_raw());
+        }
+        self.pages.insert(gref, (to, false, page));
     }
     fn check(&self, gref: u32, offset: u16, len: usize, write: bool) -> Result<(), GrantStatus> {
         let Some((to, ro, _)) = self.pages.get(&gref) else { return Err(GrantStatus::BadGntref) };
@@ -276,4 +330,302 @@ fn a_lying_req_prod_breaks_only_that_ring() {
     let e = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap_err();
     assert!(matches!(e, ServeError::Peer(_)), "{e:?}");
     assert_eq!(s.disk.writes + s.disk.reads, 0);
+}
+
+fn indirect(op: u8, id: u64, sector: u64, nr_segments: u16, grefs: &[u32]) -> BlkifRequestSlot {
+    let mut r = BlkifRequestIndirect {
+        operation: OP_INDIRECT,
+        indirect_op: op,
+        nr_segments,
+        id,
+        sector_number: sector,
+        ..Default::default()
+    };
+    r.indirect_grefs[..grefs.len()].copy_from_slice(grefs);
+    BlkifRequestSlot::from(&r)
+}
+
+/// `n` whole-page segments on grants `first..first+n`.
+fn whole_pages(first: u32, n: u32) -> Vec<BlkifSegment> {
+    (first..first + n).map(|gref| BlkifSegment { gref, first_sect: 0, last_sect: 7 }).collect()
+}
+
+#[test]
+fn indirect_requests_carry_more_than_eleven_segments() {
+    let mut s = Setup::new(region(1, 2, false));
+    // 20 data pages (grants 100..120, page i filled with i), listed in indirect page 50; the
+    // last segment only covers sectors 2..=4 of its page.
+    for i in 0..20u32 {
+        s.grants.grant(100 + i, BACKEND, true, i as u8 + 1);
+    }
+    let mut segs = whole_pages(100, 20);
+    segs[19] = BlkifSegment { gref: 119, first_sect: 2, last_sect: 4 };
+    s.grants.grant_segments(50, BACKEND, &segs);
+    assert_eq!(s.run(indirect(OP_WRITE, 1, 16, 20, &[50])), RSP_OKAY, "{:?}", s.vbd.last_refusal);
+    assert_eq!(s.grants.batches, 2, "one copy of the segment page, one of the data");
+    let base = (2048 + 16) * 512;
+    for i in 0..19 {
+        let page = &s.disk.bytes()[base + i * 4096..base + (i + 1) * 4096];
+        assert!(page.iter().all(|&b| b == i as u8 + 1), "page {i}");
+    }
+    let tail = &s.disk.bytes()[base + 19 * 4096..];
+    assert!(tail[..3 * 512].iter().all(|&b| b == 20));
+    assert!(tail[3 * 512..4 * 512].iter().all(|&b| b == 0), "nothing past the last sector");
+    assert_eq!(s.disk.writes, 1, "one device write for the whole request");
+    assert_eq!(s.vbd.stats.sectors_written, 19 * 8 + 3);
+
+    // Read the 32 pages from sector 16 into 32 fresh grants through an indirect page.
+    for i in 0..32u32 {
+        s.grants.grant(200 + i, BACKEND, false, 0xee);
+    }
+    s.grants.grant_segments(51, BACKEND, &whole_pages(200, 32));
+    assert_eq!(s.run(indirect(OP_READ, 2, 16, 32, &[51])), RSP_OKAY, "{:?}", s.vbd.last_refusal);
+    for i in 0..19u32 {
+        assert!(s.grants.pages[&(200 + i)].2.iter().all(|&b| b == i as u8 + 1), "page {i}");
+    }
+    let p = &s.grants.pages[&219].2;
+    assert!(p[..3 * 512].iter().all(|&b| b == 20) && p[3 * 512..].iter().all(|&b| b == 0));
+    assert!(s.grants.pages[&231].2.iter().all(|&b| b == 0));
+    assert_eq!((s.vbd.stats.reads, s.vbd.stats.writes, s.vbd.stats.indirect), (1, 1, 2));
+    assert_eq!(s.vbd.stats.sectors_read, 32 * 8);
+}
+
+#[test]
+fn every_bad_indirect_request_gets_an_error_and_changes_nothing() {
+    let mut s = Setup::new(region(1, 1, false));
+    for i in 0..40u32 {
+        s.grants.grant(100 + i, BACKEND, true, 0x5a);
+    }
+    let max = MAX_INDIRECT_SEGMENTS as u16;
+    s.grants.grant_segments(50, BACKEND, &whole_pages(100, 40));
+    s.grants.grant_segments(51, 99, &whole_pages(100, 4)); // granted to someone else
+    let mut bad = whole_pages(100, 4);
+    bad[2].last_sect = 8;
+    s.grants.grant_segments(52, BACKEND, &bad);
+    bad[2] = BlkifSegment { gref: 100, first_sect: 6, last_sect: 5 };
+    s.grants.grant_segments(53, BACKEND, &bad);
+    bad[2] = BlkifSegment { gref: 7777, first_sect: 0, last_sect: 7 };
+    s.grants.grant_segments(54, BACKEND, &bad);
+    let garbage = BlkifSegment { gref: u32::MAX, first_sect: 0xff, last_sect: 0xff };
+    s.grants.grant_segments(55, BACKEND, &[garbage; 4]);
+    let cases: Vec<(BlkifRequestSlot, Refusal)> = vec![
+        (
+            indirect(OP_WRITE, 1, 0, max + 1, &[50]),
+            Refusal::TooManySegments { nr_segments: max + 1, max: MAX_INDIRECT_SEGMENTS },
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4096, &[50; 8]),
+            Refusal::TooManySegments { nr_segments: 4096, max: MAX_INDIRECT_SEGMENTS },
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4097, &[50; 8]),
+            Refusal::Malformed(BlkifError::BadIndirectSegmentCount { nr_segments: 4097 }),
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 0, &[50]),
+            Refusal::Malformed(BlkifError::BadIndirectSegmentCount { nr_segments: 0 }),
+        ),
+        (
+            indirect(OP_FLUSH_DISKCACHE, 1, 0, 4, &[50]),
+            Refusal::Malformed(BlkifError::BadIndirectOperation { indirect_op: OP_FLUSH_DISKCACHE }),
+        ),
+        (
+            indirect(OP_INDIRECT, 1, 0, 4, &[50]),
+            Refusal::Malformed(BlkifError::BadIndirectOperation { indirect_op: OP_INDIRECT }),
+        ),
+        (indirect(OP_WRITE, 1, 0, 4, &[4444]), Refusal::IndirectPage(GrantStatus::BadGntref)),
+        (indirect(OP_WRITE, 1, 0, 4, &[51]), Refusal::IndirectPage(GrantStatus::PermissionDenied)),
+        (
+            indirect(OP_WRITE, 1, 0, 4, &[52]),
+            Refusal::Malformed(BlkifError::SectorPastPage { segment: 2, last_sect: 8 }),
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4, &[53]),
+            Refusal::Malformed(BlkifError::SectorsReversed { segment: 2, first_sect: 6, last_sect: 5 }),
+        ),
+        (
+            indirect(OP_WRITE, 1, 0, 4, &[55]),
+            Refusal::Malformed(BlkifError::SectorPastPage { segment: 0, last_sect: 0xff }),
+        ),
+        (indirect(OP_WRITE, 1, 0, 4, &[54]), Refusal::Grant(GrantStatus::BadGntref)),
+        (indirect(OP_WRITE, 1, 2048 - 31, 4, &[50]), Refusal::OutOfRange { sector: 2048 - 31, count: 32, size: 2048 }),
+        (
+            indirect(OP_WRITE, 1, u64::MAX - 3, 4, &[50]),
+            Refusal::Malformed(BlkifError::SectorRangeOverflow { sector_number: u64::MAX - 3 }),
+        ),
+    ];
+    for (slot, refusal) in cases {
+        assert_eq!(s.run(slot), RSP_ERROR, "{refusal:?}");
+        assert_eq!(s.vbd.last_refusal, Some(refusal));
+    }
+    assert!(s.disk.bytes().iter().all(|&b| b == 0), "no bad request reached the disk");
+    assert_eq!((s.disk.writes, s.disk.reads), (0, 0));
+    // The honest request on the same pages goes through; and on a read-only vdisk only reads do.
+    assert_eq!(s.run(indirect(OP_WRITE, 2, 2048 - 32, 4, &[50])), RSP_OKAY);
+    let mut ro = Setup::new(region(0, 1, true));
+    ro.grants = s.grants;
+    assert_eq!(ro.run(indirect(OP_WRITE, 3, 0, 4, &[50])), RSP_ERROR);
+    assert_eq!(ro.vbd.last_refusal, Some(Refusal::ReadOnly));
+    assert_eq!(ro.disk.writes, 0);
+}
+
+/// blkfront checks a response's operation against the request's, taking `indirect_op` for an
+/// indirect request.
+#[test]
+fn indirect_responses_carry_the_inner_operation() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::new(region(0, 1, false));
+    for i in 0..12u32 {
+        s.grants.grant(100 + i, BACKEND, false, 0x42);
+    }
+    s.grants.grant_segments(50, BACKEND, &whole_pages(100, 12));
+    front.push_request(indirect(OP_WRITE, 1, 0, 12, &[50])).unwrap();
+    front.push_request(indirect(OP_READ, 2, 0, 12, &[50])).unwrap();
+    front.push_request(indirect(OP_READ, 3, 0, 12, &[9999])).unwrap();
+    let _ = front.publish_requests();
+    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap();
+    assert_eq!((r.served, r.refused), (3, 1));
+    let got: Vec<_> =
+        std::iter::from_fn(|| front.poll_response().unwrap()).map(|r| (r.id, r.operation, r.status)).collect();
+    assert_eq!(got, [(1, OP_WRITE, RSP_OKAY), (2, OP_READ, RSP_OKAY), (3, OP_READ, RSP_ERROR)]);
+}
+
+/// The grants as both the grant copier and the platform that maps them (persistent grants).
+struct ViaCell<'a>(&'a std::cell::RefCell<Grants>);
+
+impl GrantCopier for ViaCell<'_> {
+    fn copy_in(&mut self, domid: hv_abi::DomId, segs: &[Seg], buf: &mut [u8], status: &mut [GrantStatus]) {
+        self.0.borrow_mut().copy_in(domid, segs, buf, status);
+    }
+    fn copy_out(&mut self, domid: hv_abi::DomId, copies: &[OutCopy<'_>], status: &mut [GrantStatus]) {
+        self.0.borrow_mut().copy_out(domid, copies, status);
+    }
+}
+
+// SAFETY: delegates to `Grants`' platform.
+unsafe impl xenbus_backend::Platform for ViaCell<'_> {
+    fn map(&mut self, domid: hv_abi::DomId, gref: u32) -> Result<(u32, u64), hv_abi::Error> {
+        xenbus_backend::Platform::map(&mut *self.0.borrow_mut(), domid, gref)
+    }
+    fn unmap(&mut self, handle: u32) -> Result<(), hv_abi::Error> {
+        xenbus_backend::Platform::unmap(&mut *self.0.borrow_mut(), handle)
+    }
+    fn bind(&mut self, _: hv_abi::DomId, _: u32) -> Result<u32, hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn close(&mut self, _: u32) -> Result<(), hv_abi::Error> {
+        Err(hv_abi::Error::Inval)
+    }
+    fn log(&mut self, _: &str) {}
+}
+
+/// A vdisk served with persistent grants on.
+struct Persistent {
+    disk: RamDisk,
+    grants: std::cell::RefCell<Grants>,
+    vbd: Vbd,
+    pg: PersistentGrants,
+}
+
+impl Persistent {
+    fn new(r: Region) -> Self {
+        let mut pg = PersistentGrants::new();
+        pg.set_enabled(true);
+        Self { disk: RamDisk::with_mib(4), grants: Default::default(), vbd: Vbd::new(FE, r), pg }
+    }
+    fn run(&mut self, slot: BlkifRequestSlot) -> i16 {
+        let (mut inner, mut platform) = (ViaCell(&self.grants), ViaCell(&self.grants));
+        let mut copier = self.pg.copier(&mut inner, &mut platform);
+        self.vbd.handle(&slot, &mut self.disk, &mut copier)
+    }
+}
+
+#[test]
+fn persistent_grants_map_each_page_once_and_need_no_grant_copy_after() {
+    let mut s = Persistent::new(region(1, 1, false));
+    s.grants.borrow_mut().grant(10, BACKEND, false, 0xaa);
+    s.grants.borrow_mut().grant(11, BACKEND, false, 0);
+    for id in 0..3u64 {
+        assert_eq!(s.run(req(OP_WRITE, id, id * 8, &[(10, 0, 7)])), RSP_OKAY);
+        assert_eq!(s.run(req(OP_READ, id, id * 8 + 1, &[(11, 2, 3)])), RSP_OKAY);
+    }
+    assert_eq!(s.grants.borrow().batches, 0, "no grant copy once the pages are mapped");
+    assert_eq!((s.pg.stats.maps, s.pg.stats.hits, s.pg.stats.fallbacks), (2, 6, 0));
+    assert_eq!(s.pg.len(), 2);
+    let base = 2048 * 512;
+    assert!(s.disk.bytes()[base..base + 24 * 512].iter().all(|&b| b == 0xaa));
+    assert!(s.disk.bytes()[base + 24 * 512..].iter().all(|&b| b == 0));
+    // The read landed in the frontend's page itself, at sectors 2..=3 only.
+    {
+        let g = s.grants.borrow();
+        let p = &g.pages[&11].2;
+        assert!(p[..1024].iter().all(|&b| b == 0) && p[1024..2048].iter().all(|&b| b == 0xaa));
+        assert!(p[2048..].iter().all(|&b| b == 0));
+    }
+    // The frontend rewrites its page: the next write sees the new bytes (no stale copy).
+    s.grants.borrow_mut().pages.get_mut(&10).unwrap().2.fill(0x5c);
+    assert_eq!(s.run(req(OP_WRITE, 9, 100, &[(10, 0, 0)])), RSP_OKAY);
+    assert!(s.disk.bytes()[base + 100 * 512..base + 101 * 512].iter().all(|&b| b == 0x5c));
+    // Disconnect: everything is unmapped.
+    let mut p = ViaCell(&s.grants);
+    assert!(s.pg.unmap_all(&mut p));
+    assert!(s.pg.is_empty() && s.grants.borrow().mapped.is_empty());
+}
+
+#[test]
+fn persistent_grants_are_bounded_and_fall_back_to_grant_copy() {
+    let mut s = Persistent::new(region(0, 1, false));
+    let n = MAX_PERSISTENT_GRANTS as u32 + 8;
+    for g in 0..n {
+        s.grants.borrow_mut().grant(100 + g, BACKEND, false, g as u8);
+    }
+    for g in 0..n {
+        assert_eq!(s.run(req(OP_WRITE, 1, u64::from(g) * 8, &[(100 + g, 0, 7)])), RSP_OKAY);
+    }
+    assert_eq!(s.pg.len(), MAX_PERSISTENT_GRANTS);
+    assert_eq!(s.grants.borrow().mapped.len(), MAX_PERSISTENT_GRANTS);
+    assert_eq!(s.pg.stats.fallbacks, 8);
+    assert_eq!(s.grants.borrow().batches, 8, "the pages past the bound went by grant copy");
+    for g in 0..n as usize {
+        assert!(s.disk.bytes()[g * 4096..(g + 1) * 4096].iter().all(|&b| b == g as u8), "page {g}");
+    }
+}
+
+#[test]
+fn persistent_grants_refuse_what_grant_copy_refuses() {
+    let mut s = Persistent::new(region(0, 1, false));
+    s.grants.borrow_mut().grant(10, BACKEND, false, 0x11);
+    s.grants.borrow_mut().grant(12, 99, false, 0x22); // granted to someone else
+    s.grants.borrow_mut().grant(13, BACKEND, true, 0x33); // read-only: not mappable, copy works
+    assert_eq!(s.run(req(OP_WRITE, 1, 0, &[(10, 0, 7), (777, 0, 7)])), RSP_ERROR);
+    assert_eq!(s.vbd.last_refusal, Some(Refusal::Grant(GrantStatus::BadGntref)));
+    assert_eq!(s.run(req(OP_WRITE, 2, 0, &[(12, 0, 7)])), RSP_ERROR);
+    assert_eq!(s.vbd.last_refusal, Some(Refusal::Grant(GrantStatus::PermissionDenied)));
+    assert_eq!(s.run(req(OP_READ, 3, 0, &[(13, 0, 7)])), RSP_ERROR, "read into a read-only grant");
+    assert_eq!(s.disk.writes, 0, "nothing reached the disk");
+    assert_eq!(s.pg.len(), 1, "only the good page is mapped");
+    // A read-only grant still serves writes, by grant copy.
+    assert_eq!(s.run(req(OP_WRITE, 4, 0, &[(13, 0, 7)])), RSP_OKAY);
+    assert!(s.disk.bytes()[..4096].iter().all(|&b| b == 0x33));
+    // Indirect: the segment page is mapped, and its list is still copied once and validated.
+    for i in 0..16u32 {
+        s.grants.borrow_mut().grant(200 + i, BACKEND, false, 0x77);
+    }
+    let mut segs = whole_pages(200, 16);
+    s.grants.borrow_mut().grant_segments(50, BACKEND, &segs);
+    assert_eq!(s.run(indirect(OP_WRITE, 5, 64, 16, &[50])), RSP_OKAY);
+    assert!(s.disk.bytes()[64 * 512..(64 + 128) * 512].iter().all(|&b| b == 0x77));
+    segs[3].last_sect = 9;
+    let mut g = s.grants.borrow_mut();
+    g.pages.get_mut(&50).unwrap().2[3 * 8..4 * 8].copy_from_slice(&segs[3].to_raw());
+    drop(g);
+    assert_eq!(s.run(indirect(OP_WRITE, 6, 64, 16, &[50])), RSP_ERROR);
+    assert_eq!(s.vbd.last_refusal, Some(Refusal::Malformed(BlkifError::SectorPastPage { segment: 3, last_sect: 9 })));
+    // Off: nothing is mapped.
+    let mut off = Persistent::new(region(0, 1, false));
+    off.pg.set_enabled(false);
+    off.grants.borrow_mut().grant(10, BACKEND, false, 0x11);
+    assert_eq!(off.run(req(OP_WRITE, 1, 0, &[(10, 0, 7)])), RSP_OKAY);
+    assert_eq!((off.pg.len(), off.grants.borrow().batches), (0, 1));
 }

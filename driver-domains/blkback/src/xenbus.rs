@@ -8,16 +8,19 @@ use alloc::vec::Vec;
 
 use shared_ring::wire::blkif::Blkif;
 use shared_ring::{BackRing, PageMemory};
-use xenbus_backend::{DataPath, Info, RingKey, read_string};
+use xenbus_backend::{DataPath, Info, Platform, RingKey, read_string};
 use xenstore::StoreClient;
 
 use crate::params::Region;
+use crate::persistent::PersistentGrants;
 use crate::vbd::Vbd;
 
-/// One vdisk's data path: the vbd and, while connected, its ring.
+/// One vdisk's data path: the vbd, while connected its ring, and the frontend's pages kept
+/// mapped (persistent grants, if it asked for them).
 pub struct Vdisk {
     pub vbd: Vbd,
     pub ring: Option<BackRing<Blkif, PageMemory>>,
+    pub pgrants: PersistentGrants,
 }
 
 impl DataPath for Vdisk {
@@ -29,7 +32,7 @@ impl DataPath for Vdisk {
     fn probe(client: &mut impl StoreClient, info: &Info, device_sectors: &mut u64) -> Result<Self, String> {
         let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
         match crate::params::parse(&params, *device_sectors) {
-            Ok(region) => Ok(Vdisk { vbd: Vbd::new(info.fe, region), ring: None }),
+            Ok(region) => Ok(Vdisk { vbd: Vbd::new(info.fe, region), ring: None, pgrants: PersistentGrants::new() }),
             Err(e) => Err(format!("bad params {params:?}: {e}; device closed")),
         }
     }
@@ -42,6 +45,8 @@ impl DataPath for Vdisk {
             ("info", format!("{}", if ro { 4 } else { 0 })),
             ("feature-flush-cache", String::from(if ro { "0" } else { "1" })),
             ("feature-barrier", String::from(if ro { "0" } else { "1" })),
+            ("feature-max-indirect-segments", format!("{}", crate::vbd::MAX_INDIRECT_SEGMENTS)),
+            ("feature-persistent", String::from("1")),
         ]
     }
 
@@ -55,11 +60,16 @@ impl DataPath for Vdisk {
         )
     }
 
-    fn check_frontend(&self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
+    fn check_frontend(&mut self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
         match read_string(client, &format!("{fe_dir}/protocol")) {
-            Ok(p) if p != "x86_64-abi" => Err(format!("unsupported protocol {p:?}")),
-            _ => Ok(()),
+            Ok(p) if p != "x86_64-abi" => return Err(format!("unsupported protocol {p:?}")),
+            _ => {}
         }
+        // Persistent grants only if the frontend promises to reuse its grants (blkif.h: a
+        // backend must not map persistently otherwise); anything but "1" means no.
+        let persistent = read_string(client, &format!("{fe_dir}/feature-persistent")).is_ok_and(|v| v.trim() == "1");
+        self.pgrants.set_enabled(persistent);
+        Ok(())
     }
 
     fn attach(&mut self, _: &mut u64, _fe: hv_abi::DomId, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
@@ -71,5 +81,13 @@ impl DataPath for Vdisk {
 
     fn detach(&mut self, _: &mut u64) {
         self.ring = None;
+    }
+
+    /// Every persistently mapped page goes back on disconnect.
+    fn release(&mut self, p: &mut impl Platform) {
+        let n = self.pgrants.len();
+        if !self.pgrants.unmap_all(p) {
+            p.log(&format!("vbd {}: some of {n} persistent grants would not unmap", self.vbd.frontend));
+        }
     }
 }

@@ -87,12 +87,16 @@ fn a_vdisk_publishes_its_geometry_and_connects_its_ring() {
         ("info", "0"),
         ("feature-flush-cache", "1"),
         ("feature-barrier", "1"),
+        ("feature-max-indirect-segments", "32"),
+        ("feature-persistent", "1"),
     ] {
         assert_eq!(be_key(&mut w, 0, k), v, "{k}");
     }
     fe_publish(&mut w, 0, "x86_64-abi");
     refresh(&mut w);
     assert_eq!(be_state(&mut w, 0), Connected);
+    // This frontend did not write feature-persistent: no page is mapped persistently.
+    assert!(!w.backend.devices()[0].path().unwrap().pgrants.is_enabled());
     let port = w.backend.devices()[0].port().unwrap();
     assert!(w.hv.saw(&format!("vbd 5/0: connected to domain 5: ring ref 8, port {port}")));
     assert_eq!(w.hv.mapped.values().copied().collect::<Vec<_>>(), [(5, 8)]);
@@ -112,7 +116,14 @@ fn a_read_only_vdisk_offers_no_flush() {
     add_vbd(&mut w.server, 1, "offset_mib=8 size_mib=4 mode=r");
     refresh(&mut w);
     assert!(w.hv.saw("vbd 5/1: 4 MiB at 8 MiB, read-only; InitWait"));
-    for (k, v) in [("sectors", "8192"), ("info", "4"), ("feature-flush-cache", "0"), ("feature-barrier", "0")] {
+    for (k, v) in [
+        ("sectors", "8192"),
+        ("info", "4"),
+        ("feature-flush-cache", "0"),
+        ("feature-barrier", "0"),
+        // Reads use indirect requests too.
+        ("feature-max-indirect-segments", "32"),
+    ] {
         assert_eq!(be_key(&mut w, 1, k), v, "{k}");
     }
 }
@@ -143,4 +154,25 @@ fn another_protocol_is_refused_before_anything_is_mapped() {
     assert!(w.hv.saw("vbd 5/0: cannot connect: unsupported protocol \"x86_32-abi\""));
     assert_eq!(be_state(&mut w, 0), Closed);
     assert_eq!(w.hv.issued, 0);
+}
+
+/// A frontend that writes `feature-persistent = 1` gets persistent grants; anything else does not.
+#[test]
+fn persistent_grants_only_when_the_frontend_asks() {
+    let mut w = world();
+    for (n, value) in [(0, Some("1")), (1, Some("yes")), (2, None)] {
+        add_vbd(&mut w.server, n, "offset_mib=0 size_mib=8 mode=w");
+        if let Some(v) = value {
+            let mut f = LocalClient::new(&mut w.server, FE);
+            f.write(format!("{}/feature-persistent", fe_dir(n)).as_bytes(), v.as_bytes()).unwrap();
+        }
+        fe_publish(&mut w, n, "x86_64-abi");
+    }
+    refresh(&mut w);
+    let on: Vec<bool> = w.backend.devices().iter().map(|d| d.path().unwrap().pgrants.is_enabled()).collect();
+    assert_eq!(on.len(), 3);
+    assert_eq!(on.iter().filter(|&&b| b).count(), 1);
+    for n in 0..3 {
+        assert_eq!(be_state(&mut w, n), Connected);
+    }
 }

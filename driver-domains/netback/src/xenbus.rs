@@ -113,7 +113,7 @@ impl DataPath for VifPath {
         format!("mac {mac}, pcap {}", if self.capture { "on" } else { "off" })
     }
 
-    fn check_frontend(&self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
+    fn check_frontend(&mut self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
         // We only copy into the frontend's buffers (no page flipping).
         match read_string(client, &format!("{fe_dir}/request-rx-copy")) {
             Ok(v) if v.trim() != "1" => Err(format!("request-rx-copy = {v:?} (only rx-copy is supported)")),

@@ -44,8 +44,9 @@ pub trait DataPath: Sized {
     fn features(&self) -> Vec<(&'static str, String)>;
     /// What the InitWait line says between the name and `; InitWait`.
     fn describe(&self) -> String;
-    /// Checks the frontend's other keys before anything is mapped (`protocol`, ...).
-    fn check_frontend(&self, _client: &mut impl StoreClient, _fe_dir: &str) -> Result<(), String> {
+    /// Checks the frontend's other keys before anything is mapped (`protocol`, ...) and notes
+    /// the features it asks for (blkback's `feature-persistent`).
+    fn check_frontend(&mut self, _client: &mut impl StoreClient, _fe_dir: &str) -> Result<(), String> {
         Ok(())
     }
     /// The rings are mapped (one page per [`DataPath::RINGS`] entry) and `port` is bound:
@@ -54,6 +55,9 @@ pub trait DataPath: Sized {
     -> Result<(), String>;
     /// Drops the data path; its pages are unmapped right after.
     fn detach(&mut self, shared: &mut Self::Shared);
+    /// Right after [`DataPath::detach`], before the rings are unmapped: lets go of whatever else
+    /// the data path mapped through the platform (blkback's persistent grants).
+    fn release(&mut self, _p: &mut impl Platform) {}
     /// After the `disconnected` line (netback prints the final counters).
     fn after_detach(&mut self, _shared: &mut Self::Shared) {}
 }
@@ -302,6 +306,7 @@ impl<D: DataPath> Device<D> {
         // The rings go first: they point into the mappings.
         if let Some(path) = self.path.as_mut() {
             path.detach(shared);
+            path.release(p);
         }
         let _ = p.close(c.port);
         let mut unmapped = true;

@@ -49,7 +49,7 @@ impl DataPath for TestPath {
     fn describe(&self) -> String {
         "test device".into()
     }
-    fn check_frontend(&self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
+    fn check_frontend(&mut self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
         match read_string(client, &format!("{fe_dir}/request-rx-copy")) {
             Ok(v) if v != "1" => Err(format!("request-rx-copy = {v:?}")),
             _ => Ok(()),

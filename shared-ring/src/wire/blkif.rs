@@ -69,6 +69,38 @@ impl BlkifSegment {
     fn decode(b: &[u8]) -> Self {
         Self { gref: u32_at(b, 0), first_sect: b[4], last_sect: b[5] }
     }
+
+    /// One segment as it lies in a slot or an indirect page (8 bytes, unvalidated).
+    #[inline]
+    pub fn from_raw(b: &[u8; 8]) -> Self {
+        Self::decode(b)
+    }
+
+    /// The raw image (padding zeroed).
+    #[inline]
+    pub fn to_raw(&self) -> [u8; 8] {
+        let mut b = [0; 8];
+        put_u32(&mut b, 0, self.gref);
+        b[4] = self.first_sect;
+        b[5] = self.last_sect;
+        b
+    }
+
+    /// blkif.h's rule for segment number `segment`: `first_sect <= last_sect <= 7`.
+    #[inline]
+    pub fn validate(&self, segment: usize) -> Result<(), BlkifError> {
+        if self.first_sect > self.last_sect {
+            return Err(BlkifError::SectorsReversed {
+                segment,
+                first_sect: self.first_sect,
+                last_sect: self.last_sect,
+            });
+        }
+        if self.last_sect > LAST_SECTOR_IN_PAGE {
+            return Err(BlkifError::SectorPastPage { segment, last_sect: self.last_sect });
+        }
+        Ok(())
+    }
 }
 
 /// `struct blkif_request` (blkif.h): read, write, write-barrier and flush requests.
@@ -366,12 +398,7 @@ impl BlkifRequest {
         }
         let mut sectors = 0u64;
         for (segment, s) in self.seg[..nr].iter().enumerate() {
-            if s.first_sect > s.last_sect {
-                return Err(BlkifError::SectorsReversed { segment, first_sect: s.first_sect, last_sect: s.last_sect });
-            }
-            if s.last_sect > LAST_SECTOR_IN_PAGE {
-                return Err(BlkifError::SectorPastPage { segment, last_sect: s.last_sect });
-            }
+            s.validate(segment)?;
             sectors += s.sectors();
         }
         if self.sector_number.checked_add(sectors).is_none() {
@@ -608,6 +635,12 @@ mod tests {
         let decoded = BlkifRequestSlot::from(&i).decode();
         assert_eq!(decoded, Ok(BlockRequest::Indirect(i)));
         assert_eq!(i.pages(), 2);
+        let s = BlkifSegment { gref: 0x0102_0304, first_sect: 3, last_sect: 6 };
+        assert_eq!(s.to_raw(), [4, 3, 2, 1, 3, 6, 0, 0]);
+        assert_eq!(BlkifSegment::from_raw(&s.to_raw()), s);
+        assert_eq!(s.validate(0), Ok(()));
+        let s = BlkifSegment { gref: 1, first_sect: 7, last_sect: 8 };
+        assert_eq!(s.validate(9), Err(BlkifError::SectorPastPage { segment: 9, last_sect: 8 }));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! blkback's data path against a hostile frontend: the vdisk's `params` (the first input line,
 //! through `params::parse`; a fixed region if it does not parse), then a script that writes raw
-//! 112-byte request slots into the ring page, rewrites the ring's header words, and runs
+//! 112-byte request slots into the ring page, writes 8-byte segment entries into granted pages
+//! (so indirect requests find segment lists, good and bad), rewrites the ring's header words, and runs
 //! `serve_round` (which polls each slot once, validates it in `Vbd::handle` and performs it
 //! against a RAM disk through a fake grant copier). No panic; the backend touches no sector
 //! outside its region and writes nothing to a read-only vdisk; it asks for no copy outside a
 //! granted page or its own buffer; responses answer the requests in ring order with a status
-//! blkif defines.
+//! blkif defines and the operation blkfront expects (`indirect_op` for an indirect request).
 #![no_main]
 
 use std::collections::VecDeque;
@@ -14,11 +15,12 @@ use blkback::device::{BlockDevice, DeviceError, RamDisk};
 use blkback::params::{self, Region};
 use blkback::serve::serve_round;
 use blkback::vbd::Vbd;
-use fuzz::{FakeGrants, HostileFront, Script, page};
+use fuzz::{FakeGrants, GRANTS, HostileFront, Script, page};
 use libfuzzer_sys::fuzz_target;
 use shared_ring::layout::HEADER_SIZE;
 use shared_ring::wire::blkif::{
-    Blkif, BlkifRequestSlot, BlkifResponse, REQUEST_SIZE, RESPONSE_SIZE, RSP_EOPNOTSUPP, RSP_ERROR, RSP_OKAY,
+    Blkif, BlkifRequestSlot, BlkifResponse, OP_INDIRECT, REQUEST_SIZE, RESPONSE_SIZE, RSP_EOPNOTSUPP, RSP_ERROR,
+    RSP_OKAY,
 };
 use shared_ring::{BackRing, SharedMemory};
 
@@ -81,14 +83,14 @@ fuzz_target!(|data: &[u8]| {
     let mut vbd = Vbd::new(FRONTEND, region);
     let mut dev = Guarded { disk: RamDisk::new(DEVICE_SECTORS), region };
     let mut grants = FakeGrants::new(FRONTEND);
-    // Ids of the requests pushed, in order, while the frontend has not tampered with the header.
-    let mut pushed: VecDeque<u64> = VecDeque::new();
+    // Ids and expected response operations of the requests pushed, in order, while the frontend has not tampered with the header.
+    let mut pushed: VecDeque<(u64, u8)> = VecDeque::new();
     let mut tampered = false;
     let mut rsp_cons = 0u32;
     let mut rounds = 0;
 
     while let Some(op) = script.byte() {
-        match op % 4 {
+        match op % 5 {
             0 => {
                 let slot = script.bytes(REQUEST_SIZE);
                 let mut raw = [0u8; REQUEST_SIZE];
@@ -96,7 +98,9 @@ fuzz_target!(|data: &[u8]| {
                 // More than a ring's worth outstanding overwrites unread slots: that is
                 // tampering too (the backend may then break the ring).
                 tampered |= pushed.len() >= front.slots as usize;
-                pushed.push_back(BlkifRequestSlot::from_raw(raw).id());
+                let slot = BlkifRequestSlot::from_raw(raw);
+                let op = if slot.operation() == OP_INDIRECT { raw[1] } else { raw[0] };
+                pushed.push_back((slot.id(), op));
                 front.push(&raw);
             }
             1 => {
@@ -122,6 +126,14 @@ fuzz_target!(|data: &[u8]| {
                 front.rewrite_header(which, value);
                 tampered = true;
             }
+            4 => {
+                // The frontend writes a segment entry (gref, first_sect, last_sect) into one of
+                // its granted pages: indirect requests read their segment lists from there.
+                let (Some(gref), Some(index)) = (script.byte(), script.byte()) else { break };
+                let entry = script.bytes(8);
+                let at = usize::from(index % 64) * 8;
+                grants.pages[usize::from(gref) % GRANTS as usize][at..at + entry.len()].copy_from_slice(entry);
+            }
             _ => {
                 // The frontend reads the responses published since it last looked.
                 let rsp_prod = front.rsp_prod();
@@ -134,7 +146,11 @@ fuzz_target!(|data: &[u8]| {
                     let response = BlkifResponse::from_raw(&raw);
                     if !tampered {
                         assert!([RSP_OKAY, RSP_ERROR, RSP_EOPNOTSUPP].contains(&response.status));
-                        assert_eq!(Some(response.id), pushed.pop_front(), "responses out of request order");
+                        assert_eq!(
+                            Some((response.id, response.operation)),
+                            pushed.pop_front(),
+                            "responses out of request order or with the wrong operation"
+                        );
                     }
                     rsp_cons = rsp_cons.wrapping_add(1);
                 }
