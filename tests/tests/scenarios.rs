@@ -322,8 +322,8 @@ fn kvlog_persists_records_on_blkback_over_the_blkif_ring() {
     o.expect_clean_finish();
     o.expect_in_order(&[
         "[dom0] device vbd/0: kvlog (domain *) served by blkback (domain *)",
-        "[blkback] vbd */0: 8 MiB at 0 MiB, read-write; InitWait",
-        "[blkback] vbd */0: connected to domain *: ring ref *, port *",
+        "[blkback] vbd */51712: 8 MiB at 0 MiB, read-write; InitWait",
+        "[blkback] vbd */51712: connected to domain *: ring ref *, port *",
         "[kvlog] blkfront: vbd connected to backend domain *: 16384 sectors, read-write, ring ref *, port *",
         "[kvlog] disk: 16384 sectors (8 MiB), read-write",
         "[kvlog] found 0 records (0 keys) at start, formatted a blank disk; log ends at sector 1",
@@ -369,7 +369,7 @@ fn blkback_refuses_every_attack_and_the_honest_disk_stays_intact() {
     o.expect_in_order(&[
         "[blk-attacker] own vdisk of 8192 sectors works: yes",
         "[blk-attacker] bad requests: 16 refused of 16",
-        "[blkback] vbd */0: frontend broke the ring: *; disconnecting it",
+        "[blkback] vbd */51712: frontend broke the ring: *; disconnecting it",
         "[blk-attacker] lying req_prod: backend state now Closed",
         "[blk-attacker] all attacks done",
         "[kvlog] after the attack: rescanned 200 records, re-verified 200 records, 0 bad",
@@ -377,7 +377,7 @@ fn blkback_refuses_every_attack_and_the_honest_disk_stays_intact() {
     ]);
     o.expect_line("[kvlog] verified 200 records, 0 bad");
     o.expect_line("[blk-attacker] read of the read-only vdisk: served");
-    o.expect_line("[blkback] vbd */0: request * refused: sectors 8192+1 outside the vdisk of 8192 sectors");
+    o.expect_line("[blkback] vbd */51712: request * refused: sectors 8192+1 outside the vdisk of 8192 sectors");
     o.expect_no_line("[kvlog] blkfront: * reconnecting");
     o.expect_line("[dom0] blk-attacker ended: still running (expected)");
     o.expect_line("[dom0] all domains finished: 3 as expected, 0 unexpected");
