@@ -344,7 +344,7 @@ fn blkback_refuses_every_attack_and_the_honest_disk_stays_intact() {
     let o = Scenario::new("blk-hostile").disks_in(&dir).run();
     o.expect_clean_finish();
     o.expect_line("[blkback] blkback serving a virtio-blk disk (interrupts) (65536 sectors)");
-    o.expect_line("[blkback] vbd */2: bad params \"offset_mib=30 size_mib=8 mode=w\": region ends at 38 MiB, past the 32 MiB backing device; device closed");
+    o.expect_line("[blkback] vbd */51744: bad params \"offset_mib=30 size_mib=8 mode=w\": region ends at 38 MiB, past the 32 MiB backing device; device closed");
     for attack in [
         "write to the read-only vdisk",
         "flush of the read-only vdisk",
