@@ -2,7 +2,8 @@
 //! ends, every mapping of its pages is pointed at the mapper's own scratch page. `role=`:
 //! * `granter`: grants one page writable to each domain id in `to=a..b` (refs 8, 9, ... in that
 //!   order), then lives `live_ms` and exits.
-//! * `mapper`: in its first incarnation (domain id `first_id`) maps `granter`'s grant, waits
+//! * `mapper`: in its first incarnation (no `data/incarnation` in its store home yet; Dom0
+//!   restarts a driver domain in place, same id and store nodes kept) maps `granter`'s grant, waits
 //!   for it to end (the mapping now shows its scratch page), fills that page with a secret and
 //!   crashes on purpose (`on_crash = "restart"` brings it back). In a later incarnation it maps
 //!   `granter2`'s grant for its new id, waits for that granter to end and reads what its own
@@ -81,8 +82,16 @@ fn map_until_revoked(granter: hv_abi::DomId, gref: u32) -> Option<u64> {
 
 fn mapper() {
     let me = hv_rt::domid();
-    let first = hv_rt::arg_u64("first_id", 0) as hv_abi::DomId;
-    if me == first {
+    // Which incarnation: the first leaves a mark in its store home, which the restart keeps.
+    let mut store = match hv_rt::store::Store::connect() {
+        Ok(s) => s,
+        Err(e) => return println!("store: {e}"),
+    };
+    let first = store.read_string("data/incarnation").is_err();
+    if let Err(e) = xenstore::StoreClient::write(&mut store, b"data/incarnation", b"1") {
+        println!("store write: {e}");
+    }
+    if first {
         let granter = hv_rt::arg_u64("granter", 0) as hv_abi::DomId;
         let Some(va) = map_until_revoked(granter, 8) else { return };
         // SAFETY: `va` is our mapping, now of our own writable scratch page.
