@@ -23,7 +23,8 @@ hv_rt::main!(main);
 const TAG: &str = "guest";
 
 fn has(store: &mut Store, kind: &str) -> bool {
-    store.read_string(&format!("/local/domain/{}/device/{kind}/0/backend", hv_rt::domid())).is_ok()
+    let id = xenstore::xenbus::device_id(kind, 0);
+    store.read_string(&format!("/local/domain/{}/device/{kind}/{id}/backend", hv_rt::domid())).is_ok()
 }
 
 /// Milliseconds since `start`, with one decimal.
