@@ -8,12 +8,12 @@
 //! frontends) with the DomU's command line, the console words swapped for `console=ttyS0` and
 //! `pci=off` dropped (the reference's devices are on PCI).
 //!
-//! * Disk (`bench-linux-io-blk`, `guest.mode=fio`): fio on the raw disk, libaio and O_DIRECT,
+//! * Disk (`topologies/linux-io/blk.toml`, `guest.mode=fio`): fio on the raw disk, libaio and O_DIRECT,
 //!   `guest.fio_secs` each: 1 MiB sequential writes then reads (QD1), 4 KiB random reads at QD1
 //!   and QD16. The DomU's xvda is served by blkback on virtio-blk; the reference's vda is the
 //!   same 64 MiB image file (created anew, sparse, for each boot) on virtio-blk.
 //!   Target: DomU ≥ 0.8 × reference, each.
-//! * Network (`bench-linux-io-net`, `guest.mode=net`): the host runs `wrk` against busybox httpd
+//! * Network (`topologies/linux-io/net.toml`, `guest.mode=net`): the host runs `wrk` against busybox httpd
 //!   (requests/s, reported beside the reference, no target), then `iperf3 -R` against the
 //!   guest's iperf3 server (the guest sends: guest → host TCP, Mbit/s as the host's client
 //!   received it), both through QEMU's hostfwd. Target: DomU ≥ 0.8 × reference.
@@ -31,8 +31,10 @@ use super::hv::{Row, Samples, Target, print_table, report};
 use super::pvh::{add, linux_domain, reference_cmdline};
 use super::{failed_run, median, write_json};
 
-const BLK_TOPOLOGY: &str = "bench-linux-io-blk";
-const NET_TOPOLOGY: &str = "bench-linux-io-net";
+/// The topologies this bench boots, under the workspace root: not in `topologies/` itself, whose
+/// every file `cargo xtask test` bundles (these would make CI install fio and iperf3).
+const BLK_TOPOLOGY: &str = "topologies/linux-io/blk.toml";
+const NET_TOPOLOGY: &str = "topologies/linux-io/net.toml";
 /// The DomU's figures must reach this share of the reference's.
 const TARGET_SHARE: f64 = 0.8;
 /// The fio jobs of init.sh's `fio` mode, in its order, with the figure each is judged by.
@@ -59,12 +61,13 @@ enum FioFigure {
 pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
     packages::ensure(&[packages::QEMU, packages::WRK, packages::FIO, packages::IPERF3])
         .context("`cargo xtask bench linux-io` needs these packages")?;
-    let blk = crate::build::prepare(paths, Some(BLK_TOPOLOGY))?;
-    let net = crate::build::prepare(paths, Some(NET_TOPOLOGY))?;
+    let topology = |t: &str| paths.root.join(t).to_str().map(String::from).context("the workspace path is not UTF-8");
+    let blk = crate::build::prepare(paths, Some(&topology(BLK_TOPOLOGY)?))?;
+    let net = crate::build::prepare(paths, Some(&topology(NET_TOPOLOGY)?))?;
     // The same files the bundles carry (prepared, and cached, by the bundling above).
     let guest = linux_guest::prepare_with(paths, true, true)?;
     let (blk_domu, net_domu) = (linux_domain(&blk.topology)?, linux_domain(&net.topology)?);
-    let disks_dir = paths.disks_dir(BLK_TOPOLOGY);
+    let disks_dir = paths.disks_dir(blk.topology.name());
     let on_hv = |p: &crate::build::Prepared| Spec {
         machine,
         accel,
@@ -85,7 +88,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     for i in 0..runs {
         let n = format!("run {}/{runs}", i + 1);
         for (side, mut spec) in [("domu", on_hv(&blk)), ("direct", direct(blk_domu, "guest.disk=vda"))] {
-            step(format!("{BLK_TOPOLOGY}: fio, {side}, {n}"));
+            step(format!("{}: fio, {side}, {n}", blk.topology.name()));
             spec.disks = xtask::disks::images(&disks_dir, &blk.topology, true)?;
             let stop = |l: &str| l.ends_with(POWER_OFF);
             let run = qemu::run_captured(&spec, Duration::from_secs(600), Some(&stop))?;
@@ -95,7 +98,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
             }
         }
         for (side, spec) in [("domu", on_hv(&net)), ("direct", direct(net_domu, ""))] {
-            step(format!("{NET_TOPOLOGY}: wrk, then iperf3 -R (the guest sends), {side}, {n}"));
+            step(format!("{}: wrk, then iperf3 -R (the guest sends), {side}, {n}", net.topology.name()));
             let mut spec = spec;
             spec.nics = NetDevice::for_topology(&net.topology.nics)?;
             let port = |p| spec.nics.iter().find_map(|n| n.host_port(p)).context("the topology forwards no such port");
@@ -300,12 +303,12 @@ mod tests {
         assert!(script.contains(&format!("iperf3 -s -p {IPERF_PORT}")));
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         for (name, mode) in [(BLK_TOPOLOGY, "guest.mode=fio"), (NET_TOPOLOGY, "guest.mode=net")] {
-            let t = xtask::topology::load(root, Some(name)).unwrap();
+            let t = xtask::topology::load(root, Some(root.join(name).to_str().unwrap())).unwrap();
             let d = linux_domain(&t).unwrap();
             assert!(d.cmdline.contains(mode) && d.cmdline.contains("guest.modules=1"), "{name}: {}", d.cmdline);
             assert_eq!(d.ramdisk.as_deref(), Some(linux_guest::RAMDISK_IO_IMAGE), "{name}");
         }
-        let net = xtask::topology::load(root, Some(NET_TOPOLOGY)).unwrap();
+        let net = xtask::topology::load(root, Some(root.join(NET_TOPOLOGY).to_str().unwrap())).unwrap();
         let ports: Vec<u16> = net.nics.iter().flat_map(|n| n.forwards.iter().map(|f| f.guest_port)).collect();
         assert_eq!(ports, [80, IPERF_PORT]);
     }
