@@ -131,10 +131,12 @@ pub fn domain_images(root: &Path) -> Result<Vec<(String, String)>> {
 pub fn write_bundle(paths: &Paths, topology: &Loaded, image_dir: &Path) -> Result<PathBuf> {
     let mut images = Vec::new();
     let mut linux = None;
+    // One initramfs per bundle: the `bench linux-io` variant when the topology names it.
+    let io_tools = topology.images().iter().any(|i| i == linux_guest::RAMDISK_IO_IMAGE);
     for image in topology.images() {
-        if image == linux_guest::KERNEL_IMAGE || image == linux_guest::RAMDISK_IMAGE {
+        if [linux_guest::KERNEL_IMAGE, linux_guest::RAMDISK_IMAGE, linux_guest::RAMDISK_IO_IMAGE].contains(&&*image) {
             if linux.is_none() {
-                let prepared = linux_guest::prepare(paths, true).with_context(|| {
+                let prepared = linux_guest::prepare_with(paths, true, io_tools).with_context(|| {
                     format!("{}: preparing the Linux guest's {image:?}", show(&topology.path, &paths.root))
                 })?;
                 linux = Some(prepared);

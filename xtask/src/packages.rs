@@ -69,8 +69,21 @@ pub const CURL: Package =
     Package { name: "curl", probe: Probe::Command("curl"), why: "fetches pages from DomUs through QEMU's hostfwd" };
 pub const TSHARK: Package =
     Package { name: "tshark", probe: Probe::Command("tshark"), why: "parses the pcap streams netback captures" };
-pub const WRK: Package =
-    Package { name: "wrk", probe: Probe::Command("wrk"), why: "the HTTP load generator of `cargo xtask bench net`" };
+pub const WRK: Package = Package {
+    name: "wrk",
+    probe: Probe::Command("wrk"),
+    why: "the HTTP load generator of `cargo xtask bench net` and `bench linux-io`",
+};
+pub const FIO: Package = Package {
+    name: "fio",
+    probe: Probe::File("/usr/bin/fio"),
+    why: "the disk benchmark the Linux guest of `cargo xtask bench linux-io` runs (carried with its libraries)",
+};
+pub const IPERF3: Package = Package {
+    name: "iperf3",
+    probe: Probe::File("/usr/bin/iperf3"),
+    why: "TCP throughput of `cargo xtask bench linux-io`: the server in the Linux guest, the client on the host",
+};
 
 /// Everything the ISO needs.
 pub const ISO_TOOLS: &[Package] = &[GRUB_COMMON, GRUB_PC_BIN, XORRISO, MTOOLS];

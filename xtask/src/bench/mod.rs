@@ -8,6 +8,8 @@
 //! - [`xl`]: the toolstack (create to Connected, driver-domain crash to reconnected), `xl.json`
 //! - [`pvh`]: HVM domains: Linux as a PVH DomU against the same kernel booted directly, the HVM
 //!   hypercall round trip, VM exits per second, `pvh.json`
+//! - [`linux_io`]: Linux as a PVH DomU on blkback and netback (fio, iperf3, wrk) against the same
+//!   kernel on virtio-blk and virtio-net directly, `linux-io.json`
 //!
 //! In-QEMU timings measure the emulator as much as us, so each figure stands next to a reference
 //! measured in the same run and QEMU configuration, and the ratio is what counts. Results go to
@@ -16,6 +18,7 @@
 mod blk;
 mod hv;
 mod linux;
+mod linux_io;
 mod linux_net;
 mod net;
 mod pvh;
@@ -47,6 +50,10 @@ pub enum BenchWhat {
     /// (QEMU start to /init), the HVM xen_version round trip beside the PV null hypercall and
     /// Linux's null syscall, VM exits per second during Linux's boot and while it idles
     Pvh,
+    /// Linux as a PVH DomU on the Rust blkback and netback against the same kernel and initramfs
+    /// booted directly on virtio-blk and virtio-net: fio (1 MiB sequential, 4 KiB random at QD1
+    /// and QD16, O_DIRECT), iperf3 guest -> host, wrk against httpd (installs fio and iperf3)
+    LinuxIo,
     /// Every benchmark above, one after the other (slow)
     All,
 }
@@ -61,7 +68,8 @@ pub struct BenchArgs {
     /// QEMU machine type
     #[arg(long, value_enum, default_value = "q35")]
     machine: MachineArg,
-    /// Boots per measurement (the median is reported; the Linux references and `net` take at most 3)
+    /// Boots per measurement (the median is reported; the Linux references, `net` and `linux-io` take
+    /// at most 3)
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
 }
@@ -79,16 +87,18 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
         BenchWhat::Net => net::run(paths, accel(), machine, runs.min(3)),
         BenchWhat::Xl => xl::run(paths, accel(), machine),
         BenchWhat::Pvh => pvh::run(paths, accel(), machine, runs),
+        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3)),
         BenchWhat::All => {
             let accel = accel();
             let mut failed = Vec::new();
-            let benches: [(&str, &dyn Fn() -> Result<()>); 6] = [
+            let benches: [(&str, &dyn Fn() -> Result<()>); 7] = [
                 ("hv", &|| hv::run(paths, hv::Options { hv: true, accel, machine, runs })),
                 ("ring", &|| ring::run(&paths.root)),
                 ("blk", &|| blk::run(paths, accel, machine, runs)),
                 ("net", &|| net::run(paths, accel, machine, runs.min(3))),
                 ("xl", &|| xl::run(paths, accel, machine)),
                 ("pvh", &|| pvh::run(paths, accel, machine, runs)),
+                ("linux-io", &|| linux_io::run(paths, accel, machine, runs.min(3))),
             ];
             for (name, bench) in benches {
                 xtask::step(format!("bench {name}"));

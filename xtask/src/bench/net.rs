@@ -40,31 +40,40 @@ const SEND_PORT_IN_TOPOLOGY: &str = "10.0.2.2:5001";
 
 /// Runs `wrk` against 127.0.0.1:`port` once `ready` matches a serial line; returns requests/s.
 fn wrk_when_ready(spec: &Spec, port: u16, ready: impl Fn(&str) -> bool) -> Result<f64> {
-    let result: Arc<Mutex<Option<Result<f64>>>> = Arc::new(Mutex::new(None));
-    let mut started = false;
+    client_when_ready(spec, ready, move || run_wrk(port))
+}
+
+/// Boots `spec` and runs `client` on a thread of its own once `ready` matches a serial line;
+/// stops QEMU when the client is done and returns what it gave.
+pub(super) fn client_when_ready<T: Send + 'static>(
+    spec: &Spec,
+    ready: impl Fn(&str) -> bool,
+    client: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let result: Arc<Mutex<Option<Result<T>>>> = Arc::new(Mutex::new(None));
+    let mut client = Some(client);
     let shared = result.clone();
     let mut watch = |line: Option<&str>| {
         if let Some(l) = line
-            && !started
+            && client.is_some()
             && ready(l)
         {
-            started = true;
-            let shared = shared.clone();
+            let (shared, client) = (shared.clone(), client.take().expect("checked above"));
             std::thread::spawn(move || {
-                let r = run_wrk(port);
+                let r = client();
                 *shared.lock().unwrap() = Some(r);
             });
         }
         shared.lock().unwrap().is_some()
     };
-    let run = qemu::run_watched(spec, Duration::from_secs(180), &mut watch)?;
+    let run = qemu::run_watched(spec, Duration::from_secs(300), &mut watch)?;
     match result.lock().unwrap().take() {
         Some(r) => r,
         None => Err(fail("the server never became ready", &run)),
     }
 }
 
-fn run_wrk(port: u16) -> Result<f64> {
+pub(super) fn run_wrk(port: u16) -> Result<f64> {
     let r = run_wrk_once(port);
     if let Ok(v) = &r {
         eprintln!("  {v:.1} requests/s");

@@ -195,7 +195,7 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     write_json(paths, "pvh.json", &hv::report(&rows, accel, machine, runs, Some(&linux)))
 }
 
-fn add(s: &mut Samples, metric: &str, value: f64, unit: &str) {
+pub(super) fn add(s: &mut Samples, metric: &str, value: f64, unit: &str) {
     s.entry(metric.into()).or_insert_with(|| (Vec::new(), unit.into())).0.push(value);
 }
 
@@ -204,7 +204,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The PVH Linux domain of a bench topology.
-fn linux_domain(t: &xtask::topology::Loaded) -> Result<&hv_bundle::DomainConfig> {
+pub(super) fn linux_domain(t: &xtask::topology::Loaded) -> Result<&hv_bundle::DomainConfig> {
     t.topology
         .domains
         .iter()

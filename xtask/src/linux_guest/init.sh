@@ -7,15 +7,20 @@
 #   stay:               sleep forever
 #   net:                eth0 up (guest.ip, guest.gw), ping (guest.ping), httpd on port 80, stay up
 #   blk-loop:           write and read back xvda's first MiB (O_DIRECT) once a second, forever
-#   disk-write:         mke2fs -t ext4 on /dev/xvda, write files of known content, print
+#   disk-write:         mke2fs -t ext4 on /dev/$disk, write files of known content, print
 #                       "linux-guest: wrote <name> <md5>" each (kept in /MD5SUMS), sync, umount
-#   disk-verify:        mount /dev/xvda, check every file of /MD5SUMS: "linux-guest: verified
+#   disk-verify:        mount /dev/$disk, check every file of /MD5SUMS: "linux-guest: verified
 #                       <name> <md5>" or "linux-guest: MISMATCH <name> <md5> (wrote <md5>)"
 #   stream:             eth0 up and ping as net, then receive one TCP stream on port guest.port,
 #                       forwarding it as it arrives to guest.peer=IP:PORT (if given); print its
 #                       length and md5, then power off
 #   idle:               print "linux-guest: idling <n> s", sleep `guest.idle_secs=` (default 5),
 #                       print "linux-guest: idle done" and power off (`cargo xtask bench pvh`)
+#   fio:                /usr/bin/fio (the bench linux-io initramfs) on the disk, O_DIRECT, libaio,
+#                       `guest.fio_secs=` (default 3) each: 1 MiB sequential writes and reads, 4 KiB
+#                       random reads at QD1 and QD16: "linux-guest: fio <job> <IOPS> <KiB/s>"
+# `guest.disk=` names the disk (default xvda; vda on virtio-blk). In net and blk-loop, an
+# initramfs with /usr/bin/iperf3 also runs an iperf3 server on port 5201.
 # `guest.modules=1` loads the modules of /lib/modules first, in modules.order (dependencies first):
 # the Xen block and network frontends, ext4.
 export PATH=/bin
@@ -29,6 +34,8 @@ grep -i xen /proc/interrupts
 mode=poweroff
 modules=0
 idle_secs=5
+disk=xvda
+fio_secs=3
 for word in $(cat /proc/cmdline); do
 	case "$word" in
 	guest.mode=*) mode="${word#guest.mode=}" ;;
@@ -39,6 +46,8 @@ for word in $(cat /proc/cmdline); do
 	guest.idle_secs=*) idle_secs="${word#guest.idle_secs=}" ;;
 	guest.port=*) port="${word#guest.port=}" ;;
 	guest.peer=*) peer="${word#guest.peer=}" ;;
+	guest.disk=*) disk="${word#guest.disk=}" ;;
+	guest.fio_secs=*) fio_secs="${word#guest.fio_secs=}" ;;
 	esac
 done
 if [ "$modules" = 1 ]; then
@@ -62,14 +71,15 @@ net_up() {
 	echo "hello from Linux on xen-netfront and the Rust netback" > /www/index.html
 	httpd -p 80 -h /www
 	echo "linux-guest: httpd serving on port 80"
+	[ -x /usr/bin/iperf3 ] && /usr/bin/iperf3 -s -p 5201 > /dev/null 2>&1 &
 }
 echo "linux-guest: mode $mode"
-disk_wait() { # xen-blkfront connects after insmod returns: wait for xvda (up to 10 s)
+disk_wait() { # xen-blkfront connects after insmod returns: wait for the disk (up to 10 s)
 	i=0
-	while [ ! -b /dev/xvda ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
-	[ -b /dev/xvda ] || { echo "linux-guest: no /dev/xvda"; return 1; }
+	while [ ! -b /dev/$disk ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
+	[ -b /dev/$disk ] || { echo "linux-guest: no /dev/$disk"; return 1; }
 }
-disk_mount() { disk_wait && mount -t ext4 /dev/xvda /mnt && cd /mnt; }
+disk_mount() { disk_wait && mount -t ext4 /dev/$disk /mnt && cd /mnt; }
 disk_files() { # deterministic content; in seq.txt and lcg.txt every 4 KiB block differs
 	mkdir -p dir && seq 1 200000 > seq.txt && echo "ext4 on xvda, Rust blkback underneath" > dir/note.txt &&
 		awk 'BEGIN { x = 42; for (i = 0; i < 50000; i++) { x = (x * 69069 + 1) % 4294967296; print i, x } }' > lcg.txt &&
@@ -84,7 +94,7 @@ disk_check() {
 disk_done() { cd / && sync && umount /mnt && echo "linux-guest: disk $mode done"; }
 case "$mode" in
 disk-write)
-	if disk_wait && /sbin/mke2fs -t ext4 -F /dev/xvda && disk_mount && disk_files; then
+	if disk_wait && /sbin/mke2fs -t ext4 -F /dev/$disk && disk_mount && disk_files; then
 		while read -r sum name; do echo "linux-guest: wrote $name $sum"; done < /tmp/sums
 		disk_done
 	else echo "linux-guest: disk-write FAILED"; fi
@@ -132,8 +142,8 @@ blk-loop)
 	while :; do
 		n=$((n + 1))
 		dd if=/dev/urandom of=/tmp/blk bs=4k count=256 2>/dev/null
-		if dd if=/tmp/blk of=/dev/xvda bs=4k count=256 oflag=direct 2>/dev/null &&
-			dd if=/dev/xvda of=/tmp/back bs=4k count=256 iflag=direct 2>/dev/null &&
+		if dd if=/tmp/blk of=/dev/$disk bs=4k count=256 oflag=direct 2>/dev/null &&
+			dd if=/dev/$disk of=/tmp/back bs=4k count=256 iflag=direct 2>/dev/null &&
 			[ "$(md5sum < /tmp/blk)" = "$(md5sum < /tmp/back)" ]; then
 			echo "linux-guest: blk round $n ok"
 		else
@@ -154,8 +164,17 @@ idle)
 		echo "linux-guest: bad guest.idle_secs=$idle_secs (give whole seconds, e.g. guest.idle_secs=5)"
 	fi
 	;;
+fio)
+	disk_wait && for job in seqwrite_1m:write:1M:1 seqread_1m:read:1M:1 randread_4k_qd1:randread:4k:1 randread_4k_qd16:randread:4k:16; do
+		IFS=: && set -- $job && unset IFS
+		if /usr/bin/fio --name="$1" --filename="/dev/$disk" --rw="$2" --bs="$3" --iodepth="$4" --ioengine=libaio \
+			--direct=1 --time_based --runtime="$fio_secs" --minimal > /tmp/fio 2>&1; then
+			awk -F';' -v j="$1" 'NF > 49 { print "linux-guest: fio " j " " $8 + $49 " " $7 + $48 }' /tmp/fio
+		else echo "linux-guest: fio $1 FAILED: $(cat /tmp/fio)"; fi
+	done
+	;;
 poweroff) ;;
-*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, stream, blk-loop, disk-write or disk-verify); powering off" ;;
+*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, stream, blk-loop, disk-write, disk-verify or fio); powering off" ;;
 esac
 echo "linux-guest: powering off"
 poweroff -f

@@ -37,11 +37,23 @@ pub const MODULES: &[&str] = &[
     "kernel/fs/ext4/ext4.ko",
 ];
 
+/// The modules of the `bench linux-io` variant besides [`MODULES`]: virtio-blk and virtio-net on
+/// PCI, for the same kernel and initramfs booted directly by QEMU (the reference). In a DomU they
+/// load and find no device.
+pub const IO_MODULES: &[&str] =
+    &["kernel/drivers/virtio/virtio_pci.ko", "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/net/virtio_net.ko"];
+
 /// Where `/init` finds the module file names in load order (dependencies first).
 pub const MODULE_ORDER: &str = "lib/modules/modules.order";
 
-/// Host programs carried with their shared libraries and dynamic loader, each at its host path.
-pub const PROGRAMS: &[&str] = &["/sbin/mke2fs"];
+/// Host programs carried with their shared libraries and dynamic loader, each at its host path,
+/// with the package that installs each.
+pub const PROGRAMS: &[(&str, packages::Package)] = &[("/sbin/mke2fs", packages::E2FSPROGS)];
+
+/// The programs of the `bench linux-io` variant besides [`PROGRAMS`]. fio's libraries (its rbd,
+/// gluster, RDMA and pmem engines are linked in) come to about 85 MB, hence a variant of its own.
+pub const IO_PROGRAMS: &[(&str, packages::Package)] =
+    &[("/usr/bin/fio", packages::FIO), ("/usr/bin/iperf3", packages::IPERF3)];
 
 /// A kernel module for the initramfs: its file name (`xen-blkfront.ko`) and uncompressed bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,17 +116,17 @@ pub fn load_order(modules_dep: &str, wanted: &[&str]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Reads [`MODULES`] of kernel `version` from `modules_root` (`/lib/modules`) with their
-/// dependencies, in load order. Debian 12 ships them as plain `.ko`; a `.ko.xz` (newer Debian)
+/// Reads `wanted` (e.g. [`MODULES`]) of kernel `version` from `modules_root` (`/lib/modules`) with
+/// their dependencies, in load order. Debian 12 ships them as plain `.ko`; a `.ko.xz` (newer Debian)
 /// is decompressed here, since busybox's `insmod` loads only what it is given verbatim.
-pub fn read_modules(modules_root: &Path, version: &str) -> Result<Vec<Module>> {
+pub fn read_modules(modules_root: &Path, version: &str, wanted: &[&str]) -> Result<Vec<Module>> {
     let dir = modules_root.join(version);
     let fix = packages::install_command(&[&format!("linux-image-{version}")]);
     let dep_file = dir.join("modules.dep");
     let dep_text = std::fs::read_to_string(&dep_file).with_context(|| {
         format!("reading {} (the module dependencies of kernel {version})\n  fix: {fix}", dep_file.display())
     })?;
-    let order = load_order(&dep_text, MODULES).with_context(|| format!("{}\n  fix: {fix}", dep_file.display()))?;
+    let order = load_order(&dep_text, wanted).with_context(|| format!("{}\n  fix: {fix}", dep_file.display()))?;
     let mut out = Vec::new();
     for m in &order {
         let plain = dir.join(m);
@@ -167,16 +179,13 @@ pub fn ldd_paths(ldd_output: &str) -> Result<Vec<String>> {
 }
 
 /// Each of `programs` (absolute host paths) and what `ldd` says it loads, read from the host
-/// (through symlinks) for the same paths in the initramfs. Every one of [`PROGRAMS`] is from
-/// e2fsprogs, so a missing one names that package.
-pub fn read_programs(programs: &[&str]) -> Result<Vec<HostFile>> {
+/// (through symlinks) for the same paths in the initramfs. A missing one names its package.
+pub fn read_programs(programs: &[(&str, packages::Package)]) -> Result<Vec<HostFile>> {
     let mut paths: Vec<String> = Vec::new();
-    for program in programs {
+    for (program, package) in programs {
+        let fix = packages::install_command(&[package.name]);
         if !Path::new(program).is_file() {
-            bail!(
-                "{program} does not exist (the guest's mkfs for ext4)\n  fix: {}",
-                packages::install_command(&[packages::E2FSPROGS.name])
-            );
+            bail!("{program} does not exist ({})\n  fix: {fix}", package.why);
         }
         let out = Command::new("ldd")
             .arg(program)
@@ -186,9 +195,7 @@ pub fn read_programs(programs: &[&str]) -> Result<Vec<HostFile>> {
         if !out.status.success() {
             bail!("ldd {program} failed ({}): {}{}", out.status, text, String::from_utf8_lossy(&out.stderr));
         }
-        let libs = ldd_paths(&text).with_context(|| {
-            format!("{program} cannot run\n  fix: {}", packages::install_command(&[packages::E2FSPROGS.name]))
-        })?;
+        let libs = ldd_paths(&text).with_context(|| format!("{program} cannot run\n  fix: {fix}"))?;
         for p in std::iter::once((*program).to_owned()).chain(libs) {
             if !paths.contains(&p) {
                 paths.push(p);
@@ -426,7 +433,7 @@ mod tests {
     fn modules_come_in_dependency_order_plain_or_decompressed_from_xz() {
         let root = std::env::temp_dir().join(format!("xtask-modules-{}", std::process::id()));
         let dir = root.join("6.1.0-9-amd64");
-        let e = format!("{:#}", read_modules(&root, "6.1.0-9-amd64").unwrap_err());
+        let e = format!("{:#}", read_modules(&root, "6.1.0-9-amd64", MODULES).unwrap_err());
         assert!(e.contains("modules.dep") && e.contains("linux-image-6.1.0-9-amd64"), "{e}");
         std::fs::create_dir_all(&dir).unwrap();
         // As Debian writes it: ext4's dependencies listed, the crc32c driver not (crypto API).
@@ -450,13 +457,13 @@ mod tests {
             std::fs::create_dir_all(dir.join(f).parent().unwrap()).unwrap();
             std::fs::write(dir.join(f), format!("\x7fELF{f}")).unwrap();
         }
-        let e = format!("{:#}", read_modules(&root, "6.1.0-9-amd64").unwrap_err());
+        let e = format!("{:#}", read_modules(&root, "6.1.0-9-amd64", MODULES).unwrap_err());
         assert!(e.contains("xen-netfront.ko") && e.contains("linux-image-6.1.0-9-amd64"), "{e}");
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
         xz.write_all(b"\x7fELFnet").unwrap();
         std::fs::create_dir_all(dir.join("kernel/drivers/net")).unwrap();
         std::fs::write(dir.join("kernel/drivers/net/xen-netfront.ko.xz"), xz.finish().unwrap()).unwrap();
-        let m = read_modules(&root, "6.1.0-9-amd64").unwrap();
+        let m = read_modules(&root, "6.1.0-9-amd64", MODULES).unwrap();
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
@@ -494,8 +501,10 @@ mod tests {
 
     #[test]
     fn a_missing_program_names_its_package() {
-        let e = format!("{:#}", read_programs(&["/nonexistent/sbin/mke2fs"]).unwrap_err());
+        let e = format!("{:#}", read_programs(&[("/nonexistent/sbin/mke2fs", packages::E2FSPROGS)]).unwrap_err());
         assert!(e.contains("/nonexistent/sbin/mke2fs") && e.contains("apt-get install -y e2fsprogs"), "{e}");
+        let e = format!("{:#}", read_programs(&[("/nonexistent/bin/fio", packages::FIO)]).unwrap_err());
+        assert!(e.contains("/nonexistent/bin/fio") && e.contains("apt-get install -y fio"), "{e}");
     }
 
     /// The host's mke2fs (e2fsprogs, in every Debian base system and in .ci/run's list) comes

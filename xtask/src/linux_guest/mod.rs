@@ -28,6 +28,10 @@ use crate::paths::Paths;
 pub const KERNEL_IMAGE: &str = "linux";
 /// The bundle image name of the prepared initramfs (`ramdisk = "linux-initramfs"`).
 pub const RAMDISK_IMAGE: &str = "linux-initramfs";
+/// The bundle image name of the `bench linux-io` initramfs (`ramdisk = "linux-initrd-io"`): the
+/// modules initramfs plus the virtio-pci block and network drivers ([`initramfs::IO_MODULES`])
+/// and fio and iperf3 with their libraries ([`initramfs::IO_PROGRAMS`], about 85 MB).
+pub const RAMDISK_IO_IMAGE: &str = "linux-initrd-io";
 /// The kernel command line of a `kernel = "linux"` domain that gives no `cmdline`: the console
 /// on Xen's PV console (hvc0), early messages through the hypervisor's console hypercall, and
 /// no PCI (a PVH DomU has none: without `pci=off` Linux's early AMD aperture check probes every
@@ -91,6 +95,8 @@ pub struct Prepared {
     pub initramfs: PathBuf,
     /// Whether the initramfs carries the modules (Xen frontends, ext4) and mke2fs.
     pub with_modules: bool,
+    /// Whether it is the `bench linux-io` variant ([`RAMDISK_IO_IMAGE`]).
+    pub io_tools: bool,
     /// Whether the vmlinux and the initramfs both came from the cache.
     pub cached: bool,
 }
@@ -118,7 +124,17 @@ fn initramfs_key(archive: &[u8]) -> String {
 /// line), finds the newest kernel, extracts its vmlinux and builds the initramfs (with the Xen
 /// frontend modules when `with_modules`), reusing `target/linux-guest/` when it is up to date.
 pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
+    prepare_with(paths, with_modules, false)
+}
+
+/// [`prepare`], and with `io_tools` the `bench linux-io` variant of the initramfs (modules too).
+pub fn prepare_with(paths: &Paths, with_modules: bool, io_tools: bool) -> Result<Prepared> {
     packages::ensure(PACKAGES).context("the PVH Linux guest needs these packages")?;
+    if io_tools {
+        packages::ensure(&[packages::FIO, packages::IPERF3])
+            .context("the Linux guest of `cargo xtask bench linux-io` carries fio and iperf3")?;
+    }
+    let with_modules = with_modules || io_tools;
     let bzimage = find_kernel()?;
     let version = kernel_version(&bzimage)?.to_owned();
     let dir = cache_dir(paths, &bzimage)?;
@@ -138,9 +154,14 @@ pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
     };
     let busybox = std::fs::read(initramfs::BUSYBOX).with_context(|| format!("reading {}", initramfs::BUSYBOX))?;
     let extras = if with_modules {
+        let (mut modules, mut programs) = (initramfs::MODULES.to_vec(), initramfs::PROGRAMS.to_vec());
+        if io_tools {
+            modules.extend(initramfs::IO_MODULES);
+            programs.extend(initramfs::IO_PROGRAMS);
+        }
         initramfs::Extras {
-            modules: initramfs::read_modules(Path::new("/lib/modules"), &version)?,
-            files: initramfs::read_programs(initramfs::PROGRAMS)?,
+            modules: initramfs::read_modules(Path::new("/lib/modules"), &version, &modules)?,
+            files: initramfs::read_programs(&programs)?,
         }
     } else {
         initramfs::Extras::default()
@@ -151,19 +172,30 @@ pub fn prepare(paths: &Paths, with_modules: bool) -> Result<Prepared> {
         cached = false;
         crate::step(format!(
             "building the initramfs (busybox, /init{})",
-            if with_modules { ", modules, mke2fs" } else { "" }
+            match (with_modules, io_tools) {
+                (_, true) => ", modules, mke2fs, fio, iperf3",
+                (true, false) => ", modules, mke2fs",
+                (false, false) => "",
+            }
         ));
         write_atomically(&initramfs, &initramfs::gzip(&archive)?)?;
     }
-    Ok(Prepared { bzimage, version, vmlinux, pvh_entry, initramfs, with_modules, cached })
+    Ok(Prepared { bzimage, version, vmlinux, pvh_entry, initramfs, with_modules, io_tools, cached })
 }
 
-/// The bytes of a prepared image by its bundle name ([`KERNEL_IMAGE`] or [`RAMDISK_IMAGE`]).
+/// The bytes of a prepared image by its bundle name ([`KERNEL_IMAGE`], or the initramfs the guest
+/// was prepared with: [`RAMDISK_IO_IMAGE`] when `io_tools`, [`RAMDISK_IMAGE`] otherwise).
 pub fn image_bytes(prepared: &Prepared, name: &str) -> Result<Vec<u8>> {
     let file = match name {
         KERNEL_IMAGE => &prepared.vmlinux,
-        RAMDISK_IMAGE => &prepared.initramfs,
-        other => bail!("{other:?} is not an image of the Linux guest ({KERNEL_IMAGE}, {RAMDISK_IMAGE})"),
+        RAMDISK_IMAGE if !prepared.io_tools => &prepared.initramfs,
+        RAMDISK_IO_IMAGE if prepared.io_tools => &prepared.initramfs,
+        RAMDISK_IMAGE | RAMDISK_IO_IMAGE => {
+            bail!("{name:?} asked of a Linux guest prepared with io_tools = {}", prepared.io_tools)
+        }
+        other => {
+            bail!("{other:?} is not an image of the Linux guest ({KERNEL_IMAGE}, {RAMDISK_IMAGE}, {RAMDISK_IO_IMAGE})")
+        }
     };
     std::fs::read(file).with_context(|| format!("reading {}", file.display()))
 }
@@ -215,6 +247,8 @@ mod tests {
         assert!(PACKAGES.iter().any(|p| p.name == "linux-image-amd64"));
         assert!(PACKAGES.iter().any(|p| p.name == "busybox-static"));
         assert!(PACKAGES.iter().any(|p| p.name == "e2fsprogs"));
-        assert!(KERNEL_IMAGE.len() <= hv_bundle::MAX_NAME_LEN && RAMDISK_IMAGE.len() <= hv_bundle::MAX_NAME_LEN);
+        for name in [KERNEL_IMAGE, RAMDISK_IMAGE, RAMDISK_IO_IMAGE] {
+            assert!(name.len() <= hv_bundle::MAX_NAME_LEN, "{name}");
+        }
     }
 }
