@@ -45,7 +45,7 @@ fn pvh_guests_run_and_hostile_ones_hurt_nobody() {
 /// running meanwhile.
 #[test]
 fn linux_boots_to_init_and_powers_off_beside_a_unikernel() {
-    let o = Scenario::new("linux").run();
+    let o = Scenario::new("linux-boot").run();
     o.expect_clean_finish();
     let created = o.expect_line("[hv] domain * (linux) created in * us: PVH, 256 MiB at *, kernel linux entry 0x*");
     let lines = o.expect_in_order(&[

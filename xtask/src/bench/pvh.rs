@@ -449,8 +449,8 @@ mod tests {
         assert!(b.cmdline.contains("guest.mode=poweroff"), "{}", b.cmdline);
         assert!(i.cmdline.contains("guest.mode=idle") && i.cmdline.contains("guest.idle_secs="), "{}", i.cmdline);
         assert_eq!(b.memory_mib, i.memory_mib);
-        let linux = xtask::topology::load(root, Some("linux")).unwrap();
-        assert_eq!(linux_domain(&linux).unwrap().cmdline, b.cmdline, "the same cmdline as topologies/linux.toml");
+        let linux = xtask::topology::load(root, Some("linux-boot")).unwrap();
+        assert_eq!(linux_domain(&linux).unwrap().cmdline, b.cmdline, "the same cmdline as topologies/linux-boot.toml");
         let probe = xtask::topology::load(root, Some(PROBE_TOPOLOGY)).unwrap();
         assert!(probe.topology.domains.iter().any(|d| d.cmdline == "bench"));
     }

@@ -6,6 +6,7 @@
 #   shell:              a shell on the console, then power off
 #   stay:               sleep forever
 #   net:                eth0 up (guest.ip, guest.gw), ping (guest.ping), httpd on port 80, stay up
+#   demo:               mount (or make) ext4 on the disk, log the boot there, net as `net`, stay up
 #   blk-loop:           write and read back xvda's first MiB (O_DIRECT) once a second, forever
 #   disk-write:         mke2fs -t ext4 on /dev/$disk, write files of known content, print
 #                       "linux-guest: wrote <name> <md5>" each (kept in /MD5SUMS), sync, umount
@@ -134,6 +135,20 @@ stream)
 	wait
 	echo "linux-guest: received $(cat /tmp/n) bytes, md5 $(cut -d ' ' -f 1 /tmp/md5)"
 	;;
+demo)
+	# `cargo xtask run linux`: ext4 on the disk (made on the first boot), the boot logged there;
+	# the network up and httpd serving; stays up.
+	if disk_wait; then
+		mount -t ext4 "/dev/$disk" /mnt 2> /dev/null ||
+			{ /sbin/mke2fs -q -t ext4 -F "/dev/$disk" && mount -t ext4 "/dev/$disk" /mnt && echo "linux-guest: made ext4 on /dev/$disk"; }
+		echo "boot $(uname -r) $(date)" >> /mnt/boots.log && sync
+		echo "linux-guest: /dev/$disk mounted on /mnt, $(wc -l < /mnt/boots.log) boots logged in /mnt/boots.log"
+		df -h /mnt | tail -1
+	fi
+	net_up
+	echo "linux-guest: staying up"
+	while :; do sleep 3600; done
+	;;
 blk-loop)
 	# Writes and reads back xvda's first MiB in a loop (O_DIRECT), one line per round; with
 	# guest.ip also the network of `net` (httpd) beside it.
@@ -174,7 +189,7 @@ fio)
 	done
 	;;
 poweroff) ;;
-*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, stream, blk-loop, disk-write, disk-verify or fio); powering off" ;;
+*) echo "linux-guest: unknown guest.mode=$mode (poweroff, panic, shell, stay, idle, net, stream, demo, blk-loop, disk-write, disk-verify or fio); powering off" ;;
 esac
 echo "linux-guest: powering off"
 poweroff -f

@@ -24,7 +24,7 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const APPLETS: &[&str] = &[
     "sh", "mount", "umount", "uname", "dmesg", "grep", "head", "cat", "insmod", "lsmod", "setsid", "cttyhack", "sleep",
     "poweroff", "reboot", "ls", "ps", "free", "usleep", "mkdir", "seq", "awk", "find", "sed", "sort", "xargs",
-    "md5sum", "sync", "cp", "ip", "ping", "httpd", "tail", "dd", "nc", "wc", "tee", "mkfifo", "cut",
+    "md5sum", "sync", "cp", "ip", "ping", "httpd", "tail", "dd", "nc", "wc", "tee", "mkfifo", "cut", "date", "df",
 ];
 
 /// The modules `guest.modules=1` asks for, as `/lib/modules/<version>/modules.dep` names them:
@@ -394,6 +394,7 @@ mod tests {
             "disk-verify)",
             "net)",
             "stream)",
+            "demo)",
             "blk-loop)",
             "idle)",
         ] {
