@@ -26,8 +26,8 @@ pub const MAX_LOAD_SEGMENTS: usize = 16;
 pub const MAX_PROGRAM_HEADERS: u64 = 64;
 /// Most notes examined over all `PT_NOTE` segments.
 pub const MAX_NOTES: usize = 256;
-/// `XEN_ELFNOTE_PHYS32_ENTRY`.
-pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// `XEN_ELFNOTE_PHYS32_ENTRY` (the ABI's, checked against Xen's header there).
+pub use hv_abi::xen::elfnote::PHYS32_ENTRY as XEN_ELFNOTE_PHYS32_ENTRY;
 
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
