@@ -28,6 +28,8 @@ fn pvh_guests_run_and_hostile_ones_hurt_nobody() {
     o.expect_line("[hostile] probe inb-0x42: 0x0");
     o.expect_line("[hostile] probe add_to_physmap-other-domain: -EPERM");
     o.expect_line("[hostile] probe evtchn_alloc_unbound-in-dom0: -EPERM");
+    // Placing shared_info all over the guest-physical space costs nested tables: bounded.
+    o.expect_line("[hostile] probe add_to_physmap-shared-info-roaming: * of 63 placed, then -ENOMEM");
     o.expect_in_order(&["[hostile] pvh-probe: hostile done", "[hv] domain * (hostile) shut down: poweroff"]);
     o.expect_in_order(&[
         "[oob] probe oob-read-*: reading (the hypervisor should end this domain)",

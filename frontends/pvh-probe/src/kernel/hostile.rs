@@ -134,6 +134,29 @@ fn semantic(console: &mut Console) {
         physmap(xenmapspace::SHARED_INFO, 0, 1 << 40, domid::SELF),
     );
     probe(console, format_args!("add_to_physmap-other-domain"), physmap(xenmapspace::SHARED_INFO, 0, 0x7_0000, 0));
+    // Moving shared_info across the guest-physical space 63 times, 1 GiB apart: each new place
+    // needs nested tables of its own; the hypervisor bounds them (ENOMEM once spent).
+    let (mut placed, mut last) = (0, None);
+    for i in 1..=64u64 {
+        let arg =
+            XenAddToPhysmap { domid: domid::SELF, size: 0, space: xenmapspace::SHARED_INFO, idx: 0, gpfn: i << 18 };
+        match call(nr::MEMORY_OP, [xenmem::ADD_TO_PHYSMAP, addr(&arg), 0, 0, 0]) {
+            Ok(0) => placed += 1,
+            r => {
+                last.get_or_insert(r);
+            }
+        }
+    }
+    match last {
+        Some(r) => probe(
+            console,
+            format_args!("add_to_physmap-shared-info-roaming"),
+            format_args!("{placed} of 63 placed, then {}", Outcome(r)),
+        ),
+        None => {
+            probe(console, format_args!("add_to_physmap-shared-info-roaming"), format_args!("{placed} of 63 placed"))
+        }
+    }
     probe(
         console,
         format_args!("add_to_physmap-gmfn-foreign"),

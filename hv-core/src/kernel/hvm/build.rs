@@ -166,10 +166,13 @@ impl Hv {
             store_gfn,
             store_port,
             ram_pages: pages,
+            base_table_frames: 0,
             exits: Default::default(),
         };
         super::xen::write_time_info(&h);
         let table_frames = h.npt.table_frames();
+        let mut h = h;
+        h.base_table_frames = table_frames;
         let live = Live {
             aspace,
             ram,

@@ -16,6 +16,10 @@ use crate::arch::svm::{self, Vcpu};
 use crate::frames::{FRAME_SIZE, FrameAllocator};
 use crate::hvm::{msr::MsrState, x2apic::X2Apic};
 
+/// Nested table frames an HVM guest's own placements may add (each placement far from the
+/// others needs up to three; nine pages can be placed).
+pub const EXTRA_TABLE_FRAMES: usize = 32;
+
 /// Grant-table frames every HVM domain gets (v1 entries: 512 per frame).
 pub const GRANT_FRAMES: u32 = (hv_abi::MAX_GRANT_ENTRIES / 512) as u32;
 
@@ -50,6 +54,10 @@ pub struct Hvm {
     pub store_port: u32,
     /// How the guest's RAM begins: guest frame 0 is `Live::ram`.
     pub ram_pages: u64,
+    /// Nested table frames the RAM mapping took at creation: the pages the guest places itself
+    /// (shared_info, grant frames, anywhere below 64 GiB) may add at most
+    /// [`EXTRA_TABLE_FRAMES`] more, so moving them around cannot eat the hypervisor's memory.
+    pub base_table_frames: usize,
     /// Frames the guest gave up for shared_info/grant mappings inside its RAM (they stay the
     /// domain's, unmapped, until it ends).
     pub exits: ExitCounts,

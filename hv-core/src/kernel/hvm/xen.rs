@@ -152,6 +152,9 @@ fn add_to_physmap(hv: &mut Hv, slot: usize, space: u32, idx: u64, gfn: u64) -> R
         xen::xenmapspace::SHARED_INFO | xen::xenmapspace::GRANT_TABLE => return Err(errno::EINVAL),
         _ => return Err(errno::ENOSYS),
     };
+    if h.npt.table_frames() > h.base_table_frames + super::EXTRA_TABLE_FRAMES {
+        return Err(errno::ENOMEM);
+    }
     // A frame already showing a hypervisor page is not reused for another.
     let taken = Some(gfn) == h.shared_info_gfn || h.grant_gfns.contains(&Some(gfn));
     if taken && old != Some(gfn) {
