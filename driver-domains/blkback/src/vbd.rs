@@ -191,7 +191,8 @@ impl Vbd {
         if operation != OP_READ && self.region.read_only {
             return Err(Refusal::ReadOnly);
         }
-        let at = self.region.start + sector;
+        // In range (checked above) whenever there is data; a request without data has no sector.
+        let at = if count > 0 { self.region.start + sector } else { self.region.start };
         let bytes = count as usize * SECTOR_SIZE;
         let buf = &mut self.buf[..bytes];
         match operation {
