@@ -50,7 +50,8 @@ pub fn probe() -> Result<Support, &'static str> {
 /// The host side of SVM on this CPU: the save area VMRUN uses, a VMCB page for the host's
 /// VMSAVE/VMLOAD state, and the I/O and MSR permission maps every guest shares.
 pub struct Host {
-    hsave: u64,
+    /// The host save area VM_HSAVE_PA names; the processor writes it, we only hold it.
+    _hsave: u64,
     host_vmcb: u64,
     /// 12 KiB, every port intercepted.
     pub iopm: u64,
@@ -81,11 +82,7 @@ impl Host {
             wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
             wrmsr(MSR_VM_HSAVE_PA, hsave);
         }
-        Ok(Host { hsave, host_vmcb, iopm, msrpm, support })
-    }
-
-    pub fn hsave(&self) -> u64 {
-        self.hsave
+        Ok(Host { _hsave: hsave, host_vmcb, iopm, msrpm, support })
     }
 }
 
@@ -187,7 +184,6 @@ mod off {
     pub const RIP: usize = 0x578;
     pub const RSP: usize = 0x5d8;
     pub const RAX: usize = 0x5f8;
-    pub const CR2: usize = 0x640;
     pub const G_PAT: usize = 0x668;
 }
 
@@ -345,10 +341,6 @@ impl Vcpu {
         (self.r64(off::EXIT_CODE), self.r64(off::EXIT_INFO1), self.r64(off::EXIT_INFO2))
     }
 
-    pub fn frame(&self) -> u64 {
-        self.vmcb
-    }
-
     // --- guest state the kernel reads and changes ---
     pub fn rip(&self) -> u64 {
         self.r64(off::RIP)
@@ -362,9 +354,6 @@ impl Vcpu {
     pub fn set_rax(&self, v: u64) {
         self.w64(off::RAX, v)
     }
-    pub fn rsp(&self) -> u64 {
-        self.r64(off::RSP)
-    }
     pub fn rflags(&self) -> u64 {
         self.r64(off::RFLAGS)
     }
@@ -373,9 +362,6 @@ impl Vcpu {
     }
     pub fn cr0(&self) -> u64 {
         self.r64(off::CR0)
-    }
-    pub fn cr2(&self) -> u64 {
-        self.r64(off::CR2)
     }
     pub fn cr3(&self) -> u64 {
         self.r64(off::CR3)
@@ -386,9 +372,6 @@ impl Vcpu {
     /// The guest's EFER as it sees it (without SVME, which the VMCB must always carry).
     pub fn efer(&self) -> u64 {
         self.r64(off::EFER) & !EFER_SVME
-    }
-    pub fn set_efer(&self, v: u64) {
-        self.w64(off::EFER, v | EFER_SVME)
     }
     /// EFER as the VMCB holds it (SVME included).
     pub fn vmcb_efer(&self) -> u64 {
@@ -403,10 +386,6 @@ impl Vcpu {
     pub fn exit_int_info(&self) -> u64 {
         self.r64(off::EXIT_INT_INFO)
     }
-    /// Whether the guest is in an interrupt shadow (after STI or MOV SS).
-    pub fn interrupt_shadow(&self) -> bool {
-        self.r64(off::INTERRUPT_SHADOW) & 1 != 0
-    }
     /// Ends an interrupt shadow: for when the hypervisor completes the intercepted instruction
     /// (the shadow covered that instruction only, not the next one).
     pub fn clear_interrupt_shadow(&self) {
@@ -419,9 +398,6 @@ impl Vcpu {
     /// Queues an event for delivery at the next VMRUN (exception, interrupt).
     pub fn inject(&self, raw: u64) {
         self.w64(off::EVENT_INJ, raw)
-    }
-    pub fn pending_injection(&self) -> u64 {
-        self.r64(off::EVENT_INJ)
     }
     /// Queues exception `vector` (with an error code when given).
     pub fn inject_exception(&self, vector: u8, error: Option<u32>) {

@@ -58,8 +58,7 @@ pub struct Hvm {
     /// (shared_info, grant frames, anywhere below 64 GiB) may add at most
     /// [`EXTRA_TABLE_FRAMES`] more, so moving them around cannot eat the hypervisor's memory.
     pub base_table_frames: usize,
-    /// Frames the guest gave up for shared_info/grant mappings inside its RAM (they stay the
-    /// domain's, unmapped, until it ends).
+    /// What made the vCPU exit, counted (reported when the domain ends).
     pub exits: ExitCounts,
 }
 

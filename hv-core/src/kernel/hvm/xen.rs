@@ -61,7 +61,7 @@ pub fn hypercall(hv: &mut Hv, slot: usize) {
     if let Some(h) = hvm(hv, slot) {
         h.vcpu.set_rax(match result {
             Ok(v) => v,
-            Err(e) => (-(e as i64)) as u64,
+            Err(e) => errno::ret(e),
         });
     }
 }
@@ -606,12 +606,4 @@ pub fn write_time_info(h: &Hvm) {
         pad1: [0; 2],
     };
     paging::copy_to_phys(h.vcpu_info + xen::VCPU_INFO_TIME as u64, bytemuck::bytes_of(&t));
-}
-
-/// Ends a domain that used an interface in a way that cannot go on (reported, domain only).
-pub fn fatal(hv: &mut Hv, slot: usize, what: &str) {
-    if let Some(d) = hv.domains[slot].as_ref() {
-        hvlog!("domain {} ({}) crashed: {what}", d.id, d.name);
-    }
-    hv.end_domain(slot, end::FAULT, 0);
 }
