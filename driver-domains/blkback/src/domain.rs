@@ -11,7 +11,6 @@
 //! to Initialising. A device whose directory the toolstack removed (its frontend's domain was
 //! destroyed) is torn down and forgotten (`vbd <fe>/<n>: removed`). The handshake is the
 //! `xenbus-backend` skeleton's; this file is the vbd's data path and the domain's loop.
-use crate::device::DeviceError;
 use alloc::format;
 
 use hv_rt::store::Store;
@@ -19,12 +18,16 @@ use hv_rt::{evtchn, println, time};
 use xenbus_backend::Backend;
 use xenbus_backend::hv::{Hv, HvCopier};
 
-use crate::device::{BlockDevice, RamDisk};
-use crate::serve::{BUDGET, serve_round};
+use hv_rt::virtio::DiskError;
+
+use crate::device::{BlockDevice, BufId, DeviceError, Io, Pool, RamDisk};
+use crate::serve::{BUDGET, Completions, serve_round};
+use crate::vbd::MAX_REQUEST_BYTES;
 use crate::xenbus::Vdisk;
 
 const SECOND: u64 = 1_000_000_000;
-/// At most this many devices are served (each holds a 44 KiB buffer and a ring mapping).
+/// At most this many devices are served (each holds a ring mapping, its queue and up to 56
+/// persistently mapped pages).
 const MAX_DEVICES: usize = 16;
 
 pub fn main() {
@@ -33,7 +36,7 @@ pub fn main() {
         Ok(d) => {
             let how = if d.interrupt_driven() { "interrupts" } else { "polling" };
             let what = format!("virtio-blk disk ({how})");
-            let mut disk = VirtioDisk(d);
+            let mut disk = VirtioDisk::new(d);
             // `bench=START_MIB` (cargo xtask bench blk): the benchmark patterns directly on the
             // device, in a region no vdisk uses, before serving.
             if let Some(start) = hv_rt::arg("bench").and_then(|s| s.parse::<u64>().ok()) {
@@ -58,31 +61,80 @@ impl crate::bench::PatternDisk for VirtioDisk {
         self.capacity()
     }
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> bool {
-        self.read_sectors(sector, buf).is_ok()
+        self.disk.read(sector, buf).is_ok()
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> bool {
-        self.write_sectors(sector, buf).is_ok()
+        self.disk.write(sector, buf).is_ok()
     }
 }
 
-/// The assigned virtio-blk device: every call returns only once the device completed the
-/// request (its completion interrupt arrived), so acknowledged writes are on the device.
-struct VirtioDisk(hv_rt::virtio::BlockDisk);
+/// The assigned virtio-blk device as a queue: up to [`QUEUE_DEPTH`] requests in flight, each in
+/// one of the disk's own slots; a request is reported finished only once its completion
+/// arrived, so acknowledged writes are on the device. The pool's bookkeeping checks every move.
+struct VirtioDisk {
+    disk: hv_rt::virtio::BlockDisk,
+    pool: Pool,
+}
+
+/// Requests blkback keeps in flight on a virtio-blk device (the virtqueue's size), each with a
+/// buffer of one whole request (128 KiB): 2 MiB of the domain's heap.
+const QUEUE_DEPTH: usize = hv_rt::virtio::BlockDisk::MAX_DEPTH;
+/// How long one [`BlockDevice::wait`] blocks for the device's interrupt.
+const WAIT_NS: u64 = SECOND;
+
+impl VirtioDisk {
+    fn new(mut disk: hv_rt::virtio::BlockDisk) -> Self {
+        let depth = disk.with_slots(QUEUE_DEPTH, MAX_REQUEST_BYTES);
+        Self { disk, pool: Pool::new(depth) }
+    }
+}
 
 impl BlockDevice for VirtioDisk {
     fn capacity(&self) -> u64 {
-        self.0.sectors()
+        self.disk.sectors()
     }
-    fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
-        crate::device::byte_range(self.capacity(), sector, buf.len())?;
-        self.0.read(sector, buf).map_err(|_| DeviceError::Io)
+    fn depth(&self) -> usize {
+        self.pool.depth()
     }
-    fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError> {
-        crate::device::byte_range(self.capacity(), sector, buf.len())?;
-        self.0.write(sector, buf).map_err(|_| DeviceError::Io)
+    fn take(&mut self) -> Option<BufId> {
+        self.pool.take()
+    }
+    fn buffer(&mut self, id: BufId) -> Option<&mut [u8]> {
+        if !self.pool.is_held(id) {
+            return None;
+        }
+        self.disk.slot_buffer(usize::from(id.0))
+    }
+    fn start(&mut self, id: BufId, io: Io, sector: u64, len: usize) -> Result<(), DeviceError> {
+        if !self.pool.is_held(id) {
+            return Err(DeviceError::NotHeld);
+        }
+        crate::device::byte_range(self.capacity(), sector, len)?;
+        self.disk.start(usize::from(id.0), io == Io::Write, sector, len).map_err(|e| match e {
+            DiskError::Busy => DeviceError::Busy,
+            DiskError::BadLength => DeviceError::OutOfRange,
+            _ => DeviceError::Io,
+        })?;
+        self.pool.start(id)
+    }
+    fn finished(&mut self) -> Option<(BufId, Result<(), DeviceError>)> {
+        let (i, result) = self.disk.poll()?;
+        let id = BufId(i as u16);
+        // In flight since `start`: the slot and the pool moved together.
+        let _ = self.pool.finish(id);
+        Some((id, result.map_err(|_| DeviceError::Io)))
+    }
+    fn give_back(&mut self, id: BufId) {
+        self.pool.give_back(id);
+    }
+    fn in_flight(&self) -> usize {
+        self.pool.in_flight()
     }
     fn flush(&mut self) -> Result<(), DeviceError> {
-        self.0.flush().map_err(|_| DeviceError::Io)
+        self.disk.flush().map_err(|_| DeviceError::Io)
+    }
+    fn wait(&mut self) {
+        self.disk.wait_interrupt(WAIT_NS);
     }
 }
 
@@ -101,8 +153,11 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
     }
     backend.scan(&mut store, &mut Hv, &mut sectors);
     let mut copier = HvCopier;
+    let mut done = Completions::new(disk.depth());
     let mut next_check = 0;
     let mut watch_fired = false;
+    // A barrier or flush waits for the device to drain: nobody starts new requests meanwhile.
+    let mut draining = false;
     loop {
         evtchn::take_pending(|_| {});
         // Store: watch events mean some state changed; also re-check every second.
@@ -112,27 +167,31 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
             next_check = time::now_ns() + SECOND;
         }
         let mut more = false;
+        let hold = core::mem::take(&mut draining);
         for d in backend.devices_mut() {
             let result = {
                 let Some(c) = d.connected() else { continue };
-                let Vdisk { vbd, ring, pgrants } = &mut *c.path;
+                let Vdisk { vbd, ring, queue, pgrants } = &mut *c.path;
                 let Some(ring) = ring.as_mut() else { continue };
                 let (name, refusals) = (c.name, c.refusals);
                 let mut platform = Hv;
                 let mut copier = pgrants.copier(&mut copier, &mut platform);
-                let round = serve_round(ring, vbd, disk, &mut copier, BUDGET, |v, id| {
+                let round = serve_round(ring, vbd, queue, disk, &mut done, &mut copier, BUDGET, hold, |v, id| {
                     if let Some(r) = v.last_refusal {
                         refusals.log(&mut Hv, name, format_args!("request {id:#x} refused: {r}"));
                     }
                 });
-                round.map(|r| (r, c.port))
+                round.map(|r| (r, c.port, queue.waiting()))
             };
             match result {
-                Ok((round, port)) => {
+                Ok((round, port, waiting)) => {
                     if round.notify {
                         let _ = evtchn::send(port);
                     }
                     more |= round.more;
+                    draining |= round.draining;
+                    // Requests wait for a buffer another vdisk gave back after this one's round.
+                    more |= waiting && !round.draining && disk.in_flight() < disk.depth();
                 }
                 Err(e) => {
                     println!("{}: frontend broke the ring: {e}; disconnecting it", d.name());
@@ -140,11 +199,21 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
                 }
             }
         }
+        // Buffers of vdisks that went away while the device still used them.
+        if done.unclaimed() {
+            done.sweep(disk, backend.devices().iter().filter_map(|d| d.path()).map(|v| &v.queue));
+        }
         // Watch events that arrived while we were making store requests are queued in the
         // client and their port is already cleared: look at them now, not after a second.
         watch_fired = store.take_events();
         if !more && !watch_fired {
-            time::block_until(time::now_ns().saturating_add(SECOND).min(next_check.max(time::now_ns() + 1)));
+            // Requests in flight end with the device's interrupt (an event, which ends the
+            // block); a polled device is looked at again at once.
+            if disk.in_flight() > 0 {
+                disk.wait();
+            } else {
+                time::block_until(time::now_ns().saturating_add(SECOND).min(next_check.max(time::now_ns() + 1)));
+            }
         }
     }
 }

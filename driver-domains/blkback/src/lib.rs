@@ -2,15 +2,16 @@
 //!
 //! * [`params`]: a vdisk's `params` store key (`offset_mib=N size_mib=M mode=r|w`), parsed
 //!   strictly into a [`params::Region`] of the backing device.
-//! * [`device`]: the backing-device trait ([`device::BlockDevice`]: `capacity`, `read_sectors`,
-//!   `write_sectors`, `flush`) and the RAM disk that implements it today.
+//! * [`device`]: the backing-device trait ([`device::BlockDevice`]: a queue of requests in
+//!   flight, each in one of the device's own buffers) and the RAM disk that implements it.
 //! * [`vbd`]: one virtual block device: validates every request against blkif.h and the vdisk
 //!   (operation, segments, sector range, read-only) and moves data with batched grant copies
-//!   through the [`xenbus_backend::GrantCopier`] trait shared with netback (never by mapping
-//!   data pages).
+//!   through the [`xenbus_backend::GrantCopier`] trait shared with netback (data pages are
+//!   mapped only as persistent grants, below).
 //! * [`persistent`]: persistent grants (`feature-persistent`): a bounded table of mapped
 //!   frontend pages per vdisk, copied with plain loads and stores, grant copy for the rest.
-//! * [`serve`]: one bounded round of a frontend's ring.
+//! * [`serve`]: one bounded round of a frontend's ring: the vdisk's queue (many requests in
+//!   flight, answered in ring order; barriers and flushes run alone).
 //! * [`xenbus`]: the vbd device class plugged into the `xenbus-backend` skeleton (params,
 //!   published keys, protocol check, ring attach).
 //! * `domain` (bare metal only): the driver domain itself: the skeleton on the hypervisor

@@ -11,10 +11,10 @@ use shared_ring::wire::blkif::{
 };
 use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 
-use crate::device::{BlockDevice, RamDisk};
+use crate::device::{BlockDevice, BufId, DeviceError, Io, RAM_DISK_DEPTH, RamDisk};
 use crate::params::{Region, parse};
 use crate::persistent::{MAX_PERSISTENT_GRANTS, PersistentGrants};
-use crate::serve::{ServeError, serve_round};
+use crate::serve::{Completions, Queue, Round, ServeError, serve_round};
 use crate::vbd::{MAX_INDIRECT_SEGMENTS, Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
@@ -145,18 +145,41 @@ fn region(start_mib: u64, mib: u64, read_only: bool) -> Region {
     Region { start: start_mib * 2048, sectors: mib * 2048, read_only }
 }
 
-struct Setup {
-    disk: RamDisk,
+struct Setup<D = RamDisk> {
+    disk: D,
     grants: Grants,
     vbd: Vbd,
+    queue: Queue,
+    done: Completions,
 }
 
 impl Setup {
     fn new(r: Region) -> Self {
-        Self { disk: RamDisk::with_mib(4), grants: Grants::default(), vbd: Vbd::new(FE, r) }
+        Setup::on(RamDisk::with_mib(4), r)
+    }
+}
+
+impl<D: BlockDevice> Setup<D> {
+    fn on(disk: D, r: Region) -> Self {
+        let done = Completions::new(disk.depth());
+        Self { disk, grants: Grants::default(), vbd: Vbd::new(FE, r), queue: Queue::new(), done }
     }
     fn run(&mut self, slot: BlkifRequestSlot) -> i16 {
         self.vbd.handle(&slot, &mut self.disk, &mut self.grants)
+    }
+    /// One round of the ring, starting requests unless `hold`.
+    fn round_with<M: SharedMemory>(
+        &mut self,
+        back: &mut BackRing<Blkif, M>,
+        budget: u32,
+        hold: bool,
+        on_refusal: impl FnMut(&Vbd, u64),
+    ) -> Result<Round, ServeError> {
+        let Self { disk, grants, vbd, queue, done } = self;
+        serve_round(back, vbd, queue, disk, done, grants, budget, hold, on_refusal)
+    }
+    fn round<M: SharedMemory>(&mut self, back: &mut BackRing<Blkif, M>, budget: u32) -> Result<Round, ServeError> {
+        self.round_with(back, budget, false, |_, _| {})
     }
 }
 
@@ -304,9 +327,9 @@ fn ring_round_answers_every_request_in_order_within_its_budget() {
     }
     let _ = front.publish_requests();
     let mut refused_ids = Vec::new();
-    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 8, |_, id| refused_ids.push(id)).unwrap();
+    let r = s.round_with(&mut back, 8, false, |_, id| refused_ids.push(id)).unwrap();
     assert_eq!((r.served, r.refused, r.more), (8, 4, true));
-    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, id| refused_ids.push(id)).unwrap();
+    let r = s.round_with(&mut back, 32, false, |_, id| refused_ids.push(id)).unwrap();
     assert_eq!((r.served, r.refused, r.more), (12, 6, false));
     assert_eq!(refused_ids, (0..20).filter(|i| i % 2 == 1).collect::<Vec<_>>());
     let mut got: Vec<BlkifResponse> = Vec::new();
@@ -328,7 +351,7 @@ fn a_lying_req_prod_breaks_only_that_ring() {
     let mut s = Setup::new(region(0, 1, false));
     // req_prod (offset 0) claims 1000 requests on a 32-slot ring.
     CellMemory::from_cells(&cells).write(0, &1000u32.to_le_bytes());
-    let e = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap_err();
+    let e = s.round(&mut back, 32).unwrap_err();
     assert!(matches!(e, ServeError::Peer(_)), "{e:?}");
     assert_eq!(s.disk.writes + s.disk.reads, 0);
 }
@@ -485,7 +508,7 @@ fn indirect_responses_carry_the_inner_operation() {
     front.push_request(indirect(OP_READ, 2, 0, 12, &[50])).unwrap();
     front.push_request(indirect(OP_READ, 3, 0, 12, &[9999])).unwrap();
     let _ = front.publish_requests();
-    let r = serve_round(&mut back, &mut s.vbd, &mut s.disk, &mut s.grants, 32, |_, _| {}).unwrap();
+    let r = s.round(&mut back, 32).unwrap();
     assert_eq!((r.served, r.refused), (3, 1));
     let got: Vec<_> =
         std::iter::from_fn(|| front.poll_response().unwrap()).map(|r| (r.id, r.operation, r.status)).collect();
@@ -629,4 +652,183 @@ fn persistent_grants_refuse_what_grant_copy_refuses() {
     off.grants.borrow_mut().grant(10, BACKEND, false, 0x11);
     assert_eq!(off.run(req(OP_WRITE, 1, 0, &[(10, 0, 7)])), RSP_OKAY);
     assert_eq!((off.pg.len(), off.grants.borrow().batches), (0, 1));
+}
+
+/// A device whose requests finish only when the test says so, in the order it says: the data
+/// moves at `start` (a RAM disk underneath), the completion waits in `held`.
+struct SlowDisk {
+    inner: RamDisk,
+    released: std::collections::VecDeque<(BufId, Result<(), DeviceError>)>,
+    /// Most requests in flight at once.
+    peak: usize,
+}
+
+impl SlowDisk {
+    fn new() -> Self {
+        Self { inner: RamDisk::with_mib(4), released: Default::default(), peak: 0 }
+    }
+    /// Lets every request started so far finish, in reverse order when `reverse`.
+    fn release(&mut self, reverse: bool) {
+        let mut v: Vec<_> = std::iter::from_fn(|| self.inner.finished()).collect();
+        if reverse {
+            v.reverse();
+        }
+        self.released.extend(v);
+    }
+}
+
+impl BlockDevice for SlowDisk {
+    fn capacity(&self) -> u64 {
+        self.inner.capacity()
+    }
+    fn depth(&self) -> usize {
+        self.inner.depth()
+    }
+    fn take(&mut self) -> Option<BufId> {
+        self.inner.take()
+    }
+    fn buffer(&mut self, id: BufId) -> Option<&mut [u8]> {
+        self.inner.buffer(id)
+    }
+    fn start(&mut self, id: BufId, io: Io, sector: u64, len: usize) -> Result<(), DeviceError> {
+        self.inner.start(id, io, sector, len)?;
+        self.peak = self.peak.max(self.in_flight());
+        Ok(())
+    }
+    fn finished(&mut self) -> Option<(BufId, Result<(), DeviceError>)> {
+        self.released.pop_front()
+    }
+    fn give_back(&mut self, id: BufId) {
+        // Still the device's until `finished` handed it back.
+        if !self.released.iter().any(|(b, _)| *b == id) {
+            self.inner.give_back(id);
+        }
+    }
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight() + self.released.len()
+    }
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        assert_eq!(self.in_flight(), 0, "a flush with requests in flight");
+        self.inner.flush()
+    }
+    fn wait(&mut self) {
+        self.release(false);
+    }
+}
+
+fn responses(front: &mut FrontRing<Blkif, CellMemory<'_>>) -> Vec<(u64, u8, i16)> {
+    std::iter::from_fn(|| front.poll_response().unwrap()).map(|r| (r.id, r.operation, r.status)).collect()
+}
+
+#[test]
+fn requests_run_side_by_side_and_are_answered_in_ring_order() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    for i in 0..6u32 {
+        s.grants.grant(10 + i, BACKEND, false, 0x30 + i as u8);
+    }
+    // Six writes of one page each, to six places; the pool has four buffers.
+    for i in 0..6u64 {
+        front.push_request(req(OP_WRITE, i, i * 8, &[(10 + i as u32, 0, 7)])).unwrap();
+    }
+    let _ = front.publish_requests();
+    let r = s.round(&mut back, 32).unwrap();
+    assert_eq!((r.served, s.disk.peak), (0, RAM_DISK_DEPTH), "nothing is answered before the device finished");
+    assert!(responses(&mut front).is_empty());
+    // The device finishes them backwards: still answered 0, 1, 2, 3, and the last two start.
+    s.disk.release(true);
+    let r = s.round(&mut back, 32).unwrap();
+    assert_eq!(r.served, 4);
+    assert_eq!(responses(&mut front), (0..4).map(|i| (i, OP_WRITE, RSP_OKAY)).collect::<Vec<_>>());
+    assert_eq!(s.disk.inner.in_flight(), 2);
+    s.disk.release(true);
+    assert_eq!(s.round(&mut back, 32).unwrap().served, 2);
+    assert_eq!(responses(&mut front), [(4, OP_WRITE, RSP_OKAY), (5, OP_WRITE, RSP_OKAY)]);
+    for i in 0..6usize {
+        assert!(s.disk.inner.bytes()[i * 4096..(i + 1) * 4096].iter().all(|&b| b == 0x30 + i as u8), "page {i}");
+    }
+    assert_eq!((s.disk.in_flight(), s.queue.len()), (0, 0));
+    assert_eq!(core::iter::from_fn(|| s.disk.take()).count(), RAM_DISK_DEPTH, "every buffer went back");
+}
+
+#[test]
+fn a_flush_waits_for_the_writes_before_it_and_holds_back_those_after() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    s.grants.grant(10, BACKEND, false, 0x11);
+    front.push_request(req(OP_WRITE, 1, 0, &[(10, 0, 7)])).unwrap();
+    front.push_request(req(OP_WRITE, 2, 8, &[(10, 0, 7)])).unwrap();
+    front.push_request(req(OP_FLUSH_DISKCACHE, 3, 0, &[])).unwrap();
+    front.push_request(req(OP_WRITE, 4, 16, &[(10, 0, 7)])).unwrap();
+    let _ = front.publish_requests();
+    let r = s.round(&mut back, 32).unwrap();
+    // The two writes run; the flush is not at the front yet, the write after it does not start.
+    assert_eq!((r.served, s.disk.inner.writes, s.disk.inner.flushes), (0, 2, 0));
+    s.disk.release(false);
+    let r = s.round(&mut back, 32).unwrap();
+    // Both writes answered, then the flush ran alone (SlowDisk asserts it), then the last write.
+    assert_eq!((r.served, s.disk.inner.flushes, s.disk.inner.writes), (3, 1, 3));
+    s.disk.release(false);
+    assert_eq!(s.round(&mut back, 32).unwrap().served, 1);
+    let got = responses(&mut front);
+    assert_eq!(got.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(), [(1, 0), (2, 0), (3, 0), (4, 0)]);
+}
+
+#[test]
+fn a_flush_at_the_front_reports_draining_while_the_device_is_busy() {
+    // Two vdisks on one device: the first's write is in flight when the second's flush comes.
+    let cells_a: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let cells_b: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front_a, mut back_a) = ring_pair(&cells_a);
+    let (mut front_b, mut back_b) = ring_pair(&cells_b);
+    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    let (mut vbd_b, mut queue_b) = (Vbd::new(FE, region(1, 1, false)), Queue::new());
+    s.grants.grant(10, BACKEND, false, 0x22);
+    front_a.push_request(req(OP_WRITE, 1, 0, &[(10, 0, 7)])).unwrap();
+    let _ = front_a.publish_requests();
+    assert_eq!(s.round(&mut back_a, 32).unwrap().served, 0);
+    front_b.push_request(req(OP_FLUSH_DISKCACHE, 7, 0, &[])).unwrap();
+    front_b.push_request(req(OP_WRITE, 8, 0, &[(10, 0, 7)])).unwrap();
+    let _ = front_b.publish_requests();
+    let round_b =
+        |s: &mut Setup<SlowDisk>, vbd: &mut Vbd, q: &mut Queue, back: &mut BackRing<Blkif, CellMemory<'_>>| {
+            serve_round(back, vbd, q, &mut s.disk, &mut s.done, &mut s.grants, 32, false, |_, _| {}).unwrap()
+        };
+    let r = round_b(&mut s, &mut vbd_b, &mut queue_b, &mut back_b);
+    assert!(r.draining && r.served == 0);
+    assert_eq!(s.disk.inner.flushes, 0);
+    // Held: the first vdisk's new request does not start while the flush waits.
+    front_a.push_request(req(OP_WRITE, 2, 8, &[(10, 0, 7)])).unwrap();
+    let _ = front_a.publish_requests();
+    s.disk.release(false);
+    let r = s.round_with(&mut back_a, 32, true, |_, _| {}).unwrap();
+    assert_eq!((r.served, s.disk.inner.writes), (1, 1));
+    let r = round_b(&mut s, &mut vbd_b, &mut queue_b, &mut back_b);
+    assert_eq!((r.served, s.disk.inner.flushes), (1, 1), "the flush ran once the device drained");
+    assert_eq!(responses(&mut front_b)[0], (7, OP_FLUSH_DISKCACHE, RSP_OKAY));
+}
+
+#[test]
+fn a_disconnect_with_requests_in_flight_gives_their_buffers_back_when_they_finish() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    s.grants.grant(10, BACKEND, true, 0);
+    for i in 0..3u64 {
+        front.push_request(req(OP_READ, i, i * 8, &[(10, 0, 7)])).unwrap();
+    }
+    let _ = front.publish_requests();
+    s.round(&mut back, 32).unwrap();
+    assert_eq!(s.disk.in_flight(), 3);
+    // The frontend goes away: its queue is forgotten, the device still reads into 3 buffers.
+    s.queue.clear();
+    assert_eq!(core::iter::from_fn(|| s.disk.take()).count(), RAM_DISK_DEPTH - 3);
+    s.disk.release(false);
+    s.done.collect(&mut s.disk);
+    assert!(s.done.unclaimed());
+    s.done.sweep(&mut s.disk, std::iter::empty());
+    assert!(!s.done.unclaimed());
+    assert_eq!(core::iter::from_fn(|| s.disk.take()).count(), 3, "the three buffers are free again");
 }

@@ -1,13 +1,14 @@
 //! One virtual block device: a region of the backing device served to one frontend.
 //!
-//! [`Vbd::handle`] takes a request slot the ring copied out of shared memory exactly once,
-//! validates it (blkif.h rules via `decode`, then the vdisk's own: sector range, read-only) and
-//! performs it. An indirect request's segments are copied once out of its indirect page into a
-//! buffer of ours, then validated like a direct request's. Data moves between the frontend's
-//! granted pages and the backend's own buffer by one batched grant copy per request
-//! ([`GrantCopier`], the one both backends share); a write reaches the device only after every
-//! segment was copied in, and is acknowledged only after the device completed it.
-use alloc::boxed::Box;
+//! [`Vbd::check`] takes a request slot the ring copied out of shared memory exactly once and
+//! validates it (blkif.h rules via `decode`, then the vdisk's own: sector range, read-only) into
+//! a [`Checked`] request. An indirect request's segments are copied once out of its indirect page
+//! into a buffer of ours, then validated like a direct request's. Data moves between the
+//! frontend's granted pages and a device buffer by one batched grant copy per request
+//! ([`GrantCopier`], the one both backends share): [`Vbd::fill`] before a write starts (it
+//! reaches the device only after every segment was copied in), [`Vbd::finish`] after a read
+//! finished. A write is acknowledged only after the device finished it. The queue that keeps
+//! many requests in flight is `serve`'s; [`Vbd::handle`] runs one request to the end.
 use core::fmt;
 
 use hv_abi::GrantStatus;
@@ -19,7 +20,7 @@ use shared_ring::wire::blkif::{
     SEGMENTS_PER_INDIRECT_PAGE,
 };
 
-use crate::device::{BlockDevice, DeviceError};
+use crate::device::{BlockDevice, BufId, DeviceError, Io};
 use crate::params::Region;
 use crate::{PAGE_SIZE, SECTOR_SIZE};
 
@@ -27,9 +28,8 @@ use crate::{PAGE_SIZE, SECTOR_SIZE};
 ///
 /// 32 is what Linux's blkfront asks for by default (`max_indirect_segments`), so its requests
 /// of up to 128 KiB go in one ring slot instead of three; the segments fit in one indirect page
-/// (512 per page), so one small grant copy reads them; and the per-vdisk data buffer stays at
-/// 128 KiB (16 vdisks: 2 MiB of the domain's heap). Every request is still served to the end
-/// before the next one, so the work per request is bounded by this.
+/// (512 per page), so one small grant copy reads them; and a device buffer (one per request in
+/// flight) stays at 128 KiB, which bounds the work per request.
 pub const MAX_INDIRECT_SEGMENTS: usize = 32;
 /// Segments any request the backend accepts can carry.
 pub const MAX_SEGMENTS: usize =
@@ -118,6 +118,46 @@ pub struct Stats {
     pub sectors_written: u64,
 }
 
+/// A request checked against blkif.h and the vdisk: everything needed to perform and answer it,
+/// copied out of the ring (and the indirect page) once.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked {
+    pub id: u64,
+    /// The `operation` of its response.
+    pub rsp_op: u8,
+    /// READ, WRITE, WRITE_BARRIER or FLUSH_DISKCACHE.
+    pub operation: u8,
+    /// First sector on the device (the vdisk's start for a request without data).
+    pub at: u64,
+    /// Sectors it moves.
+    pub count: u64,
+    indirect: bool,
+    nr: usize,
+    segs: [Seg; MAX_SEGMENTS],
+}
+
+impl Checked {
+    /// Barriers and flushes run alone, once everything before them finished (blkback's device
+    /// queue then holds nothing); reads and writes go to the queue.
+    pub fn runs_alone(&self) -> bool {
+        !matches!(self.operation, OP_READ | OP_WRITE)
+    }
+
+    /// Bytes of data.
+    pub fn bytes(&self) -> usize {
+        self.count as usize * SECTOR_SIZE
+    }
+
+    /// The device operation of a queued request.
+    pub fn io(&self) -> Io {
+        if self.operation == OP_READ { Io::Read } else { Io::Write }
+    }
+
+    fn segs(&self) -> &[Seg] {
+        &self.segs[..self.nr]
+    }
+}
+
 /// A vdisk served to frontend `frontend`.
 pub struct Vbd {
     pub frontend: hv_abi::DomId,
@@ -125,28 +165,29 @@ pub struct Vbd {
     pub stats: Stats,
     /// The last refusal, for the log.
     pub last_refusal: Option<Refusal>,
-    buf: Box<[u8]>,
 }
 
 impl Vbd {
     pub fn new(frontend: hv_abi::DomId, region: Region) -> Self {
-        Self {
-            frontend,
-            region,
-            stats: Stats::default(),
-            last_refusal: None,
-            buf: alloc::vec![0; MAX_REQUEST_BYTES].into_boxed_slice(),
-        }
+        Self { frontend, region, stats: Stats::default(), last_refusal: None }
     }
 
-    /// Performs one request and returns the response status (never panics).
+    /// Performs one request to the end and returns the response status (never panics). Nothing
+    /// else may be in flight on `dev` (the tests' and the fuzzer's way in; the domain queues
+    /// requests with [`crate::serve::serve_round`]).
     pub fn handle(
         &mut self,
         slot: &BlkifRequestSlot,
         dev: &mut impl BlockDevice,
         copier: &mut impl GrantCopier,
     ) -> i16 {
-        match self.perform(slot, dev, copier) {
+        let result = self.check(slot, copier).and_then(|c| self.perform_alone(&c, dev, copier));
+        self.status(result)
+    }
+
+    /// The response status of a request's outcome; a refusal is counted and kept for the log.
+    pub fn status(&mut self, result: Result<(), Refusal>) -> i16 {
+        match result {
             Ok(()) => {
                 self.last_refusal = None;
                 RSP_OKAY
@@ -159,28 +200,26 @@ impl Vbd {
         }
     }
 
-    fn perform(
-        &mut self,
-        slot: &BlkifRequestSlot,
-        dev: &mut impl BlockDevice,
-        copier: &mut impl GrantCopier,
-    ) -> Result<(), Refusal> {
+    /// Decodes and validates a request copied out of the ring (reading an indirect request's
+    /// segment list once): blkif.h's rules, then the vdisk's (sector range, read-only).
+    pub fn check(&mut self, slot: &BlkifRequestSlot, copier: &mut impl GrantCopier) -> Result<Checked, Refusal> {
         let mut seg = [BlkifSegment::default(); MAX_SEGMENTS];
-        let (operation, sector, nr) = match slot.decode().map_err(Refusal::Malformed)? {
+        let (operation, sector, nr, indirect) = match slot.decode().map_err(Refusal::Malformed)? {
             BlockRequest::Direct(r) => {
                 let nr = usize::from(r.nr_segments);
                 seg[..nr].copy_from_slice(&r.seg[..nr]);
-                (r.operation, r.sector_number, nr)
+                (r.operation, r.sector_number, nr, false)
             }
             BlockRequest::Discard(r) => return Err(Refusal::Unsupported(r.operation)),
             BlockRequest::Indirect(r) => {
                 let nr = read_indirect(copier, self.frontend, &r, &mut seg)?;
-                self.stats.indirect += 1;
-                (r.indirect_op, r.sector_number, nr)
+                (r.indirect_op, r.sector_number, nr, true)
             }
         };
+        if !matches!(operation, OP_READ | OP_WRITE | OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE) {
+            return Err(Refusal::Unsupported(operation));
+        }
         let (segs, count) = segments(&seg[..nr]);
-        let segs = &segs[..nr];
         let size = self.region.sectors;
         // A request without data (Linux's empty flush carries sector u64::MAX, the block layer's
         // "no sector") touches no sector: only requests with data are range-checked, as Xen's
@@ -193,36 +232,81 @@ impl Vbd {
         }
         // In range (checked above) whenever there is data; a request without data has no sector.
         let at = if count > 0 { self.region.start + sector } else { self.region.start };
-        let bytes = count as usize * SECTOR_SIZE;
-        let buf = &mut self.buf[..bytes];
-        match operation {
-            OP_READ => {
-                dev.read_sectors(at, buf).map_err(Refusal::Device)?;
-                copy_out(copier, self.frontend, segs, buf).map_err(Refusal::Grant)?;
-                self.stats.reads += 1;
-                self.stats.sectors_read += count;
-            }
-            OP_WRITE | OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE => {
-                // Barrier: everything before it completes first (our device calls are
-                // synchronous, so earlier writes are done; make them durable too).
-                if operation == OP_WRITE_BARRIER {
-                    dev.flush().map_err(Refusal::Device)?;
-                }
-                if count > 0 {
-                    // All segments in, or nothing reaches the device.
-                    copy_in(copier, self.frontend, segs, buf).map_err(Refusal::Grant)?;
-                    dev.write_sectors(at, buf).map_err(Refusal::Device)?;
-                    self.stats.writes += 1;
-                    self.stats.sectors_written += count;
-                }
-                if operation != OP_WRITE {
-                    dev.flush().map_err(Refusal::Device)?;
-                    self.stats.flushes += 1;
-                }
-            }
-            op => return Err(Refusal::Unsupported(op)),
+        Ok(Checked { id: slot.id(), rsp_op: response_operation(slot), operation, at, count, indirect, nr, segs })
+    }
+
+    /// Before a write starts: every segment in from the frontend's pages into `buf` (one batch),
+    /// or nothing reaches the device.
+    pub fn fill(&mut self, c: &Checked, buf: &mut [u8], copier: &mut impl GrantCopier) -> Result<(), Refusal> {
+        if c.count == 0 || c.operation == OP_READ {
+            return Ok(());
+        }
+        let buf = buf.get_mut(..c.bytes()).ok_or(Refusal::Device(DeviceError::OutOfRange))?;
+        copy_in(copier, self.frontend, c.segs(), buf).map_err(Refusal::Grant)
+    }
+
+    /// After the device finished a queued request with `result`: a read's data out to the
+    /// frontend's pages (one batch), and the counters.
+    pub fn finish(
+        &mut self,
+        c: &Checked,
+        buf: &[u8],
+        result: Result<(), DeviceError>,
+        copier: &mut impl GrantCopier,
+    ) -> Result<(), Refusal> {
+        result.map_err(Refusal::Device)?;
+        if c.indirect {
+            self.stats.indirect += 1;
+        }
+        if c.operation == OP_READ {
+            let buf = buf.get(..c.bytes()).ok_or(Refusal::Device(DeviceError::OutOfRange))?;
+            copy_out(copier, self.frontend, c.segs(), buf).map_err(Refusal::Grant)?;
+            self.stats.reads += 1;
+            self.stats.sectors_read += c.count;
+        } else if c.count > 0 {
+            self.stats.writes += 1;
+            self.stats.sectors_written += c.count;
         }
         Ok(())
+    }
+
+    /// Performs a request with nothing else in flight on `dev`: a barrier makes everything
+    /// before it durable first; a flush (and a barrier) makes its own write durable after it.
+    pub fn perform_alone(
+        &mut self,
+        c: &Checked,
+        dev: &mut impl BlockDevice,
+        copier: &mut impl GrantCopier,
+    ) -> Result<(), Refusal> {
+        if c.operation == OP_WRITE_BARRIER {
+            dev.flush().map_err(Refusal::Device)?;
+        }
+        if c.count > 0 {
+            let id = dev.take().ok_or(Refusal::Device(DeviceError::Io))?;
+            let result = self.run_alone(c, id, dev, copier);
+            dev.give_back(id);
+            result?;
+        }
+        if c.runs_alone() {
+            dev.flush().map_err(Refusal::Device)?;
+            self.stats.flushes += 1;
+        }
+        Ok(())
+    }
+
+    fn run_alone(
+        &mut self,
+        c: &Checked,
+        id: BufId,
+        dev: &mut impl BlockDevice,
+        copier: &mut impl GrantCopier,
+    ) -> Result<(), Refusal> {
+        let buf = dev.buffer(id).ok_or(Refusal::Device(DeviceError::NotHeld))?;
+        self.fill(c, buf, copier)?;
+        dev.start(id, c.io(), c.at, c.bytes()).map_err(Refusal::Device)?;
+        let result = crate::device::wait_for(dev, id);
+        let buf = dev.buffer(id).ok_or(Refusal::Device(DeviceError::NotHeld))?;
+        self.finish(c, buf, result, copier)
     }
 }
 

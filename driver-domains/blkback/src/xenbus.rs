@@ -13,13 +13,16 @@ use xenstore::StoreClient;
 
 use crate::params::Region;
 use crate::persistent::PersistentGrants;
+use crate::serve::Queue;
 use crate::vbd::Vbd;
 
-/// One vdisk's data path: the vbd, while connected its ring, and the frontend's pages kept
-/// mapped (persistent grants, if it asked for them).
+/// One vdisk's data path: the vbd, while connected its ring and the requests taken from it and
+/// not answered yet, and the frontend's pages kept mapped (persistent grants, if it asked for
+/// them).
 pub struct Vdisk {
     pub vbd: Vbd,
     pub ring: Option<BackRing<Blkif, PageMemory>>,
+    pub queue: Queue,
     pub pgrants: PersistentGrants,
 }
 
@@ -32,7 +35,12 @@ impl DataPath for Vdisk {
     fn probe(client: &mut impl StoreClient, info: &Info, device_sectors: &mut u64) -> Result<Self, String> {
         let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
         match crate::params::parse(&params, *device_sectors) {
-            Ok(region) => Ok(Vdisk { vbd: Vbd::new(info.fe, region), ring: None, pgrants: PersistentGrants::new() }),
+            Ok(region) => Ok(Vdisk {
+                vbd: Vbd::new(info.fe, region),
+                ring: None,
+                queue: Queue::new(),
+                pgrants: PersistentGrants::new(),
+            }),
             Err(e) => Err(format!("bad params {params:?}: {e}; device closed")),
         }
     }
@@ -79,8 +87,11 @@ impl DataPath for Vdisk {
         Ok(())
     }
 
+    /// Unanswered requests are forgotten with the ring (a reconnecting frontend sends them
+    /// again); buffers the device still uses for them go back once it finished.
     fn detach(&mut self, _: &mut u64) {
         self.ring = None;
+        self.queue.clear();
     }
 
     /// Every persistently mapped page goes back on disconnect.

@@ -104,12 +104,27 @@ pub fn route_queue_interrupt(dev: &hv_abi::PciDeviceInfo, queue: u16) -> bool {
     }
 }
 
-/// An assigned virtio-blk device driven with interrupts: each request is queued, the domain
-/// blocks on the device's pirq port until the completion interrupt, then collects the result.
+/// An assigned virtio-blk device driven with interrupts. Two ways in: [`BlockDisk::read`] and
+/// [`BlockDisk::write`] queue one request on the caller's buffer and block on the device's pirq
+/// port until it completes (nothing else may be in flight); the queue ([`BlockDisk::start`],
+/// [`BlockDisk::poll`]) keeps up to [`BlockDisk::depth`] requests in flight, each in one of the
+/// disk's own slots (request header, status byte, data buffer), so no buffer the device uses
+/// belongs to anyone else while it does.
 pub struct BlockDisk {
     blk: virtio_drivers::device::blk::VirtIOBlk<HvHal, virtio_drivers::transport::pci::PciTransport>,
     port: u32,
     interrupts: bool,
+    /// Allocated once (never resized: the device holds addresses into them while in flight).
+    slots: Vec<DiskSlot>,
+}
+
+/// One queued request's memory.
+struct DiskSlot {
+    req: virtio_drivers::device::blk::BlkReq,
+    resp: virtio_drivers::device::blk::BlkResp,
+    buf: alloc::boxed::Box<[u8]>,
+    /// While in flight: the virtqueue token, whether it writes, and the bytes it moves.
+    in_flight: Option<(u16, bool, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +134,8 @@ pub enum DiskError {
     Io,
     /// The request's buffer is not a whole number of 512-byte sectors.
     BadLength,
+    /// Every queue slot (or descriptor) is in use: try again after one finished.
+    Busy,
 }
 
 impl BlockDisk {
@@ -139,7 +156,99 @@ impl BlockDisk {
         let blk = virtio_drivers::device::blk::VirtIOBlk::new(transport).map_err(|_| DiskError::Setup)?;
         let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| DiskError::Setup)?;
         let interrupts = route_queue_interrupt(&dev, 0);
-        Ok(Self { blk, port, interrupts })
+        Ok(Self { blk, port, interrupts, slots: Vec::new() })
+    }
+
+    /// Requests the queue holds at most (the virtqueue's size: each request is one indirect
+    /// descriptor when the device offers them; without, [`BlockDisk::start`] reports `Busy`
+    /// once the descriptors run out).
+    pub const MAX_DEPTH: usize = 16;
+
+    /// Gives the queue `depth` slots (at most [`BlockDisk::MAX_DEPTH`]) of `bytes` each.
+    /// Returns the depth; 0 if the queue is in use.
+    pub fn with_slots(&mut self, depth: usize, bytes: usize) -> usize {
+        if self.slots.iter().any(|s| s.in_flight.is_some()) {
+            return 0;
+        }
+        self.slots = (0..depth.min(Self::MAX_DEPTH))
+            .map(|_| DiskSlot {
+                req: Default::default(),
+                resp: Default::default(),
+                buf: alloc::vec![0u8; bytes].into_boxed_slice(),
+                in_flight: None,
+            })
+            .collect();
+        self.slots.len()
+    }
+
+    /// Slots of the queue.
+    pub fn depth(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The data buffer of slot `i`, unless the device is using it.
+    pub fn slot_buffer(&mut self, i: usize) -> Option<&mut [u8]> {
+        self.slots.get_mut(i).filter(|s| s.in_flight.is_none()).map(|s| &mut s.buf[..])
+    }
+
+    /// Queues a read (or write) of the first `len` bytes of slot `i`'s buffer at `sector` and
+    /// notifies the device; returns at once. `Busy`: the virtqueue is full, try again later.
+    pub fn start(&mut self, i: usize, write: bool, sector: u64, len: usize) -> Result<(), DiskError> {
+        use virtio_drivers::Error;
+        if len == 0 || !len.is_multiple_of(Self::SECTOR) {
+            return Err(DiskError::BadLength);
+        }
+        let sector = usize::try_from(sector).map_err(|_| DiskError::Io)?;
+        let slot = self.slots.get_mut(i).filter(|s| s.in_flight.is_none()).ok_or(DiskError::Busy)?;
+        let buf = slot.buf.get_mut(..len).ok_or(DiskError::BadLength)?;
+        // SAFETY: the slot's header, buffer and status byte live in `self.slots`, which is not
+        // resized while anything is in flight (`with_slots` refuses), and nothing else touches
+        // them until `poll` completes this token (`slot_buffer` refuses a slot in flight).
+        let token = unsafe {
+            if write {
+                self.blk.write_blocks_nb(sector, &mut slot.req, buf, &mut slot.resp)
+            } else {
+                self.blk.read_blocks_nb(sector, &mut slot.req, buf, &mut slot.resp)
+            }
+        };
+        let token = token.map_err(|e| if e == Error::QueueFull { DiskError::Busy } else { DiskError::Io })?;
+        slot.in_flight = Some((token, write, len));
+        Ok(())
+    }
+
+    /// The next request the device finished, by slot, with its result.
+    pub fn poll(&mut self) -> Option<(usize, Result<(), DiskError>)> {
+        let token = self.blk.peek_used()?;
+        let Some(i) = self.slots.iter().position(|s| s.in_flight.is_some_and(|(t, ..)| t == token)) else {
+            // Not one of the queue's (a blocking call's, which collects it itself).
+            return None;
+        };
+        let slot = &mut self.slots[i];
+        let (_, write, len) = slot.in_flight.take()?;
+        let buf = &mut slot.buf[..len];
+        // SAFETY: the same header, buffer and status byte `start` queued with this token.
+        let result = unsafe {
+            if write {
+                self.blk.complete_write_blocks(token, &slot.req, buf, &mut slot.resp)
+            } else {
+                self.blk.complete_read_blocks(token, &slot.req, buf, &mut slot.resp)
+            }
+        };
+        Some((i, result.map_err(|_| DiskError::Io)))
+    }
+
+    /// Waits up to `ns` for the device's interrupt (or yields once when it is polled).
+    pub fn wait_interrupt(&mut self, ns: u64) {
+        if self.blk.peek_used().is_some() {
+            return;
+        }
+        if self.interrupts {
+            if !crate::evtchn::clear(self.port) {
+                crate::time::block_until(crate::time::now_ns().saturating_add(ns));
+            }
+        } else {
+            crate::yield_now();
+        }
     }
 
     /// Capacity in 512-byte sectors.

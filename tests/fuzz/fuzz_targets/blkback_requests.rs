@@ -1,19 +1,21 @@
 //! blkback's data path against a hostile frontend: the vdisk's `params` (the first input line,
 //! through `params::parse`; a fixed region if it does not parse), then a script that writes raw
 //! 112-byte request slots into the ring page, writes 8-byte segment entries into granted pages
-//! (so indirect requests find segment lists, good and bad), rewrites the ring's header words, and runs
-//! `serve_round` (which polls each slot once, validates it in `Vbd::handle` and performs it
-//! against a RAM disk through a fake grant copier). No panic; the backend touches no sector
-//! outside its region and writes nothing to a read-only vdisk; it asks for no copy outside a
-//! granted page or its own buffer; responses answer the requests in ring order with a status
-//! blkif defines and the operation blkfront expects (`indirect_op` for an indirect request).
+//! (so indirect requests find segment lists, good and bad), rewrites the ring's header words,
+//! lets the device finish its requests (in order or backwards), and runs `serve_round` (which
+//! polls each slot once, validates it in `Vbd::check` and queues it on a RAM disk, moving data
+//! through a fake grant copier). No panic; the backend touches no sector outside its region and
+//! writes nothing to a read-only vdisk; it asks for no copy outside a granted page or its own
+//! buffer; a flush runs with nothing in flight; responses answer the requests in ring order
+//! with a status blkif defines and the operation blkfront expects (`indirect_op` for an
+//! indirect request).
 #![no_main]
 
 use std::collections::VecDeque;
 
-use blkback::device::{BlockDevice, DeviceError, RamDisk};
+use blkback::device::{BlockDevice, BufId, DeviceError, Io, RamDisk};
 use blkback::params::{self, Region};
-use blkback::serve::serve_round;
+use blkback::serve::{Completions, QUEUE_LIMIT, Queue, serve_round};
 use blkback::vbd::Vbd;
 use fuzz::{FakeGrants, GRANTS, HostileFront, Script, page};
 use libfuzzer_sys::fuzz_target;
@@ -30,10 +32,12 @@ const DEVICE_SECTORS: u64 = 4096;
 /// Rounds served per input (each serves at most 32 requests).
 const MAX_ROUNDS: usize = 64;
 
-/// The RAM disk, checking that every access stays inside the vdisk's region.
+/// The RAM disk, checking that every access stays inside the vdisk's region; its requests finish
+/// when the script says so, in the order it says.
 struct Guarded {
     disk: RamDisk,
     region: Region,
+    released: VecDeque<(BufId, Result<(), DeviceError>)>,
 }
 
 impl Guarded {
@@ -45,23 +49,53 @@ impl Guarded {
             self.region
         );
     }
+    /// Lets every started request finish (backwards when `reverse`).
+    fn release(&mut self, reverse: bool) {
+        let mut v: Vec<_> = std::iter::from_fn(|| self.disk.finished()).collect();
+        if reverse {
+            v.reverse();
+        }
+        self.released.extend(v);
+    }
 }
 
 impl BlockDevice for Guarded {
     fn capacity(&self) -> u64 {
         self.disk.capacity()
     }
-    fn read_sectors(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
-        self.inside(sector, buf.len());
-        self.disk.read_sectors(sector, buf)
+    fn depth(&self) -> usize {
+        self.disk.depth()
     }
-    fn write_sectors(&mut self, sector: u64, buf: &[u8]) -> Result<(), DeviceError> {
-        self.inside(sector, buf.len());
-        assert!(!self.region.read_only, "write to a read-only vdisk");
-        self.disk.write_sectors(sector, buf)
+    fn take(&mut self) -> Option<BufId> {
+        self.disk.take()
+    }
+    fn buffer(&mut self, id: BufId) -> Option<&mut [u8]> {
+        assert!(!self.released.iter().any(|(b, _)| *b == id), "a buffer the device has not handed back");
+        self.disk.buffer(id)
+    }
+    fn start(&mut self, id: BufId, io: Io, sector: u64, len: usize) -> Result<(), DeviceError> {
+        self.inside(sector, len);
+        assert!(io == Io::Read || !self.region.read_only, "write to a read-only vdisk");
+        self.disk.start(id, io, sector, len)
+    }
+    fn finished(&mut self) -> Option<(BufId, Result<(), DeviceError>)> {
+        self.released.pop_front()
+    }
+    fn give_back(&mut self, id: BufId) {
+        if !self.released.iter().any(|(b, _)| *b == id) {
+            self.disk.give_back(id);
+        }
+    }
+    fn in_flight(&self) -> usize {
+        self.disk.in_flight() + self.released.len()
     }
     fn flush(&mut self) -> Result<(), DeviceError> {
+        assert_eq!(self.in_flight(), 0, "a flush with requests in flight");
+        assert!(!self.region.read_only, "flush of a read-only vdisk");
         self.disk.flush()
+    }
+    fn wait(&mut self) {
+        self.release(false);
     }
 }
 
@@ -81,7 +115,8 @@ fuzz_target!(|data: &[u8]| {
     let mut front = HostileFront::new(&cells, REQUEST_SIZE);
     let mut ring = BackRing::<Blkif, _>::attach(front.memory).unwrap();
     let mut vbd = Vbd::new(FRONTEND, region);
-    let mut dev = Guarded { disk: RamDisk::new(DEVICE_SECTORS), region };
+    let mut dev = Guarded { disk: RamDisk::new(DEVICE_SECTORS), region, released: VecDeque::new() };
+    let (mut queue, mut done) = (Queue::new(), Completions::new(dev.depth()));
     let mut grants = FakeGrants::new(FRONTEND);
     // Ids and expected response operations of the requests pushed, in order, while the frontend has not tampered with the header.
     let mut pushed: VecDeque<(u64, u8)> = VecDeque::new();
@@ -90,7 +125,7 @@ fuzz_target!(|data: &[u8]| {
     let mut rounds = 0;
 
     while let Some(op) = script.byte() {
-        match op % 5 {
+        match op % 6 {
             0 => {
                 let slot = script.bytes(REQUEST_SIZE);
                 let mut raw = [0u8; REQUEST_SIZE];
@@ -109,9 +144,22 @@ fuzz_target!(|data: &[u8]| {
                 }
                 rounds += 1;
                 let budget = u32::from(script.byte().unwrap_or(31) % 32) + 1;
-                match serve_round(&mut ring, &mut vbd, &mut dev, &mut grants, budget, |_, _| {}) {
+                let hold = budget & 1 == 0 && rounds % 3 == 0;
+                match serve_round(
+                    &mut ring,
+                    &mut vbd,
+                    &mut queue,
+                    &mut dev,
+                    &mut done,
+                    &mut grants,
+                    budget,
+                    hold,
+                    |_, _| {},
+                ) {
                     Ok(round) => {
-                        assert!(round.served <= budget && round.refused <= round.served);
+                        // Answers come from the queue, which never outgrows a ring's worth.
+                        assert!(round.served as usize <= QUEUE_LIMIT && round.refused <= round.served);
+                        assert!(queue.len() <= QUEUE_LIMIT);
                     }
                     Err(e) => {
                         let _ = e.to_string();
@@ -133,6 +181,11 @@ fuzz_target!(|data: &[u8]| {
                 let entry = script.bytes(8);
                 let at = usize::from(index % 64) * 8;
                 grants.pages[usize::from(gref) % GRANTS as usize][at..at + entry.len()].copy_from_slice(entry);
+            }
+            5 => {
+                // The device finishes what it was given, in order or backwards.
+                let reverse = script.byte().is_some_and(|b| b & 1 == 1);
+                dev.release(reverse);
             }
             _ => {
                 // The frontend reads the responses published since it last looked.
