@@ -3,20 +3,19 @@
 //! device (`blk_direct_*`) in the same run. Prints a table and writes `target/bench/blk.json`
 //! (the shape of `hv.json`, without a Linux reference).
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 use xtask::paths::Paths;
 use xtask::qemu::{Accel, Machine, Media, Spec};
 use xtask::step;
 
-use super::hv::{Row, Samples, Target, collect_bench_run, print_table, report};
+use super::hv::collect_bench_run;
+use super::row::{Reference, Row, Samples, Target, print_table, report, rows_of};
 use super::{median, write_json};
 
 /// A DomU's throughput through blkback must reach this share of blkback's on the device.
 const TARGET_SHARE: f64 = 0.8;
 
-pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Vec<Row>> {
     let p = crate::build::prepare(paths, Some("bench-blk"))?;
     let mut out = Samples::new();
     for i in 0..runs {
@@ -31,26 +30,25 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     }
     let rows = rows(out);
     print_table(&rows, accel, machine);
-    write_json(paths, "blk.json", &report(&rows, accel, machine, runs, None))
+    write_json(paths, "blk.json", &report(&rows, accel, machine, runs, None))?;
+    Ok(rows)
 }
 
 /// Medians, each `blk_front_<x>` against `blk_direct_<x>`.
-fn rows(mut samples: Samples) -> Vec<Row> {
-    let mut medians: BTreeMap<String, (f64, String, usize)> = BTreeMap::new();
-    for (m, (v, unit)) in &mut samples {
-        let n = v.len();
-        medians.insert(m.clone(), (median(v), unit.clone(), n));
-    }
-    let mut rows = Vec::new();
-    for (metric, (value, unit, n)) in &medians {
-        let reference = metric
-            .strip_prefix("blk_front_")
-            .and_then(|rest| medians.get(&format!("blk_direct_{rest}")))
-            .map(|(v, _, _)| ("blkback on the device", *v));
-        let target = reference.is_some().then_some(Target::AtLeast(TARGET_SHARE));
-        rows.push(Row { metric: metric.clone(), value: *value, unit: unit.clone(), runs: *n, reference, target });
-    }
-    rows
+fn rows(samples: Samples) -> Vec<Row> {
+    let direct = |m: &str| samples.get(m).map(|(v, _)| median(&mut v.clone()));
+    rows_of(samples.clone(), |metric| {
+        if metric.starts_with("blk_direct_") {
+            return (Reference::Absent("it is the reference of the blk_front_ figures"), None);
+        }
+        let Some(rest) = metric.strip_prefix("blk_front_") else {
+            return (Reference::Absent("reported for context, no comparable figure"), None);
+        };
+        match direct(&format!("blk_direct_{rest}")) {
+            Some(v) => (Reference::Measured("blkback on the device", v), Some(Target::AtLeast(TARGET_SHARE))),
+            None => (Reference::Absent("no blk_direct_ figure in this run"), Some(Target::AtLeast(TARGET_SHARE))),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -64,7 +62,11 @@ mod tests {
         s.insert("blk_direct_read_mib_s".into(), (vec![100.0], "MiB/s".into()));
         let rows = rows(s);
         let front = rows.iter().find(|r| r.metric == "blk_front_read_mib_s").unwrap();
-        assert_eq!((front.value, front.runs, front.reference), (85.0, 3, Some(("blkback on the device", 100.0))));
+        assert_eq!(
+            (front.value, front.runs(), front.reference),
+            (85.0, 3, Reference::Measured("blkback on the device", 100.0))
+        );
+        assert_eq!(front.values, [80.0, 90.0, 85.0], "every run's figure, in run order");
         assert!(rows.iter().find(|r| r.metric == "blk_direct_read_mib_s").unwrap().target.is_none());
     }
 }

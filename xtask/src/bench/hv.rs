@@ -7,16 +7,14 @@
 //! the bench stops at once with the `sudo apt-get install` line), before minutes of hypervisor
 //! runs, and a reference that fails to run fails the bench.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Result, bail};
-use serde::Serialize;
 use xtask::paths::{Paths, show};
 use xtask::qemu::{self, Accel, Machine, Media, Spec};
 use xtask::{iso, step};
 
 use super::linux::{self, LinuxRef};
-use super::{failed_run, fmt_num, median, parse_bench_line, print_columns, write_json};
+use super::row::{Reference, Row, Samples, Target, print_table, report, rows_of};
+use super::{failed_run, median, parse_bench_line, write_json};
 use crate::build::BOOT_TIMEOUT;
 
 pub struct Options {
@@ -30,50 +28,8 @@ pub struct Options {
 /// The line that marks "the default topology is up".
 const ALL_RUNNING: &str = "[dom0] all domains running";
 
-/// Figures per metric: (values, unit).
-pub type Samples = BTreeMap<String, (Vec<f64>, String)>;
-
-pub enum Target {
-    /// value ≤ factor × reference
-    RelativeToReference(f64),
-    /// value < limit
-    Below(f64),
-    /// value ≥ factor × reference (higher is better)
-    AtLeast(f64),
-}
-
-/// One metric: its median, its reference (what, value) and its target.
-pub struct Row {
-    pub metric: String,
-    pub value: f64,
-    pub unit: String,
-    pub runs: usize,
-    pub reference: Option<(&'static str, f64)>,
-    pub target: Option<Target>,
-}
-
-impl Row {
-    fn ratio(&self) -> Option<f64> {
-        self.reference.map(|(_, r)| self.value / r).filter(|r| r.is_finite())
-    }
-
-    fn target_text(&self) -> Option<String> {
-        Some(match self.target.as_ref()? {
-            Target::RelativeToReference(f) => format!("<= {f}x ref"),
-            Target::Below(l) => format!("< {l} {}", self.unit),
-            Target::AtLeast(f) => format!(">= {f}x ref"),
-        })
-    }
-
-    fn verdict(&self) -> Option<bool> {
-        match self.target {
-            Some(Target::RelativeToReference(f)) => self.ratio().map(|r| r <= f),
-            Some(Target::Below(l)) => Some(self.value < l),
-            Some(Target::AtLeast(f)) => self.ratio().map(|r| r >= f),
-            None => None,
-        }
-    }
-}
+/// Why a hypervisor figure has no reference when the Linux reference failed.
+const NO_LINUX: &str = "the Linux reference failed in this run";
 
 /// The reference and target of a hypervisor metric.
 pub(super) fn judge(
@@ -81,31 +37,41 @@ pub(super) fn judge(
     linux: Option<&LinuxRef>,
     local_copy_ns: Option<f64>,
     tcg: bool,
-) -> (Option<(&'static str, f64)>, Option<Target>) {
-    let l = |what: &'static str, f: fn(&LinuxRef) -> f64| linux.map(|l| (what, f(l)));
+) -> (Reference, Option<Target>) {
+    let l = |what: &'static str, f: fn(&LinuxRef) -> f64| {
+        linux.map_or(Reference::Absent(NO_LINUX), |l| Reference::Measured(what, f(l)))
+    };
+    let absolute = Reference::Absent("absolute target");
     match metric {
         "null_hypercall_cycles" => {
             (l("linux null syscall", |l| l.null_syscall_cycles), Some(Target::RelativeToReference(1.0)))
         }
         "null_hypercall_ns" => (l("linux null syscall", |l| l.null_syscall_ns), Some(Target::RelativeToReference(1.0))),
-        "domain_create_us" => (None, Some(Target::Below(1000.0))),
-        "domain_create_ns" => (None, Some(Target::Below(1_000_000.0))),
+        "domain_create_us" => (absolute, Some(Target::Below(1000.0))),
+        "domain_create_ns" => (absolute, Some(Target::Below(1_000_000.0))),
         "evtchn_roundtrip_ns" => {
             (l("linux pipe ping-pong", |l| l.pipe_roundtrip_ns), Some(Target::RelativeToReference(0.5)))
         }
         "evtchn_roundtrip_cycles" => {
             (l("linux pipe ping-pong", |l| l.pipe_roundtrip_cycles), Some(Target::RelativeToReference(0.5)))
         }
-        "grant_copy_batch32_per_page_ns" => {
-            (local_copy_ns.map(|v| ("plain copy in one domain", v)), Some(Target::RelativeToReference(1.5)))
-        }
+        "grant_copy_batch32_per_page_ns" => (
+            local_copy_ns.map_or(Reference::Absent("no local_copy_per_page_ns figure in this run"), |v| {
+                Reference::Measured("plain copy in one domain", v)
+            }),
+            Some(Target::RelativeToReference(1.5)),
+        ),
         "boot_direct_ms" => (l("linux boot to init", |l| l.boot_to_init_ms), tcg.then_some(Target::Below(150.0))),
         "boot_iso_ms" => (l("linux boot to init", |l| l.boot_to_init_ms), None),
-        _ => (None, None),
+        "local_copy_per_page_ns" => (Reference::Absent("it is the reference of grant_copy_batch32_per_page_ns"), None),
+        _ => (Reference::Absent("reported for context, no comparable figure"), None),
     }
 }
 
-pub fn run(paths: &Paths, o: Options) -> Result<()> {
+/// Why the Linux reference's own rows have no reference.
+pub(super) const LINUX_IS_REFERENCE: &str = "it is the Linux reference";
+
+pub fn run(paths: &Paths, o: Options) -> Result<Vec<Row>> {
     // The reference first: missing packages stop us here, with the command to run.
     let reference = linux::Reference::prepare(paths)?;
     let mut errors: Vec<String> = Vec::new();
@@ -126,23 +92,9 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
 
     let tcg = o.accel == Accel::Tcg;
     let local_copy_ns = hv.get_mut("local_copy_per_page_ns").map(|(v, _)| median(v));
-    let mut rows: Vec<Row> = Vec::new();
-    for (metric, (values, unit)) in &mut hv {
-        let runs = values.len();
-        let (reference, target) = judge(metric, linux.as_ref(), local_copy_ns, tcg);
-        rows.push(Row { metric: metric.clone(), value: median(values), unit: unit.clone(), runs, reference, target });
-    }
+    let mut rows = rows_of(hv, |m| judge(m, linux.as_ref(), local_copy_ns, tcg));
     if let Some(l) = &linux {
-        for (metric, value, unit) in [
-            ("linux_null_syscall_cycles", l.null_syscall_cycles, "cycles"),
-            ("linux_null_syscall_ns", l.null_syscall_ns, "ns"),
-            ("linux_pipe_roundtrip_cycles", l.pipe_roundtrip_cycles, "cycles"),
-            ("linux_pipe_roundtrip_ns", l.pipe_roundtrip_ns, "ns"),
-            ("linux_boot_to_init_ms", l.boot_to_init_ms, "ms"),
-        ] {
-            let (metric, unit) = (metric.into(), unit.into());
-            rows.push(Row { metric, value, unit, runs: linux_runs, reference: None, target: None });
-        }
+        rows.extend(rows_of(l.samples.clone(), |_| (Reference::Absent(LINUX_IS_REFERENCE), None)));
     }
 
     print_table(&rows, o.accel, o.machine);
@@ -150,7 +102,7 @@ pub fn run(paths: &Paths, o: Options) -> Result<()> {
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// Boots one benchmark topology and adds its `BENCH` lines to `out`; fails (with the serial log)
@@ -203,138 +155,9 @@ fn measure_hv(paths: &Paths, o: &Options, out: &mut Samples) -> Result<()> {
     Ok(())
 }
 
-/// The table of [`Row`]s (also `bench blk`'s).
-pub fn print_table(rows: &[Row], accel: Accel, machine: Machine) {
-    println!(
-        "\nhv-core benchmarks: QEMU -machine {} -accel {} (medians; in-QEMU figures are only meaningful as ratios to the reference)\n",
-        machine.name(),
-        accel.name()
-    );
-    let head = ["metric", "value", "unit", "reference", "(what)", "ratio", "target", "verdict"];
-    let mut table: Vec<[String; 8]> = vec![head.map(String::from)];
-    for r in rows {
-        let (rv, rn) = r.reference.map_or(("-".into(), ""), |(n, v)| (fmt_num(v), n));
-        let verdict = match r.verdict() {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            // Only when measuring the reference failed (the error follows the table).
-            None if r.target.is_some() => "unjudged",
-            None => "",
-        };
-        table.push([
-            r.metric.clone(),
-            fmt_num(r.value),
-            r.unit.clone(),
-            rv,
-            rn.into(),
-            r.ratio().map_or("-".into(), |x| format!("{x:.2}x")),
-            r.target_text().unwrap_or("-".into()),
-            verdict.into(),
-        ]);
-    }
-    print_columns(&table);
-    if rows.iter().any(|r| r.metric == "boot_direct_ms") && accel != Accel::Tcg {
-        println!("(the 150 ms boot target is defined for TCG)");
-    }
-}
-
-/// `hv.json` (and `blk.json`).
-#[derive(Serialize)]
-pub struct Report<'a> {
-    accel: &'static str,
-    machine: &'static str,
-    runs: usize,
-    linux_reference: Option<LinuxReference>,
-    metrics: Vec<Metric<'a>>,
-}
-
-#[derive(Serialize)]
-struct LinuxReference {
-    kernel: String,
-    null_syscall_cycles: f64,
-    null_syscall_ns: f64,
-    boot_to_init_ms: f64,
-}
-
-#[derive(Serialize)]
-struct Metric<'a> {
-    metric: &'a str,
-    value: f64,
-    unit: &'a str,
-    runs: usize,
-    reference: Option<f64>,
-    reference_what: Option<&'static str>,
-    ratio: Option<f64>,
-    target: Option<String>,
-    met: Option<bool>,
-}
-
-pub fn report<'a>(
-    rows: &'a [Row],
-    accel: Accel,
-    machine: Machine,
-    runs: usize,
-    linux: Option<&LinuxRef>,
-) -> Report<'a> {
-    Report {
-        accel: accel.name(),
-        machine: machine.name(),
-        runs,
-        linux_reference: linux.map(|l| LinuxReference {
-            kernel: l.kernel.display().to_string(),
-            null_syscall_cycles: l.null_syscall_cycles,
-            null_syscall_ns: l.null_syscall_ns,
-            boot_to_init_ms: l.boot_to_init_ms,
-        }),
-        metrics: rows
-            .iter()
-            .map(|r| Metric {
-                metric: &r.metric,
-                value: r.value,
-                unit: &r.unit,
-                runs: r.runs,
-                reference: r.reference.map(|(_, v)| v),
-                reference_what: r.reference.map(|(n, _)| n),
-                ratio: r.ratio(),
-                target: r.target_text(),
-                met: r.verdict(),
-            })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_keeps_its_shape() {
-        let rows = vec![
-            Row {
-                metric: "null_hypercall_cycles".into(),
-                value: 100.0,
-                unit: "cycles".into(),
-                runs: 5,
-                reference: Some(("linux null syscall", 200.0)),
-                target: Some(Target::RelativeToReference(1.0)),
-            },
-            Row { metric: "x".into(), value: f64::NAN, unit: "ns".into(), runs: 0, reference: None, target: None },
-        ];
-        let j = serde_json::to_value(report(&rows, Accel::Tcg, Machine::Q35, 5, None)).unwrap();
-        assert_eq!(
-            j,
-            serde_json::json!({
-                "accel": "tcg", "machine": "q35", "runs": 5, "linux_reference": null,
-                "metrics": [
-                    {"metric": "null_hypercall_cycles", "value": 100.0, "unit": "cycles", "runs": 5,
-                     "reference": 200.0, "reference_what": "linux null syscall", "ratio": 0.5,
-                     "target": "<= 1x ref", "met": true},
-                    {"metric": "x", "value": null, "unit": "ns", "runs": 0, "reference": null,
-                     "reference_what": null, "ratio": null, "target": null, "met": null}
-                ]
-            })
-        );
-    }
 
     #[test]
     fn hypercall_and_event_figures_are_judged_against_linux() {
@@ -345,12 +168,17 @@ mod tests {
             pipe_roundtrip_cycles: 4000.0,
             pipe_roundtrip_ns: 2000.0,
             boot_to_init_ms: 300.0,
+            samples: Samples::new(),
         };
         let (r, t) = judge("null_hypercall_cycles", Some(&l), None, true);
-        assert_eq!(r, Some(("linux null syscall", 200.0)));
+        assert_eq!(r, Reference::Measured("linux null syscall", 200.0));
         assert!(matches!(t, Some(Target::RelativeToReference(f)) if f == 1.0));
-        assert_eq!(judge("evtchn_roundtrip_ns", Some(&l), None, true).0, Some(("linux pipe ping-pong", 2000.0)));
+        assert_eq!(
+            judge("evtchn_roundtrip_ns", Some(&l), None, true).0,
+            Reference::Measured("linux pipe ping-pong", 2000.0)
+        );
+        assert_eq!(judge("null_hypercall_ns", None, None, true).0, Reference::Absent(NO_LINUX));
         assert!(judge("boot_direct_ms", Some(&l), None, false).1.is_none(), "the boot target is for TCG");
-        assert!(judge("something_new", Some(&l), None, true).0.is_none());
+        assert!(matches!(judge("something_new", Some(&l), None, true), (Reference::Absent(_), None)));
     }
 }

@@ -14,6 +14,7 @@ use xtask::qemu::{self, Accel, Machine, Media, Spec};
 use xtask::cpio;
 use xtask::linux_guest::find_kernel;
 
+use super::row::Samples;
 use super::{failed_run, median};
 
 /// The init's source.
@@ -36,6 +37,8 @@ pub struct LinuxRef {
     pub pipe_roundtrip_ns: f64,
     /// From QEMU start to the init's first line.
     pub boot_to_init_ms: f64,
+    /// Every run's figures, as the `linux_*` metrics of the benches' tables.
+    pub samples: Samples,
 }
 
 /// Compiles a C init with `gcc -static -O2 [-D...]` into `dir/init`; returns its bytes.
@@ -122,6 +125,18 @@ impl Reference {
                 boot.push(t.as_secs_f64() * 1e3);
             }
         }
+        let mut samples = Samples::new();
+        for (metric, values, unit) in [
+            ("linux_null_syscall_cycles", &cycles, "cycles"),
+            ("linux_null_syscall_ns", &ns, "ns"),
+            ("linux_pipe_roundtrip_cycles", &pipe_cycles, "cycles"),
+            ("linux_pipe_roundtrip_ns", &pipe_ns, "ns"),
+            ("linux_boot_to_init_ms", &boot, "ms"),
+        ] {
+            if !values.is_empty() {
+                samples.insert(metric.into(), (values.clone(), unit.into()));
+            }
+        }
         Ok(LinuxRef {
             kernel: self.kernel.clone(),
             null_syscall_cycles: median(&mut cycles),
@@ -129,6 +144,7 @@ impl Reference {
             pipe_roundtrip_cycles: median(&mut pipe_cycles),
             pipe_roundtrip_ns: median(&mut pipe_ns),
             boot_to_init_ms: median(&mut boot),
+            samples,
         })
     }
 }

@@ -27,8 +27,8 @@ use xtask::paths::Paths;
 use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Spec};
 use xtask::step;
 
-use super::hv::{Row, Samples, Target, print_table, report};
 use super::pvh::{add, linux_domain, reference_cmdline};
+use super::row::{Reference, Row, Samples, Target, print_table, report};
 use super::{failed_run, median, write_json};
 
 /// The topologies this bench boots, under the workspace root: not in `topologies/` itself, whose
@@ -58,7 +58,7 @@ enum FioFigure {
     MibPerS,
 }
 
-pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Vec<Row>> {
     packages::ensure(&[packages::QEMU, packages::WRK, packages::FIO, packages::IPERF3])
         .context("`cargo xtask bench linux-io` needs these packages")?;
     let topology = |t: &str| paths.root.join(t).to_str().map(String::from).context("the workspace path is not UTF-8");
@@ -119,7 +119,8 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         fio_secs(&blk_domu.cmdline),
         direct_cmdline(&blk_domu.cmdline, "guest.disk=vda")
     );
-    write_json(paths, "linux-io.json", &report(&rows, accel, machine, runs, None))
+    write_json(paths, "linux-io.json", &report(&rows, accel, machine, runs, None))?;
+    Ok(rows)
 }
 
 /// The DomU's command line for the directly booted kernel: [`reference_cmdline`] without
@@ -215,23 +216,21 @@ fn iperf_mbit(json: &str) -> Result<f64> {
 
 /// Medians, each `domu_<x>` against `direct_<x>`: fio and TCP judged (≥ [`TARGET_SHARE`]), HTTP
 /// only reported beside its reference.
-fn rows(mut samples: Samples) -> Vec<Row> {
+fn rows(samples: Samples) -> Vec<Row> {
     let mut rows = Vec::new();
-    let med = |s: &mut Samples, m: &str| s.get_mut(m).map(|(v, u)| (median(v), u.clone(), v.len()));
-    let keys: Vec<String> = samples.keys().filter_map(|k| k.strip_prefix("domu_").map(String::from)).collect();
-    for key in keys {
-        let Some((value, unit, runs)) = med(&mut samples, &format!("domu_{key}")) else { continue };
-        let reference = med(&mut samples, &format!("direct_{key}"));
+    for (key, (values, unit)) in &samples {
+        let Some(key) = key.strip_prefix("domu_") else { continue };
         let what = if key.starts_with("fio_") { "Linux on virtio-blk" } else { "Linux on virtio-net" };
+        let reference = samples
+            .get(&format!("direct_{key}"))
+            .map_or(Reference::Absent("the directly booted kernel gave no such figure"), |(v, _)| {
+                Reference::Measured(what, median(&mut v.clone()))
+            });
         let judged = !key.starts_with("http_");
-        rows.push(Row {
-            metric: format!("linux_domu_{key}"),
-            value,
-            unit,
-            runs,
-            reference: reference.map(|(v, ..)| (what, v)),
-            target: judged.then_some(Target::AtLeast(TARGET_SHARE)),
-        });
+        rows.push(
+            Row::new(format!("linux_domu_{key}"), unit.clone(), values.clone(), reference)
+                .with_target(judged.then_some(Target::AtLeast(TARGET_SHARE))),
+        );
     }
     rows
 }
@@ -283,10 +282,13 @@ mod tests {
         let rows = rows(s);
         assert_eq!(rows.len(), 2, "one row per DomU figure");
         let fio = rows.iter().find(|r| r.metric == "linux_domu_fio_seqread_1m_mib_s").unwrap();
-        assert_eq!((fio.value, fio.runs, fio.reference), (85.0, 3, Some(("Linux on virtio-blk", 100.0))));
+        assert_eq!(
+            (fio.value, fio.runs(), fio.reference),
+            (85.0, 3, Reference::Measured("Linux on virtio-blk", 100.0))
+        );
         assert!(matches!(fio.target, Some(Target::AtLeast(f)) if f == TARGET_SHARE));
         let http = rows.iter().find(|r| r.metric == "linux_domu_http_requests_per_s").unwrap();
-        assert!(http.target.is_none() && http.reference == Some(("Linux on virtio-net", 1000.0)));
+        assert!(http.target.is_none() && http.reference == Reference::Measured("Linux on virtio-net", 1000.0));
     }
 
     /// init.sh runs the jobs the bench reads and prints the lines it waits for; the topologies

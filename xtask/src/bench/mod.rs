@@ -13,9 +13,11 @@
 //!
 //! In-QEMU timings measure the emulator as much as us, so each figure stands next to a reference
 //! measured in the same run and QEMU configuration, and the ratio is what counts. Results go to
-//! `target/bench/<name>.json`.
+//! `target/bench/<name>.json`; every bench hands back its figures as [`row::Row`]s, which
+//! `bench all` renders into docs/bench.md ([`doc`]).
 
 mod blk;
+mod doc;
 mod hv;
 mod linux;
 mod linux_io;
@@ -23,6 +25,7 @@ mod linux_net;
 mod net;
 mod pvh;
 mod ring;
+mod row;
 mod xl;
 
 use anyhow::Result;
@@ -54,7 +57,8 @@ pub enum BenchWhat {
     /// booted directly on virtio-blk and virtio-net: fio (1 MiB sequential, 4 KiB random at QD1
     /// and QD16, O_DIRECT), iperf3 guest -> host, wrk against httpd (installs fio and iperf3)
     LinuxIo,
-    /// Every benchmark above, one after the other (slow)
+    /// Every benchmark above but `linux` (hv includes it), one after the other (slow); writes
+    /// docs/bench.md
     All,
 }
 
@@ -72,6 +76,9 @@ pub struct BenchArgs {
     /// at most 3)
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// With `all`: benchmarks to leave out (docs/bench.md names them as not run)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    skip: Vec<BenchWhat>,
 }
 
 pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
@@ -79,39 +86,82 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
     let machine = args.machine.into();
     // The host-only ring bench needs no accelerator.
     let accel = || crate::choose_accel(args.accel);
+    if !args.skip.is_empty() && args.what != BenchWhat::All {
+        anyhow::bail!("--skip goes with `cargo xtask bench all`");
+    }
     match args.what {
-        BenchWhat::Hv => hv::run(paths, hv::Options { hv: true, accel: accel(), machine, runs }),
-        BenchWhat::Linux => hv::run(paths, hv::Options { hv: false, accel: accel(), machine, runs }),
-        BenchWhat::Ring => ring::run(&paths.root),
-        BenchWhat::Blk => blk::run(paths, accel(), machine, runs),
-        BenchWhat::Net => net::run(paths, accel(), machine, runs.min(3)),
-        BenchWhat::Xl => xl::run(paths, accel(), machine),
-        BenchWhat::Pvh => pvh::run(paths, accel(), machine, runs),
-        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3)),
+        BenchWhat::Hv => hv::run(paths, hv::Options { hv: true, accel: accel(), machine, runs }).map(drop),
+        BenchWhat::Linux => hv::run(paths, hv::Options { hv: false, accel: accel(), machine, runs }).map(drop),
+        BenchWhat::Ring => ring::run(&paths.root).map(drop),
+        BenchWhat::Blk => blk::run(paths, accel(), machine, runs).map(drop),
+        BenchWhat::Net => net::run(paths, accel(), machine, runs.min(3)).map(drop),
+        BenchWhat::Xl => xl::run(paths, accel(), machine).map(drop),
+        BenchWhat::Pvh => pvh::run(paths, accel(), machine, runs).map(drop),
+        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3)).map(drop),
         BenchWhat::All => {
             let accel = accel();
-            let mut failed = Vec::new();
-            let benches: [(&str, &dyn Fn() -> Result<()>); 7] = [
-                ("hv", &|| hv::run(paths, hv::Options { hv: true, accel, machine, runs })),
-                ("ring", &|| ring::run(&paths.root)),
-                ("blk", &|| blk::run(paths, accel, machine, runs)),
-                ("net", &|| net::run(paths, accel, machine, runs.min(3))),
-                ("xl", &|| xl::run(paths, accel, machine)),
-                ("pvh", &|| pvh::run(paths, accel, machine, runs)),
-                ("linux-io", &|| linux_io::run(paths, accel, machine, runs.min(3))),
+            type Bench<'a> = &'a dyn Fn() -> Result<Vec<row::Row>>;
+            let benches: [(BenchWhat, Bench); 7] = [
+                (BenchWhat::Hv, &|| hv::run(paths, hv::Options { hv: true, accel, machine, runs })),
+                (BenchWhat::Ring, &|| ring::run(&paths.root)),
+                (BenchWhat::Blk, &|| blk::run(paths, accel, machine, runs)),
+                (BenchWhat::Net, &|| net::run(paths, accel, machine, runs.min(3))),
+                (BenchWhat::Xl, &|| xl::run(paths, accel, machine)),
+                (BenchWhat::Pvh, &|| pvh::run(paths, accel, machine, runs)),
+                (BenchWhat::LinuxIo, &|| linux_io::run(paths, accel, machine, runs.min(3))),
             ];
-            for (name, bench) in benches {
-                xtask::step(format!("bench {name}"));
-                if let Err(e) = bench() {
-                    eprintln!("==> bench {name} failed: {e:#}");
-                    failed.push(name);
-                }
+            let mut outcomes = Vec::new();
+            for (what, bench) in benches {
+                let name = what.name();
+                let outcome = if args.skip.contains(&what) {
+                    xtask::step(format!("bench {name}: skipped (--skip)"));
+                    doc::Outcome::Skipped
+                } else {
+                    xtask::step(format!("bench {name}"));
+                    match bench() {
+                        Ok(rows) => doc::Outcome::Ran(rows),
+                        Err(e) => {
+                            eprintln!("==> bench {name} failed: {e:#}");
+                            doc::Outcome::Failed(first_line(&format!("{e:#}")))
+                        }
+                    }
+                };
+                outcomes.push((name, outcome));
             }
+            doc::write(paths, &doc::Setup::of_host(accel, machine, runs), &outcomes)?;
+            let failed: Vec<&str> =
+                outcomes.iter().filter(|(_, o)| matches!(o, doc::Outcome::Failed(_))).map(|(n, _)| *n).collect();
             if !failed.is_empty() {
                 anyhow::bail!("these benchmarks failed: {} (details above)", failed.join(", "));
             }
             Ok(())
         }
+    }
+}
+
+impl BenchWhat {
+    /// The name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hv => "hv",
+            Self::Linux => "linux",
+            Self::Ring => "ring",
+            Self::Blk => "blk",
+            Self::Net => "net",
+            Self::Xl => "xl",
+            Self::Pvh => "pvh",
+            Self::LinuxIo => "linux-io",
+            Self::All => "all",
+        }
+    }
+}
+
+/// An error's first line (the rest can be a whole serial log), at most 300 characters.
+fn first_line(error: &str) -> String {
+    let line = error.lines().next().unwrap_or("");
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_owned(),
     }
 }
 
@@ -236,6 +286,16 @@ mod tests {
     fn columns_are_aligned() {
         let rows = [["metric", "value"].map(String::from), ["a_long_metric", "1"].map(String::from)];
         assert_eq!(columns(&rows), ["metric         value", "a_long_metric  1"]);
+    }
+
+    #[test]
+    fn bench_names_are_the_command_line_s() {
+        use clap::ValueEnum;
+        for w in BenchWhat::value_variants() {
+            assert_eq!(w.to_possible_value().unwrap().get_name(), w.name());
+        }
+        assert_eq!(first_line("a: b\nserial:\n..."), "a: b");
+        assert_eq!(first_line(&"x".repeat(400)).len(), 303);
     }
 
     #[test]

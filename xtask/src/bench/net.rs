@@ -27,6 +27,7 @@ use xtask::paths::Paths;
 use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Spec};
 use xtask::step;
 
+use super::row::{Metric, Reference, Row, Target};
 use super::{failed_run as fail, median, print_columns, write_json};
 use crate::build::{Prepared, prepare};
 
@@ -153,59 +154,19 @@ fn stream_to_host(spec: &Spec, sink: &Sink) -> Result<f64> {
     Ok(v)
 }
 
-/// One measurement of the table: the hv-core figure next to its Linux reference.
-struct Row {
-    metric: &'static str,
-    /// `req/s` or `Mbit/s`.
-    unit: &'static str,
-    hv: f64,
-    linux: Option<f64>,
-    /// What the Linux figure is.
-    reference: &'static str,
-    /// The target, in words.
-    target: &'static str,
-}
-
-impl Row {
-    fn ratio(&self) -> Option<f64> {
-        self.linux.map(|r| self.hv / r).filter(|r| r.is_finite())
-    }
-
-    fn met(&self) -> Option<bool> {
-        self.ratio().map(|r| r >= 1.0)
-    }
-}
-
-/// One row of `net.json`.
+/// One row of `net.json`: the shared row's fields, with throughputs in Gbit/s too.
 #[derive(Serialize)]
-struct NetMetric {
-    metric: &'static str,
-    unit: &'static str,
-    value: f64,
+struct NetMetric<'a> {
+    #[serde(flatten)]
+    row: Metric<'a>,
     gbit_s: Option<f64>,
-    reference: Option<f64>,
     reference_gbit_s: Option<f64>,
-    reference_is: &'static str,
-    ratio: Option<f64>,
-    target: &'static str,
-    met: Option<bool>,
 }
 
-impl NetMetric {
-    fn of(r: &Row) -> Self {
+impl<'a> NetMetric<'a> {
+    fn of(r: &'a Row) -> Self {
         let gbit = |v: Option<f64>| if r.unit == "Mbit/s" { v.map(|v| v / 1000.0) } else { None };
-        Self {
-            metric: r.metric,
-            unit: r.unit,
-            value: r.hv,
-            gbit_s: gbit(Some(r.hv)),
-            reference: r.linux,
-            reference_gbit_s: gbit(r.linux),
-            reference_is: r.reference,
-            ratio: r.ratio(),
-            target: r.target,
-            met: r.met(),
-        }
+        Self { row: Metric::of(r), gbit_s: gbit(Some(r.value)), reference_gbit_s: gbit(r.reference.value()) }
     }
 }
 
@@ -220,7 +181,7 @@ fn show_value(v: f64, unit: &str) -> String {
     }
 }
 
-pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Vec<Row>> {
     packages::ensure(&[packages::QEMU, packages::WRK, packages::LINUX_IMAGE, packages::GCC, packages::LIBC_DEV])?;
     let mut hv: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut linux: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -300,35 +261,22 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         }
     }
 
-    let med = |m: &mut BTreeMap<&str, Vec<f64>>, k: &str| m.get_mut(k).map(|v| median(v));
-    let linux_up = med(&mut linux, "to_host_mbit_s");
-    let rows = [
-        Row {
-            metric: "host -> DomU HTTP",
-            unit: "req/s",
-            hv: med(&mut hv, "http_requests_per_s").unwrap_or(f64::NAN),
-            linux: med(&mut linux, "http_requests_per_s"),
-            reference: "Linux guest",
-            target: ">= Linux guest",
-        },
-        Row {
-            metric: "DomU -> host TCP",
-            unit: "Mbit/s",
-            hv: med(&mut hv, "to_host_mbit_s").unwrap_or(f64::NAN),
-            linux: linux_up,
-            reference: "Linux guest->host",
-            target: ">= Linux guest->host",
-        },
-        Row {
-            metric: "DomU <-> DomU TCP",
-            unit: "Mbit/s",
-            hv: med(&mut hv, "domu_to_domu_mbit_s").unwrap_or(f64::NAN),
-            linux: linux_up,
-            reference: "Linux guest->host",
-            target: ">= Linux guest->host",
-        },
+    let linux_med = |k: &str| linux.get(k).map(|v| median(&mut v.clone()));
+    let (linux_http, linux_up) = (linux_med("http_requests_per_s"), linux_med("to_host_mbit_s"));
+    let against = |what: &'static str, v: Option<f64>| {
+        v.map_or(Reference::Absent("the Linux guest gave no such figure"), |v| Reference::Measured(what, v))
+    };
+    let row = |metric: &str, unit: &str, key: &str, reference: Reference| {
+        let values = hv.get(key).cloned().unwrap_or_default();
+        Row::new(metric, unit, values, reference).with_target(Some(Target::AtLeast(1.0)))
+    };
+    let rows = vec![
+        row("host -> DomU HTTP", "req/s", "http_requests_per_s", against("Linux guest", linux_http)),
+        row("DomU -> host TCP", "Mbit/s", "to_host_mbit_s", against("Linux guest->host", linux_up)),
+        row("DomU <-> DomU TCP", "Mbit/s", "domu_to_domu_mbit_s", against("Linux guest->host", linux_up)),
     ];
-    print_and_save(paths, &rows, accel, machine, runs)
+    print_and_save(paths, &rows, accel, machine, runs)?;
+    Ok(rows)
 }
 
 /// `topologies/bench-net-send.toml` with the sender aimed at host port `port`.
@@ -361,13 +309,13 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine, r
     let mut table: Vec<[String; 7]> = vec![header.map(String::from)];
     for r in rows {
         table.push([
-            r.metric.into(),
-            show_value(r.hv, r.unit),
-            r.linux.map_or("-".into(), |v| show_value(v, r.unit)),
-            r.reference.into(),
+            r.metric.clone(),
+            show_value(r.value, &r.unit),
+            r.reference.value().map_or("-".into(), |v| show_value(v, &r.unit)),
+            r.reference.what().unwrap_or("-").into(),
             r.ratio().map_or("-".into(), |x| format!("{x:.2}x")),
-            r.target.into(),
-            match r.met() {
+            r.target_text().unwrap_or("-".into()),
+            match r.verdict() {
                 Some(true) => "yes".into(),
                 Some(false) => "NO".into(),
                 None => "n/a".into(),

@@ -45,7 +45,8 @@ use xtask::paths::{Paths, show};
 use xtask::qemu::{self, Accel, Machine, Media, Run, Spec};
 use xtask::step;
 
-use super::hv::{self, Row, Samples, Target};
+use super::hv;
+use super::row::{self, Reference, Row, Samples, Target};
 use super::{failed_run, median, write_json};
 use crate::build::BOOT_TIMEOUT;
 
@@ -67,7 +68,7 @@ const RUN_INIT: &str = "Run /init as init process";
 /// The DomU's boot may take at most this multiple of the reference's.
 const BOOT_TARGET: f64 = 1.5;
 
-pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<()> {
+pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Vec<Row>> {
     // The null syscall's reference first: missing packages stop us here, with the command to run.
     let linux_ref = super::linux::Reference::prepare(paths)?;
     let boot = crate::build::prepare(paths, Some(BOOT_TOPOLOGY))?;
@@ -157,42 +158,38 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         .iter()
         .map(|(m, (v, _))| format!("  {m}: {}", v.iter().map(|x| super::fmt_num(*x)).collect::<Vec<_>>().join(", ")))
         .collect();
-    let mut value = |m: &str| s.get_mut(m).map_or(f64::NAN, |(v, _)| median(v));
-    let direct_boot = value("direct_boot_to_init_ms");
-    let direct_kernel = value("direct_kernel_clock_at_run_init_ms");
-    let syscall = ("linux null syscall", linux.null_syscall_cycles);
-    let mut rows: Vec<Row> = Vec::new();
-    for (metric, (values, unit)) in &mut s {
-        let (reference, target) = match metric.as_str() {
-            "domu_boot_to_init_ms" => {
-                (Some(("direct PVH boot to init", direct_boot)), Some(Target::RelativeToReference(BOOT_TARGET)))
-            }
-            "domu_kernel_clock_at_run_init_ms" => (Some(("direct kernel clock at /init", direct_kernel)), None),
-            "hvm_xen_version_cycles" => (Some(syscall), None),
-            "null_hypercall_cycles" => hv::judge(metric, Some(&linux), None, accel == Accel::Tcg),
-            _ => (None, None),
-        };
-        rows.push(Row {
-            metric: metric.clone(),
-            value: median(values),
-            unit: unit.clone(),
-            runs: values.len(),
-            reference,
-            target,
-        });
-    }
-    rows.push(Row {
-        metric: "linux_null_syscall_cycles".into(),
-        value: linux.null_syscall_cycles,
-        unit: "cycles".into(),
-        runs: linux_runs,
-        reference: None,
-        target: None,
+    let value = |m: &str| s.get(m).map(|(v, _)| median(&mut v.clone()));
+    let (direct_boot, direct_kernel) = (value("direct_boot_to_init_ms"), value("direct_kernel_clock_at_run_init_ms"));
+    let measured = |what, v: Option<f64>| {
+        v.map_or(Reference::Absent("the directly booted kernel gave no such figure"), |v| Reference::Measured(what, v))
+    };
+    let mut rows = row::rows_of(s.clone(), |metric| match metric {
+        "domu_boot_to_init_ms" => {
+            (measured("direct PVH boot to init", direct_boot), Some(Target::RelativeToReference(BOOT_TARGET)))
+        }
+        "domu_kernel_clock_at_run_init_ms" => (measured("direct kernel clock at /init", direct_kernel), None),
+        "hvm_xen_version_cycles" => (Reference::Measured("linux null syscall", linux.null_syscall_cycles), None),
+        "null_hypercall_cycles" => hv::judge(metric, Some(&linux), None, accel == Accel::Tcg),
+        m if m.starts_with("direct_") => {
+            (Reference::Absent("it is the reference of the domu_ figures: the same kernel booted directly"), None)
+        }
+        m if m.contains("vm_exits") || m == "domu_boot_cpu_ms" => {
+            (Reference::Absent("the directly booted kernel makes no VM exits of ours to count"), None)
+        }
+        _ => (Reference::Absent("a part of the DomU's boot, reported for context"), None),
     });
-    hv::print_table(&rows, accel, machine);
+    let syscall = linux.samples.get("linux_null_syscall_cycles").cloned();
+    rows.push(Row::new(
+        "linux_null_syscall_cycles",
+        "cycles",
+        syscall.map_or(vec![linux.null_syscall_cycles], |(v, _)| v),
+        Reference::Absent(hv::LINUX_IS_REFERENCE),
+    ));
+    row::print_table(&rows, accel, machine);
     println!("(reference command line: {})", reference_cmdline(&domu.cmdline));
     println!("\nper run, in run order:\n{}", per_run.join("\n"));
-    write_json(paths, "pvh.json", &hv::report(&rows, accel, machine, runs, Some(&linux)))
+    write_json(paths, "pvh.json", &row::report(&rows, accel, machine, runs, Some(&linux)))?;
+    Ok(rows)
 }
 
 pub(super) fn add(s: &mut Samples, metric: &str, value: f64, unit: &str) {
