@@ -81,6 +81,11 @@ pub trait BlockDevice {
     /// Waits, for a bounded time, until a request in flight may have finished (a device that
     /// finishes requests at once does nothing).
     fn wait(&mut self);
+    /// The backend has nothing else to do while requests are in flight: by default
+    /// [`wait`](BlockDevice::wait); a device may poll instead (giving the CPU away meanwhile).
+    fn idle(&mut self) {
+        self.wait();
+    }
 }
 
 /// Times [`wait_for`] waits before it gives a request up.

@@ -23,7 +23,7 @@ use hv_rt::virtio::DiskError;
 use crate::device::{BlockDevice, BufId, DeviceError, Io, Pool, RamDisk};
 use crate::serve::{BUDGET, Completions, serve_round};
 use crate::vbd::MAX_REQUEST_BYTES;
-use crate::xenbus::Vdisk;
+use crate::xenbus::{Backing, Vdisk};
 
 const SECOND: u64 = 1_000_000_000;
 /// At most this many devices are served (each holds a ring mapping, its queue and up to 56
@@ -71,10 +71,22 @@ impl crate::bench::PatternDisk for VirtioDisk {
 /// The assigned virtio-blk device as a queue: up to [`QUEUE_DEPTH`] requests in flight, each in
 /// one of the disk's own slots; a request is reported finished only once its completion
 /// arrived, so acknowledged writes are on the device. The pool's bookkeeping checks every move.
+///
+/// While requests are in flight and the backend has nothing else to do it polls the used ring
+/// with the device's interrupts off, yielding the CPU between looks ([`BlockDevice::idle`]):
+/// on one CPU every completion interrupt that arrives while a guest runs is a VM exit (a full
+/// TLB flush under emulation), and the guest that waits for the data usually halts anyway, so
+/// the poll costs nobody anything. A device that has not finished anything for [`POLL_NS`]
+/// gets its interrupts back and the domain blocks on them.
 struct VirtioDisk {
     disk: hv_rt::virtio::BlockDisk,
     pool: Pool,
+    /// Since when the domain polls without a request having finished.
+    polling_since: Option<u64>,
 }
+
+/// How long blkback polls a device that finishes nothing before it waits for its interrupt.
+const POLL_NS: u64 = 5_000_000;
 
 /// Requests blkback keeps in flight on a virtio-blk device (the virtqueue's size), each with a
 /// buffer of one whole request (128 KiB): 2 MiB of the domain's heap.
@@ -85,7 +97,7 @@ const WAIT_NS: u64 = SECOND;
 impl VirtioDisk {
     fn new(mut disk: hv_rt::virtio::BlockDisk) -> Self {
         let depth = disk.with_slots(QUEUE_DEPTH, MAX_REQUEST_BYTES);
-        Self { disk, pool: Pool::new(depth) }
+        Self { disk, pool: Pool::new(depth), polling_since: None }
     }
 }
 
@@ -119,6 +131,7 @@ impl BlockDevice for VirtioDisk {
     }
     fn finished(&mut self) -> Option<(BufId, Result<(), DeviceError>)> {
         let (i, result) = self.disk.poll()?;
+        self.polling_since = None;
         let id = BufId(i as u16);
         // In flight since `start`: the slot and the pool moved together.
         let _ = self.pool.finish(id);
@@ -134,7 +147,18 @@ impl BlockDevice for VirtioDisk {
         self.disk.flush().map_err(|_| DeviceError::Io)
     }
     fn wait(&mut self) {
+        self.disk.set_interrupts(true);
         self.disk.wait_interrupt(WAIT_NS);
+    }
+    fn idle(&mut self) {
+        let now = time::now_ns();
+        let since = *self.polling_since.get_or_insert(now);
+        if now.saturating_sub(since) < POLL_NS {
+            self.disk.set_interrupts(false);
+            hv_rt::yield_now();
+        } else {
+            self.wait();
+        }
     }
 }
 
@@ -145,8 +169,14 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
         Err(e) => panic!("store: {e}"),
     };
     let mut backend: Backend<Vdisk> = Backend::new(hv_rt::domid(), MAX_DEVICES);
-    let mut sectors = disk.capacity();
-    println!("blkback serving a {what} ({sectors} sectors)");
+    // Persistent grants cost more than they save here (docs/blk.md § Persistent grants): off
+    // unless the domain's arguments say `persistent=1`.
+    let persistent = hv_rt::arg_u64("persistent", 0) == 1;
+    let mut sectors = Backing { sectors: disk.capacity(), persistent };
+    println!("blkback serving a {what} ({} sectors)", sectors.sectors);
+    if persistent {
+        println!("persistent grants offered");
+    }
     // New devices appear under our backend directory.
     if let Err(e) = backend.watch(&mut store) {
         println!("cannot watch {}: {e}", backend.base());
@@ -171,7 +201,7 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
         for d in backend.devices_mut() {
             let result = {
                 let Some(c) = d.connected() else { continue };
-                let Vdisk { vbd, ring, queue, pgrants } = &mut *c.path;
+                let Vdisk { vbd, ring, queue, pgrants, .. } = &mut *c.path;
                 let Some(ring) = ring.as_mut() else { continue };
                 let (name, refusals) = (c.name, c.refusals);
                 let mut platform = Hv;
@@ -207,10 +237,10 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
         // client and their port is already cleared: look at them now, not after a second.
         watch_fired = store.take_events();
         if !more && !watch_fired {
-            // Requests in flight end with the device's interrupt (an event, which ends the
-            // block); a polled device is looked at again at once.
+            // Requests in flight: the device polls or waits for its interrupt (an event,
+            // which also ends the block).
             if disk.in_flight() > 0 {
-                disk.wait();
+                disk.idle();
             } else {
                 time::block_until(time::now_ns().saturating_add(SECOND).min(next_check.max(time::now_ns() + 1)));
             }

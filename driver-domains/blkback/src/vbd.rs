@@ -26,11 +26,14 @@ use crate::{PAGE_SIZE, SECTOR_SIZE};
 
 /// Segments one indirect request may carry: `feature-max-indirect-segments`.
 ///
-/// 32 is what Linux's blkfront asks for by default (`max_indirect_segments`), so its requests
-/// of up to 128 KiB go in one ring slot instead of three; the segments fit in one indirect page
-/// (512 per page), so one small grant copy reads them; and a device buffer (one per request in
-/// flight) stays at 128 KiB, which bounds the work per request.
-pub const MAX_INDIRECT_SEGMENTS: usize = 32;
+/// 128: a request of up to 512 KiB goes in one ring slot, so a 1 MiB transfer costs two
+/// round trips through the hypervisor instead of eight (what each costs under emulation is in
+/// docs/blk.md). Linux's blkfront uses at most its `max_indirect_segments` parameter (32 unless
+/// the command line says `xen_blkfront.max_indirect_segments=128`, as our Linux guests' does).
+/// The list fits one indirect page (512 per page), so one small grant copy reads it; a device
+/// buffer (one per request in flight, 16 on virtio-blk) is 512 KiB, which bounds the work per
+/// request and makes the pool 8 MiB.
+pub const MAX_INDIRECT_SEGMENTS: usize = 128;
 /// Segments any request the backend accepts can carry.
 pub const MAX_SEGMENTS: usize =
     if MAX_INDIRECT_SEGMENTS > MAX_SEGMENTS_PER_REQUEST { MAX_INDIRECT_SEGMENTS } else { MAX_SEGMENTS_PER_REQUEST };

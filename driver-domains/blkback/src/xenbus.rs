@@ -16,6 +16,15 @@ use crate::persistent::PersistentGrants;
 use crate::serve::Queue;
 use crate::vbd::Vbd;
 
+/// What every vdisk of the domain shares: the backing device's size and what the domain offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backing {
+    /// Sectors of the backing device.
+    pub sectors: u64,
+    /// Offer persistent grants (`feature-persistent`; the domain's `persistent=1` argument).
+    pub persistent: bool,
+}
+
 /// One vdisk's data path: the vbd, while connected its ring and the requests taken from it and
 /// not answered yet, and the frontend's pages kept mapped (persistent grants, if it asked for
 /// them).
@@ -24,22 +33,24 @@ pub struct Vdisk {
     pub ring: Option<BackRing<Blkif, PageMemory>>,
     pub queue: Queue,
     pub pgrants: PersistentGrants,
+    /// Whether this vdisk offered persistent grants.
+    offers_persistent: bool,
 }
 
 impl DataPath for Vdisk {
-    /// Sectors of the backing device.
-    type Shared = u64;
+    type Shared = Backing;
     const KIND: &'static str = "vbd";
     const RINGS: &'static [RingKey] = &[RingKey { key: "ring-ref", label: "ring ref" }];
 
-    fn probe(client: &mut impl StoreClient, info: &Info, device_sectors: &mut u64) -> Result<Self, String> {
+    fn probe(client: &mut impl StoreClient, info: &Info, backing: &mut Backing) -> Result<Self, String> {
         let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
-        match crate::params::parse(&params, *device_sectors) {
+        match crate::params::parse(&params, backing.sectors) {
             Ok(region) => Ok(Vdisk {
                 vbd: Vbd::new(info.fe, region),
                 ring: None,
                 queue: Queue::new(),
                 pgrants: PersistentGrants::new(),
+                offers_persistent: backing.persistent,
             }),
             Err(e) => Err(format!("bad params {params:?}: {e}; device closed")),
         }
@@ -54,7 +65,7 @@ impl DataPath for Vdisk {
             ("feature-flush-cache", String::from(if ro { "0" } else { "1" })),
             ("feature-barrier", String::from(if ro { "0" } else { "1" })),
             ("feature-max-indirect-segments", format!("{}", crate::vbd::MAX_INDIRECT_SEGMENTS)),
-            ("feature-persistent", String::from("1")),
+            ("feature-persistent", String::from(if self.offers_persistent { "1" } else { "0" })),
         ]
     }
 
@@ -73,14 +84,22 @@ impl DataPath for Vdisk {
             Ok(p) if p != "x86_64-abi" => return Err(format!("unsupported protocol {p:?}")),
             _ => {}
         }
-        // Persistent grants only if the frontend promises to reuse its grants (blkif.h: a
-        // backend must not map persistently otherwise); anything but "1" means no.
+        // Persistent grants only if both ends said so: the frontend promises to reuse its
+        // grants only when the backend offered them too (blkif.h: a backend must not map
+        // persistently otherwise; Linux's blkfront writes "1" whatever the backend offers and
+        // then ends its grants after each request). Anything but "1" means no.
         let persistent = read_string(client, &format!("{fe_dir}/feature-persistent")).is_ok_and(|v| v.trim() == "1");
-        self.pgrants.set_enabled(persistent);
+        self.pgrants.set_enabled(self.offers_persistent && persistent);
         Ok(())
     }
 
-    fn attach(&mut self, _: &mut u64, _fe: hv_abi::DomId, pages: Vec<PageMemory>, _port: u32) -> Result<(), String> {
+    fn attach(
+        &mut self,
+        _: &mut Backing,
+        _fe: hv_abi::DomId,
+        pages: Vec<PageMemory>,
+        _port: u32,
+    ) -> Result<(), String> {
         let page = pages.into_iter().next().ok_or("no ring page")?;
         // `resume`: a restarted blkback serves again what its predecessor left unanswered.
         self.ring = Some(BackRing::<Blkif, _>::resume(page).map_err(|e| format!("{e:?}"))?);
@@ -89,7 +108,7 @@ impl DataPath for Vdisk {
 
     /// Unanswered requests are forgotten with the ring (a reconnecting frontend sends them
     /// again); buffers the device still uses for them go back once it finished.
-    fn detach(&mut self, _: &mut u64) {
+    fn detach(&mut self, _: &mut Backing) {
         self.ring = None;
         self.queue.clear();
     }

@@ -2,7 +2,7 @@
 //! hypervisor: the keys it publishes, the console lines the QEMU scenarios grep, params and
 //! protocol refused, the ring attached and let go of.
 
-use blkback::xenbus::Vdisk;
+use blkback::xenbus::{Backing, Vdisk};
 use xenbus_backend::Backend;
 use xenbus_backend::testing::FakeHv;
 use xenstore::xenbus::{XenbusState, read_state, state_path, switch_state};
@@ -20,7 +20,7 @@ struct World {
     server: StoreServer,
     backend: Backend<Vdisk>,
     hv: FakeHv,
-    sectors: u64,
+    sectors: Backing,
 }
 
 fn fe_dir(n: u32) -> String {
@@ -48,7 +48,12 @@ fn world() -> World {
     let mut server = StoreServer::new(Limits::default());
     server.introduce(BE).unwrap();
     server.introduce(FE).unwrap();
-    World { server, backend: Backend::new(BE, 16), hv: FakeHv::default(), sectors: DEVICE_SECTORS }
+    World {
+        server,
+        backend: Backend::new(BE, 16),
+        hv: FakeHv::default(),
+        sectors: Backing { sectors: DEVICE_SECTORS, persistent: false },
+    }
 }
 
 fn refresh(w: &mut World) {
@@ -87,8 +92,8 @@ fn a_vdisk_publishes_its_geometry_and_connects_its_ring() {
         ("info", "0"),
         ("feature-flush-cache", "1"),
         ("feature-barrier", "1"),
-        ("feature-max-indirect-segments", "32"),
-        ("feature-persistent", "1"),
+        ("feature-max-indirect-segments", "128"),
+        ("feature-persistent", "0"),
     ] {
         assert_eq!(be_key(&mut w, 0, k), v, "{k}");
     }
@@ -122,7 +127,7 @@ fn a_read_only_vdisk_offers_no_flush() {
         ("feature-flush-cache", "0"),
         ("feature-barrier", "0"),
         // Reads use indirect requests too.
-        ("feature-max-indirect-segments", "32"),
+        ("feature-max-indirect-segments", "128"),
     ] {
         assert_eq!(be_key(&mut w, 1, k), v, "{k}");
     }
@@ -158,8 +163,20 @@ fn another_protocol_is_refused_before_anything_is_mapped() {
 
 /// A frontend that writes `feature-persistent = 1` gets persistent grants; anything else does not.
 #[test]
-fn persistent_grants_only_when_the_frontend_asks() {
+fn persistent_grants_only_when_offered_and_the_frontend_asks() {
+    // Not offered (the default): a frontend that asks gets none.
     let mut w = world();
+    add_vbd(&mut w.server, 0, "offset_mib=0 size_mib=8 mode=w");
+    let mut f = LocalClient::new(&mut w.server, FE);
+    f.write(format!("{}/feature-persistent", fe_dir(0)).as_bytes(), b"1").unwrap();
+    fe_publish(&mut w, 0, "x86_64-abi");
+    refresh(&mut w);
+    assert_eq!(be_key(&mut w, 0, "feature-persistent"), "0");
+    assert_eq!(be_state(&mut w, 0), Connected);
+    assert!(!w.backend.devices()[0].path().unwrap().pgrants.is_enabled());
+    // Offered (`persistent=1`): only the frontend that wrote exactly "1" gets them.
+    let mut w = world();
+    w.sectors.persistent = true;
     for (n, value) in [(0, Some("1")), (1, Some("yes")), (2, None)] {
         add_vbd(&mut w.server, n, "offset_mib=0 size_mib=8 mode=w");
         if let Some(v) = value {

@@ -237,6 +237,16 @@ impl BlockDisk {
         Some((i, result.map_err(|_| DiskError::Io)))
     }
 
+    /// Turns the device's completion interrupts on or off (off: the caller polls with
+    /// [`BlockDisk::poll`]).
+    pub fn set_interrupts(&mut self, on: bool) {
+        if on {
+            self.blk.enable_interrupts();
+        } else {
+            self.blk.disable_interrupts();
+        }
+    }
+
     /// Waits up to `ns` for the device's interrupt (or yields once when it is polled).
     pub fn wait_interrupt(&mut self, ns: u64) {
         if self.blk.peek_used().is_some() {

@@ -332,6 +332,14 @@ impl Hv {
                 e.intr,
                 e.npf
             );
+            let by_nr = e.by_hypercall.iter().enumerate().filter(|(_, n)| **n > 0);
+            let mut line = alloc::string::String::new();
+            for (nr, n) in by_nr {
+                let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" {nr}:{n}"));
+            }
+            if !line.is_empty() {
+                hvlog!("domain {id} ({name}) hypercalls by number:{line}");
+            }
             tables += h.npt.table_frames();
             h.free(&mut self.frames);
         }

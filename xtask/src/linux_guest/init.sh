@@ -53,7 +53,15 @@ for word in $(cat /proc/cmdline); do
 done
 if [ "$modules" = 1 ]; then
 	for m in $(cat /lib/modules/modules.order); do
-		if insmod "/lib/modules/$m"; then echo "linux-guest: loaded $m"; else echo "linux-guest: insmod $m failed"; fi
+		# As modprobe does: `<module>.<param>=<value>` words of the command line are the
+		# module's parameters (xen_blkfront.max_indirect_segments=128).
+		name=$(basename "$m" .ko | tr - _)
+		params=""
+		for word in $(cat /proc/cmdline); do
+			case "$word" in "$name".*) params="$params ${word#"$name".}" ;; esac
+		done
+		# shellcheck disable=SC2086 # one word per parameter
+		if insmod "/lib/modules/$m" $params; then echo "linux-guest: loaded $m$params"; else echo "linux-guest: insmod $m failed"; fi
 	done
 fi
 # eth0 up (guest.ip, guest.gw), one ping (guest.ping, default the gateway), httpd on port 80.

@@ -63,7 +63,7 @@ pub struct Hvm {
 }
 
 /// Exit counters, for `xl` and the benchmarks.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct ExitCounts {
     pub total: u64,
     pub hypercalls: u64,
@@ -73,6 +73,14 @@ pub struct ExitCounts {
     pub hlt: u64,
     pub intr: u64,
     pub npf: u64,
+    /// Hypercalls by number (Xen's numbers are below 48; others only count in `hypercalls`).
+    pub by_hypercall: [u32; 48],
+}
+
+impl Default for ExitCounts {
+    fn default() -> Self {
+        Self { total: 0, hypercalls: 0, io: 0, msr: 0, cpuid: 0, hlt: 0, intr: 0, npf: 0, by_hypercall: [0; 48] }
+    }
 }
 
 impl Hvm {

@@ -40,6 +40,9 @@ fn fault<T>(_: super::memory::BadAddress) -> Result<T, i32> {
 pub fn hypercall(hv: &mut Hv, slot: usize) {
     let Some(h) = hvm(hv, slot) else { return };
     let nr = h.vcpu.rax();
+    if let Some(n) = usize::try_from(nr).ok().and_then(|n| h.exits.by_hypercall.get_mut(n)) {
+        *n = n.saturating_add(1);
+    }
     let r = &h.vcpu.regs;
     let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
     let result = if h.vcpu.cpl() != 0 {
