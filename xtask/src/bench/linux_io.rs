@@ -13,6 +13,9 @@
 //!   and QD16. The DomU's xvda is served by blkback on virtio-blk; the reference's vda is the
 //!   same 64 MiB image file (created anew, sparse, for each boot) on virtio-blk.
 //!   Target: DomU ≥ 0.8 × reference, each.
+//! * Disk under a flood (`topologies/linux-io/blk-flood.toml`): the same DomU and fio jobs while
+//!   blk-attacker (`flood=1`) floods the same blkback with 256 KiB reads and bad requests from
+//!   its own vdisk. Target: each figure ≥ 0.5 × the DomU's own without the flood (same run).
 //! * Network (`topologies/linux-io/net.toml`, `guest.mode=net`): the host runs `wrk` against busybox httpd
 //!   (requests/s, reported beside the reference, no target), then `iperf3 -R` against the
 //!   guest's iperf3 server (the guest sends: guest → host TCP, Mbit/s as the host's client
@@ -35,6 +38,10 @@ use super::{failed_run, median, write_json};
 /// every file `cargo xtask test` bundles (these would make CI install fio and iperf3).
 const BLK_TOPOLOGY: &str = "topologies/linux-io/blk.toml";
 const NET_TOPOLOGY: &str = "topologies/linux-io/net.toml";
+/// The disk topology again, with a hostile frontend flooding the same blkback.
+const FLOOD_TOPOLOGY: &str = "topologies/linux-io/blk-flood.toml";
+/// Under the flood the DomU must keep this share of its own figures without it.
+const FLOOD_SHARE: f64 = 0.5;
 /// The DomU's figures must reach this share of the reference's.
 const TARGET_SHARE: f64 = 0.8;
 /// The fio jobs of init.sh's `fio` mode, in its order, with the figure each is judged by.
@@ -64,10 +71,10 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     let topology = |t: &str| paths.root.join(t).to_str().map(String::from).context("the workspace path is not UTF-8");
     let blk = crate::build::prepare(paths, Some(&topology(BLK_TOPOLOGY)?))?;
     let net = crate::build::prepare(paths, Some(&topology(NET_TOPOLOGY)?))?;
+    let flood = crate::build::prepare(paths, Some(&topology(FLOOD_TOPOLOGY)?))?;
     // The same files the bundles carry (prepared, and cached, by the bundling above).
     let guest = linux_guest::prepare_with(paths, true, true)?;
     let (blk_domu, net_domu) = (linux_domain(&blk.topology)?, linux_domain(&net.topology)?);
-    let disks_dir = paths.disks_dir(blk.topology.name());
     let on_hv = |p: &crate::build::Prepared| Spec {
         machine,
         accel,
@@ -87,9 +94,15 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     let mut s = Samples::new();
     for i in 0..runs {
         let n = format!("run {}/{runs}", i + 1);
-        for (side, mut spec) in [("domu", on_hv(&blk)), ("direct", direct(blk_domu, "guest.disk=vda"))] {
-            step(format!("{}: fio, {side}, {n}", blk.topology.name()));
-            spec.disks = xtask::disks::images(&disks_dir, &blk.topology, true)?;
+        let sides = [
+            ("domu", on_hv(&blk), &blk),
+            ("direct", direct(blk_domu, "guest.disk=vda"), &blk),
+            ("flood", on_hv(&flood), &flood),
+        ];
+        for (side, mut spec, prepared) in sides {
+            step(format!("{}: fio, {side}, {n}", prepared.topology.name()));
+            let dir = paths.disks_dir(prepared.topology.name());
+            spec.disks = xtask::disks::images(&dir, &prepared.topology, true)?;
             let stop = |l: &str| l.ends_with(POWER_OFF);
             let run = qemu::run_captured(&spec, Duration::from_secs(600), Some(&stop))?;
             for (job, figure, value) in fio_results(&run)? {
@@ -219,6 +232,19 @@ fn iperf_mbit(json: &str) -> Result<f64> {
 fn rows(samples: Samples) -> Vec<Row> {
     let mut rows = Vec::new();
     for (key, (values, unit)) in &samples {
+        if let Some(job) = key.strip_prefix("flood_") {
+            // Judged against the DomU's own figure without the flood.
+            let reference = samples
+                .get(&format!("domu_{job}"))
+                .map_or(Reference::Absent("the DomU gave no such figure without the flood"), |(v, _)| {
+                    Reference::Measured("the DomU without the flood", median(&mut v.clone()))
+                });
+            rows.push(
+                Row::new(format!("linux_flood_{job}"), unit.clone(), values.clone(), reference)
+                    .with_target(Some(Target::AtLeast(FLOOD_SHARE))),
+            );
+            continue;
+        }
         let Some(key) = key.strip_prefix("domu_") else { continue };
         let what = if key.starts_with("fio_") { "Linux on virtio-blk" } else { "Linux on virtio-net" };
         let reference = samples
@@ -304,12 +330,20 @@ mod tests {
         }
         assert!(script.contains(&format!("iperf3 -s -p {IPERF_PORT}")));
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        for (name, mode) in [(BLK_TOPOLOGY, "guest.mode=fio"), (NET_TOPOLOGY, "guest.mode=net")] {
+        for (name, mode) in
+            [(BLK_TOPOLOGY, "guest.mode=fio"), (NET_TOPOLOGY, "guest.mode=net"), (FLOOD_TOPOLOGY, "guest.mode=fio")]
+        {
             let t = xtask::topology::load(root, Some(root.join(name).to_str().unwrap())).unwrap();
             let d = linux_domain(&t).unwrap();
             assert!(d.cmdline.contains(mode) && d.cmdline.contains("guest.modules=1"), "{name}: {}", d.cmdline);
             assert_eq!(d.ramdisk.as_deref(), Some(linux_guest::RAMDISK_IO_IMAGE), "{name}");
         }
+        // The flood run changes nothing on the DomU's side.
+        let load = |name: &str| xtask::topology::load(root, Some(root.join(name).to_str().unwrap())).unwrap();
+        let (blk, flood) = (load(BLK_TOPOLOGY), load(FLOOD_TOPOLOGY));
+        let (a, b) = (linux_domain(&blk).unwrap(), linux_domain(&flood).unwrap());
+        assert_eq!((&a.cmdline, a.memory_mib, &a.devices), (&b.cmdline, b.memory_mib, &b.devices));
+        assert!(flood.topology.domains.iter().any(|d| d.args.contains("flood=1")), "no flooding domain");
         let net = xtask::topology::load(root, Some(root.join(NET_TOPOLOGY).to_str().unwrap())).unwrap();
         let ports: Vec<u16> = net.nics.iter().flat_map(|n| n.forwards.iter().map(|f| f.guest_port)).collect();
         assert_eq!(ports, [80, IPERF_PORT]);

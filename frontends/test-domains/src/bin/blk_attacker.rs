@@ -3,6 +3,10 @@
 //! lies about `req_prod`, which must get it disconnected (its backend state goes Closed) while
 //! blkback keeps serving the others. Then it sets `data/blk-attacks` = `done` (readable by all)
 //! and waits to be stopped.
+//!
+//! With `flood=1` (`cargo xtask bench linux-io`'s flood run) it skips the lying `req_prod` and
+//! floods instead, for as long as it lives: 256 KiB reads of its own vdisk back to back, as many
+//! requests in flight as its 64 granted pages allow, with a bad request after every eighth read.
 #![no_std]
 #![no_main]
 
@@ -47,6 +51,34 @@ fn attack(f: &mut BlkFront, what: &str, slot: BlkifRequestSlot) -> Result<bool, 
     }
 }
 
+/// Granted pages of the flooding connection (several 11-page requests in flight).
+const FLOOD_POOL_PAGES: usize = 64;
+/// Bytes of each flood read.
+const FLOOD_READ: usize = 256 * 1024;
+
+/// Reads its whole vdisk over and over as fast as blkback answers, with a request blkback must
+/// refuse after every eighth read; reports its pace every two seconds. Returns only on an error.
+fn flood_forever(f: &mut BlkFront, gref: u32) -> Result<(), String> {
+    let mut buf = alloc::vec![0u8; FLOOD_READ];
+    let span = f.capacity().saturating_sub((FLOOD_READ / 512) as u64).max(1);
+    let (mut reads, mut refused) = (0u64, 0u64);
+    let mut report = time::now_ns() + 2_000_000_000;
+    println!("flooding vbd/0 with {} KiB reads", FLOOD_READ / 1024);
+    for i in 0u64.. {
+        f.read((i * (FLOOD_READ / 512) as u64) % span, &mut buf).map_err(|e| format!("flood read: {e}"))?;
+        reads += 1;
+        if i % 8 == 7 {
+            let rsp = f.request_raw(req(OP_READ, u64::MAX - 2, &[(gref, 0, 7)])).map_err(|e| format!("{e}"))?;
+            refused += u64::from(rsp.status != RSP_OKAY);
+        }
+        if time::now_ns() >= report {
+            println!("flood: {reads} reads of {} KiB, {refused} bad requests refused", FLOOD_READ / 1024);
+            report = time::now_ns() + 2_000_000_000;
+        }
+    }
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let me = hv_rt::domid();
     let store = Store::connect().map_err(|e| format!("store: {e}"))?;
@@ -67,7 +99,9 @@ fn run() -> Result<(), String> {
     println!("read of the read-only vdisk: {}", if status == RSP_OKAY { "served" } else { "REFUSED" });
     let store = ro.into_store();
 
-    let mut f = BlkFront::connect(store, 0, 11).map_err(|e| format!("vbd/0: {e}"))?;
+    let flood = hv_rt::arg_u64("flood", 0) == 1;
+    let pool = if flood { FLOOD_POOL_PAGES } else { 11 };
+    let mut f = BlkFront::connect(store, 0, pool).map_err(|e| format!("vbd/0: {e}"))?;
     let cap = f.capacity();
     // An honest write and read of our own vdisk work.
     let mine = [0x5au8; 4096];
@@ -115,6 +149,9 @@ fn run() -> Result<(), String> {
         refused += attack(&mut f, what, slot)? as u32;
     }
     println!("bad requests: {refused} refused of {total}");
+    if flood {
+        return flood_forever(&mut f, gref);
+    }
 
     // A lying req_prod: claims 1000 requests on a 32-slot ring.
     let (ring_page, _, port) = f.ring_parts().ok_or("no ring")?;
