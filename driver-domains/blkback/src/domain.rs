@@ -21,7 +21,7 @@ use xenbus_backend::hv::{Hv, HvCopier};
 use hv_rt::virtio::DiskError;
 
 use crate::device::{BlockDevice, BufId, DeviceError, Io, Pool, RamDisk};
-use crate::serve::{BUDGET, Completions, serve_round};
+use crate::serve::{BUDGET, Completions, Pass, serve_round};
 use crate::vbd::MAX_REQUEST_BYTES;
 use crate::xenbus::{Backing, Vdisk};
 
@@ -188,6 +188,8 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
     let mut watch_fired = false;
     // A barrier or flush waits for the device to drain: nobody starts new requests meanwhile.
     let mut draining = false;
+    // Vdisks that had requests queued after their last round: more than one means they share.
+    let mut busy = 0usize;
     loop {
         evtchn::take_pending(|_| {});
         // Store: watch events mean some state changed; also re-check every second.
@@ -197,7 +199,8 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
             next_check = time::now_ns() + SECOND;
         }
         let mut more = false;
-        let hold = core::mem::take(&mut draining);
+        let pass = Pass { hold_starts: core::mem::take(&mut draining), contended: busy > 1 };
+        busy = 0;
         for d in backend.devices_mut() {
             let result = {
                 let Some(c) = d.connected() else { continue };
@@ -206,15 +209,16 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
                 let (name, refusals) = (c.name, c.refusals);
                 let mut platform = Hv;
                 let mut copier = pgrants.copier(&mut copier, &mut platform);
-                let round = serve_round(ring, vbd, queue, disk, &mut done, &mut copier, BUDGET, hold, |v, id| {
+                let round = serve_round(ring, vbd, queue, disk, &mut done, &mut copier, BUDGET, pass, |v, id| {
                     if let Some(r) = v.last_refusal {
                         refusals.log(&mut Hv, name, format_args!("request {id:#x} refused: {r}"));
                     }
                 });
-                round.map(|r| (r, c.port, queue.waiting()))
+                round.map(|r| (r, c.port, queue.waiting(), !queue.is_empty()))
             };
             match result {
-                Ok((round, port, waiting)) => {
+                Ok((round, port, waiting, queued)) => {
+                    busy += usize::from(queued);
                     if round.notify {
                         let _ = evtchn::send(port);
                     }

@@ -29,6 +29,19 @@ use xenbus_backend::GrantCopier;
 pub const BUDGET: u32 = 32;
 /// Requests a queue holds at most: a ring's worth (the ring refuses more unanswered ones).
 pub const QUEUE_LIMIT: usize = 32;
+/// Bytes a vdisk may start per round while other vdisks have requests queued too (deficit
+/// round robin: a bigger request runs, and the vdisk waits as many rounds as it overdrew).
+pub const QUANTUM: i64 = 64 * 1024;
+
+/// What the domain tells a vdisk's round about the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Another vdisk drains the device for a flush: start nothing.
+    pub hold_starts: bool,
+    /// Other vdisks have requests queued too: start at most [`QUANTUM`] bytes (plus the
+    /// deficit carried over).
+    pub contended: bool,
+}
 
 /// What a round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,6 +95,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Queue {
     entries: VecDeque<Entry>,
+    /// Bytes it may still start this round when contended (negative: overdrawn).
+    credit: i64,
 }
 
 impl Queue {
@@ -164,8 +179,8 @@ impl Completions {
 }
 
 /// Serves one round of a vdisk's ring: takes up to `budget` requests (while the queue has room),
-/// starts what the device can take (nothing if `hold_starts`: another vdisk drains the device
-/// for a flush), answers from the front of the queue as far as requests are done, publishes the
+/// starts what the device can take (nothing while another vdisk drains the device for a flush;
+/// at most a quantum of bytes while other vdisks wait too, see [`Pass`]), answers from the front of the queue as far as requests are done, publishes the
 /// responses and re-arms the request event if the ring is empty. `on_refusal` sees each refused
 /// request (for logging).
 #[allow(clippy::too_many_arguments)]
@@ -177,10 +192,11 @@ pub fn serve_round<M: SharedMemory>(
     done: &mut Completions,
     copier: &mut impl GrantCopier,
     budget: u32,
-    hold_starts: bool,
+    pass: Pass,
     mut on_refusal: impl FnMut(&Vbd, u64),
 ) -> Result<Round, ServeError> {
     let mut round = Round::default();
+    queue.credit = if pass.contended { (queue.credit + QUANTUM).min(QUANTUM) } else { QUANTUM };
     let mut taken = 0;
     while taken < budget && queue.len() < QUEUE_LIMIT {
         let Some(slot) = ring.poll_request().map_err(ServeError::Peer)? else { break };
@@ -194,8 +210,8 @@ pub fn serve_round<M: SharedMemory>(
     // Start what can start, answer from the front what is done; again while answers free
     // buffers (or end a drain). Each pass answers one request at least, or it is the last.
     loop {
-        if !hold_starts {
-            start(vbd, queue, dev, copier, &mut on_refusal);
+        if !pass.hold_starts {
+            start(vbd, queue, dev, copier, pass.contended, &mut on_refusal);
         }
         done.collect(dev);
         let served = round.served;
@@ -267,9 +283,13 @@ fn start(
     queue: &mut Queue,
     dev: &mut impl BlockDevice,
     copier: &mut impl GrantCopier,
+    contended: bool,
     on_refusal: &mut impl FnMut(&Vbd, u64),
 ) {
     for e in queue.entries.iter_mut() {
+        if contended && queue.credit <= 0 {
+            break;
+        }
         let c = match e.state {
             State::Waiting(c) if c.runs_alone() => break,
             State::Waiting(c) => c,
@@ -282,7 +302,10 @@ fn start(
         };
         let started = filled.and_then(|()| dev.start(id, c.io(), c.at, c.bytes()).map_err(crate::vbd::Refusal::Device));
         e.state = match started {
-            Ok(()) => State::InFlight(c, id),
+            Ok(()) => {
+                queue.credit -= c.bytes() as i64;
+                State::InFlight(c, id)
+            }
             Err(crate::vbd::Refusal::Device(DeviceError::Busy)) => {
                 // The device's own queue is full: this one starts after something finished.
                 dev.give_back(id);

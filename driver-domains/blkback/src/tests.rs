@@ -14,7 +14,7 @@ use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 use crate::device::{BlockDevice, BufId, DeviceError, Io, RAM_DISK_DEPTH, RamDisk};
 use crate::params::{Region, parse};
 use crate::persistent::{MAX_PERSISTENT_GRANTS, PersistentGrants};
-use crate::serve::{Completions, Queue, Round, ServeError, serve_round};
+use crate::serve::{Completions, Pass, Queue, Round, ServeError, serve_round};
 use crate::vbd::{MAX_INDIRECT_SEGMENTS, Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
@@ -176,7 +176,17 @@ impl<D: BlockDevice> Setup<D> {
         on_refusal: impl FnMut(&Vbd, u64),
     ) -> Result<Round, ServeError> {
         let Self { disk, grants, vbd, queue, done } = self;
-        serve_round(back, vbd, queue, disk, done, grants, budget, hold, on_refusal)
+        serve_round(
+            back,
+            vbd,
+            queue,
+            disk,
+            done,
+            grants,
+            budget,
+            Pass { hold_starts: hold, contended: false },
+            on_refusal,
+        )
     }
     fn round<M: SharedMemory>(&mut self, back: &mut BackRing<Blkif, M>, budget: u32) -> Result<Round, ServeError> {
         self.round_with(back, budget, false, |_, _| {})
@@ -794,7 +804,7 @@ fn a_flush_at_the_front_reports_draining_while_the_device_is_busy() {
     let _ = front_b.publish_requests();
     let round_b =
         |s: &mut Setup<SlowDisk>, vbd: &mut Vbd, q: &mut Queue, back: &mut BackRing<Blkif, CellMemory<'_>>| {
-            serve_round(back, vbd, q, &mut s.disk, &mut s.done, &mut s.grants, 32, false, |_, _| {}).unwrap()
+            serve_round(back, vbd, q, &mut s.disk, &mut s.done, &mut s.grants, 32, Pass::default(), |_, _| {}).unwrap()
         };
     let r = round_b(&mut s, &mut vbd_b, &mut queue_b, &mut back_b);
     assert!(r.draining && r.served == 0);
@@ -831,4 +841,42 @@ fn a_disconnect_with_requests_in_flight_gives_their_buffers_back_when_they_finis
     s.done.sweep(&mut s.disk, std::iter::empty());
     assert!(!s.done.unclaimed());
     assert_eq!(core::iter::from_fn(|| s.disk.take()).count(), 3, "the three buffers are free again");
+}
+
+#[test]
+fn a_contended_vdisk_starts_a_quantum_of_bytes_per_round_and_repays_what_it_overdrew() {
+    let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
+    let (mut front, mut back) = ring_pair(&cells);
+    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    for i in 0..11u32 {
+        s.grants.grant(10 + i, BACKEND, true, 0);
+    }
+    // Three reads of 44 KiB (11 pages) each: 132 KiB, more than the 64 KiB quantum.
+    let segs: Vec<(u32, u8, u8)> = (0..11).map(|i| (10 + i, 0, 7)).collect();
+    for id in 0..3u64 {
+        front.push_request(req(OP_READ, id, id * 88, &segs)).unwrap();
+    }
+    let _ = front.publish_requests();
+    let contended = Pass { hold_starts: false, contended: true };
+    let round = |s: &mut Setup<SlowDisk>, back: &mut BackRing<Blkif, CellMemory<'_>>| {
+        let Setup { disk, grants, vbd, queue, done } = s;
+        serve_round(back, vbd, queue, disk, done, grants, 32, contended, |_, _| {}).unwrap()
+    };
+    // 44 KiB fits the quantum, the second overdraws it (88 of 64 KiB), the third waits.
+    round(&mut s, &mut back);
+    assert_eq!(s.disk.in_flight(), 2);
+    // Next round: 64 - 24 = 40 KiB of credit, so the third starts.
+    s.disk.release(false);
+    let r = round(&mut s, &mut back);
+    assert_eq!((r.served, s.disk.inner.in_flight()), (2, 1));
+    // Uncontended, the same three start at once.
+    let mut alone = Setup::on(SlowDisk::new(), region(0, 1, false));
+    alone.grants = std::mem::take(&mut s.grants);
+    let (mut front, mut back) = ring_pair(&cells);
+    for id in 0..3u64 {
+        front.push_request(req(OP_READ, id, id * 88, &segs)).unwrap();
+    }
+    let _ = front.publish_requests();
+    alone.round(&mut back, 32).unwrap();
+    assert_eq!(alone.disk.in_flight(), 3);
 }

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use blkback::device::{BlockDevice, BufId, DeviceError, Io, RamDisk};
 use blkback::params::{self, Region};
-use blkback::serve::{Completions, QUEUE_LIMIT, Queue, serve_round};
+use blkback::serve::{Completions, Pass, QUEUE_LIMIT, Queue, serve_round};
 use blkback::vbd::Vbd;
 use fuzz::{FakeGrants, GRANTS, HostileFront, Script, page};
 use libfuzzer_sys::fuzz_target;
@@ -144,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 rounds += 1;
                 let budget = u32::from(script.byte().unwrap_or(31) % 32) + 1;
-                let hold = budget & 1 == 0 && rounds % 3 == 0;
+                let pass = Pass { hold_starts: budget & 1 == 0 && rounds % 3 == 0, contended: budget % 3 == 0 };
                 match serve_round(
                     &mut ring,
                     &mut vbd,
@@ -153,7 +153,7 @@ fuzz_target!(|data: &[u8]| {
                     &mut done,
                     &mut grants,
                     budget,
-                    hold,
+                    pass,
                     |_, _| {},
                 ) {
                     Ok(round) => {
