@@ -21,7 +21,8 @@ use xenbus_backend::hv::{Hv, HvCopier};
 use hv_rt::virtio::DiskError;
 
 use crate::device::{BlockDevice, BufId, DeviceError, Io, Pool, RamDisk};
-use crate::serve::{BUDGET, Completions, Pass, serve_round};
+use crate::queue::Completions;
+use crate::serve::{BUDGET, Pass, serve_round};
 use crate::vbd::MAX_REQUEST_BYTES;
 use crate::xenbus::{Backing, Vdisk};
 
@@ -199,22 +200,22 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
             next_check = time::now_ns() + SECOND;
         }
         let mut more = false;
-        let pass = Pass { hold_starts: core::mem::take(&mut draining), contended: busy > 1 };
+        let pass = Pass { budget: BUDGET, hold_starts: core::mem::take(&mut draining), contended: busy > 1 };
         busy = 0;
         for d in backend.devices_mut() {
             let result = {
                 let Some(c) = d.connected() else { continue };
-                let Vdisk { vbd, ring, queue, pgrants, .. } = &mut *c.path;
+                let Vdisk { vbd, ring, pgrants, .. } = &mut *c.path;
                 let Some(ring) = ring.as_mut() else { continue };
                 let (name, refusals) = (c.name, c.refusals);
                 let mut platform = Hv;
                 let mut copier = pgrants.copier(&mut copier, &mut platform);
-                let round = serve_round(ring, vbd, queue, disk, &mut done, &mut copier, BUDGET, pass, |v, id| {
+                let round = serve_round(ring, vbd, disk, &mut done, &mut copier, pass, |v, id| {
                     if let Some(r) = v.last_refusal {
                         refusals.log(&mut Hv, name, format_args!("request {id:#x} refused: {r}"));
                     }
                 });
-                round.map(|r| (r, c.port, queue.waiting(), !queue.is_empty()))
+                round.map(|r| (r, c.port, vbd.queue.waiting(), !vbd.queue.is_empty()))
             };
             match result {
                 Ok((round, port, waiting, queued)) => {
@@ -235,7 +236,7 @@ pub fn serve(disk: &mut impl BlockDevice, what: &str) {
         }
         // Buffers of vdisks that went away while the device still used them.
         if done.unclaimed() {
-            done.sweep(disk, backend.devices().iter().filter_map(|d| d.path()).map(|v| &v.queue));
+            done.sweep(disk, backend.devices().iter().filter_map(|d| d.path()).map(|v| &v.vbd.queue));
         }
         // Watch events that arrived while we were making store requests are queued in the
         // client and their port is already cleared: look at them now, not after a second.

@@ -10,8 +10,11 @@
 //!   mapped only as persistent grants, below).
 //! * [`persistent`]: persistent grants (`feature-persistent`): a bounded table of mapped
 //!   frontend pages per vdisk, copied with plain loads and stores, grant copy for the rest.
+//! * [`queue`]: a vdisk's requests between ring and device (in ring order) and the device's
+//!   completions by buffer.
 //! * [`serve`]: one bounded round of a frontend's ring: the vdisk's queue (many requests in
 //!   flight, answered in ring order; barriers and flushes run alone).
+//! * [`testing`]: a device whose requests finish when a test or fuzz input says so.
 //! * [`xenbus`]: the vbd device class plugged into the `xenbus-backend` skeleton (params,
 //!   published keys, protocol check, ring attach).
 //! * `domain` (bare metal only): the driver domain itself: the skeleton on the hypervisor
@@ -24,7 +27,9 @@ extern crate alloc;
 pub mod device;
 pub mod params;
 pub mod persistent;
+pub mod queue;
 pub mod serve;
+pub mod testing;
 pub mod vbd;
 pub mod xenbus;
 

@@ -1,6 +1,6 @@
 //! One bounded round of serving a frontend's ring, with many requests in flight on the device.
 //!
-//! Each vdisk keeps a [`Queue`] of the requests it took from the ring and has not answered yet,
+//! Each vdisk keeps a [`Queue`](crate::queue::Queue) of the requests it took from the ring and has not answered yet,
 //! in ring order (at most the ring's 32). A round takes new requests (each checked once,
 //! [`Vbd::check`]), starts every queued read and write the device has a buffer for, and answers
 //! from the front of the queue as far as requests are done: responses go out in request order,
@@ -10,18 +10,13 @@
 //! vdisk holds its starts meanwhile, see [`Round::draining`]), so it covers every write
 //! acknowledged before it.
 //!
-//! The device reports finished requests by buffer, in its own order; [`Completions`] keeps each
-//! result until the queue holding that buffer answers it, and gives back the buffers of queues
-//! that are gone ([`Completions::sweep`]).
-use alloc::collections::VecDeque;
-use alloc::vec;
-use alloc::vec::Vec;
-
+//! The queue and the device's completions are `queue`'s.
 use shared_ring::wire::blkif::{Blkif, BlkifResponse, RSP_OKAY};
 use shared_ring::{BackRing, PeerError, PushError, SharedMemory};
 
-use crate::device::{BlockDevice, BufId, DeviceError};
-use crate::vbd::{Checked, Vbd, response_operation};
+use crate::device::{BlockDevice, DeviceError};
+use crate::queue::{Completions, Entry, Queue, State};
+use crate::vbd::{Vbd, response_operation};
 use xenbus_backend::GrantCopier;
 
 /// Requests taken from a frontend's ring per round, so one busy frontend cannot starve the
@@ -33,14 +28,23 @@ pub const QUEUE_LIMIT: usize = 32;
 /// round robin: a bigger request runs, and the vdisk waits as many rounds as it overdrew).
 pub const QUANTUM: i64 = 64 * 1024;
 
-/// What the domain tells a vdisk's round about the others.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the domain tells a vdisk's round: its budget, and about the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
+    /// Requests it may take from the ring ([`BUDGET`] in the domain).
+    pub budget: u32,
     /// Another vdisk drains the device for a flush: start nothing.
     pub hold_starts: bool,
     /// Other vdisks have requests queued too: start at most [`QUANTUM`] bytes (plus the
     /// deficit carried over).
     pub contended: bool,
+}
+
+impl Pass {
+    /// A round on its own: the whole budget, nothing held, nobody to share with.
+    pub fn alone(budget: u32) -> Self {
+        Self { budget, hold_starts: false, contended: false }
+    }
 }
 
 /// What a round did.
@@ -75,126 +79,38 @@ impl core::fmt::Display for ServeError {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum State {
-    /// Checked, not started (no buffer yet, or a barrier/flush waiting for the drain).
-    Waiting(Checked),
-    InFlight(Checked, BufId),
-    /// Answered with this status (refused, or done).
-    Done(i16),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    id: u64,
-    rsp_op: u8,
-    state: State,
-}
-
-/// One vdisk's requests taken from the ring and not answered yet, in ring order.
-#[derive(Debug, Default)]
-pub struct Queue {
-    entries: VecDeque<Entry>,
-    /// Bytes it may still start this round when contended (negative: overdrawn).
-    credit: i64,
-}
-
-impl Queue {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Whether the device is reading or writing buffer `id` for one of these requests.
-    pub fn holds(&self, id: BufId) -> bool {
-        self.entries.iter().any(|e| matches!(e.state, State::InFlight(_, b) if b == id))
-    }
-
-    /// Whether a request waits to start or to run alone.
-    pub fn waiting(&self) -> bool {
-        self.entries.iter().any(|e| matches!(e.state, State::Waiting(_)))
-    }
-
-    /// Requests on the device.
-    pub fn in_flight(&self) -> usize {
-        self.entries.iter().filter(|e| matches!(e.state, State::InFlight(..))).count()
-    }
-
-    /// Forgets every request (the ring is gone). Buffers in flight stay the device's until they
-    /// finish; [`Completions::sweep`] then gives them back.
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
-}
-
-/// The results of finished device requests, by buffer, until their queue answers them.
-#[derive(Debug)]
-pub struct Completions {
-    done: Vec<Option<Result<(), DeviceError>>>,
-}
-
-impl Completions {
-    /// For a device of `depth` buffers.
-    pub fn new(depth: usize) -> Self {
-        Self { done: vec![None; depth] }
-    }
-
-    /// Takes every finished request from the device.
-    pub fn collect(&mut self, dev: &mut impl BlockDevice) {
-        while let Some((id, result)) = dev.finished() {
-            match self.done.get_mut(usize::from(id.0)) {
-                Some(slot) => *slot = Some(result),
-                None => dev.give_back(id),
-            }
-        }
-    }
-
-    fn take(&mut self, id: BufId) -> Option<Result<(), DeviceError>> {
-        self.done.get_mut(usize::from(id.0)).and_then(Option::take)
-    }
-
-    /// Whether a result waits that no round claimed yet.
-    pub fn unclaimed(&self) -> bool {
-        self.done.iter().any(Option::is_some)
-    }
-
-    /// Gives back every finished buffer no queue waits for (its vdisk was disconnected or
-    /// removed while the device still used the buffer).
-    pub fn sweep<'a>(&mut self, dev: &mut impl BlockDevice, queues: impl Iterator<Item = &'a Queue> + Clone) {
-        for (i, slot) in self.done.iter_mut().enumerate() {
-            let id = BufId(i as u16);
-            if slot.is_some() && !queues.clone().any(|q| q.holds(id)) {
-                *slot = None;
-                dev.give_back(id);
-            }
-        }
-    }
-}
-
 /// Serves one round of a vdisk's ring: takes up to `budget` requests (while the queue has room),
 /// starts what the device can take (nothing while another vdisk drains the device for a flush;
 /// at most a quantum of bytes while other vdisks wait too, see [`Pass`]), answers from the front of the queue as far as requests are done, publishes the
 /// responses and re-arms the request event if the ring is empty. `on_refusal` sees each refused
 /// request (for logging).
-#[allow(clippy::too_many_arguments)]
 pub fn serve_round<M: SharedMemory>(
+    ring: &mut BackRing<Blkif, M>,
+    vbd: &mut Vbd,
+    dev: &mut impl BlockDevice,
+    done: &mut Completions,
+    copier: &mut impl GrantCopier,
+    pass: Pass,
+    mut on_refusal: impl FnMut(&Vbd, u64),
+) -> Result<Round, ServeError> {
+    let mut queue = core::mem::take(&mut vbd.queue);
+    let result = serve_queue(ring, vbd, &mut queue, dev, done, copier, pass, &mut on_refusal);
+    vbd.queue = queue;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn serve_queue<M: SharedMemory>(
     ring: &mut BackRing<Blkif, M>,
     vbd: &mut Vbd,
     queue: &mut Queue,
     dev: &mut impl BlockDevice,
     done: &mut Completions,
     copier: &mut impl GrantCopier,
-    budget: u32,
     pass: Pass,
     mut on_refusal: impl FnMut(&Vbd, u64),
 ) -> Result<Round, ServeError> {
+    let budget = pass.budget;
     let mut round = Round::default();
     queue.credit = if pass.contended { (queue.credit + QUANTUM).min(QUANTUM) } else { QUANTUM };
     let mut taken = 0;

@@ -11,10 +11,12 @@ use shared_ring::wire::blkif::{
 };
 use shared_ring::{BackRing, CellMemory, FrontRing, SharedMemory};
 
-use crate::device::{BlockDevice, BufId, DeviceError, Io, RAM_DISK_DEPTH, RamDisk};
+use crate::device::{BlockDevice, RAM_DISK_DEPTH, RamDisk};
 use crate::params::{Region, parse};
 use crate::persistent::{MAX_PERSISTENT_GRANTS, PersistentGrants};
-use crate::serve::{Completions, Pass, Queue, Round, ServeError, serve_round};
+use crate::queue::Completions;
+use crate::serve::{Pass, Round, ServeError, serve_round};
+use crate::testing::HeldDisk;
 use crate::vbd::{MAX_INDIRECT_SEGMENTS, Refusal, Vbd};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
@@ -149,7 +151,6 @@ struct Setup<D = RamDisk> {
     disk: D,
     grants: Grants,
     vbd: Vbd,
-    queue: Queue,
     done: Completions,
 }
 
@@ -162,7 +163,7 @@ impl Setup {
 impl<D: BlockDevice> Setup<D> {
     fn on(disk: D, r: Region) -> Self {
         let done = Completions::new(disk.depth());
-        Self { disk, grants: Grants::default(), vbd: Vbd::new(FE, r), queue: Queue::new(), done }
+        Self { disk, grants: Grants::default(), vbd: Vbd::new(FE, r), done }
     }
     fn run(&mut self, slot: BlkifRequestSlot) -> i16 {
         self.vbd.handle(&slot, &mut self.disk, &mut self.grants)
@@ -175,18 +176,8 @@ impl<D: BlockDevice> Setup<D> {
         hold: bool,
         on_refusal: impl FnMut(&Vbd, u64),
     ) -> Result<Round, ServeError> {
-        let Self { disk, grants, vbd, queue, done } = self;
-        serve_round(
-            back,
-            vbd,
-            queue,
-            disk,
-            done,
-            grants,
-            budget,
-            Pass { hold_starts: hold, contended: false },
-            on_refusal,
-        )
+        let Self { disk, grants, vbd, done } = self;
+        serve_round(back, vbd, disk, done, grants, Pass { hold_starts: hold, ..Pass::alone(budget) }, on_refusal)
     }
     fn round<M: SharedMemory>(&mut self, back: &mut BackRing<Blkif, M>, budget: u32) -> Result<Round, ServeError> {
         self.round_with(back, budget, false, |_, _| {})
@@ -664,66 +655,9 @@ fn persistent_grants_refuse_what_grant_copy_refuses() {
     assert_eq!((off.pg.len(), off.grants.borrow().batches), (0, 1));
 }
 
-/// A device whose requests finish only when the test says so, in the order it says: the data
-/// moves at `start` (a RAM disk underneath), the completion waits in `held`.
-struct SlowDisk {
-    inner: RamDisk,
-    released: std::collections::VecDeque<(BufId, Result<(), DeviceError>)>,
-    /// Most requests in flight at once.
-    peak: usize,
-}
-
-impl SlowDisk {
-    fn new() -> Self {
-        Self { inner: RamDisk::with_mib(4), released: Default::default(), peak: 0 }
-    }
-    /// Lets every request started so far finish, in reverse order when `reverse`.
-    fn release(&mut self, reverse: bool) {
-        let mut v: Vec<_> = std::iter::from_fn(|| self.inner.finished()).collect();
-        if reverse {
-            v.reverse();
-        }
-        self.released.extend(v);
-    }
-}
-
-impl BlockDevice for SlowDisk {
-    fn capacity(&self) -> u64 {
-        self.inner.capacity()
-    }
-    fn depth(&self) -> usize {
-        self.inner.depth()
-    }
-    fn take(&mut self) -> Option<BufId> {
-        self.inner.take()
-    }
-    fn buffer(&mut self, id: BufId) -> Option<&mut [u8]> {
-        self.inner.buffer(id)
-    }
-    fn start(&mut self, id: BufId, io: Io, sector: u64, len: usize) -> Result<(), DeviceError> {
-        self.inner.start(id, io, sector, len)?;
-        self.peak = self.peak.max(self.in_flight());
-        Ok(())
-    }
-    fn finished(&mut self) -> Option<(BufId, Result<(), DeviceError>)> {
-        self.released.pop_front()
-    }
-    fn give_back(&mut self, id: BufId) {
-        // Still the device's until `finished` handed it back.
-        if !self.released.iter().any(|(b, _)| *b == id) {
-            self.inner.give_back(id);
-        }
-    }
-    fn in_flight(&self) -> usize {
-        self.inner.in_flight() + self.released.len()
-    }
-    fn flush(&mut self) -> Result<(), DeviceError> {
-        assert_eq!(self.in_flight(), 0, "a flush with requests in flight");
-        self.inner.flush()
-    }
-    fn wait(&mut self) {
-        self.release(false);
-    }
+/// The shared held-completion device, with a 4 MiB RAM disk underneath.
+fn slow_disk() -> HeldDisk {
+    HeldDisk::new(RamDisk::with_mib(4))
 }
 
 fn responses(front: &mut FrontRing<Blkif, CellMemory<'_>>) -> Vec<(u64, u8, i16)> {
@@ -734,7 +668,7 @@ fn responses(front: &mut FrontRing<Blkif, CellMemory<'_>>) -> Vec<(u64, u8, i16)
 fn requests_run_side_by_side_and_are_answered_in_ring_order() {
     let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
     let (mut front, mut back) = ring_pair(&cells);
-    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    let mut s = Setup::on(slow_disk(), region(0, 1, false));
     for i in 0..6u32 {
         s.grants.grant(10 + i, BACKEND, false, 0x30 + i as u8);
     }
@@ -758,7 +692,7 @@ fn requests_run_side_by_side_and_are_answered_in_ring_order() {
     for i in 0..6usize {
         assert!(s.disk.inner.bytes()[i * 4096..(i + 1) * 4096].iter().all(|&b| b == 0x30 + i as u8), "page {i}");
     }
-    assert_eq!((s.disk.in_flight(), s.queue.len()), (0, 0));
+    assert_eq!((s.disk.in_flight(), s.vbd.queue.len()), (0, 0));
     assert_eq!(core::iter::from_fn(|| s.disk.take()).count(), RAM_DISK_DEPTH, "every buffer went back");
 }
 
@@ -766,7 +700,7 @@ fn requests_run_side_by_side_and_are_answered_in_ring_order() {
 fn a_flush_waits_for_the_writes_before_it_and_holds_back_those_after() {
     let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
     let (mut front, mut back) = ring_pair(&cells);
-    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    let mut s = Setup::on(slow_disk(), region(0, 1, false));
     s.grants.grant(10, BACKEND, false, 0x11);
     front.push_request(req(OP_WRITE, 1, 0, &[(10, 0, 7)])).unwrap();
     front.push_request(req(OP_WRITE, 2, 8, &[(10, 0, 7)])).unwrap();
@@ -793,8 +727,8 @@ fn a_flush_at_the_front_reports_draining_while_the_device_is_busy() {
     let cells_b: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
     let (mut front_a, mut back_a) = ring_pair(&cells_a);
     let (mut front_b, mut back_b) = ring_pair(&cells_b);
-    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
-    let (mut vbd_b, mut queue_b) = (Vbd::new(FE, region(1, 1, false)), Queue::new());
+    let mut s = Setup::on(slow_disk(), region(0, 1, false));
+    let mut vbd_b = Vbd::new(FE, region(1, 1, false));
     s.grants.grant(10, BACKEND, false, 0x22);
     front_a.push_request(req(OP_WRITE, 1, 0, &[(10, 0, 7)])).unwrap();
     let _ = front_a.publish_requests();
@@ -802,11 +736,10 @@ fn a_flush_at_the_front_reports_draining_while_the_device_is_busy() {
     front_b.push_request(req(OP_FLUSH_DISKCACHE, 7, 0, &[])).unwrap();
     front_b.push_request(req(OP_WRITE, 8, 0, &[(10, 0, 7)])).unwrap();
     let _ = front_b.publish_requests();
-    let round_b =
-        |s: &mut Setup<SlowDisk>, vbd: &mut Vbd, q: &mut Queue, back: &mut BackRing<Blkif, CellMemory<'_>>| {
-            serve_round(back, vbd, q, &mut s.disk, &mut s.done, &mut s.grants, 32, Pass::default(), |_, _| {}).unwrap()
-        };
-    let r = round_b(&mut s, &mut vbd_b, &mut queue_b, &mut back_b);
+    let round_b = |s: &mut Setup<HeldDisk>, vbd: &mut Vbd, back: &mut BackRing<Blkif, CellMemory<'_>>| {
+        serve_round(back, vbd, &mut s.disk, &mut s.done, &mut s.grants, Pass::alone(32), |_, _| {}).unwrap()
+    };
+    let r = round_b(&mut s, &mut vbd_b, &mut back_b);
     assert!(r.draining && r.served == 0);
     assert_eq!(s.disk.inner.flushes, 0);
     // Held: the first vdisk's new request does not start while the flush waits.
@@ -815,7 +748,7 @@ fn a_flush_at_the_front_reports_draining_while_the_device_is_busy() {
     s.disk.release(false);
     let r = s.round_with(&mut back_a, 32, true, |_, _| {}).unwrap();
     assert_eq!((r.served, s.disk.inner.writes), (1, 1));
-    let r = round_b(&mut s, &mut vbd_b, &mut queue_b, &mut back_b);
+    let r = round_b(&mut s, &mut vbd_b, &mut back_b);
     assert_eq!((r.served, s.disk.inner.flushes), (1, 1), "the flush ran once the device drained");
     assert_eq!(responses(&mut front_b)[0], (7, OP_FLUSH_DISKCACHE, RSP_OKAY));
 }
@@ -824,7 +757,7 @@ fn a_flush_at_the_front_reports_draining_while_the_device_is_busy() {
 fn a_disconnect_with_requests_in_flight_gives_their_buffers_back_when_they_finish() {
     let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
     let (mut front, mut back) = ring_pair(&cells);
-    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    let mut s = Setup::on(slow_disk(), region(0, 1, false));
     s.grants.grant(10, BACKEND, true, 0);
     for i in 0..3u64 {
         front.push_request(req(OP_READ, i, i * 8, &[(10, 0, 7)])).unwrap();
@@ -833,7 +766,7 @@ fn a_disconnect_with_requests_in_flight_gives_their_buffers_back_when_they_finis
     s.round(&mut back, 32).unwrap();
     assert_eq!(s.disk.in_flight(), 3);
     // The frontend goes away: its queue is forgotten, the device still reads into 3 buffers.
-    s.queue.clear();
+    s.vbd.queue.clear();
     assert_eq!(core::iter::from_fn(|| s.disk.take()).count(), RAM_DISK_DEPTH - 3);
     s.disk.release(false);
     s.done.collect(&mut s.disk);
@@ -847,7 +780,7 @@ fn a_disconnect_with_requests_in_flight_gives_their_buffers_back_when_they_finis
 fn a_contended_vdisk_starts_a_quantum_of_bytes_per_round_and_repays_what_it_overdrew() {
     let cells: Vec<Cell<u8>> = (0..4096).map(|_| Cell::new(0)).collect();
     let (mut front, mut back) = ring_pair(&cells);
-    let mut s = Setup::on(SlowDisk::new(), region(0, 1, false));
+    let mut s = Setup::on(slow_disk(), region(0, 1, false));
     for i in 0..11u32 {
         s.grants.grant(10 + i, BACKEND, true, 0);
     }
@@ -857,10 +790,10 @@ fn a_contended_vdisk_starts_a_quantum_of_bytes_per_round_and_repays_what_it_over
         front.push_request(req(OP_READ, id, id * 88, &segs)).unwrap();
     }
     let _ = front.publish_requests();
-    let contended = Pass { hold_starts: false, contended: true };
-    let round = |s: &mut Setup<SlowDisk>, back: &mut BackRing<Blkif, CellMemory<'_>>| {
-        let Setup { disk, grants, vbd, queue, done } = s;
-        serve_round(back, vbd, queue, disk, done, grants, 32, contended, |_, _| {}).unwrap()
+    let contended = Pass { contended: true, ..Pass::alone(32) };
+    let round = |s: &mut Setup<HeldDisk>, back: &mut BackRing<Blkif, CellMemory<'_>>| {
+        let Setup { disk, grants, vbd, done } = s;
+        serve_round(back, vbd, disk, done, grants, contended, |_, _| {}).unwrap()
     };
     // 44 KiB fits the quantum, the second overdraws it (88 of 64 KiB), the third waits.
     round(&mut s, &mut back);
@@ -870,7 +803,7 @@ fn a_contended_vdisk_starts_a_quantum_of_bytes_per_round_and_repays_what_it_over
     let r = round(&mut s, &mut back);
     assert_eq!((r.served, s.disk.inner.in_flight()), (2, 1));
     // Uncontended, the same three start at once.
-    let mut alone = Setup::on(SlowDisk::new(), region(0, 1, false));
+    let mut alone = Setup::on(slow_disk(), region(0, 1, false));
     alone.grants = std::mem::take(&mut s.grants);
     let (mut front, mut back) = ring_pair(&cells);
     for id in 0..3u64 {

@@ -22,6 +22,7 @@ use shared_ring::wire::blkif::{
 
 use crate::device::{BlockDevice, BufId, DeviceError, Io};
 use crate::params::Region;
+use crate::queue::Queue;
 use crate::{PAGE_SIZE, SECTOR_SIZE};
 
 /// Segments one indirect request may carry: `feature-max-indirect-segments`.
@@ -168,11 +169,13 @@ pub struct Vbd {
     pub stats: Stats,
     /// The last refusal, for the log.
     pub last_refusal: Option<Refusal>,
+    /// Requests taken from the ring and not answered yet.
+    pub queue: Queue,
 }
 
 impl Vbd {
     pub fn new(frontend: hv_abi::DomId, region: Region) -> Self {
-        Self { frontend, region, stats: Stats::default(), last_refusal: None }
+        Self { frontend, region, stats: Stats::default(), last_refusal: None, queue: Queue::new() }
     }
 
     /// Performs one request to the end and returns the response status (never panics). Nothing

@@ -13,7 +13,6 @@ use xenstore::StoreClient;
 
 use crate::params::Region;
 use crate::persistent::PersistentGrants;
-use crate::serve::Queue;
 use crate::vbd::Vbd;
 
 /// What every vdisk of the domain shares: the backing device's size and what the domain offers.
@@ -25,13 +24,12 @@ pub struct Backing {
     pub persistent: bool,
 }
 
-/// One vdisk's data path: the vbd, while connected its ring and the requests taken from it and
-/// not answered yet, and the frontend's pages kept mapped (persistent grants, if it asked for
-/// them).
+/// One vdisk's data path: the vbd (with the requests taken from its ring and not answered yet),
+/// while connected its ring, and the frontend's pages kept mapped (persistent grants, if it
+/// asked for them).
 pub struct Vdisk {
     pub vbd: Vbd,
     pub ring: Option<BackRing<Blkif, PageMemory>>,
-    pub queue: Queue,
     pub pgrants: PersistentGrants,
     /// Whether this vdisk offered persistent grants.
     offers_persistent: bool,
@@ -48,7 +46,6 @@ impl DataPath for Vdisk {
             Ok(region) => Ok(Vdisk {
                 vbd: Vbd::new(info.fe, region),
                 ring: None,
-                queue: Queue::new(),
                 pgrants: PersistentGrants::new(),
                 offers_persistent: backing.persistent,
             }),
@@ -110,7 +107,7 @@ impl DataPath for Vdisk {
     /// again); buffers the device still uses for them go back once it finished.
     fn detach(&mut self, _: &mut Backing) {
         self.ring = None;
-        self.queue.clear();
+        self.vbd.queue.clear();
     }
 
     /// Every persistently mapped page goes back on disconnect.

@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 
 use blkback::device::{BlockDevice, BufId, DeviceError, Io, RamDisk};
 use blkback::params::{self, Region};
-use blkback::serve::{Completions, Pass, QUEUE_LIMIT, Queue, serve_round};
+use blkback::queue::Completions;
+use blkback::serve::{Pass, QUEUE_LIMIT, serve_round};
+use blkback::testing::HeldDisk;
 use blkback::vbd::Vbd;
 use fuzz::{FakeGrants, GRANTS, HostileFront, Script, page};
 use libfuzzer_sys::fuzz_target;
@@ -32,12 +34,11 @@ const DEVICE_SECTORS: u64 = 4096;
 /// Rounds served per input (each serves at most 32 requests).
 const MAX_ROUNDS: usize = 64;
 
-/// The RAM disk, checking that every access stays inside the vdisk's region; its requests finish
-/// when the script says so, in the order it says.
+/// blkback's held-completion test device (its requests finish when the script says so, in order
+/// or backwards), checking that every access stays inside the vdisk's region.
 struct Guarded {
-    disk: RamDisk,
+    disk: HeldDisk,
     region: Region,
-    released: VecDeque<(BufId, Result<(), DeviceError>)>,
 }
 
 impl Guarded {
@@ -48,14 +49,6 @@ impl Guarded {
             "access to sectors {sector}..{end} outside the vdisk {:?}",
             self.region
         );
-    }
-    /// Lets every started request finish (backwards when `reverse`).
-    fn release(&mut self, reverse: bool) {
-        let mut v: Vec<_> = std::iter::from_fn(|| self.disk.finished()).collect();
-        if reverse {
-            v.reverse();
-        }
-        self.released.extend(v);
     }
 }
 
@@ -70,7 +63,6 @@ impl BlockDevice for Guarded {
         self.disk.take()
     }
     fn buffer(&mut self, id: BufId) -> Option<&mut [u8]> {
-        assert!(!self.released.iter().any(|(b, _)| *b == id), "a buffer the device has not handed back");
         self.disk.buffer(id)
     }
     fn start(&mut self, id: BufId, io: Io, sector: u64, len: usize) -> Result<(), DeviceError> {
@@ -79,15 +71,13 @@ impl BlockDevice for Guarded {
         self.disk.start(id, io, sector, len)
     }
     fn finished(&mut self) -> Option<(BufId, Result<(), DeviceError>)> {
-        self.released.pop_front()
+        self.disk.finished()
     }
     fn give_back(&mut self, id: BufId) {
-        if !self.released.iter().any(|(b, _)| *b == id) {
-            self.disk.give_back(id);
-        }
+        self.disk.give_back(id)
     }
     fn in_flight(&self) -> usize {
-        self.disk.in_flight() + self.released.len()
+        self.disk.in_flight()
     }
     fn flush(&mut self) -> Result<(), DeviceError> {
         assert_eq!(self.in_flight(), 0, "a flush with requests in flight");
@@ -95,7 +85,7 @@ impl BlockDevice for Guarded {
         self.disk.flush()
     }
     fn wait(&mut self) {
-        self.release(false);
+        self.disk.wait()
     }
 }
 
@@ -115,8 +105,8 @@ fuzz_target!(|data: &[u8]| {
     let mut front = HostileFront::new(&cells, REQUEST_SIZE);
     let mut ring = BackRing::<Blkif, _>::attach(front.memory).unwrap();
     let mut vbd = Vbd::new(FRONTEND, region);
-    let mut dev = Guarded { disk: RamDisk::new(DEVICE_SECTORS), region, released: VecDeque::new() };
-    let (mut queue, mut done) = (Queue::new(), Completions::new(dev.depth()));
+    let mut dev = Guarded { disk: HeldDisk::new(RamDisk::new(DEVICE_SECTORS)), region };
+    let mut done = Completions::new(dev.depth());
     let mut grants = FakeGrants::new(FRONTEND);
     // Ids and expected response operations of the requests pushed, in order, while the frontend has not tampered with the header.
     let mut pushed: VecDeque<(u64, u8)> = VecDeque::new();
@@ -144,22 +134,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 rounds += 1;
                 let budget = u32::from(script.byte().unwrap_or(31) % 32) + 1;
-                let pass = Pass { hold_starts: budget & 1 == 0 && rounds % 3 == 0, contended: budget % 3 == 0 };
-                match serve_round(
-                    &mut ring,
-                    &mut vbd,
-                    &mut queue,
-                    &mut dev,
-                    &mut done,
-                    &mut grants,
-                    budget,
-                    pass,
-                    |_, _| {},
-                ) {
+                let pass = Pass { budget, hold_starts: budget & 1 == 0 && rounds % 3 == 0, contended: budget % 3 == 0 };
+                match serve_round(&mut ring, &mut vbd, &mut dev, &mut done, &mut grants, pass, |_, _| {}) {
                     Ok(round) => {
                         // Answers come from the queue, which never outgrows a ring's worth.
                         assert!(round.served as usize <= QUEUE_LIMIT && round.refused <= round.served);
-                        assert!(queue.len() <= QUEUE_LIMIT);
+                        assert!(vbd.queue.len() <= QUEUE_LIMIT);
                     }
                     Err(e) => {
                         let _ = e.to_string();
@@ -185,7 +165,7 @@ fuzz_target!(|data: &[u8]| {
             5 => {
                 // The device finishes what it was given, in order or backwards.
                 let reverse = script.byte().is_some_and(|b| b & 1 == 1);
-                dev.release(reverse);
+                dev.disk.release(reverse);
             }
             _ => {
                 // The frontend reads the responses published since it last looked.
