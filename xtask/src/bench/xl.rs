@@ -39,8 +39,9 @@ use super::{failed_run as fail, median, percentile, print_columns, write_json};
 const WARMUP: usize = 3;
 /// Create/destroy cycles measured.
 const CYCLES: usize = 30;
-/// Crashes of each driver domain.
-const CRASHES: usize = 5;
+/// Crashes of each driver domain: one fewer than Dom0's restart policy allows in a row (each
+/// instance here lives less than `RestartBackoff::STABLE_NS`), or the last one stays down.
+const CRASHES: usize = hv_bundle::restart::RestartBackoff::GIVE_UP_AFTER as usize - 1;
 /// Targets (ms): create to Connected (stock `xl` takes 1-2.5 s, LightVM 2.3 ms), crash to
 /// reconnected.
 const CREATE_TARGET_MS: f64 = 10.0;
