@@ -1,6 +1,7 @@
 //! QEMU scenario for issue 14's "HVM domains use the same event channels, grant tables and store
-//! as the paravirtual domains": an HVM guest speaking Xen's ABI and a unikernel speaking ours
-//! share a port and two grants, judged by both sides' console lines.
+//! as the paravirtual domains" and issue 15's "grant copy works between any pair of PV and HVM
+//! domains": an HVM guest speaking Xen's ABI and a unikernel speaking ours share a port and three
+//! grants, judged by both sides' console lines.
 
 use hv_tests::Scenario;
 
@@ -8,7 +9,10 @@ use hv_tests::Scenario;
 /// and `hvm-peer` (paravirtual, `hv_rt::grant` and `hv_rt::evtchn`): the peer reads the marker
 /// through the read-only grant (and cannot map it writable), writes through the writable one and
 /// notifies the HVM guest's port; the HVM guest takes the event on its callback vector, sees the
-/// text in its own page, answers on the port, finds both grants released and ends them.
+/// text in its own page, copies the marker out of the page the peer granted it and its own text
+/// in with `GNTTABOP_copy` (a bad reference, a frame outside its RAM and a page overrun are each
+/// refused with their own status), answers on the port, finds both grants released and ends
+/// them; the peer then finds the HVM guest's text in its page.
 #[test]
 fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
     let o = Scenario::new("pvh-share").run();
@@ -18,7 +22,7 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
     // The topology hard-codes both ids (and the port) in the guests' arguments.
     assert_eq!((hvm, peer), (1, 2), "domain ids follow topology order");
     let marker = "hello from the HVM guest through a read-only grant";
-    let text = format!("written by hvm-peer, domain {peer}");
+    let text = format!("written by hvm-peer, domain {peer}; copy grant *");
     // Each side in its own order.
     o.expect_in_order(&[
         &format!("[hvm] pvh-probe: share mode with domain {peer}"),
@@ -27,6 +31,10 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
         &format!("[hvm] pvh-probe: granted ref 8 (read-only, gfn 0x*) and ref 9 (writable, gfn 0x*) to domain {peer}"),
         "[hvm] pvh-probe: waiting for an event on port 3 (callback vector 0xf3)",
         &format!("[hvm] pvh-probe: event on port 3 from the PV peer; writable page now says \"{text}\""),
+        &format!(
+            "[hvm] pvh-probe: GNTTABOP_copy with grant * of domain {peer}: copied out \"copied out of hvm-peer's page \
+             by the HVM guest\", copied in our text; bad ref, foreign frame and page overrun refused (-3, -10, -10)"
+        ),
         "[hvm] pvh-probe: answering on port 3",
         "[hvm] pvh-probe: both grants ended (no mapping left)",
         "[hv] domain * (hvm) shut down: poweroff",
@@ -37,6 +45,7 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
         &format!("[peer] hvm-peer: wrote \"{text}\" through grant 9"),
         &format!("[peer] hvm-peer: bound local port * to port 3 of domain {hvm}; notifying"),
         "[peer] hvm-peer: answer from the HVM guest on port *",
+        "[peer] hvm-peer: our grant * now says \"copied into hvm-peer's page by the HVM guest\"",
     ]);
     // Across the two (each side prints before it sends and after it sees the event): the peer
     // wrote and notified before the HVM guest saw the text, the HVM guest answered before the

@@ -169,6 +169,18 @@ pub const SHARE_READONLY_REF: u32 = 8;
 pub const SHARE_WRITABLE_REF: u32 = 9;
 /// `share` mode: what the read-only page says (NUL-terminated in the page).
 pub const SHARE_MARKER: &str = "hello from the HVM guest through a read-only grant";
+/// `share` mode: what the peer's page (which it grants us for copying) says.
+pub const PEER_COPY_MARKER: &str = "copied out of hvm-peer's page by the HVM guest";
+/// `share` mode: what the HVM guest copies into the peer's page.
+pub const COPY_BACK_TEXT: &str = "copied into hvm-peer's page by the HVM guest";
+
+/// `share` mode: the grant ref in the peer's text (`...; copy grant <ref>`), if any.
+pub fn copy_grant_in(text: &str) -> Option<u32> {
+    let rest = &text[text.find("copy grant ")? + "copy grant ".len()..];
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).map_or(rest, |end| &rest[..end]);
+    digits.parse().ok()
+}
+
 /// `share` mode: the callback vector events arrive on (Linux's `HYPERVISOR_CALLBACK_VECTOR`).
 pub const CALLBACK_VECTOR: u8 = 0xf3;
 
@@ -327,5 +339,14 @@ mod tests {
         lb.flush(|l| out.push(l.to_vec()));
         assert_eq!(out.last().unwrap(), b"k");
         lb.flush(|_| panic!("nothing left"));
+    }
+
+    #[test]
+    fn finds_the_copy_grant_in_the_peers_text() {
+        assert_eq!(copy_grant_in("written by hvm-peer, domain 2; copy grant 7"), Some(7));
+        assert_eq!(copy_grant_in("copy grant 12, thanks"), Some(12));
+        assert_eq!(copy_grant_in("written by hvm-peer, domain 2"), None);
+        assert_eq!(copy_grant_in("copy grant "), None);
+        assert_eq!(copy_grant_in("copy grant 99999999999"), None);
     }
 }

@@ -205,6 +205,25 @@ fn unmap(hv: &mut Hv, slot: usize, handle: u64) -> Result<u64, GrantStatus> {
     Ok(0)
 }
 
+/// The physical address of `len` bytes at `offset` in the page domain `granter` granted to `me`
+/// as `gref` (for writing if `write`): one side of a grant copy, for paravirtual and HVM callers
+/// alike.
+pub(super) fn granted_bytes(
+    hv: &Hv,
+    me: DomId,
+    granter: u64,
+    gref: u64,
+    offset: u16,
+    len: u64,
+    write: bool,
+) -> Result<u64, GrantStatus> {
+    if offset as u64 + len > PAGE_SIZE {
+        return Err(GrantStatus::BadCopyArg);
+    }
+    let (g, _, e) = read_entry(hv, granter, gref)?;
+    Ok(granted_page(hv, g, e, me, write)? + offset as u64)
+}
+
 /// Resolves one side of a copy to a physical address valid for `len` bytes.
 fn copy_side(
     hv: &Hv,
@@ -216,11 +235,7 @@ fn copy_side(
     len: u64,
 ) -> Result<u64, GrantStatus> {
     if gref {
-        if side.offset as u64 + len > PAGE_SIZE {
-            return Err(GrantStatus::BadCopyArg);
-        }
-        let (g, _, e) = read_entry(hv, side.domid as u64, side.ref_or_addr)?;
-        Ok(granted_page(hv, g, e, me, write)? + side.offset as u64)
+        granted_bytes(hv, me, side.domid as u64, side.ref_or_addr, side.offset, len, write)
     } else {
         let access = if write { Access::Write } else { Access::Read };
         let l = hv.domains[slot].as_ref().and_then(Domain::live).ok_or(GrantStatus::GeneralError)?;

@@ -4,7 +4,10 @@
 //! shared_info and grant frame 0 above RAM, grant one page read-only (with
 //! [`SHARE_MARKER`] in it) and one writable to the peer, take events on the callback vector and
 //! wait with `sti; hlt` until the peer has written into the writable page and notified the port;
-//! then answer on the port, check the peer let go of both grants, end them and power off.
+//! then copy with `GNTTABOP_copy` out of and into the page the peer granted us (named in its
+//! text), and try three bad copies (a bad grant reference, a frame outside our RAM, a copy past
+//! the page end), each of which must fail with its own status; then answer on the port, check
+//! the peer let go of both grants, end them and power off.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -16,13 +19,19 @@ use hv_abi::xen::{
     EvtchnAllocUnbound, EvtchnSend, EvtchnUnmask, GrantEntryV1, XenAddToPhysmap, XenHvmParam, errno, evtchnop, gtf,
     hvm_param, hvmop, nr, shutdown_reason, xenmapspace, xenmem,
 };
-use pvh_probe::{CALLBACK_VECTOR, Options, SHARE_MARKER, SHARE_READONLY_REF, SHARE_WRITABLE_REF};
+use hv_abi::xen::{GnttabCopy, GnttabCopyPtr, gntcopy, gntst, gnttabop};
+use pvh_probe::{
+    CALLBACK_VECTOR, COPY_BACK_TEXT, Options, PEER_COPY_MARKER, SHARE_MARKER, SHARE_READONLY_REF, SHARE_WRITABLE_REF,
+};
 
 /// A page this domain grants (4 KiB-aligned static; identity map, so address = guest-physical).
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
 static mut READONLY_PAGE: Page = Page([0; 4096]);
 static mut WRITABLE_PAGE: Page = Page([0; 4096]);
+/// Where the peer's marker is copied to, and where the text copied back comes from.
+static mut COPY_IN_PAGE: Page = Page([0; 4096]);
+static mut COPY_OUT_PAGE: Page = Page([0; 4096]);
 
 /// Yields while the peer does not exist yet (`alloc_unbound` says `-ESRCH`), at most this often.
 const PEER_WAIT_YIELDS: u32 = 1_000_000;
@@ -91,6 +100,59 @@ unsafe fn end_grant(table: u64, gref: u32) -> Result<u16, u16> {
         return Err(current);
     }
     flags.compare_exchange(current, 0, Ordering::SeqCst, Ordering::SeqCst)
+}
+
+/// A local side of a grant copy: our own frame `gfn`.
+fn local(gfn: u64, offset: u16) -> GnttabCopyPtr {
+    GnttabCopyPtr { u: gfn, domid: hv_abi::xen::domid::SELF, offset, _pad: 0 }
+}
+
+/// `GNTTABOP_copy` with the peer's grant `...; copy grant <ref>`: its marker out into our page,
+/// our text into its page (both must succeed), then a bad grant reference, a frame far outside
+/// our RAM and a copy past the page end (each must fail with its own status).
+fn copy_with_peer(console: &mut Console, peer: u16, gref: Option<u32>) {
+    let Some(gref) = gref else { fail(console, format_args!("the peer's text names no copy grant")) };
+    let (in_gfn, out_gfn) = ((&raw const COPY_IN_PAGE as u64) >> 12, (&raw const COPY_OUT_PAGE as u64) >> 12);
+    let out = (&raw mut COPY_OUT_PAGE).cast::<u8>();
+    // SAFETY: our own static page, not shared with anyone; raw pointer writes, no reference.
+    unsafe {
+        core::ptr::copy_nonoverlapping(COPY_BACK_TEXT.as_ptr(), out, COPY_BACK_TEXT.len());
+        out.add(COPY_BACK_TEXT.len()).write_volatile(0);
+    }
+    let theirs = GnttabCopyPtr { u: u64::from(gref), domid: peer, offset: 0, _pad: 0 };
+    let marker_len = PEER_COPY_MARKER.len() as u16 + 1;
+    let element = |source, dest, len, flags| GnttabCopy { source, dest, len, flags, status: 1, ..Default::default() };
+    let mut ops = [
+        element(theirs, local(in_gfn, 0), marker_len, gntcopy::SOURCE_GREF),
+        element(local(out_gfn, 0), theirs, COPY_BACK_TEXT.len() as u16 + 1, gntcopy::DEST_GREF),
+        element(GnttabCopyPtr { u: 4000, ..theirs }, local(in_gfn, 2048), 16, gntcopy::SOURCE_GREF),
+        element(theirs, local(1 << 30, 0), 16, gntcopy::SOURCE_GREF),
+        element(theirs, local(in_gfn, 4000), 200, gntcopy::SOURCE_GREF),
+    ];
+    let result = call(nr::GRANT_TABLE_OP, [gnttabop::COPY, addr_mut(&mut ops), ops.len() as u64, 0, 0]);
+    if !matches!(result, Ok(0)) {
+        fail(console, format_args!("GNTTABOP_copy: {}", Outcome(result)));
+    }
+    let status: [i16; 5] = core::array::from_fn(|i| ops[i].status);
+    let expected = [gntst::OKAY, gntst::OKAY, gntst::BAD_GNTREF, gntst::BAD_COPY_ARG, gntst::BAD_COPY_ARG];
+    if status != expected {
+        fail(console, format_args!("GNTTABOP_copy statuses {status:?}, expected {expected:?}"));
+    }
+    let mut buf = [0u8; TEXT_MAX];
+    let page = (&raw const COPY_IN_PAGE).cast::<u8>();
+    for (i, b) in buf.iter_mut().enumerate() {
+        // SAFETY: inside our own static page; volatile reads, no reference created.
+        *b = unsafe { core::ptr::read_volatile(page.add(i)) };
+    }
+    say!(
+        console,
+        "pvh-probe: GNTTABOP_copy with grant {gref} of domain {peer}: copied out \"{}\", copied in our text; \
+         bad ref, foreign frame and page overrun refused ({}, {}, {})",
+        pvh_probe::cmdline_text(&buf),
+        status[2],
+        status[3],
+        status[4]
+    );
 }
 
 /// A word of shared_info at `offset`, as an atomic (the hypervisor changes it concurrently).
@@ -225,6 +287,8 @@ pub fn run(console: &mut Console, boot: &Boot, options: &Options) -> ! {
         writable_text(&mut text)
     );
     say!(console, "pvh-probe: {upcalls} upcall(s) on vector {CALLBACK_VECTOR:#x}, {others} event(s) on other ports");
+
+    copy_with_peer(console, peer, pvh_probe::copy_grant_in(writable_text(&mut text)));
 
     // Said before sending: the peer may run (and print) as soon as the event is sent.
     say!(console, "pvh-probe: answering on port {port}");

@@ -6,8 +6,11 @@
 //! Args: `peer=<HVM domid> ref=<read-only ref> wref=<writable ref> port=<HVM port>`. Maps the
 //! read-only grant and prints what it says, checks it cannot be mapped writable, writes a text
 //! through the writable grant, unmaps both, binds to the HVM guest's port, notifies it and waits
-//! for its answer. The HVM guest may not have set things up yet when we start: mapping and
-//! binding are retried until `timeout_ms` (default 20000).
+//! for its answer. Before writing, it grants the HVM guest one page of its own (writable, with a
+//! marker) and names the grant in its text (`; copy grant <ref>`): the HVM guest copies the
+//! marker out and a text in with `GNTTABOP_copy`, which we read after its answer and print. The
+//! HVM guest may not have set things up yet when we start: mapping and binding are retried until
+//! `timeout_ms` (default 20000).
 #![no_std]
 #![no_main]
 
@@ -77,17 +80,16 @@ fn run() -> Result<(), String> {
         Err(e) => println!("hvm-peer: writable mapping of read-only grant {ro_ref} refused: {}", e.name()),
     }
 
+    // A page of ours for the HVM guest's grant copies: the marker in, granted writable.
+    let mine = alloc::boxed::Box::new(Page([0; 4096]));
+    let mine_va = mine.0.as_ptr() as u64;
+    put_text(mine_va, pvh_probe_marker());
+    let copy_ref = grant::grant_access(peer, mine_va, false).map_err(|e| format!("granting our page: {}", e.name()))?;
+
     // The writable page: our text, NUL-terminated, written through the mapping.
     let (handle, va) = retry("mapping the writable grant", deadline, || grant::map(peer, rw_ref, false))?;
-    let text = format!("written by hvm-peer, domain {}", hv_rt::domid());
-    // SAFETY: `va` is the writable page the hypervisor just mapped for us; the text and its NUL
-    // fit in it.
-    unsafe {
-        let p = va as *mut u8;
-        for (i, &b) in text.as_bytes().iter().chain(&[0]).enumerate() {
-            p.add(i).write_volatile(b);
-        }
-    }
+    let text = format!("written by hvm-peer, domain {}; copy grant {copy_ref}", hv_rt::domid());
+    put_text(va, &text);
     grant::unmap(handle).map_err(|e| format!("unmapping grant {rw_ref}: {}", e.name()))?;
     println!("hvm-peer: wrote \"{text}\" through grant {rw_ref}");
 
@@ -105,6 +107,30 @@ fn run() -> Result<(), String> {
         evtchn::wait_until(deadline);
     }
     println!("hvm-peer: answer from the HVM guest on port {port}");
+    println!("hvm-peer: our grant {copy_ref} now says \"{}\"", text_at(mine_va, 128));
+    grant::end_access(copy_ref).map_err(|e| format!("ending grant {copy_ref}: {}", e.name()))?;
+    drop(mine);
     let _ = evtchn::close(port);
     Ok(())
+}
+
+/// A page of ours (page-aligned, so a grant covers exactly it).
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// What the page we grant the HVM guest says first (pvh-probe's `PEER_COPY_MARKER`).
+fn pvh_probe_marker() -> &'static str {
+    "copied out of hvm-peer's page by the HVM guest"
+}
+
+/// Writes `text` and a NUL at `va`.
+fn put_text(va: u64, text: &str) {
+    // SAFETY: `va` is a page mapped for us (ours, or the writable grant just mapped) and the
+    // text with its NUL fits in it (callers pass short texts).
+    unsafe {
+        let p = va as *mut u8;
+        for (i, &b) in text.as_bytes().iter().take(4095).chain(&[0]).enumerate() {
+            p.add(i).write_volatile(b);
+        }
+    }
 }

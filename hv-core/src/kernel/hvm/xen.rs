@@ -457,8 +457,78 @@ fn gnttab_op(hv: &mut Hv, slot: usize, a: [u64; 5]) -> XResult {
             write_value(h, a[1], &v).or_else(fault)?;
             Ok(0)
         }
+        COPY => gnttab_copy(hv, slot, a[1], a[2]),
         _ => Err(errno::ENOSYS),
     }
+}
+
+/// `GNTTABOP_copy`: up to [`hv_abi::MAX_GRANT_COPY_BATCH`] elements (more: `-E2BIG`, nothing
+/// copied), each read once from guest memory, checked and done in order, its `status` written
+/// back. A side is a grant (`GNTCOPY_*_GREF`: checked as for a paravirtual copier) or a frame
+/// of the caller's own ordinary RAM (`domid` SELF or its own id), never a page the hypervisor
+/// placed there; neither side may cross its page's end.
+fn gnttab_copy(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> XResult {
+    if count > hv_abi::MAX_GRANT_COPY_BATCH as u64 {
+        return Err(errno::E2BIG);
+    }
+    let me = hv.domains[slot].as_ref().ok_or(errno::ESRCH)?.id;
+    let size = core::mem::size_of::<xen::GnttabCopy>() as u64;
+    for i in 0..count {
+        let at = ops.checked_add(i * size).ok_or(errno::EFAULT)?;
+        let op: xen::GnttabCopy = read_value(hvm(hv, slot).ok_or(errno::ESRCH)?, at).or_else(fault)?;
+        let status = match copy_element(hv, slot, me, &op) {
+            Ok(()) => xen::gntst::OKAY,
+            Err(st) => st.as_raw(),
+        };
+        let h = hvm(hv, slot).ok_or(errno::ESRCH)?;
+        write_value(h, at + core::mem::offset_of!(xen::GnttabCopy, status) as u64, &status).or_else(fault)?;
+    }
+    Ok(0)
+}
+
+fn copy_element(hv: &Hv, slot: usize, me: DomId, op: &xen::GnttabCopy) -> Result<(), hv_abi::GrantStatus> {
+    let len = u64::from(op.len);
+    if len == 0 {
+        return Ok(());
+    }
+    let src = copy_side(hv, slot, me, &op.source, op.flags & xen::gntcopy::SOURCE_GREF != 0, false, len)?;
+    let dst = copy_side(hv, slot, me, &op.dest, op.flags & xen::gntcopy::DEST_GREF != 0, true, len)?;
+    paging::copy_phys(src, dst, len);
+    Ok(())
+}
+
+/// One side of an HVM guest's grant copy, as a physical address valid for `len` bytes.
+fn copy_side(
+    hv: &Hv,
+    slot: usize,
+    me: DomId,
+    side: &xen::GnttabCopyPtr,
+    gref: bool,
+    write: bool,
+    len: u64,
+) -> Result<u64, hv_abi::GrantStatus> {
+    use hv_abi::GrantStatus;
+    if gref {
+        return super::super::grant_table::granted_bytes(
+            hv,
+            me,
+            u64::from(side.domid),
+            u64::from(side.gref()),
+            side.offset,
+            len,
+            write,
+        );
+    }
+    if u64::from(side.offset) + len > FRAME_SIZE {
+        return Err(GrantStatus::BadCopyArg);
+    }
+    if side.domid != xen::domid::SELF && side.domid != me {
+        return Err(GrantStatus::BadDomain);
+    }
+    let l = hv.domains[slot].as_ref().and_then(Domain::live).ok_or(GrantStatus::GeneralError)?;
+    let h = l.hvm.as_deref().ok_or(GrantStatus::GeneralError)?;
+    let frame = h.ram_frame(l.ram, side.gmfn()).ok_or(GrantStatus::BadCopyArg)?;
+    Ok(frame + u64::from(side.offset))
 }
 
 fn sched_op(hv: &mut Hv, slot: usize, a: [u64; 5]) -> XResult {
