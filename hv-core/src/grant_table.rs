@@ -44,6 +44,9 @@ pub struct Mapping {
     pub writable: bool,
     /// The granter went away: the slot now maps the mapper's scratch page.
     pub revoked: bool,
+    /// Where an HVM mapper placed it (a guest frame number); `None`: the paravirtual map window
+    /// slot of its handle.
+    pub gfn: Option<u64>,
 }
 
 /// A mapper's handles (bounded).
@@ -194,7 +197,7 @@ mod tests {
 
     #[test]
     fn map_track_is_bounded_and_reuses_slots() {
-        let m = Mapping { granter: 1, gref: 3, writable: true, revoked: false };
+        let m = Mapping { granter: 1, gref: 3, writable: true, revoked: false, gfn: None };
         let mut t = MapTrack::default();
         for i in 0..4 {
             assert_eq!(t.insert(m, 4), Ok(i));

@@ -1,6 +1,6 @@
 //! QEMU scenario for issue 14's "HVM domains use the same event channels, grant tables and store
-//! as the paravirtual domains" and issue 15's "grant copy works between any pair of PV and HVM
-//! domains": an HVM guest speaking Xen's ABI and a unikernel speaking ours share a port and three
+//! as the paravirtual domains" and issue 15's "grant copy and map work between any pair of PV and
+//! HVM domains": an HVM guest speaking Xen's ABI and a unikernel speaking ours share a port and three
 //! grants, judged by both sides' console lines.
 
 use hv_tests::Scenario;
@@ -11,8 +11,11 @@ use hv_tests::Scenario;
 /// notifies the HVM guest's port; the HVM guest takes the event on its callback vector, sees the
 /// text in its own page, copies the marker out of the page the peer granted it and its own text
 /// in with `GNTTABOP_copy` (a bad reference, a frame outside its RAM and a page overrun are each
-/// refused with their own status), answers on the port, finds both grants released and ends
-/// them; the peer then finds the HVM guest's text in its page.
+/// refused with their own status), maps that page above its RAM with `GNTTABOP_map_grant_ref`,
+/// writes through the mapping, unmaps, maps it read-only and reads it back (a mapping over its
+/// RAM, an unaligned address and an unknown handle are each refused), answers on the port, finds
+/// both grants released and ends them; the peer then finds the mapped write in its page and can
+/// end its grant (no mapping left).
 #[test]
 fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
     let o = Scenario::new("pvh-share").run();
@@ -35,6 +38,9 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
             "[hvm] pvh-probe: GNTTABOP_copy with grant * of domain {peer}: copied out \"copied out of hvm-peer's page \
              by the HVM guest\", copied in our text; bad ref, foreign frame and page overrun refused (-3, -10, -10)"
         ),
+        &format!("[hvm] pvh-probe: mapped grant * of domain {peer} at gfn 0x*: \"copied into hvm-peer's page by the HVM guest\""),
+        "[hvm] pvh-probe: wrote through it, unmapped (0); read-only again: \"written into hvm-peer's page through the HVM \
+         guest's mapping\", unmapped (0); over our RAM -1, unaligned -1, unknown handle -4",
         "[hvm] pvh-probe: answering on port 3",
         "[hvm] pvh-probe: both grants ended (no mapping left)",
         "[hv] domain * (hvm) shut down: poweroff",
@@ -45,7 +51,7 @@ fn an_hvm_guest_and_a_unikernel_share_a_port_and_grants() {
         &format!("[peer] hvm-peer: wrote \"{text}\" through grant 9"),
         &format!("[peer] hvm-peer: bound local port * to port 3 of domain {hvm}; notifying"),
         "[peer] hvm-peer: answer from the HVM guest on port *",
-        "[peer] hvm-peer: our grant * now says \"copied into hvm-peer's page by the HVM guest\"",
+        "[peer] hvm-peer: our grant * now says \"written into hvm-peer's page through the HVM guest's mapping\"",
     ]);
     // Across the two (each side prints before it sends and after it sees the event): the peer
     // wrote and notified before the HVM guest saw the text, the HVM guest answered before the

@@ -174,6 +174,9 @@ pub const PEER_COPY_MARKER: &str = "copied out of hvm-peer's page by the HVM gue
 /// `share` mode: what the HVM guest copies into the peer's page.
 pub const COPY_BACK_TEXT: &str = "copied into hvm-peer's page by the HVM guest";
 
+/// `share` mode: what the HVM guest writes into the peer's page through its own mapping.
+pub const MAPPED_TEXT: &str = "written into hvm-peer's page through the HVM guest's mapping";
+
 /// `share` mode: the grant ref in the peer's text (`...; copy grant <ref>`), if any.
 pub fn copy_grant_in(text: &str) -> Option<u32> {
     let rest = &text[text.find("copy grant ")? + "copy grant ".len()..];

@@ -55,8 +55,17 @@ impl Hv {
         for d in self.domains.iter_mut().flatten() {
             let Some(l) = d.live_mut() else { continue };
             for h in l.maps.revoke_granter(granter) {
-                let pml4 = l.aspace.pml4;
-                l.aspace.remap_user(hv_abi::map_va(h), l.scratch, pml4 == loaded, &mut self.frames);
+                match (l.maps.get(h).and_then(|m| m.gfn), l.hvm.as_deref_mut()) {
+                    // An HVM mapper's guest frame now shows its scratch page.
+                    (Some(gfn), Some(hvm)) => {
+                        let _ = hvm.npt.map_frame(gfn * PAGE_SIZE, l.scratch, true, &mut self.frames);
+                        hvm.vcpu.set_tlb_flush(true);
+                    }
+                    _ => {
+                        let pml4 = l.aspace.pml4;
+                        l.aspace.remap_user(hv_abi::map_va(h), l.scratch, pml4 == loaded, &mut self.frames);
+                    }
+                }
                 n += 1;
             }
         }
@@ -172,7 +181,7 @@ fn map(hv: &mut Hv, slot: usize, granter: u64, gref: u64, flags: u64) -> Result<
     let pa = granted_page(hv, g, e, me, write)?;
     let granter = hv.domains[g].as_ref().ok_or(GrantStatus::BadDomain)?.id;
     let bits = hv.pins.pin(granter, gref, write)?;
-    let m = Mapping { granter, gref, writable: write, revoked: false };
+    let m = Mapping { granter, gref, writable: write, revoked: false, gfn: None };
     let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(GrantStatus::GeneralError)?;
     let handle = match l.maps.insert(m, MAX_GRANT_MAPS) {
         Ok(h) => h,
@@ -203,6 +212,89 @@ fn unmap(hv: &mut Hv, slot: usize, handle: u64) -> Result<u64, GrantStatus> {
         hv.release_pin(m.granter, m.gref, m.writable);
     }
     Ok(0)
+}
+
+/// Maps grant `gref` of domain `granter` for HVM domain `slot` at its guest frame `gfn`, which
+/// must lie above its RAM, below [`crate::arch::npt::MAX_GPA`], and show nothing yet (not a
+/// page the hypervisor placed, not another mapping); read-only unless `write`. Returns the
+/// handle. The nested tables it may need are bounded with the guest's other placements.
+pub(super) fn map_for_hvm(
+    hv: &mut Hv,
+    slot: usize,
+    granter: u64,
+    gref: u64,
+    gfn: u64,
+    write: bool,
+) -> Result<u32, GrantStatus> {
+    let me = hv.domains[slot].as_ref().ok_or(GrantStatus::GeneralError)?.id;
+    let (g, gref, e) = read_entry(hv, granter, gref)?;
+    if g == slot {
+        return Err(GrantStatus::BadDomain);
+    }
+    {
+        let l = hv.domains[slot].as_ref().and_then(Domain::live).ok_or(GrantStatus::GeneralError)?;
+        let h = l.hvm.as_deref().ok_or(GrantStatus::GeneralError)?;
+        let free = gfn >= h.ram_pages
+            && gfn < crate::arch::npt::MAX_GPA / PAGE_SIZE
+            && h.npt.translate(gfn * PAGE_SIZE).is_none()
+            && h.npt.table_frames() <= h.base_table_frames + super::hvm::EXTRA_TABLE_FRAMES;
+        if !free {
+            return Err(GrantStatus::GeneralError);
+        }
+    }
+    let pa = granted_page(hv, g, e, me, write)?;
+    let granter = hv.domains[g].as_ref().ok_or(GrantStatus::BadDomain)?.id;
+    let bits = hv.pins.pin(granter, gref, write)?;
+    let m = Mapping { granter, gref, writable: write, revoked: false, gfn: Some(gfn) };
+    let Hv { domains, frames, .. } = hv;
+    let l = domains[slot].as_mut().and_then(Domain::live_mut).ok_or(GrantStatus::GeneralError)?;
+    let handle = l.maps.insert(m, MAX_GRANT_MAPS);
+    let mapped = match (handle, l.hvm.as_deref_mut()) {
+        (Ok(handle), Some(h)) => {
+            let done = h.npt.map_frame(gfn * PAGE_SIZE, pa, write, frames);
+            h.vcpu.set_tlb_flush(true);
+            if done.is_none() {
+                l.maps.remove(handle);
+            }
+            done.map(|()| handle).ok_or(GrantStatus::NoSpace)
+        }
+        (Ok(handle), None) => {
+            l.maps.remove(handle);
+            Err(GrantStatus::GeneralError)
+        }
+        (Err(st), _) => Err(st),
+    };
+    match mapped {
+        Ok(handle) => {
+            if let Some(f) = hv.grant_flags(g, gref) {
+                f.fetch_or(bits, Ordering::SeqCst);
+            }
+            Ok(handle)
+        }
+        Err(st) => {
+            hv.release_pin(granter, gref, write);
+            Err(st)
+        }
+    }
+}
+
+/// Unmaps HVM domain `slot`'s grant mapping `handle`, which must be the one at guest frame
+/// `gfn`; the frame then shows nothing.
+pub(super) fn unmap_for_hvm(hv: &mut Hv, slot: usize, handle: u64, gfn: u64) -> Result<(), GrantStatus> {
+    let handle = u32::try_from(handle).map_err(|_| GrantStatus::BadHandle)?;
+    let l = hv.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(GrantStatus::GeneralError)?;
+    let m = l.maps.get(handle).ok_or(GrantStatus::BadHandle)?;
+    if m.gfn != Some(gfn) {
+        return Err(GrantStatus::GeneralError);
+    }
+    let h = l.hvm.as_deref_mut().ok_or(GrantStatus::GeneralError)?;
+    l.maps.remove(handle);
+    h.npt.unmap(gfn * PAGE_SIZE);
+    h.vcpu.set_tlb_flush(true);
+    if !m.revoked {
+        hv.release_pin(m.granter, m.gref, m.writable);
+    }
+    Ok(())
 }
 
 /// The physical address of `len` bytes at `offset` in the page domain `granter` granted to `me`
@@ -288,7 +380,7 @@ pub fn store_connect(hv: &mut Hv, caller: usize, target: u64, out: u64) -> Resul
         .find(|&p| hv.evtchn.status(tid, p) == Ok(crate::event_channel::PortState::Unbound { remote: me }))
         .ok_or(Error::Busy)?;
     let (port, pend) = hv.evtchn.bind_interdomain(me, tid, store_port).map_err(|_| Error::Busy)?;
-    let m = Mapping { granter: tid, gref: STORE_PAGE_GREF, writable: true, revoked: false };
+    let m = Mapping { granter: tid, gref: STORE_PAGE_GREF, writable: true, revoked: false, gfn: None };
     let l = hv.domains[caller].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
     let Ok(handle) = l.maps.insert(m, MAX_GRANT_MAPS) else {
         let _ = hv.evtchn.close(me, port);

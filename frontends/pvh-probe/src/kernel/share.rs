@@ -6,7 +6,10 @@
 //! wait with `sti; hlt` until the peer has written into the writable page and notified the port;
 //! then copy with `GNTTABOP_copy` out of and into the page the peer granted us (named in its
 //! text), and try three bad copies (a bad grant reference, a frame outside our RAM, a copy past
-//! the page end), each of which must fail with its own status; then answer on the port, check
+//! the page end), each of which must fail with its own status; map that page at a guest frame
+//! above RAM with `GNTTABOP_map_grant_ref`, write through the mapping, unmap, map it read-only
+//! and read it (a mapping over our RAM, an unaligned address, an unknown handle must each be
+//! refused); then answer on the port, check
 //! the peer let go of both grants, end them and power off.
 
 use core::fmt::Write;
@@ -19,9 +22,12 @@ use hv_abi::xen::{
     EvtchnAllocUnbound, EvtchnSend, EvtchnUnmask, GrantEntryV1, XenAddToPhysmap, XenHvmParam, errno, evtchnop, gtf,
     hvm_param, hvmop, nr, shutdown_reason, xenmapspace, xenmem,
 };
-use hv_abi::xen::{GnttabCopy, GnttabCopyPtr, gntcopy, gntst, gnttabop};
+use hv_abi::xen::{
+    GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef, gntcopy, gntmap, gntst, gnttabop,
+};
 use pvh_probe::{
-    CALLBACK_VECTOR, COPY_BACK_TEXT, Options, PEER_COPY_MARKER, SHARE_MARKER, SHARE_READONLY_REF, SHARE_WRITABLE_REF,
+    CALLBACK_VECTOR, COPY_BACK_TEXT, MAPPED_TEXT, Options, PEER_COPY_MARKER, SHARE_MARKER, SHARE_READONLY_REF,
+    SHARE_WRITABLE_REF,
 };
 
 /// A page this domain grants (4 KiB-aligned static; identity map, so address = guest-physical).
@@ -152,6 +158,76 @@ fn copy_with_peer(console: &mut Console, peer: u16, gref: Option<u32>) {
         status[2],
         status[3],
         status[4]
+    );
+}
+
+/// One `GNTTABOP_map_grant_ref` element; returns (status, handle).
+fn map_grant(peer: u16, gref: u32, host_addr: u64, flags: u32) -> (i16, u32) {
+    let mut op = GnttabMapGrantRef { host_addr, flags, gref, dom: peer, status: 1, ..Default::default() };
+    let result = call(nr::GRANT_TABLE_OP, [gnttabop::MAP_GRANT_REF, addr_mut(&mut op), 1, 0, 0]);
+    if result != Ok(0) {
+        return (i16::MIN, 0);
+    }
+    (op.status, op.handle)
+}
+
+/// One `GNTTABOP_unmap_grant_ref` element; returns its status.
+fn unmap_grant(host_addr: u64, handle: u32) -> i16 {
+    let mut op = GnttabUnmapGrantRef { host_addr, handle, status: 1, ..Default::default() };
+    let result = call(nr::GRANT_TABLE_OP, [gnttabop::UNMAP_GRANT_REF, addr_mut(&mut op), 1, 0, 0]);
+    if result != Ok(0) {
+        return i16::MIN;
+    }
+    op.status
+}
+
+/// Maps the peer's grant `gref` at our guest frame `gfn` (above RAM), reads what the copy put
+/// there, writes [`MAPPED_TEXT`] through the mapping and unmaps it; maps it read-only and reads
+/// it again; then a mapping over our own RAM, an unaligned address and an unknown handle must
+/// each be refused.
+fn map_peer_grant(console: &mut Console, peer: u16, gref: u32, gfn: u64) {
+    let at = gfn << 12;
+    let read_text = |buf: &mut [u8; TEXT_MAX]| {
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `at` is below 4 GiB (identity mapped) and shows the peer's page while the
+            // grant is mapped there; volatile reads, the peer may write concurrently.
+            *b = unsafe { core::ptr::read_volatile((at as *const u8).add(i)) };
+        }
+    };
+    let (status, handle) = map_grant(peer, gref, at, gntmap::HOST_MAP);
+    if status != gntst::OKAY {
+        fail(console, format_args!("GNTTABOP_map_grant_ref of grant {gref} at gfn {gfn:#x}: status {status}"));
+    }
+    let mut buf = [0u8; TEXT_MAX];
+    read_text(&mut buf);
+    say!(
+        console,
+        "pvh-probe: mapped grant {gref} of domain {peer} at gfn {gfn:#x}: \"{}\"",
+        pvh_probe::cmdline_text(&buf)
+    );
+    // SAFETY: the mapping above is writable and covers the page at `at`; the text and its NUL fit.
+    unsafe {
+        let p = at as *mut u8;
+        for (i, &b) in MAPPED_TEXT.as_bytes().iter().chain(&[0]).enumerate() {
+            p.add(i).write_volatile(b);
+        }
+    }
+    let unmapped = unmap_grant(at, handle);
+    let (ro_status, ro_handle) = map_grant(peer, gref, at, gntmap::HOST_MAP | gntmap::READONLY);
+    if (unmapped, ro_status) != (gntst::OKAY, gntst::OKAY) {
+        fail(console, format_args!("unmap {unmapped}, read-only map {ro_status}"));
+    }
+    read_text(&mut buf);
+    let ro_unmapped = unmap_grant(at, ro_handle);
+    let own_ram = (&raw const COPY_IN_PAGE as u64) & !0xfff;
+    let (over_ram, _) = map_grant(peer, gref, own_ram, gntmap::HOST_MAP);
+    let (unaligned, _) = map_grant(peer, gref, at + 8, gntmap::HOST_MAP);
+    let bad_handle = unmap_grant(at, 77);
+    say!(
+        console,
+        "pvh-probe: wrote through it, unmapped ({unmapped}); read-only again: \"{}\", unmapped ({ro_unmapped}); \
+         over our RAM {over_ram}, unaligned {unaligned}, unknown handle {bad_handle}",
+        pvh_probe::cmdline_text(&buf)
     );
 }
 
@@ -288,7 +364,13 @@ pub fn run(console: &mut Console, boot: &Boot, options: &Options) -> ! {
     );
     say!(console, "pvh-probe: {upcalls} upcall(s) on vector {CALLBACK_VECTOR:#x}, {others} event(s) on other ports");
 
-    copy_with_peer(console, peer, pvh_probe::copy_grant_in(writable_text(&mut text)));
+    let copy_ref = pvh_probe::copy_grant_in(writable_text(&mut text));
+    copy_with_peer(console, peer, copy_ref);
+    let map_gfn = pvh_probe::free_frame_above_ram(map, (16 << 20) + 2 * 4096);
+    if map_gfn == shared_gfn || map_gfn == table_gfn || map_gfn >= (1 << 32) >> 12 {
+        fail(console, format_args!("no room below 4 GiB to map the peer's grant"));
+    }
+    map_peer_grant(console, peer, copy_ref.unwrap_or(0), map_gfn);
 
     // Said before sending: the peer may run (and print) as soon as the event is sent.
     say!(console, "pvh-probe: answering on port {port}");

@@ -39,6 +39,17 @@ impl NestedTables {
         Some(())
     }
 
+    /// Maps one guest frame `gpa` to host frame `hpa`, read-only unless `writable` (a grant
+    /// mapping).
+    pub fn map_frame(&mut self, gpa: u64, hpa: u64, writable: bool, frames: &mut FrameAllocator) -> Option<()> {
+        if gpa >= MAX_GPA {
+            return None;
+        }
+        let pt = walk_to_table(self.root, gpa, true, frames, &mut self.tables)?;
+        set_entry(pt, index(gpa, 12), hpa | P | U | if writable { W } else { 0 });
+        Some(())
+    }
+
     /// The host frame behind guest frame `gpa` (page-aligned result), if mapped.
     pub fn translate(&self, gpa: u64) -> Option<u64> {
         if gpa >= MAX_GPA {

@@ -458,8 +458,65 @@ fn gnttab_op(hv: &mut Hv, slot: usize, a: [u64; 5]) -> XResult {
             Ok(0)
         }
         COPY => gnttab_copy(hv, slot, a[1], a[2]),
+        MAP_GRANT_REF => gnttab_map(hv, slot, a[1], a[2]),
+        UNMAP_GRANT_REF => gnttab_unmap(hv, slot, a[1], a[2]),
         _ => Err(errno::ENOSYS),
     }
+}
+
+/// Grant map and unmap elements an HVM guest may pass in one call (the same bound as copies).
+const MAX_GRANT_MAP_BATCH: u64 = hv_abi::MAX_GRANT_COPY_BATCH as u64;
+
+/// `GNTTABOP_map_grant_ref` from an HVM guest: `GNTMAP_host_map` at `host_addr`, a page-aligned
+/// guest-physical address above its RAM that shows nothing yet (Linux maps into ballooned-out
+/// frames); `GNTMAP_readonly` maps it read-only in the nested tables. `GNTMAP_device_map` is
+/// refused (no device address is handed out). Each element is read once; its `status` and
+/// `handle` are written back.
+fn gnttab_map(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> XResult {
+    use xen::gntmap::{DEVICE_MAP, HOST_MAP, READONLY};
+    if count > MAX_GRANT_MAP_BATCH {
+        return Err(errno::E2BIG);
+    }
+    let size = core::mem::size_of::<xen::GnttabMapGrantRef>() as u64;
+    for i in 0..count {
+        let at = ops.checked_add(i * size).ok_or(errno::EFAULT)?;
+        let mut op: xen::GnttabMapGrantRef = read_value(hvm(hv, slot).ok_or(errno::ESRCH)?, at).or_else(fault)?;
+        let result = if op.flags & HOST_MAP == 0 || op.flags & DEVICE_MAP != 0 || op.host_addr % FRAME_SIZE != 0 {
+            Err(hv_abi::GrantStatus::GeneralError)
+        } else {
+            let write = op.flags & READONLY == 0;
+            let gfn = op.host_addr / FRAME_SIZE;
+            super::super::grant_table::map_for_hvm(hv, slot, u64::from(op.dom), u64::from(op.gref), gfn, write)
+        };
+        (op.status, op.handle) = match result {
+            Ok(handle) => (xen::gntst::OKAY, handle),
+            Err(st) => (st.as_raw(), u32::MAX),
+        };
+        op.dev_bus_addr = 0;
+        write_value(hvm(hv, slot).ok_or(errno::ESRCH)?, at, &op).or_else(fault)?;
+    }
+    Ok(0)
+}
+
+/// `GNTTABOP_unmap_grant_ref` from an HVM guest: `handle` at `host_addr` (both as the map gave
+/// them); the frame then shows nothing. Per-element `status`.
+fn gnttab_unmap(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> XResult {
+    if count > MAX_GRANT_MAP_BATCH {
+        return Err(errno::E2BIG);
+    }
+    let size = core::mem::size_of::<xen::GnttabUnmapGrantRef>() as u64;
+    for i in 0..count {
+        let at = ops.checked_add(i * size).ok_or(errno::EFAULT)?;
+        let mut op: xen::GnttabUnmapGrantRef = read_value(hvm(hv, slot).ok_or(errno::ESRCH)?, at).or_else(fault)?;
+        let result = if op.host_addr % FRAME_SIZE != 0 {
+            Err(hv_abi::GrantStatus::GeneralError)
+        } else {
+            super::super::grant_table::unmap_for_hvm(hv, slot, u64::from(op.handle), op.host_addr / FRAME_SIZE)
+        };
+        op.status = result.map_or_else(|st| st.as_raw(), |()| xen::gntst::OKAY);
+        write_value(hvm(hv, slot).ok_or(errno::ESRCH)?, at, &op).or_else(fault)?;
+    }
+    Ok(0)
 }
 
 /// `GNTTABOP_copy`: up to [`hv_abi::MAX_GRANT_COPY_BATCH`] elements (more: `-E2BIG`, nothing
