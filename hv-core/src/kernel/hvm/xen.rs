@@ -481,13 +481,14 @@ fn gnttab_map(hv: &mut Hv, slot: usize, ops: u64, count: u64) -> XResult {
     for i in 0..count {
         let at = ops.checked_add(i * size).ok_or(errno::EFAULT)?;
         let mut op: xen::GnttabMapGrantRef = read_value(hvm(hv, slot).ok_or(errno::ESRCH)?, at).or_else(fault)?;
-        let result = if op.flags & HOST_MAP == 0 || op.flags & DEVICE_MAP != 0 || !op.host_addr.is_multiple_of(FRAME_SIZE) {
-            Err(hv_abi::GrantStatus::GeneralError)
-        } else {
-            let write = op.flags & READONLY == 0;
-            let gfn = op.host_addr / FRAME_SIZE;
-            super::super::grant_table::map_for_hvm(hv, slot, u64::from(op.dom), u64::from(op.gref), gfn, write)
-        };
+        let result =
+            if op.flags & HOST_MAP == 0 || op.flags & DEVICE_MAP != 0 || !op.host_addr.is_multiple_of(FRAME_SIZE) {
+                Err(hv_abi::GrantStatus::GeneralError)
+            } else {
+                let write = op.flags & READONLY == 0;
+                let gfn = op.host_addr / FRAME_SIZE;
+                super::super::grant_table::map_for_hvm(hv, slot, u64::from(op.dom), u64::from(op.gref), gfn, write)
+            };
         (op.status, op.handle) = match result {
             Ok(handle) => (xen::gntst::OKAY, handle),
             Err(st) => (st.as_raw(), u32::MAX),
