@@ -18,7 +18,9 @@ extern crate alloc;
 
 pub mod bridge;
 pub mod checksum;
+pub mod gso;
 pub mod pcap;
+pub mod prof;
 pub mod switch;
 pub mod vif;
 pub mod xenbus;
