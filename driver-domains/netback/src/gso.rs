@@ -147,6 +147,16 @@ impl<'a> Segmenter<'a> {
         self.segments
     }
 
+    /// Bytes of headers (Ethernet, IP, TCP) each segment starts with.
+    pub fn header_len(&self) -> usize {
+        self.headers
+    }
+
+    /// Bytes of TCP payload the segments carry between them.
+    pub fn payload_len(&self) -> usize {
+        self.end - self.headers
+    }
+
     /// Writes segment `i` (< [`Self::segments`]) into `out` (at least [`MAX_FRAME`] bytes);
     /// returns its length (`None` for an `i` out of range or an `out` too small).
     pub fn write(&self, i: usize, out: &mut [u8]) -> Option<usize> {
