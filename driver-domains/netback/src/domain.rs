@@ -142,6 +142,8 @@ fn serve(device: &mut Option<VirtioUplink>) {
                 n += 1;
             }
             more |= n >= UPLINK_RX_BUDGET;
+            // The buffers just given back, in one notification.
+            dev.0.flush();
             crate::prof::add(crate::prof::UPLINK_RX, t, n as u64);
         }
         let round = {
@@ -152,6 +154,10 @@ fn serve(device: &mut Option<VirtioUplink>) {
             }
         };
         more |= round.more;
+        // The round's frames for the device, in one notification.
+        if let Some(d) = device.as_mut() {
+            d.0.flush();
+        }
         let on_port = |d: &Device<VifPath>, port: PortId| d.path().is_some_and(|v| v.bridge_port == Some(port));
         let t = crate::prof::now();
         for port in &round.notify {

@@ -229,17 +229,100 @@ pub enum NetError {
     Io,
 }
 
+type NetPci = virtio_drivers::transport::pci::PciTransport;
+
+/// [`NetDevice`]'s transport: the PCI transport, shared with the device's owner so that queue
+/// notifications are held back and sent once per batch ([`NetDevice::flush`]). virtio-drivers
+/// notifies the device after every buffer it adds (with `VIRTIO_F_EVENT_IDX` its check asks for
+/// a notification whenever the device's `avail_event` is behind, which it stays while the device
+/// is busy); each notification is a trapped write that QEMU handles under its global lock, and
+/// they were the largest cost of every frame netback sent or received.
+struct BatchedNotify {
+    inner: alloc::rc::Rc<core::cell::RefCell<NetPci>>,
+    /// Bit `q`: queue `q` has buffers the device was not told about.
+    pending: alloc::rc::Rc<core::cell::Cell<u32>>,
+}
+
+impl virtio_drivers::transport::Transport for BatchedNotify {
+    fn device_type(&self) -> virtio_drivers::transport::DeviceType {
+        self.inner.borrow().device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.borrow_mut().read_device_features()
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.inner.borrow_mut().write_driver_features(driver_features)
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.inner.borrow_mut().max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.pending.set(self.pending.get() | 1u32.checked_shl(u32::from(queue)).unwrap_or(0));
+    }
+    fn get_status(&self) -> virtio_drivers::transport::DeviceStatus {
+        self.inner.borrow().get_status()
+    }
+    fn set_status(&mut self, status: virtio_drivers::transport::DeviceStatus) {
+        self.inner.borrow_mut().set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.inner.borrow_mut().set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.inner.borrow().requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.inner.borrow_mut().queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.inner.borrow_mut().queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.inner.borrow_mut().queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> virtio_drivers::transport::InterruptStatus {
+        self.inner.borrow_mut().ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.inner.borrow().read_config_generation()
+    }
+    fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        self.inner.borrow().read_config_space(offset)
+    }
+    fn write_config_space<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
+        self.inner.borrow_mut().write_config_space(offset, value)
+    }
+}
+
 /// An assigned virtio-net device (our uplink) driven without blocking: [`NetDevice::receive`]
 /// copies a received frame out and gives its buffer straight back to the device,
 /// [`NetDevice::send`] queues a frame and returns at once (completed transmissions are reclaimed
-/// on later calls). The rx and tx queue interrupts arrive on [`NetDevice::port`].
+/// on later calls); the device hears of both at the next [`NetDevice::flush`]. The rx and tx queue interrupts arrive on [`NetDevice::port`].
 pub struct NetDevice {
     // Declared first so it is dropped first: dropping it detaches the queues from the device
     // before the buffers below are freed.
     // Boxed (as are the tables below) to keep the domain's stack small.
-    net: alloc::boxed::Box<
-        virtio_drivers::device::net::VirtIONetRaw<HvHal, virtio_drivers::transport::pci::PciTransport, NET_QUEUE>,
-    >,
+    net: alloc::boxed::Box<virtio_drivers::device::net::VirtIONetRaw<HvHal, BatchedNotify, NET_QUEUE>>,
+    /// The transport `net` drives, for [`NetDevice::flush`]'s notifications.
+    transport: alloc::rc::Rc<core::cell::RefCell<NetPci>>,
+    /// Queues with buffers added since the last notification (bit per queue).
+    pending: alloc::rc::Rc<core::cell::Cell<u32>>,
+    /// Notifications sent.
+    pub notifications: u64,
     port: u32,
     interrupts: bool,
     mac: [u8; 6],
@@ -268,8 +351,11 @@ impl NetDevice {
         let mut root = PciRoot::new(HvConfigAccess);
         let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
         let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| NetError::Setup)?;
+        let shared = alloc::rc::Rc::new(core::cell::RefCell::new(transport));
+        let pending = alloc::rc::Rc::new(core::cell::Cell::new(0));
+        let batched = BatchedNotify { inner: shared.clone(), pending: pending.clone() };
         let net = alloc::boxed::Box::new(
-            virtio_drivers::device::net::VirtIONetRaw::new(transport).map_err(|_| NetError::Setup)?,
+            virtio_drivers::device::net::VirtIONetRaw::new(batched).map_err(|_| NetError::Setup)?,
         );
         let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| NetError::Setup)?;
         // Queue 0 is receiveq1, queue 1 transmitq1.
@@ -277,6 +363,9 @@ impl NetDevice {
         let mac = net.mac_address();
         let mut d = Self {
             net,
+            transport: shared,
+            pending,
+            notifications: 0,
             port,
             interrupts,
             mac,
@@ -289,7 +378,22 @@ impl NetDevice {
         for i in 0..NET_RX_BUFFERS {
             d.post_rx(i)?;
         }
+        d.flush();
         Ok(d)
+    }
+
+    /// Tells the device about every buffer added since the last call ([`NetDevice::send`] and
+    /// [`NetDevice::receive`] add them without notifying): one notification per queue that has
+    /// new buffers. Call it after each batch of sends and receives; `send` calls it itself
+    /// before it reports [`NetError::Busy`].
+    pub fn flush(&mut self) {
+        let pending = self.pending.replace(0);
+        for queue in 0..2u16 {
+            if pending & (1 << queue) != 0 {
+                virtio_drivers::transport::Transport::notify(&mut *self.transport.borrow_mut(), queue);
+                self.notifications += 1;
+            }
+        }
     }
 
     /// Gives rx buffer `i` to the device.
@@ -358,7 +462,11 @@ impl NetDevice {
         if frame.len() > Self::MAX_FRAME {
             return Err(NetError::TooLong);
         }
-        let i = self.tx_free.pop().ok_or(NetError::Busy)?;
+        let Some(i) = self.tx_free.pop() else {
+            // The device must hear of the queued frames to free their buffers.
+            self.flush();
+            return Err(NetError::Busy);
+        };
         let buf = &mut self.tx_bufs[i];
         let hdr = match self.net.fill_buffer_header(buf) {
             Ok(h) if h + frame.len() <= buf.len() => h,
@@ -381,6 +489,7 @@ impl NetDevice {
             },
             Err(_) => {
                 self.tx_free.push(i);
+                self.flush();
                 Err(NetError::Busy)
             }
         }
