@@ -72,6 +72,9 @@ pub struct BenchArgs {
     /// at most 3)
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
+    /// `linux-io` only: measure only the disk (fio) or only the network (wrk, iperf3)
+    #[arg(long, value_enum)]
+    only: Option<linux_io::Part>,
 }
 
 pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
@@ -87,7 +90,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
         BenchWhat::Net => net::run(paths, accel(), machine, runs.min(3)),
         BenchWhat::Xl => xl::run(paths, accel(), machine),
         BenchWhat::Pvh => pvh::run(paths, accel(), machine, runs),
-        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3)),
+        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3), args.only),
         BenchWhat::All => {
             let accel = accel();
             let mut failed = Vec::new();
@@ -98,7 +101,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
                 ("net", &|| net::run(paths, accel, machine, runs.min(3))),
                 ("xl", &|| xl::run(paths, accel, machine)),
                 ("pvh", &|| pvh::run(paths, accel, machine, runs)),
-                ("linux-io", &|| linux_io::run(paths, accel, machine, runs.min(3))),
+                ("linux-io", &|| linux_io::run(paths, accel, machine, runs.min(3), args.only)),
             ];
             for (name, bench) in benches {
                 xtask::step(format!("bench {name}"));
