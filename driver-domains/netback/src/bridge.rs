@@ -220,15 +220,16 @@ impl<M: SharedMemory> Bridge<M> {
             let captured = vif.capture;
             for f in &self.frames {
                 let Some(frame) = self.scratch.get(f.offset..f.offset + f.len) else { continue };
+                // A frame is captured as the vif sent it, a GSO packet as the segments it becomes.
+                if captured && f.gso.is_none() {
+                    capture(port, frame);
+                }
                 // Anti-spoofing: only the vif's own source address gets through.
                 if mac.is_none() || addresses(frame).map(|(_, src)| src) != mac {
                     self.vifs[i].spoofed += 1;
                     continue;
                 }
                 let Some(gso) = f.gso else {
-                    if captured {
-                        capture(port, frame);
-                    }
                     let up = if self.has_uplink { Some((&mut *uplink, &mut self.uplink)) } else { None };
                     forward(&mut self.switch, &mut self.vifs, up, port, frame, now_ns);
                     continue;

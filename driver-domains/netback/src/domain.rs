@@ -3,9 +3,10 @@
 //! toolstack gave it.
 //!
 //! Per device (`/local/domain/<me>/backend/vif/<fe>/<n>`): read `mac` and `params` (`pcap=1`),
-//! publish `feature-rx-copy` = 1 and the other features as 0, switch to InitWait; when the
-//! frontend is Initialised (or already Connected) read `tx-ring-ref`, `rx-ring-ref`,
-//! `event-channel`, map both rings, bind the port, switch to Connected. A frontend that goes
+//! publish the features (`crate::xenbus`: rx-copy, scatter-gather, GSO for TCP over IPv4 and
+//! IPv6), switch to InitWait; when the frontend is Initialised (or already Connected) read
+//! `tx-ring-ref`, `rx-ring-ref`, `event-channel`, map both rings, bind the port, switch to
+//! Connected. A frontend that goes
 //! Closing is torn down (rings unmapped, port closed, its MACs forgotten by the switch) and
 //! answered with Closing, Closed or vanished with Closed; one that breaks a ring is torn down
 //! and closed; either may reconnect by going back to Initialising. The handshake is the

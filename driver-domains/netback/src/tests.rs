@@ -973,3 +973,24 @@ fn a_flood_of_64k_gso_packets_is_served_a_bounded_number_per_round() {
     assert_eq!(rounds, 4);
     assert_eq!(net.uplink.sent.len(), 13 * per_packet);
 }
+
+/// A captured vif's GSO packet is recorded as the segments it becomes; a GSO packet from a
+/// forged source MAC is neither cut nor sent (it counts as spoofed).
+#[test]
+fn gso_packets_are_captured_as_segments_and_forged_ones_are_not_cut() {
+    let mut net = Net::new(true);
+    let (mut a, pa) = net.add(5);
+    net.bridge.vif_mut(pa).unwrap().capture = true;
+    let packet = crate::gso::test_packet(GsoKind::TcpV4, a.mac, UP_MAC, 5000);
+    a.send_sg(&mut net.grants, &packet, &[gso_extra(GsoKind::TcpV4, 1448)], 1);
+    net.round();
+    assert_eq!(net.uplink.sent.len(), 4);
+    let captured: Vec<Vec<u8>> = net.captured.iter().map(|(_, f)| f.clone()).collect();
+    assert_eq!(captured, net.uplink.sent);
+    let forged = crate::gso::test_packet(GsoKind::TcpV4, [0x00, 0x16, 0x3e, 0, 9, 9], UP_MAC, 5000);
+    a.send_sg(&mut net.grants, &forged, &[gso_extra(GsoKind::TcpV4, 1448)], 10);
+    net.round();
+    assert_eq!(net.uplink.sent.len(), 4);
+    assert_eq!(net.bridge.spoofed(pa), Some(1));
+    assert_eq!(net.bridge.gso_packets, 1);
+}

@@ -3,12 +3,15 @@
 //! **tx** (frontend → backend): [`Vif::tx_round`] takes each slot the ring copied out of shared
 //! memory exactly once, groups the slots into packets (first slot, extra-info slots after a
 //! `NETTXF_extra_info`, then `NETTXF_more_data` fragments) and validates each packet with
-//! shared-ring's [`TxPacketCheck`] plus the backend's own rules (frame size, no offloads). The
-//! data of every valid packet of the round moves into the backend's scratch buffer by one batched
-//! grant copy ([`GrantCopier::copy_in`]). Every data slot gets `OKAY` or `ERROR`, every
-//! extra-info slot `NULL`, in ring order. At most [`TX_PACKETS_PER_ROUND`] packets and
-//! [`TX_SLOTS_PER_ROUND`] slots per round, so a flooding frontend cannot starve the others; a
-//! packet whose slots are not all published yet waits (its responses too) for the next round.
+//! shared-ring's [`TxPacketCheck`] plus the backend's own rules (frame size: 1514 bytes, up to
+//! 64 KiB for a packet with a GSO extra, which must also pass [`Segmenter::new`]; a checksum
+//! left blank must be completable). The data of every valid packet of the round moves into the
+//! backend's scratch buffer by one batched grant copy ([`GrantCopier::copy_in`]). Every data
+//! slot gets `OKAY` or `ERROR`, every extra-info slot `NULL`, in ring order. At most
+//! [`TX_PACKETS_PER_ROUND`] packets, [`TX_SLOTS_PER_ROUND`] slots, packets that become
+//! [`TX_FRAMES_PER_ROUND`] frames and what fits [`SCRATCH_BYTES`] per round, so a flooding
+//! frontend cannot starve the others; a packet whose slots are not all published yet waits (its
+//! responses too) for the next round.
 //!
 //! **rx** (backend → frontend): frames for the vif wait in a bounded queue
 //! ([`RX_QUEUE_LEN`]; more are dropped and counted). [`Vif::rx_round`] pairs queued frames with
