@@ -238,7 +238,9 @@ impl<M: SharedMemory> Bridge<M> {
                 let Ok(cut) = Segmenter::new(frame, gso) else { continue };
                 self.gso_packets += 1;
                 for s in 0..cut.segments() {
+                    let t = crate::prof::now();
                     let Some(len) = cut.write(s, &mut self.segment) else { break };
+                    crate::prof::add(crate::prof::SEGMENT, t, 1);
                     let segment = &self.segment[..len];
                     self.gso_segments += 1;
                     if captured {

@@ -157,7 +157,9 @@ fn serve(device: &mut Option<VirtioUplink>) {
         more |= round.more;
         // The round's frames for the device, in one notification.
         if let Some(d) = device.as_mut() {
+            let t = crate::prof::now();
             d.0.flush();
+            crate::prof::add(crate::prof::FLUSH, t, 0);
         }
         let on_port = |d: &Device<VifPath>, port: PortId| d.path().is_some_and(|v| v.bridge_port == Some(port));
         let t = crate::prof::now();

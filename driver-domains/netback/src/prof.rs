@@ -8,8 +8,20 @@
 //! --features netback/prof` before `cargo xtask run` (or turn it on in netback's Cargo.toml).
 
 /// The phases.
-pub const NAMES: [&str; 10] =
-    ["loop", "uplink_rx", "tx_round", "tx_copy", "uplink_send", "rx_round", "rx_copy", "sleep", "refresh", "notify"];
+pub const NAMES: [&str; 12] = [
+    "loop",
+    "uplink_rx",
+    "tx_round",
+    "tx_copy",
+    "uplink_send",
+    "rx_round",
+    "rx_copy",
+    "sleep",
+    "refresh",
+    "notify",
+    "segment",
+    "flush",
+];
 /// The loop's work, from waking to deciding to sleep.
 pub const LOOP: usize = 0;
 /// Taking frames from the virtio-net device.
@@ -30,6 +42,10 @@ pub const SLEEP: usize = 7;
 pub const REFRESH: usize = 8;
 /// Event-channel notifications to frontends.
 pub const NOTIFY: usize = 9;
+/// Cutting one segment of a GSO packet (copy, headers, checksums).
+pub const SEGMENT: usize = 10;
+/// Notifying the virtio-net device of a round's frames.
+pub const FLUSH: usize = 11;
 
 #[cfg(feature = "prof")]
 mod on {
