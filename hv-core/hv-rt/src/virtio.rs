@@ -261,7 +261,7 @@ struct NotifyState {
 /// Our address of a device address in our RAM (the inverse of [`crate::pci::dma_address`]).
 fn ram_va(pa: PhysAddr) -> Option<u64> {
     let si = crate::start_info();
-    let off = (pa as u64).checked_sub(si.ram_phys)?;
+    let off = pa.checked_sub(si.ram_phys)?;
     (off < si.memory_bytes).then(|| hv_abi::DOMAIN_BASE + off)
 }
 
