@@ -30,8 +30,8 @@ pub const FUZZ_DIR: &str = "tests/fuzz";
 
 /// The cargo-fuzz targets in `tests/fuzz/fuzz_targets/`: the ring and the wire decoders
 /// (shared-ring), the ELF loader (hv-core), the boot bundle, control-channel frames, blkback's
-/// requests, netback's tx/rx rounds, and the store server.
-pub const FUZZ_TARGETS: [&str; 10] = [
+/// requests, netback's tx/rx rounds and its TCP segmenter, and the store server.
+pub const FUZZ_TARGETS: [&str; 11] = [
     "ring_protocol",
     "blkif_decode",
     "netif_decode",
@@ -41,10 +41,11 @@ pub const FUZZ_TARGETS: [&str; 10] = [
     "control_frames",
     "blkback_requests",
     "netback_tx",
+    "netback_gso",
     "store_server",
 ];
 
-/// Seconds per target in [`fuzz_smoke`] (10 targets: about a minute in CI, with cargo-fuzz's
+/// Seconds per target in [`fuzz_smoke`] (11 targets: about a minute in CI, with cargo-fuzz's
 /// start-up per target; each target still makes thousands to hundreds of thousands of runs).
 const SMOKE_SECONDS: u64 = 4;
 

@@ -13,8 +13,9 @@ use core::fmt;
 
 use shared_ring::SharedMemory;
 
+use crate::gso::Segmenter;
 use crate::switch::{Forward, Mac, PortId, Switch, UPLINK, addresses};
-use crate::vif::{MAX_FRAME, MIN_FRAME, SCRATCH_BYTES, Vif, VifError};
+use crate::vif::{MAX_FRAME, MIN_FRAME, SCRATCH_BYTES, TxFrame, Vif, VifError};
 use xenbus_backend::GrantCopier;
 
 /// The physical side: sends one frame (`false`: not sent, e.g. the device queue is full).
@@ -72,7 +73,12 @@ pub struct Bridge<M: SharedMemory> {
     vifs: Vec<VifPort<M>>,
     next_port: PortId,
     scratch: Box<[u8]>,
-    frames: Vec<(usize, usize)>,
+    frames: Vec<TxFrame>,
+    /// One segment of a GSO packet being cut.
+    segment: Box<[u8]>,
+    /// GSO packets accepted from vifs and the frames they became.
+    pub gso_packets: u64,
+    pub gso_segments: u64,
 }
 
 /// Sends `frame` from `ingress` where the switch says.
@@ -86,7 +92,10 @@ fn forward<M: SharedMemory, U: Uplink + ?Sized>(
 ) {
     let to_uplink = |u: Option<(&mut U, &mut UplinkCounters)>| {
         if let Some((dev, c)) = u {
-            if dev.send(frame) {
+            let t = crate::prof::now();
+            let ok = dev.send(frame);
+            crate::prof::add(crate::prof::UPLINK_SEND, t, 1);
+            if ok {
                 c.tx_packets += 1;
                 c.tx_bytes += frame.len() as u64;
             } else {
@@ -124,6 +133,9 @@ impl<M: SharedMemory> Bridge<M> {
             next_port: UPLINK + 1,
             scratch: vec![0u8; SCRATCH_BYTES].into_boxed_slice(),
             frames: Vec::new(),
+            segment: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            gso_packets: 0,
+            gso_segments: 0,
         }
     }
 
@@ -190,7 +202,10 @@ impl<M: SharedMemory> Bridge<M> {
                 continue;
             }
             let vif = &mut self.vifs[i].vif;
-            match vif.tx_round(copier, &mut self.scratch, &mut self.frames) {
+            let t = crate::prof::now();
+            let r = vif.tx_round(copier, &mut self.scratch, &mut self.frames);
+            crate::prof::add(crate::prof::TX_ROUND, t, self.frames.len() as u64);
+            match r {
                 Ok(r) => {
                     out.more |= r.more;
                     if r.notify {
@@ -203,9 +218,10 @@ impl<M: SharedMemory> Bridge<M> {
                 }
             }
             let captured = vif.capture;
-            for &(at, len) in &self.frames {
-                let frame = &self.scratch[at..at + len];
-                if captured {
+            for f in &self.frames {
+                let Some(frame) = self.scratch.get(f.offset..f.offset + f.len) else { continue };
+                // A frame is captured as the vif sent it, a GSO packet as the segments it becomes.
+                if captured && f.gso.is_none() {
                     capture(port, frame);
                 }
                 // Anti-spoofing: only the vif's own source address gets through.
@@ -213,8 +229,26 @@ impl<M: SharedMemory> Bridge<M> {
                     self.vifs[i].spoofed += 1;
                     continue;
                 }
-                let up = if self.has_uplink { Some((&mut *uplink, &mut self.uplink)) } else { None };
-                forward(&mut self.switch, &mut self.vifs, up, port, frame, now_ns);
+                let Some(gso) = f.gso else {
+                    let up = if self.has_uplink { Some((&mut *uplink, &mut self.uplink)) } else { None };
+                    forward(&mut self.switch, &mut self.vifs, up, port, frame, now_ns);
+                    continue;
+                };
+                // A GSO packet (checked by the vif's round): cut, and each segment switched.
+                let Ok(cut) = Segmenter::new(frame, gso) else { continue };
+                self.gso_packets += 1;
+                for s in 0..cut.segments() {
+                    let t = crate::prof::now();
+                    let Some(len) = cut.write(s, &mut self.segment) else { break };
+                    crate::prof::add(crate::prof::SEGMENT, t, 1);
+                    let segment = &self.segment[..len];
+                    self.gso_segments += 1;
+                    if captured {
+                        capture(port, segment);
+                    }
+                    let up = if self.has_uplink { Some((&mut *uplink, &mut self.uplink)) } else { None };
+                    forward(&mut self.switch, &mut self.vifs, up, port, segment, now_ns);
+                }
             }
         }
         for VifPort { port, vif, .. } in self.vifs.iter_mut() {
@@ -223,11 +257,14 @@ impl<M: SharedMemory> Bridge<M> {
             }
             let captured = vif.capture;
             let port = *port;
-            match vif.rx_round(copier, |f| {
+            let t = crate::prof::now();
+            let r = vif.rx_round(copier, |f| {
                 if captured {
                     capture(port, f)
                 }
-            }) {
+            });
+            crate::prof::add(crate::prof::RX_ROUND, t, r.as_ref().map_or(0, |r| r.delivered as u64));
+            match r {
                 Ok(r) => {
                     out.more |= r.more;
                     if r.notify && !out.notify.contains(&port) {

@@ -3,9 +3,10 @@
 //! toolstack gave it.
 //!
 //! Per device (`/local/domain/<me>/backend/vif/<fe>/<n>`): read `mac` and `params` (`pcap=1`),
-//! publish `feature-rx-copy` = 1 and the other features as 0, switch to InitWait; when the
-//! frontend is Initialised (or already Connected) read `tx-ring-ref`, `rx-ring-ref`,
-//! `event-channel`, map both rings, bind the port, switch to Connected. A frontend that goes
+//! publish the features (`crate::xenbus`: rx-copy, scatter-gather, GSO for TCP over IPv4 and
+//! IPv6), switch to InitWait; when the frontend is Initialised (or already Connected) read
+//! `tx-ring-ref`, `rx-ring-ref`, `event-channel`, map both rings, bind the port, switch to
+//! Connected. A frontend that goes
 //! Closing is torn down (rings unmapped, port closed, its MACs forgotten by the switch) and
 //! answered with Closing, Closed or vanished with Closed; one that breaks a ring is torn down
 //! and closed; either may reconnect by going back to Initialising. The handshake is the
@@ -117,17 +118,21 @@ fn serve(device: &mut Option<VirtioUplink>) {
     let mut next_stats = time::now_ns() + STATS_EVERY;
     let mut uplink_printed = UplinkCounters::default();
     loop {
+        let t_loop = crate::prof::now();
         evtchn::take_pending(|_| {});
         let changed = store.take_events() | core::mem::take(&mut watch_fired);
         let now = time::now_ns();
         if changed || now >= next_check {
+            let t = crate::prof::now();
             backend.refresh(&mut store, &mut Hv, &mut shared);
+            crate::prof::add(crate::prof::REFRESH, t, 0);
             next_check = time::now_ns() + SECOND;
         }
         let net = &mut shared.net;
         // The uplink's received frames, a bounded number per iteration.
         let mut more = false;
         if let Some(dev) = device.as_mut() {
+            let t = crate::prof::now();
             let mut n = 0;
             while n < UPLINK_RX_BUDGET {
                 match dev.0.receive(&mut frame) {
@@ -138,6 +143,9 @@ fn serve(device: &mut Option<VirtioUplink>) {
                 n += 1;
             }
             more |= n >= UPLINK_RX_BUDGET;
+            // The buffers just given back, in one notification.
+            dev.0.flush();
+            crate::prof::add(crate::prof::UPLINK_RX, t, n as u64);
         }
         let round = {
             let mut capture = |_: PortId, f: &[u8]| crate::pcap::record_lines(now, f, |l| println!("pcap {l}"));
@@ -147,12 +155,20 @@ fn serve(device: &mut Option<VirtioUplink>) {
             }
         };
         more |= round.more;
+        // The round's frames for the device, in one notification.
+        if let Some(d) = device.as_mut() {
+            let t = crate::prof::now();
+            d.0.flush();
+            crate::prof::add(crate::prof::FLUSH, t, 0);
+        }
         let on_port = |d: &Device<VifPath>, port: PortId| d.path().is_some_and(|v| v.bridge_port == Some(port));
+        let t = crate::prof::now();
         for port in &round.notify {
             if let Some(p) = backend.devices().iter().find(|d| on_port(d, *port)).and_then(|d| d.port()) {
                 let _ = evtchn::send(p);
             }
         }
+        crate::prof::add(crate::prof::NOTIFY, t, round.notify.len() as u64);
         for (port, e) in &round.broken {
             if let Some(d) = backend.devices_mut().iter_mut().find(|d| on_port(d, *port)) {
                 // A frontend that died leaves a zeroed page in place of its rings (its indices
@@ -191,6 +207,7 @@ fn serve(device: &mut Option<VirtioUplink>) {
                     c.path.print_spoofed(shared.log, spoofed, "");
                 }
             }
+            crate::prof::report(|a| println!("{a}"));
             if shared.net.uplink != uplink_printed {
                 uplink_printed = shared.net.uplink;
                 println!("uplink: {uplink_printed}");
@@ -199,13 +216,16 @@ fn serve(device: &mut Option<VirtioUplink>) {
         // Watch events that arrived while we were making store requests are queued in the
         // client and their port is already cleared: look at them now, not after a second.
         watch_fired = store.take_events();
+        crate::prof::add(crate::prof::LOOP, t_loop, 0);
         if !more && !watch_fired {
+            let t = crate::prof::now();
             if polling && device.is_some() {
                 // No interrupts from the device: look again soon.
                 time::block_until(now.saturating_add(SECOND / 1000).min(next_check));
             } else {
                 time::block_until(next_check.min(next_stats).max(now + 1));
             }
+            crate::prof::add(crate::prof::SLEEP, t, 0);
         }
     }
 }

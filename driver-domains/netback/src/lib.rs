@@ -6,6 +6,9 @@
 //!   grant copies through the [`xenbus_backend::GrantCopier`] trait (shared with blkback), a
 //!   bounded rx queue, counters.
 //! * [`bridge`]: the switch with its ports (uplink trait + vifs), one bounded round at a time.
+//! * [`gso`]: TCP segmentation of frontends' GSO packets (up to 64 KiB) into frames.
+//! * [`checksum`]: completing checksums frontends left blank.
+//! * [`prof`]: cycle counts per phase of the domain's loop (the `prof` feature).
 //! * [`pcap`]: the pcap file format as console hex lines.
 //! * [`xenbus`]: the vif device class plugged into the `xenbus-backend` skeleton (published
 //!   features, rx-copy check, a vif on the bridge per connection).
@@ -18,7 +21,9 @@ extern crate alloc;
 
 pub mod bridge;
 pub mod checksum;
+pub mod gso;
 pub mod pcap;
+pub mod prof;
 pub mod switch;
 pub mod vif;
 pub mod xenbus;

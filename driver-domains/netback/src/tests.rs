@@ -15,9 +15,12 @@ use shared_ring::wire::netif::{
 };
 use shared_ring::{BackRing, CellMemory, SharedMemory};
 
+use smoltcp::wire::{EthernetFrame, IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket};
+
 use crate::bridge::{Bridge, Round, Uplink};
+use crate::gso::{GsoError, GsoKind};
 use crate::switch::{Mac, PortId};
-use crate::vif::{RX_QUEUE_LEN, TX_PACKETS_PER_ROUND, TxRefusal, Vif};
+use crate::vif::{MAX_FRAME, RX_QUEUE_LEN, TX_PACKETS_PER_ROUND, TxRefusal, Vif};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
 
 type Mem = CellMemory<'static>;
@@ -165,6 +168,36 @@ impl Front {
         grants.page(self.domid, gref)[..frame.len()].copy_from_slice(frame);
         self.push_tx(NetifTxRequest { gref, offset: 0, flags: 0, id, size: frame.len() as u16 });
         self.publish_tx();
+    }
+
+    /// Writes `packet` into fresh granted pages, a page per slot (netfront's scatter-gather),
+    /// and posts it: the first slot (`NETTXF_csum_blank`, the total size), `extras`, then the
+    /// fragments. Returns the ids of its data slots.
+    fn send_sg(&mut self, grants: &mut Grants, packet: &[u8], extras: &[NetifExtraInfo], id: u16) -> Vec<u16> {
+        let chunks: Vec<&[u8]> = packet.chunks(4096).collect();
+        let mut ids = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            let gref = TX_BASE + self.next_gref % 256;
+            self.next_gref += 1;
+            grants.page(self.domid, gref)[..c.len()].copy_from_slice(c);
+            let more = if i + 1 < chunks.len() { TXF_MORE_DATA } else { 0 };
+            let (flags, size) = if i == 0 {
+                let extra = if extras.is_empty() { 0 } else { TXF_EXTRA_INFO };
+                (TXF_CSUM_BLANK | extra | more, packet.len() as u16)
+            } else {
+                (more, c.len() as u16)
+            };
+            let slot_id = id.wrapping_add(i as u16);
+            ids.push(slot_id);
+            self.push_tx(NetifTxRequest { gref, offset: 0, flags, id: slot_id, size });
+            if i == 0 {
+                for e in extras {
+                    self.push_extra(*e);
+                }
+            }
+        }
+        self.publish_tx();
+        ids
     }
 
     fn post_rx(&mut self, n: usize) {
@@ -400,7 +433,7 @@ fn every_malformed_request_gets_an_error() {
         ),
         ("fragments exceed packet", vec![Ok(req(1, TXF_MORE_DATA, 60)), Ok(req(2, 0, 61))]),
         ("extra on fragment", vec![Ok(req(1, TXF_MORE_DATA, 60)), Ok(req(2, TXF_EXTRA_INFO, 10))]),
-        ("gso", vec![Ok(req(1, TXF_EXTRA_INFO, 60)), Err(gso)]),
+        ("gso on a frame that is not TCP", vec![Ok(req(1, TXF_EXTRA_INFO, 60)), Err(gso)]),
         ("bad extra type", vec![Ok(req(1, TXF_EXTRA_INFO, 60)), Err(NetifExtraInfo { extra_type: 0, ..gso })]),
         ("bad extra flags", vec![Ok(req(1, TXF_EXTRA_INFO, 60)), Err(NetifExtraInfo { flags: 4, ..gso })]),
         (
@@ -814,4 +847,150 @@ fn a_vif_without_an_assigned_mac_sends_nothing() {
     assert_eq!(net.bridge.spoofed(pa), Some(1));
     // Its request is still answered (the frame was taken off its ring).
     assert_eq!(a.tx_responses().len(), 1);
+}
+
+fn gso_extra(kind: GsoKind, mss: u16) -> NetifExtraInfo {
+    let t = if kind == GsoKind::TcpV4 { GSO_TYPE_TCPV4 } else { shared_ring::wire::netif::GSO_TYPE_TCPV6 };
+    NetifExtraInfo::gso(mss, t, 0, false)
+}
+
+/// Linux's netfront with `feature-sg` and `feature-gso-tcpv4/6`: a TCP packet of many pages with
+/// a GSO extra reaches the uplink and another vif as MSS-sized frames with correct checksums;
+/// every data slot gets OKAY, the extra NULL; one batch of grant copies for the packet.
+#[test]
+fn a_scatter_gather_gso_packet_reaches_the_uplink_and_vifs_as_segments() {
+    for (kind, mss) in [(GsoKind::TcpV4, 1448), (GsoKind::TcpV6, 1428)] {
+        let mut net = Net::new(true);
+        let (mut a, pa) = net.add(5);
+        let (mut b, _) = net.add(6);
+        b.post_rx(64);
+        // To an address nobody has: flooded to the uplink and B.
+        let packet = crate::gso::test_packet(kind, a.mac, [0x02, 0, 0, 0, 0, 9], 20_000);
+        let ids = a.send_sg(&mut net.grants, &packet, &[gso_extra(kind, mss)], 40);
+        assert_eq!(ids.len(), packet.len().div_ceil(4096));
+        let r = net.round();
+        assert!(r.broken.is_empty());
+        let mut want: Vec<(u16, i16)> = vec![(40, RSP_OKAY), (0, RSP_NULL)];
+        want.extend(ids[1..].iter().map(|id| (*id, RSP_OKAY)));
+        let got: Vec<(u16, i16)> = a.tx_responses().iter().map(|r| (r.id, r.status)).collect();
+        assert_eq!(got, want, "{kind:?}");
+        assert_eq!(net.grants.batches_in, 1);
+        let segments = 20_000usize.div_ceil(usize::from(mss));
+        assert_eq!(net.uplink.sent.len(), segments, "{kind:?}");
+        let at_b: Vec<Vec<u8>> = b.received(&mut net.grants).into_iter().map(|f| f.unwrap()).collect();
+        assert_eq!(at_b, net.uplink.sent, "{kind:?}: B got the same segments");
+        for s in &net.uplink.sent {
+            assert!(s.len() <= MAX_FRAME);
+            let eth = EthernetFrame::new_checked(&s[..]).unwrap();
+            let (src, dst, tcp) = match kind {
+                GsoKind::TcpV4 => {
+                    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                    assert!(ip.verify_checksum());
+                    (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()), &eth.payload()[20..])
+                }
+                GsoKind::TcpV6 => {
+                    let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+                    (IpAddress::Ipv6(ip.src_addr()), IpAddress::Ipv6(ip.dst_addr()), &eth.payload()[40..])
+                }
+            };
+            assert!(TcpPacket::new_checked(tcp).unwrap().verify_checksum(&src, &dst));
+        }
+        let c = net.bridge.vif(pa).unwrap().counters;
+        assert_eq!((c.tx_packets, c.tx_bytes, c.tx_errors), (1, packet.len() as u64, 0));
+        assert_eq!((net.bridge.gso_packets, net.bridge.gso_segments), (1, segments as u64));
+    }
+}
+
+/// What SG and GSO let a hostile frontend try: a packet larger than a frame without GSO, two GSO
+/// extras, an MSS that makes frames larger than the MTU, an MSS that makes too many frames, a
+/// GSO type that does not match the packet, a SYN to segment. Each is refused (ERROR on every
+/// data slot, NULL on extras), nothing of it leaves, and the good packet after it goes through.
+#[test]
+fn hostile_scatter_gather_and_gso_packets_are_refused() {
+    let mut net = Net::new(true);
+    let (mut a, pa) = net.add(5);
+    let v4 = crate::gso::test_packet(GsoKind::TcpV4, a.mac, UP_MAC, 20_000);
+    let mut syn = v4.clone();
+    syn[34 + 13] |= 0x02;
+    let gso = |mss| gso_extra(GsoKind::TcpV4, mss);
+    let more = |e: NetifExtraInfo| NetifExtraInfo { flags: EXTRA_FLAG_MORE, ..e };
+    type Case<'a> = (&'a str, &'a [u8], Vec<NetifExtraInfo>, fn(&TxRefusal) -> bool);
+    let cases: Vec<Case> = vec![
+        ("larger than a frame without GSO", &v4[..3000], vec![], |r| matches!(r, TxRefusal::FrameSize(3000))),
+        ("two GSO extras", &v4, vec![more(gso(1448)), gso(1448)], |r| *r == TxRefusal::DuplicateGso),
+        ("MSS beyond the MTU", &v4, vec![gso(1449)], |r| matches!(r, TxRefusal::Gso(GsoError::SegmentTooBig { .. }))),
+        ("too many segments", &v4, vec![gso(100)], |r| matches!(r, TxRefusal::Gso(GsoError::TooManySegments(_)))),
+        ("TCPV6 on IPv4", &v4, vec![gso_extra(GsoKind::TcpV6, 1448)], |r| *r == TxRefusal::Gso(GsoError::NotIp)),
+        ("SYN", &syn, vec![gso(1448)], |r| *r == TxRefusal::Gso(GsoError::BadTcpFlags)),
+    ];
+    let good = frame(UP_MAC, a.mac, 60, 0);
+    for (i, (name, packet, extras, why)) in cases.iter().enumerate() {
+        let ids = a.send_sg(&mut net.grants, packet, extras, 100);
+        a.send(&mut net.grants, &good, 500);
+        let r = net.round();
+        assert!(r.broken.is_empty(), "{name}");
+        let rsp = a.tx_responses();
+        assert_eq!(rsp.len(), ids.len() + extras.len() + 1, "{name}: one response per slot");
+        assert!(rsp[..rsp.len() - 1].iter().all(|r| r.status == RSP_ERROR || r.status == RSP_NULL), "{name}");
+        assert_eq!(rsp.iter().filter(|r| r.status == RSP_NULL).count(), extras.len(), "{name}");
+        assert_eq!(rsp.last().unwrap(), &NetifTxResponse { id: 500, status: RSP_OKAY }, "{name}");
+        let refusals = &net.bridge.vif(pa).unwrap().refusals;
+        assert!(refusals.len() == 1 && why(&refusals[0].1), "{name}: {refusals:?}");
+        assert_eq!(net.uplink.sent.len(), i + 1, "{name}: only the good frame left");
+    }
+    assert!(net.uplink.sent.iter().all(|f| *f == good));
+}
+
+/// A frontend that fills its ring with 64 KiB GSO packets: a round takes only what its scratch
+/// buffer holds (four such packets) and says more is waiting; every packet is served in the end.
+#[test]
+fn a_flood_of_64k_gso_packets_is_served_a_bounded_number_per_round() {
+    let mut net = Net::new(true);
+    let (mut a, _) = net.add(5);
+    let packet = crate::gso::test_packet(GsoKind::TcpV4, a.mac, UP_MAC, 65535 - 66);
+    assert_eq!(packet.len(), 65535);
+    let per_packet = (65535 - 66usize).div_ceil(1448);
+    // 13 packets of 17 slots each (+ the extra): 234 of the ring's 256 slots.
+    for p in 0..13u16 {
+        a.send_sg(&mut net.grants, &packet, &[gso_extra(GsoKind::TcpV4, 1448)], p * 20);
+    }
+    let mut rounds = 0;
+    let mut served = 0;
+    loop {
+        let before = net.uplink.sent.len();
+        let r = net.round();
+        rounds += 1;
+        let sent = net.uplink.sent.len() - before;
+        assert!(sent <= crate::vif::TX_FRAMES_PER_ROUND + crate::gso::MAX_SEGMENTS);
+        assert!(sent <= 4 * per_packet, "round {rounds}: {sent} frames");
+        served += sent / per_packet;
+        if !r.more {
+            break;
+        }
+        assert!(rounds < 10);
+    }
+    assert_eq!(served, 13);
+    assert_eq!(rounds, 4);
+    assert_eq!(net.uplink.sent.len(), 13 * per_packet);
+}
+
+/// A captured vif's GSO packet is recorded as the segments it becomes; a GSO packet from a
+/// forged source MAC is neither cut nor sent (it counts as spoofed).
+#[test]
+fn gso_packets_are_captured_as_segments_and_forged_ones_are_not_cut() {
+    let mut net = Net::new(true);
+    let (mut a, pa) = net.add(5);
+    net.bridge.vif_mut(pa).unwrap().capture = true;
+    let packet = crate::gso::test_packet(GsoKind::TcpV4, a.mac, UP_MAC, 5000);
+    a.send_sg(&mut net.grants, &packet, &[gso_extra(GsoKind::TcpV4, 1448)], 1);
+    net.round();
+    assert_eq!(net.uplink.sent.len(), 4);
+    let captured: Vec<Vec<u8>> = net.captured.iter().map(|(_, f)| f.clone()).collect();
+    assert_eq!(captured, net.uplink.sent);
+    let forged = crate::gso::test_packet(GsoKind::TcpV4, [0x00, 0x16, 0x3e, 0, 9, 9], UP_MAC, 5000);
+    a.send_sg(&mut net.grants, &forged, &[gso_extra(GsoKind::TcpV4, 1448)], 10);
+    net.round();
+    assert_eq!(net.uplink.sent.len(), 4);
+    assert_eq!(net.bridge.spoofed(pa), Some(1));
+    assert_eq!(net.bridge.gso_packets, 1);
 }

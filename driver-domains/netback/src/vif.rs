@@ -3,12 +3,15 @@
 //! **tx** (frontend → backend): [`Vif::tx_round`] takes each slot the ring copied out of shared
 //! memory exactly once, groups the slots into packets (first slot, extra-info slots after a
 //! `NETTXF_extra_info`, then `NETTXF_more_data` fragments) and validates each packet with
-//! shared-ring's [`TxPacketCheck`] plus the backend's own rules (frame size, no offloads). The
-//! data of every valid packet of the round moves into the backend's scratch buffer by one batched
-//! grant copy ([`GrantCopier::copy_in`]). Every data slot gets `OKAY` or `ERROR`, every
-//! extra-info slot `NULL`, in ring order. At most [`TX_PACKETS_PER_ROUND`] packets and
-//! [`TX_SLOTS_PER_ROUND`] slots per round, so a flooding frontend cannot starve the others; a
-//! packet whose slots are not all published yet waits (its responses too) for the next round.
+//! shared-ring's [`TxPacketCheck`] plus the backend's own rules (frame size: 1514 bytes, up to
+//! 64 KiB for a packet with a GSO extra, which must also pass [`Segmenter::new`]; a checksum
+//! left blank must be completable). The data of every valid packet of the round moves into the
+//! backend's scratch buffer by one batched grant copy ([`GrantCopier::copy_in`]). Every data
+//! slot gets `OKAY` or `ERROR`, every extra-info slot `NULL`, in ring order. At most
+//! [`TX_PACKETS_PER_ROUND`] packets, [`TX_SLOTS_PER_ROUND`] slots, packets that become
+//! [`TX_FRAMES_PER_ROUND`] frames and what fits [`SCRATCH_BYTES`] per round, so a flooding
+//! frontend cannot starve the others; a packet whose slots are not all published yet waits (its
+//! responses too) for the next round.
 //!
 //! **rx** (backend → frontend): frames for the vif wait in a bounded queue
 //! ([`RX_QUEUE_LEN`]; more are dropped and counted). [`Vif::rx_round`] pairs queued frames with
@@ -23,11 +26,23 @@ use core::fmt;
 
 use hv_abi::GrantStatus;
 use shared_ring::wire::netif::{
-    ExtraInfo, NR_SLOTS_MIN, NetifError, NetifRxResponse, NetifRxSlot, NetifTxRequest, NetifTxResponse, NetifTxSlot,
-    RSP_ERROR, RSP_NULL, RSP_OKAY, TXF_CSUM_BLANK, TXF_EXTRA_INFO, TXF_MORE_DATA, TxPacketCheck,
+    ExtraInfo, GSO_TYPE_TCPV6, MAX_TX_SIZE, NR_SLOTS_MIN, NetifError, NetifRxResponse, NetifRxSlot, NetifTxRequest,
+    NetifTxResponse, NetifTxSlot, RSP_ERROR, RSP_NULL, RSP_OKAY, TXF_CSUM_BLANK, TXF_EXTRA_INFO, TXF_MORE_DATA,
+    TxPacketCheck,
 };
 use shared_ring::{BackRing, NetifRx, NetifTx, PeerError, PushError, SharedMemory};
 use xenbus_backend::{GrantCopier, OutCopy, Seg};
+
+use crate::gso::{Gso, GsoError, GsoKind, Segmenter};
+
+/// A frame (or GSO packet) a tx round accepted: its place in the scratch buffer and, for a GSO
+/// packet (already checked by [`Segmenter::new`]), how to cut it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxFrame {
+    pub offset: usize,
+    pub len: usize,
+    pub gso: Option<Gso>,
+}
 
 /// Frames waiting for a vif's rx buffers; more are dropped.
 pub const RX_QUEUE_LEN: usize = 256;
@@ -39,16 +54,23 @@ pub const TX_SLOTS_PER_ROUND: u32 = 256;
 pub const RX_PER_ROUND: usize = 64;
 /// Smallest frame accepted: an Ethernet header.
 pub const MIN_FRAME: usize = 14;
-/// Largest frame accepted: 1500-byte MTU plus the Ethernet header (no VLAN tags, no GSO).
+/// Largest frame accepted without GSO, and largest frame netback sends anywhere: 1500-byte MTU
+/// plus the Ethernet header (no VLAN tags).
 pub const MAX_FRAME: usize = 1514;
+/// Largest tx packet (netif's `XEN_NETIF_MAX_TX_SIZE`: the first slot's 16-bit size): only a
+/// GSO packet may exceed [`MAX_FRAME`]; it is cut into frames of at most that ([`crate::gso`]).
+pub const MAX_PACKET: usize = MAX_TX_SIZE as usize;
+/// Frames the packets of one tx round may become (a GSO packet counts as its segments, at most
+/// [`crate::gso::MAX_SEGMENTS`]): the round ends once this many are reached.
+pub const TX_FRAMES_PER_ROUND: usize = 256;
 /// Data slots one packet may use.
 pub const SLOT_LIMIT: u32 = NR_SLOTS_MIN;
 /// Extra-info slots one packet may carry (netif.h defines four types).
 pub const MAX_EXTRAS: u32 = 4;
-/// Bytes of the tx scratch buffer per packet of a round.
-pub const FRAME_STRIDE: usize = 2048;
-/// Bytes of the scratch buffer [`Vif::tx_round`] needs.
-pub const SCRATCH_BYTES: usize = TX_PACKETS_PER_ROUND * FRAME_STRIDE;
+/// Bytes of the scratch buffer [`Vif::tx_round`] needs: packets are packed into it and a round
+/// takes no new packet once less than [`MAX_PACKET`] bytes are left, so a round holds at least
+/// four 64 KiB GSO packets, or [`TX_PACKETS_PER_ROUND`] full-size ones.
+pub const SCRATCH_BYTES: usize = 4 * (MAX_PACKET + 1);
 
 /// Why a tx packet was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +79,10 @@ pub enum TxRefusal {
     Malformed(NetifError),
     /// An extra-info slot netif.h does not define.
     BadExtra(NetifError),
-    /// GSO extra info: segmentation offload was not offered.
-    Gso,
+    /// A second GSO extra-info slot on one packet.
+    DuplicateGso,
+    /// A GSO packet that cannot be segmented.
+    Gso(GsoError),
     /// `NETTXF_csum_blank` on a frame whose checksum cannot be completed (not TCP/UDP over IP,
     /// or malformed).
     ChecksumBlank(crate::checksum::ChecksumError),
@@ -77,11 +101,14 @@ impl fmt::Display for TxRefusal {
         match self {
             TxRefusal::Malformed(e) => write!(f, "malformed: {e}"),
             TxRefusal::BadExtra(e) => write!(f, "bad extra info: {e}"),
-            TxRefusal::Gso => f.write_str("GSO extra info (not offered)"),
+            TxRefusal::DuplicateGso => f.write_str("two GSO extra-info slots"),
+            TxRefusal::Gso(e) => write!(f, "GSO packet refused: {e}"),
             TxRefusal::ChecksumBlank(e) => write!(f, "checksum offload on a frame it cannot apply to: {e:?}"),
             TxRefusal::TooManyExtras => write!(f, "more than {MAX_EXTRAS} extra-info slots"),
             TxRefusal::ExtraOnFragment => f.write_str("extra info flagged on a fragment"),
-            TxRefusal::FrameSize(n) => write!(f, "frame of {n} bytes (allowed {MIN_FRAME}..={MAX_FRAME})"),
+            TxRefusal::FrameSize(n) => {
+                write!(f, "frame of {n} bytes (allowed {MIN_FRAME}..={MAX_FRAME}, larger only with GSO)")
+            }
             TxRefusal::Grant(s) => write!(f, "grant copy failed (status {})", s.as_raw()),
         }
     }
@@ -161,6 +188,7 @@ struct Packet {
     fragments: Vec<NetifTxRequest>,
     error: Option<TxRefusal>,
     extras: u32,
+    gso: Option<Gso>,
     /// Index of its first slot's response in `staged`.
     staged_from: usize,
 }
@@ -217,6 +245,7 @@ pub struct Vif<M: SharedMemory> {
 struct Ready {
     /// The frontend left the TCP/UDP checksum to us (`NETTXF_csum_blank`).
     csum_blank: bool,
+    gso: Option<Gso>,
     staged_from: usize,
     staged_to: usize,
     first_id: u16,
@@ -269,7 +298,12 @@ impl<M: SharedMemory> Vif<M> {
                     p.fail(TxRefusal::TooManyExtras);
                 }
                 match extra.decode() {
-                    Ok(ExtraInfo::Gso { .. }) => p.fail(TxRefusal::Gso),
+                    Ok(ExtraInfo::Gso { .. }) if p.gso.is_some() => p.fail(TxRefusal::DuplicateGso),
+                    // `decode` admits TCPV4 and TCPV6 with a nonzero size only.
+                    Ok(ExtraInfo::Gso { size, gso_type, .. }) => {
+                        let kind = if gso_type == GSO_TYPE_TCPV6 { GsoKind::TcpV6 } else { GsoKind::TcpV4 };
+                        p.gso = Some(Gso { kind, mss: size });
+                    }
                     // Multicast filter updates and hashes: accepted and ignored (nothing offered
                     // depends on them).
                     Ok(_) => {}
@@ -303,8 +337,15 @@ impl<M: SharedMemory> Vif<M> {
                 let req = slot.as_request();
                 let staged_from = self.staged.len();
                 self.staged.push(Staged { id: req.id, status: RSP_ERROR });
-                let mut p =
-                    Packet { first: req, check: None, fragments: Vec::new(), error: None, extras: 0, staged_from };
+                let mut p = Packet {
+                    first: req,
+                    check: None,
+                    fragments: Vec::new(),
+                    error: None,
+                    extras: 0,
+                    gso: None,
+                    staged_from,
+                };
                 match TxPacketCheck::first(&req, SLOT_LIMIT) {
                     Ok(c) => p.check = Some(c),
                     Err(e) => p.fail(TxRefusal::Malformed(e)),
@@ -328,25 +369,33 @@ impl<M: SharedMemory> Vif<M> {
         self.packet.take()
     }
 
-    /// Serves up to [`TX_PACKETS_PER_ROUND`] packets: valid frames land in `scratch` (at least
-    /// [`SCRATCH_BYTES`]) and their `(offset, length)` in `frames`; responses are pushed and
-    /// published. Never panics on ring content; `Err` means the frontend broke the ring.
+    /// Serves up to [`TX_PACKETS_PER_ROUND`] packets (and [`TX_SLOTS_PER_ROUND`] slots, and
+    /// packets that become [`TX_FRAMES_PER_ROUND`] frames): valid packets land in `scratch`
+    /// (at least [`SCRATCH_BYTES`]; a smaller one takes nothing) and their places in `frames`;
+    /// responses are pushed and published. Never panics on ring content; `Err` means the
+    /// frontend broke the ring.
     pub fn tx_round(
         &mut self,
         copier: &mut impl GrantCopier,
         scratch: &mut [u8],
-        frames: &mut Vec<(usize, usize)>,
+        frames: &mut Vec<TxFrame>,
     ) -> Result<TxRound, VifError> {
         frames.clear();
         self.refusals.clear();
         let mut round = TxRound::default();
-        let capacity = (scratch.len() / FRAME_STRIDE).min(TX_PACKETS_PER_ROUND);
         let mut ready: Vec<Ready> = Vec::new();
         let mut segs: Vec<Seg> = Vec::new();
         let mut slots = 0;
+        // Scratch bytes taken, and frames the round's packets become (at most).
+        let mut used = 0;
+        let mut frames_out = 0;
         let mut exhausted = false;
         while !exhausted {
-            if round.packets as usize >= capacity || slots >= TX_SLOTS_PER_ROUND {
+            if round.packets as usize >= TX_PACKETS_PER_ROUND
+                || slots >= TX_SLOTS_PER_ROUND
+                || frames_out >= TX_FRAMES_PER_ROUND
+                || used + MAX_PACKET > scratch.len()
+            {
                 exhausted = true;
                 break;
             }
@@ -361,16 +410,20 @@ impl<M: SharedMemory> Vif<M> {
                 // `check` is None only with an error set.
                 (None, None) => Err(TxRefusal::Malformed(NetifError::UnknownFlags { flags: p.first.flags })),
             };
+            let max = if p.gso.is_some() { MAX_PACKET } else { MAX_FRAME };
             let plan = plan.and_then(|pkt| {
                 let len = pkt.size as usize;
-                if (MIN_FRAME..=MAX_FRAME).contains(&len) { Ok(pkt) } else { Err(TxRefusal::FrameSize(pkt.size)) }
+                if (MIN_FRAME..=max).contains(&len) { Ok(pkt) } else { Err(TxRefusal::FrameSize(pkt.size)) }
             });
             match plan {
                 Ok(pkt) => {
-                    let base = ready.len() * FRAME_STRIDE;
+                    // The loop's guard left MAX_PACKET bytes for it.
+                    let base = used;
+                    used += pkt.size as usize;
+                    frames_out += p.gso.map_or(1, |g| (pkt.size as usize).div_ceil(usize::from(g.mss.max(1))));
                     let from = segs.len();
                     let mut at = base;
-                    // Sizes are bounded by MAX_FRAME here, so the u16 conversions are exact.
+                    // Sizes are bounded by MAX_PACKET here, so the u16 conversions are exact.
                     let first = Seg {
                         gref: p.first.gref,
                         offset: p.first.offset,
@@ -389,6 +442,7 @@ impl<M: SharedMemory> Vif<M> {
                     }
                     ready.push(Ready {
                         csum_blank: p.first.flags & TXF_CSUM_BLANK != 0,
+                        gso: p.gso,
                         staged_from: p.staged_from,
                         staged_to,
                         first_id: p.first.id,
@@ -408,13 +462,20 @@ impl<M: SharedMemory> Vif<M> {
         // An element the copier does not report on counts as failed.
         let mut status = vec![GrantStatus::GeneralError; segs.len()];
         if !segs.is_empty() {
+            let t = crate::prof::now();
             copier.copy_in(self.domid, &segs, scratch, &mut status);
+            crate::prof::add(crate::prof::TX_COPY, t, segs.len() as u64);
         }
         for r in &ready {
             let failed = status.get(r.segs.clone()).unwrap_or_default().iter().copied().find(|s| !s.is_ok());
+            let frame = &mut scratch[r.buf_offset..r.buf_offset + r.len];
             let completed = match failed {
-                None if r.csum_blank => crate::checksum::fill(&mut scratch[r.buf_offset..r.buf_offset + r.len])
-                    .map_err(TxRefusal::ChecksumBlank),
+                // Every segment gets its checksums when it is cut (the bridge): only check here
+                // that it can be cut.
+                None if r.gso.is_some() => {
+                    r.gso.map_or(Ok(()), |g| Segmenter::new(frame, g).map(|_| ()).map_err(TxRefusal::Gso))
+                }
+                None if r.csum_blank => crate::checksum::fill(frame).map_err(TxRefusal::ChecksumBlank),
                 None => Ok(()),
                 Some(s) => Err(TxRefusal::Grant(s)),
             };
@@ -422,7 +483,7 @@ impl<M: SharedMemory> Vif<M> {
                 Ok(()) => {
                     self.counters.tx_packets += 1;
                     self.counters.tx_bytes += r.len as u64;
-                    frames.push((r.buf_offset, r.len));
+                    frames.push(TxFrame { offset: r.buf_offset, len: r.len, gso: r.gso });
                     RSP_OKAY
                 }
                 Err(refusal) => {
@@ -478,7 +539,9 @@ impl<M: SharedMemory> Vif<M> {
                 .map(|(r, f)| OutCopy { gref: r.gref, offset: 0, data: f })
                 .collect();
             let mut status = vec![GrantStatus::GeneralError; copies.len()];
+            let t = crate::prof::now();
             copier.copy_out(self.domid, &copies, &mut status);
+            crate::prof::add(crate::prof::RX_COPY, t, copies.len() as u64);
             drop(copies);
             for (r, s) in requests.iter().zip(status) {
                 let Some(frame) = self.rx_queue.pop_front() else { break };

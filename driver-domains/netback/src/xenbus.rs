@@ -96,8 +96,12 @@ impl DataPath for VifPath {
         [
             ("feature-rx-copy", "1"),
             ("feature-rx-flip", "0"),
-            ("feature-sg", "0"),
-            ("feature-gso-tcpv4", "0"),
+            // Multi-slot tx packets, and TCP segmentation offload (netback cuts the packets:
+            // crate::gso); IPv6 checksum offload too (Linux's netfront needs it for TSO6).
+            ("feature-sg", "1"),
+            ("feature-gso-tcpv4", "1"),
+            ("feature-gso-tcpv6", "1"),
+            ("feature-ipv6-csum-offload", "1"),
             ("feature-split-event-channels", "0"),
         ]
         .into_iter()

@@ -79,9 +79,14 @@ fn a_vif_is_put_on_the_bridge_while_connected_and_its_counters_printed_when_it_l
     refresh(&mut w);
     assert!(w.hv.saw("vif 5/0: mac 00:16:3e:00:05:00, pcap on; InitWait"), "{:?}", w.hv.lines);
     let mut f = LocalClient::new(&mut w.server, FE);
-    for (k, v) in
-        [("feature-rx-copy", "1"), ("feature-rx-flip", "0"), ("feature-sg", "0"), ("feature-split-event-channels", "0")]
-    {
+    for (k, v) in [
+        ("feature-rx-copy", "1"),
+        ("feature-rx-flip", "0"),
+        ("feature-sg", "1"),
+        ("feature-gso-tcpv4", "1"),
+        ("feature-gso-tcpv6", "1"),
+        ("feature-split-event-channels", "0"),
+    ] {
         assert_eq!(f.read(format!("{BE_DIR}/{k}").as_bytes()).unwrap(), v.as_bytes(), "{k}");
     }
     fe_publish(&mut w, "1");

@@ -348,17 +348,145 @@ pub enum NetError {
     Io,
 }
 
+type NetPci = virtio_drivers::transport::pci::PciTransport;
+
+/// `VIRTIO_RING_F_EVENT_IDX` (virtio 1.x, 6.3).
+const RING_EVENT_IDX: u64 = 1 << 29;
+
+/// Where one split virtqueue's rings are, for the notification check.
+#[derive(Clone, Copy)]
+struct Rings {
+    /// Our address of the driver area (`struct virtq_avail`: flags, idx, ring[size], used_event).
+    avail: u64,
+    /// Our address of the device area (`struct virtq_used`: flags, idx, ring[size] of 8 bytes,
+    /// avail_event).
+    used: u64,
+    size: u32,
+    /// The avail index when we last decided whether to notify.
+    last: u16,
+}
+
+/// What [`BatchedNotify`] and [`NetDevice::flush`] share.
+#[derive(Default)]
+struct NotifyState {
+    /// Bit `q`: queue `q` has buffers the device was not told about.
+    pending: u32,
+    /// `VIRTIO_RING_F_EVENT_IDX` was negotiated.
+    event_idx: bool,
+    /// The rx and tx queues' rings (queues 0 and 1).
+    rings: [Option<Rings>; 2],
+}
+
+/// Our address of a device address in our RAM (the inverse of [`crate::pci::dma_address`]).
+fn ram_va(pa: PhysAddr) -> Option<u64> {
+    let si = crate::start_info();
+    let off = pa.checked_sub(si.ram_phys)?;
+    (off < si.memory_bytes).then(|| hv_abi::DOMAIN_BASE + off)
+}
+
+/// [`NetDevice`]'s transport: the PCI transport, shared with the device's owner so that queue
+/// notifications are held back and sent once per batch ([`NetDevice::flush`]), and then only
+/// when the device asked for one. virtio-drivers notifies the device after every buffer it adds
+/// (with `VIRTIO_F_EVENT_IDX` its check asks for a notification whenever the device's
+/// `avail_event` is behind, which it stays while the device is busy); each notification is a
+/// trapped write that QEMU handles under its global lock (waiting for it while QEMU's I/O thread
+/// works through the last batch), and they were the largest cost of every frame netback sent
+/// or received.
+struct BatchedNotify {
+    inner: alloc::rc::Rc<core::cell::RefCell<NetPci>>,
+    state: alloc::rc::Rc<core::cell::RefCell<NotifyState>>,
+}
+
+impl virtio_drivers::transport::Transport for BatchedNotify {
+    fn device_type(&self) -> virtio_drivers::transport::DeviceType {
+        self.inner.borrow().device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.inner.borrow_mut().read_device_features()
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.state.borrow_mut().event_idx = driver_features & RING_EVENT_IDX != 0;
+        self.inner.borrow_mut().write_driver_features(driver_features)
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.inner.borrow_mut().max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.state.borrow_mut().pending |= 1u32.checked_shl(u32::from(queue)).unwrap_or(0);
+    }
+    fn get_status(&self) -> virtio_drivers::transport::DeviceStatus {
+        self.inner.borrow().get_status()
+    }
+    fn set_status(&mut self, status: virtio_drivers::transport::DeviceStatus) {
+        self.inner.borrow_mut().set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.inner.borrow_mut().set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.inner.borrow().requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        if let Some(slot) = self.state.borrow_mut().rings.get_mut(usize::from(queue)) {
+            *slot = match (ram_va(driver_area), ram_va(device_area)) {
+                (Some(avail), Some(used)) => Some(Rings { avail, used, size, last: 0 }),
+                _ => None,
+            };
+        }
+        self.inner.borrow_mut().queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        if let Some(slot) = self.state.borrow_mut().rings.get_mut(usize::from(queue)) {
+            *slot = None;
+        }
+        self.inner.borrow_mut().queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.inner.borrow_mut().queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> virtio_drivers::transport::InterruptStatus {
+        self.inner.borrow_mut().ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.inner.borrow().read_config_generation()
+    }
+    fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        self.inner.borrow().read_config_space(offset)
+    }
+    fn write_config_space<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
+        self.inner.borrow_mut().write_config_space(offset, value)
+    }
+}
+
 /// An assigned virtio-net device (our uplink) driven without blocking: [`NetDevice::receive`]
 /// copies a received frame out and gives its buffer straight back to the device,
 /// [`NetDevice::send`] queues a frame and returns at once (completed transmissions are reclaimed
-/// on later calls). The rx and tx queue interrupts arrive on [`NetDevice::port`].
+/// on later calls); the device hears of both at the next [`NetDevice::flush`]. The rx and tx queue interrupts arrive on [`NetDevice::port`].
 pub struct NetDevice {
     // Declared first so it is dropped first: dropping it detaches the queues from the device
     // before the buffers below are freed.
     // Boxed (as are the tables below) to keep the domain's stack small.
-    net: alloc::boxed::Box<
-        virtio_drivers::device::net::VirtIONetRaw<HvHal, virtio_drivers::transport::pci::PciTransport, NET_QUEUE>,
-    >,
+    net: alloc::boxed::Box<virtio_drivers::device::net::VirtIONetRaw<HvHal, BatchedNotify, NET_QUEUE>>,
+    /// The transport `net` drives, for [`NetDevice::flush`]'s notifications.
+    transport: alloc::rc::Rc<core::cell::RefCell<NetPci>>,
+    /// Queues with buffers added since the last notification, and where their rings are.
+    notify: alloc::rc::Rc<core::cell::RefCell<NotifyState>>,
+    /// Notifications sent.
+    pub notifications: u64,
     port: u32,
     interrupts: bool,
     mac: [u8; 6],
@@ -387,8 +515,11 @@ impl NetDevice {
         let mut root = PciRoot::new(HvConfigAccess);
         let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
         let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| NetError::Setup)?;
+        let shared = alloc::rc::Rc::new(core::cell::RefCell::new(transport));
+        let notify = alloc::rc::Rc::new(core::cell::RefCell::new(NotifyState::default()));
+        let batched = BatchedNotify { inner: shared.clone(), state: notify.clone() };
         let net = alloc::boxed::Box::new(
-            virtio_drivers::device::net::VirtIONetRaw::new(transport).map_err(|_| NetError::Setup)?,
+            virtio_drivers::device::net::VirtIONetRaw::new(batched).map_err(|_| NetError::Setup)?,
         );
         let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| NetError::Setup)?;
         // Queue 0 is receiveq1, queue 1 transmitq1.
@@ -396,6 +527,9 @@ impl NetDevice {
         let mac = net.mac_address();
         let mut d = Self {
             net,
+            transport: shared,
+            notify,
+            notifications: 0,
             port,
             interrupts,
             mac,
@@ -408,7 +542,52 @@ impl NetDevice {
         for i in 0..NET_RX_BUFFERS {
             d.post_rx(i)?;
         }
+        d.flush();
         Ok(d)
+    }
+
+    /// Tells the device about every buffer added since the last call ([`NetDevice::send`] and
+    /// [`NetDevice::receive`] add them without notifying): for each queue with new buffers, one
+    /// notification, unless the device said (its `avail_event`, with `VIRTIO_RING_F_EVENT_IDX`)
+    /// that it does not need one for them: it is still working through the queue and looks at
+    /// it again before it waits. Call it after each batch of sends and receives; `send` calls it
+    /// itself before it reports [`NetError::Busy`].
+    pub fn flush(&mut self) {
+        let mut state = self.notify.borrow_mut();
+        let pending = core::mem::take(&mut state.pending);
+        let event_idx = state.event_idx;
+        for queue in 0..2u16 {
+            // With event indices the rings say it all (virtio-drivers' own check, which sets
+            // `pending`, compares the indices without wrapping: past 65535 it would miss one).
+            let needed = match state.rings.get_mut(usize::from(queue)).and_then(Option::as_mut) {
+                Some(r) if event_idx => {
+                    // The avail index (written by virtio-drivers) before the device's
+                    // avail_event is read: a full barrier, as the virtio spec's driver does.
+                    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+                    let event_at = r.used + 4 + 8 * u64::from(r.size);
+                    // SAFETY: `avail` and `used` are our addresses of the queue's driver and
+                    // device areas (virtio-drivers' allocations in our RAM, handed to the device
+                    // by `queue_set` and live until `queue_unset` clears them); both fields are
+                    // 2-byte aligned u16s inside them that the driver and the device write
+                    // concurrently, hence the volatile reads.
+                    let (new, event) = unsafe {
+                        (
+                            core::ptr::read_volatile((r.avail + 2) as *const u16),
+                            core::ptr::read_volatile(event_at as *const u16),
+                        )
+                    };
+                    let old = core::mem::replace(&mut r.last, new);
+                    // vring_need_event (virtio 1.x, 2.7.10): the device asked to be notified
+                    // when the index passes `event`; did it pass it since the last check?
+                    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+                }
+                _ => pending & (1 << queue) != 0,
+            };
+            if needed {
+                virtio_drivers::transport::Transport::notify(&mut *self.transport.borrow_mut(), queue);
+                self.notifications += 1;
+            }
+        }
     }
 
     /// Gives rx buffer `i` to the device.
@@ -477,7 +656,11 @@ impl NetDevice {
         if frame.len() > Self::MAX_FRAME {
             return Err(NetError::TooLong);
         }
-        let i = self.tx_free.pop().ok_or(NetError::Busy)?;
+        let Some(i) = self.tx_free.pop() else {
+            // The device must hear of the queued frames to free their buffers.
+            self.flush();
+            return Err(NetError::Busy);
+        };
         let buf = &mut self.tx_bufs[i];
         let hdr = match self.net.fill_buffer_header(buf) {
             Ok(h) if h + frame.len() <= buf.len() => h,
@@ -500,6 +683,7 @@ impl NetDevice {
             },
             Err(_) => {
                 self.tx_free.push(i);
+                self.flush();
                 Err(NetError::Busy)
             }
         }

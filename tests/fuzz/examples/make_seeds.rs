@@ -225,6 +225,43 @@ fn netback() {
     write("netback_tx", "rx_delivery", &s);
 }
 
+/// A GSO packet as netfront sends one: Ethernet, IPv4 or IPv6, TCP (data offset 8: a 12-byte
+/// timestamp option), `payload` bytes. Checksums are left zero (the segmenter computes them).
+fn tcp_packet(v6: bool, payload: usize) -> Vec<u8> {
+    let mut p = vec![0x00, 0x16, 0x3e, 0, 5, 0, 0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    let tcp_len = 32 + payload;
+    if v6 {
+        p.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+        p.extend((tcp_len as u16).to_be_bytes());
+        p.extend([6, 64]);
+        p.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15]);
+        p.extend([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    } else {
+        p.extend([0x08, 0x00, 0x45, 0]);
+        p.extend(((20 + tcp_len) as u16).to_be_bytes());
+        p.extend([0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 2, 15, 10, 0, 2, 2]);
+    }
+    // Ports 5201 → 40000, seq, ack, data offset 8, ACK|PSH, window, checksum, urgent.
+    p.extend([0x14, 0x51, 0x9c, 0x40, 0x7f, 0xff, 0xf0, 0, 0, 0, 0, 9, 0x80, 0x18, 4, 0, 0, 0, 0, 0]);
+    p.extend([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+    p.extend((0..payload).map(|i| (i * 7) as u8));
+    p
+}
+
+/// netback_gso inputs: GSO type byte (even: TCPV4, odd: TCPV6), MSS (u16 LE), the packet.
+fn netback_gso() {
+    for (name, v6, mss, payload) in [
+        ("tcpv4_4k_mss1448", false, 1448u16, 4000),
+        ("tcpv6_3k_mss1428", true, 1428, 3000),
+        ("tcpv4_one_segment", false, 1448, 100),
+    ] {
+        let mut s = vec![u8::from(v6)];
+        s.extend(mss.to_le_bytes());
+        s.extend(tcp_packet(v6, payload));
+        write("netback_gso", name, &s);
+    }
+}
+
 fn xs(kind: XsType, req_id: u32, tx_id: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = XsdSockmsg { msg_type: kind as u32, req_id, tx_id, len: payload.len() as u32 }.to_raw().to_vec();
     out.extend_from_slice(payload);
@@ -297,9 +334,15 @@ fn main() {
         control();
         return;
     }
+    // `make_seeds gso`: only the segmenter's seeds.
+    if args == ["gso"] {
+        netback_gso();
+        return;
+    }
     elf_and_bundles(&args);
     control();
     blkback();
     netback();
+    netback_gso();
     store();
 }

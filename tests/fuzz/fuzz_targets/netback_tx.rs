@@ -4,7 +4,7 @@
 //! the frontend, and runs `Vif::tx_round` (slot assembly, validation, one batched grant copy
 //! through a fake copier) and `Vif::rx_round`. No panic; copies stay inside the granted page and
 //! the scratch buffer; every accepted frame is a legal Ethernet frame inside the scratch
-//! buffer; tx responses answer the data slots in ring order with OKAY/ERROR (NULL for
+//! buffer (or a GSO packet of up to 64 KiB that the segmenter accepts); tx responses answer the data slots in ring order with OKAY/ERROR (NULL for
 //! extras); rx responses answer the posted buffers in order with a frame length or ERROR.
 #![no_main]
 
@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 
 use fuzz::{FakeGrants, HostileFront, Script, page};
 use libfuzzer_sys::fuzz_target;
-use netback::vif::{MAX_FRAME, MIN_FRAME, SCRATCH_BYTES, TX_PACKETS_PER_ROUND, Vif};
+use netback::gso::Segmenter;
+use netback::vif::{MAX_FRAME, MAX_PACKET, MIN_FRAME, SCRATCH_BYTES, TX_PACKETS_PER_ROUND, Vif};
 use shared_ring::layout::HEADER_SIZE;
 use shared_ring::wire::netif::{NetifRxResponse, NetifTxResponse, RSP_ERROR, RSP_NULL, RSP_OKAY};
 use shared_ring::{BackRing, SharedMemory};
@@ -80,9 +81,20 @@ fuzz_target!(|data: &[u8]| {
                 match vif.tx_round(&mut grants, &mut scratch, &mut frames) {
                     Ok(round) => {
                         assert!(round.packets as usize <= TX_PACKETS_PER_ROUND && round.refused <= round.packets);
-                        for &(offset, len) in &frames {
-                            assert!((MIN_FRAME..=MAX_FRAME).contains(&len), "frame of {len} bytes accepted");
+                        for f in &frames {
+                            let (offset, len) = (f.offset, f.len);
                             assert!(offset.checked_add(len).is_some_and(|e| e <= scratch.len()));
+                            match f.gso {
+                                // Only a GSO packet may be larger than a frame, and it was
+                                // checked: it can be cut.
+                                Some(gso) => {
+                                    assert!((MIN_FRAME..=MAX_PACKET).contains(&len), "GSO packet of {len} bytes");
+                                    assert!(Segmenter::new(&scratch[offset..offset + len], gso).is_ok());
+                                }
+                                None => {
+                                    assert!((MIN_FRAME..=MAX_FRAME).contains(&len), "frame of {len} bytes accepted")
+                                }
+                            }
                         }
                         for (_, r) in &vif.refusals {
                             let _ = r.to_string();

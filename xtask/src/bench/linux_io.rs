@@ -20,6 +20,8 @@
 //!   (requests/s, reported beside the reference, no target), then `iperf3 -R` against the
 //!   guest's iperf3 server (the guest sends: guest → host TCP, Mbit/s as the host's client
 //!   received it), both through QEMU's hostfwd. Target: DomU ≥ 0.8 × reference.
+//!
+//! `--only disk` or `--only net` runs one half.
 
 use std::time::Duration;
 
@@ -59,13 +61,21 @@ const HTTP_READY: &str = "linux-guest: httpd serving on port 80";
 const IPERF_PORT: u16 = 5201;
 const IPERF_SECS: u32 = 5;
 
+/// The half of the bench `--only` keeps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Part {
+    Disk,
+    Net,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum FioFigure {
     Iops,
     MibPerS,
 }
 
-pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Vec<Row>> {
+pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize, only: Option<Part>) -> Result<Vec<Row>> {
+    let (disk, network) = (only != Some(Part::Net), only != Some(Part::Disk));
     packages::ensure(&[packages::QEMU, packages::WRK, packages::FIO, packages::IPERF3])
         .context("`cargo xtask bench linux-io` needs these packages")?;
     let topology = |t: &str| paths.root.join(t).to_str().map(String::from).context("the workspace path is not UTF-8");
@@ -94,12 +104,16 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
     let mut s = Samples::new();
     for i in 0..runs {
         let n = format!("run {}/{runs}", i + 1);
-        let sides = [
-            ("domu", on_hv(&blk), &blk),
-            ("direct", direct(blk_domu, "guest.disk=vda"), &blk),
-            ("flood", on_hv(&flood), &flood),
-        ];
-        for (side, mut spec, prepared) in sides {
+        let disk_sides = if disk {
+            vec![
+                ("domu", on_hv(&blk), &blk),
+                ("direct", direct(blk_domu, "guest.disk=vda"), &blk),
+                ("flood", on_hv(&flood), &flood),
+            ]
+        } else {
+            vec![]
+        };
+        for (side, mut spec, prepared) in disk_sides {
             step(format!("{}: fio, {side}, {n}", prepared.topology.name()));
             let dir = paths.disks_dir(prepared.topology.name());
             spec.disks = xtask::disks::images(&dir, &prepared.topology, true)?;
@@ -110,7 +124,8 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
                 add(&mut s, &format!("{side}_fio_{job}_{}", figure.suffix()), value, figure.unit());
             }
         }
-        for (side, spec) in [("domu", on_hv(&net)), ("direct", direct(net_domu, ""))] {
+        let net_sides = if network { vec![("domu", on_hv(&net)), ("direct", direct(net_domu, ""))] } else { vec![] };
+        for (side, spec) in net_sides {
             step(format!("{}: wrk, then iperf3 -R (the guest sends), {side}, {n}", net.topology.name()));
             let mut spec = spec;
             spec.nics = NetDevice::for_topology(&net.topology.nics)?;

@@ -79,6 +79,9 @@ pub struct BenchArgs {
     /// With `all`: benchmarks to leave out (docs/bench.md names them as not run)
     #[arg(long, value_enum, value_delimiter = ',')]
     skip: Vec<BenchWhat>,
+    /// `linux-io` only: measure only the disk (fio) or only the network (wrk, iperf3)
+    #[arg(long, value_enum)]
+    only: Option<linux_io::Part>,
 }
 
 pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
@@ -97,7 +100,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
         BenchWhat::Net => net::run(paths, accel(), machine, runs.min(3)).map(drop),
         BenchWhat::Xl => xl::run(paths, accel(), machine).map(drop),
         BenchWhat::Pvh => pvh::run(paths, accel(), machine, runs).map(drop),
-        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3)).map(drop),
+        BenchWhat::LinuxIo => linux_io::run(paths, accel(), machine, runs.min(3), args.only).map(drop),
         BenchWhat::All => {
             let accel = accel();
             type Bench<'a> = &'a dyn Fn() -> Result<Vec<row::Row>>;
@@ -108,7 +111,7 @@ pub fn run(paths: &Paths, args: BenchArgs) -> Result<()> {
                 (BenchWhat::Net, &|| net::run(paths, accel, machine, runs.min(3))),
                 (BenchWhat::Xl, &|| xl::run(paths, accel, machine)),
                 (BenchWhat::Pvh, &|| pvh::run(paths, accel, machine, runs)),
-                (BenchWhat::LinuxIo, &|| linux_io::run(paths, accel, machine, runs.min(3))),
+                (BenchWhat::LinuxIo, &|| linux_io::run(paths, accel, machine, runs.min(3), args.only)),
             ];
             let mut outcomes = Vec::new();
             for (what, bench) in benches {

@@ -257,7 +257,7 @@ impl Attacker {
 
     /// One packet, valid about a third of the time. Uses at most 22 slots.
     fn push_packet(&mut self) {
-        match self.rng.below(21) {
+        match self.rng.below(22) {
             0..=6 => self.data(0, 0, FRAME),
             7 => {
                 let bad = [0, 1, 7, 511, 512, 4096, u32::MAX, self.vif.pool[0].gref.wrapping_add(300)];
@@ -282,7 +282,7 @@ impl Attacker {
                 self.extra(t, 0);
             }
             14 => {
-                // A GSO extra (not negotiated) with unknown extra flags, then more extras.
+                // A GSO extra with unknown extra flags, then more extras.
                 self.data(0, TXF_EXTRA_INFO, FRAME);
                 self.extra(1, 0xfe | 1);
                 self.extra(2, 1);
@@ -299,6 +299,16 @@ impl Attacker {
                 // A chain left open: the next packet's first slot continues it.
                 self.data(0, TXF_MORE_DATA, 2 * FRAME);
                 self.data(0, TXF_MORE_DATA, FRAME);
+            }
+            20 => {
+                // A 60000-byte GSO packet (a valid GSO extra: TCPV4, MSS 1448) over 15 pages of
+                // whatever they hold: netback cuts only what parses as TCP of the attacker's own
+                // MAC, into at most 128 frames, and refuses the rest.
+                self.data(0, TXF_EXTRA_INFO | TXF_MORE_DATA, 60000);
+                self.extra(1, 0);
+                for i in 0..14 {
+                    self.data(0, if i < 13 { TXF_MORE_DATA } else { 0 }, 4096);
+                }
             }
             _ => {
                 // Fragments at odd offsets adding up right, but the frame exceeds 1514 bytes.
