@@ -29,22 +29,24 @@ pub fn run(paths: &Paths, args: FuzzArgs) -> Result<()> {
 pub const FUZZ_DIR: &str = "tests/fuzz";
 
 /// The cargo-fuzz targets in `tests/fuzz/fuzz_targets/`: the ring and the wire decoders
-/// (shared-ring), the ELF loader (hv-core), the boot bundle, control-channel frames, blkback's
-/// requests, netback's tx/rx rounds, and the store server.
-pub const FUZZ_TARGETS: [&str; 10] = [
+/// (shared-ring), the ELF loader (hv-core), the boot bundle, the firmware's boot tags (EFI memory
+/// map, ACPI RSDP), control-channel frames, blkback's requests, netback's tx/rx rounds, and the
+/// store server.
+pub const FUZZ_TARGETS: [&str; 11] = [
     "ring_protocol",
     "blkif_decode",
     "netif_decode",
     "store_decode",
     "elf_parse",
     "bundle_parse",
+    "boot_tags",
     "control_frames",
     "blkback_requests",
     "netback_tx",
     "store_server",
 ];
 
-/// Seconds per target in [`fuzz_smoke`] (10 targets: about a minute in CI, with cargo-fuzz's
+/// Seconds per target in [`fuzz_smoke`] (11 targets: about a minute in CI, with cargo-fuzz's
 /// start-up per target; each target still makes thousands to hundreds of thousands of runs).
 const SMOKE_SECONDS: u64 = 4;
 
