@@ -75,7 +75,7 @@ impl Machine {
 /// The PC firmware QEMU runs before the hypervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
-    /// QEMU's default BIOS. Needed for the ISO (GRUB); assigns PCI BARs.
+    /// QEMU's default BIOS. Boots the ISO (GRUB) by default; assigns PCI BARs.
     SeaBios,
     /// qboot (`-bios /usr/share/qemu/qboot.rom`): a minimal firmware for `-kernel` boots, about
     /// 50 ms faster to the first hypervisor instruction under TCG; leaves PCI BARs unassigned.
@@ -99,7 +99,8 @@ impl Firmware {
         }
     }
 
-    /// qboot for direct boots when QEMU ships it, SeaBIOS otherwise (and always for the ISO).
+    /// qboot for direct boots when QEMU ships it, SeaBIOS otherwise and for the ISO (which
+    /// [`Firmware::Uefi`] boots too, when asked).
     pub fn default_for(media: &Media) -> Self {
         match media {
             Media::Direct { .. } if Path::new(QBOOT_ROM).is_file() => Self::Qboot,
