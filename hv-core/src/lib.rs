@@ -7,9 +7,11 @@
 
 extern crate alloc;
 
+pub mod acpi_root;
 pub mod byte_ring;
 pub mod console;
 pub mod domain_id;
+pub mod efi_memory_map;
 pub mod elf;
 pub mod event_channel;
 pub mod frames;

@@ -200,7 +200,8 @@ impl Scenario {
         self
     }
 
-    /// Firmware other than the default (qboot for `-kernel`, SeaBIOS for the ISO).
+    /// Firmware other than the default (qboot for `-kernel`, SeaBIOS for the ISO); UEFI (OVMF)
+    /// boots the ISO only.
     pub fn firmware(mut self, firmware: Firmware) -> Self {
         self.firmware = Some(firmware);
         self
@@ -249,7 +250,14 @@ impl Scenario {
             (None, stop) => xtask::qemu::run_captured(&spec, timeout().max(self.min_timeout), stop.as_deref()),
         }
         .unwrap_or_else(|e| panic!("cannot run QEMU: {e:#}"));
-        Outcome { run, topology: self.topology, boot: self.boot, machine: self.machine, accel: spec.accel }
+        Outcome {
+            run,
+            topology: self.topology,
+            boot: self.boot,
+            machine: self.machine,
+            firmware: spec.firmware,
+            accel: spec.accel,
+        }
     }
 }
 
@@ -259,6 +267,7 @@ pub struct Outcome {
     pub topology: Loaded,
     pub boot: Boot,
     pub machine: Machine,
+    pub firmware: Firmware,
     pub accel: Accel,
 }
 
@@ -307,13 +316,14 @@ impl Outcome {
         let _ = writeln!(s, "{why}");
         let _ = writeln!(
             s,
-            "  topology {} ({}), {} on {} under {}",
+            "  topology {} ({}), {} after {} on {} under {}",
             self.topology.name(),
             self.topology.path.display(),
             match self.boot {
                 Boot::Direct => "-kernel (PVH)",
                 Boot::Iso => "GRUB ISO (multiboot2)",
             },
+            self.firmware.name(),
             self.machine.name(),
             self.accel.name()
         );

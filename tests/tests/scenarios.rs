@@ -22,7 +22,21 @@ fn greet_booted_via(boot: Boot, machine: Machine, firmware: Option<Firmware>, en
 
 #[test]
 fn boots_through_grub_iso_on_q35() {
-    greet_booted_via(Boot::Iso, Machine::Q35, None, "multiboot2");
+    let o = greet_booted_via(Boot::Iso, Machine::Q35, None, "multiboot2");
+    // SeaBIOS GRUB passes a BIOS memory map and the ACPI 1.0 RSDP (tag 14), no EFI tags.
+    o.expect_line("[hv] boot: RAM from the multiboot2 memory map (* ranges), ACPI 1.0 RSDP, RSDT at 0x*");
+}
+
+/// The same ISO through OVMF: GRUB's EFI image exits boot services and jumps to the same 32-bit
+/// entry; the hypervisor takes RAM from the EFI memory map (tag 17) and finds ACPI through the
+/// loader's RSDP copy (tags 14/15: no BIOS area to scan under UEFI).
+#[test]
+fn boots_through_grub_iso_under_uefi_on_q35() {
+    let o = greet_booted_via(Boot::Iso, Machine::Q35, Some(Firmware::Uefi), "multiboot2");
+    o.expect_line(
+        "[hv] boot: UEFI (system table 0x*), RAM from the EFI memory map (* ranges), ACPI 2.0+ RSDP, XSDT at 0x*",
+    );
+    o.expect_no_line("*(but it reads*");
 }
 
 #[test]

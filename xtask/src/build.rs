@@ -57,6 +57,10 @@ pub fn image(paths: &Paths, topology: Option<&str>) -> Result<()> {
     let out = paths.iso();
     step("grub-mkrescue");
     iso::make_iso(&p.hypervisor(), &p.bundle, &out)?;
-    println!("ISO: {} (boot it with: cargo xtask run {} --iso)", show(&out, &paths.root), p.topology.name());
+    println!(
+        "ISO: {} (BIOS and UEFI; boot it with: cargo xtask run {} --iso [--firmware uefi])",
+        show(&out, &paths.root),
+        p.topology.name()
+    );
     Ok(())
 }

@@ -29,15 +29,17 @@ pub fn run(paths: &Paths, args: FuzzArgs) -> Result<()> {
 pub const FUZZ_DIR: &str = "tests/fuzz";
 
 /// The cargo-fuzz targets in `tests/fuzz/fuzz_targets/`: the ring and the wire decoders
-/// (shared-ring), the ELF loader (hv-core), the boot bundle, control-channel frames, blkback's
-/// requests, netback's tx/rx rounds and its TCP segmenter, and the store server.
-pub const FUZZ_TARGETS: [&str; 11] = [
+/// (shared-ring), the ELF loader (hv-core), the boot bundle, the firmware's boot tags (EFI memory
+/// map, ACPI RSDP), control-channel frames, blkback's requests, netback's tx/rx rounds and its
+/// TCP segmenter, and the store server.
+pub const FUZZ_TARGETS: [&str; 12] = [
     "ring_protocol",
     "blkif_decode",
     "netif_decode",
     "store_decode",
     "elf_parse",
     "bundle_parse",
+    "boot_tags",
     "control_frames",
     "blkback_requests",
     "netback_tx",

@@ -1,4 +1,7 @@
 //! The GRUB rescue ISO: GRUB loads `hv-core.elf` through multiboot2 and the bundle as `module2`.
+//! One hybrid image boots through BIOS (El Torito → i386-pc GRUB) and through UEFI (El Torito's
+//! EFI entry, a FAT image holding `efi/boot/bootx64.efi` → x86_64-efi GRUB, which calls
+//! ExitBootServices before it jumps to the hypervisor's 32-bit entry).
 
 use std::path::Path;
 use std::process::Command;
@@ -19,8 +22,14 @@ menuentry "hv-core" {
 }
 "#;
 
+/// The GRUB modules the ISO carries (with their dependencies), for both platforms: the disk
+/// drivers (biosdisk; UEFI's disk I/O) are in each platform's core image already.
+pub const MODULES: &str = "multiboot2 normal iso9660";
+
 /// Stages `boot/hv-core.elf`, `boot/bundle.bin`, `boot/grub/grub.cfg` next to `out` and runs
-/// grub-mkrescue with only the modules we need (0.85 MB instead of 9.5 MB, and faster to boot).
+/// grub-mkrescue with only the modules we need: 4.5 MB plus the hypervisor and the bundle (20 MB
+/// with every module; 0.8 MB for BIOS alone, as nearly 3 MB is the fixed-size FAT image that
+/// holds GRUB's EFI binary).
 pub fn make_iso(hypervisor: &Path, bundle: &Path, out: &Path) -> Result<()> {
     packages::ensure(packages::ISO_TOOLS)?;
     let stage = out.with_extension("stage");
@@ -36,13 +45,14 @@ pub fn make_iso(hypervisor: &Path, bundle: &Path, out: &Path) -> Result<()> {
     let output = Command::new("grub-mkrescue")
         .arg("-o")
         .arg(&tmp)
-        .args(["--install-modules=multiboot2 normal iso9660 biosdisk", "--fonts=", "--locales=", "--themes="])
+        .arg(format!("--install-modules={MODULES}"))
+        .args(["--fonts=", "--locales=", "--themes="])
         .arg(&stage)
         .output()
         .context("running grub-mkrescue")?;
     if !output.status.success() || !tmp.is_file() {
         bail!(
-            "grub-mkrescue failed ({}):\n{}\n  fix: check that grub-pc-bin, grub-common, xorriso and mtools are installed",
+            "grub-mkrescue failed ({}):\n{}\n  fix: check that grub-pc-bin, grub-efi-amd64-bin, grub-common, xorriso and mtools are installed",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim_end()
         );

@@ -39,7 +39,7 @@ struct Cli {
 enum Cmd {
     /// Build the hypervisor, the domain images and the boot bundle (target/bundles/<topology>.bundle)
     Build(build::TopologyArg),
-    /// Build the bootable GRUB ISO (target/hv-core.iso) for a topology
+    /// Build the bootable GRUB ISO (target/hv-core.iso, BIOS and UEFI) for a topology
     Image(build::TopologyArg),
     /// Build and boot a topology in QEMU with the serial console on this terminal
     Run(run::RunArgs),
@@ -94,6 +94,8 @@ impl From<MachineArg> for Machine {
 enum FirmwareArg {
     Seabios,
     Qboot,
+    /// OVMF (package ovmf); with --iso only
+    Uefi,
 }
 
 impl From<FirmwareArg> for Firmware {
@@ -101,6 +103,7 @@ impl From<FirmwareArg> for Firmware {
         match f {
             FirmwareArg::Seabios => Firmware::SeaBios,
             FirmwareArg::Qboot => Firmware::Qboot,
+            FirmwareArg::Uefi => Firmware::Uefi,
         }
     }
 }

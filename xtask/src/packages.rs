@@ -34,6 +34,13 @@ pub const GRUB_PC_BIN: Package = Package {
     probe: Probe::File("/usr/lib/grub/i386-pc/moddep.lst"),
     why: "the BIOS GRUB modules for the ISO",
 };
+pub const GRUB_EFI_AMD64_BIN: Package = Package {
+    name: "grub-efi-amd64-bin",
+    probe: Probe::File("/usr/lib/grub/x86_64-efi/moddep.lst"),
+    why: "the UEFI GRUB modules for the ISO (it boots through BIOS and UEFI)",
+};
+pub const OVMF: Package =
+    Package { name: "ovmf", probe: Probe::File(crate::qemu::OVMF_FD), why: "UEFI firmware for QEMU (--firmware uefi)" };
 pub const XORRISO: Package =
     Package { name: "xorriso", probe: Probe::Command("xorriso"), why: "grub-mkrescue writes the ISO with it" };
 pub const MTOOLS: Package =
@@ -86,7 +93,7 @@ pub const IPERF3: Package = Package {
 };
 
 /// Everything the ISO needs.
-pub const ISO_TOOLS: &[Package] = &[GRUB_COMMON, GRUB_PC_BIN, XORRISO, MTOOLS];
+pub const ISO_TOOLS: &[Package] = &[GRUB_COMMON, GRUB_PC_BIN, GRUB_EFI_AMD64_BIN, XORRISO, MTOOLS];
 
 pub fn is_installed(p: &Package) -> bool {
     match p.probe {

@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// Start QEMU's gdb stub on :1234 and wait for gdb before running (-s -S)
     #[arg(long)]
     gdb: bool,
-    /// PC firmware [default: qboot for -kernel (fastest), seabios for --iso (GRUB needs it)]
+    /// PC firmware [default: qboot for -kernel (fastest), seabios for --iso; uefi (OVMF) boots --iso only]
     #[arg(long, value_enum)]
     firmware: Option<FirmwareArg>,
 }
@@ -69,7 +69,11 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
     eprintln!(
         "booting topology {} via {} on {} under {}; press Ctrl-C to quit",
         p.topology.name(),
-        if args.iso { "GRUB (ISO)" } else { "-kernel (PVH)" },
+        match (args.iso, spec.firmware) {
+            (true, qemu::Firmware::Uefi) => "UEFI (OVMF) and GRUB (ISO)",
+            (true, _) => "GRUB (ISO)",
+            (false, _) => "-kernel (PVH)",
+        },
         spec.machine.name(),
         accel.name()
     );

@@ -93,6 +93,7 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         boot_info::Loader::Multiboot2 => "multiboot2",
     };
     hvlog!("hv-core {} booted via {loader}", env!("CARGO_PKG_VERSION"));
+    hvlog!("boot: {}", boot.summary());
     let features = cpu::features();
 
     // Frames: every usable range above 1 MiB, minus our image, the bundle and the boot info.

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `cargo +nightly run --example make_seeds -- control` rewrites only `corpus/control_frames`
-//! (after a control protocol change).
+//! (after a control protocol change); `-- boot` only `corpus/boot_tags`.
 //!
 //! The ELF seeds are real domain images from the build (stripped, so libFuzzer's input length
 //! stays small); the bundle seeds carry the real `spin` and `pingpong` topologies read back from
@@ -327,6 +327,58 @@ fn store() {
     write("store_server", "page_pump_and_split", &s);
 }
 
+/// An RSDP as firmware lays it out (ACPI 6.5 §5.2.5.3), both checksums fixed.
+fn rsdp(revision: u8, rsdt: u32, xsdt: u64) -> Vec<u8> {
+    let mut b = vec![0u8; if revision >= 2 { 36 } else { 20 }];
+    b[..8].copy_from_slice(b"RSD PTR ");
+    b[9..15].copy_from_slice(b"BOCHS ");
+    b[15] = revision;
+    b[16..20].copy_from_slice(&rsdt.to_le_bytes());
+    b[8] = 0u8.wrapping_sub(b[..20].iter().fold(0u8, |a, &x| a.wrapping_add(x)));
+    if revision >= 2 {
+        b[20..24].copy_from_slice(&36u32.to_le_bytes());
+        b[24..32].copy_from_slice(&xsdt.to_le_bytes());
+        b[32] = 0u8.wrapping_sub(b.iter().fold(0u8, |a, &x| a.wrapping_add(x)));
+    }
+    b
+}
+
+/// `boot_tags`: selector byte 0 + an EFI memory map tag's payload shaped like OVMF's on q35 with
+/// 256 MiB (48-byte descriptors), selector 1 + the RSDPs SeaBIOS (ACPI 1.0, RSDT) and OVMF
+/// (ACPI 2.0, XSDT) give; addresses as hv-core logged them under QEMU 7.2.
+fn boot_tags() {
+    let mut map = vec![0u8];
+    map.extend(48u32.to_le_bytes());
+    map.extend(1u32.to_le_bytes());
+    let descs: [(u32, u64, u64); 10] = [
+        (3, 0, 1),                // boot services code
+        (7, 0x1000, 0x9f),        // conventional below 640 KiB
+        (7, 0x10_0000, 0x700),    // 1 MiB ..
+        (2, 0x80_0000, 0x100),    // loader data: GRUB, the hypervisor, its modules
+        (4, 0x90_0000, 0x200),    // boot services data
+        (7, 0xb0_0000, 0xe000),   // conventional
+        (9, 0xfb7_b000, 0x4),     // ACPI reclaim
+        (10, 0xfb7_f000, 0x80),   // ACPI NVS
+        (6, 0xfbf_f000, 0x100),   // runtime services data
+        (11, 0xffc0_0000, 0x400), // MMIO: the flash
+    ];
+    for (ty, start, pages) in descs {
+        let mut d = [0u8; 48];
+        d[0..4].copy_from_slice(&ty.to_le_bytes());
+        d[8..16].copy_from_slice(&start.to_le_bytes());
+        d[24..32].copy_from_slice(&pages.to_le_bytes());
+        d[32..40].copy_from_slice(&0xfu64.to_le_bytes());
+        map.extend(d);
+    }
+    write("boot_tags", "efi_map_ovmf", &map);
+    let mut seabios = vec![1u8];
+    seabios.extend(rsdp(0, 0x0ffe_2270, 0));
+    write("boot_tags", "rsdp_seabios", &seabios);
+    let mut ovmf = vec![1u8];
+    ovmf.extend(rsdp(2, 0x0fb7_d074, 0x0fb7_d0e8));
+    write("boot_tags", "rsdp_ovmf", &ovmf);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `make_seeds control`: only the control-channel seeds (they need no build artifacts).
@@ -339,8 +391,14 @@ fn main() {
         netback_gso();
         return;
     }
+    // `make_seeds boot`: only the boot tag seeds (no build artifacts either).
+    if args == ["boot"] {
+        boot_tags();
+        return;
+    }
     elf_and_bundles(&args);
     control();
+    boot_tags();
     blkback();
     netback();
     netback_gso();
