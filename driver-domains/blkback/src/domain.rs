@@ -92,12 +92,19 @@ const POLL_NS: u64 = 5_000_000;
 /// Requests blkback keeps in flight on a virtio-blk device (the virtqueue's size), each with a
 /// buffer of one whole request (128 KiB): 2 MiB of the domain's heap.
 const QUEUE_DEPTH: usize = hv_rt::virtio::BlockDisk::MAX_DEPTH;
+/// Heap kept free when the request buffers are allocated (vdisks, rings, store client).
+const HEAP_RESERVE: usize = 2 << 20;
 /// How long one [`BlockDevice::wait`] blocks for the device's interrupt.
 const WAIT_NS: u64 = SECOND;
 
 impl VirtioDisk {
     fn new(mut disk: hv_rt::virtio::BlockDisk) -> Self {
-        let depth = disk.with_slots(QUEUE_DEPTH, MAX_REQUEST_BYTES);
+        let depth = disk.with_slots(QUEUE_DEPTH, MAX_REQUEST_BYTES, HEAP_RESERVE);
+        if depth < QUEUE_DEPTH {
+            println!(
+                "virtio-blk queue: {depth} of {QUEUE_DEPTH} request buffers fit the heap (give the domain more memory)"
+            );
+        }
         Self { disk, pool: Pool::new(depth), polling_since: None }
     }
 }

@@ -164,20 +164,35 @@ impl BlockDisk {
     /// once the descriptors run out).
     pub const MAX_DEPTH: usize = 16;
 
-    /// Gives the queue `depth` slots (at most [`BlockDisk::MAX_DEPTH`]) of `bytes` each.
-    /// Returns the depth; 0 if the queue is in use.
-    pub fn with_slots(&mut self, depth: usize, bytes: usize) -> usize {
+    /// Gives the queue up to `depth` slots (at most [`BlockDisk::MAX_DEPTH`]) of `bytes` each,
+    /// as many as the heap holds while leaving `reserve` bytes free for everything else.
+    /// Returns the depth; 0 if the queue is in use (or not even one slot fits).
+    pub fn with_slots(&mut self, depth: usize, bytes: usize, reserve: usize) -> usize {
         if self.slots.iter().any(|s| s.in_flight.is_some()) {
             return 0;
         }
-        self.slots = (0..depth.min(Self::MAX_DEPTH))
-            .map(|_| DiskSlot {
+        self.slots = Vec::new();
+        // The reserve is held while the slots are allocated, then let go of.
+        let mut held: Vec<u8> = Vec::new();
+        if held.try_reserve_exact(reserve).is_err() {
+            return 0;
+        }
+        let mut slots = Vec::new();
+        for _ in 0..depth.min(Self::MAX_DEPTH) {
+            let mut buf: Vec<u8> = Vec::new();
+            if slots.try_reserve(1).is_err() || buf.try_reserve_exact(bytes).is_err() {
+                break;
+            }
+            buf.resize(bytes, 0);
+            slots.push(DiskSlot {
                 req: Default::default(),
                 resp: Default::default(),
-                buf: alloc::vec![0u8; bytes].into_boxed_slice(),
+                buf: buf.into_boxed_slice(),
                 in_flight: None,
-            })
-            .collect();
+            });
+        }
+        drop(held);
+        self.slots = slots;
         self.slots.len()
     }
 
