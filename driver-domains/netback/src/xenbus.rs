@@ -78,8 +78,14 @@ impl DataPath for VifPath {
         &[RingKey { key: "tx-ring-ref", label: "tx ring ref" }, RingKey { key: "rx-ring-ref", label: "rx ring ref" }];
 
     fn probe(client: &mut impl StoreClient, info: &Info, _: &mut Shared) -> Result<Self, String> {
-        let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
-        let mac = read_string(client, &format!("{}/mac", info.dir)).ok().and_then(|m| parse_mac(&m));
+        // Both keys in one round trip.
+        let (params, mac) = (format!("{}/params", info.dir), format!("{}/mac", info.dir));
+        let mut read = client
+            .read_many(&[params.as_bytes(), mac.as_bytes()])
+            .into_iter()
+            .map(|r| r.ok().map(|v| String::from_utf8_lossy(&v).into_owned()));
+        let params = read.next().flatten().unwrap_or_default();
+        let mac = read.next().flatten().and_then(|m| parse_mac(&m));
         Ok(VifPath {
             name: info.name.clone(),
             mac,

@@ -6,8 +6,8 @@ use core::ptr::NonNull;
 use hv_abi::DomId;
 
 use shared_ring::PageMemory;
-use xenstore::xenbus::{self, XenbusState, backend_next, read_domid, read_u32};
-use xenstore::{ClientError, Errno, StoreClient};
+use xenstore::xenbus::{self, ReadError, XenbusState, backend_next};
+use xenstore::{ClientError, Errno, Request, StoreClient};
 
 use crate::platform::Platform;
 use crate::refusals::RefusalLog;
@@ -101,16 +101,23 @@ pub struct Device<D: DataPath> {
 }
 
 impl<D: DataPath> Device<D> {
-    /// Adds the device at `info.dir`: probe, features, watch the frontend, InitWait.
+    /// Adds the device at `info.dir` (its `fe_dir` is read here): probe, features, watch the
+    /// frontend, InitWait.
     pub(crate) fn add<S: StoreClient, P: Platform>(
         client: &mut S,
         p: &mut P,
         shared: &mut D::Shared,
-        info: Info,
+        mut info: Info,
     ) -> Self {
+        // `frontend` and `frontend-id` in one round trip.
+        let (fe_path, id_path) = (format!("{}/frontend", info.dir), format!("{}/frontend-id", info.dir));
+        let mut read = client.read_many(&[fe_path.as_bytes(), id_path.as_bytes()]).into_iter();
+        info.fe_dir = read.next().and_then(Result::ok).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        let fe_id = read.next().unwrap_or(Err(ClientError::NoReply)).map_err(xenbus::ReadError::Store).and_then(|v| {
+            xenbus::parse_domid(&id_path, &v)
+        });
         let mut d =
             Device { info, state: XenbusState::Initialising, path: None, conn: None, refusals: RefusalLog::default() };
-        let fe_id = read_domid(client, &format!("{}/frontend-id", d.info.dir));
         let path = match D::probe(client, &d.info, shared) {
             Err(line) => {
                 p.log(&format!("{}: {line}", d.info.name));
@@ -124,18 +131,31 @@ impl<D: DataPath> Device<D> {
             d.switch(client, p, XenbusState::Closed);
             return d;
         }
-        for (k, v) in path.features() {
-            if let Err(e) = client.write(format!("{}/{k}", d.info.dir).as_bytes(), v.as_bytes()) {
+        // Every feature in one round trip.
+        let features = path.features();
+        let paths: Vec<String> = features.iter().map(|(k, _)| format!("{}/{k}", d.info.dir)).collect();
+        let writes: Vec<Request<'_>> = paths
+            .iter()
+            .zip(&features)
+            .map(|(path, (_, v))| Request::Write { path: path.as_bytes(), value: v.as_bytes() })
+            .collect();
+        for ((k, _), r) in features.iter().zip(client.batch(&writes, 0)) {
+            if let Err(e) = r {
                 p.log(&format!("{}: cannot publish {k}: {e}", d.info.name));
             }
         }
+        // The watch on the frontend's state and a first look at it, in one round trip.
         let watch = format!("{}/state", d.info.fe_dir);
-        match client.watch(watch.as_bytes(), FE_TOKEN) {
-            Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
+        let mut replies = client
+            .batch(&[Request::Watch { path: watch.as_bytes(), token: FE_TOKEN }, Request::Read { path: watch.as_bytes() }], 0)
+            .into_iter();
+        match replies.next().unwrap_or(Err(ClientError::NoReply)) {
+            Ok(_) | Err(ClientError::Store(Errno::Eexist)) => {}
             Err(e) => p.log(&format!("{}: cannot watch {watch}: {e}", d.info.name)),
         }
         d.path = Some(path);
-        let resumable = xenbus::read_state(client, d.info.fe_dir.as_bytes()) == Ok(XenbusState::Connected);
+        let fe_state = replies.next().and_then(Result::ok).and_then(|v| XenbusState::parse(&v).ok());
+        let resumable = fe_state == Some(XenbusState::Connected);
         if resumable {
             // A frontend already Connected was served by a previous instance of this backend
             // (restarted in place, same domain id): take over its rings and port without a
@@ -211,11 +231,25 @@ impl<D: DataPath> Device<D> {
     /// each move promises first (connect before Connected, tear down before anything else).
     /// A missing frontend or one whose `state` holds garbage counts as Closed.
     pub fn step(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared) {
+        if self.path.is_none() {
+            return;
+        }
+        let fe = xenbus::read_state(client, self.info.fe_dir.as_bytes()).unwrap_or(XenbusState::Closed);
+        self.step_seen(client, p, shared, fe);
+    }
+
+    /// [`Device::step`] with the frontend's state already read (as `step` reads it).
+    pub(crate) fn step_seen(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        shared: &mut D::Shared,
+        fe: XenbusState,
+    ) {
         use XenbusState::*;
         if self.path.is_none() {
             return;
         }
-        let fe = xenbus::read_state(client, self.info.fe_dir.as_bytes()).unwrap_or(Closed);
         for _ in 0..MAX_MOVES {
             let Some(next) = backend_next(self.state, fe) else { return };
             match next {
@@ -258,11 +292,17 @@ impl<D: DataPath> Device<D> {
     ) -> Result<(), String> {
         let path = self.path.as_mut().ok_or("device closed")?;
         let (fe, fe_dir) = (self.info.fe, &self.info.fe_dir);
-        let mut refs = Vec::with_capacity(D::RINGS.len());
-        for r in D::RINGS {
-            refs.push(read_u32(client, &format!("{fe_dir}/{}", r.key)).map_err(|e| format!("{}: {e}", r.key))?);
+        // Every ring ref and the port in one round trip.
+        let keys: Vec<&str> = D::RINGS.iter().map(|r| r.key).chain(core::iter::once("event-channel")).collect();
+        let paths: Vec<String> = keys.iter().map(|k| format!("{fe_dir}/{k}")).collect();
+        let refs_of: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
+        let mut numbers = Vec::with_capacity(keys.len());
+        for ((k, path), r) in keys.iter().zip(&paths).zip(client.read_many(&refs_of)) {
+            let n = r.map_err(ReadError::Store).and_then(|v| xenbus::parse_u32(path, &v));
+            numbers.push(n.map_err(|e| format!("{k}: {e}"))?);
         }
-        let remote = read_u32(client, &format!("{fe_dir}/event-channel")).map_err(|e| format!("event-channel: {e}"))?;
+        let remote = numbers.pop().ok_or("event-channel: missing")?;
+        let refs = numbers;
         path.check_frontend(client, fe_dir)?;
         let mut handles = Vec::with_capacity(refs.len());
         let mut pages = Vec::with_capacity(refs.len());

@@ -121,10 +121,13 @@ pub struct BlkFront {
     pub reconnects: u32,
 }
 
-/// Reads `path` as a number, 0 if missing.
-fn read_or_zero(store: &mut Store, path: &str) -> Result<u64, BlkError> {
-    match store.read_string(path) {
-        Ok(s) => s.trim().parse().map_err(|_| BlkError::Setup(format!("{path}: not a number: {s:?}"))),
+/// The value read from `path` as a number, 0 if missing.
+fn number_or_zero(path: &str, read: Result<Vec<u8>, ClientError>) -> Result<u64, BlkError> {
+    match read {
+        Ok(v) => {
+            let s = String::from_utf8_lossy(&v);
+            s.trim().parse().map_err(|_| BlkError::Setup(format!("{path}: not a number: {s:?}")))
+        }
         Err(ClientError::Store(Errno::Enoent)) => Ok(0),
         Err(e) => Err(setup_err(path, e)),
     }
@@ -243,23 +246,34 @@ impl BlkFront {
         let port = evtchn::alloc_unbound(self.be).map_err(|e| setup_err("port", e.name()))?;
         self.ring = Some(Ring { ring, page: page as u64, gref, port });
         let dir = self.dir.clone();
-        for (k, v) in
-            [("ring-ref", format!("{gref}")), ("event-channel", format!("{port}")), ("protocol", "x86_64-abi".into())]
-        {
-            self.store.write(format!("{dir}/{k}").as_bytes(), v.as_bytes()).map_err(|e| setup_err(k, e))?;
-        }
+        // The ring's keys in one round trip (the store keeps them in order: the backend sees
+        // them all once it sees Initialised).
+        let keys =
+            [("ring-ref", format!("{gref}")), ("event-channel", format!("{port}")), ("protocol", "x86_64-abi".into())];
+        let paths: Vec<String> = keys.iter().map(|(k, _)| format!("{dir}/{k}")).collect();
+        let nodes: Vec<(&[u8], &[u8])> = paths.iter().zip(&keys).map(|(p, (_, v))| (p.as_bytes(), v.as_bytes())).collect();
+        self.store.write_many(&nodes).map_err(|e| setup_err("ring-ref, event-channel, protocol", e))?;
         xenbus::switch_state(&mut self.store, dir.as_bytes(), Initialised).map_err(|e| setup_err("Initialised", e))?;
         let s =
             wait_backend(&mut self.store, &self.be_dir, 30 * SECOND, |s| matches!(s, Connected | Closing | Closed))?;
         if s != Connected {
             return Err(BlkError::Setup(format!("backend went {s:?} instead of connecting")));
         }
+        // The disk's properties in one round trip.
         let be_dir = self.be_dir.clone();
-        let sectors = read_or_zero(&mut self.store, &format!("{be_dir}/sectors"))?;
-        let sector_size = read_or_zero(&mut self.store, &format!("{be_dir}/sector-size"))?;
-        let info = read_or_zero(&mut self.store, &format!("{be_dir}/info"))?;
-        let flush = read_or_zero(&mut self.store, &format!("{be_dir}/feature-flush-cache"))? == 1;
-        let barrier = read_or_zero(&mut self.store, &format!("{be_dir}/feature-barrier"))? == 1;
+        let paths: Vec<String> = ["sectors", "sector-size", "info", "feature-flush-cache", "feature-barrier"]
+            .iter()
+            .map(|k| format!("{be_dir}/{k}"))
+            .collect();
+        let refs: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
+        let mut values = Vec::with_capacity(paths.len());
+        for (path, r) in paths.iter().zip(self.store.read_many(&refs)) {
+            values.push(number_or_zero(path, r)?);
+        }
+        let [sectors, sector_size, info, flush, barrier] = values[..] else {
+            return Err(BlkError::Setup("disk properties: replies missing".into()));
+        };
+        let (flush, barrier) = (flush == 1, barrier == 1);
         if sector_size != SECTOR_SIZE as u64 {
             return Err(BlkError::Setup(format!("sector-size {sector_size} (only 512 is supported)")));
         }
@@ -281,8 +295,9 @@ impl BlkFront {
         let dir = self.dir.clone();
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
         // The backend unmaps our ring before it answers our Closing with its own (Closing, or
-        // Closed if it had closed already), or it is gone.
-        let _ = wait_backend(&mut self.store, &self.be_dir, 10 * SECOND, |s| matches!(s, Closing | Closed | InitWait));
+        // Closed if it had closed already), or it is gone. InitWait is no answer: a restarted
+        // backend is InitWait before it has seen our Closing, and closes after it has.
+        let _ = wait_backend(&mut self.store, &self.be_dir, 10 * SECOND, |s| matches!(s, Closing | Closed));
         if let Some(r) = self.ring.take() {
             let _ = evtchn::close(r.port);
             if grant::end_access(r.gref).is_err() {

@@ -141,15 +141,18 @@ impl VifDir {
     pub fn publish(&mut self, rings: &RingPages) -> Result<(), NetError> {
         use XenbusState::*;
         let dir = self.dir.clone();
-        for (k, v) in [
+        // The rings' keys in one round trip (the store keeps them in order: the backend sees
+        // them all once it sees Initialised).
+        let keys = [
             ("tx-ring-ref", format!("{}", rings.tx_gref)),
             ("rx-ring-ref", format!("{}", rings.rx_gref)),
             ("event-channel", format!("{}", rings.port)),
             ("request-rx-copy", "1".into()),
             ("feature-rx-notify", "1".into()),
-        ] {
-            self.store.write(format!("{dir}/{k}").as_bytes(), v.as_bytes()).map_err(|e| err(k, e))?;
-        }
+        ];
+        let paths: Vec<String> = keys.iter().map(|(k, _)| format!("{dir}/{k}")).collect();
+        let nodes: Vec<(&[u8], &[u8])> = paths.iter().zip(&keys).map(|(p, (_, v))| (p.as_bytes(), v.as_bytes())).collect();
+        self.store.write_many(&nodes).map_err(|e| err("ring keys", e))?;
         xenbus::switch_state(&mut self.store, dir.as_bytes(), Initialised).map_err(|e| err("Initialised", e))?;
         let s = self.wait_backend(CONNECT_TIMEOUT_NS, |s| matches!(s, Connected | Closing | Closed))?;
         if s != Connected {
@@ -160,11 +163,15 @@ impl VifDir {
 
     /// Goes Closing, gives the backend a moment to let go of the rings (it answers with
     /// Closing once it has, or is Closed already), goes Closed.
+    ///
+    /// A backend in InitWait is no answer: a restarted one is InitWait before it has seen our
+    /// Closing, and would close behind our back after we took its InitWait for a fresh start
+    /// (then our Initialised finds it Closed, and the reconnection waits for a retry).
     pub fn close(&mut self) {
         use XenbusState::*;
         let dir = self.dir.clone();
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
-        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closing | Closed | InitWait));
+        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closing | Closed));
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closed);
     }
 

@@ -137,6 +137,11 @@ impl StoreClient for Store {
     fn request(&mut self, request: xenstore::Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError> {
         self.client.request(request, tx_id)
     }
+
+    /// Pipelined: one round trip for up to `MAX_OUTSTANDING` requests.
+    fn batch(&mut self, requests: &[xenstore::Request<'_>], tx_id: u32) -> Vec<Result<Vec<u8>, ClientError>> {
+        self.client.batch(requests, tx_id)
+    }
 }
 
 /// The peer's state, or Closed if its directory is gone (the peer domain was destroyed) or
