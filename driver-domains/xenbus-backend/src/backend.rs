@@ -50,18 +50,61 @@ impl<D: DataPath> Backend<D> {
 
     /// Prunes and scans the device set, then lets every device react to its frontend.
     ///
-    /// Three round trips to the store however many devices there are (the directory, every
-    /// frontend's directory in one batch, every frontend's state in one batch), plus the
-    /// handshake steps of the devices that move. The devices the listing no longer shows are
-    /// dropped first, as [`Backend::prune`] drops them.
+    /// Two round trips to the store however many devices there are (the directory; then every
+    /// frontend domain's directory and every known device's frontend state in one batch), plus
+    /// the handshake steps of the devices that move. The devices the listing no longer shows
+    /// are dropped first, as [`Backend::prune`] drops them; new ones are added (they looked at
+    /// their frontend's state as they were added).
     pub fn refresh(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared) {
-        let listing = self.list(client);
-        if let Some(listing) = &listing {
+        // `None`: the directory could not be read, so nothing can be judged removed.
+        let fes: Option<Vec<DomId>> = match client.directory(self.base.as_bytes()) {
+            Ok(names) => Some(
+                names
+                    .iter()
+                    .filter_map(|name| core::str::from_utf8(name).ok()?.parse::<DomId>().ok())
+                    .filter(|d| *d < xenstore::DOMID_FIRST_RESERVED)
+                    .collect(),
+            ),
+            // No directory at all: every device went.
+            Err(ClientError::Store(Errno::Enoent)) => Some(Vec::new()),
+            Err(_) => None,
+        };
+        let fe_ids = fes.clone().unwrap_or_default();
+        let dirs: Vec<String> = fe_ids.iter().map(|fe| format!("{}/{fe}", self.base)).collect();
+        let known: Vec<(String, String)> = self
+            .devices
+            .iter()
+            .filter(|d| d.path().is_some())
+            .map(|d| (d.info().dir.clone(), format!("{}/state", d.info().fe_dir)))
+            .collect();
+        let requests: Vec<Request<'_>> = dirs
+            .iter()
+            .map(|d| Request::Directory { path: d.as_bytes() })
+            .chain(known.iter().map(|(_, state)| Request::Read { path: state.as_bytes() }))
+            .collect();
+        let mut replies = client.batch(&requests, 0).into_iter();
+        let listing: Vec<(DomId, Listed)> = fe_ids
+            .iter()
+            .map(|&fe| {
+                let listed = match replies.next().unwrap_or(Err(ClientError::NoReply)) {
+                    Ok(body) => Listed::Devices(
+                        children(&body).filter_map(|n| core::str::from_utf8(n).ok().map(String::from)).collect(),
+                    ),
+                    Err(ClientError::Store(Errno::Enoent)) => Listed::Gone,
+                    Err(_) => Listed::Unknown,
+                };
+                (fe, listed)
+            })
+            .collect();
+        let states: Vec<(String, XenbusState)> = known
+            .into_iter()
+            .map(|(dir, _)| (dir, xenbus_state(replies.next().unwrap_or(Err(ClientError::NoReply)))))
+            .collect();
+        if fes.is_some() {
             self.devices.retain_mut(|d| {
                 let fe = d.info().fe;
                 let gone = match listing.iter().find(|(id, _)| *id == fe) {
-                    None => true,
-                    Some((_, Listed::Gone)) => true,
+                    None | Some((_, Listed::Gone)) => true,
                     Some((_, Listed::Unknown)) => false,
                     Some((_, Listed::Devices(ns))) => {
                         let n = d.info().dir.rsplit('/').next().unwrap_or_default();
@@ -73,66 +116,30 @@ impl<D: DataPath> Backend<D> {
                 }
                 !gone
             });
-            for (fe, listed) in listing {
+            for (fe, listed) in &listing {
                 let Listed::Devices(ns) = listed else { continue };
                 for n in ns {
                     self.add_new(client, p, shared, *fe, n);
                 }
             }
         }
-        // Every device's frontend state in one batch; a device reacts to what it read.
-        let paths: Vec<String> = self
-            .devices
-            .iter()
-            .filter(|d| d.path().is_some())
-            .map(|d| format!("{}/state", d.info().fe_dir))
-            .collect();
-        let refs: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
-        let mut states = client.read_many(&refs).into_iter();
-        for d in self.devices.iter_mut().filter(|d| d.path().is_some()) {
-            let seen = states.next().unwrap_or(Err(ClientError::NoReply));
-            d.step_seen(client, p, shared, xenbus_state(seen));
+        // Every device that was known reacts to the state it read.
+        for (dir, fe) in states {
+            if let Some(d) = self.devices.iter_mut().find(|d| d.info().dir == dir) {
+                d.step_seen(client, p, shared, fe);
+            }
         }
     }
 
-    /// The backend directory's listing: per frontend domain, its devices (`None`: the store
-    /// could not be read, so nothing can be judged removed).
-    fn list(&self, client: &mut impl StoreClient) -> Option<Vec<(DomId, Listed)>> {
-        let fes = match client.directory(self.base.as_bytes()) {
-            Ok(fes) => fes,
-            // No directory at all: every device went.
-            Err(ClientError::Store(Errno::Enoent)) => return Some(Vec::new()),
-            Err(_) => return None,
-        };
-        let fes: Vec<DomId> = fes
-            .iter()
-            .filter_map(|name| core::str::from_utf8(name).ok()?.parse::<DomId>().ok())
-            .filter(|d| *d < xenstore::DOMID_FIRST_RESERVED)
-            .collect();
-        let dirs: Vec<String> = fes.iter().map(|fe| format!("{}/{fe}", self.base)).collect();
-        let requests: Vec<Request<'_>> = dirs.iter().map(|d| Request::Directory { path: d.as_bytes() }).collect();
-        let replies = client.batch(&requests, 0);
-        Some(
-            fes.into_iter()
-                .zip(replies)
-                .map(|(fe, r)| {
-                    let listed = match r {
-                        Ok(body) => Listed::Devices(
-                            children(&body)
-                                .filter_map(|n| core::str::from_utf8(n).ok().map(String::from))
-                                .collect(),
-                        ),
-                        Err(ClientError::Store(Errno::Enoent)) => Listed::Gone,
-                        Err(_) => Listed::Unknown,
-                    };
-                    (fe, listed)
-                })
-                .collect(),
-        )
-    }
-
     /// Adds device `<fe>/<n>` unless it is known already (or the set is full).
-    fn add_new(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared, fe: DomId, n: &str) {
+    fn add_new(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        shared: &mut D::Shared,
+        fe: DomId,
+        n: &str,
+    ) {
         let dir = format!("{}/{fe}/{n}", self.base);
         if self.devices.iter().any(|d| d.info().dir == dir) {
             return;
@@ -209,7 +216,12 @@ fn xenbus_state(read: Result<Vec<u8>, ClientError>) -> XenbusState {
 
 /// A device whose directory the toolstack removed: connection torn down, frontend no longer
 /// watched, `<name>: removed`.
-fn remove<D: DataPath>(client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared, d: &mut Device<D>) {
+fn remove<D: DataPath>(
+    client: &mut impl StoreClient,
+    p: &mut impl Platform,
+    shared: &mut D::Shared,
+    d: &mut Device<D>,
+) {
     d.teardown(p, shared, "device removed by the toolstack");
     if !d.info().fe_dir.is_empty() {
         let _ = client.unwatch(format!("{}/state", d.info().fe_dir).as_bytes(), FE_TOKEN);

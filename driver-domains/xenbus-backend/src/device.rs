@@ -112,10 +112,13 @@ impl<D: DataPath> Device<D> {
         // `frontend` and `frontend-id` in one round trip.
         let (fe_path, id_path) = (format!("{}/frontend", info.dir), format!("{}/frontend-id", info.dir));
         let mut read = client.read_many(&[fe_path.as_bytes(), id_path.as_bytes()]).into_iter();
-        info.fe_dir = read.next().and_then(Result::ok).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
-        let fe_id = read.next().unwrap_or(Err(ClientError::NoReply)).map_err(xenbus::ReadError::Store).and_then(|v| {
-            xenbus::parse_domid(&id_path, &v)
-        });
+        info.fe_dir =
+            read.next().and_then(Result::ok).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        let fe_id = read
+            .next()
+            .unwrap_or(Err(ClientError::NoReply))
+            .map_err(xenbus::ReadError::Store)
+            .and_then(|v| xenbus::parse_domid(&id_path, &v));
         let mut d =
             Device { info, state: XenbusState::Initialising, path: None, conn: None, refusals: RefusalLog::default() };
         let path = match D::probe(client, &d.info, shared) {
@@ -131,49 +134,65 @@ impl<D: DataPath> Device<D> {
             d.switch(client, p, XenbusState::Closed);
             return d;
         }
-        // Every feature in one round trip.
+        // Every feature, the watch on the frontend's state and a first look at it, in one
+        // round trip (in this order: the frontend may read the features once it sees InitWait).
         let features = path.features();
         let paths: Vec<String> = features.iter().map(|(k, _)| format!("{}/{k}", d.info.dir)).collect();
-        let writes: Vec<Request<'_>> = paths
+        let watch = format!("{}/state", d.info.fe_dir);
+        let requests: Vec<Request<'_>> = paths
             .iter()
             .zip(&features)
             .map(|(path, (_, v))| Request::Write { path: path.as_bytes(), value: v.as_bytes() })
+            .chain([
+                Request::Watch { path: watch.as_bytes(), token: FE_TOKEN },
+                Request::Read { path: watch.as_bytes() },
+                // The transaction of the switch to InitWait.
+                Request::TransactionStart,
+            ])
             .collect();
-        for ((k, _), r) in features.iter().zip(client.batch(&writes, 0)) {
-            if let Err(e) = r {
+        let mut replies = client.batch(&requests, 0).into_iter();
+        for (k, _) in &features {
+            if let Some(Err(e)) = replies.next() {
                 p.log(&format!("{}: cannot publish {k}: {e}", d.info.name));
             }
         }
-        // The watch on the frontend's state and a first look at it, in one round trip.
-        let watch = format!("{}/state", d.info.fe_dir);
-        let mut replies = client
-            .batch(&[Request::Watch { path: watch.as_bytes(), token: FE_TOKEN }, Request::Read { path: watch.as_bytes() }], 0)
-            .into_iter();
         match replies.next().unwrap_or(Err(ClientError::NoReply)) {
             Ok(_) | Err(ClientError::Store(Errno::Eexist)) => {}
             Err(e) => p.log(&format!("{}: cannot watch {watch}: {e}", d.info.name)),
         }
         d.path = Some(path);
         let fe_state = replies.next().and_then(Result::ok).and_then(|v| XenbusState::parse(&v).ok());
+        let started = replies.next().unwrap_or(Err(ClientError::NoReply)).and_then(xenstore::transaction_id);
         let resumable = fe_state == Some(XenbusState::Connected);
         if resumable {
+            // Not the switch to InitWait after all.
+            if let Ok(tx) = started {
+                let _ = client.transaction_end(tx, false);
+            }
             // A frontend already Connected was served by a previous instance of this backend
             // (restarted in place, same domain id): take over its rings and port without a
             // handshake, so a frontend that cannot reconnect (Linux's) carries on.
             match d.connect(client, p, shared) {
-                Ok(()) => {
+                Ok(tx) => {
                     p.log(&format!("{}: resumed the connection of a previous instance", d.info.name));
                     d.state = XenbusState::Connected;
                     // Written even though a predecessor may have left it: the toolstack took it
                     // away at the restart and watches for it.
-                    let _ = xenbus::switch_state(client, d.info.dir.as_bytes(), XenbusState::Connected);
+                    let _ = xenbus::switch_state_in(client, d.info.dir.as_bytes(), XenbusState::Connected, tx);
                     return d;
                 }
                 Err(e) => p.log(&format!("{}: cannot resume: {e}; handshake from InitWait", d.info.name)),
             }
+            p.log(&format!(
+                "{}: {}; InitWait",
+                d.info.name,
+                d.path.as_ref().map(DataPath::describe).unwrap_or_default()
+            ));
+            d.switch(client, p, XenbusState::InitWait);
+            return d;
         }
         p.log(&format!("{}: {}; InitWait", d.info.name, d.path.as_ref().map(DataPath::describe).unwrap_or_default()));
-        d.switch(client, p, XenbusState::InitWait);
+        d.switch_in(client, p, XenbusState::InitWait, started);
         d
     }
 
@@ -215,7 +234,27 @@ impl<D: DataPath> Device<D> {
     /// Writes our state; `false` if the store refused (the device keeps its last state). A
     /// removed directory refuses with `Gone`: nothing is written back into it.
     fn switch(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, to: XenbusState) -> bool {
-        match xenbus::switch_state(client, self.info.dir.as_bytes(), to) {
+        self.switched(p, to, xenbus::switch_state(client, self.info.dir.as_bytes(), to))
+    }
+
+    /// [`Device::switch`] in a transaction already started (`started`: its start's reply).
+    fn switch_in(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        to: XenbusState,
+        started: Result<u32, ClientError>,
+    ) -> bool {
+        self.switched(p, to, xenbus::switch_state_in(client, self.info.dir.as_bytes(), to, started))
+    }
+
+    fn switched(
+        &mut self,
+        p: &mut impl Platform,
+        to: XenbusState,
+        result: Result<XenbusState, xenbus::XenbusError>,
+    ) -> bool {
+        match result {
             Ok(_) => {
                 self.state = to;
                 true
@@ -252,20 +291,27 @@ impl<D: DataPath> Device<D> {
         }
         for _ in 0..MAX_MOVES {
             let Some(next) = backend_next(self.state, fe) else { return };
+            // The switch's transaction, if the move's work started it.
+            let mut started = None;
             match next {
-                Connected if self.conn.is_none() => {
-                    if let Err(e) = self.connect(client, p, shared) {
+                Connected if self.conn.is_none() => match self.connect(client, p, shared) {
+                    Ok(tx) => started = Some(tx),
+                    Err(e) => {
                         p.log(&format!("{}: cannot connect: {e}", self.info.name));
                         self.switch(client, p, Closing);
                         self.switch(client, p, Closed);
                         return;
                     }
-                }
+                },
                 Connected => {}
                 InitWait => self.teardown(p, shared, "frontend restarting"),
                 _ => self.teardown(p, shared, &format!("frontend {fe:?}")),
             }
-            if !self.switch(client, p, next) {
+            let switched = match started {
+                Some(tx) => self.switch_in(client, p, next, tx),
+                None => self.switch(client, p, next),
+            };
+            if !switched {
                 return;
             }
             if next == InitWait {
@@ -283,21 +329,51 @@ impl<D: DataPath> Device<D> {
     }
 
     /// Reads the frontend's ring refs and port, maps, binds, attaches; undoes every step on
-    /// failure.
+    /// failure. The refs are read in one round trip with the start of the transaction of the
+    /// switch to Connected, which is returned (and ended here on failure).
     fn connect(
         &mut self,
         client: &mut impl StoreClient,
         p: &mut impl Platform,
         shared: &mut D::Shared,
+    ) -> Result<Result<u32, ClientError>, String> {
+        let fe_dir = &self.info.fe_dir;
+        let keys: Vec<&str> = D::RINGS.iter().map(|r| r.key).chain(core::iter::once("event-channel")).collect();
+        let paths: Vec<String> = keys.iter().map(|k| format!("{fe_dir}/{k}")).collect();
+        let requests: Vec<Request<'_>> = paths
+            .iter()
+            .map(|p| Request::Read { path: p.as_bytes() })
+            .chain(core::iter::once(Request::TransactionStart))
+            .collect();
+        let mut replies = client.batch(&requests, 0);
+        let started = replies.pop().unwrap_or(Err(ClientError::NoReply)).and_then(xenstore::transaction_id);
+        match self.attach_rings(client, p, shared, &keys, &paths, replies) {
+            Ok(()) => Ok(started),
+            Err(e) => {
+                if let Ok(tx) = started {
+                    let _ = client.transaction_end(tx, false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Device::connect`] once the refs and the port were read (`read`, in `keys`' order).
+    fn attach_rings(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        shared: &mut D::Shared,
+        keys: &[&str],
+        paths: &[String],
+        read: Vec<Result<Vec<u8>, ClientError>>,
     ) -> Result<(), String> {
         let path = self.path.as_mut().ok_or("device closed")?;
         let (fe, fe_dir) = (self.info.fe, &self.info.fe_dir);
-        // Every ring ref and the port in one round trip.
-        let keys: Vec<&str> = D::RINGS.iter().map(|r| r.key).chain(core::iter::once("event-channel")).collect();
-        let paths: Vec<String> = keys.iter().map(|k| format!("{fe_dir}/{k}")).collect();
-        let refs_of: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
         let mut numbers = Vec::with_capacity(keys.len());
-        for ((k, path), r) in keys.iter().zip(&paths).zip(client.read_many(&refs_of)) {
+        let mut read = read.into_iter();
+        for (k, path) in keys.iter().zip(paths) {
+            let r = read.next().unwrap_or(Err(ClientError::NoReply));
             let n = r.map_err(ReadError::Store).and_then(|v| xenbus::parse_u32(path, &v));
             numbers.push(n.map_err(|e| format!("{k}: {e}"))?);
         }

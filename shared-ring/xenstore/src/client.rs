@@ -303,17 +303,21 @@ pub trait StoreClient {
     }
     /// `TRANSACTION_START`: the transaction id.
     fn transaction_start(&mut self) -> Result<u32, ClientError> {
-        let reply = self.request(Request::TransactionStart, 0)?;
-        let digits = reply.strip_suffix(b"\0").unwrap_or(&reply);
-        crate::path::parse_decimal(digits, u64::from(u32::MAX))
-            .filter(|&id| id != 0)
-            .map(|id| id as u32)
-            .ok_or(ClientError::UnexpectedReply)
+        transaction_id(self.request(Request::TransactionStart, 0)?)
     }
     /// `TRANSACTION_END`.
     fn transaction_end(&mut self, tx_id: u32, commit: bool) -> Result<(), ClientError> {
         self.request(Request::TransactionEnd { commit }, tx_id).map(drop)
     }
+}
+
+/// The transaction id in a `TRANSACTION_START` reply (a decimal, not 0).
+pub fn transaction_id(reply: Vec<u8>) -> Result<u32, ClientError> {
+    let digits = reply.strip_suffix(b"\0").unwrap_or(&reply);
+    crate::path::parse_decimal(digits, u64::from(u32::MAX))
+        .filter(|&id| id != 0)
+        .map(|id| id as u32)
+        .ok_or(ClientError::UnexpectedReply)
 }
 
 /// [`StoreClient`] over a [`ClientPort`]; `wait` is called whenever the reply has not arrived

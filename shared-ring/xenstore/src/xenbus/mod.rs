@@ -207,11 +207,44 @@ pub fn transition_allowed(from: XenbusState, to: XenbusState) -> bool {
 /// `xenbus_switch_state`, which checks the node inside its transaction). A transaction that
 /// collided with another writer is retried a bounded number of times.
 pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) -> Result<XenbusState, XenbusError> {
+    switch_state_after(client, &[], dir, to).1
+}
+
+/// [`switch_state`], with `before` sent (outside the transaction, in order) in the same round
+/// trip as the transaction's start: a peer's keys published, or the ones an end reads, cost no
+/// round trip of their own. Returns their replies and the switch's result. (`before`'s writes
+/// happen whatever the switch does, as they would one request after the other.)
+pub fn switch_state_after(
+    client: &mut impl StoreClient,
+    before: &[crate::request::Request<'_>],
+    dir: &[u8],
+    to: XenbusState,
+) -> (Vec<Result<Vec<u8>, ClientError>>, Result<XenbusState, XenbusError>) {
+    let mut requests = before.to_vec();
+    requests.push(crate::request::Request::TransactionStart);
+    let mut replies = client.batch(&requests, 0);
+    let start = replies.pop().unwrap_or(Err(ClientError::NoReply)).and_then(crate::client::transaction_id);
+    (replies, switch_state_in(client, dir, to, start))
+}
+
+/// [`switch_state`] in a transaction the caller started (`started`: its `TRANSACTION_START`
+/// reply, sent in a batch with the caller's other requests); the transaction is ended here
+/// whatever happens (a collision retries with a transaction of its own).
+pub fn switch_state_in(
+    client: &mut impl StoreClient,
+    dir: &[u8],
+    to: XenbusState,
+    started: Result<u32, ClientError>,
+) -> Result<XenbusState, XenbusError> {
     use crate::request::Request;
     let path = state_path(dir);
     let mut collisions = 0;
+    let mut first = Some(started);
     loop {
-        let tx = client.transaction_start()?;
+        let tx = match first.take() {
+            Some(started) => started?,
+            None => client.transaction_start()?,
+        };
         // The read and the write go together (one round trip, [`StoreClient::batch`]); the
         // write stays inside the transaction, which commits only if the read allows it.
         let mut replies = client
