@@ -161,7 +161,8 @@ impl<D: DataPath> Device<D> {
             Err(e) => p.log(&format!("{}: cannot watch {watch}: {e}", d.info.name)),
         }
         d.path = Some(path);
-        let fe_state = replies.next().and_then(Result::ok).and_then(|v| XenbusState::parse(&v).ok());
+        let fe_read = replies.next().unwrap_or(Err(ClientError::NoReply));
+        let fe_state = fe_read.as_ref().ok().and_then(|v| XenbusState::parse(v).ok());
         let started = replies.next().unwrap_or(Err(ClientError::NoReply)).and_then(xenstore::transaction_id);
         let resumable = fe_state == Some(XenbusState::Connected);
         if resumable {
@@ -192,7 +193,16 @@ impl<D: DataPath> Device<D> {
             return d;
         }
         p.log(&format!("{}: {}; InitWait", d.info.name, d.path.as_ref().map(DataPath::describe).unwrap_or_default()));
-        d.switch_in(client, p, XenbusState::InitWait, started);
+        if d.switch_in(client, p, XenbusState::InitWait, started) {
+            // A frontend that is further already (Initialised: connect now) moves on at once,
+            // from the state read above, as `step` would read it.
+            let fe = match fe_read {
+                Ok(text) => XenbusState::parse(&text).unwrap_or(XenbusState::Closed),
+                Err(ClientError::Store(Errno::Enoent)) => XenbusState::Unknown,
+                Err(_) => XenbusState::Closed,
+            };
+            d.step_seen(client, p, shared, fe);
+        }
         d
     }
 

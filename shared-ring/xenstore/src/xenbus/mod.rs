@@ -210,6 +210,9 @@ pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) 
     switch_state_after(client, &[], dir, to).1
 }
 
+/// One request's reply in a [`StoreClient::batch`].
+pub type Reply = Result<Vec<u8>, ClientError>;
+
 /// [`switch_state`], with `before` sent (outside the transaction, in order) in the same round
 /// trip as the transaction's start: a peer's keys published, or the ones an end reads, cost no
 /// round trip of their own. Returns their replies and the switch's result. (`before`'s writes
@@ -219,7 +222,7 @@ pub fn switch_state_after(
     before: &[crate::request::Request<'_>],
     dir: &[u8],
     to: XenbusState,
-) -> (Vec<Result<Vec<u8>, ClientError>>, Result<XenbusState, XenbusError>) {
+) -> (Vec<Reply>, Result<XenbusState, XenbusError>) {
     let mut requests = before.to_vec();
     requests.push(crate::request::Request::TransactionStart);
     let mut replies = client.batch(&requests, 0);
