@@ -39,6 +39,8 @@ impl DataPath for Vdisk {
     type Shared = Backing;
     const KIND: &'static str = "vbd";
     const RINGS: &'static [RingKey] = &[RingKey { key: "ring-ref", label: "ring ref" }];
+    const PROBE_KEYS: &'static [&'static str] = &["params"];
+    const FRONTEND_KEYS: &'static [&'static str] = &["protocol", "feature-persistent"];
 
     fn probe(client: &mut impl StoreClient, info: &Info, backing: &mut Backing) -> Result<Self, String> {
         let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
@@ -77,7 +79,7 @@ impl DataPath for Vdisk {
     }
 
     fn check_frontend(&mut self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
-        // Both keys in one round trip.
+        // Both keys together (read ahead with the ring refs: FRONTEND_KEYS).
         let (protocol, persistent) = (format!("{fe_dir}/protocol"), format!("{fe_dir}/feature-persistent"));
         let mut read = client
             .read_many(&[protocol.as_bytes(), persistent.as_bytes()])

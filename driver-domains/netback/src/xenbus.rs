@@ -76,9 +76,11 @@ impl DataPath for VifPath {
     const KIND: &'static str = "vif";
     const RINGS: &'static [RingKey] =
         &[RingKey { key: "tx-ring-ref", label: "tx ring ref" }, RingKey { key: "rx-ring-ref", label: "rx ring ref" }];
+    const PROBE_KEYS: &'static [&'static str] = &["params", "mac"];
+    const FRONTEND_KEYS: &'static [&'static str] = &["request-rx-copy"];
 
     fn probe(client: &mut impl StoreClient, info: &Info, _: &mut Shared) -> Result<Self, String> {
-        // Both keys in one round trip.
+        // Both keys together (read ahead with `frontend`: PROBE_KEYS).
         let (params, mac) = (format!("{}/params", info.dir), format!("{}/mac", info.dir));
         let mut read = client
             .read_many(&[params.as_bytes(), mac.as_bytes()])

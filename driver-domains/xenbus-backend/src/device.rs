@@ -36,6 +36,11 @@ pub trait DataPath: Sized {
     const KIND: &'static str;
     /// The frontend's rings, in the order their pages are given to [`DataPath::attach`].
     const RINGS: &'static [RingKey];
+    /// Backend keys [`DataPath::probe`] reads (in `info.dir`): read ahead in the round trip
+    /// that reads `frontend` and `frontend-id`, and answered from there.
+    const PROBE_KEYS: &'static [&'static str] = &[];
+    /// Frontend keys [`DataPath::check_frontend`] reads: read ahead with the ring refs.
+    const FRONTEND_KEYS: &'static [&'static str] = &[];
 
     /// A device the toolstack added: reads its backend keys (`info.dir`). `Err(line)` closes
     /// the device for good, with `<name>: <line>` printed.
@@ -109,9 +114,14 @@ impl<D: DataPath> Device<D> {
         shared: &mut D::Shared,
         mut info: Info,
     ) -> Self {
-        // `frontend` and `frontend-id` in one round trip.
+        // `frontend`, `frontend-id` and the keys `probe` reads in one round trip.
         let (fe_path, id_path) = (format!("{}/frontend", info.dir), format!("{}/frontend-id", info.dir));
-        let mut read = client.read_many(&[fe_path.as_bytes(), id_path.as_bytes()]).into_iter();
+        let probe_paths: Vec<String> = D::PROBE_KEYS.iter().map(|k| format!("{}/{k}", info.dir)).collect();
+        let paths: Vec<&[u8]> = [fe_path.as_bytes(), id_path.as_bytes()]
+            .into_iter()
+            .chain(probe_paths.iter().map(|p| p.as_bytes()))
+            .collect();
+        let mut read = client.read_many(&paths).into_iter();
         info.fe_dir =
             read.next().and_then(Result::ok).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
         let fe_id = read
@@ -121,7 +131,8 @@ impl<D: DataPath> Device<D> {
             .and_then(|v| xenbus::parse_domid(&id_path, &v));
         let mut d =
             Device { info, state: XenbusState::Initialising, path: None, conn: None, refusals: RefusalLog::default() };
-        let path = match D::probe(client, &d.info, shared) {
+        let mut ahead = Prefetched::new(client, probe_paths.into_iter().zip(read).collect());
+        let path = match D::probe(&mut ahead, &d.info, shared) {
             Err(line) => {
                 p.log(&format!("{}: {line}", d.info.name));
                 d.switch(client, p, XenbusState::Closed);
@@ -350,13 +361,19 @@ impl<D: DataPath> Device<D> {
         let fe_dir = &self.info.fe_dir;
         let keys: Vec<&str> = D::RINGS.iter().map(|r| r.key).chain(core::iter::once("event-channel")).collect();
         let paths: Vec<String> = keys.iter().map(|k| format!("{fe_dir}/{k}")).collect();
+        let check_paths: Vec<String> = D::FRONTEND_KEYS.iter().map(|k| format!("{fe_dir}/{k}")).collect();
         let requests: Vec<Request<'_>> = paths
             .iter()
+            .chain(&check_paths)
             .map(|p| Request::Read { path: p.as_bytes() })
             .chain(core::iter::once(Request::TransactionStart))
             .collect();
         let mut replies = client.batch(&requests, 0);
         let started = replies.pop().unwrap_or(Err(ClientError::NoReply)).and_then(xenstore::transaction_id);
+        let ahead: Vec<(String, Result<Vec<u8>, ClientError>)> =
+            check_paths.into_iter().zip(replies.split_off(keys.len().min(replies.len()))).collect();
+        let mut client = Prefetched::new(client, ahead);
+        let client = &mut client;
         match self.attach_rings(client, p, shared, &keys, &paths, replies) {
             Ok(()) => Ok(started),
             Err(e) => {
@@ -471,4 +488,48 @@ fn page(va: u64) -> Option<PageMemory> {
     // for us until we unmap it; we unmap only after the data path dropped its rings (`detach`),
     // and only the ring built on this memory touches it, through PageMemory's atomic accesses.
     Some(unsafe { PageMemory::new(base, PAGE as usize) })
+}
+
+/// A store client that answers reads of the paths read ahead (each once, outside transactions)
+/// from what was read, and passes everything else on: a device class's own reads cost no round
+/// trip of their own when the skeleton knew them in advance.
+struct Prefetched<'a, C: StoreClient> {
+    inner: &'a mut C,
+    ahead: Vec<(String, Result<Vec<u8>, ClientError>)>,
+}
+
+impl<'a, C: StoreClient> Prefetched<'a, C> {
+    fn new(inner: &'a mut C, ahead: Vec<(String, Result<Vec<u8>, ClientError>)>) -> Self {
+        Self { inner, ahead }
+    }
+
+    fn take(&mut self, request: &Request<'_>, tx_id: u32) -> Option<Result<Vec<u8>, ClientError>> {
+        let Request::Read { path } = request else { return None };
+        if tx_id != 0 {
+            return None;
+        }
+        let at = self.ahead.iter().position(|(p, _)| p.as_bytes() == *path)?;
+        Some(self.ahead.swap_remove(at).1)
+    }
+}
+
+impl<C: StoreClient> StoreClient for Prefetched<'_, C> {
+    fn request(&mut self, request: Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError> {
+        match self.take(&request, tx_id) {
+            Some(read) => read,
+            None => self.inner.request(request, tx_id),
+        }
+    }
+
+    fn batch(&mut self, requests: &[Request<'_>], tx_id: u32) -> Vec<Result<Vec<u8>, ClientError>> {
+        let mut answers: Vec<Option<Result<Vec<u8>, ClientError>>> =
+            requests.iter().map(|r| self.take(r, tx_id)).collect();
+        let rest: Vec<Request<'_>> =
+            requests.iter().zip(&answers).filter(|(_, a)| a.is_none()).map(|(r, _)| r.clone()).collect();
+        let mut sent = if rest.is_empty() { Vec::new() } else { self.inner.batch(&rest, tx_id) }.into_iter();
+        for a in answers.iter_mut().filter(|a| a.is_none()) {
+            *a = Some(sent.next().unwrap_or(Err(ClientError::NoReply)));
+        }
+        answers.into_iter().map(|a| a.unwrap_or(Err(ClientError::NoReply))).collect()
+    }
 }
