@@ -39,6 +39,8 @@ impl DataPath for Vdisk {
     type Shared = Backing;
     const KIND: &'static str = "vbd";
     const RINGS: &'static [RingKey] = &[RingKey { key: "ring-ref", label: "ring ref" }];
+    const PROBE_KEYS: &'static [&'static str] = &["params"];
+    const FRONTEND_KEYS: &'static [&'static str] = &["protocol", "feature-persistent"];
 
     fn probe(client: &mut impl StoreClient, info: &Info, backing: &mut Backing) -> Result<Self, String> {
         let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
@@ -77,15 +79,21 @@ impl DataPath for Vdisk {
     }
 
     fn check_frontend(&mut self, client: &mut impl StoreClient, fe_dir: &str) -> Result<(), String> {
-        match read_string(client, &format!("{fe_dir}/protocol")) {
-            Ok(p) if p != "x86_64-abi" => return Err(format!("unsupported protocol {p:?}")),
+        // Both keys together (read ahead with the ring refs: FRONTEND_KEYS).
+        let (protocol, persistent) = (format!("{fe_dir}/protocol"), format!("{fe_dir}/feature-persistent"));
+        let mut read = client
+            .read_many(&[protocol.as_bytes(), persistent.as_bytes()])
+            .into_iter()
+            .map(|r| r.map(|v| String::from_utf8_lossy(&v).into_owned()));
+        match read.next() {
+            Some(Ok(p)) if p != "x86_64-abi" => return Err(format!("unsupported protocol {p:?}")),
             _ => {}
         }
         // Persistent grants only if both ends said so: the frontend promises to reuse its
         // grants only when the backend offered them too (blkif.h: a backend must not map
         // persistently otherwise; Linux's blkfront writes "1" whatever the backend offers and
         // then ends its grants after each request). Anything but "1" means no.
-        let persistent = read_string(client, &format!("{fe_dir}/feature-persistent")).is_ok_and(|v| v.trim() == "1");
+        let persistent = read.next().is_some_and(|v| v.is_ok_and(|v| v.trim() == "1"));
         self.pgrants.set_enabled(self.offers_persistent && persistent);
         Ok(())
     }

@@ -220,17 +220,24 @@ fn main() {
         restart_due(&mut tracked, &mut store);
         let mut domain_changed = false;
         let mut any_port = false;
+        let mut control_fired = false;
         evtchn::take_pending(|port| {
             any_port = true;
             if port == dom_exc {
                 domain_changed = true;
+            } else if Some(port) == control.port {
+                control_fired = true;
             } else {
                 store.kick(port);
             }
         });
         more = store.pump();
-        more |= control.poll(&mut tracked, &mut store);
-        more |= store.pump();
+        // The control channel only when its port fired, it has work left, or on the timed
+        // wake-up: a store request from a domain costs Dom0 no control-channel hypercall.
+        if control_fired || control.has_work() || !any_port {
+            more |= control.poll(&mut tracked, &mut store);
+            more |= store.pump();
+        }
         connect::check(&mut tracked, &store);
         if let Some(k) = killer.as_mut() {
             k.step(&mut store, &mut tracked);

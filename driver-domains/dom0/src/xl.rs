@@ -22,6 +22,8 @@ const MAX_OUT: usize = 256 * 1024;
 pub struct Control {
     deframer: Deframer,
     out: Vec<u8>,
+    /// The last poll stopped at its read budget: bytes may be waiting without a new event.
+    unread: bool,
     /// The virq port that says bytes arrived (None: the channel is absent).
     pub port: Option<u32>,
 }
@@ -34,7 +36,7 @@ impl Control {
         if port.is_some() {
             println!("control channel ready (cargo xtask xl)");
         }
-        Self { deframer: Deframer::new(), out: Vec::new(), port }
+        Self { deframer: Deframer::new(), out: Vec::new(), unread: false, port }
     }
 
     /// Reads what arrived, serves complete requests, writes responses. Returns whether output
@@ -45,10 +47,14 @@ impl Control {
         }
         let mut buf = [0u8; 512];
         // Bounded: at most 64 KiB per call; the rest waits for the next round.
+        self.unread = true;
         for _ in 0..128 {
             let n = match hv_rt::control::read(&mut buf) {
                 Ok(n) if n > 0 => n,
-                _ => break,
+                _ => {
+                    self.unread = false;
+                    break;
+                }
             };
             let mut frames: Vec<Vec<u8>> = Vec::new();
             self.deframer.push(&buf[..n], |f| frames.push(f.to_vec()));
@@ -78,7 +84,12 @@ impl Control {
                 }
             }
         }
-        !self.out.is_empty()
+        self.has_work()
+    }
+
+    /// Output waits to be written, or input to be read (the last poll hit its budget).
+    pub fn has_work(&self) -> bool {
+        self.port.is_some() && (self.unread || !self.out.is_empty())
     }
 }
 

@@ -76,10 +76,18 @@ impl DataPath for VifPath {
     const KIND: &'static str = "vif";
     const RINGS: &'static [RingKey] =
         &[RingKey { key: "tx-ring-ref", label: "tx ring ref" }, RingKey { key: "rx-ring-ref", label: "rx ring ref" }];
+    const PROBE_KEYS: &'static [&'static str] = &["params", "mac"];
+    const FRONTEND_KEYS: &'static [&'static str] = &["request-rx-copy"];
 
     fn probe(client: &mut impl StoreClient, info: &Info, _: &mut Shared) -> Result<Self, String> {
-        let params = read_string(client, &format!("{}/params", info.dir)).unwrap_or_default();
-        let mac = read_string(client, &format!("{}/mac", info.dir)).ok().and_then(|m| parse_mac(&m));
+        // Both keys together (read ahead with `frontend`: PROBE_KEYS).
+        let (params, mac) = (format!("{}/params", info.dir), format!("{}/mac", info.dir));
+        let mut read = client
+            .read_many(&[params.as_bytes(), mac.as_bytes()])
+            .into_iter()
+            .map(|r| r.ok().map(|v| String::from_utf8_lossy(&v).into_owned()));
+        let params = read.next().flatten().unwrap_or_default();
+        let mac = read.next().flatten().and_then(|m| parse_mac(&m));
         Ok(VifPath {
             name: info.name.clone(),
             mac,

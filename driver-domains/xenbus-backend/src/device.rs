@@ -6,8 +6,8 @@ use core::ptr::NonNull;
 use hv_abi::DomId;
 
 use shared_ring::PageMemory;
-use xenstore::xenbus::{self, XenbusState, backend_next, read_domid, read_u32};
-use xenstore::{ClientError, Errno, StoreClient};
+use xenstore::xenbus::{self, ReadError, XenbusState, backend_next};
+use xenstore::{ClientError, Errno, Request, StoreClient};
 
 use crate::platform::Platform;
 use crate::refusals::RefusalLog;
@@ -36,6 +36,11 @@ pub trait DataPath: Sized {
     const KIND: &'static str;
     /// The frontend's rings, in the order their pages are given to [`DataPath::attach`].
     const RINGS: &'static [RingKey];
+    /// Backend keys [`DataPath::probe`] reads (in `info.dir`): read ahead in the round trip
+    /// that reads `frontend` and `frontend-id`, and answered from there.
+    const PROBE_KEYS: &'static [&'static str] = &[];
+    /// Frontend keys [`DataPath::check_frontend`] reads: read ahead with the ring refs.
+    const FRONTEND_KEYS: &'static [&'static str] = &[];
 
     /// A device the toolstack added: reads its backend keys (`info.dir`). `Err(line)` closes
     /// the device for good, with `<name>: <line>` printed.
@@ -101,17 +106,33 @@ pub struct Device<D: DataPath> {
 }
 
 impl<D: DataPath> Device<D> {
-    /// Adds the device at `info.dir`: probe, features, watch the frontend, InitWait.
+    /// Adds the device at `info.dir` (its `fe_dir` is read here): probe, features, watch the
+    /// frontend, InitWait.
     pub(crate) fn add<S: StoreClient, P: Platform>(
         client: &mut S,
         p: &mut P,
         shared: &mut D::Shared,
-        info: Info,
+        mut info: Info,
     ) -> Self {
+        // `frontend`, `frontend-id` and the keys `probe` reads in one round trip.
+        let (fe_path, id_path) = (format!("{}/frontend", info.dir), format!("{}/frontend-id", info.dir));
+        let probe_paths: Vec<String> = D::PROBE_KEYS.iter().map(|k| format!("{}/{k}", info.dir)).collect();
+        let paths: Vec<&[u8]> = [fe_path.as_bytes(), id_path.as_bytes()]
+            .into_iter()
+            .chain(probe_paths.iter().map(|p| p.as_bytes()))
+            .collect();
+        let mut read = client.read_many(&paths).into_iter();
+        info.fe_dir =
+            read.next().and_then(Result::ok).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        let fe_id = read
+            .next()
+            .unwrap_or(Err(ClientError::NoReply))
+            .map_err(xenbus::ReadError::Store)
+            .and_then(|v| xenbus::parse_domid(&id_path, &v));
         let mut d =
             Device { info, state: XenbusState::Initialising, path: None, conn: None, refusals: RefusalLog::default() };
-        let fe_id = read_domid(client, &format!("{}/frontend-id", d.info.dir));
-        let path = match D::probe(client, &d.info, shared) {
+        let mut ahead = Prefetched::new(client, probe_paths.into_iter().zip(read).collect());
+        let path = match D::probe(&mut ahead, &d.info, shared) {
             Err(line) => {
                 p.log(&format!("{}: {line}", d.info.name));
                 d.switch(client, p, XenbusState::Closed);
@@ -124,36 +145,75 @@ impl<D: DataPath> Device<D> {
             d.switch(client, p, XenbusState::Closed);
             return d;
         }
-        for (k, v) in path.features() {
-            if let Err(e) = client.write(format!("{}/{k}", d.info.dir).as_bytes(), v.as_bytes()) {
+        // Every feature, the watch on the frontend's state and a first look at it, in one
+        // round trip (in this order: the frontend may read the features once it sees InitWait).
+        let features = path.features();
+        let paths: Vec<String> = features.iter().map(|(k, _)| format!("{}/{k}", d.info.dir)).collect();
+        let watch = format!("{}/state", d.info.fe_dir);
+        let requests: Vec<Request<'_>> = paths
+            .iter()
+            .zip(&features)
+            .map(|(path, (_, v))| Request::Write { path: path.as_bytes(), value: v.as_bytes() })
+            .chain([
+                Request::Watch { path: watch.as_bytes(), token: FE_TOKEN },
+                Request::Read { path: watch.as_bytes() },
+                // The transaction of the switch to InitWait.
+                Request::TransactionStart,
+            ])
+            .collect();
+        let mut replies = client.batch(&requests, 0).into_iter();
+        for (k, _) in &features {
+            if let Some(Err(e)) = replies.next() {
                 p.log(&format!("{}: cannot publish {k}: {e}", d.info.name));
             }
         }
-        let watch = format!("{}/state", d.info.fe_dir);
-        match client.watch(watch.as_bytes(), FE_TOKEN) {
-            Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
+        match replies.next().unwrap_or(Err(ClientError::NoReply)) {
+            Ok(_) | Err(ClientError::Store(Errno::Eexist)) => {}
             Err(e) => p.log(&format!("{}: cannot watch {watch}: {e}", d.info.name)),
         }
         d.path = Some(path);
-        let resumable = xenbus::read_state(client, d.info.fe_dir.as_bytes()) == Ok(XenbusState::Connected);
+        let fe_read = replies.next().unwrap_or(Err(ClientError::NoReply));
+        let fe_state = fe_read.as_ref().ok().and_then(|v| XenbusState::parse(v).ok());
+        let started = replies.next().unwrap_or(Err(ClientError::NoReply)).and_then(xenstore::transaction_id);
+        let resumable = fe_state == Some(XenbusState::Connected);
         if resumable {
+            // Not the switch to InitWait after all.
+            if let Ok(tx) = started {
+                let _ = client.transaction_end(tx, false);
+            }
             // A frontend already Connected was served by a previous instance of this backend
             // (restarted in place, same domain id): take over its rings and port without a
             // handshake, so a frontend that cannot reconnect (Linux's) carries on.
             match d.connect(client, p, shared) {
-                Ok(()) => {
+                Ok(tx) => {
                     p.log(&format!("{}: resumed the connection of a previous instance", d.info.name));
                     d.state = XenbusState::Connected;
                     // Written even though a predecessor may have left it: the toolstack took it
                     // away at the restart and watches for it.
-                    let _ = xenbus::switch_state(client, d.info.dir.as_bytes(), XenbusState::Connected);
+                    let _ = xenbus::switch_state_in(client, d.info.dir.as_bytes(), XenbusState::Connected, tx);
                     return d;
                 }
                 Err(e) => p.log(&format!("{}: cannot resume: {e}; handshake from InitWait", d.info.name)),
             }
+            p.log(&format!(
+                "{}: {}; InitWait",
+                d.info.name,
+                d.path.as_ref().map(DataPath::describe).unwrap_or_default()
+            ));
+            d.switch(client, p, XenbusState::InitWait);
+            return d;
         }
         p.log(&format!("{}: {}; InitWait", d.info.name, d.path.as_ref().map(DataPath::describe).unwrap_or_default()));
-        d.switch(client, p, XenbusState::InitWait);
+        if d.switch_in(client, p, XenbusState::InitWait, started) {
+            // A frontend that is further already (Initialised: connect now) moves on at once,
+            // from the state read above, as `step` would read it.
+            let fe = match fe_read {
+                Ok(text) => XenbusState::parse(&text).unwrap_or(XenbusState::Closed),
+                Err(ClientError::Store(Errno::Enoent)) => XenbusState::Unknown,
+                Err(_) => XenbusState::Closed,
+            };
+            d.step_seen(client, p, shared, fe);
+        }
         d
     }
 
@@ -195,7 +255,27 @@ impl<D: DataPath> Device<D> {
     /// Writes our state; `false` if the store refused (the device keeps its last state). A
     /// removed directory refuses with `Gone`: nothing is written back into it.
     fn switch(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, to: XenbusState) -> bool {
-        match xenbus::switch_state(client, self.info.dir.as_bytes(), to) {
+        self.switched(p, to, xenbus::switch_state(client, self.info.dir.as_bytes(), to))
+    }
+
+    /// [`Device::switch`] in a transaction already started (`started`: its start's reply).
+    fn switch_in(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        to: XenbusState,
+        started: Result<u32, ClientError>,
+    ) -> bool {
+        self.switched(p, to, xenbus::switch_state_in(client, self.info.dir.as_bytes(), to, started))
+    }
+
+    fn switched(
+        &mut self,
+        p: &mut impl Platform,
+        to: XenbusState,
+        result: Result<XenbusState, xenbus::XenbusError>,
+    ) -> bool {
+        match result {
             Ok(_) => {
                 self.state = to;
                 true
@@ -211,27 +291,48 @@ impl<D: DataPath> Device<D> {
     /// each move promises first (connect before Connected, tear down before anything else).
     /// A missing frontend or one whose `state` holds garbage counts as Closed.
     pub fn step(&mut self, client: &mut impl StoreClient, p: &mut impl Platform, shared: &mut D::Shared) {
+        if self.path.is_none() {
+            return;
+        }
+        let fe = xenbus::read_state(client, self.info.fe_dir.as_bytes()).unwrap_or(XenbusState::Closed);
+        self.step_seen(client, p, shared, fe);
+    }
+
+    /// [`Device::step`] with the frontend's state already read (as `step` reads it).
+    pub(crate) fn step_seen(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        shared: &mut D::Shared,
+        fe: XenbusState,
+    ) {
         use XenbusState::*;
         if self.path.is_none() {
             return;
         }
-        let fe = xenbus::read_state(client, self.info.fe_dir.as_bytes()).unwrap_or(Closed);
         for _ in 0..MAX_MOVES {
             let Some(next) = backend_next(self.state, fe) else { return };
+            // The switch's transaction, if the move's work started it.
+            let mut started = None;
             match next {
-                Connected if self.conn.is_none() => {
-                    if let Err(e) = self.connect(client, p, shared) {
+                Connected if self.conn.is_none() => match self.connect(client, p, shared) {
+                    Ok(tx) => started = Some(tx),
+                    Err(e) => {
                         p.log(&format!("{}: cannot connect: {e}", self.info.name));
                         self.switch(client, p, Closing);
                         self.switch(client, p, Closed);
                         return;
                     }
-                }
+                },
                 Connected => {}
                 InitWait => self.teardown(p, shared, "frontend restarting"),
                 _ => self.teardown(p, shared, &format!("frontend {fe:?}")),
             }
-            if !self.switch(client, p, next) {
+            let switched = match started {
+                Some(tx) => self.switch_in(client, p, next, tx),
+                None => self.switch(client, p, next),
+            };
+            if !switched {
                 return;
             }
             if next == InitWait {
@@ -249,20 +350,62 @@ impl<D: DataPath> Device<D> {
     }
 
     /// Reads the frontend's ring refs and port, maps, binds, attaches; undoes every step on
-    /// failure.
+    /// failure. The refs are read in one round trip with the start of the transaction of the
+    /// switch to Connected, which is returned (and ended here on failure).
     fn connect(
         &mut self,
         client: &mut impl StoreClient,
         p: &mut impl Platform,
         shared: &mut D::Shared,
+    ) -> Result<Result<u32, ClientError>, String> {
+        let fe_dir = &self.info.fe_dir;
+        let keys: Vec<&str> = D::RINGS.iter().map(|r| r.key).chain(core::iter::once("event-channel")).collect();
+        let paths: Vec<String> = keys.iter().map(|k| format!("{fe_dir}/{k}")).collect();
+        let check_paths: Vec<String> = D::FRONTEND_KEYS.iter().map(|k| format!("{fe_dir}/{k}")).collect();
+        let requests: Vec<Request<'_>> = paths
+            .iter()
+            .chain(&check_paths)
+            .map(|p| Request::Read { path: p.as_bytes() })
+            .chain(core::iter::once(Request::TransactionStart))
+            .collect();
+        let mut replies = client.batch(&requests, 0);
+        let started = replies.pop().unwrap_or(Err(ClientError::NoReply)).and_then(xenstore::transaction_id);
+        let ahead: Vec<(String, Result<Vec<u8>, ClientError>)> =
+            check_paths.into_iter().zip(replies.split_off(keys.len().min(replies.len()))).collect();
+        let mut client = Prefetched::new(client, ahead);
+        let client = &mut client;
+        match self.attach_rings(client, p, shared, &keys, &paths, replies) {
+            Ok(()) => Ok(started),
+            Err(e) => {
+                if let Ok(tx) = started {
+                    let _ = client.transaction_end(tx, false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Device::connect`] once the refs and the port were read (`read`, in `keys`' order).
+    fn attach_rings(
+        &mut self,
+        client: &mut impl StoreClient,
+        p: &mut impl Platform,
+        shared: &mut D::Shared,
+        keys: &[&str],
+        paths: &[String],
+        read: Vec<Result<Vec<u8>, ClientError>>,
     ) -> Result<(), String> {
         let path = self.path.as_mut().ok_or("device closed")?;
         let (fe, fe_dir) = (self.info.fe, &self.info.fe_dir);
-        let mut refs = Vec::with_capacity(D::RINGS.len());
-        for r in D::RINGS {
-            refs.push(read_u32(client, &format!("{fe_dir}/{}", r.key)).map_err(|e| format!("{}: {e}", r.key))?);
+        let mut numbers = Vec::with_capacity(keys.len());
+        let mut read = read.into_iter();
+        for (k, path) in keys.iter().zip(paths) {
+            let r = read.next().unwrap_or(Err(ClientError::NoReply));
+            let n = r.map_err(ReadError::Store).and_then(|v| xenbus::parse_u32(path, &v));
+            numbers.push(n.map_err(|e| format!("{k}: {e}"))?);
         }
-        let remote = read_u32(client, &format!("{fe_dir}/event-channel")).map_err(|e| format!("event-channel: {e}"))?;
+        let remote = numbers.pop().ok_or("event-channel: missing")?;
+        let refs = numbers;
         path.check_frontend(client, fe_dir)?;
         let mut handles = Vec::with_capacity(refs.len());
         let mut pages = Vec::with_capacity(refs.len());
@@ -345,4 +488,48 @@ fn page(va: u64) -> Option<PageMemory> {
     // for us until we unmap it; we unmap only after the data path dropped its rings (`detach`),
     // and only the ring built on this memory touches it, through PageMemory's atomic accesses.
     Some(unsafe { PageMemory::new(base, PAGE as usize) })
+}
+
+/// A store client that answers reads of the paths read ahead (each once, outside transactions)
+/// from what was read, and passes everything else on: a device class's own reads cost no round
+/// trip of their own when the skeleton knew them in advance.
+struct Prefetched<'a, C: StoreClient> {
+    inner: &'a mut C,
+    ahead: Vec<(String, Result<Vec<u8>, ClientError>)>,
+}
+
+impl<'a, C: StoreClient> Prefetched<'a, C> {
+    fn new(inner: &'a mut C, ahead: Vec<(String, Result<Vec<u8>, ClientError>)>) -> Self {
+        Self { inner, ahead }
+    }
+
+    fn take(&mut self, request: &Request<'_>, tx_id: u32) -> Option<Result<Vec<u8>, ClientError>> {
+        let Request::Read { path } = request else { return None };
+        if tx_id != 0 {
+            return None;
+        }
+        let at = self.ahead.iter().position(|(p, _)| p.as_bytes() == *path)?;
+        Some(self.ahead.swap_remove(at).1)
+    }
+}
+
+impl<C: StoreClient> StoreClient for Prefetched<'_, C> {
+    fn request(&mut self, request: Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError> {
+        match self.take(&request, tx_id) {
+            Some(read) => read,
+            None => self.inner.request(request, tx_id),
+        }
+    }
+
+    fn batch(&mut self, requests: &[Request<'_>], tx_id: u32) -> Vec<Result<Vec<u8>, ClientError>> {
+        let mut answers: Vec<Option<Result<Vec<u8>, ClientError>>> =
+            requests.iter().map(|r| self.take(r, tx_id)).collect();
+        let rest: Vec<Request<'_>> =
+            requests.iter().zip(&answers).filter(|(_, a)| a.is_none()).map(|(r, _)| r.clone()).collect();
+        let mut sent = if rest.is_empty() { Vec::new() } else { self.inner.batch(&rest, tx_id) }.into_iter();
+        for a in answers.iter_mut().filter(|a| a.is_none()) {
+            *a = Some(sent.next().unwrap_or(Err(ClientError::NoReply)));
+        }
+        answers.into_iter().map(|a| a.unwrap_or(Err(ClientError::NoReply))).collect()
+    }
 }

@@ -59,6 +59,47 @@ fn client_and_server_talk_over_the_page() {
 }
 
 #[test]
+fn a_batch_is_one_round_trip_and_keeps_its_order() {
+    let mut page = vec![0u8; 4096];
+    let memory = CellMemory::new(&mut page);
+    let mut server = server();
+    let mut server_port = ServerPort::attach(memory, 5).unwrap();
+    let waits = core::cell::Cell::new(0);
+    let mut client = BlockingClient::new(ClientPort::attach(memory).unwrap(), || {
+        waits.set(waits.get() + 1);
+        server_port.pump(&mut server);
+        waits.get() < 1000
+    });
+    // Writes in order: the last one sees the ones before it in place.
+    let nodes: Vec<(Vec<u8>, Vec<u8>)> = (0..4).map(|i| (format!("data/k{i}").into_bytes(), vec![b'0' + i])).collect();
+    let refs: Vec<(&[u8], &[u8])> = nodes.iter().map(|(p, v)| (p.as_slice(), v.as_slice())).collect();
+    client.write_many(&refs).unwrap();
+    assert_eq!(waits.get(), 1, "four writes, one round trip");
+    // A missing node fails alone; the others are answered, in order.
+    waits.set(0);
+    let got = client.read_many(&[b"data/k0", b"data/none", b"data/k3"]);
+    assert_eq!(got, [Ok(b"0".to_vec()), Err(ClientError::Store(Errno::Enoent)), Ok(b"3".to_vec())]);
+    assert_eq!(waits.get(), 1, "three reads, one round trip");
+    // More requests than may be outstanding: a window at a time, every reply in order.
+    let paths: Vec<Vec<u8>> = (0..40).map(|i| format!("data/k{}", i % 4).into_bytes()).collect();
+    let refs: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+    let got = client.read_many(&refs);
+    assert_eq!(got.len(), 40);
+    for (i, r) in got.into_iter().enumerate() {
+        assert_eq!(r, Ok(vec![b'0' + (i % 4) as u8]));
+    }
+    // Inside a transaction: nothing shows until it commits.
+    let tx = client.transaction_start().unwrap();
+    let r = client.batch(&[Request::Write { path: b"data/t1", value: b"a" }, Request::Read { path: b"data/t1" }], tx);
+    assert_eq!(r, [Ok(b"OK\0".to_vec()), Ok(b"a".to_vec())]);
+    assert_eq!(client.read(b"data/t1"), Err(ClientError::Store(Errno::Enoent)));
+    client.transaction_end(tx, false).unwrap();
+    assert_eq!(client.read(b"data/t1"), Err(ClientError::Store(Errno::Enoent)));
+    drop(client);
+    server.check_invariants().unwrap();
+}
+
+#[test]
 fn server_pump_notifies_only_when_bytes_move() {
     let mut page = vec![0u8; 4096];
     let memory = CellMemory::new(&mut page);

@@ -109,3 +109,39 @@ fn reactions_tolerate_skipped_states() {
     assert_eq!(backend_next(Connected, Connected), None);
     assert_eq!(frontend_next(Closed, Closed, false), None);
 }
+
+/// `switch_state_after` sends its requests with the transaction's start and ends the
+/// transaction whatever the switch does: no transaction is left open (a domain may hold 10),
+/// and the keys land even when the switch is refused.
+#[test]
+fn a_switch_with_keys_ends_its_transaction_every_time() {
+    use xenstore::Request;
+    let mut server = setup();
+    let mut fe = LocalClient::new(&mut server, FE);
+    let key = b"/local/domain/3/device/vif/0/ring-ref";
+    for i in 0..30u32 {
+        let value = format!("{i}");
+        let writes = [Request::Write { path: key, value: value.as_bytes() }];
+        // Alternately a real move, the same state again (no write) and a disallowed one.
+        let to = [XenbusState::Initialised, XenbusState::Initialised, XenbusState::Unknown][i as usize % 3];
+        let (written, switched) = switch_state_after(&mut fe, &writes, FE_DIR, to);
+        assert_eq!(written, [Ok(b"OK\0".to_vec())]);
+        match i % 3 {
+            2 => assert!(matches!(switched, Err(XenbusError::IllegalTransition { .. })), "{switched:?}"),
+            _ => assert!(switched.is_ok(), "{switched:?}"),
+        }
+        assert_eq!(fe.read(key).unwrap(), value.as_bytes());
+    }
+    assert_eq!(read_state(&mut fe, FE_DIR), Ok(XenbusState::Initialised));
+    // Still room for transactions: none leaked.
+    let open: Vec<u32> = (0..10).map(|_| fe.transaction_start().unwrap()).collect();
+    for tx in open {
+        fe.transaction_end(tx, false).unwrap();
+    }
+    // A removed device: the switch is refused with Gone and writes nothing back.
+    LocalClient::dom0(&mut server).rm(FE_DIR).unwrap();
+    let mut fe = LocalClient::new(&mut server, FE);
+    let (_, switched) = switch_state_after(&mut fe, &[], FE_DIR, XenbusState::Connected);
+    assert_eq!(switched, Err(XenbusError::Gone));
+    assert_eq!(fe.read(&state_path(FE_DIR)), Err(ClientError::Store(Errno::Enoent)));
+}

@@ -24,6 +24,7 @@ use alloc::alloc::{Layout, alloc_zeroed};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::borrow::BorrowMut;
 use core::fmt;
 use core::ptr::NonNull;
 
@@ -36,7 +37,7 @@ use shared_ring::wire::blkif::{
 };
 use shared_ring::{Blkif, FrontRing, PageMemory, PeerError};
 use xenbus::frontend::WaitError;
-use xenstore::{ClientError, Errno, StoreClient};
+use xenstore::{ClientError, Errno, Request, StoreClient};
 
 pub const SECTOR_SIZE: usize = 512;
 const PAGE: usize = 4096;
@@ -106,9 +107,11 @@ struct InFlight {
     chunk: usize,
 }
 
-/// A connected block device.
-pub struct BlkFront {
-    store: Store,
+/// A connected block device. `S` is its store connection: owned (`Store`, the default) or
+/// borrowed (`&mut Store`, while another device of the domain owns it; see
+/// [`BlkFront::with_store`]).
+pub struct BlkFront<S = Store> {
+    store: S,
     dir: String,
     be_dir: String,
     be: hv_abi::DomId,
@@ -121,13 +124,30 @@ pub struct BlkFront {
     pub reconnects: u32,
 }
 
-/// Reads `path` as a number, 0 if missing.
-fn read_or_zero(store: &mut Store, path: &str) -> Result<u64, BlkError> {
-    match store.read_string(path) {
-        Ok(s) => s.trim().parse().map_err(|_| BlkError::Setup(format!("{path}: not a number: {s:?}"))),
+/// The value read from `path` as a number, 0 if missing.
+fn number_or_zero(path: &str, read: Result<Vec<u8>, ClientError>) -> Result<u64, BlkError> {
+    match read {
+        Ok(v) => {
+            let s = String::from_utf8_lossy(&v);
+            s.trim().parse().map_err(|_| BlkError::Setup(format!("{path}: not a number: {s:?}")))
+        }
         Err(ClientError::Store(Errno::Enoent)) => Ok(0),
         Err(e) => Err(setup_err(path, e)),
     }
+}
+
+/// Our `backend` and `backend-id` keys (one round trip).
+fn read_backend(store: &mut Store, dir: &str) -> Result<(String, hv_abi::DomId), BlkError> {
+    let (path, id) = (format!("{dir}/backend"), format!("{dir}/backend-id"));
+    let mut read = store.read_many(&[path.as_bytes(), id.as_bytes()]).into_iter();
+    let be_dir = read.next().unwrap_or(Err(ClientError::NoReply)).map_err(|e| setup_err("backend path", e))?;
+    let be = read
+        .next()
+        .unwrap_or(Err(ClientError::NoReply))
+        .map_err(xenbus::ReadError::Store)
+        .and_then(|v| xenbus::parse_domid(&id, &v))
+        .map_err(|e| setup_err("backend-id", e))?;
+    Ok((String::from_utf8_lossy(&be_dir).into_owned(), be))
 }
 
 fn backend_state(store: &mut Store, be_dir: &str) -> XenbusState {
@@ -153,11 +173,37 @@ fn wait_backend(
 
 impl BlkFront {
     /// Connects device `vbd/<index>` with a pool of `pool_pages` granted pages (at least 11).
-    pub fn connect(mut store: Store, index: u32, pool_pages: usize) -> Result<Self, BlkError> {
+    pub fn connect(store: Store, index: u32, pool_pages: usize) -> Result<Self, BlkError> {
+        let mut f = Self::start(store, index, pool_pages)?;
+        f.finish()?;
+        Ok(f)
+    }
+
+    /// Gives the store connection back (the device is left as it is: its ring stays shared
+    /// until the domain ends).
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+}
+
+impl<S> BlkFront<S> {
+    /// The same device over another store handle (an owned one, or one borrowed from another
+    /// device of the domain), and the handle it had.
+    pub fn with_store<T>(self, store: T) -> (BlkFront<T>, S) {
+        let BlkFront { store: old, dir, be_dir, be, ring, pool, pool_pages, info, slots, reconnects } = self;
+        (BlkFront { store, dir, be_dir, be, ring, pool, pool_pages, info, slots, reconnects }, old)
+    }
+}
+
+impl<S: BorrowMut<Store>> BlkFront<S> {
+    /// The first half of [`BlkFront::connect`]: waits for the backend's InitWait, shares the
+    /// ring and goes Initialised. [`BlkFront::finish`] completes the handshake; in between the
+    /// domain may start its other devices (the backends work meanwhile).
+    pub fn start(mut store: S, index: u32, pool_pages: usize) -> Result<Self, BlkError> {
+        let s = store.borrow_mut();
         let me = hv_rt::domid();
         let dir = format!("/local/domain/{me}/device/vbd/{}", xenstore::xenbus::device_id("vbd", index));
-        let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| setup_err("backend path", e))?;
-        let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| setup_err("backend-id", e))?;
+        let (be_dir, be) = read_backend(s, &dir)?;
         let info = DiskInfo { sectors: 0, sector_size: 512, read_only: true, flush: false, barrier: false };
         let mut f = Self {
             store,
@@ -171,8 +217,15 @@ impl BlkFront {
             slots: [const { None }; RING_SLOTS],
             reconnects: 0,
         };
-        f.setup()?;
+        // `backend` and `backend-id` were just read.
+        f.setup_start(false)?;
         Ok(f)
+    }
+
+    /// The second half of [`BlkFront::connect`] after [`BlkFront::start`]: waits for the
+    /// backend's Connected, reads the disk's properties, goes Connected.
+    pub fn finish(&mut self) -> Result<(), BlkError> {
+        self.setup_finish()
     }
 
     pub fn info(&self) -> DiskInfo {
@@ -189,40 +242,41 @@ impl BlkFront {
         self.be
     }
 
-    /// Gives the store connection back (the device is left as it is: its ring stays shared
-    /// until the domain ends).
-    pub fn into_store(self) -> Store {
-        self.store
-    }
-
-    /// The store connection (owned by the device).
+    /// The store connection (owned or borrowed by the device).
     pub fn store(&mut self) -> &mut Store {
-        &mut self.store
+        self.store.borrow_mut()
     }
 
     /// Ring, grant and port; publish; handshake; read the disk's properties.
     fn setup(&mut self) -> Result<(), BlkError> {
+        self.setup_start(true)?;
+        self.setup_finish()
+    }
+
+    /// Waits for a backend in InitWait (reading our `backend` keys first unless `reread` is
+    /// false: they were just read); ring, grant and port; publish; Initialised.
+    fn setup_start(&mut self, mut reread: bool) -> Result<(), BlkError> {
         use XenbusState::*;
         // The toolstack may point us at a new backend (a restarted driver domain is a new
         // domain): follow our `backend` key while waiting for a backend in InitWait.
         let deadline = time::now_ns() + 30 * SECOND;
         loop {
-            if let Ok(path) = self.store.read_string(&format!("{}/backend", self.dir)) {
-                self.be_dir = path;
+            // Our `backend` and `backend-id` keys, then the backend's state.
+            if reread && let Ok((path, be)) = read_backend(self.store.borrow_mut(), &self.dir) {
+                (self.be_dir, self.be) = (path, be);
             }
-            let s = backend_state(&mut self.store, &self.be_dir);
+            reread = true;
+            let s = backend_state(self.store.borrow_mut(), &self.be_dir);
             if matches!(s, InitWait | Initialised | Connected) {
                 break;
             }
             if time::now_ns() > deadline {
                 return Err(BlkError::Setup(format!("timed out waiting for a backend (state {s:?})")));
             }
-            let _ = wait_backend(&mut self.store, &self.be_dir, SECOND / 5, |s| {
+            let _ = wait_backend(self.store.borrow_mut(), &self.be_dir, SECOND / 5, |s| {
                 matches!(s, InitWait | Initialised | Connected)
             });
         }
-        // The backend may be a new domain.
-        self.be = self.store.read_domid(&format!("{}/backend-id", self.dir)).map_err(|e| setup_err("backend-id", e))?;
         if self.pool.as_ref().is_none_or(|p| p.peer() != self.be) {
             if let Some(old) = self.pool.take() {
                 old.end_all();
@@ -243,28 +297,58 @@ impl BlkFront {
         let port = evtchn::alloc_unbound(self.be).map_err(|e| setup_err("port", e.name()))?;
         self.ring = Some(Ring { ring, page: page as u64, gref, port });
         let dir = self.dir.clone();
-        for (k, v) in
-            [("ring-ref", format!("{gref}")), ("event-channel", format!("{port}")), ("protocol", "x86_64-abi".into())]
-        {
-            self.store.write(format!("{dir}/{k}").as_bytes(), v.as_bytes()).map_err(|e| setup_err(k, e))?;
+        // The ring's keys in one round trip (the store keeps them in order: the backend sees
+        // them all once it sees Initialised).
+        let keys =
+            [("ring-ref", format!("{gref}")), ("event-channel", format!("{port}")), ("protocol", "x86_64-abi".into())];
+        let paths: Vec<String> = keys.iter().map(|(k, _)| format!("{dir}/{k}")).collect();
+        let writes: Vec<Request<'_>> = paths
+            .iter()
+            .zip(&keys)
+            .map(|(p, (_, v))| Request::Write { path: p.as_bytes(), value: v.as_bytes() })
+            .collect();
+        // The keys go with the start of the state switch's transaction.
+        let (written, switched) =
+            xenbus::switch_state_after(self.store.borrow_mut(), &writes, dir.as_bytes(), Initialised);
+        if let Some(Err(e)) = written.into_iter().find(Result::is_err) {
+            return Err(setup_err("ring-ref, event-channel, protocol", e));
         }
-        xenbus::switch_state(&mut self.store, dir.as_bytes(), Initialised).map_err(|e| setup_err("Initialised", e))?;
-        let s =
-            wait_backend(&mut self.store, &self.be_dir, 30 * SECOND, |s| matches!(s, Connected | Closing | Closed))?;
+        switched.map_err(|e| setup_err("Initialised", e))?;
+        Ok(())
+    }
+
+    /// Waits for the backend's Connected; reads the disk's properties; Connected.
+    fn setup_finish(&mut self) -> Result<(), BlkError> {
+        use XenbusState::*;
+        let dir = self.dir.clone();
+        let (gref, port) = self.ring.as_ref().map(|r| (r.gref, r.port)).ok_or(BlkError::Setup("no ring".into()))?;
+        let s = wait_backend(self.store.borrow_mut(), &self.be_dir, 30 * SECOND, |s| {
+            matches!(s, Connected | Closing | Closed)
+        })?;
         if s != Connected {
             return Err(BlkError::Setup(format!("backend went {s:?} instead of connecting")));
         }
+        // The disk's properties in one round trip.
         let be_dir = self.be_dir.clone();
-        let sectors = read_or_zero(&mut self.store, &format!("{be_dir}/sectors"))?;
-        let sector_size = read_or_zero(&mut self.store, &format!("{be_dir}/sector-size"))?;
-        let info = read_or_zero(&mut self.store, &format!("{be_dir}/info"))?;
-        let flush = read_or_zero(&mut self.store, &format!("{be_dir}/feature-flush-cache"))? == 1;
-        let barrier = read_or_zero(&mut self.store, &format!("{be_dir}/feature-barrier"))? == 1;
+        let paths: Vec<String> = ["sectors", "sector-size", "info", "feature-flush-cache", "feature-barrier"]
+            .iter()
+            .map(|k| format!("{be_dir}/{k}"))
+            .collect();
+        let refs: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
+        let mut values = Vec::with_capacity(paths.len());
+        for (path, r) in paths.iter().zip(self.store.borrow_mut().read_many(&refs)) {
+            values.push(number_or_zero(path, r)?);
+        }
+        let [sectors, sector_size, info, flush, barrier] = values[..] else {
+            return Err(BlkError::Setup("disk properties: replies missing".into()));
+        };
+        let (flush, barrier) = (flush == 1, barrier == 1);
         if sector_size != SECTOR_SIZE as u64 {
             return Err(BlkError::Setup(format!("sector-size {sector_size} (only 512 is supported)")));
         }
         self.info = DiskInfo { sectors, sector_size: 512, read_only: info & 4 != 0, flush, barrier };
-        xenbus::switch_state(&mut self.store, dir.as_bytes(), Connected).map_err(|e| setup_err("Connected", e))?;
+        xenbus::switch_state(self.store.borrow_mut(), dir.as_bytes(), Connected)
+            .map_err(|e| setup_err("Connected", e))?;
         println!(
             "blkfront: vbd connected to backend domain {}: {sectors} sectors, {}, ring ref {gref}, port {port}",
             self.be,
@@ -279,18 +363,19 @@ impl BlkFront {
         use XenbusState::*;
         println!("blkfront: {why}; reconnecting");
         let dir = self.dir.clone();
-        let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
+        let _ = xenbus::switch_state(self.store.borrow_mut(), dir.as_bytes(), Closing);
         // The backend unmaps our ring before it answers our Closing with its own (Closing, or
-        // Closed if it had closed already), or it is gone.
-        let _ = wait_backend(&mut self.store, &self.be_dir, 10 * SECOND, |s| matches!(s, Closing | Closed | InitWait));
+        // Closed if it had closed already), or it is gone. InitWait is no answer: a restarted
+        // backend is InitWait before it has seen our Closing, and closes after it has.
+        let _ = wait_backend(self.store.borrow_mut(), &self.be_dir, 10 * SECOND, |s| matches!(s, Closing | Closed));
         if let Some(r) = self.ring.take() {
             let _ = evtchn::close(r.port);
             if grant::end_access(r.gref).is_err() {
                 println!("blkfront: old ring page still mapped by the backend; leaving it");
             }
         }
-        let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closed);
-        xenbus::switch_state(&mut self.store, dir.as_bytes(), Initialising)
+        let _ = xenbus::switch_state(self.store.borrow_mut(), dir.as_bytes(), Closed);
+        xenbus::switch_state(self.store.borrow_mut(), dir.as_bytes(), Initialising)
             .map_err(|e| setup_err("Initialising", e))?;
         self.reconnects += 1;
         self.setup()
@@ -340,7 +425,7 @@ impl BlkFront {
 
     /// The backend's state now.
     pub fn backend_state(&mut self) -> XenbusState {
-        backend_state(&mut self.store, &self.be_dir.clone())
+        backend_state(self.store.borrow_mut(), &self.be_dir.clone())
     }
 
     /// Reads `buf.len() / 512` sectors at `sector`.
@@ -502,8 +587,8 @@ impl BlkFront {
             let watch_fired = evtchn::clear(store_port);
             if watch_fired || now - last_state_check > SECOND / 2 {
                 last_state_check = now;
-                let _ = self.store.poll();
-                while self.store.take_event().is_some() {}
+                let _ = self.store.borrow_mut().poll();
+                while self.store.borrow_mut().take_event().is_some() {}
                 let s = self.backend_state();
                 if s != XenbusState::Connected {
                     // Every unfinished request is issued again on the new ring.

@@ -41,7 +41,12 @@ impl Net {
     pub fn with_store(tag: &'static str, store: Store) -> Result<Self, String> {
         let vif = hv_rt::arg_u64("vif", 0) as u32;
         let within = hv_rt::arg_u64("connect_s", 300) * 1_000_000_000;
-        let mut nf = NetFront::connect_within(store, vif, within).map_err(|e| format!("vif {vif}: {e}"))?;
+        let nf = NetFront::connect_within(store, vif, within).map_err(|e| format!("vif {vif}: {e}"))?;
+        Self::from_front(tag, nf)
+    }
+
+    /// Configures the interface (arguments `ip`, `gw`) on a connected vif.
+    pub fn from_front(tag: &'static str, mut nf: NetFront) -> Result<Self, String> {
         let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(nf.mac())));
         cfg.random_seed = time::rdtsc() ^ (u64::from(hv_rt::domid()) << 48);
         let mut iface = Interface::new(cfg, &mut nf, now());

@@ -13,7 +13,7 @@ use shared_ring::PageMemory;
 use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::time::Instant;
 use xenbus::frontend::WaitError;
-use xenstore::{ClientError, Errno, StoreClient};
+use xenstore::{ClientError, Errno, Request, StoreClient};
 
 use crate::datapath::{self, DataPath, PAGE, Page, Stats};
 
@@ -74,13 +74,30 @@ impl VifDir {
     pub fn open(mut store: Store, index: u32) -> Result<Self, NetError> {
         let me = hv_rt::domid();
         let dir = format!("/local/domain/{me}/device/vif/{index}");
-        let be_dir = store.read_string(&format!("{dir}/backend")).map_err(|e| err("backend path", e))?;
-        let be = store.read_domid(&format!("{dir}/backend-id")).map_err(|e| err("backend-id", e))?;
-        let mac_s = store.read_string(&format!("{dir}/mac")).map_err(|e| err("mac", e))?;
+        // Our keys and the watch on `backend` in one round trip (the watch on the backend's
+        // state comes with the first look at it, in `find_backend`).
+        let (p_be, p_id, p_mac, p_watch) =
+            (format!("{dir}/backend"), format!("{dir}/backend-id"), format!("{dir}/mac"), format!("{dir}/backend"));
+        let mut r = store
+            .batch(
+                &[
+                    Request::Read { path: p_be.as_bytes() },
+                    Request::Read { path: p_id.as_bytes() },
+                    Request::Read { path: p_mac.as_bytes() },
+                    Request::Watch { path: p_watch.as_bytes(), token: b"netfront" },
+                ],
+                0,
+            )
+            .into_iter();
+        let mut next = || r.next().unwrap_or(Err(ClientError::NoReply));
+        let be_dir = String::from_utf8_lossy(&next().map_err(|e| err("backend path", e))?).into_owned();
+        let be = next()
+            .map_err(xenbus::ReadError::Store)
+            .and_then(|v| xenbus::parse_domid(&p_id, &v))
+            .map_err(|e| err("backend-id", e))?;
+        let mac_s = String::from_utf8_lossy(&next().map_err(|e| err("mac", e))?).into_owned();
         let mac = parse_mac(&mac_s).ok_or_else(|| NetError(format!("mac: not a MAC address: {mac_s:?}")))?;
-        let mut v = Self { store, index, dir, be_dir, be, mac };
-        v.watch();
-        Ok(v)
+        Ok(Self { store, index, dir, be_dir, be, mac })
     }
 
     /// Watches the backend's state and our `backend` key (so a change wakes the domain).
@@ -113,44 +130,75 @@ impl VifDir {
     }
 
     /// Follows our `backend` key until a backend is ready for a frontend (InitWait or later).
-    pub fn find_backend(&mut self) -> Result<(), NetError> {
+    /// `fresh`: our `backend` keys were just read (by [`VifDir::open`]), so the first look
+    /// is at the backend's state alone.
+    pub fn find_backend(&mut self, fresh: bool) -> Result<(), NetError> {
         use XenbusState::*;
         let deadline = time::now_ns() + CONNECT_TIMEOUT_NS;
+        let mut reread = !fresh;
         loop {
-            if let Ok(path) = self.store.read_string(&format!("{}/backend", self.dir))
-                && path != self.be_dir
-            {
-                self.be_dir = path;
-                self.watch();
+            if reread {
+                // `backend` and `backend-id` in one round trip.
+                let (p_be, p_id) = (format!("{}/backend", self.dir), format!("{}/backend-id", self.dir));
+                let mut r = self.store.read_many(&[p_be.as_bytes(), p_id.as_bytes()]).into_iter();
+                if let Some(Ok(path)) = r.next() {
+                    let path = String::from_utf8_lossy(&path).into_owned();
+                    if path != self.be_dir {
+                        self.be_dir = path;
+                        self.watch();
+                    }
+                }
+                self.be = r
+                    .next()
+                    .unwrap_or(Err(ClientError::NoReply))
+                    .map_err(xenbus::ReadError::Store)
+                    .and_then(|v| xenbus::parse_domid(&p_id, &v))
+                    .map_err(|e| err("backend-id", e))?;
             }
-            let s = self.backend_state();
-            if matches!(s, InitWait | Initialised | Connected) {
-                break;
+            reread = true;
+            // Watches the backend's state (if not yet) and looks at it, waiting up to 200 ms.
+            match self.wait_backend(SECOND / 5, |s| matches!(s, InitWait | Initialised | Connected)) {
+                Ok(_) => return Ok(()),
+                Err(e) if time::now_ns() > deadline => {
+                    return Err(NetError(format!("timed out waiting for a backend ({e})")));
+                }
+                Err(_) => {}
             }
-            if time::now_ns() > deadline {
-                return Err(NetError(format!("timed out waiting for a backend (state {s:?})")));
-            }
-            let _ = self.wait_backend(SECOND / 5, |s| matches!(s, InitWait | Initialised | Connected));
         }
-        self.be = self.store.read_domid(&format!("{}/backend-id", self.dir)).map_err(|e| err("backend-id", e))?;
-        Ok(())
     }
 
-    /// Publishes the rings and the port, goes Initialised, waits for the backend's Connected,
-    /// goes Connected.
+    /// Publishes the rings and the port, goes Initialised.
     pub fn publish(&mut self, rings: &RingPages) -> Result<(), NetError> {
         use XenbusState::*;
         let dir = self.dir.clone();
-        for (k, v) in [
+        // The rings' keys in one round trip (the store keeps them in order: the backend sees
+        // them all once it sees Initialised).
+        let keys = [
             ("tx-ring-ref", format!("{}", rings.tx_gref)),
             ("rx-ring-ref", format!("{}", rings.rx_gref)),
             ("event-channel", format!("{}", rings.port)),
             ("request-rx-copy", "1".into()),
             ("feature-rx-notify", "1".into()),
-        ] {
-            self.store.write(format!("{dir}/{k}").as_bytes(), v.as_bytes()).map_err(|e| err(k, e))?;
+        ];
+        let paths: Vec<String> = keys.iter().map(|(k, _)| format!("{dir}/{k}")).collect();
+        let writes: Vec<Request<'_>> = paths
+            .iter()
+            .zip(&keys)
+            .map(|(p, (_, v))| Request::Write { path: p.as_bytes(), value: v.as_bytes() })
+            .collect();
+        // The keys go with the start of the state switch's transaction.
+        let (written, switched) = xenbus::switch_state_after(&mut self.store, &writes, dir.as_bytes(), Initialised);
+        if let Some(Err(e)) = written.into_iter().find(Result::is_err) {
+            return Err(err("ring keys", e));
         }
-        xenbus::switch_state(&mut self.store, dir.as_bytes(), Initialised).map_err(|e| err("Initialised", e))?;
+        switched.map_err(|e| err("Initialised", e))?;
+        Ok(())
+    }
+
+    /// Waits for the backend's Connected after [`VifDir::publish`], goes Connected.
+    pub fn await_connected(&mut self) -> Result<(), NetError> {
+        use XenbusState::*;
+        let dir = self.dir.clone();
         let s = self.wait_backend(CONNECT_TIMEOUT_NS, |s| matches!(s, Connected | Closing | Closed))?;
         if s != Connected {
             return Err(NetError(format!("backend went {s:?} instead of connecting")));
@@ -160,11 +208,15 @@ impl VifDir {
 
     /// Goes Closing, gives the backend a moment to let go of the rings (it answers with
     /// Closing once it has, or is Closed already), goes Closed.
+    ///
+    /// A backend in InitWait is no answer: a restarted one is InitWait before it has seen our
+    /// Closing, and would close behind our back after we took its InitWait for a fresh start
+    /// (then our Initialised finds it Closed, and the reconnection waits for a retry).
     pub fn close(&mut self) {
         use XenbusState::*;
         let dir = self.dir.clone();
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closing);
-        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closing | Closed | InitWait));
+        let _ = self.wait_backend(5 * SECOND, |s| matches!(s, Closing | Closed));
         let _ = xenbus::switch_state(&mut self.store, dir.as_bytes(), Closed);
     }
 
@@ -290,6 +342,8 @@ pub struct NetFront {
     reconnects: u64,
     last_check: u64,
     next_retry: u64,
+    /// [`NetFront::start`]'s first half, until [`NetFront::finish`].
+    started: Option<Result<(), NetError>>,
 }
 
 impl NetFront {
@@ -302,8 +356,38 @@ impl NetFront {
     /// until `timeout_ns` has passed.
     pub fn connect_within(store: Store, index: u32, timeout_ns: u64) -> Result<Self, NetError> {
         let deadline = time::now_ns().saturating_add(timeout_ns);
+        let mut f = Self::open(store, index)?;
+        let first = f.setup_start(true).and_then(|()| f.setup_finish());
+        f.retry_until(first, deadline)?;
+        Ok(f)
+    }
+
+    /// The first half of [`NetFront::connect_within`]: waits for the backend's InitWait,
+    /// shares the rings and goes Initialised. [`NetFront::finish`] completes the handshake; in
+    /// between the domain may start its other devices (through [`NetFront::store`]) while the
+    /// backend connects.
+    pub fn start(store: Store, index: u32) -> Result<Self, NetError> {
+        let mut f = Self::open(store, index)?;
+        f.started = Some(f.setup_start(true));
+        Ok(f)
+    }
+
+    /// The second half after [`NetFront::start`]: waits for the backend's Connected and goes
+    /// Connected; on failure tries again as [`NetFront::connect_within`] does, until
+    /// `timeout_ns` from now.
+    pub fn finish(&mut self, timeout_ns: u64) -> Result<(), NetError> {
+        let deadline = time::now_ns().saturating_add(timeout_ns);
+        let first = match self.started.take() {
+            Some(Ok(())) => self.setup_finish(),
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
+        };
+        self.retry_until(first, deadline)
+    }
+
+    fn open(store: Store, index: u32) -> Result<Self, NetError> {
         let vif = VifDir::open(store, index)?;
-        let mut f = Self {
+        Ok(Self {
             vif,
             path: None,
             rings: None,
@@ -313,23 +397,38 @@ impl NetFront {
             reconnects: 0,
             last_check: time::now_ns(),
             next_retry: 0,
-        };
+            started: None,
+        })
+    }
+
+    /// After a first attempt's result: tries again (close, Initialising, set up anew) until
+    /// one succeeds or `deadline` passes.
+    fn retry_until(&mut self, first: Result<(), NetError>, deadline: u64) -> Result<(), NetError> {
+        let mut result = first;
         loop {
-            match f.setup() {
-                Ok(()) => return Ok(f),
+            match result {
+                Ok(()) => return Ok(()),
                 Err(e) if time::now_ns() < deadline => {
-                    println!("netfront: vif {index}: {e}; still trying");
-                    f.vif.close();
-                    f.vif.reopen()?;
+                    println!("netfront: vif {}: {e}; still trying", self.vif.index);
+                    self.vif.close();
+                    self.vif.reopen()?;
                     time::sleep_ms(200);
                 }
                 Err(e) => return Err(e),
             }
+            result = self.setup();
         }
     }
 
     fn setup(&mut self) -> Result<(), NetError> {
-        self.vif.find_backend()?;
+        self.setup_start(false)?;
+        self.setup_finish()
+    }
+
+    /// Backend in InitWait (`fresh`: [`VifDir::find_backend`]'s); pools, rings and port;
+    /// published; Initialised.
+    fn setup_start(&mut self, fresh: bool) -> Result<(), NetError> {
+        self.vif.find_backend(fresh)?;
         let be = self.vif.be;
         while self.tx_spare.len() < TX_PAGES {
             self.tx_spare.push(alloc_page()?);
@@ -363,13 +462,25 @@ impl NetFront {
                 return Err(err("ring", format!("{e:?}")));
             }
         };
-        let (tx_gref, rx_gref, port) = (rings.tx_gref, rings.rx_gref, rings.port);
+        let published = self.vif.publish(&rings);
         self.path = Some(path);
         self.rings = Some(rings);
-        if let Err(e) = self.vif.publish(self.rings.as_ref().expect("set above")) {
+        if let Err(e) = published {
             self.teardown();
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// Backend Connected; Connected.
+    fn setup_finish(&mut self) -> Result<(), NetError> {
+        if let Err(e) = self.vif.await_connected() {
+            self.teardown();
+            return Err(e);
+        }
+        let be = self.vif.be;
+        let (tx_gref, rx_gref, port) =
+            self.rings.as_ref().map(|r| (r.tx_gref, r.rx_gref, r.port)).ok_or(NetError("no rings".into()))?;
         let m = self.vif.mac;
         println!(
             "netfront: vif {} connected to backend domain {be}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, \

@@ -50,7 +50,8 @@ impl RawVif {
 
     fn handshake(&mut self) -> Result<(), NetError> {
         let rings = self.rings.as_ref().ok_or(NetError("no rings".into()))?;
-        self.vif.publish(rings)
+        self.vif.publish(rings)?;
+        self.vif.await_connected()
     }
 
     /// Tears the connection down (Closing, Closed, grants and port ended) and connects again
@@ -67,7 +68,7 @@ impl RawVif {
         // Pages the old backend still holds are left to it.
         self.pages.retain(|p| kept.contains(p));
         self.vif.reopen()?;
-        self.vif.find_backend()?;
+        self.vif.find_backend(false)?;
         let (rings, tx, rx, pool) = Self::share(&self.vif, &self.pages)?;
         self.rings = Some(rings);
         self.tx = tx;

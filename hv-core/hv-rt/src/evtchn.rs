@@ -97,6 +97,32 @@ pub fn clear(port: Port) -> bool {
     shared().evtchn_pending[port as usize / 64].fetch_and(!bit, Ordering::SeqCst) & bit != 0
 }
 
+/// Blocks until `port` is pending or system time reaches `deadline_ns`. Other ports that are
+/// pending meanwhile do not end the block: they are masked for its duration (only those the
+/// domain had not masked itself), and their pending bits stay set for whoever handles them.
+/// (Blocking returns at once while any unmasked port is pending, so a wait for one port
+/// would otherwise spin while another, not yet handled, is pending.)
+pub fn block_on(port: Port, deadline_ns: u64) {
+    let sh = shared();
+    let mut masked = [0u64; MAX_PORTS / 64];
+    for (w, (pending, mask)) in sh.evtchn_pending.iter().zip(sh.evtchn_mask.iter()).enumerate() {
+        let mut bits = pending.load(Ordering::SeqCst) & !mask.load(Ordering::SeqCst);
+        if port as usize / 64 == w {
+            bits &= !(1u64 << (port % 64));
+        }
+        if bits != 0 {
+            mask.fetch_or(bits, Ordering::SeqCst);
+            masked[w] = bits;
+        }
+    }
+    crate::time::block_until(deadline_ns);
+    for (mask, bits) in sh.evtchn_mask.iter().zip(masked) {
+        if bits != 0 {
+            mask.fetch_and(!bits, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Sleeps until some port is pending or system time reaches `deadline_ns`.
 pub fn wait_until(deadline_ns: u64) {
     crate::time::block_until(deadline_ns);

@@ -27,13 +27,9 @@ fn wait_for_server() -> bool {
         if now >= deadline {
             return false;
         }
-        // Returns at once while any other port is pending: that is the caller's business, so
-        // yield instead of spinning on it.
-        if evtchn::is_pending_other_than(port) {
-            crate::yield_now();
-        } else {
-            time::block_until(deadline);
-        }
+        // Other pending ports are the caller's business: they stay pending, and do not end
+        // the block (blocking would return at once, and yielding would spin).
+        evtchn::block_on(port, deadline);
     }
 }
 
@@ -89,11 +85,7 @@ impl Store {
             if time::now_ns() >= deadline_ns {
                 return Ok(None);
             }
-            if evtchn::is_pending_other_than(crate::start_info().store_port as u32) {
-                crate::yield_now();
-            } else {
-                time::block_until(deadline_ns);
-            }
+            evtchn::block_on(crate::start_info().store_port as u32, deadline_ns);
         }
     }
 
@@ -136,6 +128,11 @@ impl Store {
 impl StoreClient for Store {
     fn request(&mut self, request: xenstore::Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError> {
         self.client.request(request, tx_id)
+    }
+
+    /// Pipelined: one round trip for up to `MAX_OUTSTANDING` requests.
+    fn batch(&mut self, requests: &[xenstore::Request<'_>], tx_id: u32) -> Vec<Result<Vec<u8>, ClientError>> {
+        self.client.batch(requests, tx_id)
     }
 }
 

@@ -241,6 +241,32 @@ pub trait StoreClient {
     /// Send `request` (inside `tx_id` unless 0) and wait for the reply payload.
     fn request(&mut self, request: Request<'_>, tx_id: u32) -> Result<Vec<u8>, ClientError>;
 
+    /// Sends `requests` (each inside `tx_id` unless 0) and returns their replies in order.
+    ///
+    /// The default makes one request after the other; a client over a ring
+    /// ([`BlockingClient`]) sends up to [`MAX_OUTSTANDING`] of them before it waits, so a batch
+    /// costs one round trip to the server instead of one per request. The server handles a
+    /// domain's requests in the order they were sent (`xs_wire.h`: each has its own `req_id`;
+    /// Linux's xenbus driver keeps several in flight too), so a batch of writes lands in order,
+    /// and a watch on the last one fires after the others are in the store. Each request gets
+    /// its own reply: one that fails does not stop the others.
+    fn batch(&mut self, requests: &[Request<'_>], tx_id: u32) -> Vec<Result<Vec<u8>, ClientError>> {
+        requests.iter().map(|r| self.request(r.clone(), tx_id)).collect()
+    }
+
+    /// `READ` of every path in one [`StoreClient::batch`].
+    fn read_many(&mut self, paths: &[&[u8]]) -> Vec<Result<Vec<u8>, ClientError>> {
+        let requests: Vec<Request<'_>> = paths.iter().map(|&path| Request::Read { path }).collect();
+        self.batch(&requests, 0)
+    }
+
+    /// `WRITE` of every (path, value) in one [`StoreClient::batch`], in order; the first
+    /// failure, if any (the writes after it were still made).
+    fn write_many(&mut self, nodes: &[(&[u8], &[u8])]) -> Result<(), ClientError> {
+        let requests: Vec<Request<'_>> = nodes.iter().map(|&(path, value)| Request::Write { path, value }).collect();
+        self.batch(&requests, 0).into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
     /// `READ`.
     fn read(&mut self, path: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.request(Request::Read { path }, 0)
@@ -277,17 +303,21 @@ pub trait StoreClient {
     }
     /// `TRANSACTION_START`: the transaction id.
     fn transaction_start(&mut self) -> Result<u32, ClientError> {
-        let reply = self.request(Request::TransactionStart, 0)?;
-        let digits = reply.strip_suffix(b"\0").unwrap_or(&reply);
-        crate::path::parse_decimal(digits, u64::from(u32::MAX))
-            .filter(|&id| id != 0)
-            .map(|id| id as u32)
-            .ok_or(ClientError::UnexpectedReply)
+        transaction_id(self.request(Request::TransactionStart, 0)?)
     }
     /// `TRANSACTION_END`.
     fn transaction_end(&mut self, tx_id: u32, commit: bool) -> Result<(), ClientError> {
         self.request(Request::TransactionEnd { commit }, tx_id).map(drop)
     }
+}
+
+/// The transaction id in a `TRANSACTION_START` reply (a decimal, not 0).
+pub fn transaction_id(reply: Vec<u8>) -> Result<u32, ClientError> {
+    let digits = reply.strip_suffix(b"\0").unwrap_or(&reply);
+    crate::path::parse_decimal(digits, u64::from(u32::MAX))
+        .filter(|&id| id != 0)
+        .map(|id| id as u32)
+        .ok_or(ClientError::UnexpectedReply)
 }
 
 /// [`StoreClient`] over a [`ClientPort`]; `wait` is called whenever the reply has not arrived
@@ -318,5 +348,41 @@ impl<M: SharedMemory, W: FnMut() -> bool> StoreClient for BlockingClient<M, W> {
                 return Err(ClientError::NoReply);
             }
         }
+    }
+
+    fn batch(&mut self, requests: &[Request<'_>], tx_id: u32) -> Vec<Result<Vec<u8>, ClientError>> {
+        let mut results = Vec::with_capacity(requests.len());
+        // At most MAX_OUTSTANDING in flight (fewer if other requests are): a window at a time.
+        for window in requests.chunks(MAX_OUTSTANDING) {
+            let ids: Vec<Result<u32, ClientError>> = window.iter().map(|r| self.port.send(r, tx_id)).collect();
+            let mut replies: Vec<Option<Result<Vec<u8>, ClientError>>> =
+                ids.iter().map(|id| id.as_ref().err().map(|e| Err(*e))).collect();
+            loop {
+                if let Err(e) = self.port.pump() {
+                    for r in replies.iter_mut().filter(|r| r.is_none()) {
+                        *r = Some(Err(e));
+                    }
+                    break;
+                }
+                for (slot, id) in replies.iter_mut().zip(&ids) {
+                    if slot.is_none()
+                        && let Ok(id) = id
+                    {
+                        *slot = self.port.take_reply(*id);
+                    }
+                }
+                if replies.iter().all(Option::is_some) {
+                    break;
+                }
+                if !(self.wait)() {
+                    for r in replies.iter_mut().filter(|r| r.is_none()) {
+                        *r = Some(Err(ClientError::NoReply));
+                    }
+                    break;
+                }
+            }
+            results.extend(replies.into_iter().map(|r| r.unwrap_or(Err(ClientError::NoReply))));
+        }
+        results
     }
 }

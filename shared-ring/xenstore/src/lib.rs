@@ -27,7 +27,7 @@ mod perms;
 mod request;
 pub mod xenbus;
 
-pub use client::{BlockingClient, ClientError, ClientPort, Message, StoreClient, WatchEvent};
+pub use client::{BlockingClient, ClientError, ClientPort, Message, StoreClient, WatchEvent, transaction_id};
 pub use errno::Errno;
 pub use error::{Quota, StoreError};
 pub use perms::{Access, Permissions};

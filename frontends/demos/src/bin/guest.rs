@@ -1,7 +1,7 @@
-//! guest: a plain DomU with a disk and a vif. It connects `vbd/0` (if it has one) and reads its
-//! first sector, brings `vif/0` (if it has one) up with smoltcp (network args of
-//! `demos::net`; it answers ARP and ping), prints `guest: ready`, and idles until it is
-//! destroyed. The domain the toolstack scenarios and `cargo xtask bench xl` create and destroy.
+//! guest: a plain DomU with a disk and a vif. It connects `vbd/0` and `vif/0` (those it has;
+//! both handshakes at once), reads the disk's first sector, brings the vif up with smoltcp
+//! (network args of `demos::net`; it answers ARP and ping), prints `guest: ready`, and idles
+//! until it is destroyed. The domain the toolstack scenarios and `cargo xtask bench xl` create and destroy.
 //!
 //! Console: `guest: vbd 0: <n> sectors, first sector read (<ms> ms)`, `guest: vif 0: mac
 //! <mac> (<ms> ms)`, `guest: ready <ms> ms after start` (times since the domain started).
@@ -17,14 +17,22 @@ use blkfront::BlkFront;
 use demos::net::{Net, fail};
 use hv_rt::store::Store;
 use hv_rt::{println, time};
+use netfront::NetFront;
+use xenstore::StoreClient;
 
 hv_rt::main!(main);
 
 const TAG: &str = "guest";
 
-fn has(store: &mut Store, kind: &str) -> bool {
-    let id = xenstore::xenbus::device_id(kind, 0);
-    store.read_string(&format!("/local/domain/{}/device/{kind}/{id}/backend", hv_rt::domid())).is_ok()
+/// Whether the domain has `vbd/0` and `vif/0` (one round trip).
+fn devices(store: &mut Store) -> (bool, bool) {
+    let path = |kind| {
+        let id = xenstore::xenbus::device_id(kind, 0);
+        format!("/local/domain/{}/device/{kind}/{id}/backend", hv_rt::domid())
+    };
+    let (vbd, vif) = (path("vbd"), path("vif"));
+    let found = store.read_many(&[vbd.as_bytes(), vif.as_bytes()]);
+    (found.first().is_some_and(Result::is_ok), found.get(1).is_some_and(Result::is_ok))
 }
 
 /// Milliseconds since `start`, with one decimal.
@@ -33,24 +41,52 @@ fn ms_since(start: u64) -> String {
     format!("{}.{}", us / 1000, us / 100 % 10)
 }
 
+/// The vbd's second half (backend Connected, disk properties, Connected) over `store`.
+fn finish_disk(disk: BlkFront<()>, store: &mut Store) -> BlkFront<()> {
+    let (mut disk, ()) = disk.with_store(store);
+    disk.finish().unwrap_or_else(|e| fail(TAG, &format!("vbd 0: {e}")));
+    disk.with_store(()).0
+}
+
+/// Reads the vbd's first sector over `store`.
+fn read_disk(disk: BlkFront<()>, store: &mut Store, start: u64) {
+    let (mut disk, ()) = disk.with_store(store);
+    let mut sector = [0u8; 512];
+    disk.read(0, &mut sector).unwrap_or_else(|e| fail(TAG, &format!("vbd 0: read: {e}")));
+    println!("{TAG}: vbd 0: {} sectors, first sector read ({} ms)", disk.capacity(), ms_since(start));
+    // The ring stays connected; the device is dropped (the store stays with its owner).
+}
+
 fn main() {
     let start = time::now_ns();
     let mut store = Store::connect().unwrap_or_else(|e| fail(TAG, &format!("store: {e}")));
-    if has(&mut store, "vbd") {
-        // 11 pages: one request of the largest size; this guest only checks the disk answers.
-        let mut disk = BlkFront::connect(store, 0, 11).unwrap_or_else(|e| fail(TAG, &format!("vbd 0: {e}")));
-        let mut sector = [0u8; 512];
-        disk.read(0, &mut sector).unwrap_or_else(|e| fail(TAG, &format!("vbd 0: read: {e}")));
-        println!("{TAG}: vbd 0: {} sectors, first sector read ({} ms)", disk.capacity(), ms_since(start));
-        // The ring stays connected; the store connection moves on to the vif.
-        store = disk.into_store();
-    }
+    let (vbd, vif) = devices(&mut store);
+    // Both handshakes at once: each device is started (backend InitWait, rings shared,
+    // Initialised) before the domain waits for either backend's Connected, so the backends
+    // connect together; the first sector is read once both are Connected. The vif owns the
+    // store connection, the vbd borrows it for each step.
+    // 11 pages: one request of the largest size; this guest only checks the disk answers.
+    let disk = vbd.then(|| {
+        let d = BlkFront::start(&mut store, 0, 11).unwrap_or_else(|e| fail(TAG, &format!("vbd 0: {e}")));
+        d.with_store(()).0
+    });
     let mut net: Option<Net> = None;
-    if has(&mut store, "vif") {
-        let n = Net::with_store(TAG, store).unwrap_or_else(|e| fail(TAG, &e));
+    if vif {
+        let index = hv_rt::arg_u64("vif", 0) as u32;
+        let within = hv_rt::arg_u64("connect_s", 300) * 1_000_000_000;
+        let mut nf = NetFront::start(store, index).unwrap_or_else(|e| fail(TAG, &format!("vif {index}: {e}")));
+        let disk = disk.map(|d| finish_disk(d, nf.store()));
+        nf.finish(within).unwrap_or_else(|e| fail(TAG, &format!("vif {index}: {e}")));
+        if let Some(d) = disk {
+            read_disk(d, nf.store(), start);
+        }
+        let n = Net::from_front(TAG, nf).unwrap_or_else(|e| fail(TAG, &e));
         let mac: String = n.nf.mac().iter().map(|b| format!("{b:02x}")).collect::<alloc::vec::Vec<_>>().join(":");
         println!("{TAG}: vif 0: mac {mac} ({} ms)", ms_since(start));
         net = Some(n);
+    } else if let Some(d) = disk {
+        let d = finish_disk(d, &mut store);
+        read_disk(d, &mut store, start);
     }
     println!("{TAG}: ready {} ms after start", ms_since(start));
     loop {

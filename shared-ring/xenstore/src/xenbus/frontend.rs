@@ -11,6 +11,7 @@ use core::fmt;
 use super::{XenbusState, read_state, state_path};
 use crate::client::{ClientError, StoreClient};
 use crate::errno::Errno;
+use crate::request::Request;
 
 /// The peer's state as a waiting end sees it: a missing node (the peer's domain was destroyed,
 /// or the toolstack removed the device) and a node that holds no state (garbage) read as
@@ -19,6 +20,14 @@ pub fn peer_state(client: &mut impl StoreClient, dir: &[u8]) -> XenbusState {
     match read_state(client, dir) {
         Ok(XenbusState::Unknown) | Err(_) => XenbusState::Closed,
         Ok(s) => s,
+    }
+}
+
+/// [`peer_state`] of a `state` node's value as read.
+fn state_of(read: Result<alloc::vec::Vec<u8>, ClientError>) -> XenbusState {
+    match read.map(|text| XenbusState::parse(&text)) {
+        Ok(Ok(XenbusState::Unknown)) | Ok(Err(_)) | Err(_) => XenbusState::Closed,
+        Ok(Ok(s)) => s,
     }
 }
 
@@ -59,13 +68,22 @@ pub fn wait_for_state<C: StoreClient>(
     done: impl Fn(XenbusState) -> bool,
     mut wait: impl FnMut(&mut C) -> Result<bool, ClientError>,
 ) -> Result<XenbusState, WaitError> {
-    match client.watch(&state_path(dir), token) {
+    // The watch and the first look in one round trip (the read comes after the watch, so a
+    // change after the read fires the watch).
+    let path = state_path(dir);
+    let mut replies =
+        client.batch(&[Request::Watch { path: &path, token }, Request::Read { path: &path }], 0).into_iter();
+    match replies.next().unwrap_or(Err(ClientError::NoReply)) {
         // Already watching it (an earlier wait): the watch keeps firing.
-        Ok(()) | Err(ClientError::Store(Errno::Eexist)) => {}
+        Ok(_) | Err(ClientError::Store(Errno::Eexist)) => {}
         Err(e) => return Err(WaitError::Watch(e)),
     }
+    let mut first = Some(replies.next().unwrap_or(Err(ClientError::NoReply)));
     loop {
-        let s = peer_state(client, dir);
+        let s = match first.take() {
+            Some(read) => state_of(read),
+            None => peer_state(client, dir),
+        };
         if done(s) {
             return Ok(s);
         }

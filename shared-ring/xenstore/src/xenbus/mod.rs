@@ -144,7 +144,12 @@ impl From<ClientError> for ReadError {
 /// store failure.
 pub fn read_u32(client: &mut impl StoreClient, path: &str) -> Result<u32, ReadError> {
     let raw = client.read(path.as_bytes())?;
-    let text = String::from_utf8_lossy(&raw);
+    parse_u32(path, &raw)
+}
+
+/// The value `raw` read from `path` as [`read_u32`] takes it (for values read in a batch).
+pub fn parse_u32(path: &str, raw: &[u8]) -> Result<u32, ReadError> {
+    let text = String::from_utf8_lossy(raw);
     text.trim().parse().map_err(|_| ReadError::NotANumber {
         path: String::from(path),
         value: text.chars().take(SHOWN_VALUE).collect(),
@@ -154,7 +159,13 @@ pub fn read_u32(client: &mut impl StoreClient, path: &str) -> Result<u32, ReadEr
 /// Reads `path` as a domain id (as [`read_u32`], then below `DOMID_FIRST_RESERVED`): a peer's
 /// `backend-id` or `frontend-id`.
 pub fn read_domid(client: &mut impl StoreClient, path: &str) -> Result<crate::DomId, ReadError> {
-    let value = read_u32(client, path)?;
+    let raw = client.read(path.as_bytes())?;
+    parse_domid(path, &raw)
+}
+
+/// The value `raw` read from `path` as [`read_domid`] takes it (for values read in a batch).
+pub fn parse_domid(path: &str, raw: &[u8]) -> Result<crate::DomId, ReadError> {
+    let value = parse_u32(path, raw)?;
     match crate::DomId::try_from(value) {
         Ok(id) if id < crate::DOMID_FIRST_RESERVED => Ok(id),
         _ => Err(ReadError::NotADomain { path: String::from(path), value }),
@@ -189,19 +200,62 @@ pub fn transition_allowed(from: XenbusState, to: XenbusState) -> bool {
 /// Write `to` as this end's state if the move from its current state is allowed; returns the
 /// previous state. Writing the same state again is a no-op (no write, no watch event).
 ///
-/// The read and the write are one transaction, and a missing `state` node is
+/// The read and the write are one transaction (three round trips: start, read and write
+/// together, end; the end aborts unless the read allowed the write), and a missing `state` node is
 /// [`XenbusError::Gone`]: the toolstack removed the device (its domain was destroyed), and
 /// writing the state would bring a stray node back into the removed directory (as Linux's
 /// `xenbus_switch_state`, which checks the node inside its transaction). A transaction that
 /// collided with another writer is retried a bounded number of times.
 pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) -> Result<XenbusState, XenbusError> {
+    switch_state_after(client, &[], dir, to).1
+}
+
+/// One request's reply in a [`StoreClient::batch`].
+pub type Reply = Result<Vec<u8>, ClientError>;
+
+/// [`switch_state`], with `before` sent (outside the transaction, in order) in the same round
+/// trip as the transaction's start: a peer's keys published, or the ones an end reads, cost no
+/// round trip of their own. Returns their replies and the switch's result. (`before`'s writes
+/// happen whatever the switch does, as they would one request after the other.)
+pub fn switch_state_after(
+    client: &mut impl StoreClient,
+    before: &[crate::request::Request<'_>],
+    dir: &[u8],
+    to: XenbusState,
+) -> (Vec<Reply>, Result<XenbusState, XenbusError>) {
+    let mut requests = before.to_vec();
+    requests.push(crate::request::Request::TransactionStart);
+    let mut replies = client.batch(&requests, 0);
+    let start = replies.pop().unwrap_or(Err(ClientError::NoReply)).and_then(crate::client::transaction_id);
+    (replies, switch_state_in(client, dir, to, start))
+}
+
+/// [`switch_state`] in a transaction the caller started (`started`: its `TRANSACTION_START`
+/// reply, sent in a batch with the caller's other requests); the transaction is ended here
+/// whatever happens (a collision retries with a transaction of its own).
+pub fn switch_state_in(
+    client: &mut impl StoreClient,
+    dir: &[u8],
+    to: XenbusState,
+    started: Result<u32, ClientError>,
+) -> Result<XenbusState, XenbusError> {
     use crate::request::Request;
     let path = state_path(dir);
     let mut collisions = 0;
+    let mut first = Some(started);
     loop {
-        let tx = client.transaction_start()?;
+        let tx = match first.take() {
+            Some(started) => started?,
+            None => client.transaction_start()?,
+        };
+        // The read and the write go together (one round trip, [`StoreClient::batch`]); the
+        // write stays inside the transaction, which commits only if the read allows it.
+        let mut replies = client
+            .batch(&[Request::Read { path: &path }, Request::Write { path: &path, value: to.as_text() }], tx)
+            .into_iter();
+        let (read, write) = (replies.next(), replies.next());
         let attempt = (|| {
-            let from = match client.request(Request::Read { path: &path }, tx) {
+            let from = match read.unwrap_or(Err(ClientError::UnexpectedReply)) {
                 Ok(text) => XenbusState::parse(&text).map_err(|_| XenbusError::NotAState)?,
                 Err(ClientError::Store(Errno::Enoent)) => return Err(XenbusError::Gone),
                 Err(e) => return Err(e.into()),
@@ -212,7 +266,7 @@ pub fn switch_state(client: &mut impl StoreClient, dir: &[u8], to: XenbusState) 
             if !transition_allowed(from, to) {
                 return Err(XenbusError::IllegalTransition { from, to });
             }
-            client.request(Request::Write { path: &path, value: to.as_text() }, tx)?;
+            write.unwrap_or(Err(ClientError::UnexpectedReply))?;
             Ok((from, true))
         })();
         match attempt {
