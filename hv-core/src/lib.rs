@@ -16,6 +16,7 @@ pub mod elf;
 pub mod event_channel;
 pub mod frames;
 pub mod grant_table;
+pub mod iommu;
 pub mod hvm;
 pub mod pci;
 pub mod pvh;
