@@ -209,9 +209,10 @@ impl Hv {
         io.attached.retain(|a| a.0 != bdf);
         io.attached.push((bdf, u, owner));
         hvlog!(
-            "iommu: pci {bdf} in domain {owner}'s context (DID {did}): device addresses {:#x}-{:#x} (its RAM), nothing else",
+            "iommu: pci {bdf} in domain {owner}'s context (DID {did}): device addresses {:#x}-{:#x} (its RAM), nothing else; {} device(s) in contexts",
             range.0,
-            range.1 - 1
+            range.1 - 1,
+            io.attached.len()
         );
         Ok(())
     }
