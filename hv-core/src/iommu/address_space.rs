@@ -29,7 +29,10 @@ pub struct DeviceSpace {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpaceError {
     /// The RAM range is empty, not page-aligned, or beyond what `levels` can address.
-    BadRange { start: u64, end: u64 },
+    BadRange {
+        start: u64,
+        end: u64,
+    },
     NoMemory,
 }
 

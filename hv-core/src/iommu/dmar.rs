@@ -73,11 +73,19 @@ pub enum DmarError {
     /// The table ends before its fixed fields.
     TooShort(usize),
     /// A remapping structure at `offset` whose length is below 4 or runs past the table.
-    BadStructure { offset: usize, length: u16 },
+    BadStructure {
+        offset: usize,
+        length: u16,
+    },
     /// A DRHD shorter than its 16 fixed bytes.
-    ShortUnit { offset: usize },
+    ShortUnit {
+        offset: usize,
+    },
     /// A device scope at `offset` whose length is below 6, odd-sized path or past its DRHD.
-    BadScope { offset: usize, length: u8 },
+    BadScope {
+        offset: usize,
+        length: u8,
+    },
     /// A register base that is not page-aligned or is zero.
     BadRegisterBase(u64),
     TooManyUnits,
@@ -95,7 +103,10 @@ impl core::fmt::Display for DmarError {
             }
             Self::ShortUnit { offset } => write!(f, "DMAR DRHD at offset {offset} is shorter than 16 bytes"),
             Self::BadScope { offset, length } => {
-                write!(f, "DMAR device scope at offset {offset} has length {length} (below 6, odd path or past its unit)")
+                write!(
+                    f,
+                    "DMAR device scope at offset {offset} has length {length} (below 6, odd path or past its unit)"
+                )
             }
             Self::BadRegisterBase(b) => write!(f, "DMAR DRHD register base {b:#x} is zero or not page-aligned"),
             Self::TooManyUnits => write!(f, "DMAR lists more than {MAX_UNITS} remapping units"),
@@ -139,7 +150,8 @@ pub fn parse(b: &[u8]) -> Result<Dmar, DmarError> {
             if register_base == 0 || register_base & 0xfff != 0 {
                 return Err(DmarError::BadRegisterBase(register_base));
             }
-            let mut unit = Unit { segment: u16_at(s, 6), register_base, include_all: s[4] & 1 != 0, scopes: Vec::new() };
+            let mut unit =
+                Unit { segment: u16_at(s, 6), register_base, include_all: s[4] & 1 != 0, scopes: Vec::new() };
             let mut p = 16;
             while p < s.len() {
                 let len = if s.len() - p >= 2 { s[p + 1] } else { 0 };
@@ -180,8 +192,7 @@ impl Dmar {
         self.units
             .iter()
             .position(|u| {
-                seg0(&u)
-                    && u.scopes.iter().any(|s| s.kind == ScopeKind::Endpoint && s.direct_bdf() == Some(bdf))
+                seg0(&u) && u.scopes.iter().any(|s| s.kind == ScopeKind::Endpoint && s.direct_bdf() == Some(bdf))
             })
             .or_else(|| self.units.iter().position(|u| seg0(&u) && u.include_all))
     }

@@ -12,16 +12,24 @@ pub const MAX_TABLE_LEN: u32 = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SdtError {
     /// Fewer bytes than the header or the table's own `Length` says.
-    Truncated { len: usize, need: usize },
+    Truncated {
+        len: usize,
+        need: usize,
+    },
     /// `Length` below the header or above [`MAX_TABLE_LEN`].
     BadLength(u32),
-    BadSignature { want: [u8; 4], got: [u8; 4] },
+    BadSignature {
+        want: [u8; 4],
+        got: [u8; 4],
+    },
     BadChecksum,
 }
 
 impl core::fmt::Display for SdtError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let s = |b: &[u8; 4]| b.iter().map(|&c| if c.is_ascii_graphic() { c as char } else { '?' }).collect::<alloc::string::String>();
+        let s = |b: &[u8; 4]| {
+            b.iter().map(|&c| if c.is_ascii_graphic() { c as char } else { '?' }).collect::<alloc::string::String>()
+        };
         match self {
             Self::Truncated { len, need } => write!(f, "ACPI table is {len} bytes, needs {need}"),
             Self::BadLength(l) => write!(f, "ACPI table length {l} is below {HEADER_LEN} or above {MAX_TABLE_LEN}"),

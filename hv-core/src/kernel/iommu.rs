@@ -138,15 +138,7 @@ pub fn init(acpi: Option<AcpiRoot>, frames: &mut FrameAllocator) -> Option<Iommu
         );
         units.push(UnitState { hw, root, contexts: Vec::new() });
     }
-    Some(Iommu {
-        dmar,
-        units,
-        levels,
-        spaces: Vec::new(),
-        attached: Vec::new(),
-        last_poll_ns: 0,
-        faults_logged: 0,
-    })
+    Some(Iommu { dmar, units, levels, spaces: Vec::new(), attached: Vec::new(), last_poll_ns: 0, faults_logged: 0 })
 }
 
 impl Hv {
@@ -249,7 +241,10 @@ impl Hv {
                 }
             } else {
                 // A unit that did not confirm the invalidation may still walk them: leak them.
-                hvlog!("iommu: {} table frames of domain {owner} kept (not confirmed unreachable)", s.tables.frames.len());
+                hvlog!(
+                    "iommu: {} table frames of domain {owner} kept (not confirmed unreachable)",
+                    s.tables.frames.len()
+                );
             }
         }
         if !mine.is_empty() {
@@ -270,7 +265,8 @@ impl Hv {
         for unit in &io.units {
             let (faults, overflow) = unit.hw.take_faults();
             if overflow {
-                lines.push(alloc::format!("iommu: unit at {:#x}: fault records overflowed (faults lost)", unit.hw.base));
+                lines
+                    .push(alloc::format!("iommu: unit at {:#x}: fault records overflowed (faults lost)", unit.hw.base));
             }
             for f in faults {
                 let bdf = entries::bdf_of_source(f.source);

@@ -192,10 +192,8 @@ impl Hv {
             .find(|v| !self.pci.iter().any(|d| d.vector == Some(*v)))
             .ok_or(Error::NoSpc)?;
         // The device's DMA reaches exactly the domain's RAM (when there is remapping hardware).
-        let (ram, bytes) = self.domains[slot]
-            .as_ref()
-            .and_then(|d| Some((d.live()?.ram, d.memory_bytes)))
-            .ok_or(Error::Srch)?;
+        let (ram, bytes) =
+            self.domains[slot].as_ref().and_then(|d| Some((d.live()?.ram, d.memory_bytes))).ok_or(Error::Srch)?;
         self.iommu_attach(id, ram, bytes, self.pci[i].bdf)?;
         let l = self.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
         let mut va = BAR_WINDOW
