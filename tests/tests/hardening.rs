@@ -119,7 +119,7 @@ fn a_scratch_page_carries_nothing_to_its_next_owner() {
 }
 
 /// Finding 5, stray vectors: a driver domain makes its device DMA into the local APIC's MSI
-/// window (there is no IOMMU yet), raising vectors 0x11 (#AC) and 0x15 (#CP) as interrupts
+/// window (the topology has no IOMMU), raising vectors 0x11 (#AC) and 0x15 (#CP) as interrupts
 /// while domains run. The hypervisor recognises them as interrupts (no error code on the stack,
 /// in service at the APIC), logs and ignores them; no domain is destroyed for them.
 #[test]

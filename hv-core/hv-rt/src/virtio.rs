@@ -1,6 +1,6 @@
 //! `virtio-drivers` glue for driver domains: a `Hal` over our contiguous RAM (device address =
-//! machine address, `StartInfo::ram_phys`, until an IOMMU is used) and a `ConfigurationAccess`
-//! over the `pci_op` hypercalls, which reach only our own devices.
+//! machine address, `StartInfo::ram_phys`; behind an IOMMU exactly these addresses are mapped)
+//! and a `ConfigurationAccess` over the `pci_op` hypercalls, which reach only our own devices.
 use crate::pci;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;

@@ -25,6 +25,11 @@ const WBF: u32 = 1 << 27;
 /// GSTS bits that are one-shot commands, not state: masked off before a GCMD write (§10.4.4).
 const ONE_SHOT: u32 = SRTP | (1 << 29) | WBF | (1 << 24);
 
+/// The farthest a register can lie from the base: IOTLB registers at ECAP.IRO·16 + 8 and
+/// fault records at CAP.FRO·16 + 16·CAP.NFR (10-bit offsets in 16-byte units, up to 256
+/// records), rounded up to pages.
+const REGISTER_SPAN: u64 = 0x6000;
+
 /// Polls of a status bit before the unit is declared stuck (each a few hundred ns of MMIO).
 const SPIN_LIMIT: u32 = 10_000_000;
 
@@ -57,7 +62,7 @@ pub struct Unit {
 impl Unit {
     /// Reads a unit's capabilities. `base` is its DRHD register base (page-aligned).
     pub fn probe(base: u64) -> Result<Self, VtdError> {
-        if !(0xc000_0000..0x1_0000_0000 - 0x1000).contains(&base) {
+        if !(0xc000_0000..0x1_0000_0000 - REGISTER_SPAN).contains(&base) {
             return Err(VtdError::RegistersUnreachable(base));
         }
         let mut u = Self { base, version: 0, cap: 0, ecap: 0 };
@@ -72,10 +77,10 @@ impl Unit {
     }
 
     fn read32(&self, off: u64) -> u32 {
-        // SAFETY: `base` is a DRHD register page in 3–4 GiB (checked in `probe`), which the
-        // direct map covers uncached; every offset used is inside the unit's register set
-        // (fixed offsets below 0x100, IOTLB and fault registers at offsets the unit reports
-        // in CAP/ECAP, at most 0x3ff0 + 16 per the register widths).
+        // SAFETY: `base` is a DRHD register page in 3–4 GiB with REGISTER_SPAN bytes after it
+        // below 4 GiB (checked in `probe`), all of which the direct map covers uncached; every
+        // offset used is inside the unit's register set (fixed offsets below 0x100, IOTLB and
+        // fault registers at offsets the unit reports in CAP/ECAP, within REGISTER_SPAN).
         unsafe { (self.reg(off) as *const u32).read_volatile() }
     }
     fn read64(&self, off: u64) -> u64 {
