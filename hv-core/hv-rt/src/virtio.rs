@@ -377,6 +377,17 @@ struct NotifyState {
     rings: [Option<Rings>; 2],
 }
 
+/// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.x, 6): the device sits behind the platform's IOMMU
+/// (QEMU's `iommu_platform=on`). virtio-drivers never accepts it, and QEMU then refuses
+/// FEATURES_OK and DRIVER_OK (virtio-net stays silent). Our device addresses are what the
+/// hypervisor's IOMMU context maps (our RAM, one to one), so we accept it whenever offered.
+pub const ACCESS_PLATFORM: u64 = 1 << 33;
+
+/// The features to write: `driver`'s, plus [`ACCESS_PLATFORM`] when the device offers it.
+pub fn with_access_platform(driver: u64, offered: u64) -> u64 {
+    driver | (offered & ACCESS_PLATFORM)
+}
+
 /// Our address of a device address in our RAM (the inverse of [`crate::pci::dma_address`]).
 fn ram_va(pa: PhysAddr) -> Option<u64> {
     let si = crate::start_info();
@@ -406,7 +417,8 @@ impl virtio_drivers::transport::Transport for BatchedNotify {
     }
     fn write_driver_features(&mut self, driver_features: u64) {
         self.state.borrow_mut().event_idx = driver_features & RING_EVENT_IDX != 0;
-        self.inner.borrow_mut().write_driver_features(driver_features)
+        let offered = self.inner.borrow_mut().read_device_features();
+        self.inner.borrow_mut().write_driver_features(with_access_platform(driver_features, offered))
     }
     fn max_queue_size(&mut self, queue: u16) -> u32 {
         self.inner.borrow_mut().max_queue_size(queue)
