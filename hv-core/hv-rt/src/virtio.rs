@@ -111,7 +111,7 @@ pub fn route_queue_interrupt(dev: &hv_abi::PciDeviceInfo, queue: u16) -> bool {
 /// disk's own slots (request header, status byte, data buffer), so no buffer the device uses
 /// belongs to anyone else while it does.
 pub struct BlockDisk {
-    blk: virtio_drivers::device::blk::VirtIOBlk<HvHal, virtio_drivers::transport::pci::PciTransport>,
+    blk: virtio_drivers::device::blk::VirtIOBlk<HvHal, PlatformTransport<virtio_drivers::transport::pci::PciTransport>>,
     port: u32,
     interrupts: bool,
     /// Allocated once (never resized: the device holds addresses into them while in flight).
@@ -153,7 +153,8 @@ impl BlockDisk {
         let mut root = PciRoot::new(HvConfigAccess);
         let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
         let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| DiskError::Setup)?;
-        let blk = virtio_drivers::device::blk::VirtIOBlk::new(transport).map_err(|_| DiskError::Setup)?;
+        let blk =
+            virtio_drivers::device::blk::VirtIOBlk::new(PlatformTransport(transport)).map_err(|_| DiskError::Setup)?;
         let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| DiskError::Setup)?;
         let interrupts = route_queue_interrupt(&dev, 0);
         Ok(Self { blk, port, interrupts, slots: Vec::new() })
@@ -481,6 +482,76 @@ impl virtio_drivers::transport::Transport for BatchedNotify {
         value: T,
     ) -> virtio_drivers::Result<()> {
         self.inner.borrow_mut().write_config_space(offset, value)
+    }
+}
+
+/// A transport that accepts [`ACCESS_PLATFORM`] when the device offers it and is otherwise
+/// the one it wraps ([`BlockDisk`]'s; [`NetDevice`]'s `BatchedNotify` does the same itself).
+pub struct PlatformTransport<T>(pub T);
+
+impl<T: virtio_drivers::transport::Transport> virtio_drivers::transport::Transport for PlatformTransport<T> {
+    fn device_type(&self) -> virtio_drivers::transport::DeviceType {
+        self.0.device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.0.read_device_features()
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        let offered = self.0.read_device_features();
+        self.0.write_driver_features(with_access_platform(driver_features, offered))
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.0.max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.0.notify(queue)
+    }
+    fn get_status(&self) -> virtio_drivers::transport::DeviceStatus {
+        self.0.get_status()
+    }
+    fn set_status(&mut self, status: virtio_drivers::transport::DeviceStatus) {
+        self.0.set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.0.set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.0.requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.0.queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.0.queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.0.queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> virtio_drivers::transport::InterruptStatus {
+        self.0.ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.0.read_config_generation()
+    }
+    fn read_config_space<C: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<C> {
+        self.0.read_config_space(offset)
+    }
+    fn write_config_space<C: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: C,
+    ) -> virtio_drivers::Result<()> {
+        self.0.write_config_space(offset, value)
     }
 }
 
