@@ -17,6 +17,7 @@ pub mod event_channel;
 pub mod frames;
 pub mod grant_table;
 pub mod hvm;
+pub mod iommu;
 pub mod pci;
 pub mod pvh;
 pub mod sched;

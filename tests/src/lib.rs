@@ -245,6 +245,7 @@ impl Scenario {
         .unwrap_or_else(|e| panic!("cannot create the disk images: {e:#}"));
         spec.nics = self.nics.clone();
         spec.control = self.control.clone();
+        spec.iommu = self.topology.iommu;
         let run = match (self.watch, self.stop) {
             (Some(mut w), _) => xtask::qemu::run_watched(&spec, timeout().max(self.min_timeout), &mut *w),
             (None, stop) => xtask::qemu::run_captured(&spec, timeout().max(self.min_timeout), stop.as_deref()),

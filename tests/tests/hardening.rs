@@ -119,7 +119,7 @@ fn a_scratch_page_carries_nothing_to_its_next_owner() {
 }
 
 /// Finding 5, stray vectors: a driver domain makes its device DMA into the local APIC's MSI
-/// window (there is no IOMMU yet), raising vectors 0x11 (#AC) and 0x15 (#CP) as interrupts
+/// window (the topology has no IOMMU), raising vectors 0x11 (#AC) and 0x15 (#CP) as interrupts
 /// while domains run. The hypervisor recognises them as interrupts (no error code on the stack,
 /// in service at the APIC), logs and ignores them; no domain is destroyed for them.
 #[test]
@@ -133,5 +133,27 @@ fn stray_exception_vectors_from_a_device_destroy_nobody() {
     o.expect_line("[hv] stray vector 0x11 ignored*");
     o.expect_line("[hv] stray vector 0x15 ignored*");
     o.expect_no_line("[hv] domain * crashed*");
+    o.expect_hellos_finished();
+}
+
+/// Issue 17, item 2: behind the Intel IOMMU a driver domain's device reaches its own memory
+/// (a normal read works) and nothing else: its write into the hypervisor's image at 1 MiB
+/// faults, the hypervisor reports the device and the address and ends the domain, tears its
+/// context down before freeing its memory, and the other domains finish.
+#[test]
+fn a_driver_domains_device_cannot_dma_outside_its_memory_behind_the_iommu() {
+    let o = Scenario::new("dma-escape").run();
+    o.expect_clean_finish();
+    o.expect_in_order(&[
+        "[hv] iommu: VT-d unit at 0xfed90000 * translating: devices nobody owns have no DMA",
+        "[hv] iommu: pci 00:01.0 in domain 1's context (DID 1): device addresses * (its RAM), nothing else; 1 device(s) in contexts",
+        "[escaper] read sector 0 into my own memory through the IOMMU",
+        "[hv] iommu: DMA fault: domain 1's device pci 00:01.0 write at 0x100000: *",
+        "[hv] domain 1 (escaper) crashed: its device made a DMA access outside its memory",
+        "[hv] iommu: domain 1's 1 device context(s) cleared and invalidated",
+        "[hv] domain 1 (escaper) released *",
+        "[dom0] escaper ended: crash (expected)",
+    ]);
+    o.expect_no_line("[escaper] device DMA outside my memory done*");
     o.expect_hellos_finished();
 }

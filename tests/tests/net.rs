@@ -86,6 +86,25 @@ fn host_curl_fetches_pages_from_a_domu_through_netback() {
     }
 }
 
+/// Issue 17, item 2: the same pages through netback with its virtio-net device behind an Intel
+/// IOMMU whose context maps only netback's RAM; the pings are answered too.
+#[test]
+fn host_curl_fetches_pages_through_netback_behind_the_iommu() {
+    let s = Scenario::new("net-iommu");
+    let port = s.host_port(80);
+    let (s, fetches) = fetch_when_listening(s, port, &["/", "/stats"], 2, |l| l.starts_with("[dom0] pinger ended"));
+    let o = s.run();
+    let f = fetches.lock().unwrap();
+    expect_pages(&o, &f, 4);
+    o.expect_in_order(&[
+        "[hv] iommu: VT-d unit at 0xfed90000 * translating: devices nobody owns have no DMA",
+        "[hv] iommu: pci 00:01.0 in domain 1's context (DID 1): device addresses * (its RAM), nothing else; 1 device(s) in contexts",
+        "[netback] vif * connected*",
+    ]);
+    o.expect_line("[pinger] netping: 5 sent, 5 received");
+    o.expect_no_line("[hv] iommu: DMA fault*");
+}
+
 #[test]
 fn icmp_echo_between_domus_and_pcap_of_a_vif_opens_in_tshark() {
     let s = Scenario::new("net").stop_when(|l| l.starts_with("[dom0] pinger ended"));

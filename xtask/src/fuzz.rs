@@ -30,9 +30,9 @@ pub const FUZZ_DIR: &str = "tests/fuzz";
 
 /// The cargo-fuzz targets in `tests/fuzz/fuzz_targets/`: the ring and the wire decoders
 /// (shared-ring), the ELF loader (hv-core), the boot bundle, the firmware's boot tags (EFI memory
-/// map, ACPI RSDP), control-channel frames, blkback's requests, netback's tx/rx rounds and its
+/// map, ACPI RSDP), the ACPI tables that lead to the IOMMU (RSDT/XSDT, DMAR), control-channel frames, blkback's requests, netback's tx/rx rounds and its
 /// TCP segmenter, and the store server.
-pub const FUZZ_TARGETS: [&str; 12] = [
+pub const FUZZ_TARGETS: [&str; 13] = [
     "ring_protocol",
     "blkif_decode",
     "netif_decode",
@@ -40,6 +40,7 @@ pub const FUZZ_TARGETS: [&str; 12] = [
     "elf_parse",
     "bundle_parse",
     "boot_tags",
+    "acpi_dmar",
     "control_frames",
     "blkback_requests",
     "netback_tx",

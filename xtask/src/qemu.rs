@@ -133,6 +133,10 @@ pub struct Spec {
     pub nics: Vec<NetDevice>,
     /// The control channel: COM2 as a Unix socket at this path (QEMU listens; `xl` connects).
     pub control: Option<PathBuf>,
+    /// An Intel IOMMU (VT-d, q35 only, no interrupt remapping) with the virtio devices behind
+    /// it: modern-only (`disable-legacy=on`, so virtio-blk is 1af4:1042 and virtio-net
+    /// 1af4:1041) with `iommu_platform=on`, which QEMU refuses on transitional devices.
+    pub iommu: bool,
 }
 
 /// One virtio-net device on its own user network (10.0.2.0/24, gateway 10.0.2.2, DHCP from
@@ -207,6 +211,7 @@ impl Spec {
             disks: Vec::new(),
             nics: Vec::new(),
             control: None,
+            iommu: false,
         }
     }
 
@@ -256,12 +261,17 @@ impl Spec {
             }
             Media::Iso(iso) => a.extend(["-cdrom".into(), iso.display().to_string()]),
         }
+        // Before any PCI device: QEMU wants the IOMMU created first.
+        if self.iommu {
+            a.extend(["-device", "intel-iommu,intremap=off"].map(String::from));
+        }
+        let behind = if self.iommu { ",disable-legacy=on,iommu_platform=on" } else { "" };
         for (i, d) in self.disks.iter().enumerate() {
             a.extend([
                 "-drive".into(),
                 format!("file={},format=raw,if=none,id=disk{i}", d.display()),
                 "-device".into(),
-                format!("virtio-blk-pci,drive=disk{i}"),
+                format!("virtio-blk-pci,drive=disk{i}{behind}"),
             ]);
         }
         for (i, n) in self.nics.iter().enumerate() {
@@ -269,7 +279,7 @@ impl Spec {
             for (host, ip, port) in &n.forwards {
                 netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-{ip}:{port}"));
             }
-            a.extend(["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=net{i}")]);
+            a.extend(["-netdev".into(), netdev, "-device".into(), format!("virtio-net-pci,netdev=net{i}{behind}")]);
         }
         a.extend(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"].map(String::from));
         if self.gdb {
@@ -289,6 +299,9 @@ impl Spec {
     /// Checks that QEMU is installed (installing it as root) and that the files exist.
     pub fn preflight(&self) -> Result<()> {
         packages::ensure(&[packages::QEMU])?;
+        if self.iommu && self.machine != Machine::Q35 {
+            bail!("an Intel IOMMU (iommu = true) needs q35: drop --machine pc");
+        }
         if self.firmware == Firmware::Qboot && matches!(self.media, Media::Iso(_)) {
             bail!("qboot cannot boot the ISO: use --firmware seabios or --firmware uefi with --iso");
         }
@@ -502,6 +515,23 @@ mod tests {
             [Firmware::SeaBios, Firmware::Qboot, Firmware::Uefi].map(Firmware::name),
             ["seabios", "qboot", "uefi"]
         );
+    }
+
+    #[test]
+    fn iommu_adds_the_unit_first_and_puts_virtio_behind_it() {
+        let mut s = iso();
+        s.disks = vec![PathBuf::from("/tmp/d.img")];
+        s.nics = vec![NetDevice::default()];
+        assert!(!s.display().contains("iommu"), "off unless asked");
+        assert!(s.display().contains("virtio-blk-pci,drive=disk0 "));
+        s.iommu = true;
+        let d = s.display();
+        let unit = d.find("-device intel-iommu,intremap=off").expect(&d);
+        let blk = d.find("virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on").expect(&d);
+        let net = d.find("virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=on").expect(&d);
+        assert!(unit < blk && unit < net, "{d}");
+        s.machine = Machine::Pc;
+        assert!(s.preflight().unwrap_err().to_string().contains("needs q35"));
     }
 
     #[test]

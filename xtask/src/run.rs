@@ -41,6 +41,7 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
     };
     let mut spec = Spec { machine: args.machine.into(), accel, gdb: args.gdb, ..Spec::new(media) }
         .with_xl_memory(p.topology.xl_memory_mib);
+    spec.iommu = p.topology.iommu;
     if let Some(f) = args.firmware {
         spec.firmware = f.into();
     }

@@ -5,6 +5,7 @@
 //! on_finish = "stay"        # "stay" (default) | "shutdown"
 //! images = ["guest"]        # optional: more images for the bundle, for `xl create` at run time
 //! xl_memory_mib = 192       # optional: machine memory beyond the topology's domains, for `xl create`
+//! iommu = true              # optional: an Intel IOMMU (VT-d) on q35; virtio devices go through it
 //! [[domain]]
 //! name = "dom0"
 //! image = "dom0"            # PV: a domain binary
@@ -60,6 +61,10 @@ struct FileTopology {
     /// Machine memory for domains `xl create` makes at run time, beyond the topology's own.
     #[serde(default)]
     xl_memory_mib: u32,
+    /// QEMU adds an Intel IOMMU (`-device intel-iommu`, q35 only) and puts the virtio devices
+    /// behind it (`iommu_platform=on`).
+    #[serde(default)]
+    iommu: bool,
 }
 
 /// Most machine memory a topology may set aside for `xl create` (`xl_memory_mib`).
@@ -229,6 +234,8 @@ pub struct Loaded {
     pub extra_images: Vec<String>,
     /// Machine memory set aside for domains `xl create` makes at run time (`xl_memory_mib`).
     pub xl_memory_mib: u32,
+    /// An Intel IOMMU in front of the virtio devices (`iommu = true`).
+    pub iommu: bool,
 }
 
 impl Loaded {
@@ -306,7 +313,15 @@ pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
             raw.xl_memory_mib
         );
     }
-    Ok(Loaded { path, topology, disks, nics, extra_images: raw.images, xl_memory_mib: raw.xl_memory_mib })
+    Ok(Loaded {
+        path,
+        topology,
+        disks,
+        nics,
+        extra_images: raw.images,
+        xl_memory_mib: raw.xl_memory_mib,
+        iommu: raw.iommu,
+    })
 }
 
 /// The `[[disk]]` tables of a topology file (already syntax-checked by [`parse`]).

@@ -116,7 +116,7 @@ pub struct StartInfo {
     /// Event-channel port connected to the store server (Dom0's store has none: it is the server).
     pub store_port: u64,
     /// Machine address of the first byte of RAM (RAM is contiguous): device DMA addresses are
-    /// `ram_phys + (va - DOMAIN_BASE)` until an IOMMU is used.
+    /// `ram_phys + (va - DOMAIN_BASE)` (behind an IOMMU, exactly the addresses its devices reach).
     pub ram_phys: u64,
     pub name: [u8; super::NAME_LEN],
     /// NUL-padded argument string from the topology or `domctl create`.

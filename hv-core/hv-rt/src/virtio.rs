@@ -1,6 +1,6 @@
 //! `virtio-drivers` glue for driver domains: a `Hal` over our contiguous RAM (device address =
-//! machine address, `StartInfo::ram_phys`, until an IOMMU is used) and a `ConfigurationAccess`
-//! over the `pci_op` hypercalls, which reach only our own devices.
+//! machine address, `StartInfo::ram_phys`; behind an IOMMU exactly these addresses are mapped)
+//! and a `ConfigurationAccess` over the `pci_op` hypercalls, which reach only our own devices.
 use crate::pci;
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
@@ -111,7 +111,7 @@ pub fn route_queue_interrupt(dev: &hv_abi::PciDeviceInfo, queue: u16) -> bool {
 /// disk's own slots (request header, status byte, data buffer), so no buffer the device uses
 /// belongs to anyone else while it does.
 pub struct BlockDisk {
-    blk: virtio_drivers::device::blk::VirtIOBlk<HvHal, virtio_drivers::transport::pci::PciTransport>,
+    blk: virtio_drivers::device::blk::VirtIOBlk<HvHal, PlatformTransport<virtio_drivers::transport::pci::PciTransport>>,
     port: u32,
     interrupts: bool,
     /// Allocated once (never resized: the device holds addresses into them while in flight).
@@ -153,7 +153,8 @@ impl BlockDisk {
         let mut root = PciRoot::new(HvConfigAccess);
         let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
         let transport = PciTransport::new::<HvHal, _>(&mut root, df).map_err(|_| DiskError::Setup)?;
-        let blk = virtio_drivers::device::blk::VirtIOBlk::new(transport).map_err(|_| DiskError::Setup)?;
+        let blk =
+            virtio_drivers::device::blk::VirtIOBlk::new(PlatformTransport(transport)).map_err(|_| DiskError::Setup)?;
         let port = crate::evtchn::bind_pirq(dev.bdf).map_err(|_| DiskError::Setup)?;
         let interrupts = route_queue_interrupt(&dev, 0);
         Ok(Self { blk, port, interrupts, slots: Vec::new() })
@@ -392,6 +393,17 @@ struct NotifyState {
     rings: [Option<Rings>; 2],
 }
 
+/// `VIRTIO_F_ACCESS_PLATFORM` (virtio 1.x, 6): the device sits behind the platform's IOMMU
+/// (QEMU's `iommu_platform=on`). virtio-drivers never accepts it, and QEMU then refuses
+/// FEATURES_OK and DRIVER_OK (virtio-net stays silent). Our device addresses are what the
+/// hypervisor's IOMMU context maps (our RAM, one to one), so we accept it whenever offered.
+pub const ACCESS_PLATFORM: u64 = 1 << 33;
+
+/// The features to write: `driver`'s, plus [`ACCESS_PLATFORM`] when the device offers it.
+pub fn with_access_platform(driver: u64, offered: u64) -> u64 {
+    driver | (offered & ACCESS_PLATFORM)
+}
+
 /// Our address of a device address in our RAM (the inverse of [`crate::pci::dma_address`]).
 fn ram_va(pa: PhysAddr) -> Option<u64> {
     let si = crate::start_info();
@@ -421,7 +433,8 @@ impl virtio_drivers::transport::Transport for BatchedNotify {
     }
     fn write_driver_features(&mut self, driver_features: u64) {
         self.state.borrow_mut().event_idx = driver_features & RING_EVENT_IDX != 0;
-        self.inner.borrow_mut().write_driver_features(driver_features)
+        let offered = self.inner.borrow_mut().read_device_features();
+        self.inner.borrow_mut().write_driver_features(with_access_platform(driver_features, offered))
     }
     fn max_queue_size(&mut self, queue: u16) -> u32 {
         self.inner.borrow_mut().max_queue_size(queue)
@@ -484,6 +497,76 @@ impl virtio_drivers::transport::Transport for BatchedNotify {
         value: T,
     ) -> virtio_drivers::Result<()> {
         self.inner.borrow_mut().write_config_space(offset, value)
+    }
+}
+
+/// A transport that accepts [`ACCESS_PLATFORM`] when the device offers it and is otherwise
+/// the one it wraps ([`BlockDisk`]'s; [`NetDevice`]'s `BatchedNotify` does the same itself).
+pub struct PlatformTransport<T>(pub T);
+
+impl<T: virtio_drivers::transport::Transport> virtio_drivers::transport::Transport for PlatformTransport<T> {
+    fn device_type(&self) -> virtio_drivers::transport::DeviceType {
+        self.0.device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.0.read_device_features()
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        let offered = self.0.read_device_features();
+        self.0.write_driver_features(with_access_platform(driver_features, offered))
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.0.max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.0.notify(queue)
+    }
+    fn get_status(&self) -> virtio_drivers::transport::DeviceStatus {
+        self.0.get_status()
+    }
+    fn set_status(&mut self, status: virtio_drivers::transport::DeviceStatus) {
+        self.0.set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.0.set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.0.requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.0.queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.0.queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.0.queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> virtio_drivers::transport::InterruptStatus {
+        self.0.ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.0.read_config_generation()
+    }
+    fn read_config_space<C: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<C> {
+        self.0.read_config_space(offset)
+    }
+    fn write_config_space<C: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: C,
+    ) -> virtio_drivers::Result<()> {
+        self.0.write_config_space(offset, value)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod event_channel;
 pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
+pub mod iommu;
 pub mod pci;
 pub mod sched;
 pub mod time;
@@ -51,6 +52,8 @@ pub struct Hv {
     pub pci: alloc::vec::Vec<pci::PciDevice>,
     /// The host control channel (COM2), for Dom0.
     pub control: control::Channel,
+    /// The VT-d remapping hardware, when ACPI's DMAR names one (translation on).
+    pub iommu: Option<iommu::Iommu>,
 }
 
 pub static HV: Mutex<Option<Hv>> = Mutex::new(None);
@@ -152,6 +155,8 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     let dom0 = topology.domains.first().expect("validated: dom0 exists").clone();
     hvlog!("bundle: topology {:?}, {} images", topology.name, bundle.index.images.len());
 
+    let pci_devices = pci::enumerate();
+    let iommu = iommu::init(boot.acpi.and_then(Result::ok), &mut frames);
     let mut hv = Hv {
         frames,
         loaded_pml4: ktables.pml4,
@@ -164,8 +169,9 @@ pub extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         armed_deadline: None,
         evtchn: crate::event_channel::EventChannels::new(),
         pins: crate::grant_table::Pins::default(),
-        pci: pci::enumerate(),
+        pci: pci_devices,
         control: control::Channel::probe(),
+        iommu,
     };
     hvlog!("control channel (COM2): {}", if hv.control.present() { "present" } else { "absent" });
     let spec = domain::Spec {

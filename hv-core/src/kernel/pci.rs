@@ -191,6 +191,10 @@ impl Hv {
         let vector = (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS)
             .find(|v| !self.pci.iter().any(|d| d.vector == Some(*v)))
             .ok_or(Error::NoSpc)?;
+        // The device's DMA reaches exactly the domain's RAM (when there is remapping hardware).
+        let (ram, bytes) =
+            self.domains[slot].as_ref().and_then(|d| Some((d.live()?.ram, d.memory_bytes))).ok_or(Error::Srch)?;
+        self.iommu_attach(id, ram, bytes, self.pci[i].bdf)?;
         let l = self.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
         let mut va = BAR_WINDOW
             + self
@@ -236,7 +240,8 @@ impl Hv {
         Ok(dev.bdf.to_u16() as u64)
     }
 
-    /// Gives back every device a domain owned (MSI-X, decoding and bus mastering off).
+    /// Gives back every device a domain owned (MSI-X, decoding and bus mastering off, DMA
+    /// contexts cleared).
     pub fn release_pci(&mut self, domid: DomId) {
         for d in self.pci.iter_mut().filter(|d| d.owner == Some(domid)) {
             if let Some(m) = d.msix {
@@ -254,6 +259,9 @@ impl Hv {
             d.sizing = [false; 6];
             d.mapped_at = [0; 6];
         }
+        // Bus mastering is off; the contexts go too, and the units confirm it, before the
+        // caller frees the domain's memory.
+        self.iommu_detach_domain(domid);
     }
 }
 

@@ -111,6 +111,7 @@ pub fn leave(mut guard: spin::MutexGuard<'static, Option<Hv>>, frame: &mut TrapF
     hv.charge(now);
     hv.expire_timers(now);
     hv.poll_control(now);
+    hv.poll_iommu(now);
     let cur = hv.sched.current();
     let keep = cur.is_some_and(|c| hv.sched.is_runnable(c)) && !hv.need_resched && !hv.sched.slice_expired(now);
     if keep {
@@ -127,6 +128,7 @@ pub fn leave(mut guard: spin::MutexGuard<'static, Option<Hv>>, frame: &mut TrapF
         let now = time::now_ns();
         hv.expire_timers(now);
         hv.poll_control(now);
+        hv.poll_iommu(now);
         if let Some(next) = hv.sched.pick(now) {
             if hv.domains[next].as_ref().and_then(Domain::live).is_some_and(|l| l.hvm.is_some()) {
                 // An HVM vCPU runs here, inside the hypervisor, until it gives up the CPU.

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `cargo +nightly run --example make_seeds -- control` rewrites only `corpus/control_frames`
-//! (after a control protocol change); `-- boot` only `corpus/boot_tags`.
+//! (after a control protocol change); `-- boot` only `corpus/boot_tags`; `-- dmar` only `corpus/acpi_dmar`.
 //!
 //! The ELF seeds are real domain images from the build (stripped, so libFuzzer's input length
 //! stays small); the bundle seeds carry the real `spin` and `pingpong` topologies read back from
@@ -379,6 +379,27 @@ fn boot_tags() {
     write("boot_tags", "rsdp_ovmf", &ovmf);
 }
 
+/// `acpi_dmar`: selector 0 + the DMAR QEMU's `-device intel-iommu` gives on q35 (one
+/// INCLUDE_PCI_ALL unit at 0xfed90000), once plain and once with the IOAPIC scope intremap adds;
+/// selector 1 + an RSDT and 3 + an XSDT listing tables where SeaBIOS and OVMF put them.
+fn acpi_dmar() {
+    use hv_core::iommu::{dmar, sdt};
+    let mut plain = vec![0u8];
+    plain.extend(dmar::make_qemu_like(0xfed9_0000, &[]));
+    write("acpi_dmar", "dmar_qemu", &plain);
+    let mut ioapic = vec![0u8];
+    ioapic.extend(dmar::make_qemu_like(0xfed9_0000, &[3, 8, 0, 0, 0, 0xff, 0, 0]));
+    write("acpi_dmar", "dmar_qemu_intremap", &ioapic);
+    let rsdt_body: Vec<u8> = [0x0ffe_1a1du32, 0x0ffe_1a91, 0x0ffe_1b21].iter().flat_map(|a| a.to_le_bytes()).collect();
+    let mut rsdt = vec![1u8];
+    rsdt.extend(sdt::make_table(b"RSDT", 1, &rsdt_body));
+    write("acpi_dmar", "rsdt_seabios", &rsdt);
+    let xsdt_body: Vec<u8> = [0x0fb7_a000u64, 0x0fb7_9000].iter().flat_map(|a| a.to_le_bytes()).collect();
+    let mut xsdt = vec![3u8];
+    xsdt.extend(sdt::make_table(b"XSDT", 1, &xsdt_body));
+    write("acpi_dmar", "xsdt_ovmf", &xsdt);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `make_seeds control`: only the control-channel seeds (they need no build artifacts).
@@ -396,9 +417,15 @@ fn main() {
         boot_tags();
         return;
     }
+    // `make_seeds dmar`: only the ACPI/DMAR seeds (no build artifacts either).
+    if args == ["dmar"] {
+        acpi_dmar();
+        return;
+    }
     elf_and_bundles(&args);
     control();
     boot_tags();
+    acpi_dmar();
     blkback();
     netback();
     netback_gso();

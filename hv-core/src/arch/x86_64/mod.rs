@@ -11,5 +11,6 @@ pub mod serial;
 pub mod svm;
 pub mod trap;
 pub mod uart;
+pub mod vtd;
 
 pub use trap::TrapFrame;
