@@ -48,7 +48,7 @@ pub const FUZZ_TARGETS: [&str; 13] = [
     "store_server",
 ];
 
-/// Seconds per target in [`fuzz_smoke`] (11 targets: about a minute in CI, with cargo-fuzz's
+/// Seconds per target in [`fuzz_smoke`] (13 targets: about a minute in CI, with cargo-fuzz's
 /// start-up per target; each target still makes thousands to hundreds of thousands of runs).
 const SMOKE_SECONDS: u64 = 4;
 
