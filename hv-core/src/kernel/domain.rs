@@ -313,7 +313,7 @@ impl Hv {
         let revoked = self.revoke_grants_of(id);
         self.pins.drop_granter(id);
         self.evtchn.remove_domain(id);
-        self.release_pci(id);
+        let devices_gone = self.release_pci(id);
         let frames = (memory_bytes / FRAME_SIZE) as usize;
         let mut tables = live.aspace.table_frames();
         live.aspace.free(&mut self.frames);
@@ -343,15 +343,24 @@ impl Hv {
             tables += h.npt.table_frames();
             h.free(&mut self.frames);
         }
-        paging::zero_phys(live.ram, memory_bytes);
-        self.frames.free(live.ram, frames);
+        if devices_gone {
+            paging::zero_phys(live.ram, memory_bytes);
+            self.frames.free(live.ram, frames);
+        } else {
+            // A device may still reach it through an IOMMU that did not confirm the teardown:
+            // the memory is never handed to anyone else.
+            hvlog!(
+                "domain {id} ({name}): {} KiB kept out of use (its devices may still reach it)",
+                memory_bytes / 1024
+            );
+        }
         // It showed revoked mappings, writable ones included: whatever the domain wrote there
         // must not reach the frame's next owner.
         paging::zero_phys(live.scratch, PAGE_SIZE);
         self.frames.free(live.scratch, 1);
         hvlog!(
             "domain {id} ({name}) released {} KiB and {tables} table frames{}; {} frames free",
-            memory_bytes / 1024,
+            if devices_gone { memory_bytes / 1024 } else { 0 },
             if revoked > 0 { alloc::format!(", revoked {revoked} mappings of its grants") } else { String::new() },
             self.frames.free_frames()
         );

@@ -212,8 +212,8 @@ impl Hv {
     /// Clears the context of every device attached for `owner`, waits until the units have
     /// dropped every cached translation, then frees the domain's tables. After this no device
     /// reaches `owner`'s memory, so it may be freed.
-    pub fn iommu_detach_domain(&mut self, owner: DomId) {
-        let Some(io) = self.iommu.as_mut() else { return };
+    pub fn iommu_detach_domain(&mut self, owner: DomId) -> bool {
+        let Some(io) = self.iommu.as_mut() else { return true };
         let mine: Vec<_> = io.attached.iter().filter(|a| a.2 == owner).copied().collect();
         for (bdf, u, _) in &mine {
             let unit = &io.units[*u];
@@ -247,9 +247,10 @@ impl Hv {
                 );
             }
         }
-        if !mine.is_empty() {
+        if !mine.is_empty() && ok {
             hvlog!("iommu: domain {owner}'s {} device context(s) cleared and invalidated", mine.len());
         }
+        ok || mine.is_empty()
     }
 
     /// Reads the units' fault records (at most every [`POLL_INTERVAL_NS`]): each fault is

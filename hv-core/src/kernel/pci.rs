@@ -242,7 +242,9 @@ impl Hv {
 
     /// Gives back every device a domain owned (MSI-X, decoding and bus mastering off, DMA
     /// contexts cleared).
-    pub fn release_pci(&mut self, domid: DomId) {
+    /// Takes every device of `domid` back; `false` if an IOMMU did not confirm that they can no
+    /// longer reach the domain's memory (the caller must then not reuse that memory).
+    pub fn release_pci(&mut self, domid: DomId) -> bool {
         for d in self.pci.iter_mut().filter(|d| d.owner == Some(domid)) {
             if let Some(m) = d.msix {
                 let ctrl = read32(d.bdf, m.cap);
@@ -261,7 +263,7 @@ impl Hv {
         }
         // Bus mastering is off; the contexts go too, and the units confirm it, before the
         // caller frees the domain's memory.
-        self.iommu_detach_domain(domid);
+        self.iommu_detach_domain(domid)
     }
 }
 
