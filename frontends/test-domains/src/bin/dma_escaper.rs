@@ -8,57 +8,25 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use hv_rt::pci;
 use hv_rt::println;
-use hv_rt::virtio::{HvConfigAccess, HvHal};
+use hv_rt::virtio::HvConfigAccess;
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
-use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 hv_rt::main!(main);
 
+#[path = "../redirecting_hal.rs"]
+mod redirecting_hal;
+use redirecting_hal::{REDIRECT, RedirectingHal};
+
+/// The HAL that hands the device TARGET for the redirected buffer.
+type Redirecting = RedirectingHal<TARGET>;
+
 /// The hypervisor's image (text at 1 MiB): the worst place a device could write.
 const TARGET: u64 = 0x10_0000;
-
-/// The buffer whose DMA address is redirected to [`TARGET`].
-static REDIRECT: AtomicUsize = AtomicUsize::new(0);
-
-/// `HvHal`, except that sharing the one buffer in `REDIRECT` hands the device [`TARGET`].
-struct EscapingHal;
-
-// SAFETY: everything but the redirected buffer is HvHal's; the redirected buffer is only given
-// to the device for a read request (the device writes TARGET, which the IOMMU refuses).
-unsafe impl Hal for EscapingHal {
-    fn dma_alloc(pages: usize, direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        HvHal::dma_alloc(pages, direction)
-    }
-
-    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: forwarded.
-        unsafe { HvHal::dma_dealloc(paddr, vaddr, pages) }
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        // SAFETY: forwarded.
-        unsafe { HvHal::mmio_phys_to_virt(paddr, size) }
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
-        if buffer.as_ptr().cast::<u8>() as usize == REDIRECT.load(Ordering::Relaxed) {
-            return TARGET;
-        }
-        // SAFETY: forwarded.
-        unsafe { HvHal::share(buffer, direction) }
-    }
-
-    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        // SAFETY: forwarded.
-        unsafe { HvHal::unshare(paddr, buffer, direction) }
-    }
-}
 
 fn main() {
     let devices = pci::devices().unwrap_or_default();
@@ -68,8 +36,8 @@ fn main() {
     let bdf = pci::Bdf::from_u16(d.bdf);
     let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
     let mut root = PciRoot::new(HvConfigAccess);
-    let Ok(t) = PciTransport::new::<EscapingHal, _>(&mut root, df) else { return println!("virtio transport failed") };
-    let Ok(mut blk) = VirtIOBlk::<EscapingHal, _>::new(t) else { return println!("virtio-blk failed") };
+    let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else { return println!("virtio transport failed") };
+    let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(t) else { return println!("virtio-blk failed") };
     let mut buf = [0u8; 512];
     match blk.read_blocks(0, &mut buf) {
         Ok(()) => println!("read sector 0 into my own memory through the IOMMU"),

@@ -12,60 +12,27 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use hv_rt::pci;
 use hv_rt::println;
 use hv_rt::virtio::{HvConfigAccess, HvHal};
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
-use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 hv_rt::main!(main);
+
+#[path = "../redirecting_hal.rs"]
+mod redirecting_hal;
+use redirecting_hal::{REDIRECT, RedirectingHal};
+
+/// The HAL that hands the device MSI_WINDOW for the redirected buffer.
+type Redirecting = RedirectingHal<MSI_WINDOW>;
 
 const MSI_WINDOW: u64 = 0xfee0_0000;
 /// The vectors the device raises: #AC (17) and #CP (21).
 const VECTORS: [u32; 2] = [0x11, 0x15];
 const SECTOR: usize = 2;
-
-/// The buffer whose DMA address is redirected to the MSI window.
-static REDIRECT: AtomicUsize = AtomicUsize::new(0);
-
-/// `HvHal`, except that sharing the one buffer in `REDIRECT` hands the device the MSI window.
-struct RedirectingHal;
-
-// SAFETY: everything but the redirected buffer is HvHal's; the redirected buffer is only ever
-// given to the device to write (a read request), and the device's write lands on the APIC, not
-// on memory anyone owns.
-unsafe impl Hal for RedirectingHal {
-    fn dma_alloc(pages: usize, direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        HvHal::dma_alloc(pages, direction)
-    }
-
-    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: forwarded.
-        unsafe { HvHal::dma_dealloc(paddr, vaddr, pages) }
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        // SAFETY: forwarded.
-        unsafe { HvHal::mmio_phys_to_virt(paddr, size) }
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
-        if buffer.as_ptr().cast::<u8>() as usize == REDIRECT.load(Ordering::Relaxed) {
-            return MSI_WINDOW;
-        }
-        // SAFETY: forwarded.
-        unsafe { HvHal::share(buffer, direction) }
-    }
-
-    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
-        // SAFETY: forwarded.
-        unsafe { HvHal::unshare(paddr, buffer, direction) }
-    }
-}
 
 /// The sector: MSI data words at offsets 0 and 8 (offsets 4 and 12 address logical
 /// destination 0, nobody), then the APIC registers' current values.
@@ -99,10 +66,10 @@ fn main() {
         }
     }
     println!("payload written; reading it into the MSI window (vectors {:#x} and {:#x})", VECTORS[0], VECTORS[1]);
-    let Ok(t) = PciTransport::new::<RedirectingHal, _>(&mut root, df) else {
+    let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else {
         return println!("virtio transport failed");
     };
-    let Ok(mut blk) = VirtIOBlk::<RedirectingHal, _>::new(t) else { return println!("virtio-blk failed") };
+    let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(t) else { return println!("virtio-blk failed") };
     let mut buf = [0u8; 512];
     REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
     let r = blk.read_blocks(SECTOR, &mut buf);
