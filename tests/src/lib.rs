@@ -217,6 +217,12 @@ impl Scenario {
         self
     }
 
+    /// Runs without the Intel IOMMU the topology would have (`cargo xtask run --no-iommu`).
+    pub fn without_iommu(mut self) -> Self {
+        self.topology.iommu = false;
+        self
+    }
+
     /// Kill QEMU as soon as a line satisfies `f` (for topologies that never power off).
     pub fn stop_when(mut self, f: impl Fn(&str) -> bool + 'static) -> Self {
         self.stop = Some(Box::new(f));
@@ -245,7 +251,8 @@ impl Scenario {
         .unwrap_or_else(|e| panic!("cannot create the disk images: {e:#}"));
         spec.nics = self.nics.clone();
         spec.control = self.control.clone();
-        spec.iommu = self.topology.iommu;
+        // The topology's IOMMU (on unless it says `iommu = false`), where the machine has one.
+        spec.iommu = self.topology.iommu && spec.machine == Machine::Q35;
         let run = match (self.watch, self.stop) {
             (Some(mut w), _) => xtask::qemu::run_watched(&spec, timeout().max(self.min_timeout), &mut *w),
             (None, stop) => xtask::qemu::run_captured(&spec, timeout().max(self.min_timeout), stop.as_deref()),

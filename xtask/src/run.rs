@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Start QEMU's gdb stub on :1234 and wait for gdb before running (-s -S)
     #[arg(long)]
     gdb: bool,
+    /// Run without the Intel IOMMU even if the topology has one (the hypervisor then says that
+    /// driver domains' devices can DMA anywhere)
+    #[arg(long)]
+    no_iommu: bool,
     /// PC firmware [default: qboot for -kernel (fastest), seabios for --iso; uefi (OVMF) boots --iso only]
     #[arg(long, value_enum)]
     firmware: Option<FirmwareArg>,
@@ -41,7 +45,17 @@ pub fn run(paths: &Paths, args: RunArgs) -> Result<()> {
     };
     let mut spec = Spec { machine: args.machine.into(), accel, gdb: args.gdb, ..Spec::new(media) }
         .with_xl_memory(p.topology.xl_memory_mib);
-    spec.iommu = p.topology.iommu;
+    spec.iommu = p.topology.iommu && !args.no_iommu && spec.machine == qemu::Machine::Q35;
+    if !spec.iommu {
+        let why = if args.no_iommu {
+            "--no-iommu"
+        } else if !p.topology.iommu {
+            "the topology says iommu = false"
+        } else {
+            "the pc machine has no Intel IOMMU; q35 does"
+        };
+        eprintln!("iommu: off ({why}): driver domains' devices can DMA anywhere in memory");
+    }
     if let Some(f) = args.firmware {
         spec.firmware = f.into();
     }

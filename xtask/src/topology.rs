@@ -5,7 +5,7 @@
 //! on_finish = "stay"        # "stay" (default) | "shutdown"
 //! images = ["guest"]        # optional: more images for the bundle, for `xl create` at run time
 //! xl_memory_mib = 192       # optional: machine memory beyond the topology's domains, for `xl create`
-//! iommu = true              # optional: an Intel IOMMU (VT-d) on q35; virtio devices go through it
+//! iommu = false             # optional: true (default) puts the virtio devices behind an Intel IOMMU (VT-d, q35)
 //! [[domain]]
 //! name = "dom0"
 //! image = "dom0"            # PV: a domain binary
@@ -62,9 +62,9 @@ struct FileTopology {
     #[serde(default)]
     xl_memory_mib: u32,
     /// QEMU adds an Intel IOMMU (`-device intel-iommu`, q35 only) and puts the virtio devices
-    /// behind it (`iommu_platform=on`).
+    /// behind it (`iommu_platform=on`); on unless the topology says `iommu = false`.
     #[serde(default)]
-    iommu: bool,
+    iommu: Option<bool>,
 }
 
 /// Most machine memory a topology may set aside for `xl create` (`xl_memory_mib`).
@@ -234,7 +234,7 @@ pub struct Loaded {
     pub extra_images: Vec<String>,
     /// Machine memory set aside for domains `xl create` makes at run time (`xl_memory_mib`).
     pub xl_memory_mib: u32,
-    /// An Intel IOMMU in front of the virtio devices (`iommu = true`).
+    /// An Intel IOMMU in front of the virtio devices (default; `iommu = false` runs without).
     pub iommu: bool,
 }
 
@@ -320,7 +320,7 @@ pub fn load(root: &Path, arg: Option<&str>) -> Result<Loaded> {
         nics,
         extra_images: raw.images,
         xl_memory_mib: raw.xl_memory_mib,
-        iommu: raw.iommu,
+        iommu: raw.iommu.unwrap_or(true),
     })
 }
 

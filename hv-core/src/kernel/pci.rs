@@ -160,13 +160,7 @@ impl Hv {
         let i = self
             .pci
             .iter()
-            .position(|d| {
-                d.owner.is_none()
-                    && match sel {
-                        Selector::Id { vendor, device } => d.vendor == vendor && d.device == device,
-                        Selector::Address(b) => d.bdf == b,
-                    }
-            })
+            .position(|d| d.owner.is_none() && sel.matches(d.vendor, d.device, d.bdf))
             .ok_or(Error::NoEnt)?;
         // A memory BAR that may share its page with another device's registers is never mapped
         // into a domain: refuse the device (the firmware packed it; moving BARs the firmware
