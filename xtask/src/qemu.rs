@@ -133,7 +133,7 @@ pub struct Spec {
     pub nics: Vec<NetDevice>,
     /// The control channel: COM2 as a Unix socket at this path (QEMU listens; `xl` connects).
     pub control: Option<PathBuf>,
-    /// An Intel IOMMU (VT-d, q35 only, no interrupt remapping) with the virtio devices behind
+    /// An Intel IOMMU (VT-d, q35 only, with interrupt remapping; xAPIC, so `eim=off`) with the virtio devices behind
     /// it: modern-only (`disable-legacy=on`, so virtio-blk is 1af4:1042 and virtio-net
     /// 1af4:1041) with `iommu_platform=on`, which QEMU refuses on transitional devices.
     pub iommu: bool,
@@ -263,7 +263,7 @@ impl Spec {
         }
         // Before any PCI device: QEMU wants the IOMMU created first.
         if self.iommu {
-            a.extend(["-device", "intel-iommu,intremap=off"].map(String::from));
+            a.extend(["-device", "intel-iommu,intremap=on,eim=off"].map(String::from));
         }
         let behind = if self.iommu { ",disable-legacy=on,iommu_platform=on" } else { "" };
         for (i, d) in self.disks.iter().enumerate() {
@@ -526,7 +526,7 @@ mod tests {
         assert!(s.display().contains("virtio-blk-pci,drive=disk0 "));
         s.iommu = true;
         let d = s.display();
-        let unit = d.find("-device intel-iommu,intremap=off").expect(&d);
+        let unit = d.find("-device intel-iommu,intremap=on,eim=off").expect(&d);
         let blk = d.find("virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on").expect(&d);
         let net = d.find("virtio-net-pci,netdev=net0,disable-legacy=on,iommu_platform=on").expect(&d);
         assert!(unit < blk && unit < net, "{d}");

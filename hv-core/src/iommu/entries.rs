@@ -98,6 +98,8 @@ pub struct FaultRecord {
     pub reason: u8,
     /// A read (else a write).
     pub read: bool,
+    /// The low qword as recorded (an interrupt fault's index is in its bits 63:48).
+    pub raw_lo: u64,
 }
 
 impl FaultRecord {
@@ -109,6 +111,7 @@ impl FaultRecord {
             reason: (hi >> 32) as u8,
             // T1 (bit 126): 0 = write, 1 = read (or AtomicOp).
             read: (hi >> 62) & 1 != 0,
+            raw_lo: lo,
         })
     }
 }
@@ -160,7 +163,7 @@ mod tests {
         // Device 00:03.0 wrote to 0x1234_5678: second-level table not present.
         let hi = 1 << 63 | 0x7u64 << 32 | 0x18;
         let f = FaultRecord::decode(0x1234_5000, hi).unwrap();
-        assert_eq!(f, FaultRecord { source: 0x18, address: 0x1234_5000, reason: 7, read: false });
+        assert_eq!(f, FaultRecord { source: 0x18, address: 0x1234_5000, reason: 7, read: false, raw_lo: 0x1234_5000 });
         assert_eq!(bdf_of_source(f.source), hv_abi::pci::Bdf { bus: 0, dev: 3, func: 0 });
         assert!(FaultRecord::decode(0x1000, 1 << 62 | 1 << 63).unwrap().read);
         assert_eq!(FaultRecord::decode(0x1000, 0x7u64 << 32), None, "F clear: no record");

@@ -7,8 +7,14 @@
 //! hands its devices (the machine addresses of its own contiguous RAM) map one to one onto that
 //! RAM, read and write; every other address is unmapped. A device nobody owns has no context
 //! entry at all, so its DMA faults.
+//!
+//! Interrupts ([`interrupts`]): each assigned device may raise only the one vector the
+//! hypervisor gave its owner, through an interrupt remapping table entry that only its
+//! requester id may use; invalidations go through the queue ([`queue`]).
 
 pub mod address_space;
 pub mod dmar;
 pub mod entries;
+pub mod interrupts;
+pub mod queue;
 pub mod sdt;

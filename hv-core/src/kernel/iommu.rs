@@ -3,7 +3,9 @@
 //! second-level tables map exactly that domain's RAM (at the machine addresses the domain
 //! already hands its devices, `hv_rt::pci::dma_address`), tears the contexts down (and waits
 //! for the invalidation) before a domain's memory is freed, and ends a driver domain whose
-//! device faults. Policy and encodings: `crate::iommu`; registers: `arch::vtd`.
+//! device faults. Where the units remap interrupts, each assigned device's MSI goes through an
+//! interrupt remapping entry only that device may use ([`Hv::iommu_msi`]). Policy and
+//! encodings: `crate::iommu`; registers: `arch::vtd`.
 
 use super::Hv;
 use crate::acpi_root::AcpiRoot;
@@ -14,7 +16,7 @@ use crate::hvlog;
 use crate::iommu::address_space::{self, DeviceSpace, TableMemory};
 use crate::iommu::dmar::{self, Dmar};
 use crate::iommu::entries::{self, Levels};
-use crate::iommu::sdt;
+use crate::iommu::{interrupts, sdt};
 use alloc::vec::Vec;
 use hv_abi::pci::Bdf;
 use hv_abi::{DomId, Error};
@@ -41,6 +43,8 @@ struct UnitState {
     root: u64,
     /// Context tables by bus.
     contexts: Vec<(u8, u64)>,
+    /// The interrupt remapping table (entry index = vector), when interrupts are remapped.
+    irt: Option<u64>,
 }
 
 /// One domain's device address space and its domain id in the units' caches.
@@ -115,7 +119,7 @@ pub fn init(acpi: Option<AcpiRoot>, frames: &mut FrameAllocator) -> Option<Iommu
         return None;
     };
     let mut units = Vec::new();
-    for hw in hws {
+    for mut hw in hws {
         let Some(root) = (Frames(frames)).alloc_zeroed() else {
             hvlog!("iommu: no memory for a root table; translation stays off");
             return None;
@@ -136,12 +140,85 @@ pub fn init(acpi: Option<AcpiRoot>, frames: &mut FrameAllocator) -> Option<Iommu
             if hw.coherent() { "" } else { "non-" },
             if hw.caching_mode() { ", caching mode" } else { "" }
         );
-        units.push(UnitState { hw, root, contexts: Vec::new() });
+        let irt = if dmar.flags & 1 != 0 && hw.can_remap_interrupts() {
+            match remap_interrupts(&mut hw, frames) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    hvlog!("iommu: VT-d unit at {:#x}: interrupt remapping not turned on: {e}", hw.base);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match irt {
+            Some(t) => hvlog!(
+                "iommu: interrupt remapping on ({} entries at {t:#x}): a device raises only its owner's vector; compatibility-format interrupts {}",
+                interrupts::ENTRIES,
+                if hw.compatibility_interrupts_pass() { "pass (CFIS set)" } else { "blocked (CFIS clear)" }
+            ),
+            None => hvlog!(
+                "iommu: no interrupt remapping (DMAR flags {:#x}, ECAP {:#x}): a driver domain's device can raise any vector",
+                dmar.flags,
+                hw.ecap
+            ),
+        }
+        units.push(UnitState { hw, root, contexts: Vec::new(), irt });
     }
     Some(Iommu { dmar, units, levels, spaces: Vec::new(), attached: Vec::new(), last_poll_ns: 0, faults_logged: 0 })
 }
 
+/// Turns on queued invalidation and interrupt remapping with an empty table (no entry present:
+/// every remappable interrupt is refused until [`Hv::iommu_msi`] fills one). Returns the table.
+fn remap_interrupts(hw: &mut Unit, frames: &mut FrameAllocator) -> Result<u64, alloc::string::String> {
+    let mut mem = Frames(frames);
+    let (Some(queue), Some(status), Some(table)) = (mem.alloc_zeroed(), mem.alloc_zeroed(), mem.alloc_zeroed()) else {
+        return Err("no memory for its tables".into());
+    };
+    hw.flush_tables(table, 4096);
+    hw.flush_tables(queue, 4096);
+    hw.enable_queued_invalidation(queue, status).map_err(|e| alloc::format!("{e}"))?;
+    hw.enable_interrupt_remapping(table).map_err(|e| alloc::format!("{e}"))?;
+    Ok(table)
+}
+
 impl Hv {
+    /// The MSI message (address, data) `bdf` must send to raise `vector`: where its unit
+    /// remaps interrupts, a remappable-format message naming entry `vector`, which this fills
+    /// with `vector` for the boot CPU and `bdf` as the only source allowed; else the
+    /// compatibility-format message for `vector` on the boot CPU.
+    pub fn iommu_msi(&mut self, bdf: Bdf, vector: u8) -> Result<(u32, u32), Error> {
+        let compatibility = Ok((0xfee0_0000, vector as u32));
+        let Some(io) = self.iommu.as_mut() else { return compatibility };
+        let Some(u) = io.dmar.unit_for(bdf) else { return compatibility };
+        let unit = &io.units[u];
+        let Some(irt) = unit.irt else { return compatibility };
+        let [lo, hi] = interrupts::irte(vector, 0, bdf.to_u16());
+        // High half first: the present bit lands last.
+        vtd::table_write(irt, vector as usize * 2 + 1, hi);
+        vtd::table_write(irt, vector as usize * 2, lo);
+        unit.hw.flush_tables(irt + vector as u64 * 16, 16);
+        unit.hw.invalidate_interrupt_entries().map_err(|e| {
+            hvlog!("iommu: {e}");
+            Error::Busy
+        })?;
+        hvlog!("iommu: pci {bdf} may raise vector {vector:#x} (interrupt entry {vector}, source {bdf} only)");
+        Ok((interrupts::remappable_msi_address(vector as u16), 0))
+    }
+
+    /// Clears the interrupt remapping entry of `vector` (its device was taken back).
+    pub fn iommu_msi_release(&mut self, bdf: Bdf, vector: u8) {
+        let Some(io) = self.iommu.as_mut() else { return };
+        let Some(unit) = io.dmar.unit_for(bdf).map(|u| &io.units[u]) else { return };
+        let Some(irt) = unit.irt else { return };
+        vtd::table_write(irt, vector as usize * 2, 0);
+        vtd::table_write(irt, vector as usize * 2 + 1, 0);
+        unit.hw.flush_tables(irt + vector as u64 * 16, 16);
+        if let Err(e) = unit.hw.invalidate_interrupt_entries() {
+            hvlog!("iommu: {e}");
+        }
+    }
+
     /// Gives `bdf` a context mapping exactly `owner`'s RAM (`[ram, ram + bytes)`, its own
     /// machine addresses). Without remapping hardware this does nothing.
     pub fn iommu_attach(&mut self, owner: DomId, ram: u64, bytes: u64, bdf: Bdf) -> Result<(), Error> {
@@ -261,7 +338,8 @@ impl Hv {
             return;
         }
         io.last_poll_ns = now;
-        let mut culprits: Vec<DomId> = Vec::new();
+        // Owners to end, and whether for an interrupt (else a DMA access).
+        let mut culprits: Vec<(DomId, bool)> = Vec::new();
         let mut lines = Vec::new();
         for unit in &io.units {
             let (faults, overflow) = unit.hw.take_faults();
@@ -278,28 +356,37 @@ impl Hv {
                         Some(o) => alloc::format!("domain {o}'s"),
                         None => "an unowned".into(),
                     };
-                    lines.push(alloc::format!(
-                        "iommu: DMA fault: {who} device pci {bdf} {} at {:#x}: {} (reason {:#x})",
-                        if f.read { "read" } else { "write" },
-                        f.address,
-                        entries::reason_text(f.reason),
-                        f.reason
-                    ));
+                    lines.push(match (interrupts::fault_index(f.reason, f.raw_lo), interrupts::reason_text(f.reason)) {
+                        (Some(index), Some(why)) => alloc::format!(
+                            "iommu: interrupt blocked: {who} device pci {bdf} sent interrupt entry {index}: {why} (reason {:#x})",
+                            f.reason
+                        ),
+                        _ => alloc::format!(
+                            "iommu: DMA fault: {who} device pci {bdf} {} at {:#x}: {} (reason {:#x})",
+                            if f.read { "read" } else { "write" },
+                            f.address,
+                            entries::reason_text(f.reason),
+                            f.reason
+                        ),
+                    });
                 }
                 if let Some(o) = owner
-                    && !culprits.contains(&o)
+                    && !culprits.iter().any(|c| c.0 == o)
                 {
-                    culprits.push(o);
+                    culprits.push((o, interrupts::reason_text(f.reason).is_some()));
                 }
             }
         }
         for l in lines {
             hvlog!("{l}");
         }
-        for id in culprits {
+        for (id, interrupt) in culprits {
             let Some(slot) = self.slot_of(id) else { continue };
             let name = self.domains[slot].as_ref().map(|d| d.name.clone()).unwrap_or_default();
-            hvlog!("domain {id} ({name}) crashed: its device made a DMA access outside its memory");
+            hvlog!(
+                "domain {id} ({name}) crashed: its device {}",
+                if interrupt { "sent an interrupt it was not given" } else { "made a DMA access outside its memory" }
+            );
             self.end_domain(slot, hv_abi::end::FAULT, IOMMU_FAULT_DETAIL);
         }
     }

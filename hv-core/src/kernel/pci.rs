@@ -189,6 +189,12 @@ impl Hv {
         let (ram, bytes) =
             self.domains[slot].as_ref().and_then(|d| Some((d.live()?.ram, d.memory_bytes))).ok_or(Error::Srch)?;
         self.iommu_attach(id, ram, bytes, self.pci[i].bdf)?;
+        // The message that raises `vector`: through an interrupt remapping entry only this
+        // device may use, where the IOMMU remaps interrupts.
+        let message = match self.pci[i].msix.is_some() || self.pci[i].msi.is_some() {
+            true => Some(self.iommu_msi(self.pci[i].bdf, vector)?),
+            false => None,
+        };
         let l = self.domains[slot].as_mut().and_then(Domain::live_mut).ok_or(Error::Srch)?;
         let mut va = BAR_WINDOW
             + self
@@ -224,10 +230,10 @@ impl Hv {
                 let ctrl = read32(dev.bdf, msi.cap);
                 write32(dev.bdf, msi.cap, ctrl & !(1 << 16)); // MSI-X only
             }
-            program_msix(dev.bdf, &dev.bars, m, vector);
+            program_msix(dev.bdf, &dev.bars, m, message.unwrap_or_default());
             dev.vector = Some(vector);
         } else if let Some(m) = dev.msi {
-            program_msi(dev.bdf, m, vector);
+            program_msi(dev.bdf, m, message.unwrap_or_default());
             dev.vector = Some(vector);
         }
         hvlog!("pci {} {:04x}:{:04x} assigned to domain {id}", dev.bdf, dev.vendor, dev.device);
@@ -239,6 +245,8 @@ impl Hv {
     /// Takes every device of `domid` back; `false` if an IOMMU did not confirm that they can no
     /// longer reach the domain's memory (the caller must then not reuse that memory).
     pub fn release_pci(&mut self, domid: DomId) -> bool {
+        let given: alloc::vec::Vec<_> =
+            self.pci.iter().filter(|d| d.owner == Some(domid)).filter_map(|d| Some((d.bdf, d.vector?))).collect();
         for d in self.pci.iter_mut().filter(|d| d.owner == Some(domid)) {
             if let Some(m) = d.msix {
                 let ctrl = read32(d.bdf, m.cap);
@@ -255,14 +263,19 @@ impl Hv {
             d.sizing = [false; 6];
             d.mapped_at = [0; 6];
         }
+        // Their interrupt entries go (MSI is already off).
+        for (bdf, vector) in given {
+            self.iommu_msi_release(bdf, vector);
+        }
         // Bus mastering is off; the contexts go too, and the units confirm it, before the
         // caller frees the domain's memory.
         self.iommu_detach_domain(domid)
     }
 }
 
-/// Points every MSI-X entry of a device at `vector` on the boot CPU and enables MSI-X.
-fn program_msix(bdf: Bdf, bars: &[Option<Bar>; 6], m: Msix, vector: u8) {
+/// Points every MSI-X entry of a device at the message `(address, data)` (from
+/// `Hv::iommu_msi`) and enables MSI-X.
+fn program_msix(bdf: Bdf, bars: &[Option<Bar>; 6], m: Msix, (address, data): (u32, u32)) {
     let Some(bar) = bars[m.bir as usize] else { return };
     let table = bar.addr + m.offset;
     for e in 0..m.entries.min(64) as u64 {
@@ -270,9 +283,9 @@ fn program_msix(bdf: Bdf, bars: &[Option<Bar>; 6], m: Msix, vector: u8) {
         // SAFETY: the MSI-X table lies in the device's BAR, which the direct map covers
         // uncached (3–4 GiB); the domain cannot reach this page.
         unsafe {
-            entry.write_volatile(0xfee0_0000); // message address: local APIC of CPU 0
+            entry.write_volatile(address);
             entry.add(1).write_volatile(0);
-            entry.add(2).write_volatile(vector as u32); // message data: fixed, edge
+            entry.add(2).write_volatile(data);
             entry.add(3).write_volatile(0); // unmasked
         }
     }
@@ -281,16 +294,16 @@ fn program_msix(bdf: Bdf, bars: &[Option<Bar>; 6], m: Msix, vector: u8) {
     write32(bdf, m.cap, (ctrl | 1 << 31) & !(1 << 30));
 }
 
-/// Points a device's plain MSI at `vector` on the boot CPU (one message) and enables it.
-fn program_msi(bdf: Bdf, m: Msi, vector: u8) {
+/// Points a device's plain MSI at the message `(address, data)` (one message) and enables it.
+fn program_msi(bdf: Bdf, m: Msi, (address, data): (u32, u32)) {
     let ctrl = read32(bdf, m.cap);
     write32(bdf, m.cap, ctrl & !(1 << 16)); // off while reprogramming
-    write32(bdf, m.address, 0xfee0_0000);
+    write32(bdf, m.address, address);
     if let Some(hi) = m.address_hi {
         write32(bdf, hi, 0);
     }
-    let data = read32(bdf, m.data);
-    write32(bdf, m.data, (data & 0xffff_0000) | vector as u32);
+    let old = read32(bdf, m.data);
+    write32(bdf, m.data, (old & 0xffff_0000) | (data & 0xffff));
     // Enable with one message (multiple message enable, bits 20-22, zero).
     write32(bdf, m.cap, (ctrl & !(7 << 20)) | 1 << 16);
 }

@@ -1,13 +1,15 @@
 //! Intel VT-d remapping hardware: one unit's registers (spec §10.4), reached uncached through
 //! the direct map (units sit in 3–4 GiB on every platform we boot; QEMU's at 0xfed90000), and the
-//! ACPI tables that lead to it. Register-based invalidation only (no queued invalidation); the
-//! fault event interrupt stays masked: faults are polled. Every `unsafe` MMIO access is in
-//! `read`/`write` below.
+//! ACPI tables that lead to it. Invalidation is register-based until the invalidation queue is
+//! turned on (interrupt remapping needs it), then queued only; the fault event interrupt stays
+//! masked: faults are polled. Every `unsafe` MMIO access is in `read`/`write` below.
 
 use super::paging::{self, phys_to_virt};
 use crate::iommu::entries::FaultRecord;
-use crate::iommu::sdt;
+use crate::iommu::queue::{self, Descriptor};
+use crate::iommu::{interrupts, sdt};
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 const VER: u64 = 0x00;
 const CAP: u64 = 0x08;
@@ -17,13 +19,26 @@ const GSTS: u64 = 0x1c;
 const RTADDR: u64 = 0x20;
 const CCMD: u64 = 0x28;
 const FSTS: u64 = 0x34;
+const IQH: u64 = 0x80;
+const IQT: u64 = 0x88;
+const IQA: u64 = 0x90;
+const IRTA: u64 = 0xb8;
 
 /// Global command/status bits.
 const TE: u32 = 1 << 31;
 const SRTP: u32 = 1 << 30;
 const WBF: u32 = 1 << 27;
+const QIE: u32 = 1 << 26;
+const IRE: u32 = 1 << 25;
+const SIRTP: u32 = 1 << 24;
+/// Compatibility-format interrupts allowed: never set by the hypervisor, and cleared by every
+/// command it issues, so such interrupts are blocked while remapping is on.
+const CFI: u32 = 1 << 23;
 /// GSTS bits that are one-shot commands, not state: masked off before a GCMD write (§10.4.4).
-const ONE_SHOT: u32 = SRTP | (1 << 29) | WBF | (1 << 24);
+const ONE_SHOT: u32 = SRTP | (1 << 29) | WBF | SIRTP;
+
+/// FSTS.IQE: the unit refused a descriptor of the invalidation queue.
+const IQE: u32 = 1 << 4;
 
 /// The farthest a register can lie from the base: IOTLB registers at ECAP.IRO·16 + 8 and
 /// fault records at CAP.FRO·16 + 16·CAP.NFR (10-bit offsets in 16-byte units, up to 256
@@ -39,6 +54,8 @@ pub enum VtdError {
     RegistersUnreachable(u64),
     /// A command the unit did not complete (its status bit never changed).
     Stuck(&'static str),
+    /// The unit refused a descriptor of the invalidation queue (FSTS.IQE).
+    QueueError,
 }
 
 impl core::fmt::Display for VtdError {
@@ -46,8 +63,19 @@ impl core::fmt::Display for VtdError {
         match self {
             Self::RegistersUnreachable(a) => write!(f, "registers at {a:#x} are outside 3-4 GiB (not mapped uncached)"),
             Self::Stuck(what) => write!(f, "the unit did not complete {what}"),
+            Self::QueueError => write!(f, "the unit refused an invalidation descriptor"),
         }
     }
+}
+
+/// The invalidation queue of a unit: its page, a status word the unit writes when a batch is
+/// done, and where the next descriptor goes.
+#[derive(Debug)]
+struct Queue {
+    page: u64,
+    status: u64,
+    next: Cell<usize>,
+    sequence: Cell<u32>,
 }
 
 /// One remapping unit.
@@ -57,6 +85,7 @@ pub struct Unit {
     pub version: u32,
     pub cap: u64,
     pub ecap: u64,
+    queue: Option<Queue>,
 }
 
 impl Unit {
@@ -65,7 +94,7 @@ impl Unit {
         if !(0xc000_0000..0x1_0000_0000 - REGISTER_SPAN).contains(&base) {
             return Err(VtdError::RegistersUnreachable(base));
         }
-        let mut u = Self { base, version: 0, cap: 0, ecap: 0 };
+        let mut u = Self { base, version: 0, cap: 0, ecap: 0, queue: None };
         u.version = u.read32(VER);
         u.cap = u.read64(CAP);
         u.ecap = u.read64(ECAP);
@@ -112,6 +141,10 @@ impl Unit {
     pub fn caching_mode(&self) -> bool {
         self.cap & (1 << 7) != 0
     }
+    /// ECAP.QI and ECAP.IR: queued invalidation and interrupt remapping (which needs it).
+    pub fn can_remap_interrupts(&self) -> bool {
+        self.ecap & 0b1010 == 0b1010
+    }
     fn iotlb_reg(&self) -> u64 {
         ((self.ecap >> 8) & 0x3ff) * 16 + 8
     }
@@ -132,7 +165,7 @@ impl Unit {
     /// A one-shot global command: `bit` set in GCMD on top of the persistent state, then wait
     /// until GSTS says `until`.
     fn command(&self, bit: u32, what: &'static str, until: impl Fn(u32) -> bool) -> Result<(), VtdError> {
-        let sts = self.read32(GSTS) & !ONE_SHOT;
+        let sts = self.read32(GSTS) & !ONE_SHOT & !CFI;
         self.write32(GCMD, sts | bit);
         self.wait(what, |u| until(u.read32(GSTS)))
     }
@@ -152,9 +185,16 @@ impl Unit {
     }
 
     /// Global invalidation of the context cache, then of the IOTLB (§6.5: after context entries
-    /// change). Both complete before this returns: afterwards no device reaches what the old
-    /// entries mapped.
+    /// change), and of the interrupt entry cache where interrupts are remapped. All complete
+    /// before this returns: afterwards no device reaches what the old entries mapped.
     pub fn invalidate_all(&self) -> Result<(), VtdError> {
+        if self.queue.is_some() {
+            return self.submit(&[
+                queue::context_cache_global(),
+                queue::iotlb_global(),
+                queue::interrupt_entries_global(),
+            ]);
+        }
         self.flush_write_buffer()?;
         // CCMD: ICC (63), CIRG = 01 global (61-62).
         self.write64(CCMD, 1 << 63 | 1 << 61);
@@ -163,6 +203,72 @@ impl Unit {
         let r = self.iotlb_reg();
         self.write64(r, 1 << 63 | 1 << 60 | 1 << 49 | 1 << 48);
         self.wait("an IOTLB invalidation", |u| u.read64(r) & (1 << 63) == 0)
+    }
+
+    /// Invalidates the interrupt entry cache (after an interrupt remapping entry changed).
+    pub fn invalidate_interrupt_entries(&self) -> Result<(), VtdError> {
+        match self.queue {
+            Some(_) => self.submit(&[queue::interrupt_entries_global()]),
+            None => Ok(()),
+        }
+    }
+
+    /// Turns queued invalidation on with the queue in `page` and its status word in `status`
+    /// (both zeroed frames the hypervisor owns). From here on every invalidation is queued.
+    pub fn enable_queued_invalidation(&mut self, page: u64, status: u64) -> Result<(), VtdError> {
+        self.write64(IQT, 0);
+        self.write64(IQA, queue::iqa(page));
+        self.command(QIE, "enabling queued invalidation", |s| s & QIE != 0)?;
+        self.queue = Some(Queue { page, status, next: Cell::new(0), sequence: Cell::new(0) });
+        Ok(())
+    }
+
+    /// Queues `descriptors` and a wait descriptor behind them, and returns once the unit has
+    /// written the wait's status word (every descriptor done) or refused one.
+    fn submit(&self, descriptors: &[Descriptor]) -> Result<(), VtdError> {
+        let Some(q) = &self.queue else { return Ok(()) };
+        let seq = q.sequence.get().wrapping_add(1).max(1);
+        q.sequence.set(seq);
+        let put = |d: Descriptor| {
+            let i = q.next.get();
+            paging::set_entry(q.page, 2 * i, d[0]);
+            paging::set_entry(q.page, 2 * i + 1, d[1]);
+            self.flush_tables(q.page + 16 * i as u64, 16);
+            q.next.set((i + 1) % queue::DESCRIPTORS);
+        };
+        for d in descriptors {
+            put(*d);
+        }
+        put(queue::wait(q.status, seq));
+        // The descriptors are in memory before the tail moves.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        self.write64(IQT, queue::tail(q.next.get()));
+        let done = self
+            .wait("a queued invalidation", |u| paging::entry(q.status, 0) as u32 == seq || u.read32(FSTS) & IQE != 0);
+        if self.read32(FSTS) & IQE != 0 {
+            // Skip past the refused descriptor: the head stays on it until IQE is cleared.
+            self.write32(FSTS, IQE);
+            let head = self.read64(IQH);
+            self.write64(IQT, head);
+            q.next.set(((head >> 4) as usize) % queue::DESCRIPTORS);
+            return Err(VtdError::QueueError);
+        }
+        done
+    }
+
+    /// Points the unit at an interrupt remapping table of [`interrupts::ENTRIES`] entries at
+    /// `table` and turns remapping on (compatibility-format interrupts stay blocked: CFI is
+    /// never set). Needs the invalidation queue.
+    pub fn enable_interrupt_remapping(&self, table: u64) -> Result<(), VtdError> {
+        self.write64(IRTA, interrupts::irta(table));
+        self.command(SIRTP, "setting the interrupt remapping table", |s| s & SIRTP != 0)?;
+        self.invalidate_interrupt_entries()?;
+        self.command(IRE, "enabling interrupt remapping", |s| s & IRE != 0)
+    }
+
+    /// Whether compatibility-format interrupts pass (GSTS.CFIS), for the boot line.
+    pub fn compatibility_interrupts_pass(&self) -> bool {
+        self.read32(GSTS) & CFI != 0
     }
 
     pub fn enable_translation(&self) -> Result<(), VtdError> {
