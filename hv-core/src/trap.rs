@@ -10,6 +10,9 @@
 //! exception never is. Exceptions that push an error code are recognised by the stack the CPU
 //! built (64-bit mode aligns the stack to 16 bytes before pushing: with an error code the frame
 //! ends 16-aligned, without one it does not), so an interrupt on such a vector is not misread.
+//!
+//! Above 31, only the vectors the kernel uses (the timer's, the devices') are acted on; any other
+//! (a device's forged MSI with a vector nobody was given, the spurious vector) is stray.
 
 /// The vectors a domain's own instruction stream can raise in ring 3.
 pub fn is_domain_fault_vector(vector: u8) -> bool {
@@ -34,7 +37,7 @@ pub enum TrapAction {
     /// Not the running domain's doing and nothing to act on (NMI, a vector a device or the
     /// legacy PIC raised in the exception range): counted, logged (bounded) and ignored.
     Stray,
-    /// A vector the hypervisor uses (timer, devices, spurious): the kernel handles it.
+    /// A vector the hypervisor uses (timer, devices): the kernel handles it.
     Interrupt,
 }
 
@@ -48,15 +51,17 @@ pub struct Entry {
     pub in_service: bool,
     /// The vector is one whose exception pushes an error code, but the CPU pushed none.
     pub missing_error_code: bool,
+    /// The kernel uses the vector (the timer's or a device's).
+    pub kernel_vector: bool,
 }
 
 pub fn classify(e: Entry) -> TrapAction {
     let v = e.vector;
     if v >= 32 {
-        return if (PIC_VECTOR_BASE..PIC_VECTOR_BASE + PIC_VECTORS).contains(&v) {
-            TrapAction::Stray
-        } else {
+        return if e.kernel_vector && !(PIC_VECTOR_BASE..PIC_VECTOR_BASE + PIC_VECTORS).contains(&v) {
             TrapAction::Interrupt
+        } else {
+            TrapAction::Stray
         };
     }
     if v == NMI_VECTOR {
@@ -82,7 +87,7 @@ mod tests {
     use super::*;
 
     fn entry(vector: u8, from_user: bool) -> Entry {
-        Entry { vector, from_user, in_service: false, missing_error_code: false }
+        Entry { vector, from_user, in_service: false, missing_error_code: false, kernel_vector: false }
     }
 
     #[test]
@@ -99,14 +104,14 @@ mod tests {
     #[test]
     fn stray_vectors_destroy_nobody() {
         for v in 16u8..32 {
-            let e = Entry { vector: v, from_user: true, in_service: true, missing_error_code: false };
+            let e = Entry { vector: v, from_user: true, in_service: true, missing_error_code: false, kernel_vector: false };
             assert_eq!(classify(e), TrapAction::Stray, "vector {v} in service at the APIC");
-            let e = Entry { vector: v, from_user: false, in_service: true, missing_error_code: false };
+            let e = Entry { vector: v, from_user: false, in_service: true, missing_error_code: false, kernel_vector: false };
             assert_eq!(classify(e), TrapAction::Stray, "vector {v} while idle");
         }
         // #AC and #CP push an error code; an interrupt on them does not.
         for v in [17u8, 21] {
-            let e = Entry { vector: v, from_user: true, in_service: false, missing_error_code: true };
+            let e = Entry { vector: v, from_user: true, in_service: false, missing_error_code: true, kernel_vector: false };
             assert_eq!(classify(e), TrapAction::Stray);
         }
         // NMI, reserved vectors, the legacy PIC's (spurious) vectors.
@@ -120,8 +125,25 @@ mod tests {
     fn machine_trouble_is_fatal_and_interrupts_are_handled() {
         assert_eq!(classify(entry(8, true)), TrapAction::Fatal);
         assert_eq!(classify(entry(18, false)), TrapAction::Fatal);
-        for v in [0x40u8, 0x50, 0x57, 0xff] {
-            assert_eq!(classify(entry(v, true)), TrapAction::Interrupt);
+        for v in [0x40u8, 0x50, 0x57] {
+            let e = Entry { kernel_vector: true, in_service: true, ..entry(v, true) };
+            assert_eq!(classify(e), TrapAction::Interrupt);
         }
+    }
+
+    /// The attacker: a device forges MSIs with vectors nobody was given (above the exception
+    /// range, the spurious vector included) while a victim runs or the hypervisor idles. They
+    /// are stray: nobody is destroyed, the hypervisor does not stop, and (in the kernel) the
+    /// APIC gets its EOI so that the forged vector does not block every interrupt below it.
+    #[test]
+    fn forged_vectors_nobody_uses_are_stray() {
+        for v in [0x30u8, 0x41, 0x58, 0x80, 0xfe, 0xff] {
+            for from_user in [true, false] {
+                let e = Entry { in_service: true, ..entry(v, from_user) };
+                assert_eq!(classify(e), TrapAction::Stray, "vector {v:#x}, from ring 3: {from_user}");
+            }
+        }
+        // A vector the kernel uses stays an interrupt only when it is the kernel's.
+        assert_eq!(classify(Entry { kernel_vector: true, ..entry(0x2f, true) }), TrapAction::Stray, "PIC range");
     }
 }

@@ -37,6 +37,8 @@ pub struct PciDevice {
     placed: [bool; 6],
     /// The interrupt vector the device's MSI-X entries raise, while assigned.
     pub vector: Option<u8>,
+    /// Interrupts raised on `vector` for the current owner.
+    interrupts: u64,
 }
 
 /// The device's interrupt capabilities, read once at boot with a bounded, checked walk.
@@ -128,6 +130,7 @@ pub fn enumerate() -> Vec<PciDevice> {
                         msi,
                         placed,
                         vector: None,
+                        interrupts: 0,
                     });
                 }
                 if func == 0 && header & 0x80 == 0 {
@@ -256,7 +259,11 @@ impl Hv {
                 let ctrl = read32(d.bdf, m.cap);
                 write32(d.bdf, m.cap, ctrl & !(1 << 16));
             }
+            if d.vector.is_some() {
+                hvlog!("pci {} taken back from domain {domid}: it raised {} interrupts", d.bdf, d.interrupts);
+            }
             d.vector = None;
+            d.interrupts = 0;
             let cmd = read32(d.bdf, 0x04);
             write32(d.bdf, 0x04, cmd & !0x7);
             d.owner = None;
@@ -311,11 +318,9 @@ fn program_msi(bdf: Bdf, m: Msi, (address, data): (u32, u32)) {
 impl Hv {
     /// A device interrupt arrived on `vector`: raise the owner's pirq port.
     pub fn device_interrupt(&mut self, vector: u8) {
-        let Some((owner, bdf)) =
-            self.pci.iter().find(|d| d.vector == Some(vector)).and_then(|d| Some((d.owner?, d.bdf)))
-        else {
-            return;
-        };
+        let Some(d) = self.pci.iter_mut().find(|d| d.vector == Some(vector)) else { return };
+        d.interrupts += 1;
+        let Some((owner, bdf)) = d.owner.map(|o| (o, d.bdf)) else { return };
         if let Some(port) = self.evtchn.pirq_port(owner, bdf.to_u16() as u32) {
             self.set_pending(owner, port);
         }

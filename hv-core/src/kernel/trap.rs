@@ -39,12 +39,17 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         from_user,
         in_service: vector < EXCEPTION_VECTORS && apic::in_service(vector),
         missing_error_code: frame.vector & VECTOR_NO_ERROR_CODE != 0,
+        kernel_vector: vector == TIMER_VECTOR || (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&vector),
     });
     if action == TrapAction::Stray {
-        if apic::in_service(vector) {
+        // A delivered (or forged) interrupt is in service until its EOI: without one, every
+        // vector of its priority class and below stays blocked.
+        let delivered = apic::in_service(vector);
+        if delivered {
             apic::eoi();
         }
-        let n = STRAYS.fetch_add(1, Ordering::Relaxed);
+        // A true spurious interrupt (never in service) is the APIC's normal business.
+        let n = if vector == SPURIOUS_VECTOR && !delivered { STRAYS_LOGGED } else { STRAYS.fetch_add(1, Ordering::Relaxed) };
         if n < STRAYS_LOGGED {
             hvlog!(
                 "stray vector {vector:#x} ignored (raised by a device, the legacy PIC or the platform: no domain's fault){}",
@@ -59,7 +64,6 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         // Interrupted the hypervisor itself: only the idle loop runs with interrupts on.
         match vector {
             TIMER_VECTOR => apic::eoi(),
-            SPURIOUS_VECTOR => {}
             v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
                 apic::eoi();
                 if let Some(hv) = HV.lock().as_mut() {

