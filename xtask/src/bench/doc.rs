@@ -9,13 +9,21 @@ use anyhow::Result;
 use xtask::paths::{Paths, show};
 use xtask::qemu::{Accel, Machine};
 
-use super::fmt_num;
 use super::row::{Reference, Row};
+use super::{fmt_num, iommu};
 
 /// Where the page goes, under the workspace root.
 pub const PATH: &str = "docs/bench.md";
 /// The command the page tells to rerun.
 const RERUN: &str = "cargo xtask bench all --runs 3";
+
+/// What the IOMMU rows mean, on a page that has them.
+const IOMMU_ROWS: &str = "`(IOMMU on)` and `(IOMMU off)` (`blk`, `net`): the same measurement made in one invocation with \
+     the virtio devices behind QEMU's Intel IOMMU (VT-d, every topology's default) and without it; the targets judge \
+     the IOMMU-on rows, the default configuration. `: IOMMU on vs off` rows: the IOMMU-on figure against the \
+     IOMMU-off one, the cost of DMA remapping (the device's accesses translated through QEMU's emulated IOTLB; the \
+     hypervisor maps a driver domain's RAM once, at its start, so no I/O waits for an invalidation). They have no \
+     target: the cost is reported, not judged (none is set for it).\n\n";
 
 /// What the figures were measured on.
 pub struct Setup {
@@ -92,6 +100,10 @@ pub fn render(setup: &Setup, benches: &[(&str, Outcome)]) -> String {
     s += "\nvalue: the median over the runs, with the spread (min-max) when there were several; ratio: value / \
           reference, both measured in the same run and QEMU configuration (in-QEMU timings measure the emulator as \
           much as us: the ratio is what counts). Each benchmark also writes `target/bench/<name>.json`.\n\n";
+    let rows = || benches.iter().filter_map(|(_, o)| if let Outcome::Ran(r) = o { Some(r) } else { None }).flatten();
+    if rows().any(|r| r.metric.ends_with(iommu::ON_VS_OFF)) {
+        s += IOMMU_ROWS;
+    }
     s += "| metric | value | reference | ratio | target | met |\n|---|---|---|---|---|---|\n";
     for (name, o) in benches {
         if let Outcome::Ran(rows) = o {
@@ -213,6 +225,22 @@ mod tests {
             assert!(page.contains(fact), "the page does not say {fact:?}:\n{page}");
         }
         assert!(!page.contains("Failed") && !page.contains("Not run"));
+        assert!(!page.contains("IOMMU"), "no IOMMU rows, no word about them");
+    }
+
+    #[test]
+    fn a_page_with_iommu_on_vs_off_rows_says_what_they_are() {
+        let on = vec![1000.0, 900.0];
+        let blk = vec![
+            Row::new("blk_front_seqread_mbps (IOMMU on)", "MB/s", on.clone(), Reference::Absent("x")),
+            iommu::on_vs_off("blk_front_seqread_mbps", "MB/s", on, &[1250.0]),
+        ];
+        let page = render(&setup(), &[("blk", Outcome::Ran(blk))]);
+        assert!(page.contains(IOMMU_ROWS), "{page}");
+        assert_eq!(
+            table(&page)[2],
+            "| blk `blk_front_seqread_mbps: IOMMU on vs off` | 950 MB/s (median of 2: 900-1000) | 1250 MB/s (IOMMU off, same invocation) | 0.76x | — | — |"
+        );
     }
 
     #[test]

@@ -106,8 +106,8 @@ pub fn run(paths: &Paths, o: Options) -> Result<Vec<Row>> {
 }
 
 /// Boots one benchmark topology and adds its `BENCH` lines to `out`; fails (with the serial log)
-/// unless every domain ended as expected and at least `min_lines` figures came out.
-pub fn collect_bench_run(spec: &Spec, what: &str, min_lines: usize, out: &mut Samples) -> Result<()> {
+/// unless every domain ended as expected and at least `min_lines` figures came out; returns the run.
+pub fn collect_bench_run(spec: &Spec, what: &str, min_lines: usize, out: &mut Samples) -> Result<qemu::Run> {
     let run = qemu::run_captured(spec, BOOT_TIMEOUT, None)?;
     let found: Vec<_> = run.lines.iter().filter_map(|l| parse_bench_line(l)).collect();
     if run.exit_code != Some(qemu::EXIT_ALL_EXPECTED) || found.len() < min_lines {
@@ -116,7 +116,7 @@ pub fn collect_bench_run(spec: &Spec, what: &str, min_lines: usize, out: &mut Sa
     for (metric, value, unit) in found {
         out.entry(metric).or_insert_with(|| (Vec::new(), unit)).0.push(value);
     }
-    Ok(())
+    Ok(run)
 }
 
 fn measure_hv(paths: &Paths, o: &Options, out: &mut Samples) -> Result<()> {

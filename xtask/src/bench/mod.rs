@@ -5,6 +5,7 @@
 //! - [`ring`]: the shared ring against Xen's `ring.h` on the host, `ring.json`
 //! - [`blk`]: block I/O through blkback against blkback on the device, `blk.json`
 //! - [`net`]: networking through netback against a Linux guest ([`linux_net`]), `net.json`
+//! - [`iommu`]: `blk` and `net` measure with the IOMMU on and off, and each figure on against off
 //! - [`xl`]: the toolstack (create to Connected, driver-domain crash to reconnected), `xl.json`
 //! - [`pvh`]: HVM domains: Linux as a PVH DomU against the same kernel booted directly, the HVM
 //!   hypercall round trip, VM exits per second, `pvh.json`
@@ -19,6 +20,7 @@
 mod blk;
 mod doc;
 mod hv;
+mod iommu;
 mod linux;
 mod linux_io;
 mod linux_net;
@@ -43,9 +45,11 @@ pub enum BenchWhat {
     Linux,
     /// The shared-ring benchmark on the host, against Xen's ring.h macros
     Ring,
-    /// Block I/O from a DomU through blkback, against blkback directly on the device
+    /// Block I/O from a DomU through blkback, against blkback directly on the device; with the
+    /// IOMMU on and off in the same invocation (q35 only), each figure on against off
     Blk,
-    /// Networking through netback (HTTP req/s with wrk, TCP throughput), against a Linux guest
+    /// Networking through netback (HTTP req/s with wrk, TCP throughput), against a Linux guest;
+    /// with the IOMMU on and off in the same invocation (q35 only), each figure on against off
     Net,
     /// The toolstack: xl create to the DomU's devices Connected, driver-domain crash to reconnected
     Xl,

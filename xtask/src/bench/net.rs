@@ -8,9 +8,12 @@
 //! * DomU ↔ DomU TCP throughput through netback (`netstream` pair), against the Linux guest's
 //!   throughput to the host.
 //!
-//! Prints one table row per measurement (medians of `runs`): the hv-core figure, the Linux
-//! figure, their ratio, the target (at least the Linux figure), whether it was met, and
-//! throughputs in Gbit/s too; writes the same to `target/bench/net.json`.
+//! hv-core boots each of these `runs` times with netback's device behind the IOMMU and `runs`
+//! times without ([`super::iommu`]); the Linux guest runs without an IOMMU, as it always did.
+//! Prints one table row per measurement and configuration (medians of `runs`): the hv-core
+//! figure, the Linux figure, their ratio, the target (at least the Linux figure, judged with the
+//! IOMMU on, the default configuration), whether it was met; then each IOMMU-on figure against
+//! its IOMMU-off one; throughputs in Gbit/s too; writes the same to `target/bench/net.json`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,6 +30,7 @@ use xtask::paths::Paths;
 use xtask::qemu::{self, Accel, Machine, Media, NetDevice, Spec};
 use xtask::step;
 
+use super::iommu::{self, Both, Iommu};
 use super::row::{Metric, Reference, Row, Target};
 use super::{failed_run as fail, median, print_columns, write_json};
 use crate::build::{Prepared, prepare};
@@ -39,9 +43,10 @@ const WRK_CONNECTIONS: u32 = 4;
 /// The port the `bench-net-send` topology's sender aims at (replaced by a free one per run).
 const SEND_PORT_IN_TOPOLOGY: &str = "10.0.2.2:5001";
 
-/// Runs `wrk` against 127.0.0.1:`port` once `ready` matches a serial line; returns requests/s.
-fn wrk_when_ready(spec: &Spec, port: u16, ready: impl Fn(&str) -> bool) -> Result<f64> {
-    client_when_ready(spec, ready, move || run_wrk(port))
+/// Runs `wrk` against 127.0.0.1:`port` once `ready` matches a serial line; returns requests/s
+/// and the run.
+fn wrk_when_ready(spec: &Spec, port: u16, ready: impl Fn(&str) -> bool) -> Result<(f64, qemu::Run)> {
+    client_and_run(spec, ready, move || run_wrk(port))
 }
 
 /// Boots `spec` and runs `client` on a thread of its own once `ready` matches a serial line;
@@ -51,6 +56,15 @@ pub(super) fn client_when_ready<T: Send + 'static>(
     ready: impl Fn(&str) -> bool,
     client: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    client_and_run(spec, ready, client).map(|(t, _)| t)
+}
+
+/// [`client_when_ready`], also returning the run (its console).
+fn client_and_run<T: Send + 'static>(
+    spec: &Spec,
+    ready: impl Fn(&str) -> bool,
+    client: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<(T, qemu::Run)> {
     let result: Arc<Mutex<Option<Result<T>>>> = Arc::new(Mutex::new(None));
     let mut client = Some(client);
     let shared = result.clone();
@@ -68,8 +82,9 @@ pub(super) fn client_when_ready<T: Send + 'static>(
         shared.lock().unwrap().is_some()
     };
     let run = qemu::run_watched(spec, Duration::from_secs(300), &mut watch)?;
-    match result.lock().unwrap().take() {
-        Some(r) => r,
+    let outcome = result.lock().unwrap().take();
+    match outcome {
+        Some(r) => Ok((r?, run)),
         None => Err(fail("the server never became ready", &run)),
     }
 }
@@ -144,14 +159,14 @@ impl Sink {
     }
 }
 
-/// Boots `spec` until `sink` has the whole stream; returns its Mbit/s.
-fn stream_to_host(spec: &Spec, sink: &Sink) -> Result<f64> {
+/// Boots `spec` until `sink` has the whole stream; returns its Mbit/s and the run.
+fn stream_to_host(spec: &Spec, sink: &Sink) -> Result<(f64, qemu::Run)> {
     let done = sink.done.clone();
     let mut watch = |_: Option<&str>| done.lock().unwrap().is_some();
     let run = qemu::run_watched(spec, Duration::from_secs(300), &mut watch)?;
     let v = sink.mbit_per_s().ok_or_else(|| fail("the host did not receive the whole stream", &run))?;
     eprintln!("  {v:.1} Mbit/s");
-    Ok(v)
+    Ok((v, run))
 }
 
 /// One row of `net.json`: the shared row's fields, with throughputs in Gbit/s too.
@@ -182,8 +197,9 @@ fn show_value(v: f64, unit: &str) -> String {
 }
 
 pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Vec<Row>> {
+    // Before minutes of the Linux reference: the hv-core half needs q35's IOMMU.
+    iommu::require_q35(machine, "net")?;
     packages::ensure(&[packages::QEMU, packages::WRK, packages::LINUX_IMAGE, packages::GCC, packages::LIBC_DEV])?;
-    let mut hv: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut linux: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
 
     // Linux reference.
@@ -211,72 +227,104 @@ pub fn run(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result
         linux
             .entry("http_requests_per_s")
             .or_default()
-            .push(wrk_when_ready(&s, port, |l| l.starts_with("LINUXNET http listening"))?);
+            .push(wrk_when_ready(&s, port, |l| l.starts_with("LINUXNET http listening"))?.0);
         step(format!("Linux guest: {} MiB to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
         let sink = Sink::start()?;
         let s = linux_spec(&format!("send:{}:{STREAM_BYTES}", sink.port), false)?;
-        linux.entry("to_host_mbit_s").or_default().push(stream_to_host(&s, &sink)?);
+        linux.entry("to_host_mbit_s").or_default().push(stream_to_host(&s, &sink)?.0);
     }
 
-    // hv-core.
+    let hv = measure_hv(paths, accel, machine, runs)?;
+    let linux_med = |k: &str| linux.get(k).map(|v| median(&mut v.clone()));
+    let rows = rows(&hv, linux_med("http_requests_per_s"), linux_med("to_host_mbit_s"));
+    print_and_save(paths, &rows, accel, machine, runs)?;
+    Ok(rows)
+}
+
+/// hv-core's figures per configuration: metric key → one value per run.
+type Figures = Both<BTreeMap<&'static str, Vec<f64>>>;
+
+/// The three hv-core measurements, `runs` times with the IOMMU on and `runs` times off; each
+/// boot's console must show the configuration it was asked for.
+fn measure_hv(paths: &Paths, accel: Accel, machine: Machine, runs: usize) -> Result<Figures> {
+    let mut hv = Figures::default();
     let http = prepare(paths, Some("bench-net-http"))?;
     let pair = prepare(paths, Some("bench-net-pair"))?;
-    let hv_spec = |p: &Prepared| -> Result<Spec> {
+    let hv_spec = |p: &Prepared, variant: Iommu| -> Result<Spec> {
         let mut s = Spec {
             machine,
             accel,
             ..Spec::new(Media::Direct { kernel: p.hypervisor(), initrd: p.bundle.clone(), append: None })
         };
         s.nics = NetDevice::for_topology(&p.topology.nics)?;
+        variant.apply(&mut s);
         Ok(s)
     };
+    let confirmed =
+        |variant: Iommu, run: &qemu::Run| variant.confirmed(&run.lines).map_err(|e| fail(&e.to_string(), run));
     for i in 0..runs {
-        step(format!("hv-core: wrk against the httpd DomU through netback, run {}/{runs}", i + 1));
-        let s = hv_spec(&http)?;
-        let port = s.nics.iter().find_map(|n| n.host_port(80)).context("bench-net-http forwards no port 80")?;
-        hv.entry("http_requests_per_s")
-            .or_default()
-            .push(wrk_when_ready(&s, port, |l| l.contains("httpd: listening"))?);
+        for variant in Iommu::order(i) {
+            let (config, figures) = (variant.name(), hv.get_mut(variant));
+            step(format!("hv-core, {config}: wrk against the httpd DomU through netback, run {}/{runs}", i + 1));
+            let s = hv_spec(&http, variant)?;
+            let port = s.nics.iter().find_map(|n| n.host_port(80)).context("bench-net-http forwards no port 80")?;
+            let (rps, run) = wrk_when_ready(&s, port, |l| l.contains("httpd: listening"))?;
+            confirmed(variant, &run)?;
+            figures.entry("http_requests_per_s").or_default().push(rps);
 
-        step(format!("hv-core: {} MiB from a DomU to the host, run {}/{runs}", STREAM_BYTES >> 20, i + 1));
-        let sink = Sink::start()?;
-        let send = send_topology(paths, sink.port)?;
-        let p = prepare(paths, Some(send.to_str().context("non-UTF-8 path")?))?;
-        hv.entry("to_host_mbit_s").or_default().push(stream_to_host(&hv_spec(&p)?, &sink)?);
+            let mib = STREAM_BYTES >> 20;
+            step(format!("hv-core, {config}: {mib} MiB from a DomU to the host, run {}/{runs}", i + 1));
+            let sink = Sink::start()?;
+            let send = send_topology(paths, sink.port)?;
+            let p = prepare(paths, Some(send.to_str().context("non-UTF-8 path")?))?;
+            let (mbit, run) = stream_to_host(&hv_spec(&p, variant)?, &sink)?;
+            confirmed(variant, &run)?;
+            figures.entry("to_host_mbit_s").or_default().push(mbit);
 
-        step(format!("hv-core: DomU to DomU through netback, run {}/{runs}", i + 1));
-        let run = qemu::run_captured(&hv_spec(&pair)?, Duration::from_secs(300), None)?;
-        let received = format!("netstream: received {STREAM_BYTES} bytes ");
-        let figure = run.lines.iter().find_map(|l| {
-            let rest = l.split_once(&received)?.1;
-            rest.split_once(" Mbit/s")?.0.rsplit_once('(')?.1.parse::<f64>().ok()
-        });
-        let ok = run.lines.iter().any(|l| l.contains("netstream: checksum ok"));
-        match figure {
-            Some(f) if ok => {
-                eprintln!("  {f:.1} Mbit/s");
-                hv.entry("domu_to_domu_mbit_s").or_default().push(f)
+            step(format!("hv-core, {config}: DomU to DomU through netback, run {}/{runs}", i + 1));
+            let run = qemu::run_captured(&hv_spec(&pair, variant)?, Duration::from_secs(300), None)?;
+            confirmed(variant, &run)?;
+            let received = format!("netstream: received {STREAM_BYTES} bytes ");
+            let figure = run.lines.iter().find_map(|l| {
+                let rest = l.split_once(&received)?.1;
+                rest.split_once(" Mbit/s")?.0.rsplit_once('(')?.1.parse::<f64>().ok()
+            });
+            let ok = run.lines.iter().any(|l| l.contains("netstream: checksum ok"));
+            match figure {
+                Some(f) if ok => {
+                    eprintln!("  {f:.1} Mbit/s");
+                    figures.entry("domu_to_domu_mbit_s").or_default().push(f)
+                }
+                _ => return Err(fail("the DomU pair did not finish with a matching checksum", &run)),
             }
-            _ => return Err(fail("the DomU pair did not finish with a matching checksum", &run)),
         }
     }
+    Ok(hv)
+}
 
-    let linux_med = |k: &str| linux.get(k).map(|v| median(&mut v.clone()));
-    let (linux_http, linux_up) = (linux_med("http_requests_per_s"), linux_med("to_host_mbit_s"));
+/// The rows: each measurement with the IOMMU on against the Linux guest (with the target), the
+/// same with the IOMMU off (no target), then each IOMMU-on figure against its IOMMU-off one.
+fn rows(hv: &Figures, linux_http: Option<f64>, linux_up: Option<f64>) -> Vec<Row> {
     let against = |what: &'static str, v: Option<f64>| {
         v.map_or(Reference::Absent("the Linux guest gave no such figure"), |v| Reference::Measured(what, v))
     };
-    let row = |metric: &str, unit: &str, key: &str, reference: Reference| {
-        let values = hv.get(key).cloned().unwrap_or_default();
-        Row::new(metric, unit, values, reference).with_target(Some(Target::AtLeast(1.0)))
-    };
-    let rows = vec![
-        row("host -> DomU HTTP", "req/s", "http_requests_per_s", against("Linux guest", linux_http)),
-        row("DomU -> host TCP", "Mbit/s", "to_host_mbit_s", against("Linux guest->host", linux_up)),
-        row("DomU <-> DomU TCP", "Mbit/s", "domu_to_domu_mbit_s", against("Linux guest->host", linux_up)),
+    let measurements = [
+        ("host -> DomU HTTP", "req/s", "http_requests_per_s", against("Linux guest, no IOMMU", linux_http)),
+        ("DomU -> host TCP", "Mbit/s", "to_host_mbit_s", against("Linux guest->host, no IOMMU", linux_up)),
+        ("DomU <-> DomU TCP", "Mbit/s", "domu_to_domu_mbit_s", against("Linux guest->host, no IOMMU", linux_up)),
     ];
-    print_and_save(paths, &rows, accel, machine, runs)?;
-    Ok(rows)
+    let values = |figures: &BTreeMap<&str, Vec<f64>>, key: &str| figures.get(key).cloned().unwrap_or_default();
+    let mut rows = Vec::new();
+    for (variant, figures) in [(Iommu::On, &hv.on), (Iommu::Off, &hv.off)] {
+        let target = (variant == Iommu::On).then_some(Target::AtLeast(1.0));
+        for (metric, unit, key, reference) in &measurements {
+            rows.push(Row::new(variant.label(metric), *unit, values(figures, key), *reference).with_target(target));
+        }
+    }
+    for (metric, unit, key, _) in &measurements {
+        rows.push(iommu::on_vs_off(metric, unit, values(&hv.on, key), &values(&hv.off, key)));
+    }
+    rows
 }
 
 /// `topologies/bench-net-send.toml` with the sender aimed at host port `port`.
@@ -299,13 +347,15 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine, r
     println!(
         "\nnetwork benchmarks: QEMU -machine {} -accel {}, user network (slirp), medians of {runs} runs\n\
          host->DomU: wrk -c{WRK_CONNECTIONS} for {WRK_SECONDS} s through hostfwd; DomU->host: {} MiB timed on the host \
-         from first byte to end of stream; DomU<->DomU: {} MiB through netback, timed by the receiving DomU\n",
+         from first byte to end of stream; DomU<->DomU: {} MiB through netback, timed by the receiving DomU\n\
+         hv-core with netback's virtio-net device behind QEMU's Intel IOMMU (IOMMU on) and without it (IOMMU off), \
+         both in this invocation; the Linux guest without an IOMMU\n",
         machine.name(),
         accel.name(),
         STREAM_BYTES >> 20,
         STREAM_BYTES >> 20,
     );
-    let header = ["measurement", "hv-core", "Linux", "(Linux figure)", "ratio", "target", "met"];
+    let header = ["measurement", "hv-core", "reference", "(what)", "ratio", "target", "met"];
     let mut table: Vec<[String; 7]> = vec![header.map(String::from)];
     for r in rows {
         table.push([
@@ -325,4 +375,44 @@ fn print_and_save(paths: &Paths, rows: &[Row], accel: Accel, machine: Machine, r
     print_columns(&table);
     let metrics: Vec<NetMetric> = rows.iter().map(NetMetric::of).collect();
     write_json(paths, "net.json", &serde_json::json!({ "metrics": metrics }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_judge_the_iommu_on_figures_against_linux_and_compare_them_with_off() {
+        let mut hv = Figures::default();
+        hv.on.insert("http_requests_per_s", vec![900.0, 1100.0, 1000.0]);
+        hv.off.insert("http_requests_per_s", vec![1250.0]);
+        hv.on.insert("to_host_mbit_s", vec![400.0]);
+        let rows = rows(&hv, Some(800.0), None);
+        let names: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "host -> DomU HTTP (IOMMU on)",
+                "DomU -> host TCP (IOMMU on)",
+                "DomU <-> DomU TCP (IOMMU on)",
+                "host -> DomU HTTP (IOMMU off)",
+                "DomU -> host TCP (IOMMU off)",
+                "DomU <-> DomU TCP (IOMMU off)",
+                "host -> DomU HTTP: IOMMU on vs off",
+                "DomU -> host TCP: IOMMU on vs off",
+                "DomU <-> DomU TCP: IOMMU on vs off",
+            ]
+        );
+        let http_on = &rows[0];
+        assert_eq!(
+            (http_on.value, http_on.reference, http_on.target, http_on.verdict()),
+            (1000.0, Reference::Measured("Linux guest, no IOMMU", 800.0), Some(Target::AtLeast(1.0)), Some(true))
+        );
+        let http_off = &rows[3];
+        assert_eq!((http_off.value, http_off.target, http_off.ratio()), (1250.0, None, Some(1250.0 / 800.0)));
+        let http_cost = &rows[6];
+        assert_eq!((http_cost.value, http_cost.reference.value(), http_cost.target), (1000.0, Some(1250.0), None));
+        assert_eq!(rows[1].verdict(), None, "no Linux figure: unjudged");
+        assert_eq!(rows[7].reference.value(), None, "no IOMMU-off figure");
+    }
 }
