@@ -104,14 +104,22 @@ mod tests {
     #[test]
     fn stray_vectors_destroy_nobody() {
         for v in 16u8..32 {
-            let e = Entry { vector: v, from_user: true, in_service: true, missing_error_code: false, kernel_vector: false };
+            let e =
+                Entry { vector: v, from_user: true, in_service: true, missing_error_code: false, kernel_vector: false };
             assert_eq!(classify(e), TrapAction::Stray, "vector {v} in service at the APIC");
-            let e = Entry { vector: v, from_user: false, in_service: true, missing_error_code: false, kernel_vector: false };
+            let e = Entry {
+                vector: v,
+                from_user: false,
+                in_service: true,
+                missing_error_code: false,
+                kernel_vector: false,
+            };
             assert_eq!(classify(e), TrapAction::Stray, "vector {v} while idle");
         }
         // #AC and #CP push an error code; an interrupt on them does not.
         for v in [17u8, 21] {
-            let e = Entry { vector: v, from_user: true, in_service: false, missing_error_code: true, kernel_vector: false };
+            let e =
+                Entry { vector: v, from_user: true, in_service: false, missing_error_code: true, kernel_vector: false };
             assert_eq!(classify(e), TrapAction::Stray);
         }
         // NMI, reserved vectors, the legacy PIC's (spurious) vectors.

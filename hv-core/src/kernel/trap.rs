@@ -39,7 +39,8 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         from_user,
         in_service: vector < EXCEPTION_VECTORS && apic::in_service(vector),
         missing_error_code: frame.vector & VECTOR_NO_ERROR_CODE != 0,
-        kernel_vector: vector == TIMER_VECTOR || (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&vector),
+        kernel_vector: vector == TIMER_VECTOR
+            || (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&vector),
     });
     if action == TrapAction::Stray {
         // A delivered (or forged) interrupt is in service until its EOI: without one, every
@@ -49,7 +50,11 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
             apic::eoi();
         }
         // A true spurious interrupt (never in service) is the APIC's normal business.
-        let n = if vector == SPURIOUS_VECTOR && !delivered { STRAYS_LOGGED } else { STRAYS.fetch_add(1, Ordering::Relaxed) };
+        let n = if vector == SPURIOUS_VECTOR && !delivered {
+            STRAYS_LOGGED
+        } else {
+            STRAYS.fetch_add(1, Ordering::Relaxed)
+        };
         if n < STRAYS_LOGGED {
             hvlog!(
                 "stray vector {vector:#x} ignored (raised by a device, the legacy PIC or the platform: no domain's fault){}",
