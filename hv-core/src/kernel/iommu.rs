@@ -63,6 +63,8 @@ pub struct Iommu {
     attached: Vec<(Bdf, usize, DomId)>,
     last_poll_ns: u64,
     faults_logged: u64,
+    /// A fault event interrupt arrived: read the records now, not at the next poll.
+    event: bool,
 }
 
 /// Faults checked at most this often (each check is one register read per unit).
@@ -165,7 +167,19 @@ pub fn init(acpi: Option<AcpiRoot>, frames: &mut FrameAllocator) -> Option<Iommu
         }
         units.push(UnitState { hw, root, contexts: Vec::new(), irt });
     }
-    Some(Iommu { dmar, units, levels, spaces: Vec::new(), attached: Vec::new(), last_poll_ns: 0, faults_logged: 0 })
+    for u in &units {
+        u.hw.enable_fault_interrupt(crate::arch::trap::IOMMU_FAULT_VECTOR);
+    }
+    Some(Iommu {
+        dmar,
+        units,
+        levels,
+        spaces: Vec::new(),
+        attached: Vec::new(),
+        last_poll_ns: 0,
+        faults_logged: 0,
+        event: false,
+    })
 }
 
 /// Turns on queued invalidation and interrupt remapping with an empty table (no entry present:
@@ -330,13 +344,23 @@ impl Hv {
         ok || mine.is_empty()
     }
 
-    /// Reads the units' fault records (at most every [`POLL_INTERVAL_NS`]): each fault is
-    /// logged with the device and address, and the device's owner is ended.
+    /// The fault event interrupt: a unit recorded a fault. The records are read on the way out
+    /// of this entry (`sched::leave` polls before it picks what runs), not at the next poll.
+    pub fn iommu_fault_event(&mut self) {
+        if let Some(io) = self.iommu.as_mut() {
+            io.event = true;
+        }
+    }
+
+    /// Reads the units' fault records (at once after a fault event interrupt, else at most
+    /// every [`POLL_INTERVAL_NS`]): each fault is logged with the device and address, and the
+    /// device's owner is ended.
     pub fn poll_iommu(&mut self, now: u64) {
         let Some(io) = self.iommu.as_mut() else { return };
-        if now.saturating_sub(io.last_poll_ns) < POLL_INTERVAL_NS {
+        if !io.event && now.saturating_sub(io.last_poll_ns) < POLL_INTERVAL_NS {
             return;
         }
+        let how = if core::mem::take(&mut io.event) { "fault event" } else { "poll" };
         io.last_poll_ns = now;
         // Owners to end, and whether for an interrupt (else a DMA access).
         let mut culprits: Vec<(DomId, bool)> = Vec::new();
@@ -358,11 +382,11 @@ impl Hv {
                     };
                     lines.push(match (interrupts::fault_index(f.reason, f.raw_lo), interrupts::reason_text(f.reason)) {
                         (Some(index), Some(why)) => alloc::format!(
-                            "iommu: interrupt blocked: {who} device pci {bdf} sent interrupt entry {index}: {why} (reason {:#x})",
+                            "iommu: interrupt blocked: {who} device pci {bdf} sent interrupt entry {index}: {why} (reason {:#x}; found by {how})",
                             f.reason
                         ),
                         _ => alloc::format!(
-                            "iommu: DMA fault: {who} device pci {bdf} {} at {:#x}: {} (reason {:#x})",
+                            "iommu: DMA fault: {who} device pci {bdf} {} at {:#x}: {} (reason {:#x}; found by {how})",
                             if f.read { "read" } else { "write" },
                             f.address,
                             entries::reason_text(f.reason),

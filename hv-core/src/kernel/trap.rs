@@ -4,8 +4,8 @@
 use super::sched::leave;
 use super::{HV, Hv, console, hypercall};
 use crate::arch::trap::{
-    DEVICE_VECTOR_BASE, DEVICE_VECTORS, EXCEPTION_VECTORS, PAGE_FAULT_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
-    VECTOR_NO_ERROR_CODE, alignment_check_flag, exception_name, fault_address,
+    DEVICE_VECTOR_BASE, DEVICE_VECTORS, EXCEPTION_VECTORS, IOMMU_FAULT_VECTOR, PAGE_FAULT_VECTOR, SPURIOUS_VECTOR,
+    TIMER_VECTOR, VECTOR_NO_ERROR_CODE, alignment_check_flag, exception_name, fault_address,
 };
 use crate::arch::{TrapFrame, apic};
 use crate::hvlog;
@@ -40,6 +40,7 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         in_service: vector < EXCEPTION_VECTORS && apic::in_service(vector),
         missing_error_code: frame.vector & VECTOR_NO_ERROR_CODE != 0,
         kernel_vector: vector == TIMER_VECTOR
+            || vector == IOMMU_FAULT_VECTOR
             || (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&vector),
     });
     if action == TrapAction::Stray {
@@ -69,6 +70,12 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
         // Interrupted the hypervisor itself: only the idle loop runs with interrupts on.
         match vector {
             TIMER_VECTOR => apic::eoi(),
+            IOMMU_FAULT_VECTOR => {
+                apic::eoi();
+                if let Some(hv) = HV.lock().as_mut() {
+                    hv.iommu_fault_event();
+                }
+            }
             v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
                 apic::eoi();
                 if let Some(hv) = HV.lock().as_mut() {
@@ -103,6 +110,10 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
             v if (DEVICE_VECTOR_BASE..DEVICE_VECTOR_BASE + DEVICE_VECTORS).contains(&v) => {
                 apic::eoi();
                 hv.device_interrupt(v);
+            }
+            IOMMU_FAULT_VECTOR => {
+                apic::eoi();
+                hv.iommu_fault_event();
             }
             _ => {}
         },

@@ -12,6 +12,8 @@ use x86_64::structures::DescriptorTablePointer;
 /// Vector number recorded for frames saved by the syscall stub.
 pub const SYSCALL_VECTOR: u64 = 0x100;
 pub const TIMER_VECTOR: u8 = 0x40;
+/// The IOMMU's fault event interrupt.
+pub const IOMMU_FAULT_VECTOR: u8 = 0x48;
 /// Vectors for device interrupts (MSI-X), one per assigned device function.
 pub const DEVICE_VECTOR_BASE: u8 = 0x50;
 pub const DEVICE_VECTORS: u8 = 8;

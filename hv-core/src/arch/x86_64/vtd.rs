@@ -1,8 +1,9 @@
 //! Intel VT-d remapping hardware: one unit's registers (spec §10.4), reached uncached through
 //! the direct map (units sit in 3–4 GiB on every platform we boot; QEMU's at 0xfed90000), and the
 //! ACPI tables that lead to it. Invalidation is register-based until the invalidation queue is
-//! turned on (interrupt remapping needs it), then queued only; the fault event interrupt stays
-//! masked: faults are polled. Every `unsafe` MMIO access is in `read`/`write` below.
+//! turned on (interrupt remapping needs it), then queued only. A new fault raises the fault
+//! event interrupt (a compatibility-format message the unit sends itself, never remapped);
+//! faults are also polled. Every `unsafe` MMIO access is in `read`/`write` below.
 
 use super::paging::{self, phys_to_virt};
 use crate::iommu::entries::FaultRecord;
@@ -19,6 +20,10 @@ const GSTS: u64 = 0x1c;
 const RTADDR: u64 = 0x20;
 const CCMD: u64 = 0x28;
 const FSTS: u64 = 0x34;
+const FECTL: u64 = 0x38;
+const FEDATA: u64 = 0x3c;
+const FEADDR: u64 = 0x40;
+const FEUADDR: u64 = 0x44;
 const IQH: u64 = 0x80;
 const IQT: u64 = 0x88;
 const IQA: u64 = 0x90;
@@ -264,6 +269,14 @@ impl Unit {
         self.command(SIRTP, "setting the interrupt remapping table", |s| s & SIRTP != 0)?;
         self.invalidate_interrupt_entries()?;
         self.command(IRE, "enabling interrupt remapping", |s| s & IRE != 0)
+    }
+
+    /// Has the unit raise `vector` on the boot CPU when it records a fault (FECTL.IM cleared).
+    pub fn enable_fault_interrupt(&self, vector: u8) {
+        self.write32(FEDATA, vector as u32);
+        self.write32(FEADDR, 0xfee0_0000);
+        self.write32(FEUADDR, 0);
+        self.write32(FECTL, 0);
     }
 
     /// Whether compatibility-format interrupts pass (GSTS.CFIS), for the boot line.
