@@ -26,11 +26,13 @@ pub enum Mode {
     Selftest,
     /// Share a port and two grants with a paravirtual peer domain, wait for its event, answer.
     Share,
+    /// Map two grants of a paravirtual peer, let the peer die, use the revoked mappings.
+    Revoke,
 }
 
 impl Mode {
     /// Every mode with its command-line word.
-    pub const ALL: [(Mode, &'static str); 7] = [
+    pub const ALL: [(Mode, &'static str); 8] = [
         (Mode::Hello, "hello"),
         (Mode::Hostile, "hostile"),
         (Mode::Bench, "bench"),
@@ -38,6 +40,7 @@ impl Mode {
         (Mode::TripleFault, "triple-fault"),
         (Mode::Selftest, "selftest"),
         (Mode::Share, "share"),
+        (Mode::Revoke, "revoke"),
     ];
 
     /// The command-line word.
@@ -46,8 +49,8 @@ impl Mode {
     }
 }
 
-/// The parsed command line: `<mode> [oob] [grant <domid>] [hold=<yields>]`, where `share` is
-/// followed by its peer's domid (`share <domid>`).
+/// The parsed command line: `<mode> [oob] [grant <domid>] [hold=<yields>]`, where `share` and
+/// `revoke` are followed by their peer's domid (`share <domid>`, `revoke <domid>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     pub mode: Mode,
@@ -57,7 +60,7 @@ pub struct Options {
     pub grant_to: Option<u16>,
     /// `hold=<n>`: yield `n` times before shutting down (time for a peer to use the grant).
     pub hold: u64,
-    /// `share <domid>`: the paravirtual peer to share a port and grants with.
+    /// `share <domid>` / `revoke <domid>`: the paravirtual peer to share a port and grants with.
     pub peer: Option<u16>,
 }
 
@@ -72,7 +75,7 @@ pub enum CmdlineError<'a> {
     BadGrant,
     /// `hold=` without a number.
     BadHold,
-    /// `share` without a valid peer domid after it.
+    /// `share` or `revoke` without a valid peer domid after it.
     BadPeer,
     /// A word that means nothing.
     UnknownWord(&'a str),
@@ -85,7 +88,7 @@ impl core::fmt::Display for CmdlineError<'_> {
             CmdlineError::UnknownMode(w) => write!(f, "unknown mode {w:?}"),
             CmdlineError::BadGrant => write!(f, "`grant` needs a domid below 0x7ff0"),
             CmdlineError::BadHold => write!(f, "`hold=` needs a decimal count"),
-            CmdlineError::BadPeer => write!(f, "`share` needs a peer domid below 0x7ff0"),
+            CmdlineError::BadPeer => write!(f, "`share` and `revoke` need a peer domid below 0x7ff0"),
             CmdlineError::UnknownWord(w) => write!(f, "unknown word {w:?}"),
         }
     }
@@ -110,7 +113,7 @@ pub fn parse_cmdline(line: &str) -> Result<Options, CmdlineError<'_>> {
     let first = words.next().ok_or(CmdlineError::Empty)?;
     let mode = Mode::ALL.iter().find(|(_, n)| *n == first).map(|(m, _)| *m).ok_or(CmdlineError::UnknownMode(first))?;
     let mut options = Options { mode, oob: false, grant_to: None, hold: 0, peer: None };
-    if mode == Mode::Share {
+    if matches!(mode, Mode::Share | Mode::Revoke) {
         options.peer = Some(words.next().and_then(parse_domid).ok_or(CmdlineError::BadPeer)?);
     }
     while let Some(word) = words.next() {
@@ -183,6 +186,19 @@ pub fn copy_grant_in(text: &str) -> Option<u32> {
     let digits = rest.find(|c: char| !c.is_ascii_digit()).map_or(rest, |end| &rest[..end]);
     digits.parse().ok()
 }
+
+/// `revoke` mode: the grant refs of the peer's two pages (the first two its runtime hands out).
+pub const REVOKE_REFS: [u32; 2] = [8, 9];
+
+/// `revoke` mode: word `i` (0..512) of the pattern the HVM guest writes through a revoked
+/// mapping. `hvm-granter` (frontends/test-domains) computes the same words to look for them in
+/// its RAM; both print [`REVOKE_PATTERN_SEED`], which the scenario compares.
+pub const fn revoke_pattern(i: usize) -> u64 {
+    REVOKE_PATTERN_SEED ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// `revoke` mode: the pattern's word 0.
+pub const REVOKE_PATTERN_SEED: u64 = 0x5245_564f_4b45_4421;
 
 /// `share` mode: the callback vector events arrive on (Linux's `HYPERVISOR_CALLBACK_VECTOR`).
 pub const CALLBACK_VECTOR: u8 = 0xf3;
@@ -265,8 +281,11 @@ mod tests {
         let o = parse_cmdline("share 2 hold=5").unwrap();
         assert_eq!(o, Options { mode: Mode::Share, oob: false, grant_to: None, hold: 5, peer: Some(2) });
         assert_eq!(parse_cmdline("hostile grant 0x10").unwrap().grant_to, Some(16));
+        let o = parse_cmdline("revoke 3").unwrap();
+        assert_eq!(o, Options { mode: Mode::Revoke, oob: false, grant_to: None, hold: 0, peer: Some(3) });
         for mode in Mode::ALL {
-            let line = if mode.0 == Mode::Share { format!("{} 1", mode.1) } else { mode.1.to_owned() };
+            let peer = matches!(mode.0, Mode::Share | Mode::Revoke);
+            let line = if peer { format!("{} 1", mode.1) } else { mode.1.to_owned() };
             assert_eq!(parse_cmdline(&line).unwrap().mode.name(), mode.1);
         }
     }
@@ -285,6 +304,8 @@ mod tests {
         assert_eq!(parse_cmdline("share"), Err(CmdlineError::BadPeer));
         assert_eq!(parse_cmdline("share hold=3"), Err(CmdlineError::BadPeer));
         assert_eq!(parse_cmdline("share 32752"), Err(CmdlineError::BadPeer));
+        assert_eq!(parse_cmdline("revoke"), Err(CmdlineError::BadPeer));
+        assert_eq!(parse_cmdline("revoke x"), Err(CmdlineError::BadPeer));
     }
 
     #[test]
@@ -342,6 +363,14 @@ mod tests {
         lb.flush(|l| out.push(l.to_vec()));
         assert_eq!(out.last().unwrap(), b"k");
         lb.flush(|_| panic!("nothing left"));
+    }
+
+    #[test]
+    fn the_revoke_pattern_starts_with_its_seed_and_has_no_repeated_word() {
+        assert_eq!(revoke_pattern(0), REVOKE_PATTERN_SEED);
+        let words: std::collections::BTreeSet<u64> = (0..512).map(revoke_pattern).collect();
+        assert_eq!(words.len(), 512);
+        assert!(!words.contains(&0));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The kernel proper: boot information, the console, the modes.
 
 mod arch;
+mod events;
 mod hostile;
+mod revoke;
 mod share;
 mod xen;
 
@@ -161,8 +163,8 @@ extern "C" fn pvh_probe_main(start_info: u64) -> ! {
             say!(console, "pvh-probe: command line {text:?}: {e}");
             say!(
                 console,
-                "pvh-probe: usage: hello | hostile [grant <domid>] [hold=<n>] [oob] | share <domid> [hold=<n>] | bench \
-                 | panic | triple-fault | selftest"
+                "pvh-probe: usage: hello | hostile [grant <domid>] [hold=<n>] [oob] | share <domid> [hold=<n>] | revoke <domid> \
+                 | bench | panic | triple-fault | selftest"
             );
             finish_failed(&mut console, on_xen.is_some())
         }
@@ -180,6 +182,7 @@ extern "C" fn pvh_probe_main(start_info: u64) -> ! {
         Mode::Hello => hello(&mut console, base),
         Mode::Hostile => hostile::run(&mut console, &boot, &options),
         Mode::Share => share::run(&mut console, &boot, &options),
+        Mode::Revoke => revoke::run(&mut console, &boot, &options),
         Mode::Bench => bench(&mut console),
         Mode::Panic => {
             say!(console, "pvh-probe: panic mode, shutting down (crash)");

@@ -13,18 +13,13 @@
 //! the peer let go of both grants, end them and power off.
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
-use super::xen::{self, Outcome, addr, addr_mut, call};
+use super::events::{enable_upcalls, take_pending};
+use super::xen::{self, Outcome, add_to_physmap, addr_mut, call, map_grant, unmap_grant};
 use super::{Boot, Console, arch, say, shutdown};
-use hv_abi::xen::{BITS_PER_WORD, EVTCHN_MASK_OFFSET, EVTCHN_PENDING_OFFSET, VCPU_INFO_PENDING_SEL, vcpu_info_offset};
-use hv_abi::xen::{
-    EvtchnAllocUnbound, EvtchnSend, EvtchnUnmask, GrantEntryV1, XenAddToPhysmap, XenHvmParam, errno, evtchnop, gtf,
-    hvm_param, hvmop, nr, shutdown_reason, xenmapspace, xenmem,
-};
-use hv_abi::xen::{
-    GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef, gntcopy, gntmap, gntst, gnttabop,
-};
+use hv_abi::xen::{GnttabCopy, GnttabCopyPtr, gntcopy, gntmap, gntst, gnttabop};
+use hv_abi::xen::{GrantEntryV1, gtf, nr, shutdown_reason, xenmapspace};
 use pvh_probe::{
     CALLBACK_VECTOR, COPY_BACK_TEXT, MAPPED_TEXT, Options, PEER_COPY_MARKER, SHARE_MARKER, SHARE_READONLY_REF,
     SHARE_WRITABLE_REF,
@@ -50,27 +45,10 @@ fn fail(console: &mut Console, what: core::fmt::Arguments<'_>) -> ! {
     shutdown(console, shutdown_reason::CRASH)
 }
 
-/// `XENMEM_add_to_physmap(space, idx, gpfn)` for this domain.
-fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> xen::HcResult {
-    let arg = XenAddToPhysmap { domid: hv_abi::xen::domid::SELF, size: 0, space, idx, gpfn };
-    call(nr::MEMORY_OP, [xenmem::ADD_TO_PHYSMAP, addr(&arg), 0, 0, 0])
-}
-
 /// `EVTCHNOP_alloc_unbound` for `peer`, yielding while the peer does not exist yet.
 fn alloc_unbound(console: &mut Console, peer: u16) -> u32 {
-    let mut yields = 0;
-    loop {
-        let mut alloc = EvtchnAllocUnbound { dom: hv_abi::xen::domid::SELF, remote_dom: peer, port: 0 };
-        let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::ALLOC_UNBOUND, addr_mut(&mut alloc), 0, 0, 0]);
-        match result.map(errno::result) {
-            Ok(Ok(0)) => return alloc.port,
-            Ok(Err(errno::ESRCH)) if yields < PEER_WAIT_YIELDS => {
-                yields += 1;
-                let _ = xen::yield_now();
-            }
-            _ => fail(console, format_args!("EVTCHNOP_alloc_unbound for domain {peer}: {}", Outcome(result))),
-        }
-    }
+    xen::alloc_unbound(peer, PEER_WAIT_YIELDS)
+        .unwrap_or_else(|outcome| fail(console, format_args!("EVTCHNOP_alloc_unbound for domain {peer}: {outcome}")))
 }
 
 /// Writes grant entry `gref` of the table mapped at `table`: domid and frame first, flags last.
@@ -161,26 +139,6 @@ fn copy_with_peer(console: &mut Console, peer: u16, gref: Option<u32>) {
     );
 }
 
-/// One `GNTTABOP_map_grant_ref` element; returns (status, handle).
-fn map_grant(peer: u16, gref: u32, host_addr: u64, flags: u32) -> (i16, u32) {
-    let mut op = GnttabMapGrantRef { host_addr, flags, gref, dom: peer, status: 1, ..Default::default() };
-    let result = call(nr::GRANT_TABLE_OP, [gnttabop::MAP_GRANT_REF, addr_mut(&mut op), 1, 0, 0]);
-    if result != Ok(0) {
-        return (i16::MIN, 0);
-    }
-    (op.status, op.handle)
-}
-
-/// One `GNTTABOP_unmap_grant_ref` element; returns its status.
-fn unmap_grant(host_addr: u64, handle: u32) -> i16 {
-    let mut op = GnttabUnmapGrantRef { host_addr, handle, status: 1, ..Default::default() };
-    let result = call(nr::GRANT_TABLE_OP, [gnttabop::UNMAP_GRANT_REF, addr_mut(&mut op), 1, 0, 0]);
-    if result != Ok(0) {
-        return i16::MIN;
-    }
-    op.status
-}
-
 /// Maps the peer's grant `gref` at our guest frame `gfn` (above RAM), reads what the copy put
 /// there, writes [`MAPPED_TEXT`] through the mapping and unmaps it; maps it read-only and reads
 /// it again; then a mapping over our own RAM, an unaligned address and an unknown handle must
@@ -229,33 +187,6 @@ fn map_peer_grant(console: &mut Console, peer: u16, gref: u32, gfn: u64) {
          over our RAM {over_ram}, unaligned {unaligned}, unknown handle {bad_handle}",
         pvh_probe::cmdline_text(&buf)
     );
-}
-
-/// A word of shared_info at `offset`, as an atomic (the hypervisor changes it concurrently).
-fn shared_word(shared_info: u64, offset: usize) -> &'static AtomicU64 {
-    // SAFETY: shared_info is mapped at `shared_info` (identity map, below 4 GiB, checked by the
-    // caller of `run`) for the rest of this domain's life; the offsets used are 8-aligned words
-    // inside the page; any bit pattern is a valid AtomicU64.
-    unsafe { &*((shared_info + offset as u64) as *const AtomicU64) }
-}
-
-/// Takes the pending, unmasked ports (Xen's 2-level scan: selector word, then bitmap words),
-/// clearing each one's pending bit, and calls `f` for each.
-fn take_pending(shared_info: u64, mut f: impl FnMut(u32)) {
-    let selector = shared_word(shared_info, vcpu_info_offset(0) + VCPU_INFO_PENDING_SEL).swap(0, Ordering::SeqCst);
-    let mut pending = [0u64; BITS_PER_WORD];
-    let mut mask = [0u64; BITS_PER_WORD];
-    for w in 0..BITS_PER_WORD {
-        pending[w] = shared_word(shared_info, EVTCHN_PENDING_OFFSET + w * 8).load(Ordering::SeqCst);
-        mask[w] = shared_word(shared_info, EVTCHN_MASK_OFFSET + w * 8).load(Ordering::SeqCst);
-    }
-    let mut ports = [0u32; 16];
-    let n = pvh_probe::pending_ports(selector, &pending, &mask, &mut ports);
-    for &port in &ports[..n] {
-        let word = port as usize / BITS_PER_WORD;
-        shared_word(shared_info, EVTCHN_PENDING_OFFSET + word * 8).fetch_and(!(1 << (port % 64)), Ordering::SeqCst);
-        f(port);
-    }
 }
 
 /// The writable page's text: up to its first NUL, at most `TEXT_MAX` bytes, valid UTF-8.
@@ -317,19 +248,11 @@ pub fn run(console: &mut Console, boot: &Boot, options: &Options) -> ! {
     );
 
     // Events: the callback vector, vcpu_info 0 in shared_info, the port unmasked.
-    arch::install_upcall(CALLBACK_VECTOR, shared_info + vcpu_info_offset(0) as u64);
-    let mut param = XenHvmParam {
-        domid: hv_abi::xen::domid::SELF,
-        pad: 0,
-        index: hvm_param::CALLBACK_IRQ,
-        value: (hvm_param::CALLBACK_TYPE_VECTOR << hvm_param::CALLBACK_TYPE_SHIFT) | CALLBACK_VECTOR as u64,
-    };
-    let result = call(nr::HVM_OP, [hvmop::SET_PARAM, addr_mut(&mut param), 0, 0, 0]);
+    let result = enable_upcalls(shared_info);
     if !matches!(result, Ok(0)) {
         fail(console, format_args!("HVM_PARAM_CALLBACK_IRQ: {}", Outcome(result)));
     }
-    let unmask = EvtchnUnmask { port };
-    let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::UNMASK, addr(&unmask), 0, 0, 0]);
+    let result = xen::unmask(port);
     if !matches!(result, Ok(0)) {
         fail(console, format_args!("EVTCHNOP_unmask({port}): {}", Outcome(result)));
     }
@@ -374,8 +297,7 @@ pub fn run(console: &mut Console, boot: &Boot, options: &Options) -> ! {
 
     // Said before sending: the peer may run (and print) as soon as the event is sent.
     say!(console, "pvh-probe: answering on port {port}");
-    let send = EvtchnSend { port };
-    let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::SEND, addr(&send), 0, 0, 0]);
+    let result = xen::send(port);
     if !matches!(result, Ok(0)) {
         fail(console, format_args!("EVTCHNOP_send({port}): {}", Outcome(result)));
     }

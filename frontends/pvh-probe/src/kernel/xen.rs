@@ -4,7 +4,10 @@
 use core::fmt;
 
 use super::arch::{self, Fault};
-use hv_abi::xen::{SchedShutdown, XenFeatureInfo, consoleio, cpuid, errno, nr, schedop, xenver};
+use hv_abi::xen::{
+    EvtchnAllocUnbound, EvtchnSend, EvtchnStatus, EvtchnUnmask, GnttabMapGrantRef, GnttabUnmapGrantRef, SchedShutdown,
+    XenAddToPhysmap, XenFeatureInfo, consoleio, cpuid, errno, evtchnop, gnttabop, nr, schedop, xenmem, xenver,
+};
 
 /// A hypercall's outcome: the CPU delivered an exception, or `rax`.
 pub type HcResult = Result<u64, Fault>;
@@ -77,6 +80,73 @@ pub fn shutdown(reason: u32) -> HcResult {
 /// `sched_op(SCHEDOP_yield)`.
 pub fn yield_now() -> HcResult {
     call(nr::SCHED_OP, [schedop::YIELD, 0, 0, 0, 0])
+}
+
+/// `XENMEM_add_to_physmap(space, idx, gpfn)` for this domain.
+pub fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> HcResult {
+    let arg = XenAddToPhysmap { domid: hv_abi::xen::domid::SELF, size: 0, space, idx, gpfn };
+    call(nr::MEMORY_OP, [xenmem::ADD_TO_PHYSMAP, addr(&arg), 0, 0, 0])
+}
+
+/// `EVTCHNOP_alloc_unbound` for `peer`, yielding while the peer does not exist (`-ESRCH`), at
+/// most `max_yields` times. On failure, the last outcome.
+pub fn alloc_unbound(peer: u16, max_yields: u32) -> Result<u32, Outcome> {
+    let mut yields = 0;
+    loop {
+        let mut alloc = EvtchnAllocUnbound { dom: hv_abi::xen::domid::SELF, remote_dom: peer, port: 0 };
+        let result = call(nr::EVENT_CHANNEL_OP, [evtchnop::ALLOC_UNBOUND, addr_mut(&mut alloc), 0, 0, 0]);
+        match result.map(errno::result) {
+            Ok(Ok(0)) => return Ok(alloc.port),
+            Ok(Err(errno::ESRCH)) if yields < max_yields => {
+                yields += 1;
+                let _ = yield_now();
+            }
+            _ => return Err(Outcome(result)),
+        }
+    }
+}
+
+/// `EVTCHNOP_send(port)`.
+pub fn send(port: u32) -> HcResult {
+    let send = EvtchnSend { port };
+    call(nr::EVENT_CHANNEL_OP, [evtchnop::SEND, addr(&send), 0, 0, 0])
+}
+
+/// `EVTCHNOP_unmask(port)`.
+pub fn unmask(port: u32) -> HcResult {
+    let unmask = EvtchnUnmask { port };
+    call(nr::EVENT_CHANNEL_OP, [evtchnop::UNMASK, addr(&unmask), 0, 0, 0])
+}
+
+/// `EVTCHNOP_status` of our own `port`.
+pub fn status(port: u32) -> Result<EvtchnStatus, Outcome> {
+    let mut st = EvtchnStatus { dom: hv_abi::xen::domid::SELF, port, ..Default::default() };
+    match call(nr::EVENT_CHANNEL_OP, [evtchnop::STATUS, addr_mut(&mut st), 0, 0, 0]) {
+        Ok(0) => Ok(st),
+        other => Err(Outcome(other)),
+    }
+}
+
+/// One `GNTTABOP_map_grant_ref` element; returns (status, handle), `i16::MIN` if the call
+/// itself failed.
+pub fn map_grant(peer: u16, gref: u32, host_addr: u64, flags: u32) -> (i16, u32) {
+    let mut op = GnttabMapGrantRef { host_addr, flags, gref, dom: peer, status: 1, ..Default::default() };
+    let result = call(nr::GRANT_TABLE_OP, [gnttabop::MAP_GRANT_REF, addr_mut(&mut op), 1, 0, 0]);
+    if result != Ok(0) {
+        return (i16::MIN, 0);
+    }
+    (op.status, op.handle)
+}
+
+/// One `GNTTABOP_unmap_grant_ref` element; returns its status (`i16::MIN` if the call itself
+/// failed).
+pub fn unmap_grant(host_addr: u64, handle: u32) -> i16 {
+    let mut op = GnttabUnmapGrantRef { host_addr, handle, status: 1, ..Default::default() };
+    let result = call(nr::GRANT_TABLE_OP, [gnttabop::UNMAP_GRANT_REF, addr_mut(&mut op), 1, 0, 0]);
+    if result != Ok(0) {
+        return i16::MIN;
+    }
+    op.status
 }
 
 /// Displays a hypercall outcome: `0`, `0x40011`, `-EFAULT`, `-errno 200`, `ud`, `gp(0x0)`.
