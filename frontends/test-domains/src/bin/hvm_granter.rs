@@ -78,7 +78,9 @@ fn run() -> Result<(), String> {
     }
 }
 
-/// Binds to `remote_port` of `peer`, retrying until it exists (or the deadline passes).
+/// Binds to `remote_port` of `peer`, retrying until the port exists (or the deadline passes).
+/// Gives up at once when `peer` is gone: then each restart of ours would wait in vain, and the
+/// crashes in a row make Dom0 give up on us soon.
 fn bind(peer: DomId, remote_port: u32) -> Result<u32, String> {
     let deadline = deadline();
     loop {
@@ -88,6 +90,7 @@ fn bind(peer: DomId, remote_port: u32) -> Result<u32, String> {
                 evtchn::clear(port);
                 return Ok(port);
             }
+            Err(Error::Srch) => return Err(format!("binding to port {remote_port} of domain {peer}: it is gone")),
             Err(e) if now_ns() >= deadline => {
                 return Err(format!("binding to port {remote_port} of domain {peer}: {} (gave up)", e.name()));
             }
