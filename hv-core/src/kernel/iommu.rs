@@ -65,6 +65,9 @@ pub struct Iommu {
     faults_logged: u64,
     /// A fault event interrupt arrived: read the records now, not at the next poll.
     event: bool,
+    /// The last fault read (source, page, reason, read): a device repeats a refused access
+    /// (QEMU's retries of one transfer), and the repeats say nothing new.
+    last_fault: Option<(u16, u64, u8, bool)>,
 }
 
 /// Faults checked at most this often (each check is one register read per unit).
@@ -179,6 +182,7 @@ pub fn init(acpi: Option<AcpiRoot>, frames: &mut FrameAllocator) -> Option<Iommu
         last_poll_ns: 0,
         faults_logged: 0,
         event: false,
+        last_fault: None,
     })
 }
 
@@ -372,10 +376,15 @@ impl Hv {
                     .push(alloc::format!("iommu: unit at {:#x}: fault records overflowed (faults lost)", unit.hw.base));
             }
             for f in faults {
+                // A repeat is not logged again, but its device's owner is still ended.
+                let key = (f.source, f.address, f.reason, f.read);
+                let repeat = io.last_fault.replace(key) == Some(key);
                 let bdf = entries::bdf_of_source(f.source);
                 let owner = self.pci.iter().find(|d| d.bdf == bdf).and_then(|d| d.owner);
-                io.faults_logged += 1;
-                if io.faults_logged <= FAULTS_LOGGED {
+                if !repeat {
+                    io.faults_logged += 1;
+                }
+                if !repeat && io.faults_logged <= FAULTS_LOGGED {
                     let who = match owner {
                         Some(o) => alloc::format!("domain {o}'s"),
                         None => "an unowned".into(),
