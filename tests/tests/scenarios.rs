@@ -347,7 +347,7 @@ fn kvlog_persists_records_on_blkback_over_the_blkif_ring() {
         "[dom0] device vbd/0: kvlog (domain *) served by blkback (domain *)",
         "[blkback] vbd */51712: 8 MiB at 0 MiB, read-write; InitWait",
         "[blkback] vbd */51712: connected to domain *: ring ref *, port *",
-        "[kvlog] blkfront: vbd connected to backend domain *: 16384 sectors, read-write, ring ref *, port *",
+        "[kvlog] blkfront: vbd connected to backend domain *: 16384 sectors, read-write, ring ref *, port *, indirect requests of up to 32 segments",
         "[kvlog] disk: 16384 sectors (8 MiB), read-write",
         "[kvlog] found 0 records (0 keys) at start, formatted a blank disk; log ends at sector 1",
         "[kvlog] appended 300 records (seq 1..300) in * ms, each flushed before acknowledged",
@@ -483,7 +483,8 @@ fn blkfront_reconnects_when_its_backend_restarts_and_no_acknowledged_write_is_lo
         "[dom0] restarting blkback (domain 1) with the frontend * records in",
         "[dom0] started blkback again as domain *",
         "[kvlog] blkfront: backend went * with requests in flight; reconnecting",
-        "[kvlog] blkfront: vbd connected to backend domain *: *",
+        // The new backend's limits are negotiated again.
+        "[kvlog] blkfront: vbd connected to backend domain *: *, indirect requests of up to 32 segments",
         "[kvlog] appended 600 records (seq 1..600) in * ms, each flushed before acknowledged",
         "[kvlog] verified 600 records, 0 bad",
     ]);
