@@ -443,6 +443,12 @@ fn kvlog_records_persist_across_reboots_on_the_real_disk() {
         "[hv] domain 1 (blkback) released *",
     ]);
     first.expect_no_line("[hv] iommu: DMA fault*");
+    // 512 KiB in one transfer: blkfront sends it as indirect requests (32 segments each with
+    // kvlog's 64-page pool), blkback serves them.
+    first.expect_in_order(&[
+        "[kvlog] blkfront: vbd connected to backend domain 1: * indirect requests of up to 32 segments",
+        "[kvlog] bulk: 512 KiB written and read back at sector 15360 in one transfer each: match",
+    ]);
     // Same disk image, new QEMU without the IOMMU: the transitional device (1af4:1001) is the
     // one the topology names, and every acknowledged record is there.
     let second = Scenario::new("blk-disk").without_iommu().disks_in(&dir).run();
@@ -466,6 +472,12 @@ fn kvlog_records_persist_across_reboots_on_the_real_disk() {
     if records != 200 {
         second.fail(&format!("the host image holds {records} records, expected 200"));
     }
+    // The bulk region: the vdisk's last 512 KiB, as kvlog's `bulk_byte` says.
+    let bulk = &image[(12 << 20) - (512 << 10)..12 << 20];
+    if let Some(j) = (0..bulk.len()).find(|&j| bulk[j] != ((j / 4096) as u8).wrapping_mul(31) ^ j as u8 ^ 0x5a) {
+        second.fail(&format!("the bulk region in the host image differs at byte {j}"));
+    }
+    second.expect_line("[kvlog] bulk: 512 KiB written and read back at sector 15360 in one transfer each: match");
     if image[..4 << 20].iter().any(|&b| b != 0) || image[12 << 20..].iter().any(|&b| b != 0) {
         second.fail("data was written outside the vdisk's region of the disk");
     }

@@ -3,6 +3,9 @@
 //! found; then it appends `put=N` records (keys `<tag>-<i>`, default tag = its name), each flushed
 //! before it counts; re-opens the log (a fresh scan) and verifies every record it wrote. With
 //! `await_dom=D` it then waits for domain D's `data/blk-attacks` = `done` and verifies again.
+//! With `bulk_kib=N` it writes N KiB of [`bulk_byte`]s to the last N KiB of the disk in one
+//! transfer (blkfront cuts it into indirect requests where the backend offers them), flushes,
+//! reads them back in one transfer and compares.
 #![no_std]
 #![no_main]
 
@@ -48,6 +51,30 @@ fn value(tag: &str, i: u64) -> Vec<u8> {
     let len = 40 + (i * 97 % 1500) as usize;
     let seed = kvlog::fnv1a64(kvlog::FNV_OFFSET, format!("{tag}/{i}").as_bytes());
     (0..len).map(|j| (seed >> ((j % 8) * 8)) as u8 ^ j as u8).collect()
+}
+
+/// Byte `j` of the bulk region (the host recomputes it to check the image).
+pub fn bulk_byte(j: usize) -> u8 {
+    ((j / 4096) as u8).wrapping_mul(31) ^ j as u8 ^ 0x5a
+}
+
+/// The bulk check: one large write, a flush, one large read, compared.
+fn bulk(disk: &mut BlkFront, kib: u64, log_tail: u64) -> Result<(), String> {
+    let sectors = kib * 2;
+    let Some(at) = disk.capacity().checked_sub(sectors).filter(|&at| at > log_tail) else {
+        return Err(format!("bulk_kib={kib} does not fit between the log's end and the disk's end"));
+    };
+    let data: Vec<u8> = (0..(kib * 1024) as usize).map(bulk_byte).collect();
+    disk.write(at, &data).map_err(|e| format!("bulk write: {e}"))?;
+    disk.flush().map_err(|e| format!("bulk flush: {e}"))?;
+    let mut back = alloc::vec![0u8; data.len()];
+    disk.read(at, &mut back).map_err(|e| format!("bulk read: {e}"))?;
+    let bad = data.iter().zip(&back).filter(|(a, b)| a != b).count();
+    println!(
+        "bulk: {kib} KiB written and read back at sector {at} in one transfer each: {}",
+        if bad == 0 { String::from("match") } else { format!("{bad} bytes DIFFER") }
+    );
+    if bad > 0 { Err(format!("bulk read back {bad} wrong bytes")) } else { Ok(()) }
 }
 
 /// Checks every record `tag-0..n` against what was written; returns the number of bad ones.
@@ -129,6 +156,10 @@ fn run() -> Result<(), String> {
         println!("after the attack: rescanned {} records, re-verified {n} records, {bad} bad", log2.recovery.records);
         total_bad += bad;
         log = log2;
+    }
+    if let Some(kib) = hv_rt::arg("bulk_kib").and_then(|v| v.parse().ok()) {
+        let tail = log.tail();
+        bulk(&mut log.disk_mut().0, kib, tail)?;
     }
     println!("kvlog summary: records={} keys={} bad={total_bad}", log.records(), log.len());
     if total_bad > 0 {
