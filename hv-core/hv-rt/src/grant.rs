@@ -4,7 +4,7 @@
 //! busy bits (`READING`/`WRITING`) while a peer maps it, so `end_access` refuses to take back a
 //! page that is still mapped. Entries are written domid and frame first, flags last.
 use crate::hypercall::{call, raw};
-use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use hv_abi::{DomId, Error, GrantCopy, GrantEntry, GrantOp, GrantRef, Hypercall, decode_result, gfn_of, gtf};
@@ -115,6 +115,10 @@ pub fn copy(ops: &mut [GrantCopy]) -> Result<(), Error> {
     Ok(())
 }
 
+fn page_layout() -> Result<Layout, Error> {
+    Layout::from_size_align(4096, 4096).map_err(|_| Error::Inval)
+}
+
 /// Pages granted once to one peer and reused, instead of granting and ending access per use.
 pub struct GrantedPages {
     peer: DomId,
@@ -125,17 +129,29 @@ pub struct GrantedPages {
 impl GrantedPages {
     /// Allocates and grants `count` writable pages to `peer`.
     pub fn new(peer: DomId, count: usize) -> Result<Self, Error> {
-        let mut all = Vec::with_capacity(count);
-        let layout = Layout::from_size_align(4096, 4096).map_err(|_| Error::Inval)?;
+        let mut pages = Self { peer, free: Vec::with_capacity(count), all: Vec::with_capacity(count) };
+        let layout = page_layout()?;
         for _ in 0..count {
             // SAFETY: non-zero size layout.
             let p = unsafe { alloc_zeroed(layout) };
             if p.is_null() {
+                pages.end_all();
                 return Err(Error::NoMem);
             }
-            all.push((grant_access(peer, p as u64, false)?, p as u64));
+            match grant_access(peer, p as u64, false) {
+                Ok(r) => {
+                    pages.all.push((r, p as u64));
+                    pages.free.push((r, p as u64));
+                }
+                Err(e) => {
+                    // SAFETY: allocated just above with `layout`, never granted.
+                    unsafe { dealloc(p, layout) };
+                    pages.end_all();
+                    return Err(e);
+                }
+            }
         }
-        Ok(Self { peer, free: all.clone(), all })
+        Ok(pages)
     }
 
     pub fn peer(&self) -> DomId {
@@ -153,8 +169,26 @@ impl GrantedPages {
         }
     }
 
-    /// Ends every grant (the pages are leaked if the peer still maps them, never reused).
+    /// Ends every grant and frees the pages that are back in the pool and whose grant ended. A
+    /// page the peer still maps, or one still taken out, stays allocated and is never reused (a
+    /// backend that keeps crashing cannot make its frontend leak a pool per restart). Returns
+    /// how many grants could not be ended.
     pub fn end_all(self) -> usize {
-        self.all.iter().filter(|(r, _)| end_access(*r).is_err()).count()
+        let layout = page_layout();
+        let mut busy = 0;
+        for &(r, va) in &self.all {
+            if end_access(r).is_err() {
+                busy += 1;
+                continue;
+            }
+            if let Ok(l) = layout
+                && self.free.contains(&(r, va))
+            {
+                // SAFETY: `new` allocated `va` with this layout; its grant has ended, so the peer
+                // cannot reach it, and it is in the free list, so no caller holds it.
+                unsafe { dealloc(va as *mut u8, l) };
+            }
+        }
+        busy
     }
 }
