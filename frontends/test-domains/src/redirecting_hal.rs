@@ -6,7 +6,17 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use hv_rt::virtio::HvHal;
+use virtio_drivers::transport::pci::bus::DeviceFunction;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+/// The virtio-blk device assigned to this domain (transitional or modern id), as virtio-drivers
+/// names a PCI function.
+pub fn virtio_blk_function() -> Option<DeviceFunction> {
+    let devices = hv_rt::pci::devices().unwrap_or_default();
+    let d = devices.iter().find(|d| d.vendor == 0x1af4 && matches!(d.device, 0x1001 | 0x1042))?;
+    let bdf = hv_rt::pci::Bdf::from_u16(d.bdf);
+    Some(DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func })
+}
 
 /// The buffer whose device address is replaced (0: none).
 pub static REDIRECT: AtomicUsize = AtomicUsize::new(0);

@@ -21,17 +21,17 @@
 
 use core::sync::atomic::Ordering;
 use hv_rt::println;
+use hv_rt::time;
 use hv_rt::virtio::{HvConfigAccess, PlatformTransport};
-use hv_rt::{pci, time};
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::PciRoot;
 
 hv_rt::main!(main);
 
 #[path = "../redirecting_hal.rs"]
 mod redirecting_hal;
-use redirecting_hal::{AT_RUN_TIME, REDIRECT, REDIRECT_TO, RedirectingHal};
+use redirecting_hal::{AT_RUN_TIME, REDIRECT, REDIRECT_TO, RedirectingHal, virtio_blk_function};
 
 /// The HAL that hands the device the chosen target for the redirected buffer.
 type Redirecting = RedirectingHal<AT_RUN_TIME>;
@@ -100,12 +100,7 @@ fn main() {
         return println!("unknown target {name:?} (hv-write, hv-read, peer, unowned)");
     };
     let Some(addr) = target.address() else { return println!("no address for target {name}") };
-    let devices = pci::devices().unwrap_or_default();
-    let Some(d) = devices.iter().find(|d| d.vendor == 0x1af4 && matches!(d.device, 0x1001 | 0x1042)) else {
-        return println!("no virtio-blk device assigned");
-    };
-    let bdf = pci::Bdf::from_u16(d.bdf);
-    let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
+    let Some(df) = virtio_blk_function() else { return println!("no virtio-blk device assigned") };
     let mut root = PciRoot::new(HvConfigAccess);
     let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else { return println!("virtio transport failed") };
     let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(PlatformTransport(t)) else {

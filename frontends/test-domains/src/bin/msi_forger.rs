@@ -21,23 +21,21 @@
 #![no_main]
 
 use core::sync::atomic::Ordering;
-use hv_rt::pci;
 use hv_rt::println;
 use hv_rt::virtio::{HvConfigAccess, HvHal};
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::bus::PciRoot;
 
 hv_rt::main!(main);
 
 #[path = "../redirecting_hal.rs"]
 mod redirecting_hal;
-use redirecting_hal::{REDIRECT, RedirectingHal};
+use redirecting_hal::{AT_RUN_TIME, REDIRECT, REDIRECT_TO, RedirectingHal, virtio_blk_function};
 
-/// The HAL that hands the device MSI_WINDOW for the redirected buffer.
-type Redirecting = RedirectingHal<MSI_WINDOW>;
-/// The HAL that hands the device the remappable-format message of entry [`FOREIGN_ENTRY`].
-type RedirectingToEntry = RedirectingHal<FOREIGN_MESSAGE>;
+/// The HAL that hands the device [`MSI_WINDOW`] or [`FOREIGN_MESSAGE`] (set in `REDIRECT_TO`)
+/// for the redirected buffer.
+type Redirecting = RedirectingHal<AT_RUN_TIME>;
 
 const MSI_WINDOW: u64 = 0xfee0_0000;
 /// The interrupt entry of the first vector the hypervisor hands out (another domain's device).
@@ -65,12 +63,7 @@ fn payload() -> [u8; 512] {
 }
 
 fn main() {
-    let devices = pci::devices().unwrap_or_default();
-    let Some(d) = devices.iter().find(|d| d.vendor == 0x1af4 && matches!(d.device, 0x1001 | 0x1042)) else {
-        return println!("no virtio-blk device assigned");
-    };
-    let bdf = pci::Bdf::from_u16(d.bdf);
-    let df = DeviceFunction { bus: bdf.bus, device: bdf.dev, function: bdf.func };
+    let Some(df) = virtio_blk_function() else { return println!("no virtio-blk device assigned") };
     let mut root = PciRoot::new(HvConfigAccess);
     {
         let Ok(t) = PciTransport::new::<HvHal, _>(&mut root, df) else { return println!("virtio transport failed") };
@@ -80,25 +73,20 @@ fn main() {
         }
     }
     let mut buf = [0u8; 512];
-    let r = if hv_rt::arg("mode") == Some("remap") {
+    let target = if hv_rt::arg("mode") == Some("remap") {
         println!(
             "payload written; reading it into interrupt entry {FOREIGN_ENTRY:#x}'s message at {FOREIGN_MESSAGE:#x}"
         );
-        let Ok(t) = PciTransport::new::<RedirectingToEntry, _>(&mut root, df) else {
-            return println!("virtio transport failed");
-        };
-        let Ok(mut blk) = VirtIOBlk::<RedirectingToEntry, _>::new(t) else { return println!("virtio-blk failed") };
-        REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
-        blk.read_blocks(SECTOR, &mut buf)
+        FOREIGN_MESSAGE
     } else {
         println!("payload written; reading it into the MSI window (vectors {:#x} and {:#x})", VECTORS[0], VECTORS[1]);
-        let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else {
-            return println!("virtio transport failed");
-        };
-        let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(t) else { return println!("virtio-blk failed") };
-        REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
-        blk.read_blocks(SECTOR, &mut buf)
+        MSI_WINDOW
     };
+    REDIRECT_TO.store(target, Ordering::Relaxed);
+    let Ok(t) = PciTransport::new::<Redirecting, _>(&mut root, df) else { return println!("virtio transport failed") };
+    let Ok(mut blk) = VirtIOBlk::<Redirecting, _>::new(t) else { return println!("virtio-blk failed") };
+    REDIRECT.store(buf.as_mut_ptr() as usize, Ordering::Relaxed);
+    let r = blk.read_blocks(SECTOR, &mut buf);
     REDIRECT.store(0, Ordering::Relaxed);
     hv_rt::time::sleep_ms(50);
     println!("device DMA to the MSI window done ({r:?}); this domain is still running");
